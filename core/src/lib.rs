@@ -7,6 +7,7 @@
 //! request ids. Nothing here depends on glommio or does I/O other than reading a config file.
 
 pub mod config;
+pub mod forward;
 pub mod gateway;
 pub mod http;
 pub mod method;

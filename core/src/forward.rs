@@ -1,0 +1,224 @@
+//! What an HTTP proxy integration sends where: the backend request head built from the
+//! client's (Host rewritten, hop-by-hop headers dropped, `X-Forwarded-*` added), the client
+//! response head built from the backend's (hop-by-hop dropped, `x-amzn-RequestId` added), and
+//! mock integration responses. Pure byte building into caller-owned buffers, no allocation
+//! beyond growing them.
+
+use crate::gateway::{MockTarget, ProxyTarget, Upstream};
+use crate::http::request::RequestHead;
+use crate::http::response::ResponseHead;
+use crate::http::{is_hop_by_hop_request, is_hop_by_hop_response, BodyKind};
+use smallvec::SmallVec;
+use std::io::Write;
+use std::net::IpAddr;
+
+/// Facts about the client connection that the backend is told.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientInfo {
+    pub ip: IpAddr,
+    /// The listener port the client connected to (`X-Forwarded-Port`).
+    pub port: u16,
+    /// `http` or `https` (`X-Forwarded-Proto`).
+    pub proto: &'static str,
+}
+
+/// Header names listed in `Connection` (RFC 9110 §7.6.1): also hop-by-hop for this message.
+fn connection_tokens<'a>(headers: &[httparse::Header<'a>]) -> SmallVec<[&'a [u8]; 4]> {
+    let mut tokens = SmallVec::new();
+    for h in headers {
+        if h.name.eq_ignore_ascii_case("connection") {
+            for t in h.value.split(|&b| b == b',') {
+                let t = t.trim_ascii();
+                if !t.is_empty() {
+                    tokens.push(t);
+                }
+            }
+        }
+    }
+    tokens
+}
+
+fn named_in(tokens: &[&[u8]], name: &str) -> bool {
+    tokens.iter().any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+}
+
+fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends the backend request head for `req` to `out`.
+///
+/// `params` and `path` come from the route match; the request target is the integration's
+/// path template with them substituted and the client's query appended.
+#[allow(clippy::too_many_arguments)]
+pub fn write_upstream_head(
+    req: &RequestHead<'_, '_>,
+    upstream: &Upstream,
+    target: &ProxyTarget,
+    params: &[&str],
+    path: &str,
+    client: &ClientInfo,
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(req.method_str.as_bytes());
+    out.push(b' ');
+    target.path.write(params, path, req.query, out);
+    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    out.extend_from_slice(upstream.host_header.as_bytes());
+    out.extend_from_slice(b"\r\n");
+
+    let conn_tokens = connection_tokens(req.headers);
+    let mut xff: Option<&[u8]> = None;
+    for h in req.headers {
+        let name = h.name;
+        if is_hop_by_hop_request(name) || named_in(&conn_tokens, name) {
+            continue;
+        }
+        if name.eq_ignore_ascii_case("x-forwarded-for") {
+            // Several X-Forwarded-For headers are one comma list; keep the last one's chain
+            // only if there is a single one (the common case), else join below.
+            xff = Some(h.value);
+            continue;
+        }
+        if name.eq_ignore_ascii_case("x-forwarded-proto")
+            || name.eq_ignore_ascii_case("x-forwarded-port")
+        {
+            continue;
+        }
+        push_header(out, name.as_bytes(), h.value);
+    }
+    out.extend_from_slice(b"x-forwarded-for: ");
+    if let Some(prev) = xff {
+        let prev = prev.trim_ascii();
+        if !prev.is_empty() {
+            out.extend_from_slice(prev);
+            out.extend_from_slice(b", ");
+        }
+    }
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "{}\r\nx-forwarded-proto: {}\r\nx-forwarded-port: {}\r\n", client.ip, client.proto, client.port);
+    if req.body == BodyKind::Chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How the backend's body is passed to the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Relay {
+    /// Bytes as they come (CL, chunked to an HTTP/1.1 client, or until close).
+    Raw,
+    /// Chunk framing removed (an HTTP/1.0 client cannot read chunked); the connection closes.
+    Dechunk,
+}
+
+/// Appends the client response head for a backend response to `out` and says how to relay
+/// its body. `close`: the client connection ends after this response.
+pub fn write_client_head(
+    resp: &ResponseHead<'_, '_>,
+    client_minor_version: u8,
+    request_id: &[u8],
+    close: bool,
+    out: &mut Vec<u8>,
+) -> Relay {
+    let relay = if resp.body == BodyKind::Chunked && client_minor_version == 0 {
+        Relay::Dechunk
+    } else {
+        Relay::Raw
+    };
+    // Without chunk framing, the end of the body is the end of the connection.
+    let close = close || relay == Relay::Dechunk;
+    let _ = write!(out, "HTTP/1.1 {} {}\r\n", resp.status, resp.reason);
+    let conn_tokens = connection_tokens(resp.headers);
+    for h in resp.headers {
+        let name = h.name;
+        if is_hop_by_hop_response(name) || named_in(&conn_tokens, name) {
+            continue;
+        }
+        if relay == Relay::Dechunk && name.eq_ignore_ascii_case("transfer-encoding") {
+            continue;
+        }
+        if name.eq_ignore_ascii_case("x-amzn-requestid") {
+            continue;
+        }
+        push_header(out, name.as_bytes(), h.value);
+    }
+    push_header(out, b"x-amzn-RequestId", request_id);
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    } else if client_minor_version == 0 {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    relay
+}
+
+/// Appends a mock integration's complete response to `out` (no body for HEAD, 1xx, 204, 304).
+pub fn write_mock(
+    mock: &MockTarget,
+    request_id: &[u8],
+    close: bool,
+    head_request: bool,
+    client_minor_version: u8,
+    out: &mut Vec<u8>,
+) {
+    let _ = write!(out, "HTTP/1.1 {} {}\r\n", mock.status, reason_phrase(mock.status));
+    for (name, value) in &mock.headers {
+        push_header(out, name.as_bytes(), value.as_bytes());
+    }
+    let bodyless = matches!(mock.status, 100..=199 | 204 | 304);
+    if !bodyless {
+        let _ = write!(out, "content-length: {}\r\n", mock.body.len());
+    }
+    push_header(out, b"x-amzn-RequestId", request_id);
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    } else if client_minor_version == 0 {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !bodyless && !head_request {
+        out.extend_from_slice(&mock.body);
+    }
+}
+
+/// The standard reason phrase of a status code ("" when unknown; the phrase is optional).
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        410 => "Gone",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "",
+    }
+}
