@@ -1,1 +1,27 @@
+//! End-to-end tests: each test starts the real `tollgate` binary (built by cargo for this test
+//! target) with its own config on free loopback ports, drives it with a raw HTTP/1.1 client and
+//! checks what a real in-process origin received.
+//!
+//! Support code: `harness` (config files, starting and stopping the gateway), `origin` (the
+//! local backend), `client` (raw TCP client and response parser), `util` (body patterns and
+//! checksums). The other modules hold the tests, one topic each.
+//!
+//! Run with `cargo test -p tollgate --test e2e`.
 
+mod client;
+mod harness;
+mod origin;
+mod util;
+
+mod bodies;
+mod chunked;
+mod cli;
+mod default_config;
+mod errors;
+mod keepalive;
+mod pipelining;
+mod protocol;
+mod proxying;
+mod selftest;
+mod smuggling;
+mod timeouts;

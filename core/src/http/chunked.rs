@@ -1,12 +1,98 @@
 //! A streaming validator/decoder for chunked bodies (RFC 9112 §7.1), fed bytes as they arrive.
+//!
+//! The decoder is a byte-level state machine with O(1) state, so input may be split anywhere
+//! (one byte at a time works). It is strict, because the proxy relays the framing as received:
+//! chunk sizes are 1*HEXDIG below 2^63 with nothing before them, chunk extensions must be
+//! `;token[=token|quoted-string]` with no whitespace, every line ends in CRLF, chunk data is
+//! followed by exactly CRLF, and trailer fields are `token:value` lines in a bounded section.
+//! It stops at the end of the body: what follows belongs to the next message.
+
+use std::fmt;
+
+/// Longest chunk-size line (size, extensions; without the CRLF) accepted.
+pub const MAX_CHUNK_LINE_BYTES: u32 = 4096;
+/// Largest trailer section (trailer fields and the final CRLF) accepted.
+pub const MAX_TRAILER_BYTES: u32 = 8192;
+
+/// Chunk sizes must stay below 2^63 (what signed 64-bit parsers downstream can hold).
+const MAX_CHUNK_SIZE: u64 = i64::MAX as u64;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum State {
+    /// Start of a chunk-size line: a hex digit must come.
+    #[default]
+    SizeStart,
+    /// In the chunk size (at least one digit seen).
+    Size,
+    /// After `;`: the extension name must start.
+    ExtNameStart,
+    ExtName,
+    /// After `=`: a token or a quoted string must start.
+    ExtValueStart,
+    ExtToken,
+    ExtQuoted,
+    ExtQuotedEscape,
+    /// After the closing quote: `;` or CR.
+    ExtQuotedEnd,
+    /// CR of the chunk-size line seen.
+    SizeLf,
+    /// In chunk data; `remaining` bytes left.
+    Data,
+    DataCr,
+    DataLf,
+    /// Start of a trailer line (or of the final CRLF).
+    TrailerStart,
+    TrailerName,
+    TrailerValue,
+    TrailerLf,
+    /// CR of the final empty line seen.
+    FinalLf,
+    Done,
+    Failed(&'static str),
+}
 
 #[derive(Clone, Debug, Default)]
 pub struct ChunkedDecoder {
-    _private: (),
+    state: State,
+    /// Chunk size being parsed, then the data bytes left in the chunk.
+    remaining: u64,
+    data_len: u64,
+    /// Bytes of the current chunk-size line, or of the trailer section so far.
+    line_len: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChunkError(pub &'static str);
+
+impl fmt::Display for ChunkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid chunked body: {}", self.0)
+    }
+}
+
+impl std::error::Error for ChunkError {}
+
+#[inline]
+fn hex_value(b: u8) -> Option<u64> {
+    match b {
+        b'0'..=b'9' => Some(u64::from(b - b'0')),
+        b'a'..=b'f' => Some(u64::from(b - b'a' + 10)),
+        b'A'..=b'F' => Some(u64::from(b - b'A' + 10)),
+        _ => None,
+    }
+}
+
+/// qdtext (RFC 9110 §5.6.4): HTAB, SP, `!`, `#`-`[`, `]`-`~`, obs-text.
+#[inline]
+fn is_qdtext(b: u8) -> bool {
+    matches!(b, b'\t' | b' ' | b'!' | 0x23..=0x5b | 0x5d..=0x7e | 0x80..=0xff)
+}
+
+/// What a quoted-pair may escape: HTAB, SP, VCHAR, obs-text.
+#[inline]
+fn is_quotable(b: u8) -> bool {
+    matches!(b, b'\t' | b' ' | 0x21..=0x7e | 0x80..=0xff)
+}
 
 impl ChunkedDecoder {
     pub fn new() -> Self {
@@ -16,17 +102,405 @@ impl ChunkedDecoder {
     /// Consumes framing and data from `input`, calling `on_data` with each run of body bytes.
     /// Returns how many bytes of `input` belong to this body (all of it unless the body ended
     /// inside `input`) and whether the body (incl. trailers and final CRLF) is complete.
+    ///
+    /// After an error the decoder stays failed and returns the same error again. Once done it
+    /// consumes nothing more.
     pub fn feed<'a>(
         &mut self,
         input: &'a [u8],
-        on_data: impl FnMut(&'a [u8]),
+        mut on_data: impl FnMut(&'a [u8]),
     ) -> Result<(usize, bool), ChunkError> {
-        let _ = (input, on_data);
-        todo!("http work")
+        if let State::Failed(why) = self.state {
+            return Err(ChunkError(why));
+        }
+        let mut i = 0;
+        while i < input.len() {
+            match self.state {
+                State::Done => break,
+                State::Data => {
+                    let avail = (input.len() - i) as u64;
+                    let n = self.remaining.min(avail) as usize;
+                    on_data(&input[i..i + n]);
+                    i += n;
+                    self.remaining -= n as u64;
+                    self.data_len += n as u64;
+                    if self.remaining == 0 {
+                        self.state = State::DataCr;
+                    }
+                }
+                _ => {
+                    let b = input[i];
+                    i += 1;
+                    if let Err(why) = self.step(b) {
+                        self.state = State::Failed(why);
+                        return Err(ChunkError(why));
+                    }
+                }
+            }
+        }
+        Ok((i, self.state == State::Done))
     }
 
     /// Body bytes (excluding framing) seen so far.
     pub fn data_len(&self) -> u64 {
-        todo!("http work")
+        self.data_len
+    }
+
+    /// The whole body, trailers and final CRLF included, has been seen.
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Advances over one framing byte (every state except `Data`, `Done` and `Failed`).
+    fn step(&mut self, b: u8) -> Result<(), &'static str> {
+        use State::*;
+        match self.state {
+            SizeStart | Size | ExtNameStart | ExtName | ExtValueStart | ExtToken | ExtQuoted
+            | ExtQuotedEscape | ExtQuotedEnd => {
+                self.line_len += 1;
+                if self.line_len > MAX_CHUNK_LINE_BYTES {
+                    return Err("chunk-size line too long");
+                }
+                if b == b'\n' {
+                    return Err("bare LF in chunk-size line");
+                }
+            }
+            TrailerStart | TrailerName | TrailerValue | TrailerLf | FinalLf => {
+                self.line_len += 1;
+                if self.line_len > MAX_TRAILER_BYTES {
+                    return Err("trailer section too large");
+                }
+            }
+            _ => {}
+        }
+        self.state = match (self.state, b) {
+            (SizeStart, _) => match hex_value(b) {
+                Some(d) => {
+                    self.remaining = d;
+                    Size
+                }
+                None => return Err("invalid chunk size"),
+            },
+            (Size, b';') => ExtNameStart,
+            (Size, b'\r') => SizeLf,
+            (Size, _) => match hex_value(b) {
+                Some(d) => {
+                    if self.remaining > MAX_CHUNK_SIZE >> 4 {
+                        return Err("chunk size too large");
+                    }
+                    self.remaining = (self.remaining << 4) | d;
+                    Size
+                }
+                None => return Err("invalid chunk size"),
+            },
+            (ExtNameStart, _) if super::is_tchar(b) => ExtName,
+            (ExtNameStart, _) => return Err("invalid chunk extension"),
+            (ExtName, _) if super::is_tchar(b) => ExtName,
+            (ExtName, b'=') => ExtValueStart,
+            (ExtName | ExtToken | ExtQuotedEnd, b';') => ExtNameStart,
+            (ExtName | ExtToken | ExtQuotedEnd, b'\r') => SizeLf,
+            (ExtName, _) => return Err("invalid chunk extension"),
+            (ExtValueStart, b'"') => ExtQuoted,
+            (ExtValueStart | ExtToken, _) if super::is_tchar(b) => ExtToken,
+            (ExtValueStart | ExtToken, _) => return Err("invalid chunk extension"),
+            (ExtQuoted, b'"') => ExtQuotedEnd,
+            (ExtQuoted, b'\\') => ExtQuotedEscape,
+            (ExtQuoted, _) if is_qdtext(b) => ExtQuoted,
+            (ExtQuotedEscape, _) if is_quotable(b) => ExtQuoted,
+            (ExtQuoted | ExtQuotedEscape | ExtQuotedEnd, _) => {
+                return Err("invalid chunk extension")
+            }
+            (SizeLf, b'\n') => {
+                self.line_len = 0;
+                if self.remaining == 0 {
+                    TrailerStart
+                } else {
+                    Data
+                }
+            }
+            (SizeLf, _) => return Err("bare CR in chunk-size line"),
+            (DataCr, b'\r') => DataLf,
+            (DataLf, b'\n') => {
+                self.line_len = 0;
+                SizeStart
+            }
+            (DataCr | DataLf, _) => return Err("chunk data not followed by CRLF"),
+            (TrailerStart, b'\r') => FinalLf,
+            (TrailerStart | TrailerName, _) if super::is_tchar(b) => TrailerName,
+            (TrailerName, b':') => TrailerValue,
+            (TrailerStart | TrailerName, _) => return Err("invalid trailer field"),
+            (TrailerValue, b'\r') => TrailerLf,
+            (TrailerValue, _) if super::is_field_value_byte(b) => TrailerValue,
+            (TrailerValue, _) => return Err("invalid trailer field value"),
+            (TrailerLf, b'\n') => TrailerStart,
+            (TrailerLf, _) => return Err("bare CR in trailer section"),
+            (FinalLf, b'\n') => Done,
+            (FinalLf, _) => return Err("bare CR at the end of the chunked body"),
+            (Data | Done | Failed(_), _) => return Err("decoder misuse"),
+        };
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `input` split at the given cut points; returns (data, consumed, done).
+    fn feed_split(input: &[u8], cuts: &[usize]) -> Result<(Vec<u8>, usize, bool), ChunkError> {
+        let mut d = ChunkedDecoder::new();
+        let mut data = Vec::new();
+        let mut consumed = 0;
+        let mut start = 0;
+        let mut done = false;
+        for &end in cuts.iter().chain(std::iter::once(&input.len())) {
+            let piece = &input[start..end];
+            let (used, fin) = d.feed(piece, |s| data.extend_from_slice(s))?;
+            consumed += used;
+            assert!(used <= piece.len());
+            if fin {
+                done = true;
+                assert!(d.is_done());
+                break;
+            }
+            assert_eq!(used, piece.len(), "an unfinished body consumes all input");
+            start = end;
+        }
+        assert_eq!(d.data_len(), data.len() as u64);
+        Ok((data, consumed, done))
+    }
+
+    const VALID: &[(&[u8], &[u8])] = &[
+        (b"0\r\n\r\n", b""),
+        (b"5\r\nhello\r\n0\r\n\r\n", b"hello"),
+        (b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", b"hello world"),
+        (b"A\r\n0123456789\r\n0\r\n\r\n", b"0123456789"),
+        (b"a\r\n0123456789\r\n000\r\n\r\n", b"0123456789"),
+        (b"0005\r\nhe\r\nl\r\n0\r\n\r\n", b"he\r\nl"),
+        (b"5;ext\r\nhello\r\n0;last\r\n\r\n", b"hello"),
+        (
+            b"5;a=b;c;d=\"q \\\"x\\\" ;\"\r\nhello\r\n0\r\n\r\n",
+            b"hello",
+        ),
+        (b"3;n=\"\"\r\nabc\r\n0\r\n\r\n", b"abc"),
+        (
+            b"3\r\nabc\r\n0\r\nX-Sum: 1234\r\nExpires:\r\nX-T:\tv v\r\n\r\n",
+            b"abc",
+        ),
+        (b"0\r\nA:b\r\n\r\n", b""),
+    ];
+
+    #[test]
+    fn valid_bodies_in_every_split() {
+        for &(body, want) in VALID {
+            // Whole, then every single cut, then every pair of cuts, then byte by byte.
+            let (data, used, done) = feed_split(body, &[]).unwrap();
+            assert_eq!((data.as_slice(), used, done), (want, body.len(), true));
+            for i in 0..=body.len() {
+                let (data, used, done) = feed_split(body, &[i]).unwrap();
+                assert_eq!(
+                    (data.as_slice(), used, done),
+                    (want, body.len(), true),
+                    "cut {i}"
+                );
+                for j in i..=body.len() {
+                    let (data, used, done) = feed_split(body, &[i, j]).unwrap();
+                    assert_eq!(
+                        (data.as_slice(), used, done),
+                        (want, body.len(), true),
+                        "cuts {i} {j}"
+                    );
+                }
+            }
+            let cuts: Vec<usize> = (1..body.len()).collect();
+            let (data, used, done) = feed_split(body, &cuts).unwrap();
+            assert_eq!((data.as_slice(), used, done), (want, body.len(), true));
+        }
+    }
+
+    #[test]
+    fn largest_chunk_size_is_accepted() {
+        let mut d = ChunkedDecoder::new();
+        assert_eq!(d.feed(b"7FFFFFFFFFFFFFFF\r\nabc", |_| {}), Ok((21, false)));
+        assert_eq!(d.data_len(), 3);
+        let mut d = ChunkedDecoder::new();
+        assert_eq!(d.feed(b"00007fffffffffffffff\r\n", |_| {}), Ok((22, false)));
+    }
+
+    #[test]
+    fn stops_at_the_end_of_the_body() {
+        let body = b"5\r\nhello\r\n0\r\nT: v\r\n\r\n";
+        let mut buf = body.to_vec();
+        buf.extend_from_slice(b"GET /next HTTP/1.1\r\n\r\n");
+        for i in 0..=buf.len() {
+            let (data, used, done) = feed_split(&buf, &[i]).unwrap();
+            assert_eq!(
+                (data.as_slice(), used, done),
+                (&b"hello"[..], body.len(), true)
+            );
+        }
+        // Once done, further input is not consumed.
+        let mut d = ChunkedDecoder::new();
+        assert_eq!(d.feed(body, |_| {}), Ok((body.len(), true)));
+        assert_eq!(d.feed(b"more", |_| {}), Ok((0, true)));
+        assert_eq!(d.feed(b"", |_| {}), Ok((0, true)));
+    }
+
+    #[test]
+    fn empty_input() {
+        let mut d = ChunkedDecoder::new();
+        assert_eq!(d.feed(b"", |_| {}), Ok((0, false)));
+        assert_eq!(d.data_len(), 0);
+        assert!(!d.is_done());
+    }
+
+    #[test]
+    fn data_runs_borrow_the_input() {
+        let input = b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        let base = input.as_ptr() as usize;
+        let mut d = ChunkedDecoder::new();
+        d.feed(input, |s| runs.push((s.as_ptr() as usize - base, s.len())))
+            .unwrap();
+        assert_eq!(runs, [(3, 3), (11, 2)]);
+    }
+
+    #[test]
+    fn malformed_bodies() {
+        let cases: &[&[u8]] = &[
+            // Bad hex, signs, prefixes, whitespace.
+            b"zz\r\nhello\r\n0\r\n\r\n",
+            b"g\r\n",
+            b"+5\r\nhello\r\n0\r\n\r\n",
+            b"-5\r\nhello\r\n0\r\n\r\n",
+            b"0x5\r\nhello\r\n0\r\n\r\n",
+            b" 5\r\nhello\r\n0\r\n\r\n",
+            b"\t5\r\nhello\r\n0\r\n\r\n",
+            b"5 \r\nhello\r\n0\r\n\r\n",
+            b"5\t\r\nhello\r\n0\r\n\r\n",
+            b"\r\nhello\r\n0\r\n\r\n",
+            b"5_0\r\n",
+            // Overflow: 2^63 and 2^64 + 5.
+            b"8000000000000000\r\n",
+            b"10000000000000005\r\nhello\r\n0\r\n\r\n",
+            b"000000000000000000010000000000000000\r\n",
+            // Bare LF / bare CR in the size line.
+            b"5\nhello\r\n0\r\n\r\n",
+            b"5\rhello\r\n0\r\n\r\n",
+            b"5;a\nhello\r\n0\r\n\r\n",
+            // Chunk data not followed by exactly CRLF.
+            b"2\r\nhello\r\n0\r\n\r\n",
+            b"5\r\nhello\n0\r\n\r\n",
+            b"5\r\nhello\r0\r\n\r\n",
+            b"5\r\nhello0\r\n\r\n",
+            b"5\r\nhello\r\r\n0\r\n\r\n",
+            // Bad extensions.
+            b"5;\r\nhello\r\n0\r\n\r\n",
+            b"5 ;a\r\nhello\r\n0\r\n\r\n",
+            b"5; a\r\nhello\r\n0\r\n\r\n",
+            b"5;a =b\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\r\nhello\r\n0\r\n\r\n",
+            b"5;a=b c\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"b\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"b\"c\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"\x01\"\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"\\\x01\"\r\nhello\r\n0\r\n\r\n",
+            b"5;a(b)\r\nhello\r\n0\r\n\r\n",
+            b"5;;a\r\nhello\r\n0\r\n\r\n",
+            // Bad trailers.
+            b"0\r\n\n",
+            b"0\r\n\r\r\n",
+            b"0\r\n\rx",
+            b"0\r\nX: a\n\r\n",
+            b"0\r\nX: a\r\r\n",
+            b"0\r\nX : a\r\n\r\n",
+            b"0\r\n X: a\r\n\r\n",
+            b"0\r\nX: a\r\n b\r\n\r\n",
+            b"0\r\n: a\r\n\r\n",
+            b"0\r\nX\r\n\r\n",
+            b"0\r\nX: a\x00b\r\n\r\n",
+            b"0\r\nX: a\x7f\r\n\r\n",
+            b"0\r\nX(: a\r\n\r\n",
+            b"0\r\nGET / HTTP/1.1\r\n\r\n",
+        ];
+        for &body in cases {
+            let cuts: Vec<usize> = (1..body.len()).collect();
+            for split in [&[][..], &cuts[..]] {
+                let r = feed_split(body, split);
+                assert!(
+                    r.is_err(),
+                    "{:?} (split {}) was accepted: {r:?}",
+                    String::from_utf8_lossy(body),
+                    !split.is_empty()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn errors_are_sticky() {
+        let mut d = ChunkedDecoder::new();
+        let e = d.feed(b"x", |_| {}).unwrap_err();
+        assert_eq!(d.feed(b"0\r\n\r\n", |_| {}), Err(e));
+        assert_eq!(e.0, "invalid chunk size");
+        assert_eq!(e.to_string(), "invalid chunked body: invalid chunk size");
+    }
+
+    #[test]
+    fn oversize_trailers() {
+        let mut body = b"0\r\n".to_vec();
+        while body.len() < MAX_TRAILER_BYTES as usize + 10 {
+            body.extend_from_slice(b"X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+        }
+        body.extend_from_slice(b"\r\n");
+        assert_eq!(
+            feed_split(&body, &[]).unwrap_err(),
+            ChunkError("trailer section too large")
+        );
+        // Just under the bound is fine.
+        let mut body = b"0\r\nX: ".to_vec();
+        body.resize(3 + MAX_TRAILER_BYTES as usize - 4, b'a');
+        body.extend_from_slice(b"\r\n\r\n");
+        let (_, used, done) = feed_split(&body, &[]).unwrap();
+        assert_eq!((used, done), (body.len(), true));
+        // One trailer line that never ends.
+        let mut d = ChunkedDecoder::new();
+        let mut r = d.feed(b"0\r\nX: ", |_| {});
+        for _ in 0..MAX_TRAILER_BYTES {
+            r = d.feed(b"a", |_| {});
+            if r.is_err() {
+                break;
+            }
+        }
+        assert_eq!(r, Err(ChunkError("trailer section too large")));
+    }
+
+    #[test]
+    fn oversize_chunk_line() {
+        let mut body = b"5".to_vec();
+        for _ in 0..MAX_CHUNK_LINE_BYTES {
+            body.extend_from_slice(b";a");
+        }
+        body.extend_from_slice(b"\r\nhello\r\n0\r\n\r\n");
+        assert_eq!(
+            feed_split(&body, &[]).unwrap_err(),
+            ChunkError("chunk-size line too long")
+        );
+        // Leading zeros count against the same bound.
+        let mut body = vec![b'0'; MAX_CHUNK_LINE_BYTES as usize];
+        body.extend_from_slice(b"5\r\nhello\r\n0\r\n\r\n");
+        assert!(feed_split(&body, &[]).is_err());
+    }
+
+    #[test]
+    fn data_len_counts_across_feeds() {
+        let mut d = ChunkedDecoder::new();
+        let mut seen = 0;
+        let body = b"4\r\nabcd\r\n3\r\nefg\r\n0\r\n\r\n";
+        for b in body.chunks(1) {
+            d.feed(b, |s| seen += s.len()).unwrap();
+        }
+        assert_eq!((d.data_len(), seen), (7, 7));
+        assert!(d.is_done());
     }
 }

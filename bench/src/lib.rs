@@ -1,0 +1,19 @@
+//! tollgate-bench: the side-by-side comparison harness. tollgate, nginx and HAProxy run as
+//! reverse proxies in front of one local origin, pinned to the same CPU, driven by the same
+//! load generator in the same run; `RESULTS.md` and its SVG plots report throughput, latency
+//! at a fixed rate, CPU time per request, memory and the ratios between them.
+//!
+//! Modules: [`procs`] (children that never outlive the harness, `/proc` sampling),
+//! [`origin`] (the benchmark origin), [`configs`] (equivalent proxy configs), [`load`]
+//! (tollgate-load and wrk), [`idle`] (the idle-connection client), [`run`] (the scenarios and
+//! rounds), [`report`] and [`plot`] (RESULTS.md and SVGs), [`sysinfo`] (machine and versions).
+
+pub mod configs;
+pub mod idle;
+pub mod load;
+pub mod origin;
+pub mod plot;
+pub mod procs;
+pub mod report;
+pub mod run;
+pub mod sysinfo;

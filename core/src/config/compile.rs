@@ -1,0 +1,464 @@
+//! The checked model → `gateway::Gateway`: APIs, stages and routes (route keys parsed and added
+//! to each API's router), per-(route, stage) targets with stage variables substituted and
+//! backends resolved once into deduplicated `Upstream`s. Every problem found on the way is
+//! reported; the result is only used when there was none.
+
+use super::diagnostics::{Diagnostics, Spanned};
+use super::model::{self, Config, Integration, Text};
+use super::uri::{self, Piece};
+use super::{dispatch, settings, validate};
+use crate::gateway::{
+    self, Api, Gateway, MockTarget, PathTemplate, Protocol, ProxyTarget, Route, Stage, Target,
+    Throttle, Token, Upstream,
+};
+use crate::router::{parse_route_key, RouteKey, RouterBuilder, Segment};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+/// Integration timeout bounds (API Gateway: REST 50 ms to 29 s, HTTP APIs up to 30 s).
+pub(crate) const MIN_TIMEOUT_MS: i64 = 50;
+pub(crate) const MAX_REST_TIMEOUT_MS: i64 = 29_000;
+pub(crate) const MAX_HTTP_TIMEOUT_MS: i64 = 30_000;
+pub(crate) const DEFAULT_TIMEOUT_MS: u64 = 29_000;
+
+pub(crate) fn compile(cfg: &Config, d: &mut Diagnostics<'_>) -> Gateway {
+    let settings = settings::settings(&cfg.server, d);
+    let listeners = settings::listeners(cfg, d);
+    let mut upstreams = Upstreams::default();
+    let mut apis = Vec::with_capacity(cfg.apis.len());
+    let mut throttles = Vec::with_capacity(cfg.apis.len());
+    for (i, a) in cfg.apis.iter().enumerate() {
+        if let Some(name) = &a.name {
+            if let Err(reason) = validate::api_name(&name.value) {
+                d.error(name.span.clone(), reason);
+            } else if cfg.apis[..i]
+                .iter()
+                .any(|b| b.name.as_ref().is_some_and(|n| n.value == name.value))
+            {
+                d.error(
+                    name.span.clone(),
+                    format!("another API is already named `{}`", name.value),
+                );
+            }
+        }
+        let (api, api_throttles) = api(a, &mut upstreams, d);
+        apis.push(api);
+        throttles.push(api_throttles);
+    }
+    let dispatch = dispatch::build(cfg, &apis, throttles, d);
+    Gateway {
+        settings,
+        listeners,
+        upstreams: upstreams.list,
+        apis,
+        dispatch,
+    }
+}
+
+fn api(
+    a: &model::Api,
+    upstreams: &mut Upstreams,
+    d: &mut Diagnostics<'_>,
+) -> (Api, Vec<Option<Throttle>>) {
+    // Without a (valid) protocol, check as leniently as an http API allows.
+    let protocol = a.protocol.as_ref().map_or(Protocol::Http, |p| p.value);
+    let name = a.name.as_ref().map_or("", |n| n.value.as_str());
+    if a.stages.is_empty() {
+        let at = a.name.as_ref().map_or(a.span.clone(), |n| n.span.clone());
+        d.error(
+            at,
+            format!("API `{name}` has no stages: add at least one [[apis.stages]]"),
+        );
+    }
+    let mut stages: Vec<Stage> = Vec::with_capacity(a.stages.len());
+    let mut throttles = Vec::with_capacity(a.stages.len());
+    for s in &a.stages {
+        let stage_name = s.name.as_ref().map_or("", |n| n.value.as_str());
+        if let Some(n) = &s.name {
+            if n.value == "$default" {
+                if protocol == Protocol::Rest {
+                    d.error(
+                        n.span.clone(),
+                        "a `$default` stage is only for http APIs: REST APIs are reached as /{stage}/...",
+                    );
+                }
+            } else if let Err(reason) = validate::stage_name(&n.value) {
+                d.error(n.span.clone(), reason);
+            }
+            if stages.iter().any(|st| *st.name == n.value) {
+                d.error(
+                    n.span.clone(),
+                    format!("API `{name}` already has a stage `{}`", n.value),
+                );
+            }
+        }
+        check_variables(&s.variables, d);
+        throttles.push(s.throttle.as_ref().and_then(|t| throttle(t, d)));
+        stages.push(Stage {
+            name: stage_name.into(),
+            variables: s
+                .variables
+                .iter()
+                .map(|(k, v)| (k.value.as_str().into(), v.value.as_str().into()))
+                .collect(),
+        });
+    }
+
+    let mut builder = RouterBuilder::new();
+    let mut routes = Vec::with_capacity(a.routes.len());
+    for r in &a.routes {
+        let Some(key) = &r.key else { continue };
+        let parsed = match parse_route_key(&key.value) {
+            Ok(k) => k,
+            Err(e) => {
+                d.error(key.span.clone(), e.to_string());
+                continue;
+            }
+        };
+        if parsed == RouteKey::Default && protocol == Protocol::Rest {
+            d.error(
+                key.span.clone(),
+                "the `$default` route is only for http APIs: use `ANY /{proxy+}` in a REST API",
+            );
+            continue;
+        }
+        let index = u32::try_from(routes.len()).unwrap_or(u32::MAX);
+        if let Err(reason) = builder.add(&parsed, index) {
+            d.error(key.span.clone(), reason);
+            continue;
+        }
+        let params = param_names(&parsed);
+        let targets = match &r.integration {
+            Some(i) => targets(i, &params, protocol, &a.stages, upstreams, d),
+            None => Vec::new(),
+        };
+        routes.push(Route {
+            key: key.value.as_str().into(),
+            targets,
+        });
+    }
+    let api = Api {
+        name: name.into(),
+        protocol,
+        stages,
+        routes,
+        router: builder.build(),
+    };
+    (api, throttles)
+}
+
+fn check_variables(variables: &[(Text, Text)], d: &mut Diagnostics<'_>) {
+    if let Some((k, _)) = variables.get(validate::MAX_STAGE_VARIABLES) {
+        d.error(
+            k.span.clone(),
+            format!(
+                "a stage has at most {} stage variables",
+                validate::MAX_STAGE_VARIABLES
+            ),
+        );
+    }
+    for (k, v) in variables {
+        if let Err(reason) = validate::variable_name(&k.value) {
+            d.error(k.span.clone(), reason);
+        }
+        if let Err(reason) = validate::variable_value(&v.value) {
+            d.error(v.span.clone(), reason);
+        }
+    }
+}
+
+fn throttle(t: &model::Throttle, d: &mut Diagnostics<'_>) -> Option<Throttle> {
+    let rate = t.rate.as_ref().and_then(|r| {
+        if r.value.is_finite() && r.value >= 0.0 {
+            Some(r.value)
+        } else {
+            d.error(
+                r.span.clone(),
+                "`rate` must be a number of requests per second ≥ 0",
+            );
+            None
+        }
+    });
+    let burst = t.burst.as_ref().and_then(|b| match u64::try_from(b.value) {
+        Ok(n) => Some(n),
+        Err(_) => {
+            d.error(b.span.clone(), "`burst` must be ≥ 0");
+            None
+        }
+    });
+    Some(Throttle {
+        rate: rate?,
+        burst: burst?,
+    })
+}
+
+/// The route's parameter names in the order of its segments (`Router::param_names` order); a
+/// greedy `{proxy+}` is named `proxy`.
+fn param_names(key: &RouteKey) -> Vec<&str> {
+    match key {
+        RouteKey::Default => Vec::new(),
+        RouteKey::Route { segments, .. } => segments
+            .iter()
+            .filter_map(|s| match s {
+                Segment::Literal(_) => None,
+                Segment::Param(n) => Some(n.as_str()),
+                Segment::Greedy(n) => Some(n.strip_suffix('+').unwrap_or(n)),
+            })
+            .collect(),
+    }
+}
+
+/// One target per stage (same order as `stages`); empty after an error.
+fn targets(
+    integration: &Integration,
+    params: &[&str],
+    protocol: Protocol,
+    stages: &[model::Stage],
+    upstreams: &mut Upstreams,
+    d: &mut Diagnostics<'_>,
+) -> Vec<Target> {
+    match integration {
+        Integration::Mock {
+            status,
+            headers,
+            body,
+        } => match mock(status.as_ref(), headers, body, d) {
+            Some(m) => vec![Target::Mock(m); stages.len()],
+            None => Vec::new(),
+        },
+        Integration::HttpProxy { uri, timeout_ms } => {
+            let timeout = proxy_timeout(timeout_ms.as_ref(), protocol, d);
+            match uri {
+                Some(uri) => proxy_targets(uri, params, protocol, timeout, stages, upstreams, d),
+                None => Vec::new(),
+            }
+        }
+    }
+}
+
+fn mock(
+    status: Option<&Spanned<i64>>,
+    headers: &[(Text, Text)],
+    body: &str,
+    d: &mut Diagnostics<'_>,
+) -> Option<MockTarget> {
+    let status = match status {
+        None => Some(200),
+        Some(s) => match u16::try_from(s.value) {
+            Ok(n) if (100..=599).contains(&n) => Some(n),
+            _ => {
+                d.error(s.span.clone(), "`status` must be between 100 and 599");
+                None
+            }
+        },
+    };
+    let mut ok = true;
+    for (name, value) in headers {
+        if let Err(reason) = validate::mock_header_name(&name.value) {
+            d.error(name.span.clone(), reason);
+            ok = false;
+        }
+        if let Err(reason) = validate::mock_header_value(&value.value) {
+            d.error(value.span.clone(), reason);
+            ok = false;
+        }
+    }
+    let status = status.filter(|_| ok)?;
+    Some(MockTarget {
+        status,
+        headers: headers
+            .iter()
+            .map(|(n, v)| (n.value.as_str().into(), v.value.as_str().into()))
+            .collect(),
+        body: body.as_bytes().into(),
+    })
+}
+
+fn proxy_timeout(
+    t: Option<&Spanned<i64>>,
+    protocol: Protocol,
+    d: &mut Diagnostics<'_>,
+) -> Duration {
+    let default = Duration::from_millis(DEFAULT_TIMEOUT_MS);
+    let Some(t) = t else { return default };
+    let (max, kind) = match protocol {
+        Protocol::Rest => (MAX_REST_TIMEOUT_MS, "rest"),
+        Protocol::Http => (MAX_HTTP_TIMEOUT_MS, "http"),
+    };
+    if (MIN_TIMEOUT_MS..=max).contains(&t.value) {
+        Duration::from_millis(t.value.unsigned_abs())
+    } else {
+        d.error(
+            t.span.clone(),
+            format!("`timeout_ms` must be between {MIN_TIMEOUT_MS} and {max} for {kind} APIs"),
+        );
+        default
+    }
+}
+
+fn proxy_targets(
+    uri: &Text,
+    params: &[&str],
+    protocol: Protocol,
+    timeout: Duration,
+    stages: &[model::Stage],
+    upstreams: &mut Upstreams,
+    d: &mut Diagnostics<'_>,
+) -> Vec<Target> {
+    let pieces = match uri::pieces(&uri.value) {
+        Ok(p) => p,
+        Err((range, reason)) => {
+            d.error(d.inside(uri, range), reason);
+            return Vec::new();
+        }
+    };
+    let mut ok = check_param_references(uri, &pieces, params, d);
+    let has_variables = pieces.iter().any(|p| matches!(p, Piece::Variable { .. }));
+    for s in stages {
+        let Some(stage) = &s.name else { continue };
+        for p in &pieces {
+            if let Piece::Variable { name, span } = p {
+                if !s.variables.iter().any(|(k, _)| k.value == *name) {
+                    d.error(
+                        d.inside(uri, span.clone()),
+                        format!(
+                            "stage `{}` does not define the stage variable `{name}`",
+                            stage.value
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+    }
+    if !ok {
+        return Vec::new();
+    }
+    if stages.is_empty() && !has_variables {
+        // Still check the URI of an API without stages.
+        if let Err(reason) = proxy_target(&uri.value, params, protocol, timeout, upstreams) {
+            d.error(uri.span.clone(), reason);
+        }
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(stages.len());
+    for s in stages {
+        let variables: Vec<(&str, &str)> = s
+            .variables
+            .iter()
+            .map(|(k, v)| (k.value.as_str(), v.value.as_str()))
+            .collect();
+        let Ok(text) = uri::substitute(&pieces, &variables) else {
+            return Vec::new();
+        };
+        match proxy_target(&text, params, protocol, timeout, upstreams) {
+            Ok(t) => out.push(Target::HttpProxy(t)),
+            Err(reason) => {
+                let reason = match (&s.name, has_variables) {
+                    (Some(n), true) => format!("in stage `{}` (URI `{text}`): {reason}", n.value),
+                    _ => reason,
+                };
+                d.error(uri.span.clone(), reason);
+            }
+        }
+    }
+    out
+}
+
+/// Reports each `{name}` in the literal text of the URI that is not a parameter of the route.
+fn check_param_references(
+    uri: &Text,
+    pieces: &[Piece<'_>],
+    params: &[&str],
+    d: &mut Diagnostics<'_>,
+) -> bool {
+    let mut ok = true;
+    for p in pieces {
+        let Piece::Text { text, at } = p else {
+            continue;
+        };
+        match gateway::tokenize(text) {
+            Err((offset, reason)) => {
+                d.error(d.inside(uri, at + offset..at + offset + 1), reason);
+                ok = false;
+            }
+            Ok(tokens) => {
+                for t in tokens {
+                    if let Token::Param { name, at: offset } = t {
+                        if !params.contains(&name) {
+                            let start = at + offset;
+                            d.error(
+                                d.inside(uri, start..start + name.len() + 2),
+                                gateway::unknown_param_reason(name, params),
+                            );
+                            ok = false;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    ok
+}
+
+/// The target for one stage's URI (stage variables already substituted).
+fn proxy_target(
+    text: &str,
+    params: &[&str],
+    protocol: Protocol,
+    timeout: Duration,
+    upstreams: &mut Upstreams,
+) -> Result<ProxyTarget, String> {
+    let u = uri::parse_http(text)?;
+    let upstream = upstreams.index(u.host, u.port, u.authority)?;
+    // HTTP APIs send the whole request path when the URI has none (API Gateway's `$default`
+    // and greedy routes); REST APIs use the path as written.
+    let request_path = protocol == Protocol::Http && (u.path.is_empty() || u.path == "/");
+    let path = PathTemplate::new(u.path, u.query, params, request_path)?;
+    Ok(ProxyTarget {
+        upstream,
+        path,
+        timeout,
+    })
+}
+
+/// Backends met so far, deduplicated, and the addresses host names resolved to.
+#[derive(Default)]
+struct Upstreams {
+    list: Vec<Upstream>,
+    resolved: HashMap<(String, u16), Result<SocketAddr, String>>,
+}
+
+impl Upstreams {
+    fn index(&mut self, host: &str, port: u16, authority: &str) -> Result<u32, String> {
+        let upstream = Upstream {
+            addr: self.resolve(host, port)?,
+            host_header: authority.into(),
+        };
+        let i = match self.list.iter().position(|u| *u == upstream) {
+            Some(i) => i,
+            None => {
+                self.list.push(upstream);
+                self.list.len() - 1
+            }
+        };
+        u32::try_from(i).map_err(|_| "too many backends".to_string())
+    }
+
+    /// The first address `host` resolves to (looked up once per host and port).
+    fn resolve(&mut self, host: &str, port: u16) -> Result<SocketAddr, String> {
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(SocketAddr::new(ip, port));
+        }
+        self.resolved
+            .entry((host.to_string(), port))
+            .or_insert_with(|| match (host, port).to_socket_addrs() {
+                Ok(mut addrs) => addrs
+                    .next()
+                    .ok_or_else(|| format!("backend host `{host}` resolves to no address")),
+                Err(e) => Err(format!("cannot resolve backend host `{host}`: {e}")),
+            })
+            .clone()
+    }
+}

@@ -1,0 +1,499 @@
+//! TOML text → `model::Config`: parses with positions (toml_edit keeps the span of every key
+//! and value) and reads each section by hand, so that unknown keys, wrong types and missing
+//! keys are all reported, each at its own position, instead of stopping at the first one.
+//! A syntax error stops everything: it is the only error reported then.
+
+use super::diagnostics::{Diagnostics, Spanned};
+use super::model::{
+    Api, Config, Domain, Integration, Listener, Mapping, Route, Server, Stage, Text, Throttle,
+};
+use crate::gateway::Protocol;
+use std::ops::Range;
+use toml_edit::{ImDocument, Item, TableLike};
+
+const ROOT_KEYS: &[&str] = &["server", "listeners", "apis", "domains"];
+const SERVER_KEYS: &[&str] = &[
+    "shards",
+    "pin_cpus",
+    "read_buffer_bytes",
+    "max_header_bytes",
+    "max_body_bytes",
+    "header_read_timeout_ms",
+    "idle_timeout_ms",
+    "client_write_timeout_ms",
+    "upstream_connect_timeout_ms",
+    "upstream_pool_size",
+    "upstream_idle_timeout_ms",
+];
+const LISTENER_KEYS: &[&str] = &["address", "port"];
+const API_KEYS: &[&str] = &["name", "protocol", "hosts", "stages", "routes"];
+const STAGE_KEYS: &[&str] = &["name", "variables", "throttle"];
+const THROTTLE_KEYS: &[&str] = &["rate", "burst"];
+const ROUTE_KEYS: &[&str] = &["key", "integration"];
+const HTTP_PROXY_KEYS: &[&str] = &["type", "uri", "timeout_ms"];
+const MOCK_KEYS: &[&str] = &["type", "status", "headers", "body"];
+const DOMAIN_KEYS: &[&str] = &["name", "mappings"];
+const MAPPING_KEYS: &[&str] = &["path", "api", "stage"];
+
+/// Parses `text`; `None` after a syntax error (reported). Everything else that is wrong with
+/// the shape of the file is reported and left out of the model.
+pub(crate) fn decode(text: &str, d: &mut Diagnostics<'_>) -> Option<Config> {
+    let doc = match ImDocument::parse(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            d.error(e.span().unwrap_or(0..0), plain_message(e.message()));
+            return None;
+        }
+    };
+    let root = Fields::new(doc.as_table(), 0..0);
+    root.check_keys(ROOT_KEYS, d);
+    let mut config = Config::default();
+    if let Some(server) = root.table("server", d) {
+        config.server = server_section(&server, d);
+    }
+    let listeners = root.tables("listeners", d);
+    if let Some((item, span)) = root.get("listeners") {
+        config.listeners_span = Some(span);
+        config.listeners_written = !matches!(item.as_array(), Some(a) if a.is_empty());
+    }
+    for t in listeners {
+        t.check_keys(LISTENER_KEYS, d);
+        config.listeners.push(Listener {
+            address: t.required(t.string("address", d), "address", "[[listeners]]", d),
+            port: t.required(t.int("port", d), "port", "[[listeners]]", d),
+        });
+    }
+    for t in root.tables("apis", d) {
+        config.apis.push(api(&t, d));
+    }
+    for t in root.tables("domains", d) {
+        t.check_keys(DOMAIN_KEYS, d);
+        let mut mappings = Vec::new();
+        for m in t.tables("mappings", d) {
+            m.check_keys(MAPPING_KEYS, d);
+            mappings.push(Mapping {
+                span: m.span.clone(),
+                path: m.string("path", d),
+                api: m.required(m.string("api", d), "api", "[[domains.mappings]]", d),
+                stage: m.required(m.string("stage", d), "stage", "[[domains.mappings]]", d),
+            });
+        }
+        config.domains.push(Domain {
+            name: t.required(t.string("name", d), "name", "[[domains]]", d),
+            mappings,
+        });
+    }
+    Some(config)
+}
+
+/// toml's parse message on one line (`invalid table header\nexpected ...` → `...: expected ...`).
+fn plain_message(message: &str) -> String {
+    let parts: Vec<&str> = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if parts.is_empty() {
+        "invalid TOML".to_string()
+    } else {
+        parts.join(": ")
+    }
+}
+
+fn server_section(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Server {
+    t.check_keys(SERVER_KEYS, d);
+    Server {
+        shards: t.int("shards", d),
+        pin_cpus: t.bool("pin_cpus", d),
+        read_buffer_bytes: t.int("read_buffer_bytes", d),
+        max_header_bytes: t.int("max_header_bytes", d),
+        max_body_bytes: t.int("max_body_bytes", d),
+        header_read_timeout_ms: t.int("header_read_timeout_ms", d),
+        idle_timeout_ms: t.int("idle_timeout_ms", d),
+        client_write_timeout_ms: t.int("client_write_timeout_ms", d),
+        upstream_connect_timeout_ms: t.int("upstream_connect_timeout_ms", d),
+        upstream_pool_size: t.int("upstream_pool_size", d),
+        upstream_idle_timeout_ms: t.int("upstream_idle_timeout_ms", d),
+    }
+}
+
+fn api(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Api {
+    t.check_keys(API_KEYS, d);
+    let protocol = t
+        .required(t.string("protocol", d), "protocol", "[[apis]]", d)
+        .and_then(|p| match p.value.as_str() {
+            "rest" => Some(Spanned::new(Protocol::Rest, p.span)),
+            "http" => Some(Spanned::new(Protocol::Http, p.span)),
+            other => {
+                d.error(
+                    p.span,
+                    format!("unknown protocol `{other}`, expected `rest` or `http`"),
+                );
+                None
+            }
+        });
+    let stages = t
+        .tables("stages", d)
+        .iter()
+        .map(|s| {
+            s.check_keys(STAGE_KEYS, d);
+            Stage {
+                name: s.required(s.string("name", d), "name", "[[apis.stages]]", d),
+                variables: s.string_map("variables", d),
+                throttle: s.table("throttle", d).map(|th| {
+                    th.check_keys(THROTTLE_KEYS, d);
+                    Throttle {
+                        rate: th.required(th.float("rate", d), "rate", "throttle", d),
+                        burst: th.required(th.int("burst", d), "burst", "throttle", d),
+                    }
+                }),
+            }
+        })
+        .collect();
+    let routes = t
+        .tables("routes", d)
+        .iter()
+        .map(|r| {
+            r.check_keys(ROUTE_KEYS, d);
+            let integration = r
+                .required(
+                    r.table("integration", d),
+                    "integration",
+                    "[[apis.routes]]",
+                    d,
+                )
+                .and_then(|i| integration(&i, d));
+            Route {
+                key: r.required(r.string("key", d), "key", "[[apis.routes]]", d),
+                integration,
+            }
+        })
+        .collect();
+    Api {
+        span: t.span.clone(),
+        name: t.required(t.string("name", d), "name", "[[apis]]", d),
+        protocol,
+        hosts: t.strings("hosts", d),
+        stages,
+        routes,
+    }
+}
+
+fn integration(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Option<Integration> {
+    let kind = t.required(t.string("type", d), "type", "integration", d)?;
+    match kind.value.as_str() {
+        "http_proxy" => {
+            t.check_keys(HTTP_PROXY_KEYS, d);
+            Some(Integration::HttpProxy {
+                uri: t.required(t.string("uri", d), "uri", "an http_proxy integration", d),
+                timeout_ms: t.int("timeout_ms", d),
+            })
+        }
+        "mock" => {
+            t.check_keys(MOCK_KEYS, d);
+            Some(Integration::Mock {
+                status: t.int("status", d),
+                headers: t.string_map("headers", d),
+                body: t.string("body", d).map(|b| b.value).unwrap_or_default(),
+            })
+        }
+        other => {
+            d.error(
+                kind.span,
+                format!("unknown integration type `{other}`, expected `http_proxy` or `mock`"),
+            );
+            None
+        }
+    }
+}
+
+/// The allowed key a misspelled `key` most likely meant: one it is a prefix of (or that is a
+/// prefix of it), else one within two edits.
+fn closest<'k>(key: &str, allowed: &[&'k str]) -> Option<&'k str> {
+    let prefix = allowed
+        .iter()
+        .find(|k| key.len() >= 3 && k.len() >= 3 && (k.starts_with(key) || key.starts_with(**k)));
+    if let Some(k) = prefix {
+        return Some(k);
+    }
+    allowed
+        .iter()
+        .map(|k| (edit_distance(key, k), *k))
+        .filter(|(n, _)| *n <= 2)
+        .min_by_key(|(n, _)| *n)
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance (keys are short).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
+}
+
+/// `an integer`, `a string`, ... (from `type_name()`) for "found ..." in type errors.
+fn describe(name: &str) -> String {
+    match name.chars().next() {
+        Some('a' | 'e' | 'i' | 'o' | 'u') => format!("an {name}"),
+        _ => format!("a {name}"),
+    }
+}
+
+/// A TOML table (header or inline) being read, with the span to report table-wide errors at.
+struct Fields<'a> {
+    table: &'a dyn TableLike,
+    span: Range<usize>,
+}
+
+impl<'a> Fields<'a> {
+    fn new(table: &'a dyn TableLike, span: Range<usize>) -> Self {
+        Fields { table, span }
+    }
+
+    /// Reports every key not in `allowed`, at the key.
+    fn check_keys(&self, allowed: &[&str], d: &mut Diagnostics<'_>) {
+        for (key, _) in self.table.iter() {
+            if !allowed.contains(&key) {
+                let list: Vec<String> = allowed.iter().map(|k| format!("`{k}`")).collect();
+                let hint = match closest(key, allowed) {
+                    Some(k) => format!(" (did you mean `{k}`?)"),
+                    None => String::new(),
+                };
+                d.error(
+                    self.key_span(key),
+                    format!(
+                        "unknown key `{key}`, expected one of {}{hint}",
+                        list.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
+    fn key_span(&self, key: &str) -> Range<usize> {
+        self.table
+            .key(key)
+            .and_then(|k| k.span())
+            .unwrap_or_else(|| self.span.clone())
+    }
+
+    /// The item under `key` and the span to report it at (its value, else its key).
+    fn get(&self, key: &str) -> Option<(&'a Item, Range<usize>)> {
+        let item = self.table.get(key)?;
+        let span = item.span().unwrap_or_else(|| self.key_span(key));
+        Some((item, span))
+    }
+
+    /// `value` if `key` was written; reports `key` missing if it was not written at all (a
+    /// wrong-typed value was already reported).
+    fn required<T>(
+        &self,
+        value: Option<T>,
+        key: &str,
+        what: &str,
+        d: &mut Diagnostics<'_>,
+    ) -> Option<T> {
+        if value.is_none() && self.get(key).is_none() {
+            d.error(self.span.clone(), format!("missing key `{key}` in {what}"));
+        }
+        value
+    }
+
+    fn wrong_type(
+        &self,
+        key: &str,
+        item: &Item,
+        span: Range<usize>,
+        want: &str,
+        d: &mut Diagnostics<'_>,
+    ) {
+        d.error(
+            span,
+            format!(
+                "`{key}` must be {want}, found {}",
+                describe(item.type_name())
+            ),
+        );
+    }
+
+    fn string(&self, key: &str, d: &mut Diagnostics<'_>) -> Option<Text> {
+        let (item, span) = self.get(key)?;
+        match item.as_str() {
+            Some(s) => Some(Spanned::new(s.to_string(), span)),
+            None => {
+                self.wrong_type(key, item, span, "a string", d);
+                None
+            }
+        }
+    }
+
+    fn int(&self, key: &str, d: &mut Diagnostics<'_>) -> Option<Spanned<i64>> {
+        let (item, span) = self.get(key)?;
+        match item.as_integer() {
+            Some(n) => Some(Spanned::new(n, span)),
+            None => {
+                self.wrong_type(key, item, span, "an integer", d);
+                None
+            }
+        }
+    }
+
+    fn float(&self, key: &str, d: &mut Diagnostics<'_>) -> Option<Spanned<f64>> {
+        let (item, span) = self.get(key)?;
+        let number = item
+            .as_float()
+            .or_else(|| item.as_integer().map(|n| n as f64));
+        match number {
+            Some(n) => Some(Spanned::new(n, span)),
+            None => {
+                self.wrong_type(key, item, span, "a number", d);
+                None
+            }
+        }
+    }
+
+    fn bool(&self, key: &str, d: &mut Diagnostics<'_>) -> Option<Spanned<bool>> {
+        let (item, span) = self.get(key)?;
+        match item.as_bool() {
+            Some(b) => Some(Spanned::new(b, span)),
+            None => {
+                self.wrong_type(key, item, span, "a boolean", d);
+                None
+            }
+        }
+    }
+
+    /// A sub-table (`[x]` or `x = { ... }`).
+    fn table(&self, key: &str, d: &mut Diagnostics<'_>) -> Option<Fields<'a>> {
+        let (item, span) = self.get(key)?;
+        match item.as_table_like() {
+            Some(t) => Some(Fields::new(t, span)),
+            None => {
+                self.wrong_type(key, item, span, "a table", d);
+                None
+            }
+        }
+    }
+
+    /// An array of tables: `[[x]]` sections or `x = [{ ... }, ...]`.
+    fn tables(&self, key: &str, d: &mut Diagnostics<'_>) -> Vec<Fields<'a>> {
+        let Some((item, span)) = self.get(key) else {
+            return Vec::new();
+        };
+        if let Some(aot) = item.as_array_of_tables() {
+            return aot
+                .iter()
+                .map(|t| Fields::new(t, t.span().unwrap_or_else(|| span.clone())))
+                .collect();
+        }
+        let Some(array) = item.as_array() else {
+            self.wrong_type(
+                key,
+                item,
+                span,
+                &format!("an array of tables (`[[{key}]]`)"),
+                d,
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for v in array.iter() {
+            let at = v.span().unwrap_or_else(|| span.clone());
+            match v.as_inline_table() {
+                Some(t) => out.push(Fields::new(t, at)),
+                None => d.error(
+                    at,
+                    format!(
+                        "each entry of `{key}` must be a table, found {}",
+                        describe(v.type_name())
+                    ),
+                ),
+            }
+        }
+        out
+    }
+
+    /// A table of string values (`variables`, `headers`): `(key, value)` in written order.
+    fn string_map(&self, key: &str, d: &mut Diagnostics<'_>) -> Vec<(Text, Text)> {
+        let Some(t) = self.table(key, d) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (name, item) in t.table.iter() {
+            let name_span = t.key_span(name);
+            let span = item.span().unwrap_or_else(|| name_span.clone());
+            match item.as_str() {
+                Some(v) => out.push((
+                    Spanned::new(name.to_string(), name_span),
+                    Spanned::new(v.to_string(), span),
+                )),
+                None => t.wrong_type(&format!("{key}.{name}"), item, span, "a string", d),
+            }
+        }
+        out
+    }
+
+    /// An array of strings.
+    fn strings(&self, key: &str, d: &mut Diagnostics<'_>) -> Vec<Text> {
+        let Some((item, span)) = self.get(key) else {
+            return Vec::new();
+        };
+        let Some(array) = item.as_array() else {
+            self.wrong_type(key, item, span, "an array of strings", d);
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for v in array.iter() {
+            let at = v.span().unwrap_or_else(|| span.clone());
+            match v.as_str() {
+                Some(s) => out.push(Spanned::new(s.to_string(), at)),
+                None => d.error(
+                    at,
+                    format!(
+                        "each entry of `{key}` must be a string, found {}",
+                        describe(v.type_name())
+                    ),
+                ),
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_the_key_that_was_meant() {
+        assert_eq!(closest("prot", API_KEYS), Some("protocol"));
+        assert_eq!(
+            closest("idle_timeout", SERVER_KEYS),
+            Some("idle_timeout_ms")
+        );
+        assert_eq!(closest("shard", SERVER_KEYS), Some("shards"));
+        assert_eq!(closest("nmae", API_KEYS), Some("name"));
+        assert_eq!(closest("stgaes", API_KEYS), Some("stages"));
+        assert_eq!(closest("frobnicate", API_KEYS), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+
+    #[test]
+    fn syntax_messages_are_one_line() {
+        assert_eq!(
+            plain_message("invalid table header\nexpected `.`, `]]`\n"),
+            "invalid table header: expected `.`, `]]`"
+        );
+        assert_eq!(plain_message(""), "invalid TOML");
+    }
+}

@@ -1,0 +1,661 @@
+//! Config loading end to end: the shipped configs load, and each kind of mistake is reported
+//! with its file, line, column and reason (one small bad config per row).
+//!
+//! Every test here goes through `router::parse_route_key` / `RouterBuilder`, so they need the
+//! router implementation.
+
+use super::{load_str, ConfigError, DEFAULT_CONFIG};
+use crate::gateway::{Protocol, Target};
+use std::path::Path;
+
+/// `(line, column)`, 1-based, of the first occurrence of `marker` in `text`.
+fn position_of(text: &str, marker: &str) -> (u32, u32) {
+    let offset = text
+        .find(marker)
+        .unwrap_or_else(|| panic!("marker {marker:?} is not in the config"));
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before[before.rfind('\n').map_or(0, |i| i + 1)..]
+        .chars()
+        .count()
+        + 1;
+    (line as u32, column as u32)
+}
+
+fn errors_of(text: &str) -> Vec<ConfigError> {
+    match load_str("test.toml", text) {
+        Ok(_) => panic!("config loaded without errors:\n{text}"),
+        Err(errors) => errors,
+    }
+}
+
+const LISTENER: &str = "[[listeners]]\naddress = \"127.0.0.1\"\nport = 8080\n";
+
+/// A config with the listener and `apis` (TOML text).
+fn with_listener(apis: &str) -> String {
+    format!("{LISTENER}{apis}")
+}
+
+/// One REST API `svc` with stage `prod` (variable `backend`) and `routes` (TOML text).
+fn rest_api(routes: &str) -> String {
+    with_listener(&format!(
+        r#"[[apis]]
+name = "svc"
+protocol = "rest"
+  [[apis.stages]]
+  name = "prod"
+  variables = {{ backend = "127.0.0.1:9000" }}
+{routes}"#
+    ))
+}
+
+/// One HTTP API `svc` with the `$default` stage and `routes` (TOML text).
+fn http_api(routes: &str) -> String {
+    with_listener(&format!(
+        r#"[[apis]]
+name = "svc"
+protocol = "http"
+  [[apis.stages]]
+  name = "$default"
+  variables = {{ backend = "127.0.0.1:9000" }}
+{routes}"#
+    ))
+}
+
+fn route(key: &str, integration: &str) -> String {
+    format!("  [[apis.routes]]\n  key = \"{key}\"\n  integration = {integration}\n")
+}
+
+const MOCK: &str = "{ type = \"mock\", status = 200 }";
+
+fn proxy(uri: &str) -> String {
+    format!("{{ type = \"http_proxy\", uri = \"{uri}\" }}")
+}
+
+/// What an expected error says: all of it, or (for the router's own sentences) just that there
+/// is one.
+enum Says {
+    Exactly(&'static str),
+    StartsWith(&'static str),
+    Anything,
+}
+
+struct Row {
+    what: &'static str,
+    text: String,
+    /// Every expected error: the text it points at (first occurrence) and its message.
+    errors: Vec<(&'static str, Says)>,
+}
+
+fn row(what: &'static str, text: String, errors: Vec<(&'static str, Says)>) -> Row {
+    Row { what, text, errors }
+}
+
+use Says::{Anything, Exactly, StartsWith};
+
+fn rows() -> Vec<Row> {
+    vec![
+        row(
+            "unknown key in [server]",
+            format!("[server]\nshards = 1\nidle_timeout = 5000\n{LISTENER}"),
+            vec![(
+                "idle_timeout =",
+                StartsWith("unknown key `idle_timeout`, expected one of `shards`, `pin_cpus`"),
+            )],
+        ),
+        row(
+            "misspelled key in an API (protocol then also missing)",
+            with_listener("[[apis]]\nname = \"a\"\nprot = \"rest\"\n  [[apis.stages]]\n  name = \"prod\"\n"),
+            vec![
+                ("[[apis]]", Exactly("missing key `protocol` in [[apis]]")),
+                (
+                    "prot =",
+                    Exactly("unknown key `prot`, expected one of `name`, `protocol`, `hosts`, `stages`, `routes` (did you mean `protocol`?)"),
+                ),
+            ],
+        ),
+        row(
+            "wrong type",
+            "[[listeners]]\naddress = \"127.0.0.1\"\nport = \"8080\"\n".to_string(),
+            vec![("\"8080\"", Exactly("`port` must be an integer, found a string"))],
+        ),
+        row(
+            "wrong type in [server]",
+            format!("[server]\npin_cpus = \"yes\"\n{LISTENER}"),
+            vec![("\"yes\"", Exactly("`pin_cpus` must be a boolean, found a string"))],
+        ),
+        row(
+            "syntax error",
+            "[[listeners]]\naddress = \"127.0.0.1\"\nport = 80 80\n".to_string(),
+            vec![("80\n", Exactly("expected newline, `#`"))],
+        ),
+        row(
+            "server value out of range",
+            format!("[server]\nread_buffer_bytes = 100\nidle_timeout_ms = 0\n{LISTENER}"),
+            vec![
+                ("100", Exactly("`read_buffer_bytes` must be between 1024 and 16777216")),
+                ("0\n[[listeners]]", Exactly("`idle_timeout_ms` must be between 1 and 86400000")),
+            ],
+        ),
+        row(
+            "no listeners",
+            "[server]\nshards = 1\n".to_string(),
+            vec![(
+                "[server]",
+                Exactly("no listeners: add at least one [[listeners]] with `address` and `port`"),
+            )],
+        ),
+        row(
+            "bad listener address and port",
+            "[[listeners]]\naddress = \"localhost\"\nport = 70000\n".to_string(),
+            vec![
+                (
+                    "\"localhost\"",
+                    Exactly("`localhost` is not an IP address: write an IPv4 or IPv6 literal such as 127.0.0.1, 0.0.0.0 or ::"),
+                ),
+                ("70000", Exactly("`port` must be between 1 and 65535")),
+            ],
+        ),
+        row(
+            "bad route key",
+            rest_api(&route("FETCH pets/{id", MOCK)),
+            vec![("\"FETCH", Anything)],
+        ),
+        row(
+            "duplicate route",
+            rest_api(&(route("GET /pets/{id}", MOCK) + &route("GET /pets/{petId}", MOCK))),
+            vec![("\"GET /pets/{petId}\"", Anything)],
+        ),
+        row(
+            "$default route in a REST API",
+            rest_api(&route("$default", MOCK)),
+            vec![(
+                "\"$default\"",
+                Exactly("the `$default` route is only for http APIs: use `ANY /{proxy+}` in a REST API"),
+            )],
+        ),
+        row(
+            "$default stage in a REST API",
+            with_listener("[[apis]]\nname = \"a\"\nprotocol = \"rest\"\nstages = [{ name = \"$default\" }]\n"),
+            vec![(
+                "\"$default\"",
+                Exactly("a `$default` stage is only for http APIs: REST APIs are reached as /{stage}/..."),
+            )],
+        ),
+        row(
+            "bad stage name",
+            with_listener("[[apis]]\nname = \"a\"\nprotocol = \"http\"\nstages = [{ name = \"pro d\" }]\n"),
+            vec![(
+                "\"pro d\"",
+                StartsWith("invalid stage name `pro d`: use 1 to 128 of A-Z a-z 0-9 _ -"),
+            )],
+        ),
+        row(
+            "API without stages",
+            with_listener("[[apis]]\nname = \"a\"\nprotocol = \"http\"\n"),
+            vec![(
+                "\"a\"",
+                Exactly("API `a` has no stages: add at least one [[apis.stages]]"),
+            )],
+        ),
+        row(
+            "duplicate API, stage and domain names",
+            with_listener(
+                r#"[[apis]]
+name = "a"
+protocol = "rest"
+hosts = ["a.example"]
+stages = [{ name = "prod" }, { name = "prod" }]
+[[apis]]
+name = "a"
+protocol = "rest"
+hosts = ["b.example"]
+stages = [{ name = "beta" }]
+[[domains]]
+name = "api.example.com"
+mappings = [{ api = "a", stage = "prod" }]
+[[domains]]
+name = "API.example.com"
+mappings = [{ api = "a", stage = "prod" }]
+"#,
+            ),
+            vec![
+                ("\"prod\" }]", Exactly("API `a` already has a stage `prod`")),
+                ("\"a\"\nprotocol = \"rest\"\nhosts = [\"b", Exactly("another API is already named `a`")),
+                (
+                    "\"API.example.com\"",
+                    Exactly("another [[domains]] entry is already named `api.example.com`"),
+                ),
+            ],
+        ),
+        row(
+            "unknown integration type and missing integration",
+            rest_api("  [[apis.routes]]\n  key = \"GET /a\"\n  integration = { type = \"lambda\" }\n  [[apis.routes]]\n  key = \"GET /b\"\n"),
+            vec![
+                ("\"lambda\"", Exactly("unknown integration type `lambda`, expected `http_proxy` or `mock`")),
+                ("[[apis.routes]]\n  key = \"GET /b\"", Exactly("missing key `integration` in [[apis.routes]]")),
+            ],
+        ),
+        row(
+            "integration URI that is not a URI",
+            rest_api(&route("GET /a", &proxy("127.0.0.1:9000/a"))),
+            vec![(
+                "\"127.0.0.1:9000/a\"",
+                Exactly("`127.0.0.1:9000/a` is not an absolute URI: write http://host[:port][/path][?query]"),
+            )],
+        ),
+        row(
+            "https backend",
+            rest_api(&route("GET /a", &proxy("https://127.0.0.1/a"))),
+            vec![("\"https://", Exactly("https backends are not supported yet"))],
+        ),
+        row(
+            "backend host that does not resolve",
+            rest_api(&route("GET /a", &proxy("http://no-such-host.invalid/a"))),
+            vec![(
+                "\"http://no-such-host",
+                StartsWith("cannot resolve backend host `no-such-host.invalid`: "),
+            )],
+        ),
+        row(
+            "URI parameter that the route does not have",
+            rest_api(&route("GET /pets/{petId}", &proxy("http://127.0.0.1:9000/pets/{id}"))),
+            vec![(
+                "{id}\"",
+                Exactly("`{id}` is not a path parameter of the route (it has `{petId}`)"),
+            )],
+        ),
+        row(
+            "greedy parameter written with +",
+            rest_api(&route("ANY /{proxy+}", &proxy("http://127.0.0.1:9000/{proxy+}"))),
+            vec![(
+                "{proxy+}\" }",
+                Exactly("write `{proxy}` (without `+`) to use the greedy path parameter `{proxy+}`"),
+            )],
+        ),
+        row(
+            "{proxy} on a route without a greedy parameter",
+            rest_api(&route("GET /pets", &proxy("http://127.0.0.1:9000/{proxy}"))),
+            vec![(
+                "{proxy}\"",
+                Exactly("`{proxy}` is not a path parameter of the route (it has none)"),
+            )],
+        ),
+        row(
+            "stage variable that one stage does not define",
+            with_listener(&format!(
+                "[[apis]]\nname = \"a\"\nprotocol = \"rest\"\n  [[apis.stages]]\n  name = \"prod\"\n  variables = {{ backend = \"127.0.0.1:9000\" }}\n  [[apis.stages]]\n  name = \"beta\"\n{}",
+                route("GET /a", &proxy("http://${stageVariables.backend}/a"))
+            )),
+            vec![(
+                "${stageVariables.backend}",
+                Exactly("stage `beta` does not define the stage variable `backend`"),
+            )],
+        ),
+        row(
+            "stage variable missing in the $default stage",
+            http_api(&route("$default", &proxy("http://${stageVariables.host}/"))),
+            vec![(
+                "${stageVariables.host}",
+                Exactly("stage `$default` does not define the stage variable `host`"),
+            )],
+        ),
+        row(
+            "other ${...} references",
+            rest_api(&route("GET /a", &proxy("http://127.0.0.1/${context.path}"))),
+            vec![(
+                "${context",
+                Exactly("`${context.path}`: only `${stageVariables.NAME}` can be used in an integration URI"),
+            )],
+        ),
+        row(
+            "timeout out of range (REST and HTTP)",
+            rest_api(&route("GET /a", "{ type = \"http_proxy\", uri = \"http://127.0.0.1/\", timeout_ms = 29001 }"))
+                + "[[apis]]\nname = \"h\"\nprotocol = \"http\"\nhosts = [\"h.example\"]\nstages = [{ name = \"$default\" }]\nroutes = [{ key = \"$default\", integration = { type = \"http_proxy\", uri = \"http://127.0.0.1\", timeout_ms = 49 } }]\n",
+            vec![
+                ("29001", Exactly("`timeout_ms` must be between 50 and 29000 for rest APIs")),
+                ("49", Exactly("`timeout_ms` must be between 50 and 30000 for http APIs")),
+            ],
+        ),
+        row(
+            "mock status and headers",
+            rest_api(&route(
+                "GET /a",
+                "{ type = \"mock\", status = 600, headers = { \"content-length\" = \"3\" } }",
+            )),
+            vec![
+                ("600", Exactly("`status` must be between 100 and 599")),
+                (
+                    "\"content-length\"",
+                    Exactly("`content-length` cannot be set on a mock response: the gateway writes it"),
+                ),
+            ],
+        ),
+        row(
+            "stage variables and throttle",
+            with_listener("[[apis]]\nname = \"a\"\nprotocol = \"rest\"\n  [[apis.stages]]\n  name = \"prod\"\n  variables = { \"bad-name\" = \"x\" }\n  throttle = { rate = -1.0, burst = 10 }\n"),
+            vec![
+                (
+                    "\"bad-name\"",
+                    Exactly("invalid stage variable name `bad-name`: use 1 to 64 of A-Z a-z 0-9 _"),
+                ),
+                ("-1.0", Exactly("`rate` must be a number of requests per second ≥ 0")),
+            ],
+        ),
+        row(
+            "mapping to an unknown API and stage, bad mapping paths",
+            rest_api("")
+                + r#"[[domains]]
+name = "api.example.com"
+  [[domains.mappings]]
+  path = "v1"
+  api = "nope"
+  stage = "prod"
+  [[domains.mappings]]
+  path = "v2"
+  api = "svc"
+  stage = "beta"
+  [[domains.mappings]]
+  path = "/v3"
+  api = "svc"
+  stage = "prod"
+  [[domains.mappings]]
+  path = "v1"
+  api = "svc"
+  stage = "prod"
+"#,
+            vec![
+                ("\"nope\"", Exactly("no API is named `nope`")),
+                ("\"beta\"", Exactly("API `svc` has no stage `beta`")),
+                (
+                    "\"/v3\"",
+                    Exactly("mapping path `/v3` must not start or end with `/` (write `v1` or `orders/v1`)"),
+                ),
+                (
+                    "\"v1\"\n  api = \"svc\"",
+                    Exactly("domain `api.example.com` already has a mapping for path `v1`"),
+                ),
+            ],
+        ),
+        row(
+            "two host-less APIs with the same stage, two $default stages",
+            with_listener(
+                r#"[[apis]]
+name = "a"
+protocol = "rest"
+stages = [{ name = "prod" }]
+[[apis]]
+name = "b"
+protocol = "http"
+stages = [{ name = "$default" }, { name = "prod" }]
+[[apis]]
+name = "c"
+protocol = "http"
+stages = [{ name = "$default" }]
+"#,
+            ),
+            vec![
+                (
+                    "\"prod\" }]\n[[apis]]\nname = \"c\"",
+                    Exactly("API `a` also has a stage `prod` and neither API has `hosts`: requests to /prod/... would be ambiguous"),
+                ),
+                (
+                    "\"$default\" }]\n",
+                    Exactly("API `b` also has a `$default` stage and neither API has `hosts`: requests that name no stage would be ambiguous"),
+                ),
+            ],
+        ),
+        row(
+            "APIs sharing a host with the same stage; host with a port; host that is a domain",
+            with_listener(
+                r#"[[apis]]
+name = "a"
+protocol = "rest"
+hosts = ["shop.example", "x.example:8080"]
+stages = [{ name = "prod" }]
+[[apis]]
+name = "b"
+protocol = "rest"
+hosts = ["Shop.Example", "api.example.com"]
+stages = [{ name = "prod" }]
+[[domains]]
+name = "*.example.com"
+mappings = [{ api = "a", stage = "prod" }]
+"#,
+            ),
+            vec![
+                (
+                    "\"x.example:8080\"",
+                    Exactly("write the host without a port (`x.example`): any listener port reaches it"),
+                ),
+                (
+                    "\"api.example.com\"",
+                    Exactly("`api.example.com` is a custom domain ([[domains]]): its requests follow the domain's mappings, not `hosts`"),
+                ),
+                (
+                    "\"prod\" }]\n[[domains]]",
+                    Exactly("API `a` also has a stage `prod` and both APIs list `shop.example` in `hosts`: requests to /prod/... would be ambiguous"),
+                ),
+            ],
+        ),
+    ]
+}
+
+#[test]
+fn each_mistake_is_reported_at_its_position() {
+    for r in rows() {
+        let errors = errors_of(&r.text);
+        let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            errors.len(),
+            r.errors.len(),
+            "{}: expected {} error(s), got:\n{}\n--- config:\n{}",
+            r.what,
+            r.errors.len(),
+            shown.join("\n"),
+            r.text
+        );
+        for (marker, says) in &r.errors {
+            let (line, column) = position_of(&r.text, marker);
+            let found = errors.iter().find(|e| e.line == line && e.column == column);
+            let Some(e) = found else {
+                panic!(
+                    "{}: no error at {line}:{column} ({marker:?}); got:\n{}\n--- config:\n{}",
+                    r.what,
+                    shown.join("\n"),
+                    r.text
+                );
+            };
+            assert_eq!(e.file, "test.toml", "{}", r.what);
+            assert!(
+                !e.message.contains('\n'),
+                "{}: multi-line message {:?}",
+                r.what,
+                e.message
+            );
+            match says {
+                Exactly(m) => assert_eq!(e.message, *m, "{}", r.what),
+                StartsWith(m) => assert!(e.message.starts_with(m), "{}: {:?}", r.what, e.message),
+                Anything => assert!(!e.message.is_empty(), "{}", r.what),
+            }
+        }
+    }
+}
+
+#[test]
+fn every_error_in_a_file_is_reported() {
+    // An unknown key, a bad route key and a bad URI in one file: all three.
+    let text = format!(
+        "[server]\nshards = 1\nshard_count = 2\n{}",
+        &rest_api(&(route("FETCH pets/{id", MOCK) + &route("GET /a", &proxy("https://x/"))))[..]
+    );
+    let errors = errors_of(&text);
+    for marker in ["shard_count", "\"FETCH", "\"https://x/\""] {
+        let (line, column) = position_of(&text, marker);
+        assert!(
+            errors.iter().any(|e| e.line == line && e.column == column),
+            "{marker}: {errors:?}"
+        );
+    }
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    // In file order.
+    assert!(errors
+        .windows(2)
+        .all(|w| (w[0].line, w[0].column) <= (w[1].line, w[1].column)));
+}
+
+#[test]
+fn load_file_names_the_file() {
+    let missing = Path::new("/nonexistent/tollgate/gateway.toml");
+    let errors = super::load_file(missing).err().unwrap_or_default();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].file, "/nonexistent/tollgate/gateway.toml");
+    assert_eq!((errors[0].line, errors[0].column), (1, 1));
+    assert!(errors[0]
+        .message
+        .starts_with("cannot read the config file: "));
+    assert!(errors[0]
+        .to_string()
+        .starts_with("/nonexistent/tollgate/gateway.toml:1:1: cannot read"));
+}
+
+#[test]
+fn default_config_loads() {
+    let g = match load_str("default.toml", DEFAULT_CONFIG) {
+        Ok(g) => g,
+        Err(e) => panic!("DEFAULT_CONFIG: {e:?}"),
+    };
+    assert_eq!(g.listeners, vec!["127.0.0.1:8080".parse().unwrap()]);
+    assert!(g.upstreams.is_empty(), "the demo needs no backend");
+    let names: Vec<(&str, Protocol)> = g.apis.iter().map(|a| (&*a.name, a.protocol)).collect();
+    assert_eq!(names, [("pets", Protocol::Rest), ("hello", Protocol::Http)]);
+    for api in &g.apis {
+        for r in &api.routes {
+            assert!(
+                r.targets.iter().all(|t| matches!(t, Target::Mock(_))),
+                "{}",
+                r.key
+            );
+        }
+    }
+}
+
+#[test]
+fn example_configs_load() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tuning/examples");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3, "examples: {files:?}");
+    for f in &files {
+        if let Err(errors) = super::load_file(f) {
+            let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            panic!("{}:\n{}", f.display(), shown.join("\n"));
+        }
+    }
+}
+
+#[test]
+fn server_settings_and_defaults() {
+    let g = match load_str(
+        "s.toml",
+        &format!(
+            "[server]\nshards = 2\npin_cpus = false\nread_buffer_bytes = 32768\nmax_header_bytes = 8192\nmax_body_bytes = 1000\nheader_read_timeout_ms = 500\nidle_timeout_ms = 300\nclient_write_timeout_ms = 1000\nupstream_connect_timeout_ms = 200\nupstream_pool_size = 0\nupstream_idle_timeout_ms = 5000\n{LISTENER}"
+        ),
+    ) {
+        Ok(g) => g,
+        Err(e) => panic!("{e:?}"),
+    };
+    let s = &g.settings;
+    assert_eq!(
+        (s.shards, s.pin_cpus, s.read_buffer_bytes),
+        (2, false, 32768)
+    );
+    assert_eq!(
+        (s.max_header_bytes, s.max_body_bytes, s.upstream_pool_size),
+        (8192, 1000, 0)
+    );
+    assert_eq!(s.header_read_timeout.as_millis(), 500);
+    assert_eq!(s.idle_timeout.as_millis(), 300);
+    assert_eq!(s.client_write_timeout.as_millis(), 1000);
+    assert_eq!(s.upstream_connect_timeout.as_millis(), 200);
+    assert_eq!(s.upstream_idle_timeout.as_millis(), 5000);
+
+    let g = match load_str("d.toml", LISTENER) {
+        Ok(g) => g,
+        Err(e) => panic!("{e:?}"),
+    };
+    assert_eq!(g.settings, crate::gateway::Settings::default());
+}
+
+#[test]
+fn targets_are_compiled_per_stage_and_upstreams_shared() {
+    let text = with_listener(
+        r#"[[apis]]
+name = "a"
+protocol = "rest"
+stages = [
+  { name = "prod", variables = { backend = "127.0.0.1:9000", v = "2" } },
+  { name = "beta", variables = { backend = "127.0.0.1:9001", v = "1" } },
+  { name = "gamma", variables = { backend = "127.0.0.1:9000", v = "3" } },
+]
+  [[apis.routes]]
+  key = "GET /items/{id}"
+  integration = { type = "http_proxy", uri = "http://${stageVariables.backend}/v${stageVariables.v}/items/{id}", timeout_ms = 500 }
+  [[apis.routes]]
+  key = "GET /localhost"
+  integration = { type = "http_proxy", uri = "http://localhost:9000" }
+"#,
+    );
+    let g = match load_str("t.toml", &text) {
+        Ok(g) => g,
+        Err(e) => panic!("{e:?}"),
+    };
+    // 127.0.0.1:9000 (prod and gamma share it), 127.0.0.1:9001, localhost:9000.
+    assert_eq!(g.upstreams.len(), 3, "{:?}", g.upstreams);
+    assert_eq!(&*g.upstreams[0].host_header, "127.0.0.1:9000");
+    assert_eq!(g.upstreams[0].addr, "127.0.0.1:9000".parse().unwrap());
+    assert_eq!(&*g.upstreams[1].host_header, "127.0.0.1:9001");
+    assert_eq!(&*g.upstreams[2].host_header, "localhost:9000");
+    assert_eq!(g.upstreams[2].addr.port(), 9000);
+
+    let route = &g.apis[0].routes[0];
+    assert_eq!(route.targets.len(), 3);
+    let written: Vec<(u32, String, u128)> = route
+        .targets
+        .iter()
+        .map(|t| match t {
+            Target::HttpProxy(p) => {
+                let mut out = Vec::new();
+                p.path.write(&["42"], "/items/42", Some("x=1"), &mut out);
+                (
+                    p.upstream,
+                    String::from_utf8(out).unwrap(),
+                    p.timeout.as_millis(),
+                )
+            }
+            Target::Mock(_) => panic!("mock"),
+        })
+        .collect();
+    assert_eq!(
+        written,
+        [
+            (0, "/v2/items/42?x=1".to_string(), 500),
+            (1, "/v1/items/42?x=1".to_string(), 500),
+            (0, "/v3/items/42?x=1".to_string(), 500),
+        ]
+    );
+    // Default timeout; a REST URI without a path sends `/`.
+    match &g.apis[0].routes[1].targets[0] {
+        Target::HttpProxy(p) => {
+            assert_eq!(p.timeout.as_millis(), 29_000);
+            let mut out = Vec::new();
+            p.path.write(&[], "/localhost", None, &mut out);
+            assert_eq!(out, b"/");
+        }
+        Target::Mock(_) => panic!("mock"),
+    }
+}

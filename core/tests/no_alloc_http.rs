@@ -1,0 +1,197 @@
+//! Proves the per-request HTTP work makes no heap allocation: `request::parse` on a typical
+//! request, `ChunkedDecoder::feed`, `error::write` into a pre-reserved buffer, and
+//! `RequestIds::next`. A counting global allocator (this test binary only) counts every
+//! allocation made by the thread under test.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use tollgate_core::http::chunked::ChunkedDecoder;
+use tollgate_core::http::error::{self, GatewayError};
+use tollgate_core::http::{request, response, BodyKind, MAX_HEADERS};
+use tollgate_core::request_id::RequestIds;
+
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// Only allocations on a thread that is measuring count (the test harness runs other
+    /// threads, which may allocate at any time).
+    static MEASURING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn note_allocation() {
+    // `try_with`: the thread-local may be gone while a thread shuts down.
+    if MEASURING.try_with(Cell::get).unwrap_or(false) {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note_allocation();
+        System.alloc(layout)
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note_allocation();
+        System.alloc_zeroed(layout)
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note_allocation();
+        System.realloc(ptr, layout, new_size)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Tests in this binary run on parallel threads; measure one at a time so the global count is
+/// only this test's.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Runs `f` and returns how many allocations it made on this thread.
+fn allocations_in(f: impl FnOnce()) -> u64 {
+    let _guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    MEASURING.with(|m| m.set(true));
+    f();
+    MEASURING.with(|m| m.set(false));
+    ALLOCATIONS.load(Ordering::SeqCst) - before
+}
+
+const REQUEST: &[u8] = b"POST /prod/pets/42/toys?color=red&size=2 HTTP/1.1\r\n\
+Host: abc123.execute-api.us-east-1.amazonaws.com\r\n\
+User-Agent: Mozilla/5.0 (X11; Linux x86_64) tollgate-test/1.0\r\n\
+Accept: application/json, text/plain;q=0.9, */*;q=0.8\r\n\
+Accept-Encoding: gzip, deflate, br\r\n\
+Accept-Language: en-US,en;q=0.5\r\n\
+Authorization: Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl\r\n\
+Content-Type: application/json\r\n\
+Content-Length: 27\r\n\
+Connection: keep-alive\r\n\
+X-Forwarded-For: 203.0.113.7\r\n\
+Expect: 100-continue\r\n\
+\r\n\
+{\"name\":\"rex\",\"toys\":[1,2]}";
+
+#[test]
+fn control_the_counter_sees_allocations() {
+    let n = allocations_in(|| {
+        let v: Vec<u8> = Vec::with_capacity(std::hint::black_box(64));
+        std::hint::black_box(v);
+    });
+    assert!(n >= 1, "the counting allocator must see a Vec allocation");
+}
+
+#[test]
+fn request_parse_does_not_allocate() {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut checked = 0;
+    let n = allocations_in(|| {
+        for _ in 0..100 {
+            let head = request::parse(REQUEST, &mut headers, 10_240)
+                .ok()
+                .flatten()
+                .map(|h| (h.body, h.headers.len(), h.keep_alive, h.expect_continue));
+            assert_eq!(head, Some((BodyKind::Length(27), 11, true, true)));
+            checked += 1;
+        }
+        // Refusals and incomplete heads do not allocate either.
+        assert!(request::parse(&REQUEST[..100], &mut headers, 10_240).is_ok_and(|h| h.is_none()));
+        assert!(request::parse(b"GET / HTTP/1.1\nHost: a\n\n", &mut headers, 10_240).is_err());
+        assert!(request::parse(REQUEST, &mut headers, 64).is_err());
+    });
+    assert_eq!(checked, 100);
+    assert_eq!(n, 0, "request::parse allocated");
+}
+
+#[test]
+fn response_parse_does_not_allocate() {
+    let raw = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nServer: origin\r\nDate: Tue, 02 May 2017 03:15:47 GMT\r\n\r\n";
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let n = allocations_in(|| {
+        let body = response::parse(raw, &mut headers, 8192, false)
+            .ok()
+            .flatten()
+            .map(|h| h.body);
+        assert_eq!(body, Some(BodyKind::Chunked));
+    });
+    assert_eq!(n, 0, "response::parse allocated");
+}
+
+#[test]
+fn chunked_feed_does_not_allocate() {
+    let body: &[u8] =
+        b"1a;name=\"v\"\r\nabcdefghijklmnopqrstuvwxyz\r\n3\r\nxyz\r\n0\r\nX-Checksum: 1234\r\n\r\nNEXT";
+    let n = allocations_in(|| {
+        let mut total = 0usize;
+        let mut d = ChunkedDecoder::new();
+        let r = d.feed(body, |s| total += s.len());
+        assert_eq!(r, Ok((body.len() - 4, true)));
+        // Byte by byte.
+        let mut d = ChunkedDecoder::new();
+        for b in body.chunks(1) {
+            if d.feed(b, |s| total += s.len()).is_ok_and(|(_, done)| done) {
+                break;
+            }
+        }
+        assert_eq!(d.data_len(), 29);
+        assert_eq!(total, 58);
+        // Errors do not allocate.
+        let mut d = ChunkedDecoder::new();
+        assert!(d.feed(b"5\nhello", |_| {}).is_err());
+    });
+    assert_eq!(n, 0, "ChunkedDecoder::feed allocated");
+}
+
+#[test]
+fn error_write_does_not_allocate_into_a_reserved_buffer() {
+    let mut out: Vec<u8> = Vec::with_capacity(4096);
+    let id = [b'a'; 36];
+    let all = [
+        GatewayError::MissingAuthenticationToken,
+        GatewayError::NotFound,
+        GatewayError::RequestTooLarge,
+        GatewayError::HeadersTooLarge,
+        GatewayError::BadRequest,
+        GatewayError::VersionNotSupported,
+        GatewayError::IntegrationTimeout,
+        GatewayError::IntegrationFailure,
+        GatewayError::Internal,
+    ];
+    let n = allocations_in(|| {
+        for err in all {
+            for (close, head) in [(false, false), (true, false), (false, true), (true, true)] {
+                out.clear();
+                error::write(err, &id, close, head, &mut out);
+                assert!(out.starts_with(b"HTTP/1.1 "));
+                out.clear();
+                error::write_with_limit(err, &id, close, head, 1 << 20, &mut out);
+                assert!(out.starts_with(b"HTTP/1.1 "));
+            }
+        }
+    });
+    assert_eq!(n, 0, "error::write allocated");
+}
+
+#[test]
+fn request_ids_do_not_allocate() {
+    let mut ids = RequestIds::new(0x1234_5678);
+    let mut last = [0u8; 36];
+    let n = allocations_in(|| {
+        for _ in 0..1000 {
+            let id = ids.next();
+            assert_ne!(id, last);
+            last = id;
+        }
+    });
+    assert_eq!(n, 0, "RequestIds::next allocated");
+}
