@@ -39,7 +39,9 @@ fn connection_tokens<'a>(headers: &[httparse::Header<'a>]) -> SmallVec<[&'a [u8]
 }
 
 fn named_in(tokens: &[&[u8]], name: &str) -> bool {
-    tokens.iter().any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+    tokens
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
 }
 
 fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -99,7 +101,11 @@ pub fn write_upstream_head(
         }
     }
     // Writing to a Vec cannot fail.
-    let _ = write!(out, "{}\r\nx-forwarded-proto: {}\r\nx-forwarded-port: {}\r\n", client.ip, client.proto, client.port);
+    let _ = write!(
+        out,
+        "{}\r\nx-forwarded-proto: {}\r\nx-forwarded-port: {}\r\n",
+        client.ip, client.proto, client.port
+    );
     if req.body == BodyKind::Chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
@@ -165,7 +171,12 @@ pub fn write_mock(
     client_minor_version: u8,
     out: &mut Vec<u8>,
 ) {
-    let _ = write!(out, "HTTP/1.1 {} {}\r\n", mock.status, reason_phrase(mock.status));
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\n",
+        mock.status,
+        reason_phrase(mock.status)
+    );
     for (name, value) in &mock.headers {
         push_header(out, name.as_bytes(), value.as_bytes());
     }

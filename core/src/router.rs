@@ -129,7 +129,9 @@ pub fn parse_route_key(key: &str) -> Result<RouteKey, RouteKeyError> {
                     "segment `{seg}` mixes text and a parameter: a parameter must be a whole segment"
                 ));
             } else if let Some(c) = seg.chars().find(|&c| !literal_char_ok(c)) {
-                return bad(format!("character `{c}` is not allowed in route path `{path}`"));
+                return bad(format!(
+                    "character `{c}` is not allowed in route path `{path}`"
+                ));
             } else {
                 segments.push(Segment::Literal(seg.to_string()));
             }
@@ -389,7 +391,13 @@ mod tests {
             (&guide, Method::Get, "/pets/dog/2", Some(1), &["2"]),
             (&guide, Method::Get, "/pets/cat/1", Some(2), &["cat/1"]),
             (&guide, Method::Post, "/test/5", Some(3), &["test/5"]),
-            (&guide, Method::Post, "/pets/dog/1", Some(3), &["pets/dog/1"]),
+            (
+                &guide,
+                Method::Post,
+                "/pets/dog/1",
+                Some(3),
+                &["pets/dog/1"],
+            ),
             (&guide, Method::Get, "/", Some(4), &[]),
             (&guide, Method::Other, "/x", Some(4), &[]),
             (&other, Method::Get, "/a/b/c", Some(0), &["b"]),
