@@ -72,12 +72,10 @@ fn proxy(uri: &str) -> String {
     format!("{{ type = \"http_proxy\", uri = \"{uri}\" }}")
 }
 
-/// What an expected error says: all of it, or (for the router's own sentences) just that there
-/// is one.
+/// What an expected error says: all of it, or how it starts.
 enum Says {
     Exactly(&'static str),
     StartsWith(&'static str),
-    Anything,
 }
 
 struct Row {
@@ -91,7 +89,7 @@ fn row(what: &'static str, text: String, errors: Vec<(&'static str, Says)>) -> R
     Row { what, text, errors }
 }
 
-use Says::{Anything, Exactly, StartsWith};
+use Says::{Exactly, StartsWith};
 
 fn rows() -> Vec<Row> {
     vec![
@@ -159,12 +157,12 @@ fn rows() -> Vec<Row> {
         row(
             "bad route key",
             rest_api(&route("FETCH pets/{id", MOCK)),
-            vec![("\"FETCH", Anything)],
+            vec![("\"FETCH", StartsWith("unknown method `FETCH`"))],
         ),
         row(
             "duplicate route",
             rest_api(&(route("GET /pets/{id}", MOCK) + &route("GET /pets/{petId}", MOCK))),
-            vec![("\"GET /pets/{petId}\"", Anything)],
+            vec![("\"GET /pets/{petId}\"", StartsWith("duplicate route"))],
         ),
         row(
             "$default route in a REST API",
@@ -476,7 +474,6 @@ fn each_mistake_is_reported_at_its_position() {
             match says {
                 Exactly(m) => assert_eq!(e.message, *m, "{}", r.what),
                 StartsWith(m) => assert!(e.message.starts_with(m), "{}: {:?}", r.what, e.message),
-                Anything => assert!(!e.message.is_empty(), "{}", r.what),
             }
         }
     }
