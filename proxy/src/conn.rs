@@ -143,11 +143,12 @@ fn plan(
     let close = !head.keep_alive;
     if let BodyKind::Length(n) = head.body {
         if n > gw.settings.max_body_bytes {
-            error::write(
+            error::write_with_limit(
                 GatewayError::RequestTooLarge,
                 request_id,
                 true,
                 is_head,
+                gw.settings.max_body_bytes,
                 out,
             );
             return Plan::Local { close: true };
@@ -605,11 +606,12 @@ async fn answer(
             GatewayError::RequestTooLarge | GatewayError::BadRequest
         );
     c.out.clear();
-    error::write(
+    error::write_with_limit(
         err,
         request_id,
         close,
         meta.method == Method::Head,
+        s.max_body_bytes,
         &mut c.out,
     );
     c.conn.write_all(&c.out, s.client_write_timeout).await?;
