@@ -394,6 +394,38 @@ pub fn tail_of(path: &Path, max: usize) -> String {
     String::from_utf8_lossy(&text[start..]).trim().to_string()
 }
 
+/// Per-CPU (busy, total) clock ticks from `/proc/stat`, indexed by CPU number. Busy counts
+/// user, nice, system, irq, softirq and steal; total adds idle and iowait.
+pub fn cpu_times() -> Vec<(u64, u64)> {
+    parse_proc_stat(&std::fs::read_to_string("/proc/stat").unwrap_or_default())
+}
+
+/// Parses the `cpuN` lines of `/proc/stat` (see [`cpu_times`]).
+pub fn parse_proc_stat(text: &str) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for line in text.lines() {
+        let mut f = line.split_whitespace();
+        let Some(n) = f
+            .next()
+            .and_then(|c| c.strip_prefix("cpu"))
+            .and_then(|n| n.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        let v: Vec<u64> = f.take(8).map(|x| x.parse().unwrap_or(0)).collect();
+        if v.len() < 8 {
+            continue;
+        }
+        let busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+        let total = busy + v[3] + v[4];
+        if out.len() <= n {
+            out.resize(n + 1, (0, 0));
+        }
+        out[n] = (busy, total);
+    }
+    out
+}
+
 /// CPU and memory of a process group at one instant.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct GroupSample {
@@ -467,6 +499,13 @@ mod tests {
         let text = "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 1 0 5 0 0";
         assert_eq!(parse_stat(text), Some((1234, 325)));
         assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn proc_stat_per_cpu() {
+        let text = "cpu  10 0 10 100 0 0 0 0 0 0\ncpu0 5 1 4 50 2 0 1 1 0 0\ncpu1 5 0 6 50 0 0 0 0 0 0\nintr 1 2\n";
+        assert_eq!(parse_proc_stat(text), vec![(12, 64), (11, 61)]);
+        assert!(!cpu_times().is_empty());
     }
 
     #[test]

@@ -451,8 +451,16 @@ pub fn render(
                 median_of(&r.closed, |p| p.proxy_busy),
                 median_of(&r.closed, |p| p.client_busy),
             ) {
+                let others_p = median_of(&r.closed, |p| p.others_proxy_cpu).unwrap_or(0.0);
+                let others_c = median_of(&r.closed, |p| p.others_client_cpu).unwrap_or(0.0);
                 let verdict = if pb >= 0.9 {
                     format!("the proxy saturated CPU {proxy_cpu}")
+                } else if pb + others_p >= 0.9 || cb + others_c >= 0.9 {
+                    format!(
+                        "other processes took {:.0}% of CPU {proxy_cpu} and {:.0}% of CPU {client_cpu}: the machine was not quiet, so this row is not comparable",
+                        others_p * 100.0,
+                        others_c * 100.0
+                    )
                 } else if cb >= 0.9 {
                     format!(
                         "CPU {client_cpu} (origin + load generator) saturated first: the proxy had room left, its req/s is a lower bound"
@@ -505,6 +513,23 @@ pub fn render(
 
     let _ = writeln!(md, "## Skipped and notes\n");
     let mut any = false;
+    let phases = || {
+        res.loads
+            .iter()
+            .flat_map(|s| &s.rows)
+            .flat_map(|r| r.closed.iter().chain(&r.open))
+    };
+    let worst_p = phases().map(|p| p.others_proxy_cpu).fold(0.0, f64::max);
+    let worst_c = phases().map(|p| p.others_client_cpu).fold(0.0, f64::max);
+    if worst_p.max(worst_c) > crate::run::OTHERS_NOTICEABLE {
+        let _ = writeln!(
+            md,
+            "- **The machine was not quiet:** during load phases, other processes used up to {:.0}% of CPU {proxy_cpu} (the proxy's) and up to {:.0}% of CPU {client_cpu} (origin + load generator), measured from `/proc/stat`. Numbers from such a run are not comparable; run again on a quiet machine.",
+            worst_p * 100.0,
+            worst_c * 100.0
+        );
+        any = true;
+    }
     for s in res.skipped.iter().chain(&res.notes).chain(plot_notes) {
         let _ = writeln!(md, "- {s}");
         any = true;

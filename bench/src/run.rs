@@ -219,6 +219,10 @@ pub struct Phase {
     pub p99_us: f64,
     pub p999_us: f64,
     pub bad: u64,
+    /// Share of the proxy's CPU taken by other processes meanwhile (from `/proc/stat`).
+    pub others_proxy_cpu: f64,
+    /// Share of the client CPU taken by processes other than origin and load generator.
+    pub others_client_cpu: f64,
 }
 
 /// One proxy's results in a load scenario.
@@ -531,7 +535,9 @@ impl Ctx<'_> {
         };
         let p0 = p.child.sample();
         let o0 = self.origin.sample();
+        let c0 = procs::cpu_times();
         let ran = load::run_tollgate_load(&self.tools.load, &spec)?;
+        let c1 = procs::cpu_times();
         let p1 = p.child.sample();
         let o1 = self.origin.sample();
         let r = &ran.result;
@@ -545,6 +551,24 @@ impl Ctx<'_> {
             |a: &GroupSample, b: &GroupSample| b.cpu_ticks.saturating_sub(a.cpu_ticks) as f64;
         let proxy_s = ticks(&p0, &p1) / self.clk_tck;
         let origin_s = ticks(&o0, &o1) / self.clk_tck;
+        // What the rest of the machine did on the two CPUs meanwhile (same window).
+        let others = |cpu: usize, ours_ticks: f64| match (c0.get(cpu), c1.get(cpu)) {
+            (Some(a), Some(b)) if b.1 > a.1 => {
+                let busy = b.0.saturating_sub(a.0) as f64;
+                ((busy - ours_ticks) / (b.1 - a.1) as f64).clamp(0.0, 1.0)
+            }
+            _ => 0.0,
+        };
+        let client_ticks = ticks(&o0, &o1) + ran.client_cpu.as_secs_f64() * self.clk_tck;
+        let (others_proxy_cpu, others_client_cpu) = if self.proxy_cpu == self.client_cpu {
+            let o = others(self.proxy_cpu, ticks(&p0, &p1) + client_ticks);
+            (o, o)
+        } else {
+            (
+                others(self.proxy_cpu, ticks(&p0, &p1)),
+                others(self.client_cpu, client_ticks),
+            )
+        };
         let phase = Phase {
             requests: r.requests,
             rps: r.rps,
@@ -559,6 +583,8 @@ impl Ctx<'_> {
             p99_us: r.p99_us as f64,
             p999_us: r.p999_us as f64,
             bad: r.bad(),
+            others_proxy_cpu,
+            others_client_cpu,
         };
         Ok((phase, ran.result))
     }
@@ -843,13 +869,14 @@ fn run_load(
             match result {
                 Ok((ph, r)) => {
                     progress(&format!(
-                        "  round {} {:<8} closed loop {:>9.0} req/s  {:>6.2} µs CPU/req  proxy CPU {:>3.0}%  client CPU {:>3.0}%",
+                        "  round {} {:<8} closed loop {:>9.0} req/s  {:>6.2} µs CPU/req  proxy CPU {:>3.0}%  client CPU {:>3.0}%{}",
                         round + 1,
                         rows[i].proxy.name(),
                         ph.rps,
                         ph.cpu_us_per_req,
                         ph.proxy_busy * 100.0,
-                        ph.client_busy * 100.0
+                        ph.client_busy * 100.0,
+                        contention(&ph)
                     ));
                     if !r.codes.is_empty() {
                         rows[i].codes.push(r.codes.clone());
@@ -942,13 +969,14 @@ fn run_load(
                 ) {
                     Ok((ph, r)) => {
                         progress(&format!(
-                            "  round {} {:<8} open loop   p50 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  {:>6.2} µs CPU/req",
+                            "  round {} {:<8} open loop   p50 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  {:>6.2} µs CPU/req{}",
                             round + 1,
                             rows[i].proxy.name(),
                             ph.p50_us / 1000.0,
                             ph.p99_us / 1000.0,
                             ph.p999_us / 1000.0,
-                            ph.cpu_us_per_req
+                            ph.cpu_us_per_req,
+                            contention(&ph)
                         ));
                         if r.rps < rate * 0.95 {
                             notes.push(format!(
@@ -1002,6 +1030,22 @@ fn run_load(
         notes,
     })
 }
+
+/// Other processes' share of the two CPUs during a phase, when it matters (else "").
+pub fn contention(ph: &Phase) -> String {
+    if ph.others_proxy_cpu.max(ph.others_client_cpu) > OTHERS_NOTICEABLE {
+        format!(
+            "  [other processes: {:.0}% of the proxy CPU, {:.0}% of the client CPU]",
+            ph.others_proxy_cpu * 100.0,
+            ph.others_client_cpu * 100.0
+        )
+    } else {
+        String::new()
+    }
+}
+
+/// Other processes' CPU share above which a phase is reported as disturbed.
+pub const OTHERS_NOTICEABLE: f64 = 0.05;
 
 /// A sample of every running proxy (None where not running).
 fn sample_all(running: &[Option<Proxy>]) -> Vec<Option<GroupSample>> {

@@ -190,3 +190,19 @@ fn quick_plain_run_reports_every_column() {
     }
     assert!(status.success(), "tollgate-bench failed: {status}\n{log}");
 }
+
+#[test]
+fn pipeline_bench_runs_the_request_pipeline() {
+    // The callgrind bench binary must keep working against tollgate-core's API.
+    let out = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+        .arg("50")
+        .output()
+        .expect("run pipeline");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("50 iterations"),
+        "pipeline failed: {}\n{stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
