@@ -59,7 +59,10 @@ fn builtin_demo_config_serves_pets() {
 
     gw.assert_running();
     assert!(
-        gw.output().contains("listening on http://127.0.0.1:8080"),
+        gw.wait_output(
+            "listening on http://127.0.0.1:8080",
+            std::time::Duration::from_secs(2)
+        ),
         "startup line missing; output:\n{}",
         gw.output()
     );

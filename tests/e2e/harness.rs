@@ -281,6 +281,18 @@ impl Gateway {
             .clone()
     }
 
+    /// Waits (polling, at most `timeout`) until the output contains `needle`.
+    pub fn wait_output(&self, needle: &str, timeout: Duration) -> bool {
+        let start = Instant::now();
+        while !self.output().contains(needle) {
+            if start.elapsed() > timeout {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
     /// Panics (with its output) if the process is no longer running.
     pub fn assert_running(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {
