@@ -3,6 +3,7 @@
 
 mod buffer;
 mod conn;
+mod logging;
 mod net;
 mod relay;
 mod runtime;
@@ -41,6 +42,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    logging::init();
     let cli = Cli::parse();
     if let Some(Command::Validate { files }) = cli.command {
         return validate(&files);
