@@ -1,7 +1,8 @@
 //! A client connection's whole life, request after request, in execution order:
 //!
 //! 1. `read_head`: wait for a request head (idle timeout before its first byte, header-read
-//!    timeout after), parse it strictly; refusals answer 4xx and close.
+//!    timeout after; an idle connection waits holding no buffer), parse it strictly; refusals
+//!    answer 4xx and close.
 //! 2. `plan`: dispatch to API, stage and route; an error or mock response is built right away,
 //!    a proxy request gets its backend head built into the out buffer.
 //! 3. `respond_local` (mock / gateway error, skipping any request body) or `proxy`: send the
@@ -52,17 +53,15 @@ struct Client {
 }
 
 pub async fn serve(shard: Rc<Shard>, conn: Conn) {
-    let s = &shard.gateway.settings;
     let ip = conn
         .peer_addr()
         .map(|a| a.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let port = conn.local_addr().map(|a| a.port()).unwrap_or(0);
-    let cap = s.read_buffer_bytes.max(s.max_header_bytes + 1);
     let mut c = Client {
         conn,
-        buf: Buf::new(cap),
-        out: Vec::with_capacity(4096),
+        buf: Buf::new(&shard.bufs),
+        out: Vec::new(),
         info: ClientInfo {
             ip,
             port,
@@ -77,12 +76,19 @@ async fn serve_one(shard: &Shard, c: &mut Client) -> io::Result<bool> {
     let s = &shard.gateway.settings;
     let idle_deadline = Instant::now() + s.idle_timeout;
     let mut head_deadline = (!c.buf.is_empty()).then(|| Instant::now() + s.header_read_timeout);
+    if c.buf.is_empty() {
+        // Idle between requests: hold no buffer while waiting for the next one.
+        c.buf.release();
+        shard.bufs.give_out(&mut c.out);
+        c.conn.readable(idle_deadline).await?;
+    }
+    shard.bufs.take_out(&mut c.out);
     let request_id = shard.next_request_id();
     c.out.clear();
 
     // 1-2. Read and parse the head, then plan (all while the head borrows the buffer).
     let (meta, plan) = loop {
-        if !c.buf.is_empty() {
+        let refused = if !c.buf.is_empty() {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             match request::parse(c.buf.filled(), &mut headers, s.max_header_bytes) {
                 Ok(Some(head)) => {
@@ -98,20 +104,21 @@ async fn serve_one(shard: &Shard, c: &mut Client) -> io::Result<bool> {
                     c.buf.consume(head_len);
                     break (meta, plan);
                 }
-                Ok(None) => {}
-                Err(e) => {
-                    let err = match e {
-                        HeadError::TooLarge => GatewayError::HeadersTooLarge,
-                        HeadError::Malformed(_) | HeadError::Smuggling(_) => {
-                            GatewayError::BadRequest
-                        }
-                        HeadError::Version => GatewayError::VersionNotSupported,
-                    };
-                    error::write(err, &request_id, true, false, &mut c.out);
-                    let _ = c.conn.write_all(&c.out, s.client_write_timeout).await;
-                    return Ok(false);
-                }
+                Ok(None) => None,
+                Err(e) => Some(match e {
+                    HeadError::TooLarge => GatewayError::HeadersTooLarge,
+                    HeadError::Malformed(_) | HeadError::Smuggling(_) => GatewayError::BadRequest,
+                    HeadError::Version => GatewayError::VersionNotSupported,
+                }),
             }
+        } else {
+            None
+        };
+        // Outside the scope of `headers` (3 KiB), so no await keeps it in this future.
+        if let Some(err) = refused {
+            error::write(err, &request_id, true, false, &mut c.out);
+            let _ = c.conn.write_all(&c.out, s.client_write_timeout).await;
+            return Ok(false);
         }
         let deadline = head_deadline.unwrap_or(idle_deadline);
         let n = c.conn.read(c.buf.spare(), deadline).await?;
@@ -286,13 +293,11 @@ async fn proxy(
             Some(u) => u,
             None => {
                 let left = deadline.saturating_duration_since(Instant::now());
-                match upstream::connect(
-                    addr,
-                    left.min(s.upstream_connect_timeout),
-                    s.read_buffer_bytes,
-                )
-                .await
-                {
+                // Boxed: connecting is rare (pooled connections are reused) and its future is
+                // large; inline it would grow every connection's task, idle ones included.
+                let connecting =
+                    upstream::connect(addr, left.min(s.upstream_connect_timeout), &shard.bufs);
+                match Box::pin(connecting).await {
                     Ok(u) => u,
                     Err(e) => {
                         let err = if e.kind() == io::ErrorKind::TimedOut {
@@ -330,32 +335,35 @@ async fn proxy(
 
     // The backend's response head is parsed in `up.buf`; build the client head.
     c.out.clear();
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let parsed = response::parse(up.buf.filled(), &mut headers, s.read_buffer_bytes, is_head);
-    let (body, up_keep_alive, relay_mode, resp_head_len, close) = match parsed {
-        Ok(Some(resp)) => {
-            let close = !meta.keep_alive || resp.body == BodyKind::UntilClose;
-            let relay_mode = forward::write_client_head(
-                &resp,
-                meta.minor_version,
-                request_id,
-                close,
-                &mut c.out,
-            );
-            let close = close || relay_mode == Relay::Dechunk;
-            (resp.body, resp.keep_alive, relay_mode, resp.head_len, close)
+    // `headers` (3 KiB) lives only in this block, so no await below keeps it in the future.
+    let parsed = {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        match response::parse(up.buf.filled(), &mut headers, s.read_buffer_bytes, is_head) {
+            Ok(Some(resp)) => {
+                let close = !meta.keep_alive || resp.body == BodyKind::UntilClose;
+                let relay_mode = forward::write_client_head(
+                    &resp,
+                    meta.minor_version,
+                    request_id,
+                    close,
+                    &mut c.out,
+                );
+                let close = close || relay_mode == Relay::Dechunk;
+                Some((resp.body, resp.keep_alive, relay_mode, resp.head_len, close))
+            }
+            _ => None,
         }
-        _ => {
-            return answer(
-                shard,
-                c,
-                meta,
-                request_id,
-                GatewayError::IntegrationFailure,
-                true,
-            )
-            .await
-        }
+    };
+    let Some((body, up_keep_alive, relay_mode, resp_head_len, close)) = parsed else {
+        return answer(
+            shard,
+            c,
+            meta,
+            request_id,
+            GatewayError::IntegrationFailure,
+            true,
+        )
+        .await;
     };
     up.buf.consume(resp_head_len);
 

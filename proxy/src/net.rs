@@ -7,6 +7,8 @@
 //! - `Conn::read` reads at least one byte into `buf` or returns `Ok(0)` at EOF; it fails with
 //!   `ErrorKind::TimedOut` if nothing arrives before `deadline`. It never reads more than
 //!   `buf.len()` bytes, so a caller bounds memory per connection by the buffer it passes.
+//! - `Conn::readable` waits (same deadline rule) until a `read` would not block, without
+//!   holding any buffer: an idle connection costs no buffer memory while it waits.
 //! - `Conn::write_all` writes every byte or fails (`TimedOut` after `timeout` without progress).
 //! - `connect` opens a backend connection or fails (`TimedOut` after `timeout`).
 //! - Dropping a `Conn` closes it; no operation outlives the future that started it.
@@ -62,6 +64,17 @@ impl Conn {
 
     /// Reads into `buf`; `Ok(0)` is EOF.
     pub async fn read(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+        self.arm_read_deadline(deadline)?;
+        self.stream.read(buf).await
+    }
+
+    /// Waits, holding no buffer, until a `read` would not block (data, EOF or an error).
+    pub async fn readable(&mut self, deadline: Instant) -> io::Result<()> {
+        self.arm_read_deadline(deadline)?;
+        self.stream.readable().await.map_err(io::Error::from)
+    }
+
+    fn arm_read_deadline(&mut self, deadline: Instant) -> io::Result<()> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(io::Error::new(
@@ -81,7 +94,7 @@ impl Conn {
                 .map_err(io::Error::from)?;
             self.read_timeout = Some(want);
         }
-        self.stream.read(buf).await
+        Ok(())
     }
 
     pub async fn write_all(&mut self, buf: &[u8], timeout: Duration) -> io::Result<()> {

@@ -1,6 +1,7 @@
 //! One shard: the state a core owns (its copy of the compiled gateway, its backend pools, its
 //! request-id generator) and its accept loop. Nothing here is shared with other cores.
 
+use crate::buffer::BufPool;
 use crate::conn;
 use crate::net::Listener;
 use crate::upstream::Pools;
@@ -9,11 +10,17 @@ use std::rc::Rc;
 use tollgate_core::gateway::Gateway;
 use tollgate_core::request_id::RequestIds;
 
+/// Free buffers a shard keeps for reuse (of each kind); beyond that they are freed, so a
+/// burst of connections does not pin its peak memory.
+const BUFS_KEPT: usize = 256;
+
 pub struct Shard {
     pub index: usize,
     pub gateway: Gateway,
     pub pools: RefCell<Pools>,
     pub ids: RefCell<RequestIds>,
+    /// Read buffers and head scratch for this shard's client and backend connections.
+    pub bufs: Rc<BufPool>,
 }
 
 impl Shard {
@@ -24,8 +31,11 @@ impl Shard {
             s.upstream_pool_size,
             s.upstream_idle_timeout,
         );
+        // One size for client and backend buffers: a request or response head must fit.
+        let buf_size = s.read_buffer_bytes.max(s.max_header_bytes + 1);
         Shard {
             index,
+            bufs: BufPool::new(buf_size, BUFS_KEPT),
             pools: RefCell::new(pools),
             ids: RefCell::new(RequestIds::new(seed)),
             gateway,

@@ -1,10 +1,12 @@
 //! Backend connections of one shard: a keep-alive pool per upstream (LIFO, capped, idle
-//! connections expire), each connection with its own reused read buffer.
+//! connections expire). A pooled connection holds no read buffer: it takes one from the
+//! shard's `BufPool` when its response arrives.
 
-use crate::buffer::Buf;
+use crate::buffer::{Buf, BufPool};
 use crate::net::{self, Conn};
 use std::io;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 pub struct UpConn {
@@ -48,17 +50,22 @@ impl Pools {
         if let Some(pool) = self.idle.get_mut(upstream) {
             if pool.len() < self.cap && c.buf.is_empty() {
                 c.idle_since = now;
+                c.buf.release();
                 pool.push(c);
             }
         }
     }
 }
 
-pub async fn connect(addr: SocketAddr, timeout: Duration, buf_size: usize) -> io::Result<UpConn> {
+pub async fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+    bufs: &Rc<BufPool>,
+) -> io::Result<UpConn> {
     let conn = net::connect(addr, timeout).await?;
     Ok(UpConn {
         conn,
-        buf: Buf::new(buf_size),
+        buf: Buf::new(bufs),
         reused: false,
         idle_since: Instant::now(),
     })

@@ -281,6 +281,11 @@ impl Gateway {
             .clone()
     }
 
+    /// The gateway's process id (for `/proc` checks).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits (polling, at most `timeout`) until the output contains `needle`.
     pub fn wait_output(&self, needle: &str, timeout: Duration) -> bool {
         let start = Instant::now();

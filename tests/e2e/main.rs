@@ -18,6 +18,7 @@ mod chunked;
 mod cli;
 mod default_config;
 mod errors;
+mod inflight;
 mod keepalive;
 mod pipelining;
 mod protocol;

@@ -298,6 +298,27 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         Poll::Pending
     }
 
+    /// tollgate patch: ready when a read would find data, EOF or an error, without holding a
+    /// read buffer meanwhile. Reuses the poll that `poll_read` arms after a short read, so it
+    /// costs no syscall or SQE over a plain read; honours the read timeout like `poll_read`.
+    pub(crate) fn poll_readable(&mut self, cx: &Context<'_>) -> Poll<io::Result<()>> {
+        let reactor = self.reactor.upgrade().unwrap();
+        let reactor = reactor.as_ref();
+        match &self.source_rx {
+            Some(src) if src.result().is_some() => {
+                self.read_timeout.cancel_timer(reactor);
+                return Poll::Ready(Ok(()));
+            }
+            Some(_) => {}
+            None => self.source_rx = Some(reactor.poll_read_ready(self.stream.as_raw_fd())),
+        }
+        poll_err!(self.read_timeout.check(reactor));
+        let source = self.source_rx.as_ref().unwrap();
+        source.add_waiter_single(cx.waker());
+        self.read_timeout.maybe_set_timer(reactor, cx.waker());
+        Poll::Pending
+    }
+
     pub(crate) fn poll_write(&mut self, cx: &Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         // On the write path, we always start with calling `yolo_send`, because
         // it is very likely to success. It could be a waste if it already timed
@@ -446,6 +467,14 @@ impl<S: AsRawFd, B: RxBuf> GlommioStream<S, B> {
             }
         }
         Poll::Ready(Ok(self.rx_buf.read(buf)))
+    }
+
+    /// tollgate patch: see `NonBufferedStream::poll_readable`.
+    pub(crate) fn poll_readable(&mut self, cx: &Context<'_>) -> Poll<io::Result<()>> {
+        if !self.rx_buf.is_empty() || self.rx_done.get() {
+            return Poll::Ready(Ok(()));
+        }
+        self.stream.poll_readable(cx)
     }
 
     fn poll_replenish_buffer(&mut self, cx: &Context<'_>) -> Poll<io::Result<usize>> {

@@ -652,6 +652,16 @@ impl<B: RxBuf> TcpStream<B> {
         self.stream.peek(buf).await.map_err(Into::into)
     }
 
+    /// tollgate patch: waits until a read would not block (data, EOF or an error are ready)
+    /// without lending a buffer to the wait, so an idle connection holds no read buffer.
+    /// Costs no extra syscall or SQE over `read`: it waits on the same readiness poll. Fails
+    /// with `TimedOut` after the read timeout (`set_read_timeout`).
+    pub async fn readable(&mut self) -> Result<()> {
+        futures_lite::future::poll_fn(|cx| self.stream.poll_readable(cx))
+            .await
+            .map_err(Into::into)
+    }
+
     /// Returns the socket address of the remote peer of this TCP connection.
     ///
     /// # Examples
