@@ -44,6 +44,48 @@ fn named_in(tokens: &[&[u8]], name: &str) -> bool {
         .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
 }
 
+/// Appends `n` in decimal (no `fmt` machinery: this runs for every request).
+pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// Appends `HTTP/1.1 <status> <reason>\r\n`.
+fn push_status_line(out: &mut Vec<u8>, status: u16, reason: &str) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_decimal(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends an address as `Display` would (dotted quad by hand; IPv6 is rare enough for fmt).
+fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                push_decimal(out, u64::from(octet));
+            }
+        }
+        IpAddr::V6(v6) => {
+            // Writing to a Vec cannot fail.
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
 fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
@@ -100,12 +142,12 @@ pub fn write_upstream_head(
             out.extend_from_slice(b", ");
         }
     }
-    // Writing to a Vec cannot fail.
-    let _ = write!(
-        out,
-        "{}\r\nx-forwarded-proto: {}\r\nx-forwarded-port: {}\r\n",
-        client.ip, client.proto, client.port
-    );
+    push_ip(out, client.ip);
+    out.extend_from_slice(b"\r\nx-forwarded-proto: ");
+    out.extend_from_slice(client.proto.as_bytes());
+    out.extend_from_slice(b"\r\nx-forwarded-port: ");
+    push_decimal(out, u64::from(client.port));
+    out.extend_from_slice(b"\r\n");
     if req.body == BodyKind::Chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
@@ -137,7 +179,7 @@ pub fn write_client_head(
     };
     // Without chunk framing, the end of the body is the end of the connection.
     let close = close || relay == Relay::Dechunk;
-    let _ = write!(out, "HTTP/1.1 {} {}\r\n", resp.status, resp.reason);
+    push_status_line(out, resp.status, resp.reason);
     let conn_tokens = connection_tokens(resp.headers);
     for h in resp.headers {
         let name = h.name;
@@ -171,18 +213,15 @@ pub fn write_mock(
     client_minor_version: u8,
     out: &mut Vec<u8>,
 ) {
-    let _ = write!(
-        out,
-        "HTTP/1.1 {} {}\r\n",
-        mock.status,
-        reason_phrase(mock.status)
-    );
+    push_status_line(out, mock.status, reason_phrase(mock.status));
     for (name, value) in &mock.headers {
         push_header(out, name.as_bytes(), value.as_bytes());
     }
     let bodyless = matches!(mock.status, 100..=199 | 204 | 304);
     if !bodyless {
-        let _ = write!(out, "content-length: {}\r\n", mock.body.len());
+        out.extend_from_slice(b"content-length: ");
+        push_decimal(out, mock.body.len() as u64);
+        out.extend_from_slice(b"\r\n");
     }
     push_header(out, b"x-amzn-RequestId", request_id);
     if close {
@@ -231,5 +270,34 @@ pub fn reason_phrase(status: u16) -> &'static str {
         504 => "Gateway Timeout",
         505 => "HTTP Version Not Supported",
         _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_and_ip_match_display() {
+        for n in [0u64, 7, 10, 99, 200, 65535, 1_000_000, u64::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().into_bytes());
+        }
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "203.0.113.255",
+            "::1",
+            "2001:db8::7",
+        ] {
+            let ip: IpAddr = ip.parse().expect("valid test address");
+            let mut out = Vec::new();
+            push_ip(&mut out, ip);
+            assert_eq!(out, ip.to_string().into_bytes());
+        }
+        let mut out = Vec::new();
+        push_status_line(&mut out, 204, "No Content");
+        assert_eq!(out, b"HTTP/1.1 204 No Content\r\n");
     }
 }

@@ -72,6 +72,21 @@ pub fn is_hop_by_hop_response(name: &str) -> bool {
 /// `tchar` (RFC 9110 §5.6.2): the bytes of a token such as a method or a field name.
 #[inline]
 pub(crate) fn is_tchar(b: u8) -> bool {
+    TCHAR[b as usize]
+}
+
+/// `is_tchar` as a table: one load per byte on the hot path.
+static TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = tchar_by_rule(i as u8);
+        i += 1;
+    }
+    t
+};
+
+const fn tchar_by_rule(b: u8) -> bool {
     matches!(b,
         b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9'
         | b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+'
@@ -105,11 +120,35 @@ pub(crate) fn check_fields(headers: &[httparse::Header<'_>]) -> Result<(), &'sta
         if h.name.is_empty() || !h.name.bytes().all(is_tchar) {
             return Err("invalid header name");
         }
-        if !h.value.iter().all(|&b| is_field_value_byte(b)) {
+        if !valid_field_value(h.value) {
             return Err("control character in header value");
         }
     }
     Ok(())
+}
+
+/// Whether every byte of `v` is a field-value byte (`is_field_value_byte`), eight bytes at a
+/// time: a word with no byte below 0x20 and no 0x7F is clean (bytes >= 0x80 are obs-text,
+/// allowed); only a word that may hold one (a HTAB, or a real control) is checked bytewise.
+#[inline]
+pub(crate) fn valid_field_value(v: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut words = v.chunks_exact(8);
+    for w in &mut words {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(w);
+        let x = u64::from_le_bytes(b);
+        // High bit set in a byte lane when that byte is < 0x20 (for bytes < 0x80; lanes with
+        // the top bit set are masked out by `!x`), or when it is 0x7F (x ^ 0x7F.. is zero).
+        let below_space = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+        let y = x ^ (ONES * 0x7F);
+        let is_del = y.wrapping_sub(ONES) & !y & HIGH;
+        if (below_space | is_del) != 0 && !w.iter().all(|&b| is_field_value_byte(b)) {
+            return false;
+        }
+    }
+    words.remainder().iter().all(|&b| is_field_value_byte(b))
 }
 
 /// Strips optional whitespace (SP / HTAB) from both ends.
@@ -239,6 +278,33 @@ pub(crate) fn transfer_codings(headers: &[httparse::Header<'_>]) -> TransferCodi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn field_value_check_agrees_with_the_bytewise_rule() {
+        let base = b"Mozilla/5.0 (X11; Linux x86_64) \xc3\xa9t\xc3\xa9 \ttab ok".to_vec();
+        assert!(valid_field_value(&base));
+        for len in [0, 1, 7, 8, 9, 15, 16, 17, base.len()] {
+            let v = &base[..len];
+            for pos in 0..len {
+                for b in 0..=255u8 {
+                    let mut w = v.to_vec();
+                    w[pos] = b;
+                    assert_eq!(
+                        valid_field_value(&w),
+                        w.iter().all(|&c| is_field_value_byte(c)),
+                        "byte {b:#04x} at {pos} of {len}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tchar_table_matches_the_rule() {
+        for b in 0..=255u8 {
+            assert_eq!(is_tchar(b), tchar_by_rule(b), "{b:#04x}");
+        }
+    }
 
     #[test]
     fn hop_by_hop_request_headers() {
