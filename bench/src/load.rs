@@ -1,5 +1,5 @@
-//! Running the load generators (`tollgate-load`, and `wrk` for reference) pinned to the client
-//! CPU, and reading their results: tollgate-load's `--json` report, wrk's text summary.
+//! Running the load generators (`tollgate-load`, and `wrk` for reference) on the client CPU(s)
+//! they are given, and reading their results: tollgate-load's `--json` report, wrk's text summary.
 
 use crate::procs;
 use serde_json::Value;
@@ -178,7 +178,9 @@ pub fn run_tollgate_load(bin: &Path, spec: &LoadSpec<'_>) -> Result<Ran<LoadResu
         "--json".into(),
         json.display().to_string(),
     ];
-    if let Some(cpu) = spec.cpus.first() {
+    // One CPU: pin the generator's thread there. Several: it may run on any of them (the
+    // process affinity set at spawn).
+    if let [cpu] = spec.cpus {
         args.push("--cpus".into());
         args.push(cpu.to_string());
     }

@@ -1,6 +1,8 @@
-//! The `tollgate-bench` command: `--quick` (1 round of 2 s per phase, about 2 minutes) or
-//! `--full` (3 rounds of 5 s, under 10 minutes); writes RESULTS.md and SVG plots. The hidden
-//! `origin` subcommand is the benchmark origin the harness starts.
+//! The `tollgate-bench` command: `--quick` (1 round; 1.5 s load phases, 1 s for wrk, the
+//! connection sweep and the two-shard scenario; under 2 minutes) or `--full` (3 rounds; 4 s
+//! load phases, 2 s for wrk, the sweep and two-shard phases; under 10 minutes); writes
+//! RESULTS.md and SVG plots.
+//! The hidden `origin` subcommand is the benchmark origin the harness starts.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -17,23 +19,24 @@ use tollgate_bench::{origin, procs, report};
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
-    /// 1 round of 2 s per load phase (the default)
+    /// 1 round, 1.5 s per load phase, 1 s per wrk and sweep phase (the default; < 2 min)
     #[arg(long, conflicts_with = "full")]
     quick: bool,
-    /// 3 rounds of 5 s per load phase (run only on a quiet machine)
+    /// 3 rounds, 4 s per load phase, 2 s per wrk and sweep phase (quiet machine; < 10 min)
     #[arg(long)]
     full: bool,
-    /// Override the length of each load phase, in milliseconds
+    /// Override the length of each load and wrk phase, in milliseconds (sweep phases: half)
     #[arg(long, value_name = "MS")]
     duration_ms: Option<u64>,
     /// Override the number of rounds
     #[arg(long)]
     rounds: Option<usize>,
-    /// Scenarios, comma separated: plain (= plain-0,plain-1k), 64k, gateway, idle, all
+    /// Scenarios, comma separated: plain (= plain-0,plain-1k), 64k, gateway, conns, 2-shards,
+    /// idle, all
     #[arg(long, default_value = "all")]
     scenarios: String,
-    /// Proxies to compare, comma separated
-    #[arg(long, default_value = "tollgate,nginx,haproxy")]
+    /// Proxies to compare, comma separated (tollgate-stock: tollgate with GLOMMIO_STOCK_RINGS=1)
+    #[arg(long, default_value = "tollgate,tollgate-stock,nginx,haproxy")]
     proxies: String,
     /// Where RESULTS.md and the SVGs go (default: the bench/ directory of the source tree)
     #[arg(long, value_name = "DIR")]
@@ -41,9 +44,17 @@ struct Cli {
     /// Where the tollgate and tollgate-load binaries are (default: target/release)
     #[arg(long, value_name = "DIR")]
     bin_dir: Option<PathBuf>,
-    /// Load-generator connections
+    /// Load-generator connections (also of the 2-shards scenario)
     #[arg(long, default_value_t = 64)]
     connections: usize,
+    /// Connection counts of the conns sweep, comma separated
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "16,64,256",
+        value_name = "N,N,..."
+    )]
+    sweep_connections: Vec<usize>,
     /// Connections in the idle-connection scenario
     #[arg(long, default_value_t = 10_000)]
     idle_connections: usize,
@@ -93,12 +104,10 @@ fn main() -> ExitCode {
         };
     }
     procs::install_handlers();
+    let program_start = std::time::Instant::now();
     let full = cli.full;
-    let (mode, secs_ms, rounds) = if full {
-        ("full", 5000, 3)
-    } else {
-        ("quick", 2000, 1)
-    };
+    let mode = if full { "full" } else { "quick" };
+    let times = run::mode_times(full);
     let custom = cli.duration_ms.is_some() || cli.rounds.is_some();
     let scenarios = match Scenario::parse_list(&cli.scenarios) {
         Ok(s) => s,
@@ -114,7 +123,7 @@ fn main() -> ExitCode {
             Some(_) => {}
             None => {
                 eprintln!(
-                    "tollgate-bench: --proxies: unknown proxy {p:?} (tollgate, nginx, haproxy)"
+                    "tollgate-bench: --proxies: unknown proxy {p:?} (tollgate, tollgate-stock, nginx, haproxy)"
                 );
                 return ExitCode::from(2);
             }
@@ -127,7 +136,28 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let rounds = cli.rounds.unwrap_or(rounds).max(1);
+    let rounds = cli.rounds.unwrap_or(times.rounds).max(1);
+    let mut sweep_connections: Vec<usize> = Vec::new();
+    for &c in &cli.sweep_connections {
+        if c == 0 {
+            eprintln!("tollgate-bench: --sweep-connections: counts must be at least 1");
+            return ExitCode::from(2);
+        }
+        if !sweep_connections.contains(&c) {
+            sweep_connections.push(c);
+        }
+    }
+    if sweep_connections.is_empty() {
+        eprintln!("tollgate-bench: --sweep-connections: no count given");
+        return ExitCode::from(2);
+    }
+    let (duration, wrk_duration, sweep_duration) = match cli.duration_ms {
+        Some(d) => {
+            let ms = |v: u64| Duration::from_millis(v.max(100));
+            (ms(d), ms(d), ms(d / 2))
+        }
+        None => (times.duration, times.wrk, times.sweep),
+    };
     // Children run in their own directories: every path they get must be absolute.
     let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -137,10 +167,13 @@ fn main() -> ExitCode {
         } else {
             mode.to_string()
         },
-        duration: Duration::from_millis(cli.duration_ms.unwrap_or(secs_ms).max(100)),
+        duration,
+        wrk_duration,
+        sweep_duration,
         rounds,
         wrk_rounds: 1,
         connections: cli.connections.max(1),
+        sweep_connections,
         idle_connections: cli.idle_connections.max(1),
         gateway_routes: cli.gateway_routes.max(1),
         scenarios,
@@ -151,15 +184,26 @@ fn main() -> ExitCode {
         workspace: manifest.parent().map(PathBuf::from).unwrap_or(manifest),
     };
     eprintln!(
-        "tollgate-bench: {} mode, {} round(s) of {:.1} s, scenarios {}",
+        "tollgate-bench: {} mode, {} round(s) of {:.1} s (wrk {:.1} s, sweep {:.1} s), proxies {}, scenarios {}",
         opts.mode,
         opts.rounds,
         opts.duration.as_secs_f64(),
+        opts.wrk_duration.as_secs_f64(),
+        opts.sweep_duration.as_secs_f64(),
+        opts.proxies
+            .iter()
+            .map(|p| p.name())
+            .collect::<Vec<_>>()
+            .join(","),
         opts.scenarios
             .iter()
             .map(|s| s.id())
             .collect::<Vec<_>>()
             .join(",")
+    );
+    eprintln!(
+        "tollgate-bench: planned run time about {:.0} s",
+        run::planned_time(&opts).as_secs_f64()
     );
     let result = run::run(&opts, &mut |line| eprintln!("tollgate-bench: {line}"));
     let res = match result {
@@ -176,9 +220,10 @@ fn main() -> ExitCode {
     };
     match report::write(&res, &opts.out) {
         Ok(_) => eprintln!(
-            "tollgate-bench: wrote {} ({:.0} s)",
+            "tollgate-bench: wrote {} (measuring {:.0} s; total time {:.0} s)",
             opts.out.join("RESULTS.md").display(),
-            res.elapsed.as_secs_f64()
+            res.elapsed.as_secs_f64(),
+            program_start.elapsed().as_secs_f64()
         ),
         Err(e) => {
             eprintln!("tollgate-bench: cannot write {}: {e}", opts.out.display());
@@ -190,6 +235,11 @@ fn main() -> ExitCode {
         .iter()
         .flat_map(|s| &s.rows)
         .any(|r| r.proxy == ProxyKind::Tollgate && r.ok())
+        || res
+            .sweeps
+            .iter()
+            .flat_map(|s| &s.rows)
+            .any(|r| r.proxy == ProxyKind::Tollgate && r.ok())
         || res
             .idle
             .iter()

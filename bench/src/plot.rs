@@ -1,6 +1,6 @@
 //! The SVG plots next to RESULTS.md: latency percentile curves as HdrHistogram's plotter draws
 //! them (x: percentile on a log `1/(1-p)` axis; y: latency; one line per proxy) from the
-//! `.hgrm` files tollgate-load writes, and a grouped throughput bar chart.
+//! `.hgrm` files tollgate-load writes, and a grouped throughput bar chart; one color per proxy.
 
 use plotters::prelude::*;
 use plotters::style::text_anchor;
@@ -26,13 +26,15 @@ pub fn parse_hgrm(text: &str) -> Vec<Point> {
         .collect()
 }
 
-/// Line colors per series index (tollgate, nginx, HAProxy).
+/// Line and bar colors per color index (see `ProxyKind::color`: 0 tollgate, 1 nginx,
+/// 2 HAProxy, 4 tollgate-stock).
 pub fn color(i: usize) -> RGBColor {
-    const C: [RGBColor; 4] = [
+    const C: [RGBColor; 5] = [
         RGBColor(31, 119, 180),
         RGBColor(44, 160, 44),
         RGBColor(214, 39, 40),
         RGBColor(148, 103, 189),
+        RGBColor(255, 127, 14),
     ];
     C[i % C.len()]
 }

@@ -241,6 +241,20 @@ pub fn spawn(
     log: &Path,
     cwd: Option<&Path>,
 ) -> io::Result<Child> {
+    spawn_env(name, program, args, &[], cpus, log, cwd)
+}
+
+/// [`spawn`] with changes to the inherited environment: `(name, Some(value))` sets a
+/// variable, `(name, None)` removes it.
+pub fn spawn_env(
+    name: &str,
+    program: &Path,
+    args: &[String],
+    env: &[(&str, Option<&str>)],
+    cpus: &[usize],
+    log: &Path,
+    cwd: Option<&Path>,
+) -> io::Result<Child> {
     let out = File::create(log)?;
     let err = out.try_clone()?;
     let set = CpuSet::of(cpus);
@@ -254,6 +268,12 @@ pub fn spawn(
         .process_group(0);
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
+    }
+    for (k, v) in env {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
     }
     // SAFETY: only async-signal-safe calls (prctl, getppid, _exit, sched_setaffinity) between
     // fork and exec; `set` is a plain copy made before the fork.
@@ -513,6 +533,27 @@ mod tests {
         let text = "Name:\tnginx\nVmHWM:\t   10240 kB\nVmRSS:\t    8192 kB\n";
         assert_eq!(parse_status(text), (8192, 10240));
         assert_eq!(parse_status(""), (0, 0));
+    }
+
+    #[test]
+    fn environment_changes_reach_the_child() {
+        let dir = std::env::temp_dir().join(format!("tollgate-bench-env-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let log = dir.join("out.log");
+        let mut child = spawn_env(
+            "sh",
+            Path::new("/bin/sh"),
+            &["-c".into(), "echo \"A=$TB_A B=${HOME:-unset}\"".into()],
+            &[("TB_A", Some("1")), ("HOME", None)],
+            &[0],
+            &log,
+            None,
+        )
+        .expect("spawn sh");
+        let exit = child.wait_for(Duration::from_secs(10));
+        assert_eq!(exit.code, Some(0));
+        assert_eq!(tail_of(&log, 100), "A=1 B=unset");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -1,14 +1,18 @@
-//! `RESULTS.md` and its plots: date, machine, versions, the method, one table per scenario
-//! (medians over rounds, ratios tollgate ÷ nginx and tollgate ÷ HAProxy), notes on what was
-//! skipped and which side saturated, and the SVG files it links.
+//! `RESULTS.md` and its plots: date, machine, versions, the method, a summary of the ratios
+//! (tollgate ÷ tollgate-stock, i.e. the glommio ring patch, and tollgate ÷ nginx, ÷ HAProxy),
+//! one table per scenario (medians over rounds; rows marked client-bound / origin-bound where
+//! the client side saturated), notes on what was skipped, and the SVG files it links.
 
 use crate::plot;
-use crate::run::{median, median_of, IdleRow, LoadRow, LoadScenario, ProxyKind, Results};
+use crate::run::{
+    bound_of, median, median_of, IdleRow, LoadRow, LoadScenario, Phase, ProxyKind, Results,
+    Scenario, SweepRow, SweepScenario,
+};
 use std::fmt::Write as _;
 use std::path::Path;
 
 /// The columns of a load-scenario table (the smoke test looks for these names).
-pub const LOAD_COLUMNS: [&str; 11] = [
+pub const LOAD_COLUMNS: [&str; 12] = [
     "proxy",
     "req/s (tollgate-load)",
     "req/s (wrk)",
@@ -20,7 +24,36 @@ pub const LOAD_COLUMNS: [&str; 11] = [
     "peak RSS MiB",
     "CPU0 / CPU1 busy",
     "failed requests",
+    "bound",
 ];
+
+/// The columns of the connection-sweep and two-shard tables.
+pub const SWEEP_COLUMNS: [&str; 9] = [
+    "connections",
+    "proxy",
+    "req/s",
+    "CPU µs/req",
+    "req/s ÷ nginx",
+    "CPU µs/req ÷ nginx",
+    "CPU busy: proxy / load gen / origin",
+    "failed requests",
+    "bound",
+];
+
+/// The columns of the ratio summary (closed loop, medians over rounds).
+pub const RATIO_COLUMNS: [&str; 8] = [
+    "scenario",
+    "tollgate / tollgate-stock req/s",
+    "tollgate / tollgate-stock CPU µs/req",
+    "tollgate / nginx req/s",
+    "tollgate / nginx CPU µs/req",
+    "tollgate / HAProxy req/s",
+    "tollgate / HAProxy CPU µs/req",
+    "bound",
+];
+
+/// What a saturation mark cell shows when nothing saturated.
+const NOT_BOUND: &str = "—";
 
 /// The columns of the idle-connection table.
 pub const IDLE_COLUMNS: [&str; 7] = [
@@ -148,6 +181,9 @@ fn load_table(s: &LoadScenario) -> String {
             } else {
                 failed.to_string()
             },
+            bound_of(r.closed.iter().chain(&r.open))
+                .unwrap_or(NOT_BOUND)
+                .to_string(),
         ]));
     }
     let Some(t) = s.rows.iter().find(|r| r.proxy == ProxyKind::Tollgate) else {
@@ -168,7 +204,122 @@ fn load_table(s: &LoadScenario) -> String {
             ratio(tn.rss, on.rss),
             "—".into(),
             "—".into(),
+            "—".into(),
         ]));
+    }
+    out
+}
+
+/// Median req/s and CPU µs/req of a set of closed-loop phases.
+fn closed_numbers(phases: &[Phase]) -> (Option<f64>, Option<f64>) {
+    (
+        median_of(phases, |p| p.rps),
+        median_of(phases, |p| p.cpu_us_per_req),
+    )
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or_else(|| "—".into(), |v| format!("{:.0}%", v * 100.0))
+}
+
+fn sweep_table(s: &SweepScenario) -> String {
+    let mut out = table_head(&SWEEP_COLUMNS);
+    let nginx = s.rows.iter().find(|r| r.proxy == ProxyKind::Nginx);
+    for (ci, &c) in s.counts.iter().enumerate() {
+        let (n_rps, n_cpu) = nginx.map_or((None, None), |r| closed_numbers(r.at(ci)));
+        for r in &s.rows {
+            let phases = r.at(ci);
+            let (rps, cpu) = closed_numbers(phases);
+            let name = if r.ok() {
+                r.proxy.name().to_string()
+            } else {
+                format!("{} (not measured, see notes)", r.proxy.name())
+            };
+            let busy = if phases.is_empty() {
+                "—".to_string()
+            } else {
+                format!(
+                    "{} / {} / {}",
+                    pct(median_of(phases, |p| p.proxy_busy)),
+                    pct(median_of(phases, |p| p.load_busy)),
+                    pct(median_of(phases, |p| p.origin_busy))
+                )
+            };
+            out.push_str(&table_row(&[
+                c.to_string(),
+                name,
+                opt(rps, 0),
+                opt(cpu, 2),
+                ratio(rps, n_rps),
+                ratio(cpu, n_cpu),
+                busy,
+                if phases.is_empty() {
+                    "—".into()
+                } else {
+                    phases.iter().map(|p| p.bad).sum::<u64>().to_string()
+                },
+                bound_of(phases).unwrap_or(NOT_BOUND).to_string(),
+            ]));
+        }
+    }
+    out
+}
+
+/// One line of the ratio summary: its label and each proxy's closed-loop phases.
+type RatioLine<'a> = (String, Vec<(ProxyKind, &'a [Phase])>);
+
+fn ratio_lines(res: &Results) -> Vec<RatioLine<'_>> {
+    let mut lines: Vec<RatioLine<'_>> = Vec::new();
+    for s in &res.loads {
+        lines.push((
+            format!("`{}`", s.scenario.id()),
+            s.rows
+                .iter()
+                .map(|r| (r.proxy, r.closed.as_slice()))
+                .collect(),
+        ));
+    }
+    for s in &res.sweeps {
+        for (ci, c) in s.counts.iter().enumerate() {
+            lines.push((
+                format!("`{}`, {c} connections", s.scenario.id()),
+                s.rows.iter().map(|r| (r.proxy, r.at(ci))).collect(),
+            ));
+        }
+    }
+    lines
+}
+
+/// The ratio summary: tollgate ÷ each other proxy, req/s and CPU µs/req, per scenario.
+fn ratio_table(res: &Results) -> String {
+    let mut out = table_head(&RATIO_COLUMNS);
+    for (label, rows) in ratio_lines(res) {
+        let of = |k: ProxyKind| {
+            rows.iter()
+                .find(|(p, _)| *p == k)
+                .map_or((None, None), |(_, ph)| closed_numbers(ph))
+        };
+        let (t_rps, t_cpu) = of(ProxyKind::Tollgate);
+        let mut cells = vec![label];
+        for k in [
+            ProxyKind::TollgateStock,
+            ProxyKind::Nginx,
+            ProxyKind::Haproxy,
+        ] {
+            let (rps, cpu) = of(k);
+            cells.push(ratio(t_rps, rps));
+            cells.push(ratio(t_cpu, cpu));
+        }
+        let bound: Vec<String> = rows
+            .iter()
+            .filter_map(|(k, ph)| bound_of(ph.iter()).map(|b| format!("{}: {b}", k.name())))
+            .collect();
+        cells.push(if bound.is_empty() {
+            NOT_BOUND.to_string()
+        } else {
+            bound.join("; ")
+        });
+        out.push_str(&table_row(&cells));
     }
     out
 }
@@ -237,7 +388,7 @@ fn write_plots(
             .rows
             .iter()
             .filter(|r| !r.curve.is_empty())
-            .map(|r| (r.proxy.name().to_string(), r.proxy.index(), r.curve.clone()))
+            .map(|r| (r.proxy.name().to_string(), r.proxy.color(), r.curve.clone()))
             .collect();
         if series.is_empty() {
             continue;
@@ -259,33 +410,54 @@ fn write_plots(
             res.loads
                 .iter()
                 .any(|s| s.rows.iter().any(|r| r.proxy == *k))
+                || res
+                    .sweeps
+                    .iter()
+                    .any(|s| s.rows.iter().any(|r| r.proxy == *k))
         })
         .collect();
     let mut throughput = None;
-    if !res.loads.is_empty() && !proxies.is_empty() {
-        let groups: Vec<String> = res
-            .loads
-            .iter()
-            .map(|s| s.scenario.id().to_string())
-            .collect();
-        let values: Vec<Vec<Option<f64>>> = res
-            .loads
-            .iter()
-            .map(|s| {
+    // One bar group per classic scenario and per sweep connection count.
+    let mut groups: Vec<String> = Vec::new();
+    let mut values: Vec<Vec<Option<f64>>> = Vec::new();
+    for s in &res.loads {
+        groups.push(s.scenario.id().to_string());
+        values.push(
+            proxies
+                .iter()
+                .map(|k| {
+                    s.rows
+                        .iter()
+                        .find(|r| r.proxy == *k)
+                        .and_then(|r| median_of(&r.closed, |p| p.rps))
+                })
+                .collect(),
+        );
+    }
+    for s in &res.sweeps {
+        for (ci, c) in s.counts.iter().enumerate() {
+            groups.push(if s.scenario == Scenario::Conns {
+                format!("{}-{c}", s.scenario.id())
+            } else {
+                s.scenario.id().to_string()
+            });
+            values.push(
                 proxies
                     .iter()
                     .map(|k| {
                         s.rows
                             .iter()
                             .find(|r| r.proxy == *k)
-                            .and_then(|r| median_of(&r.closed, |p| p.rps))
+                            .and_then(|r: &SweepRow| median_of(r.at(ci), |p| p.rps))
                     })
-                    .collect()
-            })
-            .collect();
+                    .collect(),
+            );
+        }
+    }
+    if !groups.is_empty() && !proxies.is_empty() {
         let names: Vec<(String, usize)> = proxies
             .iter()
-            .map(|k| (k.name().to_string(), k.index()))
+            .map(|k| (k.name().to_string(), k.color()))
             .collect();
         let name = "throughput.svg".to_string();
         match plot::bar_chart(
@@ -331,11 +503,18 @@ pub fn render(
     let _ = writeln!(md, "- **Date:** {}", res.date);
     let _ = writeln!(
         md,
-        "- **Mode:** {} — {} round(s) of {:.1} s per load phase, {} connections",
+        "- **Mode:** {} — {} round(s) of {:.1} s per load phase (wrk {:.1} s; {:.1} s per `conns` and `2-shards` phase), {} connections (sweep: {})",
         o.mode,
         o.rounds,
         o.duration.as_secs_f64(),
-        o.connections
+        o.wrk_duration.as_secs_f64().round().max(1.0),
+        o.sweep_duration.as_secs_f64(),
+        o.connections,
+        o.sweep_connections
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let _ = writeln!(md, "- **Run time:** {:.0} s", res.elapsed.as_secs_f64());
     let _ = writeln!(md, "\n## Machine\n");
@@ -353,14 +532,30 @@ pub fn render(
     let wrk_rounds = o.wrk_rounds.min(o.rounds);
     let method = [
         format!(
-            "**Pinning.** The proxy under test runs on CPU {proxy_cpu} (affinity set at spawn, as `taskset -c {proxy_cpu}`): tollgate with `--shards 1` and `pin_cpus = true`, nginx with `worker_processes 1` (master + 1 worker), HAProxy with `nbthread 1`. The origin and the load generator share CPU {client_cpu}: they may saturate it, and then the throughput columns are bounded by CPU {client_cpu}, not by the proxy — the CPU time per request carries the comparison. The column *CPU0 / CPU1 busy* shows which side saturated (proxy CPU time ÷ wall time; origin + load generator CPU time ÷ wall time)."
+            "**Pinning.** The proxy under test runs on CPU {proxy_cpu} (affinity set at spawn, as `taskset -c {proxy_cpu}`): tollgate and tollgate-stock with `--shards 1` and `pin_cpus = true`, nginx with `worker_processes 1` (master + 1 worker), HAProxy with `nbthread 1`. The origin and the load generator share CPU {client_cpu}: they may saturate it, and then the throughput columns are bounded by CPU {client_cpu}, not by the proxy — the CPU time per request carries the comparison. The column *CPU0 / CPU1 busy* shows which side saturated (proxy CPU time ÷ wall time; origin + load generator CPU time ÷ wall time)."
         ),
+        format!("**tollgate-stock.** The same tollgate binary and config as `tollgate`, started with `{env}=1` in its environment: its vendored glommio then sets its io_uring rings up as stock glommio 0.9 does (setup flags 0) instead of with `COOP_TASKRUN | TASKRUN_FLAG | SINGLE_ISSUER` (vendor/glommio/PATCHES.md). `tollgate` is started with `{env}` removed from its environment. `tollgate / tollgate-stock` is the effect of the glommio ring patch, measured side by side in this run.", env = crate::run::STOCK_RINGS_ENV),
         "**Origin.** `tollgate-bench origin`: a single-threaded epoll HTTP/1.1 server with pre-built responses (0 bytes on `/0` and the gateway paths, 1 KiB on `/1k`, 64 KiB on `/64k`), keep-alive, chosen because it costs less CPU per request than nginx as an origin.".to_string(),
         "**Equivalent proxy settings.** All on 127.0.0.1 with free ports, configs generated into a temp dir (removed afterwards). Upstream keep-alive: nginx `keepalive 64` + `proxy_http_version 1.1` + `proxy_set_header Connection \"\"`, HAProxy `http-reuse always`, tollgate's per-shard pool (64 idle). No access logs anywhere. The same work per request: `X-Forwarded-For/-Proto/-Port` to the origin and a request id on every response (tollgate's `x-amzn-RequestId`; nginx `add_header x-amzn-RequestId $request_id`; HAProxy `unique-id` in a response header). Client keep-alive 60 s, no per-connection request limit (nginx `keepalive_requests` raised).".to_string(),
         format!(
-            "**Throughput.** Closed loop: `tollgate-load -c {c} -t 1 -d {d:.1}s`, and `wrk -t1 -c{c}` for reference (wrk counts whole seconds; it runs in the first {wrk_rounds} round(s) only; in the gateway scenario it cycles the paths with a Lua script, which costs wrk extra CPU).",
+            "**Throughput.** Closed loop: `tollgate-load -c {c} -t 1 -d {d:.1}s`, and `wrk -t1 -c{c} -d{w}s` for reference (wrk counts whole seconds; it runs in the first {wrk_rounds} round(s) only; in the gateway scenario it cycles the paths with a Lua script, which costs wrk extra CPU).",
             c = o.connections,
-            d = o.duration.as_secs_f64()
+            d = o.duration.as_secs_f64(),
+            w = o.wrk_duration.as_secs_f64().round().max(1.0)
+        ),
+        format!(
+            "**Connection sweep (`conns`).** `/0` through each proxy, closed loop only (`tollgate-load -c N -t 1 -d {d:.1}s`) at N = {n} connections, with the pinning above; in each round every connection count runs every proxy in turn. The upstream pools keep 64 idle connections (nginx `keepalive 64`, tollgate's pool): above 64 client connections the proxies may open and close extra upstream connections.",
+            d = o.sweep_duration.as_secs_f64(),
+            n = o.sweep_connections
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        format!(
+            "**Two shards (`2-shards`).** `/0` through each proxy with two workers: tollgate and tollgate-stock `--shards 2` (`shards = 2`, `pin_cpus = true`: one shard pinned to each CPU), nginx `worker_processes 2`, HAProxy `nbthread 2`; proxy, origin (a second instance, started for this scenario) and load generator are all allowed on CPUs 0 and 1, none pinned to one CPU. Closed loop only, `tollgate-load -c {c} -t 1 -d {d:.1}s`.",
+            c = o.connections,
+            d = o.sweep_duration.as_secs_f64()
         ),
         format!(
             "**Latency.** Open loop at a fixed rate, the same for every proxy: half of the slowest proxy's closed-loop median, measured in the same run; `tollgate-load -R <rate> -c {}`, latency from each request's intended send time (coordinated omission corrected). p50/p99/p99.9 in milliseconds.",
@@ -372,14 +567,28 @@ pub fn render(
         ),
         "**Memory.** Peak RSS: `VmHWM` from `/proc/PID/status` summed over the proxy's processes (pages shared between nginx's master and worker count in each), read at the end of the scenario; every scenario starts fresh proxy processes. Idle connections: each connection completes one request and stays open; RSS (`VmRSS`) is read before and after, and (RSS_N − RSS_0) ÷ N is reported with N = connections still open at the reading.".to_string(),
         format!(
-            "**Rounds.** {} round(s); in each round the proxies run one after the other (tollgate, nginx, HAProxy, tollgate, ...), all closed-loop rounds first, then the open-loop rounds at the rate they set; every cell is the median over rounds. The idle-connection scenario runs once per proxy.",
+            "**Rounds.** {} round(s); in each round the proxies run one after the other (tollgate, tollgate-stock, nginx, HAProxy, tollgate, ...), all closed-loop rounds first, then the open-loop rounds at the rate they set; every cell is the median over rounds. The idle-connection scenario runs once per proxy.",
             o.rounds
         ),
-        "**Ratios.** `tollgate / X` = tollgate's value ÷ X's value: above 1 means tollgate is higher — better for req/s, worse for latency, CPU and memory.".to_string(),
+        format!(
+            "**Saturation marks.** A row is marked *client-bound* when in any of its phases the load generator's CPU was at least {b:.0}% busy — CPU {client_cpu}, which it shares with the origin, where they are pinned there; the generator's own thread in `2-shards` — and *origin-bound* when the single-threaded origin used at least {b:.0}% of a CPU. Such a row's req/s says how fast the client side was, not the proxy: compare CPU µs per request instead.",
+            b = crate::run::BOUND * 100.0
+        ),
+        "**Ratios.** `tollgate / X` = tollgate's value ÷ X's value: above 1 means tollgate is higher — better for req/s, worse for latency, CPU and memory. The ratios against nginx and HAProxy are always those of `tollgate` (the patched build). In the sweep tables, `÷ nginx` is each proxy's value ÷ nginx's at the same connection count.".to_string(),
         format!("**Limits.** Open files raised to {} for the harness and every child (nginx `worker_rlimit_nofile`/`worker_connections`, HAProxy `maxconn` follow).", res.nofile),
     ];
     for m in method {
         let _ = writeln!(md, "- {m}");
+    }
+
+    if !res.loads.is_empty() || !res.sweeps.is_empty() {
+        let _ = writeln!(md, "\n## Ratios\n");
+        let _ = writeln!(
+            md,
+            "Closed loop (max load), medians over rounds; the glommio ring patch is `tollgate / tollgate-stock` (same binary, `{}=1` for tollgate-stock). Below 1 is better for tollgate in the CPU columns, above 1 in the req/s columns; a row with a *bound* entry had a client side that saturated (see the method): its req/s ratios say little.\n",
+            crate::run::STOCK_RINGS_ENV
+        );
+        md.push_str(&ratio_table(res));
     }
 
     let _ = writeln!(md, "\n## Results\n");
@@ -469,12 +678,90 @@ pub fn render(
                     "neither CPU saturated (latency-bound: connections × round-trip)".into()
                 };
                 notes.push(format!(
-                    "{} at max load: proxy CPU {:.0}%, client CPU {:.0}% — {verdict}.",
+                    "{} at max load: proxy CPU {:.0}%, client CPU {:.0}% (load generator {}, origin {}) — {verdict}.",
                     r.proxy.name(),
                     pb * 100.0,
-                    cb * 100.0
+                    cb * 100.0,
+                    pct(median_of(&r.closed, |p| p.load_busy)),
+                    pct(median_of(&r.closed, |p| p.origin_busy))
                 ));
             }
+        }
+        notes.extend(s.notes.iter().cloned());
+        if !notes.is_empty() {
+            let _ = writeln!(md, "Notes:\n");
+            for n in notes {
+                let _ = writeln!(md, "- {n}");
+            }
+            md.push('\n');
+        }
+    }
+    for s in &res.sweeps {
+        let _ = writeln!(
+            md,
+            "### {} (`{}`)\n",
+            s.scenario.title(o.gateway_routes, o.idle_connections),
+            s.scenario.id()
+        );
+        let counts = s
+            .counts
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        if s.scenario == Scenario::TwoShards {
+            let _ = writeln!(
+                md,
+                "Requests: `/0`, closed loop at {counts} connections, {:.1} s per phase. {} workers each (tollgate and tollgate-stock `--shards {w}`, nginx `worker_processes {w}`, HAProxy `nbthread {w}`), allowed on CPUs {}; the origin and the load generator run on CPUs {} too: the generator and origin share the CPUs, so CPU µs per request carries the comparison. CPU busy is CPU time ÷ wall time (100% = one CPU, up to {}% for the proxy).\n",
+                s.duration.as_secs_f64(),
+                s.workers,
+                crate::run::cpu_list(&s.proxy_cpus),
+                crate::run::cpu_list(&s.client_cpus),
+                s.proxy_cpus.len() * 100,
+                w = s.workers
+            );
+        } else {
+            let _ = writeln!(
+                md,
+                "Requests: `/0`, closed loop at {counts} connections, {:.1} s per phase; proxy on CPU {}, origin + load generator on CPU {}. CPU busy is CPU time ÷ wall time (100% = one CPU).\n",
+                s.duration.as_secs_f64(),
+                crate::run::cpu_list(&s.proxy_cpus),
+                crate::run::cpu_list(&s.client_cpus)
+            );
+        }
+        md.push_str(&sweep_table(s));
+        md.push('\n');
+        let mut notes: Vec<String> = Vec::new();
+        for r in &s.rows {
+            if let Some(f) = &r.failure {
+                notes.push(format!(
+                    "**{} not measured:** {}",
+                    r.proxy.name(),
+                    one_cell(f)
+                ));
+            }
+            if !r.codes.is_empty() {
+                notes.push(format!(
+                    "{}: non-2xx status codes seen: {}",
+                    r.proxy.name(),
+                    r.codes.join("; ")
+                ));
+            }
+        }
+        let rss: Vec<String> = s
+            .rows
+            .iter()
+            .filter(|r| r.peak_rss_kib > 0)
+            .map(|r| {
+                format!(
+                    "{} {} MiB",
+                    r.proxy.name(),
+                    fmt_num(r.peak_rss_kib as f64 / 1024.0, 1)
+                )
+            })
+            .collect();
+        if !rss.is_empty() {
+            notes.push(format!("Peak RSS at the end: {}.", rss.join(", ")));
         }
         notes.extend(s.notes.iter().cloned());
         if !notes.is_empty() {
@@ -518,6 +805,12 @@ pub fn render(
             .iter()
             .flat_map(|s| &s.rows)
             .flat_map(|r| r.closed.iter().chain(&r.open))
+            .chain(
+                res.sweeps
+                    .iter()
+                    .flat_map(|s| &s.rows)
+                    .flat_map(|r| r.phases.iter().flatten()),
+            )
     };
     let worst_p = phases().map(|p| p.others_proxy_cpu).fold(0.0, f64::max);
     let worst_c = phases().map(|p| p.others_client_cpu).fold(0.0, f64::max);
@@ -556,6 +849,189 @@ pub fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::run::{LoadScenario, Options, SweepRow, SweepScenario, Tools};
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    fn phase(rps: f64, cpu: f64) -> Phase {
+        Phase {
+            requests: 1000,
+            rps,
+            cpu_us_per_req: cpu,
+            proxy_busy: 0.5,
+            client_busy: 0.5,
+            load_busy: 0.3,
+            origin_busy: 0.2,
+            ..Phase::default()
+        }
+    }
+
+    fn load_row(proxy: ProxyKind, p: Phase) -> LoadRow {
+        LoadRow {
+            proxy,
+            failure: None,
+            closed: vec![p.clone()],
+            wrk: Vec::new(),
+            open: vec![p],
+            peak_rss_kib: 2048,
+            curve: Vec::new(),
+            codes: Vec::new(),
+        }
+    }
+
+    fn sweep_row(proxy: ProxyKind, phases: Vec<Phase>) -> SweepRow {
+        SweepRow {
+            proxy,
+            failure: None,
+            phases: phases.into_iter().map(|p| vec![p]).collect(),
+            peak_rss_kib: 1024,
+            codes: Vec::new(),
+        }
+    }
+
+    fn results() -> Results {
+        let opts = Options {
+            mode: "quick".into(),
+            duration: Duration::from_secs(2),
+            wrk_duration: Duration::from_secs(1),
+            sweep_duration: Duration::from_secs(1),
+            rounds: 1,
+            wrk_rounds: 1,
+            connections: 64,
+            sweep_connections: vec![16, 256],
+            idle_connections: 10,
+            gateway_routes: 10,
+            scenarios: vec![Scenario::Plain0, Scenario::Conns, Scenario::TwoShards],
+            proxies: ProxyKind::ALL.to_vec(),
+            out: PathBuf::from("/nonexistent"),
+            bin_dir: PathBuf::from("/nonexistent/release"),
+            self_exe: PathBuf::from("/nonexistent/tollgate-bench"),
+            workspace: PathBuf::from("/nonexistent"),
+        };
+        let client_bound = Phase {
+            client_bound: true,
+            ..phase(30_000.0, 10.0)
+        };
+        let loads = vec![LoadScenario {
+            scenario: Scenario::Plain0,
+            paths: vec!["/0".into()],
+            rate: 5000.0,
+            rows: vec![
+                load_row(ProxyKind::Tollgate, phase(20_000.0, 20.0)),
+                load_row(ProxyKind::TollgateStock, phase(10_000.0, 40.0)),
+                load_row(ProxyKind::Nginx, phase(40_000.0, 10.0)),
+                load_row(ProxyKind::Haproxy, client_bound),
+            ],
+            notes: Vec::new(),
+        }];
+        let sweeps = vec![
+            SweepScenario {
+                scenario: Scenario::Conns,
+                counts: vec![16, 256],
+                workers: 1,
+                proxy_cpus: vec![0],
+                client_cpus: vec![1],
+                duration: Duration::from_secs(1),
+                rows: vec![
+                    sweep_row(
+                        ProxyKind::Tollgate,
+                        vec![phase(10_000.0, 30.0), phase(12_000.0, 25.0)],
+                    ),
+                    sweep_row(
+                        ProxyKind::TollgateStock,
+                        vec![phase(5_000.0, 60.0), phase(6_000.0, 50.0)],
+                    ),
+                    sweep_row(
+                        ProxyKind::Nginx,
+                        vec![phase(20_000.0, 15.0), phase(24_000.0, 12.5)],
+                    ),
+                ],
+                notes: Vec::new(),
+            },
+            SweepScenario {
+                scenario: Scenario::TwoShards,
+                counts: vec![64],
+                workers: 2,
+                proxy_cpus: vec![0, 1],
+                client_cpus: vec![0, 1],
+                duration: Duration::from_secs(1),
+                rows: vec![sweep_row(
+                    ProxyKind::Tollgate,
+                    vec![Phase {
+                        origin_bound: true,
+                        ..phase(8_000.0, 40.0)
+                    }],
+                )],
+                notes: Vec::new(),
+            },
+        ];
+        Results {
+            date: "2026-01-01 00:00:00 UTC".into(),
+            machine: Vec::new(),
+            versions: Vec::new(),
+            opts,
+            tools: Tools {
+                tollgate: PathBuf::from("/nonexistent/tollgate"),
+                load: PathBuf::from("/nonexistent/tollgate-load"),
+                nginx: None,
+                haproxy: None,
+                wrk: None,
+            },
+            proxy_cpu: 0,
+            client_cpu: 1,
+            nofile: 1024,
+            clk_tck: 100.0,
+            loads,
+            sweeps,
+            idle: None,
+            skipped: Vec::new(),
+            notes: Vec::new(),
+            elapsed: Duration::from_secs(100),
+        }
+    }
+
+    /// The table line of `md` that starts with `start`.
+    fn line<'a>(md: &'a str, start: &str) -> &'a str {
+        md.lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no line starting with {start:?} in:\n{md}"))
+    }
+
+    #[test]
+    fn renders_ratios_sweeps_and_bound_marks() {
+        let res = results();
+        let md = render(&res, &[], None, &[]);
+        // Ratio summary: tollgate ÷ tollgate-stock / nginx / HAProxy, req/s then CPU.
+        assert_eq!(
+            line(&md, "| `plain-0` |"),
+            "| `plain-0` | 2.00× | 0.50× | 0.50× | 2.00× | 0.67× | 2.00× | HAProxy: client-bound |"
+        );
+        assert_eq!(
+            line(&md, "| `conns`, 256 connections |"),
+            "| `conns`, 256 connections | 2.00× | 0.50× | 0.50× | 2.00× | — | — | — |"
+        );
+        assert!(line(&md, "| `2-shards`, 64 connections |").ends_with("tollgate: origin-bound |"));
+        // Load table: the bound column and the tollgate / tollgate-stock ratio row.
+        assert!(line(&md, "| HAProxy | 30,000 |").ends_with("| client-bound |"));
+        assert!(line(&md, "| tollgate | 20,000 |").ends_with("| — |"));
+        assert!(line(&md, "| tollgate / tollgate-stock | 2.00× |").contains("| 0.50× |"));
+        let order: Vec<usize> = ["| tollgate / tollgate-stock |", "| tollgate / nginx |"]
+            .iter()
+            .map(|l| md.find(l).expect("ratio row"))
+            .collect();
+        assert!(order[0] < order[1]);
+        // Sweep table: per connection count, ratios to nginx.
+        assert_eq!(
+            line(&md, "| 16 | tollgate-stock |"),
+            "| 16 | tollgate-stock | 5,000 | 60.00 | 0.25× | 4.00× | 50% / 30% / 20% | 0 | — |"
+        );
+        assert!(line(&md, "| 256 | nginx |").contains("| 1.00× | 1.00× |"));
+        assert!(line(&md, "| 64 | tollgate |").ends_with("| origin-bound |"));
+        assert!(md.contains(
+            "the generator and origin share the CPUs, so CPU µs per request carries the comparison"
+        ));
+        assert!(md.contains("GLOMMIO_STOCK_RINGS=1"));
+    }
 
     #[test]
     fn number_formats() {

@@ -1,6 +1,8 @@
 //! The benchmark run: finds the tools, starts the origin and the proxies pinned as the method
-//! says, drives every scenario with the proxies interleaved round by round, samples CPU and
-//! memory from `/proc`, and collects what the report shows.
+//! says (tollgate twice: patched, and `tollgate-stock` with `GLOMMIO_STOCK_RINGS=1`), drives
+//! every scenario with the proxies interleaved round by round (the classic ones with wrk and
+//! an open-loop phase, the connection sweep and the two-shard scenario closed loop only),
+//! samples CPU and memory from `/proc`, and collects what the report shows.
 
 use crate::configs::{self, Routes};
 use crate::idle;
@@ -16,33 +18,73 @@ use std::time::{Duration, Instant};
 /// The proxies compared, in report order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ProxyKind {
+    /// tollgate as built (glommio with the ring patch, see vendor/glommio/PATCHES.md).
     Tollgate,
+    /// The same binary and config started with `GLOMMIO_STOCK_RINGS=1`: io_uring rings set up
+    /// as stock glommio 0.9 does.
+    TollgateStock,
     Nginx,
     Haproxy,
 }
 
+/// The environment variable that makes tollgate's glommio set its rings up as stock glommio.
+pub const STOCK_RINGS_ENV: &str = "GLOMMIO_STOCK_RINGS";
+
 impl ProxyKind {
-    pub const ALL: [ProxyKind; 3] = [ProxyKind::Tollgate, ProxyKind::Nginx, ProxyKind::Haproxy];
+    pub const ALL: [ProxyKind; 4] = [
+        ProxyKind::Tollgate,
+        ProxyKind::TollgateStock,
+        ProxyKind::Nginx,
+        ProxyKind::Haproxy,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             ProxyKind::Tollgate => "tollgate",
+            ProxyKind::TollgateStock => "tollgate-stock",
             ProxyKind::Nginx => "nginx",
             ProxyKind::Haproxy => "HAProxy",
         }
     }
 
-    /// Position in report order (also the plot color).
+    /// Position in report order.
     pub fn index(self) -> usize {
         self as usize
+    }
+
+    /// The plot color (see [`plot::color`]): nginx and HAProxy keep theirs from before
+    /// tollgate-stock existed.
+    pub fn color(self) -> usize {
+        match self {
+            ProxyKind::Tollgate => 0,
+            ProxyKind::Nginx => 1,
+            ProxyKind::Haproxy => 2,
+            ProxyKind::TollgateStock => 4,
+        }
+    }
+
+    /// Both tollgate variants (same binary, same config).
+    pub fn is_tollgate(self) -> bool {
+        matches!(self, ProxyKind::Tollgate | ProxyKind::TollgateStock)
     }
 
     pub fn parse(s: &str) -> Option<ProxyKind> {
         match s.trim().to_ascii_lowercase().as_str() {
             "tollgate" => Some(ProxyKind::Tollgate),
+            "tollgate-stock" | "tollgate_stock" | "stock" => Some(ProxyKind::TollgateStock),
             "nginx" => Some(ProxyKind::Nginx),
             "haproxy" => Some(ProxyKind::Haproxy),
             _ => None,
+        }
+    }
+
+    /// Environment changes for the proxy's process: tollgate-stock gets
+    /// `GLOMMIO_STOCK_RINGS=1`, tollgate never inherits it from the harness.
+    fn env(self) -> &'static [(&'static str, Option<&'static str>)] {
+        match self {
+            ProxyKind::Tollgate => &[(STOCK_RINGS_ENV, None)],
+            ProxyKind::TollgateStock => &[(STOCK_RINGS_ENV, Some("1"))],
+            ProxyKind::Nginx | ProxyKind::Haproxy => &[],
         }
     }
 }
@@ -54,6 +96,10 @@ pub enum Scenario {
     Plain1k,
     Body64k,
     Gateway,
+    /// Closed loop at several connection counts (`Options::sweep_connections`).
+    Conns,
+    /// Two workers/threads/shards allowed on CPUs 0 and 1, shared with origin and generator.
+    TwoShards,
     Idle,
 }
 
@@ -64,8 +110,15 @@ impl Scenario {
             Scenario::Plain1k => "plain-1k",
             Scenario::Body64k => "64k",
             Scenario::Gateway => "gateway",
+            Scenario::Conns => "conns",
+            Scenario::TwoShards => "2-shards",
             Scenario::Idle => "idle",
         }
+    }
+
+    /// Closed loop only (no wrk, no open-loop phase), at one or more connection counts.
+    pub fn is_sweep(self) -> bool {
+        matches!(self, Scenario::Conns | Scenario::TwoShards)
     }
 
     pub fn title(self, gateway_routes: usize, idle: usize) -> String {
@@ -76,12 +129,19 @@ impl Scenario {
             Scenario::Gateway => format!(
                 "Gateway routing: a route with a path parameter among {gateway_routes} routes, 0-byte responses"
             ),
+            Scenario::Conns => {
+                "Connection sweep: plain proxy, 1 route, 0-byte responses, closed loop".into()
+            }
+            Scenario::TwoShards => {
+                "Two shards / workers / threads on CPUs 0 and 1, plain proxy, 0-byte responses"
+                    .into()
+            }
             Scenario::Idle => format!("{idle} idle keep-alive connections"),
         }
     }
 
     /// Parses a comma list: plain (= plain-0 + plain-1k), plain-0, plain-1k, 64k, gateway,
-    /// idle, all.
+    /// conns, 2-shards, idle, all.
     pub fn parse_list(s: &str) -> Result<Vec<Scenario>, String> {
         let mut v = Vec::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -91,11 +151,13 @@ impl Scenario {
                 "plain-1k" | "plain1k" => &[Scenario::Plain1k],
                 "64k" | "large" => &[Scenario::Body64k],
                 "gateway" | "routes" => &[Scenario::Gateway],
+                "conns" | "connections" | "sweep" => &[Scenario::Conns],
+                "2-shards" | "2shards" | "two-shards" | "shards" => &[Scenario::TwoShards],
                 "idle" => &[Scenario::Idle],
                 "all" => &ALL_SCENARIOS,
                 other => {
                     return Err(format!(
-                        "unknown scenario {other:?} (use plain, plain-0, plain-1k, 64k, gateway, idle, all)"
+                        "unknown scenario {other:?} (use plain, plain-0, plain-1k, 64k, gateway, conns, 2-shards, idle, all)"
                     ))
                 }
             };
@@ -123,7 +185,9 @@ impl Scenario {
 
     fn paths(self, gateway_routes: usize) -> Vec<String> {
         match self {
-            Scenario::Plain0 | Scenario::Idle => vec!["/0".into()],
+            Scenario::Plain0 | Scenario::Conns | Scenario::TwoShards | Scenario::Idle => {
+                vec!["/0".into()]
+            }
             Scenario::Plain1k => vec!["/1k".into()],
             Scenario::Body64k => vec!["/64k".into()],
             Scenario::Gateway => configs::gateway_paths(gateway_routes),
@@ -139,11 +203,13 @@ impl Scenario {
     }
 }
 
-pub const ALL_SCENARIOS: [Scenario; 5] = [
+pub const ALL_SCENARIOS: [Scenario; 7] = [
     Scenario::Plain0,
     Scenario::Plain1k,
     Scenario::Body64k,
     Scenario::Gateway,
+    Scenario::Conns,
+    Scenario::TwoShards,
     Scenario::Idle,
 ];
 
@@ -152,11 +218,19 @@ pub const ALL_SCENARIOS: [Scenario; 5] = [
 pub struct Options {
     /// "quick", "full" or "custom".
     pub mode: String,
+    /// Each closed- and open-loop phase of the classic scenarios (plain, 64k, gateway).
     pub duration: Duration,
+    /// Each wrk run (wrk counts whole seconds: at least 1 s).
+    pub wrk_duration: Duration,
+    /// Each phase of the connection sweep and of the two-shard scenario.
+    pub sweep_duration: Duration,
     pub rounds: usize,
     /// Rounds that also run wrk (the first ones).
     pub wrk_rounds: usize,
+    /// Connections of the classic scenarios and of the two-shard scenario.
     pub connections: usize,
+    /// Connection counts of the `conns` sweep.
+    pub sweep_connections: Vec<usize>,
     pub idle_connections: usize,
     pub gateway_routes: usize,
     pub scenarios: Vec<Scenario>,
@@ -211,10 +285,20 @@ pub struct Phase {
     pub requests: u64,
     pub rps: f64,
     pub cpu_us_per_req: f64,
-    /// Share of CPU 0 the proxy used (1.0 = one full CPU).
+    /// CPU time the proxy used ÷ wall time (1.0 = one full CPU; up to 2.0 with two shards).
     pub proxy_busy: f64,
-    /// Share of the client CPU used by the origin and the load generator together.
+    /// CPU time of the origin and the load generator together ÷ wall time (with one client
+    /// CPU: the share of it they used).
     pub client_busy: f64,
+    /// The load generator's own CPU time ÷ wall time.
+    pub load_busy: f64,
+    /// The origin's CPU time ÷ wall time (it is single-threaded: 1.0 = saturated).
+    pub origin_busy: f64,
+    /// The load generator's CPU was saturated (≥ [`BOUND`]): the client CPU when origin and
+    /// generator have one of their own, else the generator's own thread.
+    pub client_bound: bool,
+    /// The origin's thread was saturated (≥ [`BOUND`]).
+    pub origin_bound: bool,
     pub p50_us: f64,
     pub p99_us: f64,
     pub p999_us: f64,
@@ -223,6 +307,42 @@ pub struct Phase {
     pub others_proxy_cpu: f64,
     /// Share of the client CPU taken by processes other than origin and load generator.
     pub others_client_cpu: f64,
+}
+
+/// CPU share from which the client side (load generator) or the origin counts as saturated.
+pub const BOUND: f64 = 0.95;
+
+/// `share` reaches [`BOUND`] as the report shows it (whole percent), so that a row showing
+/// 95% is marked.
+pub fn saturated(share: f64) -> bool {
+    (share * 100.0).round() >= (BOUND * 100.0).round()
+}
+
+impl Phase {
+    /// "client-bound", "origin-bound", both, or None.
+    pub fn bound(&self) -> Option<&'static str> {
+        match (self.client_bound, self.origin_bound) {
+            (true, true) => Some("client-bound, origin-bound"),
+            (true, false) => Some("client-bound"),
+            (false, true) => Some("origin-bound"),
+            (false, false) => None,
+        }
+    }
+}
+
+/// The saturation mark of a set of phases: set when any of them was client- or origin-bound.
+pub fn bound_of<'a>(phases: impl IntoIterator<Item = &'a Phase>) -> Option<&'static str> {
+    let (mut c, mut o) = (false, false);
+    for p in phases {
+        c |= p.client_bound;
+        o |= p.origin_bound;
+    }
+    Phase {
+        client_bound: c,
+        origin_bound: o,
+        ..Phase::default()
+    }
+    .bound()
 }
 
 /// One proxy's results in a load scenario.
@@ -270,6 +390,57 @@ pub struct LoadScenario {
     pub notes: Vec<String>,
 }
 
+/// One proxy's results in a closed-loop-only scenario (`conns`, `2-shards`).
+#[derive(Clone, Debug)]
+pub struct SweepRow {
+    pub proxy: ProxyKind,
+    /// Why it was not (fully) measured.
+    pub failure: Option<String>,
+    /// Closed-loop phases per connection count (the order of `SweepScenario::counts`), one
+    /// per round.
+    pub phases: Vec<Vec<Phase>>,
+    pub peak_rss_kib: u64,
+    pub codes: Vec<String>,
+}
+
+impl SweepRow {
+    fn new(proxy: ProxyKind, counts: usize) -> SweepRow {
+        SweepRow {
+            proxy,
+            failure: None,
+            phases: vec![Vec::new(); counts],
+            peak_rss_kib: 0,
+            codes: Vec::new(),
+        }
+    }
+
+    pub fn ok(&self) -> bool {
+        self.failure.is_none()
+    }
+
+    /// The phases at connection count number `i` (empty if none).
+    pub fn at(&self, i: usize) -> &[Phase] {
+        self.phases.get(i).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// A closed-loop-only scenario's results.
+#[derive(Clone, Debug)]
+pub struct SweepScenario {
+    pub scenario: Scenario,
+    /// Client connections of each phase.
+    pub counts: Vec<usize>,
+    /// Workers / threads / shards per proxy.
+    pub workers: usize,
+    /// The CPUs the proxies were allowed on.
+    pub proxy_cpus: Vec<usize>,
+    /// The CPUs origin and load generator were allowed on.
+    pub client_cpus: Vec<usize>,
+    pub duration: Duration,
+    pub rows: Vec<SweepRow>,
+    pub notes: Vec<String>,
+}
+
 /// One proxy's results in the idle-connection scenario.
 #[derive(Clone, Debug)]
 pub struct IdleRow {
@@ -305,6 +476,8 @@ pub struct Results {
     pub nofile: u64,
     pub clk_tck: f64,
     pub loads: Vec<LoadScenario>,
+    /// The connection sweep and the two-shard scenario, in report order.
+    pub sweeps: Vec<SweepScenario>,
     pub idle: Option<Vec<IdleRow>>,
     /// Proxies (and wrk) left out, with the reason.
     pub skipped: Vec<String>,
@@ -330,6 +503,86 @@ pub fn median(mut v: Vec<f64>) -> Option<f64> {
 /// The median of one field over phases.
 pub fn median_of(phases: &[Phase], f: impl Fn(&Phase) -> f64) -> Option<f64> {
     median(phases.iter().map(f).collect())
+}
+
+/// Phase lengths and rounds of `--quick` or `--full`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ModeTimes {
+    /// Closed- and open-loop phases of the classic scenarios.
+    pub duration: Duration,
+    pub wrk: Duration,
+    /// Phases of the connection sweep and the two-shard scenario.
+    pub sweep: Duration,
+    pub rounds: usize,
+}
+
+/// The phase lengths of `--full` (3 rounds) or `--quick` (1 round), sized so that every
+/// scenario with all four proxies fits in 10 and 2 minutes on a 2-CPU machine (the test
+/// `time_budgets_hold` checks that).
+pub fn mode_times(full: bool) -> ModeTimes {
+    let ms = Duration::from_millis;
+    if full {
+        ModeTimes {
+            duration: ms(4000),
+            wrk: ms(2000),
+            sweep: ms(2000),
+            rounds: 3,
+        }
+    } else {
+        ModeTimes {
+            duration: ms(1500),
+            wrk: ms(1000),
+            sweep: ms(1000),
+            rounds: 1,
+        }
+    }
+}
+
+/// Each proxy's warm-up phase at the start of a load scenario (at most the phase length).
+pub const WARM_UP: Duration = Duration::from_millis(250);
+
+/// How long a run with `opts` takes: its phases plus the start-up and sampling overheads seen
+/// on a 2-CPU machine (about 1 s per scenario for starting the proxies, 50 ms per phase, 3 s
+/// per proxy in the idle-connection scenario). wrk is assumed installed.
+pub fn planned_time(opts: &Options) -> Duration {
+    const PER_PHASE: f64 = 0.05;
+    const PER_SCENARIO: f64 = 1.0;
+    const IDLE_PER_PROXY: f64 = 3.0;
+    let n = opts.proxies.len() as f64;
+    let rounds = opts.rounds as f64;
+    let d = opts.duration.as_secs_f64();
+    let sweep = opts.sweep_duration.as_secs_f64();
+    let wrk = opts.wrk_duration.as_secs_f64().round().max(1.0);
+    let wrk_rounds = opts.wrk_rounds.min(opts.rounds) as f64;
+    let mut secs = 0.0;
+    for s in &opts.scenarios {
+        secs += PER_SCENARIO
+            + n * match s {
+                Scenario::Idle => IDLE_PER_PROXY,
+                Scenario::Conns | Scenario::TwoShards => {
+                    let counts = if *s == Scenario::Conns {
+                        opts.sweep_connections.len() as f64
+                    } else {
+                        1.0
+                    };
+                    let phases = 1.0 + rounds * counts;
+                    opts.sweep_duration.min(WARM_UP).as_secs_f64()
+                        + rounds * counts * sweep
+                        + phases * PER_PHASE
+                }
+                _ => {
+                    let phases = 1.0 + rounds * 2.0 + wrk_rounds;
+                    opts.duration.min(WARM_UP).as_secs_f64()
+                        + rounds * 2.0 * d
+                        + wrk_rounds * wrk
+                        + phases * PER_PHASE
+                }
+            };
+        if *s == Scenario::TwoShards {
+            secs += PER_SCENARIO; // its own origin
+        }
+    }
+    Duration::from_secs_f64(secs)
 }
 
 /// Hands out loopback ports that were free a moment ago, never the same one twice.
@@ -402,6 +655,44 @@ struct Proxy {
     child: Child,
 }
 
+/// Where the proxy and the client side (origin + load generator) may run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Layout {
+    proxy: Vec<usize>,
+    client: Vec<usize>,
+}
+
+impl Layout {
+    /// Proxy and client side compete for the same CPUs.
+    fn shared(&self) -> bool {
+        self.proxy == self.client
+    }
+}
+
+/// How to drive one tollgate-load phase.
+struct PhaseSpec<'a> {
+    scenario_file: Option<&'a Path>,
+    /// Open loop at this rate; None = closed loop.
+    rate: Option<f64>,
+    duration: Duration,
+    hgrm: Option<&'a Path>,
+    connections: usize,
+    layout: &'a Layout,
+}
+
+impl<'a> PhaseSpec<'a> {
+    fn closed(duration: Duration, connections: usize, layout: &'a Layout) -> PhaseSpec<'a> {
+        PhaseSpec {
+            scenario_file: None,
+            rate: None,
+            duration,
+            hgrm: None,
+            connections,
+            layout,
+        }
+    }
+}
+
 /// Everything the scenario functions share.
 struct Ctx<'a> {
     opts: &'a Options,
@@ -410,11 +701,48 @@ struct Ctx<'a> {
     ports: Ports,
     origin: Child,
     origin_port: u16,
-    proxy_cpu: usize,
-    client_cpu: usize,
+    /// The method's pinning: proxy on CPU 0, origin + load generator on CPU 1.
+    pinned: Layout,
+    /// The two-shard scenario: everything allowed on CPUs 0 and 1.
+    wide: Layout,
     nofile: u64,
     clk_tck: f64,
     seq: usize,
+}
+
+/// Starts the benchmark origin (this program's `origin` subcommand) on `cpus`.
+fn start_origin(
+    opts: &Options,
+    temp: &TempDir,
+    ports: &mut Ports,
+    cpus: &[usize],
+    tag: &str,
+) -> Result<(Child, u16), String> {
+    let port = ports.free()?;
+    // The origin stops by itself well after the longest possible run.
+    let budget = 600
+        + opts.scenarios.len() as u64
+            * opts.rounds as u64
+            * (opts.proxies.len() as u64 + 1)
+            * 4
+            * (opts.duration.as_secs() + 20);
+    let mut origin = procs::spawn(
+        "origin",
+        &opts.self_exe,
+        &[
+            "origin".into(),
+            "--port".into(),
+            port.to_string(),
+            "--max-secs".into(),
+            budget.to_string(),
+        ],
+        cpus,
+        &temp.join(&format!("{tag}.log")),
+        None,
+    )
+    .map_err(|e| e.to_string())?;
+    wait_ready(&mut origin, port)?;
+    Ok((origin, port))
 }
 
 impl Ctx<'_> {
@@ -423,11 +751,14 @@ impl Ctx<'_> {
         format!("{:04}-{what}", self.seq)
     }
 
+    /// Starts `kind` with `workers` workers/threads/shards, allowed on `cpus`.
     fn start_proxy(
         &mut self,
         kind: ProxyKind,
         routes: Routes,
         scen: &str,
+        workers: usize,
+        cpus: &[usize],
     ) -> Result<Proxy, String> {
         let port = self.ports.free()?;
         let tag = self.next_tag(&format!("{}-{scen}", kind.name().to_ascii_lowercase()));
@@ -439,10 +770,10 @@ impl Ctx<'_> {
             Ok(p)
         };
         let (program, args): (PathBuf, Vec<String>) = match kind {
-            ProxyKind::Tollgate => {
+            ProxyKind::Tollgate | ProxyKind::TollgateStock => {
                 let cfg = write(
                     "tollgate.toml",
-                    configs::tollgate(routes, port, self.origin_port),
+                    configs::tollgate(routes, port, self.origin_port, workers),
                 )?;
                 (
                     self.tools.tollgate.clone(),
@@ -450,7 +781,7 @@ impl Ctx<'_> {
                         "--config".into(),
                         cfg.display().to_string(),
                         "--shards".into(),
-                        "1".into(),
+                        workers.to_string(),
                     ],
                 )
             }
@@ -458,7 +789,7 @@ impl Ctx<'_> {
                 let program = self.tools.nginx.clone().ok_or("nginx is not installed")?;
                 let cfg = write(
                     "nginx.conf",
-                    configs::nginx(routes, port, self.origin_port, &dir, self.nofile),
+                    configs::nginx(routes, port, self.origin_port, &dir, self.nofile, workers),
                 )?;
                 (
                     program,
@@ -480,7 +811,7 @@ impl Ctx<'_> {
                     .ok_or("HAProxy is not installed")?;
                 let cfg = write(
                     "haproxy.cfg",
-                    configs::haproxy(routes, port, self.origin_port, self.nofile),
+                    configs::haproxy(routes, port, self.origin_port, self.nofile, workers),
                 )?;
                 (
                     program,
@@ -488,11 +819,12 @@ impl Ctx<'_> {
                 )
             }
         };
-        let mut child = procs::spawn(
+        let mut child = procs::spawn_env(
             kind.name(),
             &program,
             &args,
-            &[self.proxy_cpu],
+            kind.env(),
+            cpus,
             &dir.join("output.log"),
             Some(&dir),
         )
@@ -506,10 +838,7 @@ impl Ctx<'_> {
         &mut self,
         p: &mut Proxy,
         scen: Scenario,
-        scenario_file: Option<&Path>,
-        rate: Option<f64>,
-        duration: Duration,
-        hgrm: Option<&Path>,
+        ps: &PhaseSpec<'_>,
     ) -> Result<(Phase, LoadResult), String> {
         if let Some(exit) = p.child.try_exit() {
             return Err(format!(
@@ -524,12 +853,12 @@ impl Ctx<'_> {
         let tag = self.next_tag(&format!("load-{}-{}", scen.id(), p.kind.name()));
         let spec = LoadSpec {
             url: &url,
-            scenario: scenario_file,
-            connections: self.opts.connections,
-            duration,
-            rate,
-            hgrm,
-            cpus: &[self.client_cpu],
+            scenario: ps.scenario_file,
+            connections: ps.connections,
+            duration: ps.duration,
+            rate: ps.rate,
+            hgrm: ps.hgrm,
+            cpus: &ps.layout.client,
             work: &self.temp.path,
             tag: &tag,
         };
@@ -549,36 +878,55 @@ impl Ctx<'_> {
         .max(1e-6);
         let ticks =
             |a: &GroupSample, b: &GroupSample| b.cpu_ticks.saturating_sub(a.cpu_ticks) as f64;
-        let proxy_s = ticks(&p0, &p1) / self.clk_tck;
-        let origin_s = ticks(&o0, &o1) / self.clk_tck;
-        // What the rest of the machine did on the two CPUs meanwhile (same window).
-        let others = |cpu: usize, ours_ticks: f64| match (c0.get(cpu), c1.get(cpu)) {
-            (Some(a), Some(b)) if b.1 > a.1 => {
-                let busy = b.0.saturating_sub(a.0) as f64;
-                ((busy - ours_ticks) / (b.1 - a.1) as f64).clamp(0.0, 1.0)
+        let proxy_ticks = ticks(&p0, &p1);
+        let origin_ticks = ticks(&o0, &o1);
+        let load_ticks = ran.client_cpu.as_secs_f64() * self.clk_tck;
+        let client_ticks = origin_ticks + load_ticks;
+        // What the rest of the machine did on those CPUs meanwhile (same window).
+        let others = |cpus: &[usize], ours_ticks: f64| {
+            let (mut busy, mut total) = (0u64, 0u64);
+            for &cpu in cpus {
+                if let (Some(a), Some(b)) = (c0.get(cpu), c1.get(cpu)) {
+                    busy += b.0.saturating_sub(a.0);
+                    total += b.1.saturating_sub(a.1);
+                }
             }
-            _ => 0.0,
+            if total == 0 {
+                0.0
+            } else {
+                ((busy as f64 - ours_ticks) / total as f64).clamp(0.0, 1.0)
+            }
         };
-        let client_ticks = ticks(&o0, &o1) + ran.client_cpu.as_secs_f64() * self.clk_tck;
-        let (others_proxy_cpu, others_client_cpu) = if self.proxy_cpu == self.client_cpu {
-            let o = others(self.proxy_cpu, ticks(&p0, &p1) + client_ticks);
+        let layout = ps.layout;
+        let (others_proxy_cpu, others_client_cpu) = if layout.shared() {
+            let o = others(&layout.proxy, proxy_ticks + client_ticks);
             (o, o)
         } else {
             (
-                others(self.proxy_cpu, ticks(&p0, &p1)),
-                others(self.client_cpu, client_ticks),
+                others(&layout.proxy, proxy_ticks),
+                others(&layout.client, client_ticks),
             )
         };
+        let busy = |t: f64| t / self.clk_tck / secs;
+        let (load_busy, origin_busy, client_busy) =
+            (busy(load_ticks), busy(origin_ticks), busy(client_ticks));
+        // One client CPU (origin + generator): saturated when they fill it. Otherwise the
+        // single generator thread is the client side's limit.
+        let client_saturated = layout.client.len() == 1 && !layout.shared();
         let phase = Phase {
             requests: r.requests,
             rps: r.rps,
             cpu_us_per_req: if r.requests > 0 {
-                proxy_s * 1e6 / r.requests as f64
+                proxy_ticks / self.clk_tck * 1e6 / r.requests as f64
             } else {
                 f64::NAN
             },
-            proxy_busy: proxy_s / secs,
-            client_busy: (origin_s + ran.client_cpu.as_secs_f64()) / secs,
+            proxy_busy: busy(proxy_ticks),
+            client_busy,
+            load_busy,
+            origin_busy,
+            client_bound: saturated(load_busy) || (client_saturated && saturated(client_busy)),
+            origin_bound: saturated(origin_busy),
             p50_us: r.p50_us as f64,
             p99_us: r.p99_us as f64,
             p999_us: r.p999_us as f64,
@@ -587,6 +935,41 @@ impl Ctx<'_> {
             others_client_cpu,
         };
         Ok((phase, ran.result))
+    }
+
+    /// Runs proxy `i`'s closed-loop phase while the others (which should be idle) are
+    /// watched: CPU they use meanwhile is taken from the proxy under test, and noted.
+    /// None when proxy `i` is not running.
+    fn watched_phase(
+        &mut self,
+        running: &mut [Option<Proxy>],
+        i: usize,
+        scen: Scenario,
+        ps: &PhaseSpec<'_>,
+        what: &str,
+        notes: &mut Vec<String>,
+    ) -> Option<Result<(Phase, LoadResult), String>> {
+        let idle_before = sample_all(running);
+        let phase_start = Instant::now();
+        let p = running[i].as_mut()?;
+        let name = p.kind.name();
+        let result = self.phase(p, scen, ps);
+        let secs = phase_start.elapsed().as_secs_f64().max(1e-6);
+        for (j, after) in sample_all(running).into_iter().enumerate() {
+            if let (true, Some(a), Some(b), Some(other)) =
+                (j != i, idle_before[j], after, running[j].as_ref())
+            {
+                let busy = b.cpu_ticks.saturating_sub(a.cpu_ticks) as f64 / self.clk_tck / secs;
+                if busy > 0.05 {
+                    notes.push(format!(
+                        "{} used {:.0}% of a CPU while idle during {name}'s {what}: that CPU time was taken from the proxy under test.",
+                        other.kind.name(),
+                        busy * 100.0,
+                    ));
+                }
+            }
+        }
+        Some(result)
     }
 }
 
@@ -599,7 +982,7 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Results, St
     let mut proxies = Vec::new();
     for &k in &opts.proxies {
         let present = match k {
-            ProxyKind::Tollgate => true,
+            ProxyKind::Tollgate | ProxyKind::TollgateStock => true,
             ProxyKind::Nginx => tools.nginx.is_some(),
             ProxyKind::Haproxy => tools.haproxy.is_some(),
         };
@@ -662,28 +1045,17 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Results, St
     let _ = procs::CpuSet::of(&[client_cpu]).apply_to_self();
     let clk_tck = procs::clock_ticks();
 
+    let wide: Vec<usize> = (0..ncpu.clamp(1, 2)).collect();
+    if ncpu < 2 && opts.scenarios.contains(&Scenario::TwoShards) {
+        notes.push(
+            "Only one CPU: the 2-shards scenario ran its two shards / workers / threads on CPU 0."
+                .into(),
+        );
+    }
+
     let temp = TempDir::new("run").map_err(|e| format!("temp dir: {e}"))?;
     let mut ports = Ports::default();
-    let origin_port = ports.free()?;
-    // The origin stops by itself well after the longest possible run.
-    let budget = 600
-        + opts.scenarios.len() as u64 * opts.rounds as u64 * 3 * 3 * (opts.duration.as_secs() + 20);
-    let mut origin = procs::spawn(
-        "origin",
-        &opts.self_exe,
-        &[
-            "origin".into(),
-            "--port".into(),
-            origin_port.to_string(),
-            "--max-secs".into(),
-            budget.to_string(),
-        ],
-        &[client_cpu],
-        &temp.join("origin.log"),
-        None,
-    )
-    .map_err(|e| e.to_string())?;
-    wait_ready(&mut origin, origin_port)?;
+    let (origin, origin_port) = start_origin(opts, &temp, &mut ports, &[client_cpu], "origin")?;
     progress(&format!(
         "origin on 127.0.0.1:{origin_port} (CPU {client_cpu}); proxies on CPU {proxy_cpu}"
     ));
@@ -695,24 +1067,40 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Results, St
         ports,
         origin,
         origin_port,
-        proxy_cpu,
-        client_cpu,
+        pinned: Layout {
+            proxy: vec![proxy_cpu],
+            client: vec![client_cpu],
+        },
+        wide: Layout {
+            proxy: wide.clone(),
+            client: wide,
+        },
         nofile,
         clk_tck,
         seq: 0,
     };
     let mut loads = Vec::new();
+    let mut sweeps = Vec::new();
     let mut idle_rows = None;
     for &scen in &opts.scenarios {
         if procs::interrupted() {
             return Err("interrupted".into());
         }
+        let scen_start = Instant::now();
         progress(&format!("scenario {}", scen.id()));
         if scen == Scenario::Idle {
             idle_rows = Some(run_idle(&mut ctx, &proxies, progress)?);
+        } else if scen.is_sweep() {
+            sweeps.push(run_sweep(&mut ctx, scen, &proxies, progress)?);
         } else {
             loads.push(run_load(&mut ctx, scen, &proxies, progress)?);
         }
+        progress(&format!(
+            "  ({} took {:.0} s; {:.0} s so far)",
+            scen.id(),
+            scen_start.elapsed().as_secs_f64(),
+            started.elapsed().as_secs_f64()
+        ));
     }
     ctx.origin.stop();
 
@@ -758,6 +1146,7 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Results, St
         nofile,
         clk_tck,
         loads,
+        sweeps,
         idle: idle_rows,
         skipped,
         notes,
@@ -773,10 +1162,15 @@ fn start_all(
     progress: &mut dyn FnMut(&str),
 ) -> Vec<(ProxyKind, Result<Proxy, String>)> {
     let routes = scen.routes(ctx.opts.gateway_routes);
+    let (workers, cpus) = if scen == Scenario::TwoShards {
+        (2, ctx.wide.proxy.clone())
+    } else {
+        (1, ctx.pinned.proxy.clone())
+    };
     proxies
         .iter()
         .map(|&k| {
-            let r = ctx.start_proxy(k, routes, scen.id());
+            let r = ctx.start_proxy(k, routes, scen.id(), workers, &cpus);
             if let Err(e) = &r {
                 progress(&format!("  {}: {e}", k.name()));
             }
@@ -818,13 +1212,19 @@ fn run_load(
         rows.push(row);
     }
 
+    let layout = ctx.pinned.clone();
+    let closed = |duration| PhaseSpec {
+        scenario_file: scenario_file.as_deref(),
+        ..PhaseSpec::closed(duration, opts.connections, &layout)
+    };
+
     // Warm-up: opens the upstream connections and checks that every proxy answers right.
-    let warm = opts.duration.min(Duration::from_millis(500));
+    let warm = opts.duration.min(WARM_UP);
     for i in 0..rows.len() {
         let Some(p) = running[i].as_mut() else {
             continue;
         };
-        match ctx.phase(p, scen, scenario_file.as_deref(), None, warm, None) {
+        match ctx.phase(p, scen, &closed(warm)) {
             Ok((_, r)) => {
                 if let Some(why) = check_answers(&r, scen.body()) {
                     rows[i].failure = Some(format!("answered wrongly during warm-up: {why}"));
@@ -841,41 +1241,30 @@ fn run_load(
     // Closed loop (max throughput) and wrk, proxies interleaved round by round.
     for round in 0..opts.rounds {
         for i in 0..rows.len() {
-            if running[i].is_none() {
-                continue;
-            }
             // The proxies not under test must stay idle: their CPU is watched meanwhile.
-            let idle_before = sample_all(&running);
-            let phase_start = Instant::now();
-            let Some(p) = running[i].as_mut() else {
+            let what = format!("closed-loop phase (round {})", round + 1);
+            let Some(result) = ctx.watched_phase(
+                &mut running,
+                i,
+                scen,
+                &closed(opts.duration),
+                &what,
+                &mut notes,
+            ) else {
                 continue;
             };
-            let result = ctx.phase(p, scen, scenario_file.as_deref(), None, opts.duration, None);
-            let secs = phase_start.elapsed().as_secs_f64().max(1e-6);
-            for (j, after) in sample_all(&running).into_iter().enumerate() {
-                if let (true, Some(a), Some(b)) = (j != i, idle_before[j], after) {
-                    let busy = b.cpu_ticks.saturating_sub(a.cpu_ticks) as f64 / ctx.clk_tck / secs;
-                    if busy > 0.05 {
-                        notes.push(format!(
-                            "{} used {:.0}% of a CPU while idle during {}'s closed-loop phase (round {}): that CPU time was taken from the proxy under test.",
-                            rows[j].proxy.name(),
-                            busy * 100.0,
-                            rows[i].proxy.name(),
-                            round + 1
-                        ));
-                    }
-                }
-            }
             match result {
                 Ok((ph, r)) => {
                     progress(&format!(
-                        "  round {} {:<8} closed loop {:>9.0} req/s  {:>6.2} µs CPU/req  proxy CPU {:>3.0}%  client CPU {:>3.0}%{}",
+                        "  round {} {:<14} closed loop {:>9.0} req/s  {:>6.2} µs CPU/req  proxy CPU {:>3.0}%  client CPU {:>3.0}% (origin {:.0}%){}{}",
                         round + 1,
                         rows[i].proxy.name(),
                         ph.rps,
                         ph.cpu_us_per_req,
                         ph.proxy_busy * 100.0,
                         ph.client_busy * 100.0,
+                        ph.origin_busy * 100.0,
+                        bound_suffix(&ph),
                         contention(&ph)
                     ));
                     if !r.codes.is_empty() {
@@ -884,7 +1273,8 @@ fn run_load(
                     rows[i].closed.push(ph);
                 }
                 Err(e) => fail(
-                    &mut rows[i],
+                    rows[i].proxy,
+                    &mut rows[i].failure,
                     &mut running[i],
                     format!("closed loop: {e}"),
                     progress,
@@ -903,17 +1293,17 @@ fn run_load(
                         url: &url,
                         scenario: None,
                         connections: opts.connections,
-                        duration: opts.duration,
+                        duration: opts.wrk_duration,
                         rate: None,
                         hgrm: None,
-                        cpus: &[ctx.client_cpu],
+                        cpus: &layout.client,
                         work: &ctx.temp.path,
                         tag: &tag,
                     };
                     match load::run_wrk(wrk, &spec, lua.as_deref()) {
                         Ok(ran) => {
                             progress(&format!(
-                                "  round {} {:<8} wrk         {:>9.0} req/s",
+                                "  round {} {:<14} wrk         {:>9.0} req/s",
                                 round + 1,
                                 rows[i].proxy.name(),
                                 ran.result.rps
@@ -959,23 +1349,22 @@ fn run_load(
                     scen.id(),
                     rows[i].proxy.name()
                 ));
-                match ctx.phase(
-                    p,
-                    scen,
-                    scenario_file.as_deref(),
-                    Some(rate),
-                    opts.duration,
-                    Some(&hgrm),
-                ) {
+                let open = PhaseSpec {
+                    rate: Some(rate),
+                    hgrm: Some(&hgrm),
+                    ..closed(opts.duration)
+                };
+                match ctx.phase(p, scen, &open) {
                     Ok((ph, r)) => {
                         progress(&format!(
-                            "  round {} {:<8} open loop   p50 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  {:>6.2} µs CPU/req{}",
+                            "  round {} {:<14} open loop   p50 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  {:>6.2} µs CPU/req{}{}",
                             round + 1,
                             rows[i].proxy.name(),
                             ph.p50_us / 1000.0,
                             ph.p99_us / 1000.0,
                             ph.p999_us / 1000.0,
                             ph.cpu_us_per_req,
+                            bound_suffix(&ph),
                             contention(&ph)
                         ));
                         if r.rps < rate * 0.95 {
@@ -994,7 +1383,8 @@ fn run_load(
                         rows[i].open.push(ph);
                     }
                     Err(e) => fail(
-                        &mut rows[i],
+                        rows[i].proxy,
+                        &mut rows[i].failure,
                         &mut running[i],
                         format!("open loop: {e}"),
                         progress,
@@ -1031,6 +1421,157 @@ fn run_load(
     })
 }
 
+/// The connection sweep (`conns`: the method's pinning, one worker each, closed loop at every
+/// count of `Options::sweep_connections`) and the two-shard scenario (`2-shards`: two
+/// workers/threads/shards, proxy, origin and load generator all allowed on CPUs 0 and 1,
+/// closed loop at `Options::connections`). Closed loop only; proxies interleaved per round and
+/// connection count.
+fn run_sweep(
+    ctx: &mut Ctx<'_>,
+    scen: Scenario,
+    proxies: &[ProxyKind],
+    progress: &mut dyn FnMut(&str),
+) -> Result<SweepScenario, String> {
+    if scen != Scenario::TwoShards {
+        return sweep(ctx, scen, proxies, progress);
+    }
+    // The origin gets both CPUs too: a second origin for this scenario only.
+    let cpus = ctx.wide.client.clone();
+    let (origin, port) = start_origin(ctx.opts, ctx.temp, &mut ctx.ports, &cpus, "origin-wide")?;
+    progress(&format!(
+        "  origin on 127.0.0.1:{port} (CPUs {}); proxies, origin and load generator share them",
+        cpu_list(&cpus)
+    ));
+    let pinned_origin = std::mem::replace(&mut ctx.origin, origin);
+    let pinned_port = std::mem::replace(&mut ctx.origin_port, port);
+    let result = sweep(ctx, scen, proxies, progress);
+    let mut wide_origin = std::mem::replace(&mut ctx.origin, pinned_origin);
+    ctx.origin_port = pinned_port;
+    wide_origin.stop();
+    result
+}
+
+/// "0,1" for a CPU list.
+pub fn cpu_list(cpus: &[usize]) -> String {
+    cpus.iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn sweep(
+    ctx: &mut Ctx<'_>,
+    scen: Scenario,
+    proxies: &[ProxyKind],
+    progress: &mut dyn FnMut(&str),
+) -> Result<SweepScenario, String> {
+    let opts = ctx.opts;
+    let (counts, workers, layout) = if scen == Scenario::TwoShards {
+        (vec![opts.connections], 2, ctx.wide.clone())
+    } else {
+        (opts.sweep_connections.clone(), 1, ctx.pinned.clone())
+    };
+    let mut notes = Vec::new();
+    let started = start_all(ctx, scen, proxies, progress);
+    let mut rows: Vec<SweepRow> = Vec::new();
+    let mut running: Vec<Option<Proxy>> = Vec::new();
+    for (k, r) in started {
+        let mut row = SweepRow::new(k, counts.len());
+        match r {
+            Ok(p) => running.push(Some(p)),
+            Err(e) => {
+                row.failure = Some(format!("did not start: {e}"));
+                running.push(None);
+            }
+        }
+        rows.push(row);
+    }
+
+    // Warm-up at the scenario's usual connection count; checks the answers.
+    let warm = opts.sweep_duration.min(WARM_UP);
+    for i in 0..rows.len() {
+        let Some(p) = running[i].as_mut() else {
+            continue;
+        };
+        match ctx.phase(p, scen, &PhaseSpec::closed(warm, opts.connections, &layout)) {
+            Ok((_, r)) => {
+                if let Some(why) = check_answers(&r, scen.body()) {
+                    rows[i].failure = Some(format!("answered wrongly during warm-up: {why}"));
+                }
+            }
+            Err(e) => rows[i].failure = Some(format!("warm-up failed: {e}")),
+        }
+        if let Some(f) = &rows[i].failure {
+            progress(&format!("  {}: {f}", rows[i].proxy.name()));
+            running[i] = None;
+        }
+    }
+
+    for round in 0..opts.rounds {
+        for (ci, &c) in counts.iter().enumerate() {
+            let spec = PhaseSpec::closed(opts.sweep_duration, c, &layout);
+            for i in 0..rows.len() {
+                let what = format!("{c}-connection phase (round {})", round + 1);
+                let Some(result) =
+                    ctx.watched_phase(&mut running, i, scen, &spec, &what, &mut notes)
+                else {
+                    continue;
+                };
+                match result {
+                    Ok((ph, r)) => {
+                        progress(&format!(
+                            "  round {} {:>4} conns {:<14} {:>9.0} req/s  {:>6.2} µs CPU/req  proxy CPU {:>3.0}%  load generator {:>3.0}%  origin {:>3.0}%{}{}",
+                            round + 1,
+                            c,
+                            rows[i].proxy.name(),
+                            ph.rps,
+                            ph.cpu_us_per_req,
+                            ph.proxy_busy * 100.0,
+                            ph.load_busy * 100.0,
+                            ph.origin_busy * 100.0,
+                            bound_suffix(&ph),
+                            contention(&ph)
+                        ));
+                        if !r.codes.is_empty() {
+                            rows[i].codes.push(r.codes.clone());
+                        }
+                        if let Some(v) = rows[i].phases.get_mut(ci) {
+                            v.push(ph);
+                        }
+                    }
+                    Err(e) => fail(
+                        rows[i].proxy,
+                        &mut rows[i].failure,
+                        &mut running[i],
+                        format!("{c} connections: {e}"),
+                        progress,
+                    ),
+                }
+            }
+            if procs::interrupted() {
+                return Err("interrupted".into());
+            }
+        }
+    }
+
+    for (row, p) in rows.iter_mut().zip(running.iter()) {
+        if let Some(p) = p {
+            row.peak_rss_kib = p.child.sample().hwm_kib;
+        }
+    }
+    drop(running);
+    Ok(SweepScenario {
+        scenario: scen,
+        counts,
+        workers,
+        proxy_cpus: layout.proxy.clone(),
+        client_cpus: layout.client.clone(),
+        duration: opts.sweep_duration,
+        rows,
+        notes,
+    })
+}
+
 /// Other processes' share of the two CPUs during a phase, when it matters (else "").
 pub fn contention(ph: &Phase) -> String {
     if ph.others_proxy_cpu.max(ph.others_client_cpu) > OTHERS_NOTICEABLE {
@@ -1055,10 +1596,22 @@ fn sample_all(running: &[Option<Proxy>]) -> Vec<Option<GroupSample>> {
         .collect()
 }
 
-fn fail(row: &mut LoadRow, p: &mut Option<Proxy>, why: String, progress: &mut dyn FnMut(&str)) {
-    progress(&format!("  {}: {why}", row.proxy.name()));
-    row.failure = Some(why);
+/// Records why `proxy` stopped being measured and stops it.
+fn fail(
+    proxy: ProxyKind,
+    failure: &mut Option<String>,
+    p: &mut Option<Proxy>,
+    why: String,
+    progress: &mut dyn FnMut(&str),
+) {
+    progress(&format!("  {}: {why}", proxy.name()));
+    *failure = Some(why);
     *p = None;
+}
+
+/// "  [client-bound]" etc. for progress lines (else "").
+fn bound_suffix(ph: &Phase) -> String {
+    ph.bound().map_or_else(String::new, |b| format!("  [{b}]"))
 }
 
 /// Why a warm-up result shows a proxy that does not proxy right (None = fine).
@@ -1111,7 +1664,8 @@ fn run_idle(
             peak_kib: 0,
             stopped: None,
         };
-        match ctx.start_proxy(k, Routes::Single, "idle") {
+        let cpus = ctx.pinned.proxy.clone();
+        match ctx.start_proxy(k, Routes::Single, "idle", 1, &cpus) {
             Err(e) => row.failure = Some(format!("did not start: {e}")),
             Ok(p) => {
                 let addr = SocketAddr::from(([127, 0, 0, 1], p.port));
@@ -1189,6 +1743,96 @@ mod tests {
         );
         assert!(Scenario::parse_list("bogus").is_err());
         assert!(Scenario::parse_list("").is_err());
+        assert_eq!(
+            Scenario::parse_list("2-shards,conns,plain-0").expect("parses"),
+            vec![Scenario::Plain0, Scenario::Conns, Scenario::TwoShards]
+        );
+        assert!(ALL_SCENARIOS.contains(&Scenario::Conns));
+        assert!(ALL_SCENARIOS.contains(&Scenario::TwoShards));
+        assert!(Scenario::Conns.is_sweep() && !Scenario::Plain0.is_sweep());
+    }
+
+    /// The options `--quick` and `--full` give, with every scenario and proxy.
+    fn mode_options(full: bool) -> Options {
+        let t = mode_times(full);
+        Options {
+            mode: if full { "full" } else { "quick" }.into(),
+            duration: t.duration,
+            wrk_duration: t.wrk,
+            sweep_duration: t.sweep,
+            rounds: t.rounds,
+            wrk_rounds: 1,
+            connections: 64,
+            sweep_connections: vec![16, 64, 256],
+            idle_connections: 10_000,
+            gateway_routes: 1000,
+            scenarios: ALL_SCENARIOS.to_vec(),
+            proxies: ProxyKind::ALL.to_vec(),
+            out: PathBuf::new(),
+            bin_dir: PathBuf::new(),
+            self_exe: PathBuf::new(),
+            workspace: PathBuf::new(),
+        }
+    }
+
+    #[test]
+    fn time_budgets_hold() {
+        // Budgets: quick ≤ 2 min, full ≤ 10 min. The plan's overheads are those of a busy
+        // machine (a quick run planned at 110 s took 97 s with the load average at 3).
+        let quick = planned_time(&mode_options(false)).as_secs_f64();
+        let full = planned_time(&mode_options(true)).as_secs_f64();
+        assert!(quick <= 115.0, "quick mode plans {quick:.0} s");
+        assert!(full <= 575.0, "full mode plans {full:.0} s");
+        assert!(quick > 60.0 && full > 400.0, "{quick} {full}");
+    }
+
+    #[test]
+    fn proxy_kinds() {
+        assert_eq!(
+            ProxyKind::parse(" Tollgate-Stock "),
+            Some(ProxyKind::TollgateStock)
+        );
+        assert_eq!(ProxyKind::parse("bogus"), None);
+        let names: Vec<&str> = ProxyKind::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(names, ["tollgate", "tollgate-stock", "nginx", "HAProxy"]);
+        for (i, k) in ProxyKind::ALL.iter().enumerate() {
+            assert_eq!(k.index(), i);
+            assert_eq!(ProxyKind::parse(k.name()), Some(*k));
+        }
+        let colors: HashSet<usize> = ProxyKind::ALL.iter().map(|k| k.color()).collect();
+        assert_eq!(colors.len(), ProxyKind::ALL.len(), "one color each");
+        assert_eq!(
+            ProxyKind::TollgateStock.env(),
+            &[(STOCK_RINGS_ENV, Some("1"))]
+        );
+        assert_eq!(ProxyKind::Tollgate.env(), &[(STOCK_RINGS_ENV, None)]);
+    }
+
+    #[test]
+    fn bound_marks() {
+        let free = Phase::default();
+        let client = Phase {
+            client_bound: true,
+            ..Phase::default()
+        };
+        let origin = Phase {
+            origin_bound: true,
+            ..Phase::default()
+        };
+        assert_eq!(free.bound(), None);
+        assert_eq!(client.bound(), Some("client-bound"));
+        assert_eq!(bound_of([&free, &origin]), Some("origin-bound"));
+        assert_eq!(
+            bound_of([&client, &origin]),
+            Some("client-bound, origin-bound")
+        );
+        assert_eq!(bound_of([]), None);
+        assert!(saturated(0.949) && saturated(1.2) && !saturated(0.944));
+        let wide = Layout {
+            proxy: vec![0, 1],
+            client: vec![0, 1],
+        };
+        assert!(wide.shared());
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! Smoke test of the comparison harness: a quick run of the plain scenario with tiny phases
-//! (`--duration-ms 300 --rounds 1`), using the debug `tollgate` and `tollgate-load` from the
-//! same target directory (`--bin-dir`; `cargo test --workspace` builds them). It checks that
-//! RESULTS.md has every column with numbers for tollgate, and for nginx and HAProxy where they
-//! are installed; where they are not, the report must say they were skipped.
+//! Smoke test of the comparison harness: a quick run of the plain, connection-sweep and
+//! two-shard scenarios with tiny phases (`--duration-ms 300 --rounds 1`), using the debug
+//! `tollgate` and `tollgate-load` from the same target directory (`--bin-dir`; `cargo test
+//! --workspace` builds them). It checks that RESULTS.md has every column and section with
+//! numbers for tollgate and tollgate-stock, and for nginx and HAProxy where they are installed;
+//! where they are not, the report must say they were skipped.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 
 const BENCH: &str = env!("CARGO_BIN_EXE_tollgate-bench");
 
-/// The whole run must end by then (it takes ~15 s on a quiet machine).
+/// The whole run must end by then (it takes ~30 s on a quiet machine).
 const LIMIT: Duration = Duration::from_secs(120);
 
 fn installed(name: &str) -> bool {
@@ -35,6 +36,34 @@ fn row<'a>(md: &'a str, section: &str, name: &str) -> Option<Vec<&'a str>> {
             .collect();
         (cells.first() == Some(&name)).then_some(cells)
     })
+}
+
+/// The cells of the sweep-table row for `conns` connections and proxy `name` in `section`.
+fn sweep_row<'a>(md: &'a str, section: &str, conns: &str, name: &str) -> Option<Vec<&'a str>> {
+    let start = md.find(section)?;
+    let end = md[start + 1..]
+        .find("\n### ")
+        .map_or(md.len(), |e| start + 1 + e);
+    md[start..end].lines().find_map(|l| {
+        let cells: Vec<&str> = l
+            .trim()
+            .trim_matches('|')
+            .split('|')
+            .map(str::trim)
+            .collect();
+        (cells.first() == Some(&conns) && cells.get(1) == Some(&name)).then_some(cells)
+    })
+}
+
+/// What a saturation-mark cell may hold.
+fn bound_cell(cell: &str) -> bool {
+    [
+        "—",
+        "client-bound",
+        "origin-bound",
+        "client-bound, origin-bound",
+    ]
+    .contains(&cell)
 }
 
 fn numeric(cell: &str) -> bool {
@@ -80,7 +109,7 @@ fn quick_plain_run_reports_every_column() {
             "--rounds",
             "1",
             "--scenarios",
-            "plain",
+            "plain,conns,2-shards",
         ])
         .arg("--out")
         .arg(&out.0)
@@ -124,6 +153,12 @@ fn quick_plain_run_reports_every_column() {
         "CPU µs/req (fixed rate)",
         "peak RSS MiB",
         "CPU0 / CPU1 busy",
+        "| bound |",
+        // the connection sweep and 2-shards tables
+        "| connections | proxy | req/s | CPU µs/req | req/s ÷ nginx | CPU µs/req ÷ nginx |",
+        "CPU busy: proxy / load gen / origin",
+        // the ratio summary
+        "| scenario | tollgate / tollgate-stock req/s | tollgate / tollgate-stock CPU µs/req | tollgate / nginx req/s | tollgate / nginx CPU µs/req | tollgate / HAProxy req/s | tollgate / HAProxy CPU µs/req | bound |",
     ] {
         assert!(md.contains(col), "column {col:?} missing:\n{md}");
     }
@@ -131,6 +166,13 @@ fn quick_plain_run_reports_every_column() {
         "## Machine",
         "## Versions",
         "## Method",
+        "## Ratios",
+        "(`conns`)\n",
+        "(`2-shards`)\n",
+        "the generator and origin share the CPUs, so CPU µs per request carries the comparison",
+        "**tollgate-stock.**",
+        "GLOMMIO_STOCK_RINGS=1",
+        "**Saturation marks.**",
         "nginx",
         "HAProxy",
         "tollgate",
@@ -138,8 +180,14 @@ fn quick_plain_run_reports_every_column() {
         assert!(md.contains(head), "{head:?} missing:\n{md}");
     }
     let wrk = installed("wrk");
+    let mut measured = vec!["tollgate", "tollgate-stock"];
+    for (name, program) in [("nginx", "nginx"), ("HAProxy", "haproxy")] {
+        if installed(program) {
+            measured.push(name);
+        }
+    }
     for section in ["(`plain-0`)", "(`plain-1k`)"] {
-        let mut measured = vec!["tollgate"];
+        let mut measured = vec!["tollgate", "tollgate-stock"];
         for (name, program) in [("nginx", "nginx"), ("HAProxy", "haproxy")] {
             if installed(program) {
                 measured.push(name);
@@ -153,8 +201,9 @@ fn quick_plain_run_reports_every_column() {
         for name in &measured {
             let cells = row(&md, section, name)
                 .unwrap_or_else(|| panic!("no measured row for {name} in {section}:\n{md}\n{log}"));
-            // proxy, rps, wrk rps, p50, p99, p99.9, cpu max, cpu rate, rss, busy, failed
-            for (i, cell) in cells.iter().enumerate().skip(1) {
+            // proxy, rps, wrk rps, p50, p99, p99.9, cpu max, cpu rate, rss, busy, failed, bound
+            assert_eq!(cells.len(), 12, "{name} {section}: {cells:?}");
+            for (i, cell) in cells.iter().enumerate().take(11).skip(1) {
                 if i == 2 && !wrk {
                     continue;
                 }
@@ -163,6 +212,11 @@ fn quick_plain_run_reports_every_column() {
                     "{name} {section}: column {i} is {cell:?}:\n{md}\n{log}"
                 );
             }
+            assert!(
+                bound_cell(cells[11]),
+                "{name} {section}: bound column is {:?}",
+                cells[11]
+            );
         }
         for other in measured.iter().skip(1) {
             let label = format!("tollgate / {other}");
@@ -178,6 +232,69 @@ fn quick_plain_run_reports_every_column() {
                 );
             }
         }
+    }
+    // The connection sweep and the two-shard scenario: req/s, CPU µs/req and the ratios to
+    // nginx for every proxy at every connection count.
+    for (section, counts) in [
+        ("(`conns`)\n", &["16", "64", "256"][..]),
+        ("(`2-shards`)\n", &["64"][..]),
+    ] {
+        for conns in counts {
+            for name in &measured {
+                let cells = sweep_row(&md, section, conns, name).unwrap_or_else(|| {
+                    panic!("no row for {name} at {conns} connections in {section}:\n{md}\n{log}")
+                });
+                assert_eq!(cells.len(), 9, "{section} {conns} {name}: {cells:?}");
+                for i in [2, 3, 7] {
+                    assert!(
+                        numeric(cells[i]),
+                        "{name} {section} {conns}: column {i} is {:?}:\n{md}\n{log}",
+                        cells[i]
+                    );
+                }
+                if installed("nginx") {
+                    for i in [4, 5] {
+                        assert!(
+                            cells[i].ends_with('×') && numeric(cells[i]),
+                            "{name} {section} {conns}: ratio column {i} is {:?}:\n{md}",
+                            cells[i]
+                        );
+                    }
+                }
+                assert!(bound_cell(cells[8]), "{section}: bound is {:?}", cells[8]);
+            }
+        }
+    }
+    // The ratio summary: tollgate ÷ tollgate-stock for every scenario and connection count.
+    for label in [
+        "`plain-0`",
+        "`plain-1k`",
+        "`conns`, 16 connections",
+        "`conns`, 64 connections",
+        "`conns`, 256 connections",
+        "`2-shards`, 64 connections",
+    ] {
+        let cells = row(&md, "## Ratios", label)
+            .unwrap_or_else(|| panic!("no ratio summary row {label:?}:\n{md}"));
+        assert_eq!(cells.len(), 8, "{label}: {cells:?}");
+        let mut ratio_cols = vec![1, 2];
+        if installed("nginx") {
+            ratio_cols.extend([3, 4]);
+        }
+        if installed("haproxy") {
+            ratio_cols.extend([5, 6]);
+        }
+        for i in ratio_cols {
+            assert!(
+                cells[i].ends_with('×') && numeric(cells[i]),
+                "ratio summary {label}: column {i} is {:?}:\n{md}",
+                cells[i]
+            );
+        }
+    }
+    let bars = std::fs::read_to_string(out.0.join("throughput.svg")).unwrap_or_default();
+    for needle in ["tollgate-stock", "conns-256", "2-shards"] {
+        assert!(bars.contains(needle), "throughput.svg lacks {needle:?}");
     }
     for svg in [
         "throughput.svg",

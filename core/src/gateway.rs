@@ -50,7 +50,7 @@ impl Default for Settings {
             idle_timeout: Duration::from_secs(60),
             client_write_timeout: Duration::from_secs(30),
             upstream_connect_timeout: Duration::from_secs(3),
-            upstream_pool_size: 64,
+            upstream_pool_size: 256,
             upstream_idle_timeout: Duration::from_secs(60),
         }
     }

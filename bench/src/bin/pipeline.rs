@@ -52,7 +52,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let text = configs::tollgate(Routes::Gateway { count: ROUTES }, 18080, 9000);
+    let text = configs::tollgate(Routes::Gateway { count: ROUTES }, 18080, 9000, 1);
     let gateway = match config::load_str("<pipeline bench>", &text) {
         Ok(g) => g,
         Err(errors) => {
