@@ -68,7 +68,38 @@ pub async fn serve(shard: Rc<Shard>, conn: Conn) {
             proto: "http",
         },
     };
-    while let Ok(true) = serve_one(&shard, &mut c).await {}
+    loop {
+        match serve_one(&shard, &mut c).await {
+            Ok(true) => continue,
+            Ok(false) => break linger(&mut c).await,
+            Err(_) => break,
+        }
+    }
+}
+
+/// How long, and how many bytes, a closing connection keeps reading what the client still
+/// sends (`linger`).
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1 << 20;
+
+/// Closes a connection we chose to close: FIN first, then read and discard what the client
+/// still sends (a request body we refused, pipelined requests) until it closes too, for at
+/// most `LINGER_TIME` / `LINGER_BYTES`. Closing with unread bytes would make the kernel send a
+/// RST, and a client still writing its body would get a reset instead of our response.
+async fn linger(c: &mut Client) {
+    if c.conn.shutdown_write().await.is_err() {
+        return;
+    }
+    let n = c.buf.len();
+    c.buf.consume(n);
+    let deadline = Instant::now() + LINGER_TIME;
+    let mut left = LINGER_BYTES;
+    while left > 0 {
+        match c.conn.read(c.buf.spare(), deadline).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => left = left.saturating_sub(n),
+        }
+    }
 }
 
 /// Serves one request; `Ok(true)` when the connection may carry another.

@@ -11,6 +11,7 @@
 //!   holding any buffer: an idle connection costs no buffer memory while it waits.
 //! - `Conn::write_all` writes every byte or fails (`TimedOut` after `timeout` without progress).
 //! - `connect` opens a backend connection or fails (`TimedOut` after `timeout`).
+//! - `Conn::shutdown_write` sends FIN; the connection can still be read until the peer closes.
 //! - Dropping a `Conn` closes it; no operation outlives the future that started it.
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -95,6 +96,14 @@ impl Conn {
             self.read_timeout = Some(want);
         }
         Ok(())
+    }
+
+    /// Sends FIN (no more writes); reads still work until the peer closes.
+    pub async fn shutdown_write(&self) -> io::Result<()> {
+        self.stream
+            .shutdown(std::net::Shutdown::Write)
+            .await
+            .map_err(io::Error::from)
     }
 
     pub async fn write_all(&mut self, buf: &[u8], timeout: Duration) -> io::Result<()> {

@@ -132,3 +132,29 @@ fn eleven_mb_chunked_upload_is_refused() {
         );
     }
 }
+
+/// A client that sends its whole (refused) body before reading the answer gets the 413, not a
+/// reset: the gateway closes gracefully (FIN, then reads and discards the rest for a moment).
+#[test]
+fn refused_body_sent_in_full_still_gets_the_413() {
+    let origin = Origin::start();
+    let server = Server::default().with("max_body_bytes", "1000");
+    let gw = Gateway::start(&server, &rest_proxy_api(origin.addr, 10_000, ""));
+    let len = 768 * 1024;
+    let mut c = Client::connect(gw.addr);
+    let head =
+        format!("POST /prod/blob HTTP/1.1\r\nHost: gw.test\r\nContent-Length: {len}\r\n\r\n");
+    c.send(head.as_bytes());
+    // Give the gateway time to answer and close before the body follows.
+    std::thread::sleep(Duration::from_millis(200));
+    let body = pattern(0, len);
+    for part in body.chunks(16 * 1024) {
+        c.stream
+            .write_all(part)
+            .expect("writing the rest of a refused body must not be reset");
+    }
+    let r = c.read_response();
+    assert_eq!(r.status, 413, "{}", r.body_str());
+    assert!(r.closes(), "a refused body ends the connection");
+    assert_eq!(origin.requests(), 0);
+}
