@@ -86,6 +86,16 @@ fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
     }
 }
 
+/// Appends the one `content-length` of a head whose Content-Length fields the parser has
+/// already checked (all present values equal).
+fn push_content_length(out: &mut Vec<u8>, headers: &[httparse::Header<'_>]) {
+    if let Ok(Some(n)) = crate::http::content_length(headers) {
+        out.extend_from_slice(b"content-length: ");
+        push_decimal(out, n);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
 fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
@@ -116,9 +126,18 @@ pub fn write_upstream_head(
 
     let conn_tokens = connection_tokens(req.headers);
     let mut xff: Option<&[u8]> = None;
+    let mut content_length_sent = false;
     for h in req.headers {
         let name = h.name;
         if is_hop_by_hop_request(name) || named_in(&conn_tokens, name) {
+            continue;
+        }
+        if name.eq_ignore_ascii_case("content-length") {
+            // Several (identical: the parser refuses differing ones) or a list (`5, 5`)
+            // become one plain value, where the first one was.
+            if !std::mem::replace(&mut content_length_sent, true) {
+                push_content_length(out, req.headers);
+            }
             continue;
         }
         if name.eq_ignore_ascii_case("x-forwarded-for") {
@@ -181,9 +200,18 @@ pub fn write_client_head(
     let close = close || relay == Relay::Dechunk;
     push_status_line(out, resp.status, resp.reason);
     let conn_tokens = connection_tokens(resp.headers);
+    let mut content_length_sent = false;
     for h in resp.headers {
         let name = h.name;
         if is_hop_by_hop_response(name) || named_in(&conn_tokens, name) {
+            continue;
+        }
+        if name.eq_ignore_ascii_case("content-length") {
+            // Several (identical: the parser refuses differing ones) or a list (`5, 5`)
+            // become one plain value, where the first one was.
+            if !std::mem::replace(&mut content_length_sent, true) {
+                push_content_length(out, resp.headers);
+            }
             continue;
         }
         if relay == Relay::Dechunk && name.eq_ignore_ascii_case("transfer-encoding") {
