@@ -1,5 +1,5 @@
 //! The configs every proxy runs with, generated with equivalent settings: the same number of
-//! workers/threads/shards (one, or two in the `2-shards` scenario), upstream keep-alive (64 idle connections), no access logs, the same forwarded headers
+//! workers/threads/shards (one, or two in the `2-shards` scenario), upstream keep-alive (`UPSTREAM_KEEPALIVE` idle connections), no access logs, the same forwarded headers
 //! (`X-Forwarded-For/-Proto/-Port`) and a request id on every response (tollgate's
 //! `x-amzn-RequestId`), 60 s client keep-alive, room for the idle-connection scenario; and the
 //! request mixes the load generators send.

@@ -480,7 +480,13 @@ pub fn write(res: &Results, dir: &Path) -> std::io::Result<String> {
     std::fs::create_dir_all(dir)?;
     let mut plot_notes = Vec::new();
     let (latency_svgs, throughput_svg) = write_plots(res, dir, &mut plot_notes);
-    let md = render(res, &latency_svgs, throughput_svg.as_deref(), &plot_notes);
+    let mut md = render(res, &latency_svgs, throughput_svg.as_deref(), &plot_notes);
+    // The profile of one shard (`bench/profile.sh` writes PROFILE.md next to RESULTS.md) is
+    // part of the results: it says where the CPU time per request goes.
+    if let Ok(profile) = std::fs::read_to_string(dir.join("PROFILE.md")) {
+        md.push('\n');
+        md.push_str(&profile);
+    }
     std::fs::write(dir.join("RESULTS.md"), &md)?;
     Ok(md)
 }
@@ -536,7 +542,10 @@ pub fn render(
         ),
         format!("**tollgate-stock.** The same tollgate binary and config as `tollgate`, started with `{env}=1` in its environment: its vendored glommio then sets its io_uring rings up as stock glommio 0.9 does (setup flags 0) instead of with `COOP_TASKRUN | TASKRUN_FLAG | SINGLE_ISSUER` (vendor/glommio/PATCHES.md). `tollgate` is started with `{env}` removed from its environment. `tollgate / tollgate-stock` is the effect of the glommio ring patch, measured side by side in this run.", env = crate::run::STOCK_RINGS_ENV),
         "**Origin.** `tollgate-bench origin`: a single-threaded epoll HTTP/1.1 server with pre-built responses (0 bytes on `/0` and the gateway paths, 1 KiB on `/1k`, 64 KiB on `/64k`), keep-alive, chosen because it costs less CPU per request than nginx as an origin.".to_string(),
-        "**Equivalent proxy settings.** All on 127.0.0.1 with free ports, configs generated into a temp dir (removed afterwards). Upstream keep-alive: nginx `keepalive 64` + `proxy_http_version 1.1` + `proxy_set_header Connection \"\"`, HAProxy `http-reuse always`, tollgate's per-shard pool (64 idle). No access logs anywhere. The same work per request: `X-Forwarded-For/-Proto/-Port` to the origin and a request id on every response (tollgate's `x-amzn-RequestId`; nginx `add_header x-amzn-RequestId $request_id`; HAProxy `unique-id` in a response header). Client keep-alive 60 s, no per-connection request limit (nginx `keepalive_requests` raised).".to_string(),
+        format!(
+            "**Equivalent proxy settings.** All on 127.0.0.1 with free ports, configs generated into a temp dir (removed afterwards). Upstream keep-alive: nginx `keepalive {k}` + `proxy_http_version 1.1` + `proxy_set_header Connection \"\"`, HAProxy `http-reuse always`, tollgate's per-shard pool ({k} idle). No access logs anywhere. The same work per request: `X-Forwarded-For/-Proto/-Port` to the origin and a request id on every response (tollgate's `x-amzn-RequestId`; nginx `add_header x-amzn-RequestId $request_id`; HAProxy `unique-id` in a response header). Client keep-alive 60 s, no per-connection request limit (nginx `keepalive_requests` raised).",
+            k = crate::configs::UPSTREAM_KEEPALIVE
+        ),
         format!(
             "**Throughput.** Closed loop: `tollgate-load -c {c} -t 1 -d {d:.1}s`, and `wrk -t1 -c{c} -d{w}s` for reference (wrk counts whole seconds; it runs in the first {wrk_rounds} round(s) only; in the gateway scenario it cycles the paths with a Lua script, which costs wrk extra CPU).",
             c = o.connections,
@@ -544,13 +553,14 @@ pub fn render(
             w = o.wrk_duration.as_secs_f64().round().max(1.0)
         ),
         format!(
-            "**Connection sweep (`conns`).** `/0` through each proxy, closed loop only (`tollgate-load -c N -t 1 -d {d:.1}s`) at N = {n} connections, with the pinning above; in each round every connection count runs every proxy in turn. The upstream pools keep 64 idle connections (nginx `keepalive 64`, tollgate's pool): above 64 client connections the proxies may open and close extra upstream connections.",
+            "**Connection sweep (`conns`).** `/0` through each proxy, closed loop only (`tollgate-load -c N -t 1 -d {d:.1}s`) at N = {n} connections, with the pinning above; in each round every connection count runs every proxy in turn. The upstream pools keep {k} idle connections (nginx `keepalive {k}`, tollgate's pool): above {k} client connections the proxies may open and close extra upstream connections.",
             d = o.sweep_duration.as_secs_f64(),
             n = o.sweep_connections
                 .iter()
                 .map(|c| c.to_string())
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            k = crate::configs::UPSTREAM_KEEPALIVE
         ),
         format!(
             "**Two shards (`2-shards`).** `/0` through each proxy with two workers: tollgate and tollgate-stock `--shards 2` (`shards = 2`, `pin_cpus = true`: one shard pinned to each CPU), nginx `worker_processes 2`, HAProxy `nbthread 2`; proxy, origin (a second instance, started for this scenario) and load generator are all allowed on CPUs 0 and 1, none pinned to one CPU. Closed loop only, `tollgate-load -c {c} -t 1 -d {d:.1}s`.",
