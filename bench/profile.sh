@@ -419,6 +419,7 @@ analyse() {
             if (!kern) c = "user space"
             else if (c == "") c = "syscall entry/exit"
             else if (c ~ /exit_to_user_mode/) c = "task work or signals on return to user space"
+            else if (c ~ /^syscall_(trace_enter|exit_work)/) c = "syscall tracing (tracepoints enabled by some process)"
             else if (c ~ /^(asm_|irq|sysvec|common_interrupt|ret_from_intr)/) c = "interrupts (incl. IPIs) while in user space"
             else if (c ~ /^ret_from_fork/) c = "kernel threads"
             else {
