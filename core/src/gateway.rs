@@ -43,7 +43,7 @@ impl Default for Settings {
         Settings {
             shards: 0,
             pin_cpus: true,
-            read_buffer_bytes: 16 * 1024,
+            read_buffer_bytes: 64 * 1024,
             max_header_bytes: 10 * 1024,
             max_body_bytes: 10 * 1024 * 1024,
             header_read_timeout: Duration::from_secs(10),
