@@ -833,6 +833,36 @@ impl Ctx<'_> {
         Ok(Proxy { kind, port, child })
     }
 
+    /// Warm-up: one short phase per running proxy (it opens the upstream connections), which
+    /// must answer right. A proxy that fails is reported, its row (`failures`, in the order of
+    /// `running`) says why, and it is left out of the rest of the scenario.
+    fn warm_up<'r>(
+        &mut self,
+        running: &mut [Option<Proxy>],
+        failures: impl Iterator<Item = (ProxyKind, &'r mut Option<String>)>,
+        scen: Scenario,
+        spec: &PhaseSpec<'_>,
+        progress: &mut dyn FnMut(&str),
+    ) {
+        for (slot, (kind, failure)) in running.iter_mut().zip(failures) {
+            let Some(p) = slot.as_mut() else {
+                continue;
+            };
+            match self.phase(p, scen, spec) {
+                Ok((_, r)) => {
+                    if let Some(why) = check_answers(&r, scen.body()) {
+                        *failure = Some(format!("answered wrongly during warm-up: {why}"));
+                    }
+                }
+                Err(e) => *failure = Some(format!("warm-up failed: {e}")),
+            }
+            if let Some(f) = failure.as_deref() {
+                progress(&format!("  {}: {f}", kind.name()));
+                *slot = None;
+            }
+        }
+    }
+
     /// Runs one tollgate-load phase against `p`, with CPU sampled around it.
     fn phase(
         &mut self,
@@ -1219,24 +1249,9 @@ fn run_load(
     };
 
     // Warm-up: opens the upstream connections and checks that every proxy answers right.
-    let warm = opts.duration.min(WARM_UP);
-    for i in 0..rows.len() {
-        let Some(p) = running[i].as_mut() else {
-            continue;
-        };
-        match ctx.phase(p, scen, &closed(warm)) {
-            Ok((_, r)) => {
-                if let Some(why) = check_answers(&r, scen.body()) {
-                    rows[i].failure = Some(format!("answered wrongly during warm-up: {why}"));
-                }
-            }
-            Err(e) => rows[i].failure = Some(format!("warm-up failed: {e}")),
-        }
-        if let Some(f) = &rows[i].failure {
-            progress(&format!("  {}: {f}", rows[i].proxy.name()));
-            running[i] = None;
-        }
-    }
+    let warm = closed(opts.duration.min(WARM_UP));
+    let failures = rows.iter_mut().map(|r| (r.proxy, &mut r.failure));
+    ctx.warm_up(&mut running, failures, scen, &warm, progress);
 
     // Closed loop (max throughput) and wrk, proxies interleaved round by round.
     for round in 0..opts.rounds {
@@ -1488,24 +1503,9 @@ fn sweep(
     }
 
     // Warm-up at the scenario's usual connection count; checks the answers.
-    let warm = opts.sweep_duration.min(WARM_UP);
-    for i in 0..rows.len() {
-        let Some(p) = running[i].as_mut() else {
-            continue;
-        };
-        match ctx.phase(p, scen, &PhaseSpec::closed(warm, opts.connections, &layout)) {
-            Ok((_, r)) => {
-                if let Some(why) = check_answers(&r, scen.body()) {
-                    rows[i].failure = Some(format!("answered wrongly during warm-up: {why}"));
-                }
-            }
-            Err(e) => rows[i].failure = Some(format!("warm-up failed: {e}")),
-        }
-        if let Some(f) = &rows[i].failure {
-            progress(&format!("  {}: {f}", rows[i].proxy.name()));
-            running[i] = None;
-        }
-    }
+    let warm = PhaseSpec::closed(opts.sweep_duration.min(WARM_UP), opts.connections, &layout);
+    let failures = rows.iter_mut().map(|r| (r.proxy, &mut r.failure));
+    ctx.warm_up(&mut running, failures, scen, &warm, progress);
 
     for round in 0..opts.rounds {
         for (ci, &c) in counts.iter().enumerate() {
