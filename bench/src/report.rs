@@ -475,6 +475,24 @@ fn write_plots(
     (latency, throughput)
 }
 
+/// The notes every row may need: why a proxy was not measured, and non-2xx answers seen.
+fn row_notes(notes: &mut Vec<String>, proxy: ProxyKind, failure: Option<&str>, codes: &[String]) {
+    if let Some(f) = failure {
+        notes.push(format!(
+            "**{} not measured:** {}",
+            proxy.name(),
+            one_cell(f)
+        ));
+    }
+    if !codes.is_empty() {
+        notes.push(format!(
+            "{}: non-2xx status codes seen: {}",
+            proxy.name(),
+            codes.join("; ")
+        ));
+    }
+}
+
 /// Renders RESULTS.md (and writes the SVGs) into `dir`. Returns the Markdown.
 pub fn write(res: &Results, dir: &Path) -> std::io::Result<String> {
     std::fs::create_dir_all(dir)?;
@@ -652,20 +670,7 @@ pub fn render(
             ));
         }
         for r in &s.rows {
-            if let Some(f) = &r.failure {
-                notes.push(format!(
-                    "**{} not measured:** {}",
-                    r.proxy.name(),
-                    one_cell(f)
-                ));
-            }
-            if !r.codes.is_empty() {
-                notes.push(format!(
-                    "{}: non-2xx status codes seen: {}",
-                    r.proxy.name(),
-                    r.codes.join("; ")
-                ));
-            }
+            row_notes(&mut notes, r.proxy, r.failure.as_deref(), &r.codes);
             if let (Some(pb), Some(cb)) = (
                 median_of(&r.closed, |p| p.proxy_busy),
                 median_of(&r.closed, |p| p.client_busy),
@@ -743,20 +748,7 @@ pub fn render(
         md.push('\n');
         let mut notes: Vec<String> = Vec::new();
         for r in &s.rows {
-            if let Some(f) = &r.failure {
-                notes.push(format!(
-                    "**{} not measured:** {}",
-                    r.proxy.name(),
-                    one_cell(f)
-                ));
-            }
-            if !r.codes.is_empty() {
-                notes.push(format!(
-                    "{}: non-2xx status codes seen: {}",
-                    r.proxy.name(),
-                    r.codes.join("; ")
-                ));
-            }
+            row_notes(&mut notes, r.proxy, r.failure.as_deref(), &r.codes);
         }
         let rss: Vec<String> = s
             .rows
