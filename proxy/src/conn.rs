@@ -324,11 +324,9 @@ async fn proxy(
             Some(u) => u,
             None => {
                 let left = deadline.saturating_duration_since(Instant::now());
-                // Boxed: connecting is rare (pooled connections are reused) and its future is
-                // large; inline it would grow every connection's task, idle ones included.
-                let connecting =
-                    upstream::connect(addr, left.min(s.upstream_connect_timeout), &shard.bufs);
-                match Box::pin(connecting).await {
+                match upstream::connect(addr, left.min(s.upstream_connect_timeout), &shard.bufs)
+                    .await
+                {
                     Ok(u) => u,
                     Err(e) => {
                         let err = if e.kind() == io::ErrorKind::TimedOut {
