@@ -1184,29 +1184,37 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Results, St
     })
 }
 
-/// Starts every proxy for a scenario; failures become rows with a reason.
-fn start_all(
+/// Starts every proxy for a scenario: a row per proxy (made by `row` from the proxy and, if it
+/// did not start, why), and the running proxies in the same order (`None` where it failed).
+fn start_all<R>(
     ctx: &mut Ctx<'_>,
     scen: Scenario,
     proxies: &[ProxyKind],
     progress: &mut dyn FnMut(&str),
-) -> Vec<(ProxyKind, Result<Proxy, String>)> {
+    mut row: impl FnMut(ProxyKind, Option<String>) -> R,
+) -> (Vec<R>, Vec<Option<Proxy>>) {
     let routes = scen.routes(ctx.opts.gateway_routes);
     let (workers, cpus) = if scen == Scenario::TwoShards {
         (2, ctx.wide.proxy.clone())
     } else {
         (1, ctx.pinned.proxy.clone())
     };
-    proxies
-        .iter()
-        .map(|&k| {
-            let r = ctx.start_proxy(k, routes, scen.id(), workers, &cpus);
-            if let Err(e) = &r {
-                progress(&format!("  {}: {e}", k.name()));
+    let mut rows = Vec::with_capacity(proxies.len());
+    let mut running = Vec::with_capacity(proxies.len());
+    for &k in proxies {
+        match ctx.start_proxy(k, routes, scen.id(), workers, &cpus) {
+            Ok(p) => {
+                rows.push(row(k, None));
+                running.push(Some(p));
             }
-            (k, r)
-        })
-        .collect()
+            Err(e) => {
+                progress(&format!("  {}: {e}", k.name()));
+                rows.push(row(k, Some(format!("did not start: {e}"))));
+                running.push(None);
+            }
+        }
+    }
+    (rows, running)
 }
 
 fn run_load(
@@ -1227,20 +1235,10 @@ fn run_load(
     } else {
         (None, None)
     };
-    let started = start_all(ctx, scen, proxies, progress);
-    let mut rows: Vec<LoadRow> = Vec::new();
-    let mut running: Vec<Option<Proxy>> = Vec::new();
-    for (k, r) in started {
-        let mut row = LoadRow::new(k);
-        match r {
-            Ok(p) => running.push(Some(p)),
-            Err(e) => {
-                row.failure = Some(format!("did not start: {e}"));
-                running.push(None);
-            }
-        }
-        rows.push(row);
-    }
+    let (mut rows, mut running) = start_all(ctx, scen, proxies, progress, |k, failure| LoadRow {
+        failure,
+        ..LoadRow::new(k)
+    });
 
     let layout = ctx.pinned.clone();
     let closed = |duration| PhaseSpec {
@@ -1487,20 +1485,10 @@ fn sweep(
         (opts.sweep_connections.clone(), 1, ctx.pinned.clone())
     };
     let mut notes = Vec::new();
-    let started = start_all(ctx, scen, proxies, progress);
-    let mut rows: Vec<SweepRow> = Vec::new();
-    let mut running: Vec<Option<Proxy>> = Vec::new();
-    for (k, r) in started {
-        let mut row = SweepRow::new(k, counts.len());
-        match r {
-            Ok(p) => running.push(Some(p)),
-            Err(e) => {
-                row.failure = Some(format!("did not start: {e}"));
-                running.push(None);
-            }
-        }
-        rows.push(row);
-    }
+    let (mut rows, mut running) = start_all(ctx, scen, proxies, progress, |k, failure| SweepRow {
+        failure,
+        ..SweepRow::new(k, counts.len())
+    });
 
     // Warm-up at the scenario's usual connection count; checks the answers.
     let warm = PhaseSpec::closed(opts.sweep_duration.min(WARM_UP), opts.connections, &layout);
