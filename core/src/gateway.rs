@@ -36,6 +36,10 @@ pub struct Settings {
     /// Idle pooled backend connections kept per backend per shard.
     pub upstream_pool_size: usize,
     pub upstream_idle_timeout: Duration,
+    /// Buffers in each shard's io_uring receive ring (lean socket path; a power of two).
+    pub receive_ring_buffers: usize,
+    /// Bytes per receive-ring buffer (the most one receive completion delivers).
+    pub receive_ring_buffer_bytes: usize,
 }
 
 impl Default for Settings {
@@ -52,6 +56,8 @@ impl Default for Settings {
             upstream_connect_timeout: Duration::from_secs(3),
             upstream_pool_size: 256,
             upstream_idle_timeout: Duration::from_secs(60),
+            receive_ring_buffers: 256,
+            receive_ring_buffer_bytes: 16 * 1024,
         }
     }
 }

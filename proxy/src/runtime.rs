@@ -70,6 +70,10 @@ pub fn run(gateway: Gateway, shards: usize) -> Result<(), String> {
         .map_or(0, |d| d.as_nanos() as u64)
         ^ ((std::process::id() as u64) << 40);
     let mut threads = Vec::with_capacity(shards);
+    crate::net::configure_lean(
+        gateway.settings.receive_ring_buffers,
+        gateway.settings.receive_ring_buffer_bytes,
+    );
     for i in 0..shards {
         let cpu = cpus[i % cpus.len()];
         let gw = gateway.clone();

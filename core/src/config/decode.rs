@@ -24,6 +24,8 @@ const SERVER_KEYS: &[&str] = &[
     "upstream_connect_timeout_ms",
     "upstream_pool_size",
     "upstream_idle_timeout_ms",
+    "receive_ring_buffers",
+    "receive_ring_buffer_bytes",
 ];
 const LISTENER_KEYS: &[&str] = &["address", "port"];
 const API_KEYS: &[&str] = &["name", "protocol", "hosts", "stages", "routes"];
@@ -114,6 +116,8 @@ fn server_section(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Server {
         upstream_connect_timeout_ms: t.int("upstream_connect_timeout_ms", d),
         upstream_pool_size: t.int("upstream_pool_size", d),
         upstream_idle_timeout_ms: t.int("upstream_idle_timeout_ms", d),
+        receive_ring_buffers: t.int("receive_ring_buffers", d),
+        receive_ring_buffer_bytes: t.int("receive_ring_buffer_bytes", d),
     }
 }
 

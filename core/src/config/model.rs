@@ -34,6 +34,8 @@ pub(crate) struct Server {
     pub upstream_connect_timeout_ms: Option<Spanned<i64>>,
     pub upstream_pool_size: Option<Spanned<i64>>,
     pub upstream_idle_timeout_ms: Option<Spanned<i64>>,
+    pub receive_ring_buffers: Option<Spanned<i64>>,
+    pub receive_ring_buffer_bytes: Option<Spanned<i64>>,
 }
 
 #[derive(Debug)]

@@ -14,6 +14,8 @@ pub(crate) const MAX_HEADER_BYTES: (i64, i64) = (256, 1024 * 1024);
 pub(crate) const MAX_BODY_BYTES: (i64, i64) = (0, i64::MAX);
 pub(crate) const TIMEOUT_MS: (i64, i64) = (1, 24 * 60 * 60 * 1000);
 pub(crate) const UPSTREAM_POOL_SIZE: (i64, i64) = (0, 65_536);
+pub(crate) const RECEIVE_RING_BUFFERS: (i64, i64) = (1, 32_768);
+pub(crate) const RECEIVE_RING_BUFFER_BYTES: (i64, i64) = (512, 1024 * 1024);
 
 pub(crate) fn settings(s: &Server, d: &mut Diagnostics<'_>) -> Settings {
     let defaults = Settings::default();
@@ -71,6 +73,21 @@ pub(crate) fn settings(s: &Server, d: &mut Diagnostics<'_>) -> Settings {
             &s.upstream_idle_timeout_ms,
             "upstream_idle_timeout_ms",
             defaults.upstream_idle_timeout,
+            d,
+        ),
+        receive_ring_buffers: count(
+            &s.receive_ring_buffers,
+            "receive_ring_buffers",
+            RECEIVE_RING_BUFFERS,
+            defaults.receive_ring_buffers,
+            d,
+        )
+        .next_power_of_two(),
+        receive_ring_buffer_bytes: count(
+            &s.receive_ring_buffer_bytes,
+            "receive_ring_buffer_bytes",
+            RECEIVE_RING_BUFFER_BYTES,
+            defaults.receive_ring_buffer_bytes,
             d,
         ),
     }

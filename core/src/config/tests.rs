@@ -560,7 +560,7 @@ fn server_settings_and_defaults() {
     let g = match load_str(
         "s.toml",
         &format!(
-            "[server]\nshards = 2\npin_cpus = false\nread_buffer_bytes = 32768\nmax_header_bytes = 8192\nmax_body_bytes = 1000\nheader_read_timeout_ms = 500\nidle_timeout_ms = 300\nclient_write_timeout_ms = 1000\nupstream_connect_timeout_ms = 200\nupstream_pool_size = 0\nupstream_idle_timeout_ms = 5000\n{LISTENER}"
+            "[server]\nshards = 2\npin_cpus = false\nread_buffer_bytes = 32768\nmax_header_bytes = 8192\nmax_body_bytes = 1000\nheader_read_timeout_ms = 500\nidle_timeout_ms = 300\nclient_write_timeout_ms = 1000\nupstream_connect_timeout_ms = 200\nupstream_pool_size = 0\nupstream_idle_timeout_ms = 5000\nreceive_ring_buffers = 1000\nreceive_ring_buffer_bytes = 4096\n{LISTENER}"
         ),
     ) {
         Ok(g) => g,
@@ -580,6 +580,11 @@ fn server_settings_and_defaults() {
     assert_eq!(s.client_write_timeout.as_millis(), 1000);
     assert_eq!(s.upstream_connect_timeout.as_millis(), 200);
     assert_eq!(s.upstream_idle_timeout.as_millis(), 5000);
+    // Rounded up to a power of two (the kernel's ring size).
+    assert_eq!(
+        (s.receive_ring_buffers, s.receive_ring_buffer_bytes),
+        (1024, 4096)
+    );
 
     let g = match load_str("d.toml", LISTENER) {
         Ok(g) => g,

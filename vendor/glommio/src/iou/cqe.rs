@@ -21,7 +21,7 @@ impl CQE {
         CQE {
             user_data: cqe.user_data,
             res: cqe.res,
-            flags: CompletionFlags::from_bits_truncate(cqe.flags),
+            flags: CompletionFlags::from_bits_retain(cqe.flags), // tollgate patch, see `new`
         }
     }
 
@@ -39,7 +39,9 @@ impl CQE {
     ) -> CQE {
         let user_data = cqe.user_data;
         let res = cqe.res;
-        let flags = CompletionFlags::from_bits_truncate(cqe.flags);
+        // tollgate patch (PATCHES.md #4): keep every flag bit; `raw_flags` must report the
+        // buffer id (upper 16 bits) and `IORING_CQE_F_MORE`, which `CompletionFlags` lacks.
+        let flags = CompletionFlags::from_bits_retain(cqe.flags);
 
         unsafe {
             uring_sys::io_uring_cqe_seen(ring.as_ptr(), cqe);

@@ -107,11 +107,13 @@ fn yolo_sendmsg(
 }
 
 mod datagram;
+mod lean;
 mod stream;
 mod tcp_socket;
 mod udp_socket;
 mod unix;
 pub use self::{
+    lean::{lean_configure, lean_stats, LeanStats, LeanStream},
     stream::{Buffered, Preallocated},
     tcp_socket::{AcceptedTcpStream, TcpListener, TcpStream},
     udp_socket::UdpSocket,

@@ -539,3 +539,10 @@ impl<S: AsRawFd, B: Buffered> GlommioStream<S, B> {
         self.rx_buf.consume(amt);
     }
 }
+
+// tollgate patch (PATCHES.md #4): hand the socket over to the lean socket path.
+impl<S> GlommioStream<S, NonBuffered> {
+    pub(crate) fn into_inner(self) -> S {
+        self.stream.stream
+    }
+}

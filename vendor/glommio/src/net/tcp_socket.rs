@@ -386,6 +386,21 @@ impl<B: RxBuf> AsRawFd for TcpStream<B> {
     }
 }
 
+// tollgate patch (PATCHES.md #4): hand sockets over to the lean socket path.
+impl TcpStream {
+    /// Gives up glommio's handling of this stream and returns its socket. Meant for a stream
+    /// with no read or write in flight (freshly connected or accepted).
+    pub fn into_owned_fd(self) -> std::os::fd::OwnedFd {
+        std::os::fd::OwnedFd::from(self.stream.into_inner())
+    }
+}
+
+impl IntoRawFd for AcceptedTcpStream {
+    fn into_raw_fd(self) -> RawFd {
+        self.fd
+    }
+}
+
 impl FromRawFd for TcpStream {
     unsafe fn from_raw_fd(fd: RawFd) -> Self {
         let socket = socket2::Socket::from_raw_fd(fd);

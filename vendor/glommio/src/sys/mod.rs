@@ -175,6 +175,7 @@ mod dma_buffer;
 mod membarrier;
 pub(crate) mod source;
 pub(crate) mod sysfs;
+pub(crate) mod lean;
 mod uring;
 
 pub use self::dma_buffer::DmaBuffer;

@@ -51,6 +51,8 @@ use nix::sys::{
 };
 use smallvec::SmallVec;
 
+use super::lean::{LeanRef, LeanState, LeanStats, LEAN_TAG};
+
 const MSG_ZEROCOPY: i32 = 0x4000000;
 
 #[allow(dead_code)]
@@ -894,6 +896,8 @@ struct SleepableRing {
     task_queue_stats: AHashMap<TaskQueueHandle, RingIoStats>,
     source_map: Rc<RefCell<SourceMap>>,
     in_kernel: usize,
+    /// tollgate patch: the lean socket path (main ring only, once started).
+    lean: Option<LeanRef>,
 }
 
 /// tollgate patch: sets a sleepable ring up with `COOP_TASKRUN | TASKRUN_FLAG |
@@ -954,6 +958,7 @@ impl SleepableRing {
             task_queue_stats: AHashMap::new(),
             source_map,
             in_kernel: 0,
+            lean: None,
         })
     }
 
@@ -1180,6 +1185,23 @@ impl UringCommon for SleepableRing {
             && self.waiting_kernel_submission() == 0
             && self.waiting_kernel_collection() == 0
             && !self.ring.taskrun_pending()
+            && self.lean.as_ref().is_none_or(|l| !l.borrow().has_pending())
+    }
+
+    /// tollgate patch: lean socket SQEs are written first, then glommio's own queue.
+    fn consume_submission_queue(&mut self) -> io::Result<usize> {
+        let mut full = false;
+        if let Some(lean) = &self.lean {
+            full = !lean.borrow_mut().fill_sqes(&mut self.ring);
+        }
+        let q = self.submission_queue();
+        let mut queue = q.borrow_mut();
+        if full {
+            // The SQ is full: submit it now; the rest goes at the next flush.
+            drop(queue);
+            return self.submit_sqes();
+        }
+        self.consume_sqe_queue(&mut queue.submissions, true)
     }
 
     fn waiting_kernel_submission(&self) -> usize {
@@ -1211,8 +1233,15 @@ impl UringCommon for SleepableRing {
 
     fn consume_one_event(&mut self) -> Option<bool> {
         let source_map = self.source_map.clone();
+        let cqe = self.ring.peek_for_cqe();
+        // tollgate patch: lean socket completions go to the lean path, not the source map.
+        if let (Some(c), Some(lean)) = (&cqe, &self.lean) {
+            if c.user_data() & LEAN_TAG != 0 {
+                return Some(lean.borrow_mut().complete(c.user_data(), c.raw_result(), c.raw_flags()));
+            }
+        }
         process_one_event(
-            self.ring.peek_for_cqe(),
+            cqe,
             |source| match source.source_type {
                 SourceType::LinkRings => Some(()),
                 _ => None,
@@ -1227,7 +1256,9 @@ impl UringCommon for SleepableRing {
             source_map,
         )
         .map(|x| {
-            self.in_kernel -= 1;
+            // tollgate patch: lean SQEs are counted in but their CQEs are not counted out
+            // (a multishot receive posts many), so this count is only an estimate.
+            self.in_kernel = self.in_kernel.saturating_sub(1);
             x
         })
     }
@@ -1285,6 +1316,10 @@ pub(crate) struct Reactor {
     blocking_thread: BlockingThreadPool,
 
     rings_depth: usize,
+
+    /// tollgate patch: the lean socket path, started on first use (`None` inside: the kernel
+    /// lacks it, and readiness polling is used).
+    lean: RefCell<Option<Option<LeanRef>>>,
 }
 
 pub(crate) fn common_flags() -> PollFlags {
@@ -1407,7 +1442,41 @@ impl Reactor {
             eventfd_src,
             source_map,
             rings_depth: ring_depth,
+            lean: RefCell::new(None),
         })
+    }
+
+    /// tollgate patch: this executor's lean socket path, started on first call; `None` if
+    /// the kernel cannot run it (the reason is logged once per process).
+    pub(crate) fn lean(&self) -> Option<LeanRef> {
+        if let Some(l) = &*self.lean.borrow() {
+            return l.clone();
+        }
+        let mut main_ring = self.main_ring.borrow_mut();
+        let made = match LeanState::new(main_ring.ring_fd()) {
+            Ok(st) => {
+                let rc = Rc::new(RefCell::new(st));
+                main_ring.lean = Some(rc.clone());
+                Some(rc)
+            }
+            Err(e) => {
+                static ONCE: std::sync::Once = std::sync::Once::new();
+                ONCE.call_once(|| {
+                    warn!("lean socket path unavailable ({e}); using readiness polling")
+                });
+                None
+            }
+        };
+        *self.lean.borrow_mut() = Some(made.clone());
+        made
+    }
+
+    /// tollgate patch: counters of this executor's lean socket path, if started.
+    pub(crate) fn lean_stats(&self) -> Option<LeanStats> {
+        self.lean
+            .borrow()
+            .as_ref()
+            .and_then(|l| l.as_ref().map(|l| l.borrow().stats()))
     }
 
     pub(crate) fn id(&self) -> usize {

@@ -1,0 +1,716 @@
+// tollgate patch (PATCHES.md #4): the lean socket path's reactor side.
+//
+//! Per-executor state of the lean socket path: a provided-buffer ring registered on the
+//! main io_uring ring (`IORING_REGISTER_PBUF_RING`), one slot per lean socket, and the
+//! operations waiting for SQEs.
+//!
+//! - **Receive** is one multishot `IORING_OP_RECV` per socket with `IOSQE_BUFFER_SELECT`:
+//!   the kernel picks a buffer from the ring for each chunk it delivers, and the CQE names it.
+//!   The chunk sits in the socket's queue until its owner copies it out, then the buffer goes
+//!   back to the ring. An idle socket holds no buffer. A socket whose owner does not read
+//!   stops receiving after `RX_PAUSE` chunks (its multishot receive is cancelled; TCP flow
+//!   control takes over) and is re-armed when drained. When the ring runs dry the kernel
+//!   ends the receive with `ENOBUFS`; the owner then reads with one plain `recv(2)` into its
+//!   own buffer and re-arms when the socket is empty.
+//! - **Send**: bytes written are copied into the slot's own buffer and sent with one
+//!   `IORING_OP_SEND` (`MSG_WAITALL`) per flush; at most one send per socket is in the
+//!   kernel, writes made meanwhile are coalesced into the next one. Short sends resubmit the
+//!   rest.
+//! - **Close**: a slot whose owner is gone stays until every operation it had in the kernel
+//!   has posted its last CQE (its receive cancelled with `ASYNC_CANCEL`, bytes already
+//!   written still sent, as close(2) would, bounded by `TCP_USER_TIMEOUT`), so no buffer is
+//!   freed or reused while the kernel may touch it; then the descriptor is closed and the
+//!   slot reused.
+//!
+//! SQEs for all of it are written in one pass per reactor turn (`fill_sqes`, from the main
+//! ring's submission) and go to the kernel with the reactor's one `io_uring_enter`. CQEs carry
+//! `LEAN_TAG` in their user data and are routed here instead of the source map.
+
+use std::{
+    cell::RefCell,
+    collections::VecDeque,
+    io,
+    os::unix::io::RawFd,
+    rc::Rc,
+    sync::atomic::{AtomicU16, AtomicUsize, Ordering},
+    task::Waker,
+};
+
+use smallvec::SmallVec;
+
+use crate::{iou, uring_sys};
+
+/// User data of every lean SQE carries this bit; glommio's own user data never does.
+pub(crate) const LEAN_TAG: u64 = 1 << 63;
+const KIND_SHIFT: u32 = 32;
+const K_RECV: u64 = 1;
+const K_SEND: u64 = 2;
+const K_CANCEL: u64 = 3;
+
+const IORING_OP_ASYNC_CANCEL: u8 = 14;
+const IORING_OP_SEND: u8 = 26;
+const IORING_OP_RECV: u8 = 27;
+const IOSQE_BUFFER_SELECT: u8 = 1 << 5;
+const IORING_RECV_MULTISHOT: u16 = 1 << 1;
+const IORING_CQE_F_BUFFER: u32 = 1 << 0;
+const IORING_CQE_F_MORE: u32 = 1 << 1;
+const IORING_CQE_BUFFER_SHIFT: u32 = 16;
+const IORING_REGISTER_PBUF_RING: libc::c_uint = 22;
+const BGID: u16 = 0x7467; // "tg"
+
+/// How long a released socket may take to hand its last written bytes to the peer.
+const LINGER_MS: libc::c_uint = 10_000;
+/// Chunks a socket may hold unread before its receive is paused.
+const RX_PAUSE: usize = 8;
+/// Send buffers kept for reuse, and the largest one kept.
+const POOL_KEEP: usize = 64;
+const POOL_MAX_CAP: usize = 128 * 1024;
+
+static CONF_COUNT: AtomicUsize = AtomicUsize::new(256);
+static CONF_SIZE: AtomicUsize = AtomicUsize::new(16 * 1024);
+
+/// Sets the provided-buffer ring of executors whose lean path starts after this call:
+/// `count` buffers (rounded up to a power of two, at most 32768) of `size` bytes each.
+pub(crate) fn configure(count: usize, size: usize) {
+    CONF_COUNT.store(count.clamp(1, 32768).next_power_of_two(), Ordering::Relaxed);
+    CONF_SIZE.store(size.clamp(512, 1 << 20), Ordering::Relaxed);
+}
+
+/// Counters of one executor's lean path.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LeanStats {
+    /// Buffers in the provided-buffer ring.
+    pub buffers: usize,
+    /// Of those, how many the kernel can fill now (the rest hold unread data).
+    pub buffers_free: usize,
+    /// Bytes per buffer.
+    pub buffer_size: usize,
+    /// Sockets open (owned by a `LeanStream`).
+    pub open: usize,
+    /// Sockets whose owner is gone, waiting for their last CQE before the descriptor closes.
+    pub closing: usize,
+    /// Times a receive ran out of ring buffers and fell back to `recv(2)`.
+    pub starved: u64,
+}
+
+#[derive(Clone, Copy)]
+struct Chunk {
+    bid: u16,
+    off: u32,
+    len: u32,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Recv,
+    Send,
+    /// Cancel this socket's multishot receive (backpressure).
+    Pause,
+}
+
+#[derive(Default)]
+struct Slot {
+    fd: RawFd,
+    gone: bool,
+    recv_queued: bool,
+    recv_inflight: bool,
+    pause_queued: bool,
+    send_queued: bool,
+    send_inflight: bool,
+    /// Last receive ended with ENOBUFS: read with recv(2) until the socket is empty.
+    starved: bool,
+    eof: bool,
+    rx_err: Option<i32>,
+    tx_err: Option<i32>,
+    rx: SmallVec<[Chunk; 4]>,
+    tx_cur: Vec<u8>,
+    tx_off: usize,
+    tx_next: Vec<u8>,
+    reader: Option<Waker>,
+    writer: Option<Waker>,
+}
+
+impl Slot {
+    fn busy_in_kernel(&self) -> bool {
+        self.recv_inflight || self.send_inflight
+    }
+    fn queued(&self) -> bool {
+        self.recv_queued || self.send_queued || self.pause_queued
+    }
+    fn tx_pending(&self) -> usize {
+        self.tx_cur.len() - self.tx_off + self.tx_next.len()
+    }
+}
+
+pub(crate) struct LeanState {
+    ring: *mut u8,
+    mask: u16,
+    tail: u16,
+    bufs: *mut u8,
+    buf_size: usize,
+    buf_count: usize,
+    in_ring: usize,
+    slots: Vec<Slot>,
+    free_slots: Vec<u32>,
+    pending: VecDeque<(u32, Op)>,
+    pool: Vec<Vec<u8>>,
+    open: usize,
+    closing: usize,
+    starved: u64,
+}
+
+#[repr(C)]
+struct BufReg {
+    ring_addr: u64,
+    ring_entries: u32,
+    bgid: u16,
+    flags: u16,
+    resv: [u64; 3],
+}
+
+/// Maps `bytes` of memory, faulted in up front: the ring cycles through every buffer, so all
+/// of it is touched soon anyway, and populating it now makes the process's memory use flat
+/// from the start instead of creeping up as buffers are first used.
+fn page_alloc(bytes: usize) -> io::Result<*mut u8> {
+    // SAFETY: anonymous private mapping, checked for failure.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(p as *mut u8)
+}
+
+fn kernel_has_multishot_recv() -> bool {
+    // Multishot receive needs Linux 6.0 (the buffer ring itself 5.19).
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return false;
+    }
+    let rel: Vec<u8> = u
+        .release
+        .iter()
+        .take_while(|c| **c != 0)
+        .map(|c| *c as u8)
+        .collect();
+    let rel = String::from_utf8_lossy(&rel);
+    let mut it = rel.split(|c: char| !c.is_ascii_digit());
+    let major: u32 = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    major >= 6
+}
+
+impl LeanState {
+    /// Registers a provided-buffer ring on `ring_fd` (the main ring). Fails on kernels without
+    /// the pieces (then the caller uses readiness polling).
+    pub(crate) fn new(ring_fd: RawFd) -> io::Result<LeanState> {
+        if !kernel_has_multishot_recv() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "multishot receive needs Linux >= 6.0",
+            ));
+        }
+        let count = CONF_COUNT.load(Ordering::Relaxed);
+        let size = CONF_SIZE.load(Ordering::Relaxed);
+        let ring_bytes = (count * 16).max(4096);
+        let ring = page_alloc(ring_bytes)?;
+        let bufs = page_alloc(count * size)?;
+        let reg = BufReg {
+            ring_addr: ring as u64,
+            ring_entries: count as u32,
+            bgid: BGID,
+            flags: 0,
+            resv: [0; 3],
+        };
+        // SAFETY: plain io_uring_register(2) with a pointer to a live struct.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_io_uring_register,
+                ring_fd,
+                IORING_REGISTER_PBUF_RING,
+                &reg as *const BufReg,
+                1,
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            unsafe {
+                libc::munmap(ring as _, ring_bytes);
+                libc::munmap(bufs as _, count * size);
+            }
+            return Err(e);
+        }
+        let mut st = LeanState {
+            ring,
+            mask: (count - 1) as u16,
+            tail: 0,
+            bufs,
+            buf_size: size,
+            buf_count: count,
+            in_ring: 0,
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            pending: VecDeque::new(),
+            pool: Vec::new(),
+            open: 0,
+            closing: 0,
+            starved: 0,
+        };
+        for bid in 0..count {
+            st.put_buf(bid as u16);
+        }
+        st.publish_tail();
+        Ok(st)
+        // The ring and buffer memory live as long as the executor's io_uring ring; they are
+        // not unmapped (the kernel may write into them until the ring is torn down).
+    }
+
+    fn put_buf(&mut self, bid: u16) {
+        let idx = (self.tail & self.mask) as usize;
+        // SAFETY: idx < entries; each entry is 16 bytes {addr u64, len u32, bid u16, resv u16}.
+        // Entry 0's `resv` is the shared tail, so fields are written one by one.
+        unsafe {
+            let e = self.ring.add(idx * 16);
+            (e as *mut u64).write(self.bufs.add(bid as usize * self.buf_size) as u64);
+            (e.add(8) as *mut u32).write(self.buf_size as u32);
+            (e.add(12) as *mut u16).write(bid);
+        }
+        self.tail = self.tail.wrapping_add(1);
+        self.in_ring += 1;
+    }
+
+    fn publish_tail(&self) {
+        // SAFETY: the tail lives at offset 14 of the ring; the kernel reads it with acquire.
+        unsafe { (*(self.ring.add(14) as *const AtomicU16)).store(self.tail, Ordering::Release) }
+    }
+
+    fn recycle(&mut self, bid: u16) {
+        self.put_buf(bid);
+        self.publish_tail();
+    }
+
+    pub(crate) fn stats(&self) -> LeanStats {
+        LeanStats {
+            buffers: self.buf_count,
+            buffers_free: self.in_ring,
+            buffer_size: self.buf_size,
+            open: self.open,
+            closing: self.closing,
+            starved: self.starved,
+        }
+    }
+
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Takes ownership of `fd` and arms its receive.
+    pub(crate) fn open(&mut self, fd: RawFd) -> u32 {
+        let id = match self.free_slots.pop() {
+            Some(id) => id,
+            None => {
+                self.slots.push(Slot::default());
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let s = &mut self.slots[id as usize];
+        *s = Slot {
+            fd,
+            ..Slot::default()
+        };
+        self.open += 1;
+        self.arm(id);
+        id
+    }
+
+    fn arm(&mut self, id: u32) {
+        let s = &mut self.slots[id as usize];
+        if !s.recv_queued && !s.recv_inflight && !s.eof && s.rx_err.is_none() && !s.gone {
+            s.recv_queued = true;
+            self.pending.push_back((id, Op::Recv));
+        }
+    }
+
+    /// The owner is gone: drop unread data, cancel the receive, let bytes already written
+    /// go out (as close(2) would), and close the descriptor once nothing is in the kernel.
+    /// A peer that never takes those bytes is cut off by `TCP_USER_TIMEOUT` (`LINGER_MS`).
+    pub(crate) fn release(&mut self, id: u32) {
+        let s = &mut self.slots[id as usize];
+        s.gone = true;
+        s.reader = None;
+        s.writer = None;
+        let rx = std::mem::take(&mut s.rx);
+        if s.recv_inflight && !s.pause_queued {
+            s.pause_queued = true;
+            self.pending.push_back((id, Op::Pause));
+        }
+        if s.tx_pending() > 0 && s.tx_err.is_none() {
+            let ms: libc::c_uint = LINGER_MS;
+            // SAFETY: setsockopt on our descriptor with a live c_uint.
+            unsafe {
+                libc::setsockopt(
+                    s.fd,
+                    libc::IPPROTO_TCP,
+                    libc::TCP_USER_TIMEOUT,
+                    &ms as *const _ as *const libc::c_void,
+                    std::mem::size_of::<libc::c_uint>() as libc::socklen_t,
+                );
+            }
+        }
+        self.open -= 1;
+        self.closing += 1;
+        for c in rx {
+            self.recycle(c.bid);
+        }
+        self.maybe_free(id);
+    }
+
+    fn maybe_free(&mut self, id: u32) {
+        let s = &mut self.slots[id as usize];
+        if !s.gone || s.busy_in_kernel() || s.queued() {
+            return;
+        }
+        let fd = s.fd;
+        let cur = std::mem::take(&mut s.tx_cur);
+        let next = std::mem::take(&mut s.tx_next);
+        *s = Slot {
+            fd: -1,
+            ..Slot::default()
+        };
+        // SAFETY: the slot owned the descriptor and nothing in the kernel uses it any more.
+        unsafe { libc::close(fd) };
+        self.give_vec(cur);
+        self.give_vec(next);
+        self.closing -= 1;
+        self.free_slots.push(id);
+    }
+
+    fn take_vec(&mut self) -> Vec<u8> {
+        self.pool.pop().unwrap_or_default()
+    }
+
+    fn give_vec(&mut self, mut v: Vec<u8>) {
+        if v.capacity() != 0 && v.capacity() <= POOL_MAX_CAP && self.pool.len() < POOL_KEEP {
+            v.clear();
+            self.pool.push(v);
+        }
+    }
+
+    pub(crate) fn fd(&self, id: u32) -> RawFd {
+        self.slots[id as usize].fd
+    }
+
+    /// Ready when a read would not wait: data, EOF, an error, or a ring that ran dry (the
+    /// read then uses recv(2)).
+    pub(crate) fn readable(&mut self, id: u32, waker: &Waker) -> bool {
+        let s = &mut self.slots[id as usize];
+        if !s.rx.is_empty() || s.eof || s.rx_err.is_some() || s.starved {
+            return true;
+        }
+        set_waker(&mut s.reader, waker);
+        self.arm(id);
+        false
+    }
+
+    /// Copies received bytes into `buf`. `None`: nothing yet (waker registered).
+    pub(crate) fn read(&mut self, id: u32, buf: &mut [u8], waker: &Waker) -> Option<io::Result<usize>> {
+        let s = &mut self.slots[id as usize];
+        if !s.rx.is_empty() {
+            let mut n = 0;
+            let mut done = 0;
+            for c in s.rx.iter_mut() {
+                if n == buf.len() {
+                    break;
+                }
+                let take = (c.len - c.off).min((buf.len() - n) as u32) as usize;
+                // SAFETY: the chunk's bytes are inside buffer `bid`, which the kernel filled
+                // and will not touch until it is back in the ring.
+                let src = unsafe {
+                    std::slice::from_raw_parts(
+                        self.bufs.add(c.bid as usize * self.buf_size + c.off as usize),
+                        take,
+                    )
+                };
+                buf[n..n + take].copy_from_slice(src);
+                n += take;
+                c.off += take as u32;
+                if c.off == c.len {
+                    done += 1;
+                }
+            }
+            let finished: SmallVec<[u16; 8]> = s.rx.drain(..done).map(|c| c.bid).collect();
+            let empty = s.rx.is_empty();
+            for bid in finished {
+                self.put_buf(bid);
+            }
+            self.publish_tail();
+            if empty {
+                self.arm(id);
+            }
+            return Some(Ok(n));
+        }
+        if s.eof {
+            return Some(Ok(0));
+        }
+        if let Some(e) = s.rx_err {
+            return Some(Err(io::Error::from_raw_os_error(e)));
+        }
+        if s.starved {
+            // SAFETY: recv(2) into a caller-owned buffer on our descriptor.
+            let r = unsafe {
+                libc::recv(s.fd, buf.as_mut_ptr() as _, buf.len(), libc::MSG_DONTWAIT)
+            };
+            if r > 0 {
+                return Some(Ok(r as usize));
+            }
+            if r == 0 {
+                s.eof = true;
+                return Some(Ok(0));
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::WouldBlock {
+                return Some(Err(e));
+            }
+            s.starved = false;
+        }
+        set_waker(&mut s.reader, waker);
+        self.arm(id);
+        None
+    }
+
+    /// Queues `data` to be sent.
+    pub(crate) fn write(&mut self, id: u32, data: &[u8]) -> io::Result<()> {
+        let s = &self.slots[id as usize];
+        if let Some(e) = s.tx_err {
+            return Err(io::Error::from_raw_os_error(e));
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        if !s.send_inflight {
+            // Nothing in the kernel: the bytes join the send that is (or will be) queued.
+            if self.slots[id as usize].tx_cur.capacity() == 0 {
+                let v = self.take_vec();
+                self.slots[id as usize].tx_cur = v;
+            }
+            let s = &mut self.slots[id as usize];
+            s.tx_cur.extend_from_slice(data);
+            if !s.send_queued {
+                s.send_queued = true;
+                self.pending.push_back((id, Op::Send));
+            }
+        } else {
+            if self.slots[id as usize].tx_next.capacity() == 0 {
+                let v = self.take_vec();
+                self.slots[id as usize].tx_next = v;
+            }
+            self.slots[id as usize].tx_next.extend_from_slice(data);
+        }
+        Ok(())
+    }
+
+    /// Ready (`Some`) when fewer than `limit` bytes wait to be sent, or the socket failed.
+    pub(crate) fn write_room(&mut self, id: u32, limit: usize, waker: &Waker) -> Option<io::Result<()>> {
+        let s = &mut self.slots[id as usize];
+        if let Some(e) = s.tx_err {
+            return Some(Err(io::Error::from_raw_os_error(e)));
+        }
+        if s.tx_pending() < limit {
+            return Some(Ok(()));
+        }
+        set_waker(&mut s.writer, waker);
+        None
+    }
+
+    /// Ready when every byte written has been sent, or the socket failed.
+    pub(crate) fn flushed(&mut self, id: u32, waker: &Waker) -> Option<io::Result<()>> {
+        self.write_room(id, 1, waker)
+    }
+
+    /// Writes SQEs for pending operations. Returns false if the SQ filled up first.
+    pub(crate) fn fill_sqes(&mut self, ring: &mut iou::IoUring) -> bool {
+        while let Some(&(id, op)) = self.pending.front() {
+            let s = &mut self.slots[id as usize];
+            let wanted = match op {
+                Op::Recv => {
+                    s.recv_queued = false;
+                    !s.gone && !s.recv_inflight && !s.eof && s.rx_err.is_none()
+                }
+                Op::Send => {
+                    s.send_queued = false;
+                    s.tx_off < s.tx_cur.len() && s.tx_err.is_none()
+                }
+                Op::Pause => {
+                    s.pause_queued = false;
+                    s.recv_inflight
+                }
+            };
+            if !wanted {
+                self.pending.pop_front();
+                self.maybe_free(id);
+                continue;
+            }
+            // Put the flag back while we try for an SQE (the queue entry still stands).
+            match op {
+                Op::Recv => s.recv_queued = true,
+                Op::Send => s.send_queued = true,
+                Op::Pause => s.pause_queued = true,
+            }
+            let mut sq = ring.sq();
+            let Some(mut sqe) = sq.prepare_sqe() else {
+                return false;
+            };
+            self.pending.pop_front();
+            let s = &mut self.slots[id as usize];
+            let tag = |k: u64| LEAN_TAG | (k << KIND_SHIFT) | id as u64;
+            // SAFETY: raw SQE fields as the kernel ABI defines them; buffers referenced stay
+            // alive (slot-owned) until their CQE, see `complete`.
+            unsafe {
+                sqe.clear();
+                let raw: &mut uring_sys::io_uring_sqe = sqe.raw_mut();
+                match op {
+                    Op::Recv => {
+                        s.recv_queued = false;
+                        s.recv_inflight = true;
+                        raw.opcode = IORING_OP_RECV;
+                        raw.fd = s.fd;
+                        raw.flags = IOSQE_BUFFER_SELECT;
+                        raw.ioprio = IORING_RECV_MULTISHOT;
+                        raw.buf_index.buf_index.index_or_group = BGID;
+                        raw.user_data = tag(K_RECV);
+                    }
+                    Op::Send => {
+                        s.send_queued = false;
+                        s.send_inflight = true;
+                        raw.opcode = IORING_OP_SEND;
+                        raw.fd = s.fd;
+                        raw.addr = s.tx_cur.as_ptr().add(s.tx_off) as u64;
+                        raw.len = (s.tx_cur.len() - s.tx_off) as u32;
+                        raw.cmd_flags.msg_flags = (libc::MSG_NOSIGNAL | libc::MSG_WAITALL) as u32;
+                        raw.user_data = tag(K_SEND);
+                    }
+                    Op::Pause => {
+                        s.pause_queued = false;
+                        raw.opcode = IORING_OP_ASYNC_CANCEL;
+                        raw.fd = -1;
+                        raw.addr = tag(K_RECV);
+                        raw.user_data = tag(K_CANCEL);
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Handles one tagged CQE. Returns true if it woke a task.
+    pub(crate) fn complete(&mut self, user_data: u64, res: i32, flags: u32) -> bool {
+        let id = user_data as u32;
+        let kind = (user_data >> KIND_SHIFT) & 0xff;
+        let mut wake = None;
+        match kind {
+            K_RECV => {
+                let more = flags & IORING_CQE_F_MORE != 0;
+                let s = &mut self.slots[id as usize];
+                let mut give_back = None;
+                if flags & IORING_CQE_F_BUFFER != 0 {
+                    let bid = (flags >> IORING_CQE_BUFFER_SHIFT) as u16;
+                    if res > 0 && !s.gone {
+                        s.rx.push(Chunk {
+                            bid,
+                            off: 0,
+                            len: res as u32,
+                        });
+                    } else {
+                        give_back = Some(bid);
+                    }
+                    self.in_ring -= 1;
+                }
+                if res == 0 {
+                    s.eof = true;
+                } else if res < 0 {
+                    match -res {
+                        libc::ENOBUFS => {
+                            s.starved = true;
+                            self.starved += 1;
+                        }
+                        libc::ECANCELED => {}
+                        e => s.rx_err = Some(e),
+                    }
+                }
+                if !more {
+                    s.recv_inflight = false;
+                } else if s.rx.len() >= RX_PAUSE && !s.pause_queued && !s.gone {
+                    s.pause_queued = true;
+                    self.pending.push_back((id, Op::Pause));
+                }
+                wake = s.reader.take();
+                if let Some(bid) = give_back {
+                    self.recycle(bid);
+                }
+                if !more {
+                    let s = &self.slots[id as usize];
+                    // Paused and already drained, or cancelled for nothing: receive again.
+                    if s.rx.is_empty() && !s.starved && res != 0 {
+                        self.arm(id);
+                    }
+                }
+            }
+            K_SEND => {
+                let s = &mut self.slots[id as usize];
+                s.send_inflight = false;
+                if res <= 0 {
+                    s.tx_err = Some(if res == 0 { libc::EPIPE } else { -res });
+                    s.tx_cur.clear();
+                    s.tx_off = 0;
+                    s.tx_next.clear();
+                    wake = s.writer.take();
+                } else {
+                    s.tx_off += res as usize;
+                    wake = s.writer.take();
+                    if s.tx_off < s.tx_cur.len() {
+                        s.send_queued = true;
+                        self.pending.push_back((id, Op::Send));
+                    } else {
+                        s.tx_cur.clear();
+                        s.tx_off = 0;
+                        if !s.tx_next.is_empty() {
+                            std::mem::swap(&mut s.tx_cur, &mut s.tx_next);
+                            s.send_queued = true;
+                            self.pending.push_back((id, Op::Send));
+                        } else {
+                            let a = std::mem::take(&mut s.tx_cur);
+                            let b = std::mem::take(&mut s.tx_next);
+                            self.give_vec(a);
+                            self.give_vec(b);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.maybe_free(id);
+        match wake {
+            Some(w) => {
+                w.wake();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+fn set_waker(slot: &mut Option<Waker>, waker: &Waker) {
+    match slot {
+        Some(w) if w.will_wake(waker) => {}
+        _ => *slot = Some(waker.clone()),
+    }
+}
+
+pub(crate) type LeanRef = Rc<RefCell<LeanState>>;
