@@ -191,6 +191,11 @@ impl Gateway {
     /// Starts a gateway with `server` settings and `apis` on a fresh port. If the port was
     /// taken in the meantime (the process says it cannot listen), retries on another one.
     pub fn start(server: &Server, apis: &str) -> Gateway {
+        Gateway::start_with_env(server, apis, &[])
+    }
+
+    /// `start`, with extra environment variables for the gateway process.
+    pub fn start_with_env(server: &Server, apis: &str, env: &[(&str, &str)]) -> Gateway {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -199,7 +204,7 @@ impl Gateway {
             let path = dir.write("gateway.toml", &config_text(server, port, apis));
             let addr: SocketAddr = ([127, 0, 0, 1], port).into();
             let args = [std::ffi::OsStr::new("--config"), path.as_os_str()];
-            match Gateway::try_spawn(&args, addr, Some(dir)) {
+            match Gateway::try_spawn(&args, env, addr, Some(dir)) {
                 Ok(gw) => return gw,
                 Err(msg) if attempt < 3 && msg.contains("cannot listen") => continue,
                 Err(msg) => panic!("{msg}"),
@@ -209,16 +214,18 @@ impl Gateway {
 
     /// Starts `tollgate` with `args` and waits until `addr` accepts connections.
     pub fn spawn(args: &[&std::ffi::OsStr], addr: SocketAddr, dir: Option<TempDir>) -> Gateway {
-        Gateway::try_spawn(args, addr, dir).unwrap_or_else(|msg| panic!("{msg}"))
+        Gateway::try_spawn(args, &[], addr, dir).unwrap_or_else(|msg| panic!("{msg}"))
     }
 
     fn try_spawn(
         args: &[&std::ffi::OsStr],
+        env: &[(&str, &str)],
         addr: SocketAddr,
         dir: Option<TempDir>,
     ) -> Result<Gateway, String> {
         let mut child = Command::new(BIN)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -25,4 +25,5 @@ mod protocol;
 mod proxying;
 mod selftest;
 mod smuggling;
+mod socket_paths;
 mod timeouts;
