@@ -1,7 +1,9 @@
-//! tollgate-bench: the side-by-side comparison harness. tollgate, nginx and HAProxy run as
-//! reverse proxies in front of one local origin, pinned to the same CPU, driven by the same
-//! load generator in the same run; `RESULTS.md` and its SVG plots report throughput, latency
-//! at a fixed rate, CPU time per request, memory and the ratios between them.
+//! tollgate-bench: the side-by-side comparison harness. tollgate (as built, as `tollgate-poll`
+//! with glommio's readiness socket path, and as `tollgate-stock` with stock glommio's rings and
+//! that path: one binary, see [`run::ProxyKind`]), nginx and HAProxy run as reverse proxies in
+//! front of one local origin, pinned to the same CPU, driven by the same load generator in the
+//! same run; `RESULTS.md` and its SVG plots report throughput, latency at a fixed rate, CPU
+//! time per request, memory and the ratios between them.
 //!
 //! Modules: [`procs`] (children that never outlive the harness, `/proc` sampling),
 //! [`origin`] (the benchmark origin), [`configs`] (equivalent proxy configs), [`load`]

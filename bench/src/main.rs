@@ -1,7 +1,8 @@
-//! The `tollgate-bench` command: `--quick` (1 round; 1.5 s load phases, 1 s for wrk, the
+//! The `tollgate-bench` command: `--quick` (1 round; 1 s load and wrk phases, 0.8 s for the
 //! connection sweep and the two-shard scenario; under 2 minutes) or `--full` (3 rounds; 4 s
-//! load phases, 2 s for wrk, the sweep and two-shard phases; under 10 minutes); writes
-//! RESULTS.md and SVG plots.
+//! load phases, 2 s for wrk, the sweep and two-shard phases; under 12 minutes), with the
+//! proxies of `--proxies` (default tollgate, tollgate-poll, tollgate-stock, nginx, HAProxy);
+//! writes RESULTS.md and SVG plots.
 //! The hidden `origin` subcommand is the benchmark origin the harness starts.
 
 use clap::{Parser, Subcommand};
@@ -19,10 +20,10 @@ use tollgate_bench::{origin, procs, report};
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
-    /// 1 round, 1.5 s per load phase, 1 s per wrk and sweep phase (the default; < 2 min)
+    /// 1 round, 1 s per load and wrk phase, 0.8 s per sweep phase (the default; < 2 min)
     #[arg(long, conflicts_with = "full")]
     quick: bool,
-    /// 3 rounds, 4 s per load phase, 2 s per wrk and sweep phase (quiet machine; < 10 min)
+    /// 3 rounds, 4 s per load phase, 2 s per wrk and sweep phase (quiet machine; < 12 min)
     #[arg(long)]
     full: bool,
     /// Override the length of each load and wrk phase, in milliseconds (sweep phases: half)
@@ -35,8 +36,9 @@ struct Cli {
     /// idle, all
     #[arg(long, default_value = "all")]
     scenarios: String,
-    /// Proxies to compare, comma separated (tollgate-stock: tollgate with GLOMMIO_STOCK_RINGS=1)
-    #[arg(long, default_value = "tollgate,tollgate-stock,nginx,haproxy")]
+    /// Proxies to compare, comma separated, run in this order (tollgate-poll: tollgate with
+    /// TOLLGATE_SOCKET_PATH=poll; tollgate-stock: with GLOMMIO_STOCK_RINGS=1 as well)
+    #[arg(long, default_value = run::DEFAULT_PROXIES)]
     proxies: String,
     /// Where RESULTS.md and the SVGs go (default: the bench/ directory of the source tree)
     #[arg(long, value_name = "DIR")]
@@ -123,7 +125,8 @@ fn main() -> ExitCode {
             Some(_) => {}
             None => {
                 eprintln!(
-                    "tollgate-bench: --proxies: unknown proxy {p:?} (tollgate, tollgate-stock, nginx, haproxy)"
+                    "tollgate-bench: --proxies: unknown proxy {p:?} (one of {})",
+                    run::DEFAULT_PROXIES.replace(',', ", ")
                 );
                 return ExitCode::from(2);
             }

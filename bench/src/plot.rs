@@ -26,8 +26,8 @@ pub fn parse_hgrm(text: &str) -> Vec<Point> {
         .collect()
 }
 
-/// Line and bar colors per color index (see `ProxyKind::color`: 0 tollgate, 1 nginx,
-/// 2 HAProxy, 4 tollgate-stock).
+/// Line and bar colors per color index (see `ProxyKind::color`: 0 tollgate (blue), 1 nginx
+/// (green), 2 HAProxy (red), 3 tollgate-poll (purple), 4 tollgate-stock (orange)).
 pub fn color(i: usize) -> RGBColor {
     const C: [RGBColor; 5] = [
         RGBColor(31, 119, 180),
@@ -103,6 +103,17 @@ pub fn latency_chart(path: &Path, title: &str, series: &[Series]) -> Result<(), 
     root.present().map_err(|e| e.to_string())
 }
 
+/// Height of a bar chart and the part of it the plot takes (margins, caption, x labels).
+const BAR_CHART_HEIGHT: u32 = 500;
+const BAR_PLOT_HEIGHT: f64 = 400.0;
+
+/// The y range of a bar chart as a multiple of its tallest bar: enough room above the bars for
+/// the legend in the upper right (15 px per series and its frame), at least 15%.
+fn bar_headroom(series: usize) -> f64 {
+    let legend = (15 * series + 25) as f64;
+    (1.0 / (1.0 - (legend / BAR_PLOT_HEIGHT).min(0.5))).max(1.15)
+}
+
 /// Draws grouped bars: for each group (scenario), one bar per series (proxy: name and color
 /// index). `values[g][s]` is series `s` in group `g` (None: not measured).
 pub fn bar_chart(
@@ -120,8 +131,8 @@ pub fn bar_chart(
         .flatten()
         .fold(0.0f64, |a, &b| a.max(b))
         .max(1.0)
-        * 1.15;
-    let root = SVGBackend::new(path, (180 * n as u32 + 200, 500)).into_drawing_area();
+        * bar_headroom(series.len());
+    let root = SVGBackend::new(path, (180 * n as u32 + 200, BAR_CHART_HEIGHT)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 20))
@@ -237,5 +248,23 @@ mod tests {
         let svg = std::fs::read_to_string(&bars).expect("svg");
         assert!(svg.contains("plain") && svg.contains("<rect"));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn bar_legend_has_room() {
+        // 4 series: 85 px of legend in 400 px of plot; 5 series: 100 px.
+        assert!((bar_headroom(4) - 400.0 / 315.0).abs() < 1e-9);
+        assert!((bar_headroom(5) - 400.0 / 300.0).abs() < 1e-9);
+        assert_eq!(bar_headroom(0), 1.15);
+        assert_eq!(bar_headroom(100), 2.0);
+    }
+
+    #[test]
+    fn every_proxy_has_its_own_color() {
+        // Five proxies (tollgate, nginx, HAProxy, tollgate-poll, tollgate-stock): five colors.
+        let colors: Vec<RGBColor> = (0..5).map(color).collect();
+        for (i, c) in colors.iter().enumerate() {
+            assert!(!colors[..i].contains(c), "color {i} repeats");
+        }
     }
 }

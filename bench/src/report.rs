@@ -1,5 +1,6 @@
 //! `RESULTS.md` and its plots: date, machine, versions, the method, a summary of the ratios
-//! (tollgate ÷ tollgate-stock, i.e. the glommio ring patch, and tollgate ÷ nginx, ÷ HAProxy),
+//! (tollgate ÷ tollgate-poll, i.e. the lean socket path; tollgate ÷ tollgate-stock, i.e. against
+//! glommio as published: stock rings and the poll path; and tollgate ÷ nginx, ÷ HAProxy),
 //! one table per scenario (medians over rounds; rows marked client-bound / origin-bound where
 //! the client side saturated), notes on what was skipped, and the SVG files it links.
 
@@ -41,8 +42,10 @@ pub const SWEEP_COLUMNS: [&str; 9] = [
 ];
 
 /// The columns of the ratio summary (closed loop, medians over rounds).
-pub const RATIO_COLUMNS: [&str; 8] = [
+pub const RATIO_COLUMNS: [&str; 10] = [
     "scenario",
+    "tollgate / tollgate-poll req/s",
+    "tollgate / tollgate-poll CPU µs/req",
     "tollgate / tollgate-stock req/s",
     "tollgate / tollgate-stock CPU µs/req",
     "tollgate / nginx req/s",
@@ -50,6 +53,14 @@ pub const RATIO_COLUMNS: [&str; 8] = [
     "tollgate / HAProxy req/s",
     "tollgate / HAProxy CPU µs/req",
     "bound",
+];
+
+/// The proxies tollgate is divided by in the ratio summary, in column order.
+const RATIO_OTHERS: [ProxyKind; 4] = [
+    ProxyKind::TollgatePoll,
+    ProxyKind::TollgateStock,
+    ProxyKind::Nginx,
+    ProxyKind::Haproxy,
 ];
 
 /// What a saturation mark cell shows when nothing saturated.
@@ -190,7 +201,7 @@ fn load_table(s: &LoadScenario) -> String {
         return out;
     };
     let tn = numbers(t);
-    for other in s.rows.iter().filter(|r| r.proxy != ProxyKind::Tollgate) {
+    for other in others_in_report_order(&s.rows, |r| r.proxy) {
         let on = numbers(other);
         out.push_str(&table_row(&[
             format!("tollgate / {}", other.proxy.name()),
@@ -208,6 +219,17 @@ fn load_table(s: &LoadScenario) -> String {
         ]));
     }
     out
+}
+
+/// The rows of every proxy but tollgate, in report order (`ProxyKind::ALL`: tollgate-poll,
+/// tollgate-stock, nginx, HAProxy) whatever order `--proxies` ran them in, so each
+/// `tollgate / X` ratio row has the same place in every table.
+fn others_in_report_order<R>(rows: &[R], proxy: impl Fn(&R) -> ProxyKind) -> Vec<&R> {
+    ProxyKind::ALL
+        .into_iter()
+        .filter(|k| *k != ProxyKind::Tollgate)
+        .filter_map(|k| rows.iter().find(|r| proxy(r) == k))
+        .collect()
 }
 
 /// Median req/s and CPU µs/req of a set of closed-loop phases.
@@ -301,11 +323,7 @@ fn ratio_table(res: &Results) -> String {
         };
         let (t_rps, t_cpu) = of(ProxyKind::Tollgate);
         let mut cells = vec![label];
-        for k in [
-            ProxyKind::TollgateStock,
-            ProxyKind::Nginx,
-            ProxyKind::Haproxy,
-        ] {
+        for k in RATIO_OTHERS {
             let (rps, cpu) = of(k);
             cells.push(ratio(t_rps, rps));
             cells.push(ratio(t_cpu, cpu));
@@ -355,7 +373,7 @@ fn idle_table(rows: &[IdleRow]) -> String {
         ]));
     }
     if let Some(t) = rows.iter().find(|r| r.proxy == ProxyKind::Tollgate) {
-        for o in rows.iter().filter(|r| r.proxy != ProxyKind::Tollgate) {
+        for o in others_in_report_order(rows, |r| r.proxy) {
             let peak =
                 |r: &IdleRow| (r.failure.is_none() && r.peak_kib > 0).then_some(r.peak_kib as f64);
             out.push_str(&table_row(&[
@@ -370,6 +388,16 @@ fn idle_table(rows: &[IdleRow]) -> String {
         }
     }
     out
+}
+
+/// The order proxies take turns in a round: "tollgate, tollgate-poll, ..., tollgate, ...".
+fn round_order(proxies: &[ProxyKind]) -> String {
+    let Some(first) = proxies.first() else {
+        return "none selected".into();
+    };
+    let mut names: Vec<&str> = proxies.iter().map(|k| k.name()).collect();
+    names.extend([first.name(), "..."]);
+    names.join(", ")
 }
 
 fn one_cell(s: &str) -> String {
@@ -556,9 +584,10 @@ pub fn render(
     let wrk_rounds = o.wrk_rounds.min(o.rounds);
     let method = [
         format!(
-            "**Pinning.** The proxy under test runs on CPU {proxy_cpu} (affinity set at spawn, as `taskset -c {proxy_cpu}`): tollgate and tollgate-stock with `--shards 1` and `pin_cpus = true`, nginx with `worker_processes 1` (master + 1 worker), HAProxy with `nbthread 1`. The origin and the load generator share CPU {client_cpu}: they may saturate it, and then the throughput columns are bounded by CPU {client_cpu}, not by the proxy — the CPU time per request carries the comparison. The column *CPU0 / CPU1 busy* shows which side saturated (proxy CPU time ÷ wall time; origin + load generator CPU time ÷ wall time)."
+            "**Pinning.** The proxy under test runs on CPU {proxy_cpu} (affinity set at spawn, as `taskset -c {proxy_cpu}`): tollgate, tollgate-poll and tollgate-stock with `--shards 1` and `pin_cpus = true`, nginx with `worker_processes 1` (master + 1 worker), HAProxy with `nbthread 1`. The origin and the load generator share CPU {client_cpu}: they may saturate it, and then the throughput columns are bounded by CPU {client_cpu}, not by the proxy — the CPU time per request carries the comparison. The column *CPU0 / CPU1 busy* shows which side saturated (proxy CPU time ÷ wall time; origin + load generator CPU time ÷ wall time)."
         ),
-        format!("**tollgate-stock.** The same tollgate binary and config as `tollgate`, started with `{env}=1` in its environment: its vendored glommio then sets its io_uring rings up as stock glommio 0.9 does (setup flags 0) instead of with `COOP_TASKRUN | TASKRUN_FLAG | SINGLE_ISSUER` (vendor/glommio/PATCHES.md). `tollgate` is started with `{env}` removed from its environment. `tollgate / tollgate-stock` is the effect of the glommio ring patch, measured side by side in this run.", env = crate::run::STOCK_RINGS_ENV),
+        format!("**tollgate-poll.** The same tollgate binary and config as `tollgate`, started with `{path}=poll` in its environment: its connections then use glommio's `TcpStream` readiness path — a `recv`/`send` syscall per operation and a one-shot `POLL_ADD` to wait when the socket is not ready — instead of tollgate's default lean path (multishot receive into a provided-buffer ring, sends submitted as SQEs). Its rings are set up as `tollgate`'s. `tollgate / tollgate-poll` is the effect of the lean socket path, measured side by side in this run.", path = crate::run::SOCKET_PATH_ENV),
+        format!("**tollgate-stock.** The same tollgate binary and config as `tollgate`, started with both `{env}=1` and `{path}=poll` in its environment, i.e. glommio as published: its vendored glommio sets its io_uring rings up as stock glommio 0.9 does (setup flags 0) instead of with `COOP_TASKRUN | TASKRUN_FLAG | SINGLE_ISSUER` (vendor/glommio/PATCHES.md), and its sockets take the readiness path of tollgate-poll (stock glommio has no lean path). `tollgate` is started with both `{env}` and `{path}` removed from its environment. `tollgate / tollgate-stock` is the effect of both changes together (ring patch and lean socket path), measured side by side in this run; the ring patch alone is `tollgate-poll / tollgate-stock`, i.e. the `tollgate / tollgate-stock` ratio ÷ the `tollgate / tollgate-poll` ratio.", env = crate::run::STOCK_RINGS_ENV, path = crate::run::SOCKET_PATH_ENV),
         "**Origin.** `tollgate-bench origin`: a single-threaded epoll HTTP/1.1 server with pre-built responses (0 bytes on `/0` and the gateway paths, 1 KiB on `/1k`, 64 KiB on `/64k`), keep-alive, chosen because it costs less CPU per request than nginx as an origin.".to_string(),
         format!(
             "**Equivalent proxy settings.** All on 127.0.0.1 with free ports, configs generated into a temp dir (removed afterwards). Upstream keep-alive: nginx `keepalive {k}` + `proxy_http_version 1.1` + `proxy_set_header Connection \"\"`, HAProxy `http-reuse always`, tollgate's per-shard pool ({k} idle). No access logs anywhere. The same work per request: `X-Forwarded-For/-Proto/-Port` to the origin and a request id on every response (tollgate's `x-amzn-RequestId`; nginx `add_header x-amzn-RequestId $request_id`; HAProxy `unique-id` in a response header). Client keep-alive 60 s, no per-connection request limit (nginx `keepalive_requests` raised).",
@@ -581,7 +610,7 @@ pub fn render(
             k = crate::configs::UPSTREAM_KEEPALIVE
         ),
         format!(
-            "**Two shards (`2-shards`).** `/0` through each proxy with two workers: tollgate and tollgate-stock `--shards 2` (`shards = 2`, `pin_cpus = true`: one shard pinned to each CPU), nginx `worker_processes 2`, HAProxy `nbthread 2`; proxy, origin (a second instance, started for this scenario) and load generator are all allowed on CPUs 0 and 1, none pinned to one CPU. Closed loop only, `tollgate-load -c {c} -t 1 -d {d:.1}s`.",
+            "**Two shards (`2-shards`).** `/0` through each proxy with two workers: tollgate, tollgate-poll and tollgate-stock `--shards 2` (`shards = 2`, `pin_cpus = true`: one shard pinned to each CPU), nginx `worker_processes 2`, HAProxy `nbthread 2`; proxy, origin (a second instance, started for this scenario) and load generator are all allowed on CPUs 0 and 1, none pinned to one CPU. Closed loop only, `tollgate-load -c {c} -t 1 -d {d:.1}s`.",
             c = o.connections,
             d = o.sweep_duration.as_secs_f64()
         ),
@@ -595,14 +624,15 @@ pub fn render(
         ),
         "**Memory.** Peak RSS: `VmHWM` from `/proc/PID/status` summed over the proxy's processes (pages shared between nginx's master and worker count in each), read at the end of the scenario; every scenario starts fresh proxy processes. Idle connections: each connection completes one request and stays open; RSS (`VmRSS`) is read before and after, and (RSS_N − RSS_0) ÷ N is reported with N = connections still open at the reading.".to_string(),
         format!(
-            "**Rounds.** {} round(s); in each round the proxies run one after the other (tollgate, tollgate-stock, nginx, HAProxy, tollgate, ...), all closed-loop rounds first, then the open-loop rounds at the rate they set; every cell is the median over rounds. The idle-connection scenario runs once per proxy.",
-            o.rounds
+            "**Rounds.** {} round(s); in each round the proxies run one after the other in `--proxies` order ({}), all closed-loop rounds first, then the open-loop rounds at the rate they set; every cell is the median over rounds. The idle-connection scenario runs once per proxy.",
+            o.rounds,
+            round_order(&o.proxies)
         ),
         format!(
             "**Saturation marks.** A row is marked *client-bound* when in any of its phases the load generator's CPU was at least {b:.0}% busy — CPU {client_cpu}, which it shares with the origin, where they are pinned there; the generator's own thread in `2-shards` — and *origin-bound* when the single-threaded origin used at least {b:.0}% of a CPU. Such a row's req/s says how fast the client side was, not the proxy: compare CPU µs per request instead.",
             b = crate::run::BOUND * 100.0
         ),
-        "**Ratios.** `tollgate / X` = tollgate's value ÷ X's value: above 1 means tollgate is higher — better for req/s, worse for latency, CPU and memory. The ratios against nginx and HAProxy are always those of `tollgate` (the patched build). In the sweep tables, `÷ nginx` is each proxy's value ÷ nginx's at the same connection count.".to_string(),
+        "**Ratios.** `tollgate / X` = tollgate's value ÷ X's value: above 1 means tollgate is higher — better for req/s, worse for latency, CPU and memory. The ratios against nginx and HAProxy are always those of `tollgate` (as built: patched rings, lean socket path); `tollgate / X` rows are in the order tollgate-poll, tollgate-stock, nginx, HAProxy. In the sweep tables, `÷ nginx` is each proxy's value ÷ nginx's at the same connection count.".to_string(),
         format!("**Limits.** Open files raised to {} for the harness and every child (nginx `worker_rlimit_nofile`/`worker_connections`, HAProxy `maxconn` follow).", res.nofile),
     ];
     for m in method {
@@ -613,8 +643,9 @@ pub fn render(
         let _ = writeln!(md, "\n## Ratios\n");
         let _ = writeln!(
             md,
-            "Closed loop (max load), medians over rounds; the glommio ring patch is `tollgate / tollgate-stock` (same binary, `{}=1` for tollgate-stock). Below 1 is better for tollgate in the CPU columns, above 1 in the req/s columns; a row with a *bound* entry had a client side that saturated (see the method): its req/s ratios say little.\n",
-            crate::run::STOCK_RINGS_ENV
+            "Closed loop (max load), medians over rounds; the lean socket path is `tollgate / tollgate-poll` (same binary, `{path}=poll` for tollgate-poll), and `tollgate / tollgate-stock` compares with glommio as published (`{env}=1` and `{path}=poll` for tollgate-stock). Below 1 is better for tollgate in the CPU columns, above 1 in the req/s columns; a row with a *bound* entry had a client side that saturated (see the method): its req/s ratios say little.\n",
+            env = crate::run::STOCK_RINGS_ENV,
+            path = crate::run::SOCKET_PATH_ENV
         );
         md.push_str(&ratio_table(res));
     }
@@ -727,7 +758,7 @@ pub fn render(
         if s.scenario == Scenario::TwoShards {
             let _ = writeln!(
                 md,
-                "Requests: `/0`, closed loop at {counts} connections, {:.1} s per phase. {} workers each (tollgate and tollgate-stock `--shards {w}`, nginx `worker_processes {w}`, HAProxy `nbthread {w}`), allowed on CPUs {}; the origin and the load generator run on CPUs {} too: the generator and origin share the CPUs, so CPU µs per request carries the comparison. CPU busy is CPU time ÷ wall time (100% = one CPU, up to {}% for the proxy).\n",
+                "Requests: `/0`, closed loop at {counts} connections, {:.1} s per phase. {} workers each (tollgate, tollgate-poll and tollgate-stock `--shards {w}`, nginx `worker_processes {w}`, HAProxy `nbthread {w}`), allowed on CPUs {}; the origin and the load generator run on CPUs {} too: the generator and origin share the CPUs, so CPU µs per request carries the comparison. CPU busy is CPU time ÷ wall time (100% = one CPU, up to {}% for the proxy).\n",
                 s.duration.as_secs_f64(),
                 s.workers,
                 crate::run::cpu_list(&s.proxy_cpus),
@@ -920,6 +951,7 @@ mod tests {
             rate: 5000.0,
             rows: vec![
                 load_row(ProxyKind::Tollgate, phase(20_000.0, 20.0)),
+                load_row(ProxyKind::TollgatePoll, phase(16_000.0, 25.0)),
                 load_row(ProxyKind::TollgateStock, phase(10_000.0, 40.0)),
                 load_row(ProxyKind::Nginx, phase(40_000.0, 10.0)),
                 load_row(ProxyKind::Haproxy, client_bound),
@@ -938,6 +970,10 @@ mod tests {
                     sweep_row(
                         ProxyKind::Tollgate,
                         vec![phase(10_000.0, 30.0), phase(12_000.0, 25.0)],
+                    ),
+                    sweep_row(
+                        ProxyKind::TollgatePoll,
+                        vec![phase(8_000.0, 40.0), phase(10_000.0, 30.0)],
                     ),
                     sweep_row(
                         ProxyKind::TollgateStock,
@@ -1003,29 +1039,44 @@ mod tests {
     fn renders_ratios_sweeps_and_bound_marks() {
         let res = results();
         let md = render(&res, &[], None, &[]);
-        // Ratio summary: tollgate ÷ tollgate-stock / nginx / HAProxy, req/s then CPU.
+        // Ratio summary: tollgate ÷ tollgate-poll / tollgate-stock / nginx / HAProxy, req/s
+        // then CPU.
+        assert_eq!(
+            line(&md, "| scenario |"),
+            "| scenario | tollgate / tollgate-poll req/s | tollgate / tollgate-poll CPU µs/req | tollgate / tollgate-stock req/s | tollgate / tollgate-stock CPU µs/req | tollgate / nginx req/s | tollgate / nginx CPU µs/req | tollgate / HAProxy req/s | tollgate / HAProxy CPU µs/req | bound |"
+        );
         assert_eq!(
             line(&md, "| `plain-0` |"),
-            "| `plain-0` | 2.00× | 0.50× | 0.50× | 2.00× | 0.67× | 2.00× | HAProxy: client-bound |"
+            "| `plain-0` | 1.25× | 0.80× | 2.00× | 0.50× | 0.50× | 2.00× | 0.67× | 2.00× | HAProxy: client-bound |"
         );
         assert_eq!(
             line(&md, "| `conns`, 256 connections |"),
-            "| `conns`, 256 connections | 2.00× | 0.50× | 0.50× | 2.00× | — | — | — |"
+            "| `conns`, 256 connections | 1.20× | 0.83× | 2.00× | 0.50× | 0.50× | 2.00× | — | — | — |"
         );
         assert!(line(&md, "| `2-shards`, 64 connections |").ends_with("tollgate: origin-bound |"));
-        // Load table: the bound column and the tollgate / tollgate-stock ratio row.
+        // Load table: the bound column and the tollgate / tollgate-poll and tollgate-stock
+        // ratio rows, in that order, before nginx's.
         assert!(line(&md, "| HAProxy | 30,000 |").ends_with("| client-bound |"));
         assert!(line(&md, "| tollgate | 20,000 |").ends_with("| — |"));
+        assert!(line(&md, "| tollgate-poll | 16,000 |").ends_with("| — |"));
+        assert!(line(&md, "| tollgate / tollgate-poll | 1.25× |").contains("| 0.80× |"));
         assert!(line(&md, "| tollgate / tollgate-stock | 2.00× |").contains("| 0.50× |"));
-        let order: Vec<usize> = ["| tollgate / tollgate-stock |", "| tollgate / nginx |"]
-            .iter()
-            .map(|l| md.find(l).expect("ratio row"))
-            .collect();
-        assert!(order[0] < order[1]);
+        assert_in_order(
+            &md,
+            &[
+                "| tollgate / tollgate-poll |",
+                "| tollgate / tollgate-stock |",
+                "| tollgate / nginx |",
+            ],
+        );
         // Sweep table: per connection count, ratios to nginx.
         assert_eq!(
             line(&md, "| 16 | tollgate-stock |"),
             "| 16 | tollgate-stock | 5,000 | 60.00 | 0.25× | 4.00× | 50% / 30% / 20% | 0 | — |"
+        );
+        assert_eq!(
+            line(&md, "| 16 | tollgate-poll |"),
+            "| 16 | tollgate-poll | 8,000 | 40.00 | 0.40× | 2.67× | 50% / 30% / 20% | 0 | — |"
         );
         assert!(line(&md, "| 256 | nginx |").contains("| 1.00× | 1.00× |"));
         assert!(line(&md, "| 64 | tollgate |").ends_with("| origin-bound |"));
@@ -1033,6 +1084,92 @@ mod tests {
             "the generator and origin share the CPUs, so CPU µs per request carries the comparison"
         ));
         assert!(md.contains("GLOMMIO_STOCK_RINGS=1"));
+    }
+
+    /// Each of `needles` occurs in `md`, in this order.
+    fn assert_in_order(md: &str, needles: &[&str]) {
+        let at: Vec<usize> = needles
+            .iter()
+            .map(|n| {
+                md.find(n)
+                    .unwrap_or_else(|| panic!("{n:?} missing in:\n{md}"))
+            })
+            .collect();
+        assert!(
+            at.windows(2).all(|w| w[0] < w[1]),
+            "{needles:?} out of order"
+        );
+    }
+
+    #[test]
+    fn method_describes_every_tollgate_variant() {
+        let md = render(&results(), &[], None, &[]);
+        let method = line(&md, "- **tollgate-poll.**");
+        for needle in [
+            "same tollgate binary and config",
+            "`TOLLGATE_SOCKET_PATH=poll`",
+            "`TcpStream` readiness path",
+            "one-shot `POLL_ADD`",
+            "`tollgate / tollgate-poll` is the effect of the lean socket path",
+        ] {
+            assert!(method.contains(needle), "{needle:?} missing: {method}");
+        }
+        let stock = line(&md, "- **tollgate-stock.**");
+        assert!(stock.contains("`GLOMMIO_STOCK_RINGS=1` and `TOLLGATE_SOCKET_PATH=poll`"));
+        assert!(stock.contains("glommio as published"));
+        assert_in_order(&md, &["- **tollgate-poll.**", "- **tollgate-stock.**"]);
+        assert!(
+            md.contains("(tollgate, tollgate-poll, tollgate-stock, nginx, HAProxy, tollgate, ...)")
+        );
+        assert!(line(&md, "- **Pinning.**").contains("tollgate, tollgate-poll and tollgate-stock"));
+        assert!(md.contains("the lean socket path is `tollgate / tollgate-poll`"));
+    }
+
+    #[test]
+    fn ratio_rows_follow_report_order() {
+        // `--proxies nginx,tollgate-stock,tollgate-poll,tollgate`: rows in run order, ratio
+        // rows in report order.
+        let mut res = results();
+        res.loads[0].rows.reverse();
+        let md = render(&res, &[], None, &[]);
+        assert_in_order(
+            &md,
+            &[
+                "| HAProxy | 30,000 |",
+                "| tollgate | 20,000 |",
+                "| tollgate / tollgate-poll |",
+                "| tollgate / tollgate-stock |",
+                "| tollgate / nginx |",
+                "| tollgate / HAProxy |",
+            ],
+        );
+        let idle = |proxy, rss_n_kib| IdleRow {
+            proxy,
+            failure: None,
+            requested: 100,
+            opened: 100,
+            held: 100,
+            rss0_kib: 1000,
+            rss_n_kib,
+            peak_kib: rss_n_kib,
+            stopped: None,
+        };
+        let table = idle_table(&[
+            idle(ProxyKind::TollgateStock, 1400),
+            idle(ProxyKind::Tollgate, 1200),
+            idle(ProxyKind::TollgatePoll, 1100),
+        ]);
+        assert_eq!(
+            line(&table, "| tollgate / tollgate-poll |"),
+            "| tollgate / tollgate-poll | — | — | — | 2.00× | 1.09× |  |"
+        );
+        assert_in_order(
+            &table,
+            &[
+                "| tollgate / tollgate-poll |",
+                "| tollgate / tollgate-stock |",
+            ],
+        );
     }
 
     #[test]
