@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # Where the time goes: tollgate's plain-proxy case on ONE shard, profiled next to nginx.
 #
-# One run, three proxies measured one after the other under the same load:
-#   tollgate, patched rings   tollgate --shards 1 (the vendored glommio's io_uring flags)
-#   tollgate, stock rings     the same binary with GLOMMIO_STOCK_RINGS=1 (glommio 0.9's flags)
+# One run, four proxies measured one after the other under the same load (the three tollgate
+# runs are the same binary and config, started with different environments):
+#   tollgate, lean path       tollgate --shards 1 with GLOMMIO_STOCK_RINGS and TOLLGATE_SOCKET_PATH
+#                             removed (env -u): patched rings, multishot receive into the shard's
+#                             provided-buffer ring, sends as SQEs, no recv/send syscalls
+#   tollgate, poll path       TOLLGATE_SOCKET_PATH=poll, GLOMMIO_STOCK_RINGS removed: patched
+#                             rings, readiness polling (recv/send syscalls, one-shot POLL_ADD)
+#   tollgate, stock glommio   GLOMMIO_STOCK_RINGS=1 TOLLGATE_SOCKET_PATH=poll (glommio 0.9's ring
+#                             flags and the poll path: glommio as published)
 #   nginx                     reverse proxy, 1 worker, upstream keepalive 256, HTTP/1.1 upstream
+# lean vs poll is the lean socket path's effect; poll vs stock the ring patch's.
 # Proxy pinned to CPU 0; origin (nginx, `return 200 ""`, 1 worker) and load generator (wrk -t1
 # -c64, or tollgate-load if wrk is missing) pinned to CPU 1. Everything on 127.0.0.1.
 #
@@ -18,8 +25,8 @@
 #
 # Usage: bench/profile.sh [OUT.md]          (default bench/PROFILE.md; markdown also on stdout)
 # Env:   PROFILE_SECONDS=5 (per phase)  CALLGRIND_N=5000 (0 = skip)  LOADGEN=wrk|tollgate-load
-#        PROFILE_KEEP_TMP=1 (keep the temp dir: configs, logs, perf.data)  PROFILE_LIMIT_S=178
-# Bounded (< 3 min once the release binaries exist), re-runnable, and it stops every process
+#        PROFILE_KEEP_TMP=1 (keep the temp dir: configs, logs, perf.data)  PROFILE_LIMIT_S=238
+# Bounded (< 4 min once the release binaries exist), re-runnable, and it stops every process
 # it started (trap on EXIT/INT/TERM), removing its temp dir.
 set -euo pipefail
 
@@ -34,7 +41,7 @@ case "$OUT" in /*) ;; *) if [ -n "${1:-}" ]; then OUT="$ORIG_PWD/$OUT"; else OUT
 DUR="${PROFILE_SECONDS:-5}"
 CG_N="${CALLGRIND_N:-5000}"
 CONNS=64
-LIMIT_S="${PROFILE_LIMIT_S:-178}" # hard bound on the run (after the build, if one was needed)
+LIMIT_S="${PROFILE_LIMIT_S:-238}" # hard bound on the run (after the build, if one was needed)
 PROXY_CPU=0
 CLIENT_CPU=1
 REQ_PATH=/p
@@ -450,14 +457,17 @@ for _ in $(seq 50); do
 done
 [ "$code" = 200 ] || { cat "$TMP/origin/error.log" >&2; die "origin nginx did not start"; }
 
-for variant in patched stock; do
+# The proxies in run (and report) order; the tollgate variants differ only in their environment.
+NAMES=(tollgate-lean tollgate-poll tollgate-stock nginx)
+for variant in lean poll stock; do
     name="tollgate-$variant"
     log "$name"
-    if [ "$variant" = stock ]; then
-        start_bg "$TMP/$name.log" taskset -c "$PROXY_CPU" env GLOMMIO_STOCK_RINGS=1 "$TOLLGATE" --config "$TMP/tollgate.toml" --shards 1
-    else
-        start_bg "$TMP/$name.log" taskset -c "$PROXY_CPU" env -u GLOMMIO_STOCK_RINGS "$TOLLGATE" --config "$TMP/tollgate.toml" --shards 1
-    fi
+    case "$variant" in
+        lean) variant_env=(-u GLOMMIO_STOCK_RINGS -u TOLLGATE_SOCKET_PATH) ;;
+        poll) variant_env=(-u GLOMMIO_STOCK_RINGS TOLLGATE_SOCKET_PATH=poll) ;;
+        stock) variant_env=(GLOMMIO_STOCK_RINGS=1 TOLLGATE_SOCKET_PATH=poll) ;;
+    esac
+    start_bg "$TMP/$name.log" taskset -c "$PROXY_CPU" env "${variant_env[@]}" "$TOLLGATE" --config "$TMP/tollgate.toml" --shards 1
     pid=$BG_PID
     wait_200 "$PROXY_PORT" "$pid" "$TMP/$name.log"
     measure "$name" "$pid"
@@ -477,7 +487,7 @@ stop_bg "$nginx_pid"
 stop_bg "$ORIGIN_PID"
 
 log "perf report"
-for n in tollgate-patched tollgate-stock nginx; do analyse "$n"; done
+for n in "${NAMES[@]}"; do analyse "$n"; done
 
 # callgrind: the pipeline's user-space instructions per request. callgrind.sh builds the
 # pipeline binary first; if that build fails or takes too long (the tree is being edited), the
@@ -518,8 +528,9 @@ fi
 # ---------------------------------------------------------------------------------------------
 label() {
     case "$1" in
-        tollgate-patched) echo "tollgate, patched rings" ;;
-        tollgate-stock) echo "tollgate, stock rings" ;;
+        tollgate-lean) echo "tollgate, lean path" ;;
+        tollgate-poll) echo "tollgate, poll path" ;;
+        tollgate-stock) echo "tollgate, stock glommio" ;;
         nginx) echo "nginx" ;;
     esac
 }
@@ -530,6 +541,9 @@ dso_pct() { awk -F'\t' -v k="$2" '($1 ~ /kernel/) == (k == "kernel") {t+=$2} END
 us_per_req() { # name: CPU µs per request from the clean phase
     awk -v u="$(field "$1" 5)" -v s="$(field "$1" 6)" -v n="$(field "$1" 2)" -v hz="$CLK_TCK" \
         'BEGIN{ if (n > 0) printf "%.2f", (u + s) * 1e6 / hz / n; else printf "n/a" }'
+}
+kern_pct() { # name: kernel share (stime) of the proxy's CPU time in the clean phase, in %
+    awk -v u="$(field "$1" 5)" -v s="$(field "$1" 6)" 'BEGIN{t=u+s; printf "%.0f", t ? 100*s/t : 0}'
 }
 
 kshare() { # name category: % of CPU samples in that category
@@ -542,15 +556,26 @@ busy() { # name: "proxy all" CPU share of the proxy CPU in the clean phase, in %
 top_syscalls() { # name: the syscalls with >= 0.1 per request, "2.00 sendto, 2.00 recvfrom, ..."
     awk -F'\t' '$2 >= 0.1 && $1 != "(other)" {printf "%s%.2f `%s`", (n++ ? ", " : ""), $2, $1}' "$TMP/$1/syscalls.tsv"
 }
+sock_io_per_req() { # name: recv/send-family syscalls per request (the poll path's per-operation I/O)
+    awk -F'\t' '$1 ~ /^(recvfrom|sendto|recvmsg|sendmsg|recvmmsg|sendmmsg)$/ {t+=$2}
+        END{printf "%.2f", t}' "$TMP/$1/syscalls.tsv"
+}
+table_head() { # first-column title: the header row and separator of a table with a column per proxy
+    local n
+    printf '| %s |' "$1"
+    for n in "${NAMES[@]}"; do printf ' %s |' "$(label "$n")"; done
+    printf '\n|---|'
+    for n in "${NAMES[@]}"; do printf '%s' '---:|'; done
+    printf '\n'
+}
 
-NAMES=(tollgate-patched tollgate-stock nginx)
 RUN_S=$(($(date +%s) - START_EPOCH))
 {
     echo "## Where the time goes (one shard, plain proxy)"
     echo
     echo "*Generated by \`bench/profile.sh\` in $RUN_S s on $(date -u '+%Y-%m-%d %H:%M UTC'): tollgate at $TOLLGATE_COMMIT${TOLLGATE_DIRTY:+ with uncommitted changes in proxy/, core/ or vendor/}, binary built $TOLLGATE_BUILT; kernel $(uname -r), $(nproc) CPUs, load average at start $LOADAVG. A shared, noisy machine: read req/s and µs as indicative; counts per request (syscalls, instructions) and sample shares are stable.*"
     echo
-    echo "**Method.** One proxy at a time on CPU $PROXY_CPU (\`taskset\`): tollgate \`--shards 1\` with one route \`ANY /{proxy+}\` (HTTP API, \`\$default\` stage, upstream pool 256), run twice from the same binary: normally (*patched rings*: the vendored glommio's \`COOP_TASKRUN | TASKRUN_FLAG | SINGLE_ISSUER\`) and with \`GLOMMIO_STOCK_RINGS=1\` (*stock rings*: glommio 0.9's flags 0, vendor/glommio/PATCHES.md); then nginx as reverse proxy (1 worker, \`keepalive 256\`, \`proxy_http_version 1.1\`, and, as in bench/, X-Forwarded-* headers and a request-id response header). Origin: nginx \`return 200 \"\"\` (1 worker, no access log) on CPU $CLIENT_CPU; load: \`$LOADGEN\` 1 thread, $CONNS connections, \`GET $REQ_PATH\`, also on CPU $CLIENT_CPU; everything on 127.0.0.1. Per proxy, after 1 s of warm-up, three ${DUR}-s load phases. (1) Clean: requests served, and proxy CPU time = utime+stime deltas from \`/proc/PID/stat\` (nginx: master+worker) ÷ requests, with the utime/stime split. (2) Syscalls: \`perf stat -e raw_syscalls:sys_enter,syscalls:sys_enter_<name>,… -p PID\` wrapped around exactly the load generator's run — in-kernel tracepoint counting, the cheapest of the options (strace stops the target at every syscall, \`perf trace\` processes every event in user space); ~50 named syscalls plus the total, the remainder shown as *(other)*; ÷ that phase's requests. (3) \`perf record -e cpu-clock -g -p PID\` (4 kHz): user/kernel split by DSO, top symbols by self time, and every sample classified by the path it ran on (user space; the syscall it was entered through, i.e. the first kernel frame below \`do_syscall_64\`; task work on the return to user space; interrupts). Phases 2 and 3 carry perf's overhead and feed only counts and shares. User-space instructions per request of tollgate's in-process pipeline: ${CG_NOTE:-not measured (valgrind or the pipeline binary missing)}."
+    echo "**Method.** One proxy at a time on CPU $PROXY_CPU (\`taskset\`): tollgate \`--shards 1\` with one route \`ANY /{proxy+}\` (HTTP API, \`\$default\` stage, upstream pool 256), run three times from the same binary and config: *lean path*, started with \`GLOMMIO_STOCK_RINGS\` and \`TOLLGATE_SOCKET_PATH\` removed from its environment (as built: the vendored glommio's rings, \`COOP_TASKRUN | TASKRUN_FLAG | SINGLE_ISSUER\`, and the lean socket path: multishot receive into the shard's io_uring provided-buffer ring and sends queued as SQEs, flushed with the reactor's \`io_uring_enter\`, no recv/send syscalls); *poll path*, started with \`TOLLGATE_SOCKET_PATH=poll\` and \`GLOMMIO_STOCK_RINGS\` removed (the same patched rings with glommio's readiness-polling \`TcpStream\`: a recv/send syscall per operation and a one-shot \`POLL_ADD\` to wait, i.e. tollgate before the lean path); and *stock glommio*, started with \`GLOMMIO_STOCK_RINGS=1 TOLLGATE_SOCKET_PATH=poll\` (rings set up as glommio 0.9 does, flags 0, vendor/glommio/PATCHES.md, and the poll path: glommio as published). Lean against poll is the effect of the lean socket path, poll against stock that of the ring patch. Then nginx as reverse proxy (1 worker, \`keepalive 256\`, \`proxy_http_version 1.1\`, and, as in bench/, X-Forwarded-* headers and a request-id response header). Origin: nginx \`return 200 \"\"\` (1 worker, no access log) on CPU $CLIENT_CPU; load: \`$LOADGEN\` 1 thread, $CONNS connections, \`GET $REQ_PATH\`, also on CPU $CLIENT_CPU; everything on 127.0.0.1. Per proxy, after 1 s of warm-up, three ${DUR}-s load phases. (1) Clean: requests served, and proxy CPU time = utime+stime deltas from \`/proc/PID/stat\` (nginx: master+worker) ÷ requests, with the utime/stime split. (2) Syscalls: \`perf stat -e raw_syscalls:sys_enter,syscalls:sys_enter_<name>,… -p PID\` wrapped around exactly the load generator's run — in-kernel tracepoint counting, the cheapest of the options (strace stops the target at every syscall, \`perf trace\` processes every event in user space); ~50 named syscalls plus the total, the remainder shown as *(other)*; ÷ that phase's requests. (3) \`perf record -e cpu-clock -g -p PID\` (4 kHz): user/kernel split by DSO, top symbols by self time, and every sample classified by the path it ran on (user space; the syscall it was entered through, i.e. the first kernel frame below \`do_syscall_64\`; task work on the return to user space; interrupts). Phases 2 and 3 carry perf's overhead and feed only counts and shares. User-space instructions per request of tollgate's in-process pipeline: ${CG_NOTE:-not measured (valgrind or the pipeline binary missing)}."
     echo
     echo "| | requests in ${DUR} s (req/s) | CPU µs / request | user / kernel (/proc) | user / kernel (perf samples) | CPU $PROXY_CPU busy: proxy / all | CPU $CLIENT_CPU busy | syscalls / request | io_uring_enter / request |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -578,6 +603,11 @@ RUN_S=$(($(date +%s) - START_EPOCH))
             echo
         fi
     done
+    sl=$(sock_io_per_req tollgate-lean)
+    if awk -v x="$sl" 'BEGIN{exit !(x >= 0.5)}'; then
+        echo "⚠ $(label tollgate-lean) made $sl recv/send-family syscalls per request: some of its I/O did not take the lean path (a kernel without its pieces, < 6.0, falls back to the poll path; a provided-buffer ring that runs dry falls back to recv(2)), so lean against poll understates the lean path's effect."
+        echo
+    fi
     if [ -n "$CG_PER_REQ" ]; then
         echo "callgrind: **$CG_PER_REQ user-space instructions per request** in tollgate's in-process pipeline (head parse, resolve among 1,000 routes, backend head, response head parse, request id, client head; no I/O, no runtime) — more routing work than the one route here needs."
         echo
@@ -585,24 +615,26 @@ RUN_S=$(($(date +%s) - START_EPOCH))
 
     echo "**Syscalls per request, by name** (perf stat phase; ≥ 0.01 per request in some column):"
     echo
-    echo "| syscall | $(label tollgate-patched) | $(label tollgate-stock) | nginx |"
-    echo "|---|---:|---:|---:|"
-    cat "$TMP"/{tollgate-patched,tollgate-stock,nginx}/syscalls.tsv | awk -F'\t' '$2 >= 0.01 {print $1}' | sort -u |
+    table_head syscall
+    for n in "${NAMES[@]}"; do cat "$TMP/$n/syscalls.tsv"; done | awk -F'\t' '$2 >= 0.01 {print $1}' | sort -u |
         while read -r sc; do
-            printf '%s\t%s\t%s\t%s\n' "$sc" "$(sys_per_req tollgate-patched "$sc")" "$(sys_per_req tollgate-stock "$sc")" "$(sys_per_req nginx "$sc")"
-        done | sort -t$'\t' -k2,2gr -k4,4gr | awk -F'\t' '{ n = ($1 ~ /^\(/) ? $1 : "`" $1 "`"; printf "| %s | %s | %s | %s |\n", n, $2, $3, $4 }'
+            printf '%s' "$sc"
+            for n in "${NAMES[@]}"; do printf '\t%s' "$(sys_per_req "$n" "$sc")"; done
+            echo
+        done | sort -t$'\t' -k2,2gr -k3,3gr -k4,4gr -k5,5gr |
+        awk -F'\t' '{ printf "| %s |", ($1 ~ /^\(/) ? $1 : "`" $1 "`"; for (i = 2; i <= NF; i++) printf " %s |", $i; print "" }'
     echo
 
     echo "**Where the CPU samples are** (perf cpu-clock, % of the proxy's samples; kernel samples by the path they ran on; rows ≥ 1 % somewhere):"
     echo
-    echo "| ran in | $(label tollgate-patched) | $(label tollgate-stock) | nginx |"
-    echo "|---|---:|---:|---:|"
-    cat "$TMP"/{tollgate-patched,tollgate-stock,nginx}/kernel_by_syscall.tsv | awk -F'\t' '$2 >= 1 {print $1}' | sort -u |
+    table_head "ran in"
+    for n in "${NAMES[@]}"; do cat "$TMP/$n/kernel_by_syscall.tsv"; done | awk -F'\t' '$2 >= 1 {print $1}' | sort -u |
         while read -r cat_; do
             printf '%s' "$cat_"
             for n in "${NAMES[@]}"; do printf '\t%s' "$(kshare "$n" "$cat_")"; done
             echo
-        done | sort -t$'\t' -k2,2gr -k4,4gr | awk -F'\t' '{printf "| %s | %s %% | %s %% | %s %% |\n", $1, $2, $3, $4}'
+        done | sort -t$'\t' -k2,2gr -k3,3gr -k4,4gr -k5,5gr |
+        awk -F'\t' '{ printf "| %s |", $1; for (i = 2; i <= NF; i++) printf " %s %% |", $i; print "" }'
     echo
 
     for n in "${NAMES[@]}"; do
@@ -614,33 +646,51 @@ RUN_S=$(($(date +%s) - START_EPOCH))
         echo
     done
 
-    # Plain sentences from the numbers.
-    up=$(us_per_req tollgate-patched)
+    # Plain sentences from the numbers: the lean path's cost, then lean vs poll (the lean socket
+    # path's effect), poll vs stock (the ring patch's effect), and lean vs nginx.
+    ul=$(us_per_req tollgate-lean)
+    upo=$(us_per_req tollgate-poll)
     us=$(us_per_req tollgate-stock)
     un=$(us_per_req nginx)
-    kp=$(awk -v u="$(field tollgate-patched 5)" -v s="$(field tollgate-patched 6)" 'BEGIN{t=u+s; printf "%.0f", t ? 100*s/t : 0}')
-    # the three largest kernel buckets of tollgate (patched): "`sendto` (50.1 % of the samples; ...), ..."
-    kbuckets=$(sort -t$'\t' -k2,2gr "$TMP/tollgate-patched/kernel_by_syscall.tsv" | awk -F'\t' '
+    kl=$(kern_pct tollgate-lean)
+    kpo=$(kern_pct tollgate-poll)
+    irq='interrupts (incl. IPIs) while in user space'
+    # the three largest kernel buckets of tollgate (lean): "`io_uring_enter` (50.1 % of the samples; ...), ..."
+    kbuckets=$(sort -t$'\t' -k2,2gr "$TMP/tollgate-lean/kernel_by_syscall.tsv" | awk -F'\t' '
         $1 != "user space" && n < 3 {
             c = $1; sub(/^syscall /, "", c)
             note = ""
             if (n == 0) {
                 note = " of the samples"
-                if (c ~ /sendto|writev|sendmsg/)
+                if (c ~ /io_uring_enter/)
+                    note = note "; the lean path'"'"'s sends are SQEs issued in this call, and on loopback a send also runs the receiving socket'"'"'s TCP input in the sender'"'"'s softirq, so this includes delivering to the origin and the client and waking them"
+                else if (c ~ /sendto|writev|sendmsg/)
                     note = note "; on loopback a send also runs the receiving socket'"'"'s TCP input in the sender'"'"'s softirq, so this includes delivering to the origin and the client and waking them"
             }
             printf "%s%s (%s %%%s)", (n == 0 ? "" : (n == 2 ? " and " : ", ")), c, $2, note
             n++
         }')
-    echo "**What dominates.** tollgate with patched rings spends $up µs of CPU per proxied request, $kp % of it in the kernel (/proc stime); the largest buckets are $kbuckets, against $(kshare tollgate-patched 'user space') % in user space (gateway, glommio, libc), where callgrind counts ${CG_PER_REQ:-?} instructions per request for the pipeline itself. $(
-        awk -v p="$up" -v s="$us" -v tp="$(sys_total tollgate-patched)" -v ts="$(sys_total tollgate-stock)" \
-            -v ip="$(sys_per_req tollgate-patched io_uring_enter)" -v is="$(sys_per_req tollgate-stock io_uring_enter)" \
-            -v qp="$(kshare tollgate-patched 'interrupts (incl. IPIs) while in user space')" -v qs="$(kshare tollgate-stock 'interrupts (incl. IPIs) while in user space')" 'BEGIN{
-            d = (s - p) / p * 100
-            printf "Stock rings cost %s µs per request (%+.0f %% against patched) with %s syscalls per request (%s `io_uring_enter`) against %s (%s)", s, d, ts, is, tp, ip
+    tl_top=$(top_syscalls tollgate-lean)
+    echo "**What dominates.** tollgate on the lean path spends $ul µs of CPU per proxied request, $kl % of it in the kernel (/proc stime); the largest buckets are ${kbuckets:-none}, against $(kshare tollgate-lean 'user space') % in user space (gateway, glommio, libc), where callgrind counts ${CG_PER_REQ:-?} instructions per request for the pipeline itself. $(
+        awk -v l="$ul" -v p="$upo" -v tl="$(sys_total tollgate-lean)" -v tp="$(sys_total tollgate-poll)" \
+            -v il="$(sys_per_req tollgate-lean io_uring_enter)" -v ip="$(sys_per_req tollgate-poll io_uring_enter)" \
+            -v sl="$(sock_io_per_req tollgate-lean)" -v sp="$(sock_io_per_req tollgate-poll)" \
+            -v kl="$kl" -v kp="$kpo" 'BEGIN{
+            printf "The lean path'"'"'s effect, against the poll path on the same patched rings: "
+            if (l + 0 > 0 && p + 0 > 0) printf "%s µs per request against %s, %.2f× the poll path'"'"'s CPU time (%+.0f %%)", l, p, l / p, (l - p) / p * 100
+            else printf "%s µs per request against %s", l, p
+            printf ", with %s syscalls per request (%s `io_uring_enter`, %s recv/send-family) against %s (%s `io_uring_enter`, %s recv/send-family); kernel share (/proc) %s %% against %s %%.", tl, il, sl, tp, ip, sp, kl, kp
+        }') $(
+        awk -v p="$upo" -v s="$us" -v l="$ul" -v tp="$(sys_total tollgate-poll)" -v ts="$(sys_total tollgate-stock)" \
+            -v ip="$(sys_per_req tollgate-poll io_uring_enter)" -v is="$(sys_per_req tollgate-stock io_uring_enter)" \
+            -v qp="$(kshare tollgate-poll "$irq")" -v qs="$(kshare tollgate-stock "$irq")" 'BEGIN{
+            printf "The ring patch'"'"'s effect, both on the poll path: stock glommio costs %s µs per request", s
+            if (p + 0 > 0 && s + 0 > 0) printf " (%+.0f %% against patched rings)", (s - p) / p * 100
+            printf " with %s syscalls per request (%s `io_uring_enter`) against %s (%s)", ts, is, tp, ip
             if (qs > qp + 1) printf "; the one bucket that shows up only with stock rings is interrupts arriving while in user space, %s %% of the samples against %s %% (as PATCHES.md describes: with stock rings io_uring task work is signalled by an IPI instead of run at the next kernel entry).", qs, qp
             else printf "; interrupts in user space: %s %% of stock-ring samples against %s %%.", qs, qp
-        }') nginx needs $un µs per request with $(sys_total nginx) syscalls ($(top_syscalls nginx)) against tollgate's $(top_syscalls tollgate-patched); $(awk -v p="$up" -v n="$un" 'BEGIN{ if (p > n) printf "tollgate (patched) uses %.2f× nginx'"'"'s CPU time per request.", p / n; else printf "tollgate (patched) uses %.0f %% less CPU time per request than nginx.", 100 * (n - p) / n }')"
+            if (l + 0 > 0 && s + 0 > 0) printf " Both changes together: the lean path uses %.2f× stock glommio'"'"'s CPU time per request.", l / s
+        }') nginx needs $un µs per request with $(sys_total nginx) syscalls ($(top_syscalls nginx)) against the lean path's ${tl_top:-none at 0.1 or more per request}; $(awk -v l="$ul" -v n="$un" 'BEGIN{ if (!(l + 0 > 0 && n + 0 > 0)) printf "no CPU-time ratio (no requests measured)."; else if (l > n) printf "tollgate (lean path) uses %.2f× nginx'"'"'s CPU time per request.", l / n; else printf "tollgate (lean path) uses %.0f %% less CPU time per request than nginx.", 100 * (n - l) / n }')"
     echo
 } >"$TMP/report.md"
 
