@@ -41,7 +41,16 @@ enum Command {
     },
 }
 
+/// Allocations of this size or more get their own mapping, returned to the system when freed.
+/// Large buffers are rare on the request path (read buffers are pooled, sends go straight to
+/// the socket); the ones that do appear come from bursts (send queues of slow clients) and,
+/// left to glibc's adaptive threshold, end up on the heap where fragmentation keeps them
+/// resident after the burst: memory would ratchet up instead of coming back.
+const MMAP_THRESHOLD: libc::c_int = 64 * 1024;
+
 fn main() -> ExitCode {
+    // SAFETY: mallopt only tunes the allocator; called before any thread starts.
+    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) };
     logging::init();
     let cli = Cli::parse();
     if let Some(Command::Validate { files }) = cli.command {

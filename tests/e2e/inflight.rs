@@ -105,7 +105,7 @@ fn aborted_connections_release_descriptors_and_buffers() {
     assert!(base > 0, "cannot read /proc/{pid}/fd");
 
     let mut rss = Vec::new();
-    for round in 0..3 {
+    for round in 0..5 {
         abort_round(gw.addr, 20);
         let left = wait_fds(pid, base, Duration::from_secs(10));
         assert!(
@@ -115,11 +115,14 @@ fn aborted_connections_release_descriptors_and_buffers() {
         rss.push(rss_kib(pid));
     }
     // Every round aborts 100 connections that held read buffers (16 KiB each) and write
-    // scratch; leaked, they would add over 1.5 MiB per round.
-    let growth = rss[2].saturating_sub(rss[0]);
+    // scratch; leaked, they would add over 1.5 MiB per round, 3 MiB over two rounds. The
+    // first rounds may still grow the shard's pool of free buffers (it keeps up to 256, as
+    // many as were once in use at the same time, which depends on timing), so the check
+    // compares rounds 3 and 5.
+    let growth = rss[4].saturating_sub(rss[2]);
     assert!(
         growth < 1024,
-        "RSS grew {growth} KiB from round 1 to round 3 of aborts (KiB per round: {rss:?})"
+        "RSS grew {growth} KiB from round 3 to round 5 of aborts (KiB per round: {rss:?})"
     );
 
     // Still serving, on a fresh connection and with the backend pool intact.

@@ -165,13 +165,19 @@ impl IoUring {
     }
 
     /// tollgate patch: true when the kernel holds task work for this ring that has not run
-    /// yet (`IORING_SQ_TASKRUN`, only ever set on rings set up with `TASKRUN_FLAG`).
+    /// yet (`IORING_SQ_TASKRUN`, only ever set on rings set up with `TASKRUN_FLAG`), or
+    /// completions that did not fit the CQ ring (PATCHES.md #4).
     pub fn taskrun_pending(&self) -> bool {
         // SAFETY: `kflags` points into the SQ ring mapping, alive as long as `self`; the
         // kernel updates it concurrently, hence the atomic load.
         unsafe {
             let flags = &*(self.ring.sq.kflags as *const std::sync::atomic::AtomicU32);
-            flags.load(std::sync::atomic::Ordering::Acquire) & uring_sys::IORING_SQ_TASKRUN != 0
+            // Also true while completions wait in the kernel's overflow list
+            // (`IORING_SQ_CQ_OVERFLOW`): a multishot receive can post more CQEs than the CQ
+            // ring holds, and only `io_uring_enter(GETEVENTS)` moves them into it.
+            flags.load(std::sync::atomic::Ordering::Acquire)
+                & (uring_sys::IORING_SQ_TASKRUN | uring_sys::IORING_SQ_CQ_OVERFLOW)
+                != 0
         }
     }
 
