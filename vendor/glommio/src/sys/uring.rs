@@ -1190,18 +1190,21 @@ impl UringCommon for SleepableRing {
 
     /// tollgate patch: lean socket SQEs are written first, then glommio's own queue.
     fn consume_submission_queue(&mut self) -> io::Result<usize> {
-        let mut full = false;
-        if let Some(lean) = &self.lean {
-            full = !lean.borrow_mut().fill_sqes(&mut self.ring);
+        let mut submitted = 0;
+        if let Some(lean) = self.lean.clone() {
+            // More lean operations than the SQ holds (hundreds of busy sockets): submit a
+            // full SQ and go on, so glommio's own queue is never starved.
+            while !lean.borrow_mut().fill_sqes(&mut self.ring) {
+                let n = self.submit_sqes()?;
+                submitted += n;
+                if n == 0 {
+                    break;
+                }
+            }
         }
         let q = self.submission_queue();
         let mut queue = q.borrow_mut();
-        if full {
-            // The SQ is full: submit it now; the rest goes at the next flush.
-            drop(queue);
-            return self.submit_sqes();
-        }
-        self.consume_sqe_queue(&mut queue.submissions, true)
+        Ok(submitted + self.consume_sqe_queue(&mut queue.submissions, true)?)
     }
 
     fn waiting_kernel_submission(&self) -> usize {
