@@ -424,6 +424,112 @@ mod tests {
             })
     }
 
+    /// Backpressure both ways: peers that send 2 MB each while the server does not read, and
+    /// that do not read while the server sends them 16 MB each (more than loopback socket
+    /// buffers hold). Returns the stats seen while both were blocked; every byte then has to
+    /// arrive intact.
+    fn backpressure(conns: usize) -> glommio::net::LeanStats {
+        const SEND: usize = 2 << 20;
+        const DOWN: usize = 16 << 20;
+        LocalExecutorBuilder::default()
+            .make()
+            .expect("executor (ulimit -l?)")
+            .run(async move {
+                let l = Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+                let addr = l.inner.local_addr().unwrap();
+                let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+                let clients = std::thread::spawn(move || {
+                    let socks: Vec<_> = (0..conns)
+                        .map(|_| {
+                            let s = std::net::TcpStream::connect(addr).unwrap();
+                            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                            let mut w = s.try_clone().unwrap();
+                            let writer = std::thread::spawn(move || {
+                                let data: Vec<u8> = (0..SEND).map(|j| (j % 251) as u8).collect();
+                                w.write_all(&data).unwrap();
+                            });
+                            (s, writer)
+                        })
+                        .collect();
+                    // Read nothing until the server has looked at its memory.
+                    let _ = go_rx.recv_timeout(Duration::from_secs(20));
+                    for (mut s, writer) in socks {
+                        let mut sink = vec![0u8; 64 * 1024];
+                        let mut got = 0;
+                        while got < DOWN {
+                            let n = s.read(&mut sink).unwrap();
+                            assert!(n > 0, "early EOF");
+                            got += n;
+                        }
+                        writer.join().unwrap();
+                    }
+                });
+                let mut conns_v = Vec::new();
+                for _ in 0..conns {
+                    conns_v.push(l.accept().await.unwrap());
+                }
+                // Each server task sends 2 MB to a peer that is not reading yet.
+                let mut senders = Vec::new();
+                for c in conns_v.iter_mut() {
+                    let c: *mut Conn = c;
+                    senders.push(glommio::spawn_local(async move {
+                        // SAFETY: every task is awaited below, before `conns_v` is used again.
+                        let c = unsafe { &mut *c };
+                        let chunk = vec![7u8; 64 * 1024];
+                        for _ in 0..DOWN / chunk.len() {
+                            c.write_all(&chunk, Duration::from_secs(20)).await.unwrap();
+                        }
+                        c.shutdown_write().await.unwrap();
+                    }));
+                }
+                glommio::timer::sleep(Duration::from_millis(300)).await;
+                let blocked = lean_stats().expect("lean path");
+                go_tx.send(()).unwrap();
+                for t in senders {
+                    t.await;
+                }
+                // Now read what the peers sent: all of it, in order.
+                for c in conns_v.iter_mut() {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    let mut got = 0usize;
+                    while got < SEND {
+                        let n = c
+                            .read(&mut buf, Instant::now() + Duration::from_secs(20))
+                            .await
+                            .unwrap();
+                        assert!(n > 0, "early EOF at {got}");
+                        assert!(
+                            buf[..n]
+                                .iter()
+                                .enumerate()
+                                .all(|(i, b)| *b == ((got + i) % 251) as u8),
+                            "bytes damaged at {got}"
+                        );
+                        got += n;
+                    }
+                }
+                drop(conns_v);
+                clients.join().unwrap();
+                blocked
+            })
+    }
+
+    #[test]
+    fn slow_peers_meet_bounded_memory() {
+        let conns = 4;
+        let st = backpressure(conns);
+        // Sends: each connection queues at most the limit (256 KiB) plus one write.
+        assert!(st.send_queued_bytes <= conns * (256 + 64) * 1024, "{st:?}");
+        assert!(
+            st.send_queued_bytes > 0,
+            "the peers' windows filled: {st:?}"
+        );
+        // Receives: a connection that is not read holds a handful of ring buffers (its
+        // receive is paused after 8), not its peer's 2 MB.
+        let held = st.buffers - st.buffers_free;
+        assert!(held <= conns * 12, "{held} ring buffers held: {st:?}");
+    }
+
     #[test]
     fn lean_path_delivers_bytes_and_gives_every_buffer_back() {
         // Default ring: many connections, bytes intact, ring full again afterwards.

@@ -8,8 +8,11 @@
 //!   the kernel picks a buffer from the ring for each chunk it delivers, and the CQE names it.
 //!   The chunk sits in the socket's queue until its owner copies it out, then the buffer goes
 //!   back to the ring. An idle socket holds no buffer. A socket whose owner does not read
-//!   stops receiving after `RX_PAUSE` chunks (its multishot receive is cancelled; TCP flow
-//!   control takes over) and is re-armed when drained. When the ring runs dry the kernel
+//!   stops receiving after `RX_PAUSE` buffers' worth and is re-armed when drained; TCP flow
+//!   control holds the sender back meanwhile. On Linux >= 6.16 each receive carries that
+//!   total as its limit (`IORING_RECV_MSHOT_LIM`), so the kernel itself stops it; on older
+//!   kernels it is cancelled after `RX_PAUSE` chunks, which lands late (one kernel pass can
+//!   take dozens of buffers), so a fast sender can hold much of the ring for a while. When the ring runs dry the kernel
 //!   ends the receive with `ENOBUFS`; the owner then reads with one plain `recv(2)` into its
 //!   own buffer and re-arms when the socket is empty.
 //! - **Send**: bytes written are copied into the slot's own buffer and sent with one
@@ -93,6 +96,8 @@ pub struct LeanStats {
     pub closing: usize,
     /// Times a receive ran out of ring buffers and fell back to `recv(2)`.
     pub starved: u64,
+    /// Bytes written by owners and not yet taken by the kernel, all sockets together.
+    pub send_queued_bytes: usize,
 }
 
 #[derive(Clone, Copy)]
@@ -159,6 +164,10 @@ pub(crate) struct LeanState {
     open: usize,
     closing: usize,
     starved: u64,
+    /// The kernel takes a total-bytes limit on multishot receives (`IORING_RECV_MSHOT_LIM`,
+    /// Linux 6.16): each receive ends after `RX_PAUSE` buffers' worth, so one connection
+    /// cannot drain the ring. Cleared at the first `EINVAL` (older kernels).
+    mshot_limit: bool,
 }
 
 #[repr(C)]
@@ -264,6 +273,7 @@ impl LeanState {
             open: 0,
             closing: 0,
             starved: 0,
+            mshot_limit: true,
         };
         for bid in 0..count {
             st.put_buf(bid as u16);
@@ -306,6 +316,7 @@ impl LeanState {
             open: self.open,
             closing: self.closing,
             starved: self.starved,
+            send_queued_bytes: self.slots.iter().map(Slot::tx_pending).sum(),
         }
     }
 
@@ -634,6 +645,10 @@ impl LeanState {
                         raw.flags = IOSQE_BUFFER_SELECT;
                         raw.ioprio = IORING_RECV_MULTISHOT;
                         raw.buf_index.buf_index.index_or_group = BGID;
+                        if self.mshot_limit {
+                            // `optlen`: total bytes this multishot receive may take.
+                            raw.buf_index.buf_index.splice_fd_in = (RX_PAUSE * self.buf_size) as i32;
+                        }
                         raw.user_data = tag(K_RECV);
                     }
                     Op::Send => {
@@ -686,6 +701,10 @@ impl LeanState {
                     s.eof = true;
                 } else if res < 0 {
                     match -res {
+                        libc::EINVAL if self.mshot_limit && s.rx.is_empty() => {
+                            // This kernel has no receive limit: go on without it.
+                            self.mshot_limit = false;
+                        }
                         libc::ENOBUFS => {
                             s.starved = true;
                             self.starved += 1;
