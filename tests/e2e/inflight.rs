@@ -110,7 +110,10 @@ fn aborted_connections_release_descriptors_and_buffers() {
     // under: from then on, RSS can only grow if something leaks.
     abort_round(gw.addr, 60);
     let left = wait_fds(pid, base, Duration::from_secs(10));
-    assert!(left <= base, "warm-up: {left} descriptors open, {base} before");
+    assert!(
+        left <= base,
+        "warm-up: {left} descriptors open, {base} before"
+    );
 
     let mut rss = Vec::new();
     for round in 0..5 {
