@@ -285,6 +285,25 @@ mod tests {
         std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
     }
 
+    /// Runs `body` on a fresh executor (SQ of `ring_depth` entries) with a listener on a free
+    /// loopback port.
+    fn on_executor<T, F, Fut>(ring_depth: usize, body: F) -> T
+    where
+        F: FnOnce(Listener, SocketAddr) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T>,
+        T: Send + 'static,
+    {
+        LocalExecutorBuilder::default()
+            .ring_depth(ring_depth)
+            .make()
+            .expect("executor (ulimit -l?)")
+            .run(async move {
+                let l = Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+                let addr = l.inner.local_addr().unwrap();
+                body(l, addr).await
+            })
+    }
+
     /// Waits (bounded) until this executor's lean path has no socket open or closing and
     /// every buffer back in the ring.
     async fn settled() -> glommio::net::LeanStats {
@@ -304,124 +323,113 @@ mod tests {
     /// everything, checks the bytes, answers. `ring_depth`: glommio's SQ size (its CQ ring is
     /// twice that), small to make multishot completions overflow the CQ ring.
     fn echo_counts(conns: usize, per_conn: usize, ring_depth: usize) -> glommio::net::LeanStats {
-        LocalExecutorBuilder::default()
-            .ring_depth(ring_depth)
-            .make()
-            .expect("executor (ulimit -l?)")
-            .run(async move {
-                let l = Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-                let addr = l.inner.local_addr().unwrap();
-                let clients = std::thread::spawn(move || {
-                    let hs: Vec<_> = (0..conns)
-                        .map(|i| {
-                            std::thread::spawn(move || {
-                                let mut s = std::net::TcpStream::connect(addr).unwrap();
-                                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-                                let data: Vec<u8> =
-                                    (0..per_conn).map(|j| (i * 7 + j * 13) as u8).collect();
-                                s.write_all(&data).unwrap();
-                                let mut got = [0u8; 8];
-                                s.read_exact(&mut got).unwrap();
-                                u64::from_le_bytes(got)
-                            })
+        on_executor(ring_depth, move |l, addr| async move {
+            let clients = std::thread::spawn(move || {
+                let hs: Vec<_> = (0..conns)
+                    .map(|i| {
+                        std::thread::spawn(move || {
+                            let mut s = std::net::TcpStream::connect(addr).unwrap();
+                            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                            let data: Vec<u8> =
+                                (0..per_conn).map(|j| (i * 7 + j * 13) as u8).collect();
+                            s.write_all(&data).unwrap();
+                            let mut got = [0u8; 8];
+                            s.read_exact(&mut got).unwrap();
+                            u64::from_le_bytes(got)
                         })
-                        .collect();
-                    hs.into_iter()
-                        .map(|h| h.join().unwrap())
-                        .collect::<Vec<_>>()
-                });
-                let mut tasks = Vec::new();
-                for _ in 0..conns {
-                    let mut c = l.accept().await.unwrap();
-                    assert!(matches!(c.io, Io::Lean(_)), "lean path in use");
-                    tasks.push(glommio::spawn_local(async move {
-                        let mut buf = vec![0u8; 3000];
-                        let mut all = Vec::new();
-                        while all.len() < per_conn {
-                            let n = c
-                                .read(&mut buf, Instant::now() + Duration::from_secs(10))
-                                .await
-                                .unwrap();
-                            assert!(n > 0, "early EOF");
-                            all.extend_from_slice(&buf[..n]);
-                        }
-                        let first = all[0] as usize; // i * 7 mod 256
-                        let ok = all
-                            .iter()
-                            .enumerate()
-                            .all(|(j, b)| *b == (first + j * 13) as u8);
-                        assert!(ok, "bytes arrived out of order or damaged");
-                        c.write_all(&(all.len() as u64).to_le_bytes(), Duration::from_secs(5))
+                    })
+                    .collect();
+                hs.into_iter()
+                    .map(|h| h.join().unwrap())
+                    .collect::<Vec<_>>()
+            });
+            let mut tasks = Vec::new();
+            for _ in 0..conns {
+                let mut c = l.accept().await.unwrap();
+                assert!(matches!(c.io, Io::Lean(_)), "lean path in use");
+                tasks.push(glommio::spawn_local(async move {
+                    let mut buf = vec![0u8; 3000];
+                    let mut all = Vec::new();
+                    while all.len() < per_conn {
+                        let n = c
+                            .read(&mut buf, Instant::now() + Duration::from_secs(10))
                             .await
                             .unwrap();
-                        c.shutdown_write().await.unwrap();
-                    }));
-                }
-                for t in tasks {
-                    t.await;
-                }
-                let counts = clients.join().unwrap();
-                assert!(counts.iter().all(|n| *n == per_conn as u64), "{counts:?}");
-                settled().await
-            })
+                        assert!(n > 0, "early EOF");
+                        all.extend_from_slice(&buf[..n]);
+                    }
+                    let first = all[0] as usize; // i * 7 mod 256
+                    let ok = all
+                        .iter()
+                        .enumerate()
+                        .all(|(j, b)| *b == (first + j * 13) as u8);
+                    assert!(ok, "bytes arrived out of order or damaged");
+                    c.write_all(&(all.len() as u64).to_le_bytes(), Duration::from_secs(5))
+                        .await
+                        .unwrap();
+                    c.shutdown_write().await.unwrap();
+                }));
+            }
+            for t in tasks {
+                t.await;
+            }
+            let counts = clients.join().unwrap();
+            assert!(counts.iter().all(|n| *n == per_conn as u64), "{counts:?}");
+            settled().await
+        })
     }
 
     /// Connections dropped with a receive armed and a large send in flight (the peer does not
     /// read), and peers that vanish while the server waits to read.
     fn aborts(conns: usize) -> (glommio::net::LeanStats, usize, usize) {
-        LocalExecutorBuilder::default()
-            .make()
-            .expect("executor (ulimit -l?)")
-            .run(async move {
-                let l = Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-                let addr = l.inner.local_addr().unwrap();
-                let base = open_fds();
-                let (tx, rx) = std::sync::mpsc::channel::<()>();
-                let clients = std::thread::spawn(move || {
-                    let mut keep = Vec::new();
-                    for i in 0..conns {
-                        let mut s = std::net::TcpStream::connect(addr).unwrap();
-                        if i % 2 == 0 {
-                            s.write_all(&[b'x'; 40_000]).unwrap();
-                        }
-                        keep.push(s);
-                    }
-                    // Hold them (unread) until the server has dropped its half, then vanish.
-                    let _ = rx.recv_timeout(Duration::from_secs(10));
-                    drop(keep);
-                });
-                let mut tasks = Vec::new();
+        on_executor(128, move |l, addr| async move {
+            let base = open_fds();
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            let clients = std::thread::spawn(move || {
+                let mut keep = Vec::new();
                 for i in 0..conns {
-                    let mut c = l.accept().await.unwrap();
-                    tasks.push(glommio::spawn_local(async move {
-                        // 4 MB to a peer that never reads: sends stay in flight.
-                        let chunk = vec![b'y'; 64 * 1024];
-                        for _ in 0..64 {
-                            let r = c.write_all(&chunk, Duration::from_millis(200)).await;
-                            if r.is_err() {
-                                break;
-                            }
+                    let mut s = std::net::TcpStream::connect(addr).unwrap();
+                    if i % 2 == 0 {
+                        s.write_all(&[b'x'; 40_000]).unwrap();
+                    }
+                    keep.push(s);
+                }
+                // Hold them (unread) until the server has dropped its half, then vanish.
+                let _ = rx.recv_timeout(Duration::from_secs(10));
+                drop(keep);
+            });
+            let mut tasks = Vec::new();
+            for i in 0..conns {
+                let mut c = l.accept().await.unwrap();
+                tasks.push(glommio::spawn_local(async move {
+                    // 4 MB to a peer that never reads: sends stay in flight.
+                    let chunk = vec![b'y'; 64 * 1024];
+                    for _ in 0..64 {
+                        let r = c.write_all(&chunk, Duration::from_millis(200)).await;
+                        if r.is_err() {
+                            break;
                         }
-                        if i % 2 == 1 {
-                            // Wait to read from a peer that has sent nothing.
-                            let r = c.readable(Instant::now() + Duration::from_millis(50)).await;
-                            assert!(r.is_err(), "timed out as expected");
-                        }
-                        drop(c);
-                    }));
-                }
-                for t in tasks {
-                    t.await;
-                }
-                let _ = tx.send(());
-                clients.join().unwrap();
-                let st = settled().await;
-                let deadline = Instant::now() + Duration::from_secs(15);
-                while open_fds() > base && Instant::now() < deadline {
-                    glommio::timer::sleep(Duration::from_millis(20)).await;
-                }
-                (st, base, open_fds())
-            })
+                    }
+                    if i % 2 == 1 {
+                        // Wait to read from a peer that has sent nothing.
+                        let r = c.readable(Instant::now() + Duration::from_millis(50)).await;
+                        assert!(r.is_err(), "timed out as expected");
+                    }
+                    drop(c);
+                }));
+            }
+            for t in tasks {
+                t.await;
+            }
+            let _ = tx.send(());
+            clients.join().unwrap();
+            let st = settled().await;
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while open_fds() > base && Instant::now() < deadline {
+                glommio::timer::sleep(Duration::from_millis(20)).await;
+            }
+            (st, base, open_fds())
+        })
     }
 
     /// Backpressure both ways: peers that send 2 MB each while the server does not read, and
@@ -431,87 +439,82 @@ mod tests {
     fn backpressure(conns: usize) -> glommio::net::LeanStats {
         const SEND: usize = 2 << 20;
         const DOWN: usize = 16 << 20;
-        LocalExecutorBuilder::default()
-            .make()
-            .expect("executor (ulimit -l?)")
-            .run(async move {
-                let l = Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-                let addr = l.inner.local_addr().unwrap();
-                let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-                let clients = std::thread::spawn(move || {
-                    let socks: Vec<_> = (0..conns)
-                        .map(|_| {
-                            let s = std::net::TcpStream::connect(addr).unwrap();
-                            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-                            let mut w = s.try_clone().unwrap();
-                            let writer = std::thread::spawn(move || {
-                                let data: Vec<u8> = (0..SEND).map(|j| (j % 251) as u8).collect();
-                                w.write_all(&data).unwrap();
-                            });
-                            (s, writer)
-                        })
-                        .collect();
-                    // Read nothing until the server has looked at its memory.
-                    let _ = go_rx.recv_timeout(Duration::from_secs(20));
-                    for (mut s, writer) in socks {
-                        let mut sink = vec![0u8; 64 * 1024];
-                        let mut got = 0;
-                        while got < DOWN {
-                            let n = s.read(&mut sink).unwrap();
-                            assert!(n > 0, "early EOF");
-                            got += n;
-                        }
-                        writer.join().unwrap();
-                    }
-                });
-                let mut conns_v = Vec::new();
-                for _ in 0..conns {
-                    conns_v.push(l.accept().await.unwrap());
-                }
-                // Each server task sends 2 MB to a peer that is not reading yet.
-                let mut senders = Vec::new();
-                for c in conns_v.iter_mut() {
-                    let c: *mut Conn = c;
-                    senders.push(glommio::spawn_local(async move {
-                        // SAFETY: every task is awaited below, before `conns_v` is used again.
-                        let c = unsafe { &mut *c };
-                        let chunk = vec![7u8; 64 * 1024];
-                        for _ in 0..DOWN / chunk.len() {
-                            c.write_all(&chunk, Duration::from_secs(20)).await.unwrap();
-                        }
-                        c.shutdown_write().await.unwrap();
-                    }));
-                }
-                glommio::timer::sleep(Duration::from_millis(300)).await;
-                let blocked = lean_stats().expect("lean path");
-                go_tx.send(()).unwrap();
-                for t in senders {
-                    t.await;
-                }
-                // Now read what the peers sent: all of it, in order.
-                for c in conns_v.iter_mut() {
-                    let mut buf = vec![0u8; 16 * 1024];
-                    let mut got = 0usize;
-                    while got < SEND {
-                        let n = c
-                            .read(&mut buf, Instant::now() + Duration::from_secs(20))
-                            .await
-                            .unwrap();
-                        assert!(n > 0, "early EOF at {got}");
-                        assert!(
-                            buf[..n]
-                                .iter()
-                                .enumerate()
-                                .all(|(i, b)| *b == ((got + i) % 251) as u8),
-                            "bytes damaged at {got}"
-                        );
+        on_executor(128, move |l, addr| async move {
+            let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+            let clients = std::thread::spawn(move || {
+                let socks: Vec<_> = (0..conns)
+                    .map(|_| {
+                        let s = std::net::TcpStream::connect(addr).unwrap();
+                        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                        let mut w = s.try_clone().unwrap();
+                        let writer = std::thread::spawn(move || {
+                            let data: Vec<u8> = (0..SEND).map(|j| (j % 251) as u8).collect();
+                            w.write_all(&data).unwrap();
+                        });
+                        (s, writer)
+                    })
+                    .collect();
+                // Read nothing until the server has looked at its memory.
+                let _ = go_rx.recv_timeout(Duration::from_secs(20));
+                for (mut s, writer) in socks {
+                    let mut sink = vec![0u8; 64 * 1024];
+                    let mut got = 0;
+                    while got < DOWN {
+                        let n = s.read(&mut sink).unwrap();
+                        assert!(n > 0, "early EOF");
                         got += n;
                     }
+                    writer.join().unwrap();
                 }
-                drop(conns_v);
-                clients.join().unwrap();
-                blocked
-            })
+            });
+            let mut conns_v = Vec::new();
+            for _ in 0..conns {
+                conns_v.push(l.accept().await.unwrap());
+            }
+            // Each server task sends 2 MB to a peer that is not reading yet.
+            let mut senders = Vec::new();
+            for c in conns_v.iter_mut() {
+                let c: *mut Conn = c;
+                senders.push(glommio::spawn_local(async move {
+                    // SAFETY: every task is awaited below, before `conns_v` is used again.
+                    let c = unsafe { &mut *c };
+                    let chunk = vec![7u8; 64 * 1024];
+                    for _ in 0..DOWN / chunk.len() {
+                        c.write_all(&chunk, Duration::from_secs(20)).await.unwrap();
+                    }
+                    c.shutdown_write().await.unwrap();
+                }));
+            }
+            glommio::timer::sleep(Duration::from_millis(300)).await;
+            let blocked = lean_stats().expect("lean path");
+            go_tx.send(()).unwrap();
+            for t in senders {
+                t.await;
+            }
+            // Now read what the peers sent: all of it, in order.
+            for c in conns_v.iter_mut() {
+                let mut buf = vec![0u8; 16 * 1024];
+                let mut got = 0usize;
+                while got < SEND {
+                    let n = c
+                        .read(&mut buf, Instant::now() + Duration::from_secs(20))
+                        .await
+                        .unwrap();
+                    assert!(n > 0, "early EOF at {got}");
+                    assert!(
+                        buf[..n]
+                            .iter()
+                            .enumerate()
+                            .all(|(i, b)| *b == ((got + i) % 251) as u8),
+                        "bytes damaged at {got}"
+                    );
+                    got += n;
+                }
+            }
+            drop(conns_v);
+            clients.join().unwrap();
+            blocked
+        })
     }
 
     #[test]
