@@ -23,8 +23,12 @@ fn installed(name: &str) -> bool {
         .any(|d| d.join(name).is_file())
 }
 
-/// The cells of the table row whose first cell is exactly `name`, in the section `section`.
-fn row<'a>(md: &'a str, section: &str, name: &str) -> Option<Vec<&'a str>> {
+/// The cells of the first table row in the section `section` whose cells satisfy `want`.
+fn find_row<'a>(
+    md: &'a str,
+    section: &str,
+    want: impl Fn(&[&str]) -> bool,
+) -> Option<Vec<&'a str>> {
     let start = md.find(section)?;
     let end = md[start + 1..]
         .find("\n### ")
@@ -36,24 +40,19 @@ fn row<'a>(md: &'a str, section: &str, name: &str) -> Option<Vec<&'a str>> {
             .split('|')
             .map(str::trim)
             .collect();
-        (cells.first() == Some(&name)).then_some(cells)
+        want(&cells).then_some(cells)
     })
+}
+
+/// The cells of the table row whose first cell is exactly `name`, in the section `section`.
+fn row<'a>(md: &'a str, section: &str, name: &str) -> Option<Vec<&'a str>> {
+    find_row(md, section, |c| c.first() == Some(&name))
 }
 
 /// The cells of the sweep-table row for `conns` connections and proxy `name` in `section`.
 fn sweep_row<'a>(md: &'a str, section: &str, conns: &str, name: &str) -> Option<Vec<&'a str>> {
-    let start = md.find(section)?;
-    let end = md[start + 1..]
-        .find("\n### ")
-        .map_or(md.len(), |e| start + 1 + e);
-    md[start..end].lines().find_map(|l| {
-        let cells: Vec<&str> = l
-            .trim()
-            .trim_matches('|')
-            .split('|')
-            .map(str::trim)
-            .collect();
-        (cells.first() == Some(&conns) && cells.get(1) == Some(&name)).then_some(cells)
+    find_row(md, section, |c| {
+        c.first() == Some(&conns) && c.get(1) == Some(&name)
     })
 }
 
