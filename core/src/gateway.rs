@@ -13,6 +13,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub mod responses;
+
 /// Host settings (`[server]` in the config file). Defaults are documented in tuning/CONFIG.md.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
@@ -308,6 +310,8 @@ pub struct Api {
     pub stages: Vec<Stage>,
     pub routes: Vec<Route>,
     pub router: Router,
+    /// Its gateway responses (built-ins plus `[[apis.gateway_responses]]`).
+    pub responses: responses::GatewayResponses,
 }
 
 /// The outcome of dispatching a request.
@@ -316,7 +320,27 @@ pub enum Resolved<'g, 'p> {
     Route(RouteMatch<'g, 'p>),
     /// No API/stage/route: the error depends on the protocol of the API (or APIs) that could
     /// have served it: REST → 403 Missing Authentication Token, HTTP → 404 Not Found.
-    NoRoute(Protocol),
+    NoRoute(Miss<'g>),
+}
+
+/// A request that reached no route: how far dispatch got.
+#[derive(Clone, Copy, Debug)]
+pub struct Miss<'g> {
+    pub protocol: Protocol,
+    /// The API and stage, when the stage was found but no route matched (their gateway
+    /// responses and stage variables answer the request).
+    pub api: Option<&'g Api>,
+    pub stage: Option<&'g Stage>,
+}
+
+impl<'g> Miss<'g> {
+    fn unmatched<'p>(protocol: Protocol) -> Resolved<'g, 'p> {
+        Resolved::NoRoute(Miss {
+            protocol,
+            api: None,
+            stage: None,
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -436,7 +460,7 @@ impl Gateway {
         if let Some(domain) = host.and_then(|h| self.domain(h)) {
             return match map_domain(domain, path) {
                 Some((stage, rest)) => self.route(stage, method, rest),
-                None => Resolved::NoRoute(domain.unmapped),
+                None => Miss::unmatched(domain.unmapped),
             };
         }
 
@@ -445,17 +469,17 @@ impl Gateway {
             .and_then(|&g| d.groups.get(g as usize))
             .or_else(|| d.groups.first());
         let Some(group) = group else {
-            return Resolved::NoRoute(Protocol::Http);
+            return Miss::unmatched(Protocol::Http);
         };
         let Some((first, rest)) = split_first_segment(path) else {
-            return Resolved::NoRoute(group.unmatched);
+            return Miss::unmatched(group.unmatched);
         };
         if let Some(&stage) = group.stages.get(first) {
             return self.route(stage, method, rest);
         }
         match group.default_stage {
             Some(stage) => self.route(stage, method, path),
-            None => Resolved::NoRoute(group.unmatched),
+            None => Miss::unmatched(group.unmatched),
         }
     }
 
@@ -487,19 +511,22 @@ impl Gateway {
         path: &'p str,
     ) -> Resolved<'g, 'p> {
         let Some(api) = self.apis.get(api as usize) else {
-            return Resolved::NoRoute(Protocol::Http);
+            return Miss::unmatched(Protocol::Http);
         };
-        let (Some(stage_ref), Some(m)) = (
-            api.stages.get(stage as usize),
-            api.router.find(method, path),
-        ) else {
-            return Resolved::NoRoute(api.protocol);
+        let stage_ref = api.stages.get(stage as usize);
+        let miss = Resolved::NoRoute(Miss {
+            protocol: api.protocol,
+            api: Some(api),
+            stage: stage_ref,
+        });
+        let (Some(stage_ref), Some(m)) = (stage_ref, api.router.find(method, path)) else {
+            return miss;
         };
         let Some(route) = api.routes.get(m.value as usize) else {
-            return Resolved::NoRoute(api.protocol);
+            return miss;
         };
         let Some(target) = route.targets.get(stage as usize) else {
-            return Resolved::NoRoute(api.protocol);
+            return miss;
         };
         Resolved::Route(RouteMatch {
             api,
@@ -750,7 +777,7 @@ mappings = [{{ path = "shop", api = "shop", stage = "beta" }}]
         path: &str,
     ) -> Result<(String, String, String, String, Vec<String>), Protocol> {
         match g.resolve(host.map(str::as_bytes), method, path) {
-            Resolved::NoRoute(p) => Err(p),
+            Resolved::NoRoute(p) => Err(p.protocol),
             Resolved::Route(m) => {
                 // The target is the route's target for the matched stage.
                 let (api, stage) = g.match_indexes(&m).unwrap_or((usize::MAX, usize::MAX));
@@ -1132,7 +1159,7 @@ stages = [
                 }
                 Target::Mock(_) => panic!("mock"),
             },
-            Resolved::NoRoute(p) => panic!("{path}: no route ({p:?})"),
+            Resolved::NoRoute(p) => panic!("{path}: no route ({:?})", p.protocol),
         };
         assert_eq!(
             request("/prod/pets/7", Some("x=1")),

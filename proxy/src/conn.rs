@@ -193,8 +193,8 @@ fn plan(
         }
     }
     match gw.resolve(head.host, head.method, head.path) {
-        Resolved::NoRoute(protocol) => {
-            let err = match protocol {
+        Resolved::NoRoute(miss) => {
+            let err = match miss.protocol {
                 Protocol::Rest => GatewayError::MissingAuthenticationToken,
                 Protocol::Http => GatewayError::NotFound,
             };

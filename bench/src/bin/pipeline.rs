@@ -83,7 +83,7 @@ fn main() -> ExitCode {
         let m = match gateway.resolve(req.host, req.method, req.path) {
             Resolved::Route(m) => m,
             Resolved::NoRoute(p) => {
-                eprintln!("no route for {} ({p:?})", req.path);
+                eprintln!("no route for {} ({:?})", req.path, p.protocol);
                 return ExitCode::FAILURE;
             }
         };

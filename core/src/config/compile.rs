@@ -144,6 +144,7 @@ fn api(
         stages,
         routes,
         router: builder.build(),
+        responses: crate::gateway::responses::GatewayResponses::builtin(),
     };
     (api, throttles)
 }
