@@ -1,0 +1,84 @@
+//! The compiled gateway's data model: APIs, stages, routes and the per-(route, stage)
+//! integration targets (`http_proxy`, `mock`), backend addresses and stage throttles. Plain
+//! data built once by `config::compile`; the per-request side is in `dispatch`.
+
+use super::responses;
+use super::uri::PathTemplate;
+use crate::router::Router;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// REST API: reached as `/{stage}/...`; no route → 403 Missing Authentication Token.
+    Rest,
+    /// HTTP API: `$default` stage without prefix allowed, `$default` route; no route → 404.
+    Http,
+}
+
+/// A backend address shared by every target that points at it; a shard keeps one connection
+/// pool per `Upstream`, indexed by its position in `Gateway::upstreams`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Upstream {
+    /// Resolved at compile time (config load).
+    pub addr: SocketAddr,
+    /// `Host` header value sent to the backend (`host[:port]` as written in the URI).
+    pub host_header: Box<str>,
+}
+
+/// A stage's throttling settings (`throttle = { rate, burst }`), kept for traffic control.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Throttle {
+    /// Steady-state requests per second (token refill rate).
+    pub rate: f64,
+    /// Bucket capacity.
+    pub burst: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProxyTarget {
+    /// Index into `Gateway::upstreams`.
+    pub upstream: u32,
+    pub path: PathTemplate,
+    /// Integration timeout (default 29 s): no complete response head by then → 504.
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct MockTarget {
+    pub status: u16,
+    /// Extra headers (content-length is computed, not configured).
+    pub headers: Vec<(Box<str>, Box<str>)>,
+    pub body: Box<[u8]>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Target {
+    HttpProxy(ProxyTarget),
+    Mock(MockTarget),
+}
+
+#[derive(Clone, Debug)]
+pub struct Stage {
+    pub name: Box<str>,
+    pub variables: Vec<(Box<str>, Box<str>)>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Route {
+    /// The route key as written (`GET /pets/{petId}`, `$default`): `$context.routeKey`.
+    pub key: Box<str>,
+    /// One target per stage of the API, same order as `Api::stages`.
+    pub targets: Vec<Target>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Api {
+    pub name: Box<str>,
+    pub protocol: Protocol,
+    pub stages: Vec<Stage>,
+    pub routes: Vec<Route>,
+    pub router: Router,
+    /// Its gateway responses (built-ins plus `[[apis.gateway_responses]]`).
+    pub responses: responses::GatewayResponses,
+}

@@ -1,0 +1,54 @@
+//! Host settings (`[server]` in the config file): sizes, limits and timeouts every shard runs
+//! with. `config::settings` fills them in and range-checks them; defaults are here and in
+//! tuning/CONFIG.md.
+
+use std::time::Duration;
+
+/// Host settings (`[server]` in the config file). Defaults are documented in tuning/CONFIG.md.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    /// Number of shards (executors); 0 in the file means one per online CPU and is resolved by
+    /// the proxy at start, so here 0 still means "auto".
+    pub shards: usize,
+    pub pin_cpus: bool,
+    /// Size of each connection's read buffer (client and backend).
+    pub read_buffer_bytes: usize,
+    /// Request line + headers limit (API Gateway: 10,240 bytes).
+    pub max_header_bytes: usize,
+    /// Payload limit (API Gateway: 10 MB = 10,485,760 bytes); larger gets 413.
+    pub max_body_bytes: u64,
+    /// A client must deliver a complete request head within this time once it started one.
+    pub header_read_timeout: Duration,
+    /// A keep-alive connection with no request in progress is closed after this.
+    pub idle_timeout: Duration,
+    /// A client that accepts no bytes for this long while we send is dropped.
+    pub client_write_timeout: Duration,
+    pub upstream_connect_timeout: Duration,
+    /// Idle pooled backend connections kept per backend per shard.
+    pub upstream_pool_size: usize,
+    pub upstream_idle_timeout: Duration,
+    /// Buffers in each shard's io_uring receive ring (lean socket path; a power of two).
+    pub receive_ring_buffers: usize,
+    /// Bytes per receive-ring buffer (the most one receive completion delivers).
+    pub receive_ring_buffer_bytes: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            shards: 0,
+            pin_cpus: true,
+            read_buffer_bytes: 64 * 1024,
+            max_header_bytes: 10 * 1024,
+            max_body_bytes: 10 * 1024 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            client_write_timeout: Duration::from_secs(30),
+            upstream_connect_timeout: Duration::from_secs(3),
+            upstream_pool_size: 256,
+            upstream_idle_timeout: Duration::from_secs(60),
+            receive_ring_buffers: 256,
+            receive_ring_buffer_bytes: 16 * 1024,
+        }
+    }
+}
