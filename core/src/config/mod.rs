@@ -20,9 +20,6 @@ mod settings;
 mod uri;
 mod validate;
 
-#[cfg(test)]
-mod tests;
-
 use crate::gateway::Gateway;
 use diagnostics::Diagnostics;
 
