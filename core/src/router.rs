@@ -4,6 +4,8 @@
 //! Nodes live in one `Vec` indexed by `u32`; literal children are found through an `AHashMap`,
 //! so a match costs one hash lookup per path segment whatever the number of routes. Priority:
 //! literal > `{param}` > `{greedy+}` with backtracking, exact method > `ANY`, then `$default`.
+//! Empty path segments (`//`, a trailing `/`) are skipped during the walk, as API Gateway
+//! ignores them.
 
 use crate::method::Method;
 use ahash::AHashMap;
@@ -293,12 +295,15 @@ impl Router {
     /// Finds the route for `method` and `path` (the path after any stage or base-path prefix,
     /// starting with `/`, without the query string). Priority as API Gateway documents it:
     /// literal segment > `{param}` > `{proxy+}` (backtracking when a deeper level fails), exact
-    /// method > `ANY` at the same route, then `$default`. A trailing `/` is ignored.
+    /// method > `ANY` at the same route, then `$default`.
+    ///
+    /// Empty segments are ignored, as API Gateway does: `/pets//1/`, `//pets/1` and `/pets/1`
+    /// are the same route. The walk skips them in place (no normalised copy of the path), so
+    /// parameter values are slices of `path`: a `{param}` is one non-empty segment; a greedy
+    /// value runs from its first non-empty segment to the last one, with any repeated `/`
+    /// inside it as received.
     pub fn find<'p>(&self, method: Method, path: &'p str) -> Option<Match<'p>> {
-        let mut p = path.strip_prefix('/').unwrap_or(path);
-        if let Some(s) = p.strip_suffix('/') {
-            p = s;
-        }
+        let p = path.trim_end_matches('/');
         let mut params = Params::new();
         if let Some(v) = self.walk(0, p, method, &mut params) {
             return Some(Match { value: v, params });
@@ -309,7 +314,8 @@ impl Router {
         })
     }
 
-    /// Matches `rest` (remaining path without leading `/`; empty = this node) below `node`.
+    /// Matches `rest` (the remaining path without trailing `/`; leading `/`s, i.e. empty
+    /// segments, are skipped; empty = this node) below `node`.
     fn walk<'p>(
         &self,
         node: usize,
@@ -318,16 +324,14 @@ impl Router {
         params: &mut Params<'p>,
     ) -> Option<u32> {
         let n = &self.nodes[node];
+        let rest = rest.trim_start_matches('/');
         if rest.is_empty() {
             return pick(&n.methods, method);
         }
-        let (seg, tail) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i + 1..]),
+        let (seg, tail) = match memchr::memchr(b'/', rest.as_bytes()) {
+            Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
         };
-        if seg.is_empty() {
-            return None;
-        }
         if let Some(&child) = n.literals.get(seg) {
             if let Some(v) = self.walk(child as usize, tail, method, params) {
                 return Some(v);
@@ -426,6 +430,56 @@ mod tests {
                 (w, g) => panic!("{method:?} {path}: want {w:?}, got {g:?}"),
             }
         }
+    }
+
+    #[test]
+    fn empty_segments_are_ignored() {
+        let routes = [
+            "GET /pets",
+            "GET /pets/{id}",
+            "ANY /files/{proxy+}",
+            "GET /",
+            "GET /a/{x}/c",
+        ];
+        let r = router(&routes);
+        // (path, expected route index, params): parameter values are slices of the path.
+        #[allow(clippy::type_complexity)]
+        let rows: &[(&str, Option<u32>, &[&str])] = &[
+            ("/pets", Some(0), &[]),
+            ("/pets/", Some(0), &[]),
+            ("//pets", Some(0), &[]),
+            ("/pets//", Some(0), &[]),
+            ("///pets///1//", Some(1), &["1"]),
+            ("/pets/1/", Some(1), &["1"]),
+            ("/files/a/b", Some(2), &["a/b"]),
+            ("/files//a//b/", Some(2), &["a//b"]),
+            ("//files///a", Some(2), &["a"]),
+            ("/files/a/b//", Some(2), &["a/b"]),
+            // A greedy parameter needs a non-empty segment.
+            ("/files//", None, &[]),
+            ("/", Some(3), &[]),
+            ("//", Some(3), &[]),
+            ("///", Some(3), &[]),
+            // An empty segment is not a `{param}` value: `/a//c` has two segments.
+            ("/a//c", None, &[]),
+            ("/a//b//c", Some(4), &["b"]),
+        ];
+        for (path, want, params) in rows {
+            let got = r.find(Method::Get, path);
+            match (want, got) {
+                (None, None) => {}
+                (Some(w), Some(m)) => {
+                    assert_eq!(m.value, *w, "{path}");
+                    assert_eq!(m.params.as_slice(), *params, "{path}");
+                }
+                (w, g) => panic!("{path}: want {w:?}, got {g:?}"),
+            }
+        }
+        // `$default` still takes what no route matched, empty segments or not.
+        let r = router(&["GET /pets", "$default"]);
+        let m = r.find(Method::Get, "//x//").expect("$default");
+        assert_eq!((m.value, m.params.len()), (1, 0));
+        assert_eq!(r.find(Method::Get, "//pets//").map(|m| m.value), Some(0));
     }
 
     #[test]

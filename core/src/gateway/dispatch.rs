@@ -46,7 +46,8 @@ pub struct RouteMatch<'g, 'p> {
     pub route: &'g Route,
     pub target: &'g Target,
     pub params: Params<'p>,
-    /// The request path with the stage / base-path prefix removed (always starts with `/`).
+    /// The request path with the stage / base-path prefix removed, as received (always starts
+    /// with `/`; repeated `/` after the prefix are kept: `/prod//pets` → `//pets`).
     pub path: &'p str,
 }
 
@@ -128,13 +129,34 @@ fn normalize_host<'b>(raw: &[u8], buf: &'b mut [u8; MAX_HOST]) -> Option<&'b [u8
     Some(out)
 }
 
-/// The first segment of `path` and what follows it (`/` if nothing); `None` without a leading `/`.
+/// The first non-empty segment of `path` and what follows it, as received (`/` if nothing);
+/// `None` without a leading `/`. Empty segments before it are skipped, as API Gateway ignores
+/// them: `//prod/pets` → `("prod", "/pets")`, `/prod//pets` → `("prod", "//pets")`.
 fn split_first_segment(path: &str) -> Option<(&str, &str)> {
-    let after = path.strip_prefix('/')?;
-    Some(match after.find('/') {
+    let after = path.strip_prefix('/')?.trim_start_matches('/');
+    Some(match memchr::memchr(b'/', after.as_bytes()) {
         Some(i) => (&after[..i], &after[i..]),
         None => (after, "/"),
     })
+}
+
+/// `path` after the mapping path `prefix` (segments separated by single `/`), matched whole
+/// segment by whole segment with the empty segments of `path` skipped; `/` if nothing follows.
+/// `None` if `prefix` is not a segment-aligned prefix of `path`.
+fn strip_mapping<'p>(prefix: &str, path: &'p str) -> Option<&'p str> {
+    let mut rest = path;
+    for want in prefix.split('/') {
+        let r = rest.trim_start_matches('/');
+        let (seg, tail) = match memchr::memchr(b'/', r.as_bytes()) {
+            Some(i) => (&r[..i], &r[i..]),
+            None => (r, ""),
+        };
+        if seg != want {
+            return None;
+        }
+        rest = tail;
+    }
+    Some(if rest.is_empty() { "/" } else { rest })
 }
 
 impl Gateway {
@@ -255,15 +277,12 @@ impl Gateway {
 }
 
 /// Picks the mapping for `path` on a custom domain: the longest mapping path that is a
-/// segment-aligned prefix, else `(none)`. Returns the stage and the path after the mapping.
+/// segment-aligned prefix (empty segments of `path` ignored), else `(none)`. Returns the stage
+/// and the path after the mapping, as received.
 fn map_domain<'p>(domain: &Domain, path: &'p str) -> Option<(StageRef, &'p str)> {
-    let after = path.strip_prefix('/').unwrap_or(path);
-    for (prefix, stage) in &domain.mappings {
-        if let Some(rest) = after.strip_prefix(&**prefix) {
-            if rest.is_empty() {
-                return Some((*stage, "/"));
-            }
-            if rest.starts_with('/') {
+    if path.starts_with('/') {
+        for (prefix, stage) in &domain.mappings {
+            if let Some(rest) = strip_mapping(prefix, path) {
                 return Some((*stage, rest));
             }
         }
@@ -484,6 +503,153 @@ mappings = [{{ path = "shop", api = "shop", stage = "beta" }}]
             o("/prod/items/1"),
             hit("web", "v2", "$default", "/prod/items/1", &[])
         );
+    }
+
+    /// Empty path segments are ignored in the stage prefix, a base path mapping and the route,
+    /// as API Gateway does; `path` keeps what follows the prefix as received.
+    #[test]
+    fn resolve_ignores_empty_segments() {
+        let g = dispatch_config();
+        let o = |host, path| outcome(&g, host, Method::Get, path);
+        // REST stage prefix.
+        assert_eq!(
+            o(None, "/prod//items/1"),
+            hit("shop", "prod", "GET /items/{id}", "//items/1", &["1"])
+        );
+        assert_eq!(
+            o(None, "//prod/items/1"),
+            hit("shop", "prod", "GET /items/{id}", "/items/1", &["1"])
+        );
+        assert_eq!(
+            o(None, "///beta///items//2//"),
+            hit("shop", "beta", "GET /items/{id}", "///items//2//", &["2"])
+        );
+        assert_eq!(o(None, "//prod"), hit("shop", "prod", "GET /", "/", &[]));
+        assert_eq!(o(None, "//prod//"), hit("shop", "prod", "GET /", "//", &[]));
+        assert_eq!(o(None, "//prod//nope"), Err(Protocol::Rest));
+        // HTTP API: explicit stage and `$default` stage.
+        assert_eq!(
+            o(None, "//v2//hello"),
+            hit("web", "v2", "GET /hello", "//hello", &[])
+        );
+        assert_eq!(
+            o(None, "//hello/"),
+            hit("web", "$default", "GET /hello", "//hello/", &[])
+        );
+        assert_eq!(o(None, "//"), hit("web", "$default", "$default", "//", &[]));
+        // Custom domain: multi-level mapping, single-level mapping, (none).
+        let api = Some("api.example.com");
+        assert_eq!(
+            o(api, "//orders//v1//items/1"),
+            hit("shop", "prod", "GET /items/{id}", "//items/1", &["1"])
+        );
+        assert_eq!(
+            o(api, "/orders//items/1"),
+            hit("shop", "beta", "GET /items/{id}", "//items/1", &["1"])
+        );
+        assert_eq!(
+            o(api, "//orders/v1"),
+            hit("shop", "prod", "GET /", "/", &[])
+        );
+        assert_eq!(
+            o(api, "/orders/v1//"),
+            hit("shop", "prod", "GET /", "//", &[])
+        );
+        // Whole segments still: `orders` then `v2` is the `orders` mapping.
+        assert_eq!(o(api, "//orders//v2//items/3"), Err(Protocol::Rest));
+        assert_eq!(
+            o(api, "//ordersandmore"),
+            hit("web", "v2", "$default", "//ordersandmore", &[])
+        );
+        assert_eq!(
+            o(api, "//hello"),
+            hit("web", "v2", "GET /hello", "//hello", &[])
+        );
+        let vip = Some("vip.tenants.example.com");
+        assert_eq!(
+            o(vip, "///shop//items/5"),
+            hit("shop", "beta", "GET /items/{id}", "//items/5", &["5"])
+        );
+        // A REST-only gateway: `//prod/...` no longer misses (it answered 403 before).
+        let rest_only = gateway(&format!(
+            "{LISTENER}[[apis]]\nname = \"r\"\nprotocol = \"rest\"\nstages = [{{ name = \"prod\" }}]\nroutes = [{{ key = \"GET /pets\", integration = {{ type = \"mock\" }} }}]\n"
+        ));
+        for path in ["/prod/pets", "/prod//pets", "//prod/pets", "//prod//pets//"] {
+            assert!(
+                matches!(
+                    outcome(&rest_only, None, Method::Get, path),
+                    Ok((_, _, ref key, _, _)) if key == "GET /pets"
+                ),
+                "{path}"
+            );
+        }
+        assert_eq!(
+            outcome(&rest_only, None, Method::Get, "//"),
+            Err(Protocol::Rest)
+        );
+    }
+
+    /// What the backend is sent when the request path has empty segments: `{param}` and
+    /// `{proxy}` values are what matched; a URI without a path (HTTP API) sends the path after
+    /// the stage as received.
+    #[test]
+    fn forwarded_path_with_empty_segments() {
+        let g = gateway(&format!(
+            r#"{LISTENER}
+[[apis]]
+name = "h"
+protocol = "http"
+stages = [{{ name = "$default" }}, {{ name = "prod" }}]
+  [[apis.routes]]
+  key = "GET /pets/{{petId}}"
+  integration = {{ type = "http_proxy", uri = "http://127.0.0.1:9000/v2/pets/{{petId}}" }}
+  [[apis.routes]]
+  key = "ANY /files/{{proxy+}}"
+  integration = {{ type = "http_proxy", uri = "http://127.0.0.1:9000/store/{{proxy}}" }}
+  [[apis.routes]]
+  key = "$default"
+  integration = {{ type = "http_proxy", uri = "http://127.0.0.1:9000" }}
+"#
+        ));
+        let sent = |path: &str| match g.resolve(None, Method::Get, path) {
+            Resolved::Route(RouteMatch {
+                target: Target::HttpProxy(p),
+                params,
+                path: rest,
+                route,
+                ..
+            }) => {
+                let mut out = Vec::new();
+                p.path.write(&params, rest, Some("q=1"), &mut out);
+                (
+                    route.key.to_string(),
+                    String::from_utf8(out).unwrap_or_default(),
+                )
+            }
+            other => panic!("{path}: {other:?}"),
+        };
+        let want = |key: &str, path: &str| (key.to_string(), path.to_string());
+        assert_eq!(
+            sent("/prod//pets//7/"),
+            want("GET /pets/{petId}", "/v2/pets/7?q=1")
+        );
+        assert_eq!(
+            sent("//pets/7"),
+            want("GET /pets/{petId}", "/v2/pets/7?q=1")
+        );
+        assert_eq!(
+            sent("//prod//files//a//b//"),
+            want("ANY /files/{proxy+}", "/store/a//b?q=1")
+        );
+        assert_eq!(
+            sent("/files/a/b"),
+            want("ANY /files/{proxy+}", "/store/a/b?q=1")
+        );
+        // No path in the URI: the path after the stage, as received.
+        assert_eq!(sent("/prod//x//y"), want("$default", "//x//y?q=1"));
+        assert_eq!(sent("//prod/x/y"), want("$default", "/x/y?q=1"));
+        assert_eq!(sent("//x//y/"), want("$default", "//x//y/?q=1"));
+        assert_eq!(sent("/prod"), want("$default", "/?q=1"));
     }
 
     #[test]
