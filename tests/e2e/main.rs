@@ -24,6 +24,7 @@ mod pipelining;
 mod protocol;
 mod proxying;
 mod selftest;
+mod slashes;
 mod smuggling;
 mod socket_paths;
 mod timeouts;
