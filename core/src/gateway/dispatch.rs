@@ -852,6 +852,14 @@ stages = [{{ name = "$default" }}, {{ name = "prod" }}]
             o("127.0.0.1:8080", Method::Get, "/nope"),
             Err(Protocol::Http)
         );
+        assert_eq!(
+            o("api.example.com", Method::Get, "//orders//v1/items/1"),
+            hit("orders", "v1", "GET /items/{id}", "/items/1")
+        );
+        assert_eq!(
+            o("127.0.0.1:8080", Method::Get, "//live//status"),
+            hit("site", "live", "GET /status", "//status")
+        );
 
         // And the built-in demo config.
         let g = gateway(crate::config::DEFAULT_CONFIG);
