@@ -119,7 +119,8 @@ impl PathTemplate {
     /// substituted (names resolved at compile time to indexes into `params`), then the query:
     /// the template's own query (if any) and the client's `query` (passed through verbatim),
     /// joined with `&`. For HTTP APIs whose URI has no path, `request_path` (the client path
-    /// after the stage prefix) is used as the path, as API Gateway does.
+    /// after the stage prefix, as received: repeated `/` kept) is used as the path, as API
+    /// Gateway sends the full request path.
     pub fn write(
         &self,
         params: &[&str],
