@@ -98,7 +98,10 @@ fn resolve_with_empty_segments_does_not_allocate() {
         let v: Vec<u8> = Vec::with_capacity(std::hint::black_box(64));
         std::hint::black_box(v);
     });
-    assert!(control >= 1, "the counting allocator must see a Vec allocation");
+    assert!(
+        control >= 1,
+        "the counting allocator must see a Vec allocation"
+    );
 
     let g = match load_str("t.toml", CONFIG) {
         Ok(g) => g,
