@@ -258,14 +258,20 @@ enum Var {
     HttpMethod,
     Path,
     /// `$stageVariables.NAME`: the name is `text[start..end]` of the template.
-    StageVariable { start: usize, end: usize },
+    StageVariable {
+        start: usize,
+        end: usize,
+    },
 }
 
 /// One precompiled segment of a body template.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Piece {
     /// `text[start..end]`, copied as is.
-    Text { start: usize, end: usize },
+    Text {
+        start: usize,
+        end: usize,
+    },
     Var(Var),
 }
 
@@ -336,8 +342,7 @@ impl BodyTemplate {
                     continue;
                 }
                 let mut j = word_end(bytes, start);
-                while bytes.get(j) == Some(&b'.') && bytes.get(j + 1).is_some_and(|b| is_word(*b))
-                {
+                while bytes.get(j) == Some(&b'.') && bytes.get(j + 1).is_some_and(|b| is_word(*b)) {
                     j = word_end(bytes, j + 1);
                 }
                 (start..j, j)
@@ -407,9 +412,8 @@ fn resolve(text: &str, name: std::ops::Range<usize>) -> Result<Var, Option<Strin
             let Some(var) = s.strip_prefix("stageVariables.") else {
                 return Err(None);
             };
-            let ok = !var.is_empty()
-                && var.len() <= MAX_STAGE_VARIABLE_NAME
-                && var.bytes().all(is_word);
+            let ok =
+                !var.is_empty() && var.len() <= MAX_STAGE_VARIABLE_NAME && var.bytes().all(is_word);
             if !ok {
                 return Err(Some(format!(
                     "invalid stage variable name `{var}`: use 1 to {MAX_STAGE_VARIABLE_NAME} of A-Z a-z 0-9 _"
@@ -545,7 +549,10 @@ pub fn check_header_name(name: &str) -> Result<(), String> {
     if name.is_empty() || !name.bytes().all(is_token_byte) {
         return Err(format!("`{name}` is not a valid header name"));
     }
-    if RESERVED_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+    if RESERVED_HEADERS
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h))
+    {
         return Err(format!(
             "`{name}` cannot be set on a gateway response: the gateway writes it"
         ));
@@ -600,7 +607,10 @@ impl CustomResponse {
         for (i, (name, value)) in headers.iter().enumerate() {
             check_header_name(name)?;
             check_header_value(value)?;
-            if headers[..i].iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            if headers[..i]
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(name))
+            {
                 return Err(format!("header `{name}` is set twice"));
             }
             lines.extend_from_slice(name.as_bytes());
@@ -670,10 +680,7 @@ impl GatewayResponses {
     pub fn write(&self, ty: ResponseType, ctx: &ErrorContext<'_>, out: &mut Vec<u8>) {
         let builtin = ty.builtin();
         let (own, fallback) = if ty.customizable() {
-            (
-                self.custom(ty),
-                ty.fallback().and_then(|f| self.custom(f)),
-            )
+            (self.custom(ty), ty.fallback().and_then(|f| self.custom(f)))
         } else {
             (None, None)
         };
@@ -875,5 +882,341 @@ mod tests {
             assert!(s.ends_with(&format!("\r\n\r\n{body}")), "{s}");
             assert!(s.contains(&format!("content-length: {}\r\n", body.len())));
         }
+    }
+
+    fn template(text: &str) -> BodyTemplate {
+        BodyTemplate::parse(text).unwrap_or_else(|e| panic!("{text:?}: {e:?}"))
+    }
+
+    fn custom(status: Option<u16>, headers: &[(&str, &str)], body: Option<&str>) -> CustomResponse {
+        CustomResponse::new(status, headers, body.map(template)).expect("valid customisation")
+    }
+
+    fn table(entries: Vec<(ResponseType, CustomResponse)>) -> GatewayResponses {
+        let mut t = GatewayResponses::builtin();
+        for (ty, c) in entries {
+            t.customize(ty, c).expect("customisable");
+        }
+        t
+    }
+
+    fn render(t: &GatewayResponses, ty: ResponseType, ctx: &ErrorContext<'_>) -> String {
+        let mut out = Vec::new();
+        t.write(ty, ctx, &mut out);
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    /// (status, head, body) of a response; checks that `content-length` is the body's length.
+    fn parts(s: &str) -> (u16, String, String) {
+        let (head, body) = s.split_once("\r\n\r\n").expect("a complete head");
+        let status = head[9..12].parse().expect("status");
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .expect("content-length")
+            .parse()
+            .expect("a number");
+        assert_eq!(len, body.len(), "content-length of {s:?}");
+        (status, head.to_string(), body.to_string())
+    }
+
+    #[test]
+    fn the_builtin_body_is_the_default_template() {
+        let t = template(DEFAULT_BODY);
+        assert_eq!(&*t.pieces, &DEFAULT_PIECES[..]);
+        // A customisation without a body renders exactly the built-in body.
+        let g = table(vec![(ResponseType::Throttled, custom(None, &[], None))]);
+        for ty in [ResponseType::Throttled, ResponseType::AuthorizerFailure] {
+            assert_eq!(render(&g, ty, &ctx()), written(ty, &ctx()));
+        }
+    }
+
+    #[test]
+    fn templates_compile_into_text_and_variables() {
+        let t = template("a $5 $ $context.path. ${context.stage}x $stageVariables.v_1!");
+        assert_eq!(
+            &*t.pieces,
+            &[
+                Piece::Text { start: 0, end: 7 },
+                Piece::Var(Var::Path),
+                Piece::Text { start: 20, end: 22 },
+                Piece::Var(Var::Stage),
+                Piece::Text { start: 38, end: 40 },
+                Piece::Var(Var::StageVariable { start: 56, end: 59 }),
+                Piece::Text { start: 59, end: 60 },
+            ][..]
+        );
+        assert_eq!(template("").pieces.len(), 0);
+        assert_eq!(template("$").pieces.len(), 1);
+
+        let err = |text: &str| BodyTemplate::parse(text).expect_err(text);
+        assert_eq!(
+            err(r#"{"id":"$context.requestid"}"#),
+            TemplateError::UnknownVariable {
+                range: 7..25,
+                name: "context.requestid".to_string()
+            }
+        );
+        assert_eq!(
+            err("x $stageVariables y"),
+            TemplateError::UnknownVariable {
+                range: 2..17,
+                name: "stageVariables".to_string()
+            }
+        );
+        assert_eq!(
+            err("$input.body"),
+            TemplateError::UnknownVariable {
+                range: 0..11,
+                name: "input.body".to_string()
+            }
+        );
+        assert!(matches!(
+            err("ok ${context.stage"),
+            TemplateError::Invalid { range, .. } if range == (3..5)
+        ));
+        assert!(matches!(
+            err("${stageVariables.a-b}"),
+            TemplateError::Invalid { range, .. } if range == (0..21)
+        ));
+        let long = format!("$stageVariables.{}", "v".repeat(65));
+        assert!(matches!(err(&long), TemplateError::Invalid { .. }));
+    }
+
+    #[test]
+    fn every_substitution() {
+        let vars: Vec<(Box<str>, Box<str>)> =
+            vec![("a".into(), "alpha".into()), ("b".into(), "".into())];
+        let c = ErrorContext {
+            stage_variables: &vars,
+            http_method: b"PATCH",
+            ..ctx()
+        };
+        let body = "$context.requestId|$context.error.message|$context.error.messageString|\
+                    $context.error.responseType|$context.stage|$context.httpMethod|$context.path|\
+                    $stageVariables.a|$stageVariables.b|$stageVariables.missing|${context.stage}";
+        let g = table(vec![(
+            ResponseType::MissingAuthenticationToken,
+            custom(None, &[], Some(body)),
+        )]);
+        let (status, _, body) = parts(&render(&g, ResponseType::MissingAuthenticationToken, &c));
+        assert_eq!(status, 403);
+        assert_eq!(
+            body,
+            "c0ffee00-0000-4000-8000-000000000001|Missing Authentication Token|\
+             \"Missing Authentication Token\"|MISSING_AUTHENTICATION_TOKEN|prod|PATCH|/prod/pets|\
+             alpha|||prod"
+        );
+    }
+
+    #[test]
+    fn message_string_is_json_quoted_and_null_without_a_message() {
+        let g = table(vec![
+            (
+                ResponseType::Default5xx,
+                custom(
+                    None,
+                    &[],
+                    Some("[$context.error.message][$context.error.messageString]"),
+                ),
+            ),
+            (
+                ResponseType::Default4xx,
+                custom(None, &[], Some("$context.error.messageString")),
+            ),
+        ]);
+        // AUTHORIZER_FAILURE has no message: empty, and `null` quoted.
+        let (_, _, body) = parts(&render(&g, ResponseType::AuthorizerFailure, &ctx()));
+        assert_eq!(body, "[][null]");
+        let c = ErrorContext {
+            message: Some("say \"hi\"\\\n\u{1}é"),
+            ..ctx()
+        };
+        let (_, _, body) = parts(&render(&g, ResponseType::Unauthorized, &c));
+        assert_eq!(body, r#""say \"hi\"\\\u000a\u0001é""#);
+    }
+
+    #[test]
+    fn resolution_own_then_default_class_then_builtin() {
+        use ResponseType::*;
+        let g = table(vec![
+            (
+                MissingAuthenticationToken,
+                custom(
+                    Some(404),
+                    &[("x-own", "1")],
+                    Some("own $context.error.responseType"),
+                ),
+            ),
+            (
+                Default4xx,
+                custom(
+                    None,
+                    &[("x-d4", "1")],
+                    Some("d4 $context.error.responseType"),
+                ),
+            ),
+        ]);
+        let s = render(&g, MissingAuthenticationToken, &ctx());
+        let (status, head, body) = parts(&s);
+        assert_eq!(
+            (status, body.as_str()),
+            (404, "own MISSING_AUTHENTICATION_TOKEN")
+        );
+        assert!(
+            head.contains("\r\nx-own: 1") && !head.contains("x-d4"),
+            "{s}"
+        );
+        assert!(head.contains("x-amzn-ErrorType: MissingAuthenticationTokenException"));
+
+        // A 4xx type without its own: DEFAULT_4XX's headers and body, its own status and type.
+        let (status, head, body) = parts(&render(&g, Throttled, &ctx()));
+        assert_eq!((status, body.as_str()), (429, "d4 THROTTLED"));
+        assert!(head.contains("\r\nx-d4: 1") && head.contains("TooManyRequestsException"));
+
+        // A 5xx type: DEFAULT_4XX does not apply, built-in.
+        for ty in [IntegrationTimeout, Default5xx] {
+            assert_eq!(render(&g, ty, &ctx()), written(ty, &ctx()));
+        }
+        // REQUEST_TOO_LARGE is never customised, not even through DEFAULT_4XX.
+        assert_eq!(
+            render(&g, RequestTooLarge, &ctx()),
+            written(RequestTooLarge, &ctx())
+        );
+
+        let g = table(vec![(Default5xx, custom(Some(503), &[], Some("five")))]);
+        let (status, _, body) = parts(&render(&g, IntegrationFailure, &ctx()));
+        assert_eq!((status, body.as_str()), (503, "five"));
+        assert_eq!(
+            render(&g, Unauthorized, &ctx()),
+            written(Unauthorized, &ctx())
+        );
+    }
+
+    #[test]
+    fn status_resolution_and_error_context_status() {
+        use ResponseType::*;
+        let bad_gateway = ErrorContext {
+            status: Some(502),
+            ..ctx()
+        };
+        // The type's own status, then DEFAULT_4XX/5XX's, then ErrorContext::status, then built-in.
+        let g = table(vec![
+            (Throttled, custom(None, &[], Some("t"))),
+            (Default4xx, custom(Some(418), &[], None)),
+            (Unauthorized, custom(Some(451), &[], None)),
+            (Default5xx, custom(None, &[("x", "y")], None)),
+        ]);
+        assert_eq!(parts(&render(&g, Throttled, &ctx())).0, 418);
+        assert_eq!(parts(&render(&g, Unauthorized, &ctx())).0, 451);
+        assert_eq!(parts(&render(&g, AccessDenied, &ctx())).0, 418);
+        assert_eq!(parts(&render(&g, Default5xx, &bad_gateway)).0, 502);
+        assert_eq!(parts(&render(&g, Default5xx, &ctx())).0, 500);
+        assert_eq!(parts(&render(&g, IntegrationTimeout, &ctx())).0, 504);
+        let g = table(vec![(Default5xx, custom(Some(503), &[], None))]);
+        assert_eq!(parts(&render(&g, Default5xx, &bad_gateway)).0, 503);
+        assert_eq!(parts(&render(&g, IntegrationFailure, &bad_gateway)).0, 503);
+        // Without a customisation ErrorContext::status still applies.
+        let g = table(vec![(Throttled, custom(Some(420), &[], None))]);
+        let s = render(&g, Default5xx, &bad_gateway);
+        assert!(s.starts_with("HTTP/1.1 502 Bad Gateway\r\n"), "{s}");
+    }
+
+    #[test]
+    fn customised_exact_bytes_head_and_close() {
+        let g = table(vec![(
+            ResponseType::MissingAuthenticationToken,
+            custom(
+                Some(404),
+                &[
+                    ("access-control-allow-origin", "*"),
+                    ("Content-Type", "text/plain"),
+                ],
+                Some("no $context.httpMethod $context.path"),
+            ),
+        )]);
+        assert_eq!(
+            render(&g, ResponseType::MissingAuthenticationToken, &ctx()),
+            "HTTP/1.1 404 Not Found\r\n\
+             content-length: 17\r\n\
+             x-amzn-RequestId: c0ffee00-0000-4000-8000-000000000001\r\n\
+             x-amzn-ErrorType: MissingAuthenticationTokenException\r\n\
+             access-control-allow-origin: *\r\n\
+             Content-Type: text/plain\r\n\
+             \r\n\
+             no GET /prod/pets"
+        );
+        let c = ErrorContext {
+            head_request: true,
+            close: true,
+            path: b"/prod/pets/and/more",
+            ..ctx()
+        };
+        assert_eq!(
+            render(&g, ResponseType::MissingAuthenticationToken, &c),
+            "HTTP/1.1 404 Not Found\r\n\
+             content-length: 26\r\n\
+             x-amzn-RequestId: c0ffee00-0000-4000-8000-000000000001\r\n\
+             x-amzn-ErrorType: MissingAuthenticationTokenException\r\n\
+             access-control-allow-origin: *\r\n\
+             Content-Type: text/plain\r\n\
+             connection: close\r\n\
+             \r\n"
+        );
+        // Without a content-type header of its own, the body is application/json.
+        let g = table(vec![(
+            ResponseType::Throttled,
+            custom(None, &[("x-a", "")], Some("{}")),
+        )]);
+        let s = render(&g, ResponseType::Throttled, &ctx());
+        assert!(
+            s.starts_with("HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: 2\r\n"),
+            "{s}"
+        );
+        assert!(s.ends_with("\r\nx-a: \r\n\r\n{}"), "{s}");
+    }
+
+    #[test]
+    fn refusals() {
+        let mut g = GatewayResponses::builtin();
+        assert!(g
+            .customize(ResponseType::RequestTooLarge, custom(None, &[], None))
+            .is_err());
+        assert!(g
+            .customize(ResponseType::Throttled, custom(None, &[], None))
+            .is_ok());
+        assert!(g
+            .customize(ResponseType::Throttled, custom(None, &[], None))
+            .is_err());
+        assert!(g.custom(ResponseType::Throttled).is_some());
+        assert!(g.custom(ResponseType::Default4xx).is_none());
+
+        for s in [200, 201, 404, 599] {
+            assert_eq!(check_status(s), Ok(s as u16));
+        }
+        for s in [-1, 0, 100, 199, 204, 205, 304, 600, 70000] {
+            assert!(check_status(s).is_err(), "{s}");
+        }
+        assert!(check_header_name("x-trace_1").is_ok());
+        for n in [
+            "",
+            "bad name",
+            "a:b",
+            "Content-Length",
+            "transfer-encoding",
+            "CONNECTION",
+            "x-amzn-requestid",
+            "X-Amzn-ErrorType",
+        ] {
+            assert!(check_header_name(n).is_err(), "{n}");
+        }
+        assert!(check_header_value("a\tb é").is_ok());
+        assert!(check_header_value("").is_ok());
+        for v in ["a\r\nb: c", " a", "a ", "a\u{7f}"] {
+            assert!(check_header_value(v).is_err(), "{v:?}");
+        }
+        assert!(CustomResponse::new(None, &[("x", "1"), ("X", "2")], None).is_err());
+        assert!(CustomResponse::new(Some(204), &[], None).is_err());
+        assert!(CustomResponse::new(None, &[("connection", "keep-alive")], None).is_err());
     }
 }
