@@ -234,7 +234,11 @@ fn response_type(
 ) -> Option<ResponseType> {
     let name = kind.value.as_str();
     let Some(ty) = ResponseType::from_name(name) else {
-        let names: Vec<&str> = ResponseType::ALL.iter().map(|t| t.name()).collect();
+        let names: Vec<&str> = ResponseType::ALL
+            .iter()
+            .filter(|t| t.customizable())
+            .map(|t| t.name())
+            .collect();
         let hint = ResponseType::ALL
             .iter()
             .map(|t| t.name())

@@ -292,7 +292,7 @@ pub enum TemplateError {
 
 /// A customised body, compiled once at load into literal text and variables, so that `write`
 /// only copies (API Gateway's "non-VTL mapping template supporting only simple variable
-/// substitutions", guide L22545-22547).
+/// substitutions", guide L22546-22548).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BodyTemplate {
     text: Box<str>,
