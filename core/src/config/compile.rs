@@ -1,6 +1,7 @@
 //! The checked model → `gateway::Gateway`: APIs, stages and routes (route keys parsed and added
 //! to each API's router), per-(route, stage) targets with stage variables substituted and
-//! backends resolved once into deduplicated `Upstream`s. Every problem found on the way is
+//! backends resolved once into deduplicated `Upstream`s, and each API's gateway responses
+//! (`[[apis.gateway_responses]]` checked and precompiled). Every problem found on the way is
 //! reported; the result is only used when there was none.
 
 use super::diagnostics::{Diagnostics, Spanned};

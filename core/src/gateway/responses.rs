@@ -4,8 +4,13 @@
 //! are not gateway responses: they live in `http::error`.
 //!
 //! A response is resolved per API: the type's own customisation, then DEFAULT_4XX / DEFAULT_5XX,
-//! then the built-in default below. `GatewayResponses` is the per-API table; `write` renders one
-//! response into the connection's out buffer without allocating.
+//! then the built-in default below (details on `GatewayResponses`). `GatewayResponses` is the
+//! per-API table of `CustomResponse`s (`[[apis.gateway_responses]]`: status, static headers,
+//! a `BodyTemplate` compiled at load into text and `$context` / `$stageVariables` variables);
+//! `write` renders one response into the connection's out buffer without allocating (the body
+//! length is computed first, so `content-length` is exact). The config-side checks with
+//! positions are in `config::compile`; the rules themselves (`check_status`,
+//! `check_header_name`, `check_header_value`, template syntax) are here.
 
 use crate::forward::{push_decimal, reason_phrase};
 
@@ -508,7 +513,9 @@ impl<'c> Values<'c, '_> {
 
     fn piece(&self, text: &'c str, piece: Piece) -> Value<'c> {
         match piece {
-            Piece::Text { start, end } => Value::Raw(&text.as_bytes()[start..end]),
+            Piece::Text { start, end } => {
+                Value::Raw(text.as_bytes().get(start..end).unwrap_or(b""))
+            }
             Piece::Var(v) => self.get(text, v),
         }
     }
