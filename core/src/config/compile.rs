@@ -1,12 +1,16 @@
 //! The checked model → `gateway::Gateway`: APIs, stages and routes (route keys parsed and added
 //! to each API's router), per-(route, stage) targets with stage variables substituted and
-//! backends resolved once into deduplicated `Upstream`s. Every problem found on the way is
+//! backends resolved once into deduplicated `Upstream`s, and each API's gateway responses
+//! (`[[apis.gateway_responses]]` checked and precompiled). Every problem found on the way is
 //! reported; the result is only used when there was none.
 
 use super::diagnostics::{Diagnostics, Spanned};
 use super::model::{self, Config, Integration, Text};
 use super::uri::{self, Piece};
-use super::{dispatch, settings, validate};
+use super::{decode, dispatch, settings, validate};
+use crate::gateway::responses::{
+    self, BodyTemplate, CustomResponse, GatewayResponses, ResponseType, TemplateError,
+};
 use crate::gateway::{
     self, Api, Gateway, MockTarget, PathTemplate, Protocol, ProxyTarget, Route, Stage, Target,
     Throttle, Token, Upstream,
@@ -144,9 +148,154 @@ fn api(
         stages,
         routes,
         router: builder.build(),
-        responses: crate::gateway::responses::GatewayResponses::builtin(),
+        responses: gateway_responses(&a.gateway_responses, d),
     };
     (api, throttles)
+}
+
+/// The API's `[[apis.gateway_responses]]` on top of the built-ins; entries with an error are
+/// left out (and reported).
+fn gateway_responses(
+    entries: &[model::GatewayResponse],
+    d: &mut Diagnostics<'_>,
+) -> GatewayResponses {
+    let mut out = GatewayResponses::builtin();
+    let mut seen: Vec<ResponseType> = Vec::with_capacity(entries.len());
+    for e in entries {
+        let ty = e.kind.as_ref().and_then(|k| response_type(k, &seen, d));
+        if let Some(t) = ty {
+            seen.push(t);
+        }
+        let status = match &e.status {
+            None => Some(None),
+            Some(s) => match responses::check_status(s.value) {
+                Ok(n) => Some(Some(n)),
+                Err(reason) => {
+                    d.error(s.span.clone(), reason);
+                    None
+                }
+            },
+        };
+        let mut headers_ok = true;
+        for (i, (name, value)) in e.headers.iter().enumerate() {
+            if let Err(reason) = responses::check_header_name(&name.value) {
+                d.error(name.span.clone(), reason);
+                headers_ok = false;
+            } else if e.headers[..i]
+                .iter()
+                .any(|(n, _)| n.value.eq_ignore_ascii_case(&name.value))
+            {
+                d.error(
+                    name.span.clone(),
+                    format!(
+                        "header `{}` is set twice (header names ignore case)",
+                        name.value
+                    ),
+                );
+                headers_ok = false;
+            }
+            if let Err(reason) = responses::check_header_value(&value.value) {
+                d.error(value.span.clone(), reason);
+                headers_ok = false;
+            }
+        }
+        let body = match &e.body {
+            None => Some(None),
+            Some(b) => match BodyTemplate::parse(&b.value) {
+                Ok(t) => Some(Some(t)),
+                Err(err) => {
+                    let (range, reason) = template_error(err);
+                    d.error(d.inside(b, range), reason);
+                    None
+                }
+            },
+        };
+        let (Some(ty), Some(status), Some(body), true) = (ty, status, body, headers_ok) else {
+            continue;
+        };
+        let headers: Vec<(&str, &str)> = e
+            .headers
+            .iter()
+            .map(|(n, v)| (n.value.as_str(), v.value.as_str()))
+            .collect();
+        let custom = CustomResponse::new(status, &headers, body).and_then(|c| out.customize(ty, c));
+        if let Err(reason) = custom {
+            d.error(e.span.clone(), reason);
+        }
+    }
+    out
+}
+
+/// The response type named by `type`, or `None` after reporting an unknown name,
+/// REQUEST_TOO_LARGE or a type customised earlier in the same API.
+fn response_type(
+    kind: &Text,
+    seen: &[ResponseType],
+    d: &mut Diagnostics<'_>,
+) -> Option<ResponseType> {
+    let name = kind.value.as_str();
+    let Some(ty) = ResponseType::from_name(name) else {
+        let names: Vec<&str> = ResponseType::ALL
+            .iter()
+            .filter(|t| t.customizable())
+            .map(|t| t.name())
+            .collect();
+        let hint = ResponseType::ALL
+            .iter()
+            .map(|t| t.name())
+            .find(|n| n.eq_ignore_ascii_case(name))
+            .or_else(|| decode::closest(name, &names))
+            .map_or(String::new(), |n| format!(" (did you mean `{n}`?)"));
+        d.error(
+            kind.span.clone(),
+            format!(
+                "unknown gateway response type `{name}`{hint}, expected one of {}",
+                names.join(", ")
+            ),
+        );
+        return None;
+    };
+    if !ty.customizable() {
+        d.error(
+            kind.span.clone(),
+            "REQUEST_TOO_LARGE cannot be customised: API Gateway does not support it, its 413 is always the built-in `{\"message\":\"HTTP content length exceeded <max_body_bytes> bytes.\"}`",
+        );
+        return None;
+    }
+    if seen.contains(&ty) {
+        d.error(
+            kind.span.clone(),
+            format!("`{name}` is already customised in this API: write one entry per type"),
+        );
+        return None;
+    }
+    Some(ty)
+}
+
+/// A body template error as a range in the body and a reason.
+fn template_error(err: TemplateError) -> (std::ops::Range<usize>, String) {
+    match err {
+        TemplateError::Invalid { range, reason } => (range, reason),
+        TemplateError::UnknownVariable { range, name } => {
+            let hint = responses::BODY_VARIABLES
+                .iter()
+                .find(|v| v.eq_ignore_ascii_case(&name))
+                .copied()
+                .or_else(|| decode::closest(&name, &responses::BODY_VARIABLES))
+                .map_or(String::new(), |v| format!(" (did you mean `${v}`?)"));
+            let known: Vec<String> = responses::BODY_VARIABLES
+                .iter()
+                .map(|v| format!("`${v}`"))
+                .collect();
+            (
+                range,
+                format!(
+                    "unknown variable `${name}` in a gateway response body{hint}; use {}, `$stageVariables.NAME`",
+                    known.join(", ")
+                ),
+            )
+        }
+    }
 }
 
 fn check_variables(variables: &[(Text, Text)], d: &mut Diagnostics<'_>) {

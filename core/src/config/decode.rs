@@ -5,7 +5,8 @@
 
 use super::diagnostics::{Diagnostics, Spanned};
 use super::model::{
-    Api, Config, Domain, Integration, Listener, Mapping, Route, Server, Stage, Text, Throttle,
+    Api, Config, Domain, GatewayResponse, Integration, Listener, Mapping, Route, Server, Stage,
+    Text, Throttle,
 };
 use crate::gateway::Protocol;
 use std::ops::Range;
@@ -28,7 +29,15 @@ const SERVER_KEYS: &[&str] = &[
     "receive_ring_buffer_bytes",
 ];
 const LISTENER_KEYS: &[&str] = &["address", "port"];
-const API_KEYS: &[&str] = &["name", "protocol", "hosts", "stages", "routes"];
+const API_KEYS: &[&str] = &[
+    "name",
+    "protocol",
+    "hosts",
+    "stages",
+    "routes",
+    "gateway_responses",
+];
+const GATEWAY_RESPONSE_KEYS: &[&str] = &["type", "status", "headers", "body"];
 const STAGE_KEYS: &[&str] = &["name", "variables", "throttle"];
 const THROTTLE_KEYS: &[&str] = &["rate", "burst"];
 const ROUTE_KEYS: &[&str] = &["key", "integration"];
@@ -173,6 +182,20 @@ fn api(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Api {
             }
         })
         .collect();
+    let gateway_responses = t
+        .tables("gateway_responses", d)
+        .iter()
+        .map(|g| {
+            g.check_keys(GATEWAY_RESPONSE_KEYS, d);
+            GatewayResponse {
+                span: g.span.clone(),
+                kind: g.required(g.string("type", d), "type", "[[apis.gateway_responses]]", d),
+                status: g.int("status", d),
+                headers: g.string_map("headers", d),
+                body: g.string("body", d),
+            }
+        })
+        .collect();
     Api {
         span: t.span.clone(),
         name: t.required(t.string("name", d), "name", "[[apis]]", d),
@@ -180,6 +203,7 @@ fn api(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Api {
         hosts: t.strings("hosts", d),
         stages,
         routes,
+        gateway_responses,
     }
 }
 
@@ -213,7 +237,7 @@ fn integration(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Option<Integration> {
 
 /// The allowed key a misspelled `key` most likely meant: one it is a prefix of (or that is a
 /// prefix of it), else one within two edits.
-fn closest<'k>(key: &str, allowed: &[&'k str]) -> Option<&'k str> {
+pub(super) fn closest<'k>(key: &str, allowed: &[&'k str]) -> Option<&'k str> {
     let prefix = allowed
         .iter()
         .find(|k| key.len() >= 3 && k.len() >= 3 && (k.starts_with(key) || key.starts_with(**k)));

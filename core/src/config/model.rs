@@ -53,6 +53,19 @@ pub(crate) struct Api {
     pub hosts: Vec<Text>,
     pub stages: Vec<Stage>,
     pub routes: Vec<Route>,
+    pub gateway_responses: Vec<GatewayResponse>,
+}
+
+/// `[[apis.gateway_responses]]`: one customised gateway response type.
+#[derive(Debug)]
+pub(crate) struct GatewayResponse {
+    /// The table (for errors about the entry as a whole).
+    pub span: Range<usize>,
+    /// `type` (the response type name).
+    pub kind: Option<Text>,
+    pub status: Option<Spanned<i64>>,
+    pub headers: Vec<(Text, Text)>,
+    pub body: Option<Text>,
 }
 
 #[derive(Debug)]
