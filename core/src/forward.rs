@@ -1,7 +1,8 @@
 //! What an HTTP proxy integration sends where: the backend request head built from the
 //! client's (Host rewritten, hop-by-hop headers dropped, `X-Forwarded-*` added), the client
-//! response head built from the backend's (hop-by-hop dropped, `x-amzn-RequestId` added), and
-//! mock integration responses. Pure byte building into caller-owned buffers, no allocation
+//! response head built from the backend's (hop-by-hop dropped, `x-amzn-RequestId` added, the
+//! body's relay mode chosen), and mock integration responses. Both head writers share one
+//! header-copy loop (`copy_headers`). Pure byte building into caller-owned buffers, no allocation
 //! beyond growing them.
 
 use crate::gateway::{MockTarget, ProxyTarget, Upstream};
@@ -86,21 +87,31 @@ fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
     }
 }
 
-/// Appends the one `content-length` of a head whose Content-Length fields the parser has
-/// already checked (all present values equal).
-fn push_content_length(out: &mut Vec<u8>, headers: &[httparse::Header<'_>]) {
-    if let Ok(Some(n)) = crate::http::content_length(headers) {
-        out.extend_from_slice(b"content-length: ");
-        push_decimal(out, n);
-        out.extend_from_slice(b"\r\n");
-    }
-}
-
 fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
+}
+
+/// Copies a message's end-to-end headers to `out`, as received: drops the hop-by-hop ones
+/// (`hop_by_hop`), the ones its `Connection` field names, and those `skip` claims (`skip` may
+/// keep what it needs of them). The parsers have already refused framing headers that could be
+/// read two ways (several `Content-Length` values, malformed `Transfer-Encoding`), so the
+/// framing headers that remain are copied as they are.
+fn copy_headers<'b>(
+    out: &mut Vec<u8>,
+    headers: &[httparse::Header<'b>],
+    hop_by_hop: fn(&str) -> bool,
+    mut skip: impl FnMut(&httparse::Header<'b>) -> bool,
+) {
+    let conn_tokens = connection_tokens(headers);
+    for h in headers {
+        if hop_by_hop(h.name) || named_in(&conn_tokens, h.name) || skip(h) {
+            continue;
+        }
+        push_header(out, h.name.as_bytes(), h.value);
+    }
 }
 
 /// Appends the backend request head for `req` to `out`.
@@ -124,35 +135,16 @@ pub fn write_upstream_head(
     out.extend_from_slice(upstream.host_header.as_bytes());
     out.extend_from_slice(b"\r\n");
 
-    let conn_tokens = connection_tokens(req.headers);
     let mut xff: Option<&[u8]> = None;
-    let mut content_length_sent = false;
-    for h in req.headers {
-        let name = h.name;
-        if is_hop_by_hop_request(name) || named_in(&conn_tokens, name) {
-            continue;
-        }
-        if name.eq_ignore_ascii_case("content-length") {
-            // Several (identical: the parser refuses differing ones) or a list (`5, 5`)
-            // become one plain value, where the first one was.
-            if !std::mem::replace(&mut content_length_sent, true) {
-                push_content_length(out, req.headers);
-            }
-            continue;
-        }
-        if name.eq_ignore_ascii_case("x-forwarded-for") {
-            // Several X-Forwarded-For headers are one comma list; keep the last one's chain
-            // only if there is a single one (the common case), else join below.
+    copy_headers(out, req.headers, is_hop_by_hop_request, |h| {
+        if h.name.eq_ignore_ascii_case("x-forwarded-for") {
+            // Several X-Forwarded-For headers: the last one's chain is kept.
             xff = Some(h.value);
-            continue;
+            return true;
         }
-        if name.eq_ignore_ascii_case("x-forwarded-proto")
-            || name.eq_ignore_ascii_case("x-forwarded-port")
-        {
-            continue;
-        }
-        push_header(out, name.as_bytes(), h.value);
-    }
+        h.name.eq_ignore_ascii_case("x-forwarded-proto")
+            || h.name.eq_ignore_ascii_case("x-forwarded-port")
+    });
     out.extend_from_slice(b"x-forwarded-for: ");
     if let Some(prev) = xff {
         let prev = prev.trim_ascii();
@@ -176,51 +168,55 @@ pub fn write_upstream_head(
 /// How the backend's body is passed to the client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Relay {
-    /// Bytes as they come (CL, chunked to an HTTP/1.1 client, or until close).
+    /// Bytes as they come (CL, chunked to an HTTP/1.1 client, or until close to HTTP/1.0).
     Raw,
     /// Chunk framing removed (an HTTP/1.0 client cannot read chunked); the connection closes.
     Dechunk,
+    /// A body delimited by the backend's close, sent chunked to an HTTP/1.1 client (as nginx
+    /// does): a clean close ends it with the `0` chunk, a reset leaves that out, so the client
+    /// can tell a cut body from a complete one, and the client connection may stay open.
+    Rechunk,
+}
+
+/// What `write_client_head` decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientHead {
+    pub relay: Relay,
+    /// The client connection ends after this response (`connection: close` was sent).
+    pub close: bool,
 }
 
 /// Appends the client response head for a backend response to `out` and says how to relay
-/// its body. `close`: the client connection ends after this response.
+/// its body. `close`: the client asked for the connection to end after this response.
 pub fn write_client_head(
     resp: &ResponseHead<'_, '_>,
     client_minor_version: u8,
     request_id: &[u8],
     close: bool,
     out: &mut Vec<u8>,
-) -> Relay {
-    let relay = if resp.body == BodyKind::Chunked && client_minor_version == 0 {
-        Relay::Dechunk
-    } else {
-        Relay::Raw
+) -> ClientHead {
+    let has_te = resp
+        .headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"));
+    let relay = match resp.body {
+        BodyKind::Chunked if client_minor_version == 0 => Relay::Dechunk,
+        // Only a body with no transfer coding at all is re-encoded: one under other codings
+        // (`gzip`, or chunked not last) goes as it is, ended by the close.
+        BodyKind::UntilClose if client_minor_version >= 1 && !has_te => Relay::Rechunk,
+        _ => Relay::Raw,
     };
-    // Without chunk framing, the end of the body is the end of the connection.
-    let close = close || relay == Relay::Dechunk;
+    // Without framing the client can read, the end of the body is the end of the connection.
+    let close = close
+        || relay == Relay::Dechunk
+        || (resp.body == BodyKind::UntilClose && relay != Relay::Rechunk);
     push_status_line(out, resp.status, resp.reason);
-    let conn_tokens = connection_tokens(resp.headers);
-    let mut content_length_sent = false;
-    for h in resp.headers {
-        let name = h.name;
-        if is_hop_by_hop_response(name) || named_in(&conn_tokens, name) {
-            continue;
-        }
-        if name.eq_ignore_ascii_case("content-length") {
-            // Several (identical: the parser refuses differing ones) or a list (`5, 5`)
-            // become one plain value, where the first one was.
-            if !std::mem::replace(&mut content_length_sent, true) {
-                push_content_length(out, resp.headers);
-            }
-            continue;
-        }
-        if relay == Relay::Dechunk && name.eq_ignore_ascii_case("transfer-encoding") {
-            continue;
-        }
-        if name.eq_ignore_ascii_case("x-amzn-requestid") {
-            continue;
-        }
-        push_header(out, name.as_bytes(), h.value);
+    copy_headers(out, resp.headers, is_hop_by_hop_response, |h| {
+        (relay == Relay::Dechunk && h.name.eq_ignore_ascii_case("transfer-encoding"))
+            || h.name.eq_ignore_ascii_case("x-amzn-requestid")
+    });
+    if relay == Relay::Rechunk {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
     push_header(out, b"x-amzn-RequestId", request_id);
     if close {
@@ -229,7 +225,7 @@ pub fn write_client_head(
         out.extend_from_slice(b"connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    relay
+    ClientHead { relay, close }
 }
 
 /// Appends a mock integration's complete response to `out` (no body for HEAD, 1xx, 204, 304).
@@ -284,6 +280,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         409 => "Conflict",
         410 => "Gone",
         413 => "Content Too Large",
