@@ -325,4 +325,79 @@ mod tests {
         push_status_line(&mut out, 204, "No Content");
         assert_eq!(out, b"HTTP/1.1 204 No Content\r\n");
     }
+
+    /// The client head written for backend response `raw`: (head text, relay, close).
+    fn client_head(raw: &[u8], minor: u8, close: bool) -> (String, Relay, bool) {
+        let mut h = [httparse::EMPTY_HEADER; crate::http::MAX_HEADERS];
+        let resp = crate::http::response::parse(raw, &mut h, 8192, false)
+            .expect("valid test response")
+            .expect("complete test response");
+        let mut out = Vec::new();
+        let ch = write_client_head(&resp, minor, b"rid", close, &mut out);
+        (
+            String::from_utf8_lossy(&out).into_owned(),
+            ch.relay,
+            ch.close,
+        )
+    }
+
+    #[test]
+    fn client_head_relay_modes() {
+        let until_close = b"HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\n";
+        // HTTP/1.1 client: re-chunked, the connection may stay.
+        let (head, relay, close) = client_head(until_close, 1, false);
+        assert_eq!((relay, close), (Relay::Rechunk, false));
+        assert_eq!(
+            head,
+            "HTTP/1.1 200 OK\r\nX-A: 1\r\ntransfer-encoding: chunked\r\nx-amzn-RequestId: rid\r\n\r\n"
+        );
+        let (head, relay, close) = client_head(until_close, 1, true);
+        assert_eq!((relay, close), (Relay::Rechunk, true));
+        assert!(
+            head.ends_with(
+                "transfer-encoding: chunked\r\nx-amzn-RequestId: rid\r\nconnection: close\r\n\r\n"
+            ),
+            "{head}"
+        );
+        // HTTP/1.0 client: close-delimited as received.
+        let (head, relay, close) = client_head(until_close, 0, false);
+        assert_eq!((relay, close), (Relay::Raw, true));
+        assert!(!head.contains("transfer-encoding"), "{head}");
+        // Under another transfer coding: passed as received, closed.
+        let (head, relay, close) = client_head(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+            1,
+            false,
+        );
+        assert_eq!((relay, close), (Relay::Raw, true));
+        assert_eq!(
+            head.to_ascii_lowercase()
+                .matches("transfer-encoding")
+                .count(),
+            1,
+            "{head}"
+        );
+        // Chunked: raw to 1.1, de-chunked (and closed) to 1.0.
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let (head, relay, close) = client_head(chunked, 1, false);
+        assert_eq!((relay, close), (Relay::Raw, false));
+        assert!(head.contains("Transfer-Encoding: chunked\r\n"), "{head}");
+        let (head, relay, close) = client_head(chunked, 0, false);
+        assert_eq!((relay, close), (Relay::Dechunk, true));
+        assert!(
+            !head.to_ascii_lowercase().contains("transfer-encoding"),
+            "{head}"
+        );
+        // Content-Length is copied as received; hop-by-hop and Connection-named headers go.
+        let (head, relay, close) = client_head(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 007\r\nConnection: x-drop\r\nX-Drop: 1\r\nKeep-Alive: t=5\r\nx-amzn-RequestId: theirs\r\n\r\n",
+            1,
+            false,
+        );
+        assert_eq!((relay, close), (Relay::Raw, false));
+        assert_eq!(
+            head,
+            "HTTP/1.1 200 OK\r\nContent-Length: 007\r\nx-amzn-RequestId: rid\r\n\r\n"
+        );
+    }
 }

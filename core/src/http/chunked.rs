@@ -7,8 +7,8 @@
 //! bounded section. Chunk extensions (RFC 9112 §7.1.1) are
 //! `*( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )`, validated, bounded by
 //! the chunk-line limit, and reported to the caller (`feed_parts`) so a relay can drop them.
-//! With a body limit (`with_limit`), a chunk size that would take the body past it fails at
-//! once, before any of that chunk's data is handed out.
+//! With a body limit (`with_limit`), a chunk size that would take the body past it fails as
+//! soon as the size is complete, before any of that chunk's data is handed out.
 //! It stops at the end of the body: what follows belongs to the next message.
 
 use super::{is_qdtext, is_quotable};
@@ -144,8 +144,8 @@ impl ChunkedDecoder {
         Self::default()
     }
 
-    /// A decoder that fails with `ChunkError::TooLarge` as soon as a chunk-size line would
-    /// take the body's data past `limit` bytes.
+    /// A decoder that fails with `ChunkError::TooLarge` as soon as a (well-formed) chunk size
+    /// would take the body's data past `limit` bytes.
     pub fn with_limit(limit: u64) -> Self {
         ChunkedDecoder {
             limit,
@@ -234,17 +234,14 @@ impl ChunkedDecoder {
 
     /// Advances over one framing byte (every state except `Data`, `Done` and `Failed`).
     fn step(&mut self, b: u8) -> Result<(), ChunkError> {
-        if self.state == State::Size && hex_value(b).is_some() {
-            // The size grows: refuse as soon as it takes the body past the limit.
-            self.step_inner(b).map_err(ChunkError::Malformed)?;
-            if self.data_len.saturating_add(self.remaining) > self.limit {
-                return Err(ChunkError::TooLarge);
-            }
-            return Ok(());
-        }
-        let was_start = self.state == State::SizeStart;
+        let in_size = self.state == State::Size;
         self.step_inner(b).map_err(ChunkError::Malformed)?;
-        if was_start && self.data_len.saturating_add(self.remaining) > self.limit {
+        // The size is complete (a malformed or overflowing one has failed already): refuse
+        // it at once if it takes the body past the limit.
+        if in_size
+            && self.state != State::Size
+            && self.data_len.saturating_add(self.remaining) > self.limit
+        {
             return Err(ChunkError::TooLarge);
         }
         Ok(())
@@ -698,16 +695,24 @@ mod tests {
             assert_eq!(r, Err(ChunkError::TooLarge), "split {split}");
             assert_eq!(data, b"abc", "split {split}");
         }
-        // A huge size fails at the digit that crosses the limit, before the line ends.
-        let mut d = ChunkedDecoder::new();
-        d.set_limit(1000);
-        assert_eq!(d.feed(b"3e8", |_| {}), Ok((3, false)));
-        assert_eq!(d.feed(b"0", |_| {}), Err(ChunkError::TooLarge));
-        assert_eq!(d.feed(b"\r\n", |_| {}), Err(ChunkError::TooLarge));
+        // A size over the limit fails as soon as it is complete (CR, `;` or BWS)...
+        for end in [&b"\r"[..], b";", b" "] {
+            let mut d = ChunkedDecoder::new();
+            d.set_limit(1000);
+            assert_eq!(d.feed(b"3e90", |_| {}), Ok((4, false)));
+            assert_eq!(d.feed(end, |_| {}), Err(ChunkError::TooLarge));
+            assert_eq!(d.feed(b"\n", |_| {}), Err(ChunkError::TooLarge));
+        }
+        // ...unless it is malformed: an overflowing size is a framing error, not a 413.
+        let mut d = ChunkedDecoder::with_limit(1000);
+        assert_eq!(
+            d.feed(b"10000000000000005\r\n", |_| {}),
+            Err(ChunkError::Malformed("chunk size too large"))
+        );
         let mut d = ChunkedDecoder::with_limit(0);
         assert_eq!(d.feed(b"0\r\n\r\n", |_| {}), Ok((5, true)));
         let mut d = ChunkedDecoder::with_limit(0);
-        assert_eq!(d.feed(b"1", |_| {}), Err(ChunkError::TooLarge));
+        assert_eq!(d.feed(b"1\r", |_| {}), Err(ChunkError::TooLarge));
         // Without a limit the same sizes are fine.
         let mut d = ChunkedDecoder::new();
         assert_eq!(d.feed(b"FFFFFFFF\r\n", |_| {}), Ok((10, false)));
