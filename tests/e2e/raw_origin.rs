@@ -1,7 +1,6 @@
 //! A misbehaving backend on 127.0.0.1 for framing tests: each connection reads until a given
 //! byte string has arrived (or a bounded wait passes), records every byte it received, writes
-//! a scripted response verbatim, then closes cleanly, resets (`SO_LINGER` 0) or holds the
-//! connection open for a while. Every thread stops by itself within a few seconds.
+//! a scripted response verbatim, then closes cleanly or resets (`SO_LINGER` 0). Every thread stops by itself within a few seconds.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -15,8 +14,6 @@ pub enum End {
     Close,
     /// RST.
     Reset,
-    /// Keep the connection open (reading and recording) for this long, then FIN.
-    Hold(Duration),
 }
 
 #[derive(Clone)]
@@ -138,9 +135,6 @@ fn serve(mut s: TcpStream, script: &Script, rec: &Mutex<Vec<Vec<u8>>>, idx: usiz
             // Let the gateway read what was sent before the reset arrives.
             std::thread::sleep(Duration::from_millis(200));
             set_linger_zero(&s);
-        }
-        End::Hold(d) => {
-            record(&mut s, Instant::now() + d, None);
         }
     }
 }

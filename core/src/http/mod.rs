@@ -525,8 +525,17 @@ mod tests {
 
     #[test]
     fn transfer_coding_classes() {
-        // (fields, count, empty, invalid, chunked, other, final_chunked)
-        let cases: &[(&[&str], usize, usize, usize, usize, usize, bool)] = &[
+        /// (fields, count, empty, invalid, chunked, other, final_chunked)
+        type Case = (
+            &'static [&'static str],
+            usize,
+            usize,
+            usize,
+            usize,
+            usize,
+            bool,
+        );
+        let cases: &[Case] = &[
             (&["chunked"], 1, 0, 0, 1, 0, true),
             (&["CHUNKED"], 1, 0, 0, 1, 0, true),
             (&["gzip, chunked"], 2, 0, 0, 1, 1, true),
