@@ -1,7 +1,8 @@
 //! What an HTTP proxy integration sends where: the backend request head built from the
 //! client's (Host rewritten, hop-by-hop headers dropped, `X-Forwarded-*` added), the client
-//! response head built from the backend's (hop-by-hop dropped, `x-amzn-RequestId` added), and
-//! mock integration responses. Pure byte building into caller-owned buffers, no allocation
+//! response head built from the backend's (hop-by-hop dropped, `x-amzn-RequestId` added, the
+//! body's relay mode chosen), and mock integration responses. Both head writers share one
+//! header-copy loop (`copy_headers`). Pure byte building into caller-owned buffers, no allocation
 //! beyond growing them.
 
 use crate::gateway::{MockTarget, ProxyTarget, Upstream};
@@ -86,21 +87,31 @@ fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
     }
 }
 
-/// Appends the one `content-length` of a head whose Content-Length fields the parser has
-/// already checked (all present values equal).
-fn push_content_length(out: &mut Vec<u8>, headers: &[httparse::Header<'_>]) {
-    if let Ok(Some(n)) = crate::http::content_length(headers) {
-        out.extend_from_slice(b"content-length: ");
-        push_decimal(out, n);
-        out.extend_from_slice(b"\r\n");
-    }
-}
-
 fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
+}
+
+/// Copies a message's end-to-end headers to `out`, as received: drops the hop-by-hop ones
+/// (`hop_by_hop`), the ones its `Connection` field names, and those `skip` claims (`skip` may
+/// keep what it needs of them). The parsers have already refused framing headers that could be
+/// read two ways (several `Content-Length` values, malformed `Transfer-Encoding`), so the
+/// framing headers that remain are copied as they are.
+fn copy_headers<'b>(
+    out: &mut Vec<u8>,
+    headers: &[httparse::Header<'b>],
+    hop_by_hop: fn(&str) -> bool,
+    mut skip: impl FnMut(&httparse::Header<'b>) -> bool,
+) {
+    let conn_tokens = connection_tokens(headers);
+    for h in headers {
+        if hop_by_hop(h.name) || named_in(&conn_tokens, h.name) || skip(h) {
+            continue;
+        }
+        push_header(out, h.name.as_bytes(), h.value);
+    }
 }
 
 /// Appends the backend request head for `req` to `out`.
@@ -124,35 +135,16 @@ pub fn write_upstream_head(
     out.extend_from_slice(upstream.host_header.as_bytes());
     out.extend_from_slice(b"\r\n");
 
-    let conn_tokens = connection_tokens(req.headers);
     let mut xff: Option<&[u8]> = None;
-    let mut content_length_sent = false;
-    for h in req.headers {
-        let name = h.name;
-        if is_hop_by_hop_request(name) || named_in(&conn_tokens, name) {
-            continue;
-        }
-        if name.eq_ignore_ascii_case("content-length") {
-            // Several (identical: the parser refuses differing ones) or a list (`5, 5`)
-            // become one plain value, where the first one was.
-            if !std::mem::replace(&mut content_length_sent, true) {
-                push_content_length(out, req.headers);
-            }
-            continue;
-        }
-        if name.eq_ignore_ascii_case("x-forwarded-for") {
-            // Several X-Forwarded-For headers are one comma list; keep the last one's chain
-            // only if there is a single one (the common case), else join below.
+    copy_headers(out, req.headers, is_hop_by_hop_request, |h| {
+        if h.name.eq_ignore_ascii_case("x-forwarded-for") {
+            // Several X-Forwarded-For headers: the last one's chain is kept.
             xff = Some(h.value);
-            continue;
+            return true;
         }
-        if name.eq_ignore_ascii_case("x-forwarded-proto")
-            || name.eq_ignore_ascii_case("x-forwarded-port")
-        {
-            continue;
-        }
-        push_header(out, name.as_bytes(), h.value);
-    }
+        h.name.eq_ignore_ascii_case("x-forwarded-proto")
+            || h.name.eq_ignore_ascii_case("x-forwarded-port")
+    });
     out.extend_from_slice(b"x-forwarded-for: ");
     if let Some(prev) = xff {
         let prev = prev.trim_ascii();
@@ -176,51 +168,55 @@ pub fn write_upstream_head(
 /// How the backend's body is passed to the client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Relay {
-    /// Bytes as they come (CL, chunked to an HTTP/1.1 client, or until close).
+    /// Bytes as they come (CL, chunked to an HTTP/1.1 client, or until close to HTTP/1.0).
     Raw,
     /// Chunk framing removed (an HTTP/1.0 client cannot read chunked); the connection closes.
     Dechunk,
+    /// A body delimited by the backend's close, sent chunked to an HTTP/1.1 client (as nginx
+    /// does): a clean close ends it with the `0` chunk, a reset leaves that out, so the client
+    /// can tell a cut body from a complete one, and the client connection may stay open.
+    Rechunk,
+}
+
+/// What `write_client_head` decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientHead {
+    pub relay: Relay,
+    /// The client connection ends after this response (`connection: close` was sent).
+    pub close: bool,
 }
 
 /// Appends the client response head for a backend response to `out` and says how to relay
-/// its body. `close`: the client connection ends after this response.
+/// its body. `close`: the client asked for the connection to end after this response.
 pub fn write_client_head(
     resp: &ResponseHead<'_, '_>,
     client_minor_version: u8,
     request_id: &[u8],
     close: bool,
     out: &mut Vec<u8>,
-) -> Relay {
-    let relay = if resp.body == BodyKind::Chunked && client_minor_version == 0 {
-        Relay::Dechunk
-    } else {
-        Relay::Raw
+) -> ClientHead {
+    let has_te = resp
+        .headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"));
+    let relay = match resp.body {
+        BodyKind::Chunked if client_minor_version == 0 => Relay::Dechunk,
+        // Only a body with no transfer coding at all is re-encoded: one under other codings
+        // (`gzip`, or chunked not last) goes as it is, ended by the close.
+        BodyKind::UntilClose if client_minor_version >= 1 && !has_te => Relay::Rechunk,
+        _ => Relay::Raw,
     };
-    // Without chunk framing, the end of the body is the end of the connection.
-    let close = close || relay == Relay::Dechunk;
+    // Without framing the client can read, the end of the body is the end of the connection.
+    let close = close
+        || relay == Relay::Dechunk
+        || (resp.body == BodyKind::UntilClose && relay != Relay::Rechunk);
     push_status_line(out, resp.status, resp.reason);
-    let conn_tokens = connection_tokens(resp.headers);
-    let mut content_length_sent = false;
-    for h in resp.headers {
-        let name = h.name;
-        if is_hop_by_hop_response(name) || named_in(&conn_tokens, name) {
-            continue;
-        }
-        if name.eq_ignore_ascii_case("content-length") {
-            // Several (identical: the parser refuses differing ones) or a list (`5, 5`)
-            // become one plain value, where the first one was.
-            if !std::mem::replace(&mut content_length_sent, true) {
-                push_content_length(out, resp.headers);
-            }
-            continue;
-        }
-        if relay == Relay::Dechunk && name.eq_ignore_ascii_case("transfer-encoding") {
-            continue;
-        }
-        if name.eq_ignore_ascii_case("x-amzn-requestid") {
-            continue;
-        }
-        push_header(out, name.as_bytes(), h.value);
+    copy_headers(out, resp.headers, is_hop_by_hop_response, |h| {
+        (relay == Relay::Dechunk && h.name.eq_ignore_ascii_case("transfer-encoding"))
+            || h.name.eq_ignore_ascii_case("x-amzn-requestid")
+    });
+    if relay == Relay::Rechunk {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
     push_header(out, b"x-amzn-RequestId", request_id);
     if close {
@@ -229,7 +225,7 @@ pub fn write_client_head(
         out.extend_from_slice(b"connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    relay
+    ClientHead { relay, close }
 }
 
 /// Appends a mock integration's complete response to `out` (no body for HEAD, 1xx, 204, 304).
@@ -284,6 +280,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         409 => "Conflict",
         410 => "Gone",
         413 => "Content Too Large",
@@ -327,5 +324,80 @@ mod tests {
         let mut out = Vec::new();
         push_status_line(&mut out, 204, "No Content");
         assert_eq!(out, b"HTTP/1.1 204 No Content\r\n");
+    }
+
+    /// The client head written for backend response `raw`: (head text, relay, close).
+    fn client_head(raw: &[u8], minor: u8, close: bool) -> (String, Relay, bool) {
+        let mut h = [httparse::EMPTY_HEADER; crate::http::MAX_HEADERS];
+        let resp = crate::http::response::parse(raw, &mut h, 8192, false)
+            .expect("valid test response")
+            .expect("complete test response");
+        let mut out = Vec::new();
+        let ch = write_client_head(&resp, minor, b"rid", close, &mut out);
+        (
+            String::from_utf8_lossy(&out).into_owned(),
+            ch.relay,
+            ch.close,
+        )
+    }
+
+    #[test]
+    fn client_head_relay_modes() {
+        let until_close = b"HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\n";
+        // HTTP/1.1 client: re-chunked, the connection may stay.
+        let (head, relay, close) = client_head(until_close, 1, false);
+        assert_eq!((relay, close), (Relay::Rechunk, false));
+        assert_eq!(
+            head,
+            "HTTP/1.1 200 OK\r\nX-A: 1\r\ntransfer-encoding: chunked\r\nx-amzn-RequestId: rid\r\n\r\n"
+        );
+        let (head, relay, close) = client_head(until_close, 1, true);
+        assert_eq!((relay, close), (Relay::Rechunk, true));
+        assert!(
+            head.ends_with(
+                "transfer-encoding: chunked\r\nx-amzn-RequestId: rid\r\nconnection: close\r\n\r\n"
+            ),
+            "{head}"
+        );
+        // HTTP/1.0 client: close-delimited as received.
+        let (head, relay, close) = client_head(until_close, 0, false);
+        assert_eq!((relay, close), (Relay::Raw, true));
+        assert!(!head.contains("transfer-encoding"), "{head}");
+        // Under another transfer coding: passed as received, closed.
+        let (head, relay, close) = client_head(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+            1,
+            false,
+        );
+        assert_eq!((relay, close), (Relay::Raw, true));
+        assert_eq!(
+            head.to_ascii_lowercase()
+                .matches("transfer-encoding")
+                .count(),
+            1,
+            "{head}"
+        );
+        // Chunked: raw to 1.1, de-chunked (and closed) to 1.0.
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let (head, relay, close) = client_head(chunked, 1, false);
+        assert_eq!((relay, close), (Relay::Raw, false));
+        assert!(head.contains("Transfer-Encoding: chunked\r\n"), "{head}");
+        let (head, relay, close) = client_head(chunked, 0, false);
+        assert_eq!((relay, close), (Relay::Dechunk, true));
+        assert!(
+            !head.to_ascii_lowercase().contains("transfer-encoding"),
+            "{head}"
+        );
+        // Content-Length is copied as received; hop-by-hop and Connection-named headers go.
+        let (head, relay, close) = client_head(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 007\r\nConnection: x-drop\r\nX-Drop: 1\r\nKeep-Alive: t=5\r\nx-amzn-RequestId: theirs\r\n\r\n",
+            1,
+            false,
+        );
+        assert_eq!((relay, close), (Relay::Raw, false));
+        assert_eq!(
+            head,
+            "HTTP/1.1 200 OK\r\nContent-Length: 007\r\nx-amzn-RequestId: rid\r\n\r\n"
+        );
     }
 }

@@ -148,6 +148,16 @@ fn chunked_feed_does_not_allocate() {
         // Errors do not allocate.
         let mut d = ChunkedDecoder::new();
         assert!(d.feed(b"5\nhello", |_| {}).is_err());
+        // Nor do extension ranges (BWS included) and the body limit.
+        let mut d = ChunkedDecoder::with_limit(29);
+        let mut ext = 0usize;
+        let r = d.feed_parts(
+            b"1a ; a = \"q\\\"\" ;b\r\nabcdefghijklmnopqrstuvwxyz\r\n",
+            |_| {},
+            |r| ext += r.len(),
+        );
+        assert_eq!((r.map(|(_, done)| done), ext), (Ok(false), 15));
+        assert!(d.feed(b"4\r\n", |_| {}).is_err());
     });
     assert_eq!(n, 0, "ChunkedDecoder::feed allocated");
 }

@@ -19,9 +19,8 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
-use tollgate_core::forward::{self, ClientInfo, Relay};
+use tollgate_core::forward::{self, ClientInfo};
 use tollgate_core::gateway::{Protocol, Resolved, Target};
-use tollgate_core::http::chunked::ChunkedDecoder;
 use tollgate_core::http::error::{self, GatewayError};
 use tollgate_core::http::request::{self, HeadError};
 use tollgate_core::http::response::{self, ResponseError};
@@ -140,6 +139,7 @@ async fn serve_one(shard: &Shard, c: &mut Client) -> io::Result<bool> {
                     HeadError::TooLarge => GatewayError::HeadersTooLarge,
                     HeadError::Malformed(_) | HeadError::Smuggling(_) => GatewayError::BadRequest,
                     HeadError::Version => GatewayError::VersionNotSupported,
+                    HeadError::UnsupportedCoding => GatewayError::NotImplemented,
                 }),
             }
         } else {
@@ -246,13 +246,7 @@ async fn respond_local(
         mark_close(&mut c.out);
     }
     if !close && meta.body != BodyKind::None {
-        let framing = match meta.body {
-            BodyKind::Length(n) => Framing::Length(n),
-            _ => Framing::Chunked {
-                decoder: ChunkedDecoder::new(),
-                dechunk: false,
-            },
-        };
+        let framing = Framing::request(meta.body);
         let limits = Limits {
             read_timeout: s.header_read_timeout,
             write_timeout: s.client_write_timeout,
@@ -369,16 +363,20 @@ async fn proxy(
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         match response::parse(up.buf.filled(), &mut headers, s.read_buffer_bytes, is_head) {
             Ok(Some(resp)) => {
-                let close = !meta.keep_alive || resp.body == BodyKind::UntilClose;
-                let relay_mode = forward::write_client_head(
+                let client_head = forward::write_client_head(
                     &resp,
                     meta.minor_version,
                     request_id,
-                    close,
+                    !meta.keep_alive,
                     &mut c.out,
                 );
-                let close = close || relay_mode == Relay::Dechunk;
-                Some((resp.body, resp.keep_alive, relay_mode, resp.head_len, close))
+                Some((
+                    resp.body,
+                    resp.keep_alive,
+                    client_head.relay,
+                    resp.head_len,
+                    client_head.close,
+                ))
             }
             _ => None,
         }
@@ -430,15 +428,7 @@ async fn proxy(
     {
         return Ok(false);
     }
-    let framing = match body {
-        BodyKind::None => Framing::Length(0),
-        BodyKind::Length(n) => Framing::Length(n),
-        BodyKind::Chunked => Framing::Chunked {
-            decoder: ChunkedDecoder::new(),
-            dechunk: relay_mode == Relay::Dechunk,
-        },
-        BodyKind::UntilClose => Framing::UntilClose,
-    };
+    let framing = Framing::response(body, relay_mode);
     finish_body(
         shard,
         c,
@@ -464,7 +454,7 @@ async fn finish_body(
     timeout: Duration,
 ) -> io::Result<bool> {
     let s = &shard.gateway.settings;
-    let until_close = matches!(framing, Framing::UntilClose);
+    let until_close = framing.until_close();
     let limits = Limits {
         read_timeout: timeout,
         write_timeout: s.client_write_timeout,
@@ -526,14 +516,7 @@ async fn exchange(
         {
             return Err(Exchange::Fail(Failure::Drop));
         }
-        let framing = match meta.body {
-            BodyKind::Length(n) => Framing::Length(n),
-            BodyKind::Chunked => Framing::Chunked {
-                decoder: ChunkedDecoder::new(),
-                dechunk: false,
-            },
-            _ => Framing::Length(0),
-        };
+        let framing = Framing::request(meta.body);
         let limits = Limits {
             read_timeout: s.header_read_timeout,
             write_timeout,
@@ -558,6 +541,11 @@ async fn exchange(
                 return Err(Exchange::Fail(Failure::Answer(GatewayError::BadRequest)))
             }
             Err(RelayError::Source) => return Err(Exchange::Fail(Failure::Drop)),
+            Err(RelayError::SourceTimeout) => {
+                return Err(Exchange::Fail(Failure::Answer(
+                    GatewayError::RequestTimeout,
+                )))
+            }
             Err(RelayError::Sink) => {
                 return Err(Exchange::Fail(Failure::Answer(
                     GatewayError::IntegrationFailure,

@@ -1,12 +1,21 @@
 //! Streams a message body from one connection to another without buffering it whole: bytes
 //! already read (in the source's buffer) first, then read/write in buffer-sized steps, bounded
 //! by the body's framing (Content-Length, chunked, or until the source closes).
+//!
+//! Chunked bodies are validated as they pass; chunk extensions are cut out (RFC 9112 §7.1.1
+//! lets a recipient ignore them; passing them on would hand the next parser input we did not
+//! have to accept). A body delimited by the backend's close can be re-encoded as chunked, so a
+//! client can tell a complete body (the `0` chunk) from one cut by a reset (no `0` chunk).
 
 use crate::buffer::Buf;
 use crate::net::Conn;
 use smallvec::SmallVec;
+use std::io;
+use std::ops::Range;
 use std::time::{Duration, Instant};
-use tollgate_core::http::chunked::ChunkedDecoder;
+use tollgate_core::forward::Relay;
+use tollgate_core::http::chunked::{ChunkError, ChunkedDecoder};
+use tollgate_core::http::BodyKind;
 
 pub enum Framing {
     Length(u64),
@@ -15,18 +24,59 @@ pub enum Framing {
         decoder: ChunkedDecoder,
         dechunk: bool,
     },
-    UntilClose,
+    /// Until the source closes; `rechunk`: send it chunked, ending with the `0` chunk only
+    /// when the source closed cleanly.
+    UntilClose {
+        rechunk: bool,
+    },
 }
 
-#[derive(Debug)]
+impl Framing {
+    /// A request body as the head framed it (`UntilClose` cannot frame a request: no body).
+    pub fn request(body: BodyKind) -> Framing {
+        match body {
+            BodyKind::Length(n) => Framing::Length(n),
+            BodyKind::Chunked => Framing::Chunked {
+                decoder: ChunkedDecoder::new(),
+                dechunk: false,
+            },
+            BodyKind::None | BodyKind::UntilClose => Framing::Length(0),
+        }
+    }
+
+    /// A backend response body, passed to the client as `relay` says.
+    pub fn response(body: BodyKind, relay: Relay) -> Framing {
+        match body {
+            BodyKind::None => Framing::Length(0),
+            BodyKind::Length(n) => Framing::Length(n),
+            BodyKind::Chunked => Framing::Chunked {
+                decoder: ChunkedDecoder::new(),
+                dechunk: relay == Relay::Dechunk,
+            },
+            BodyKind::UntilClose => Framing::UntilClose {
+                rechunk: relay == Relay::Rechunk,
+            },
+        }
+    }
+
+    /// The body ends only when the source closes (its connection cannot be reused).
+    pub fn until_close(&self) -> bool {
+        matches!(self, Framing::UntilClose { .. })
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
 pub enum RelayError {
     /// Reading the source failed or it closed early.
     Source,
+    /// The source sent nothing for `read_timeout` before the body was complete.
+    SourceTimeout,
     /// Writing the destination failed.
     Sink,
     /// The source sent malformed chunk framing.
     Framing,
-    /// The body grew past the limit.
+    /// The body grew past the limit (for chunked bodies: as soon as a chunk-size line says
+    /// so, before any of that chunk is passed on).
     TooLarge,
 }
 
@@ -37,6 +87,11 @@ pub struct Limits {
     pub max_body: u64,
 }
 
+/// Room kept in front of a read for a chunk-size line (16 hex digits and CRLF).
+const CHUNK_HEAD_ROOM: usize = 18;
+/// Room kept after a read for the CRLF that ends a chunk's data.
+const CHUNK_TAIL_ROOM: usize = 2;
+
 /// Relays one body. `dst` is `None` to discard it (draining a request nobody will read).
 pub async fn relay(
     src: &mut Conn,
@@ -45,15 +100,16 @@ pub async fn relay(
     mut framing: Framing,
     limits: &Limits,
 ) -> Result<(), RelayError> {
+    if let Framing::Chunked { decoder, .. } = &mut framing {
+        decoder.set_limit(limits.max_body);
+    }
     loop {
         if !sbuf.is_empty() {
             match &mut framing {
                 Framing::Length(rem) => {
                     let n = (*rem).min(sbuf.len() as u64) as usize;
                     if let Some(d) = dst.as_deref_mut() {
-                        d.write_all(&sbuf.filled()[..n], limits.write_timeout)
-                            .await
-                            .map_err(|_| RelayError::Sink)?;
+                        write(d, &sbuf.filled()[..n], limits).await?;
                     }
                     sbuf.consume(n);
                     *rem -= n as u64;
@@ -61,28 +117,47 @@ pub async fn relay(
                 Framing::Chunked { decoder, dechunk } => {
                     let filled = sbuf.filled();
                     let base = filled.as_ptr() as usize;
-                    let mut ranges: SmallVec<[(usize, usize); 8]> = SmallVec::new();
+                    // Data runs when de-chunking, extension ranges otherwise.
+                    let mut data: SmallVec<[Range<usize>; 8]> = SmallVec::new();
+                    let mut exts: SmallVec<[Range<usize>; 4]> = SmallVec::new();
+                    let dechunk = *dechunk;
                     let (used, done) = decoder
-                        .feed(filled, |d| {
-                            if !d.is_empty() {
-                                ranges.push((d.as_ptr() as usize - base, d.len()));
-                            }
-                        })
-                        .map_err(|_| RelayError::Framing)?;
-                    if decoder.data_len() > limits.max_body {
-                        return Err(RelayError::TooLarge);
-                    }
+                        .feed_parts(
+                            filled,
+                            |d| {
+                                if dechunk && !d.is_empty() {
+                                    let off = d.as_ptr() as usize - base;
+                                    data.push(off..off + d.len());
+                                }
+                            },
+                            |ext| {
+                                if !dechunk {
+                                    exts.push(ext);
+                                }
+                            },
+                        )
+                        .map_err(|e| match e {
+                            ChunkError::TooLarge => RelayError::TooLarge,
+                            ChunkError::Malformed(_) => RelayError::Framing,
+                        })?;
                     if let Some(d) = dst.as_deref_mut() {
-                        if *dechunk {
-                            for (off, len) in ranges {
-                                d.write_all(&filled[off..off + len], limits.write_timeout)
-                                    .await
-                                    .map_err(|_| RelayError::Sink)?;
+                        if dechunk {
+                            for r in data {
+                                write(d, &filled[r], limits).await?;
                             }
                         } else {
-                            d.write_all(&filled[..used], limits.write_timeout)
-                                .await
-                                .map_err(|_| RelayError::Sink)?;
+                            // The framing as received, minus the extensions (usually none:
+                            // one write).
+                            let mut at = 0;
+                            for r in exts {
+                                if r.start > at {
+                                    write(d, &filled[at..r.start], limits).await?;
+                                }
+                                at = r.end;
+                            }
+                            if used > at {
+                                write(d, &filled[at..used], limits).await?;
+                            }
                         }
                     }
                     sbuf.consume(used);
@@ -90,11 +165,18 @@ pub async fn relay(
                         return Ok(());
                     }
                 }
-                Framing::UntilClose => {
+                Framing::UntilClose { rechunk } => {
                     if let Some(d) = dst.as_deref_mut() {
-                        d.write_all(sbuf.filled(), limits.write_timeout)
-                            .await
-                            .map_err(|_| RelayError::Sink)?;
+                        if *rechunk {
+                            // Bytes that came with the head: framed apart (once per body).
+                            let mut head = [0u8; CHUNK_HEAD_ROOM];
+                            let at = chunk_head(&mut head, sbuf.len());
+                            write(d, &head[at..], limits).await?;
+                            write(d, sbuf.filled(), limits).await?;
+                            write(d, b"\r\n", limits).await?;
+                        } else {
+                            write(d, sbuf.filled(), limits).await?;
+                        }
                     }
                     let n = sbuf.len();
                     sbuf.consume(n);
@@ -105,22 +187,133 @@ pub async fn relay(
             return Ok(());
         }
         let spare = sbuf.spare();
+        if let Framing::UntilClose { rechunk: true } = framing {
+            if spare.len() > CHUNK_HEAD_ROOM + CHUNK_TAIL_ROOM {
+                // Read between the room for the chunk-size line and its CRLF, then send the
+                // whole chunk from the buffer in one write (nothing is kept in `sbuf`).
+                let end = spare.len() - CHUNK_TAIL_ROOM;
+                let n = read(src, &mut spare[CHUNK_HEAD_ROOM..end], limits).await?;
+                let Some(d) = dst.as_deref_mut() else {
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    continue;
+                };
+                if n == 0 {
+                    return write(d, b"0\r\n\r\n", limits).await;
+                }
+                let mut head = [0u8; CHUNK_HEAD_ROOM];
+                let at = chunk_head(&mut head, n);
+                spare[at..CHUNK_HEAD_ROOM].copy_from_slice(&head[at..]);
+                let tail = CHUNK_HEAD_ROOM + n;
+                spare[tail..tail + CHUNK_TAIL_ROOM].copy_from_slice(b"\r\n");
+                write(d, &spare[at..tail + CHUNK_TAIL_ROOM], limits).await?;
+                continue;
+            }
+        }
         // A Content-Length body is read no further than its end (the rest belongs to the
         // next message on this connection).
         let want = match framing {
             Framing::Length(rem) => (rem.min(spare.len() as u64)) as usize,
             _ => spare.len(),
         };
-        let n = src
-            .read(&mut spare[..want], Instant::now() + limits.read_timeout)
-            .await
-            .map_err(|_| RelayError::Source)?;
+        let n = read(src, &mut spare[..want], limits).await?;
         if n == 0 {
             return match framing {
-                Framing::UntilClose => Ok(()),
+                Framing::UntilClose { rechunk: false } => Ok(()),
+                Framing::UntilClose { rechunk: true } => match dst {
+                    Some(d) => write(d, b"0\r\n\r\n", limits).await,
+                    None => Ok(()),
+                },
                 _ => Err(RelayError::Source),
             };
         }
         sbuf.commit(n);
+    }
+}
+
+async fn write(d: &mut Conn, bytes: &[u8], limits: &Limits) -> Result<(), RelayError> {
+    d.write_all(bytes, limits.write_timeout)
+        .await
+        .map_err(|_| RelayError::Sink)
+}
+
+async fn read(src: &mut Conn, into: &mut [u8], limits: &Limits) -> Result<usize, RelayError> {
+    src.read(into, Instant::now() + limits.read_timeout)
+        .await
+        .map_err(|e| {
+            if matches!(
+                e.kind(),
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+            ) {
+                RelayError::SourceTimeout
+            } else {
+                RelayError::Source
+            }
+        })
+}
+
+/// Writes `<hex len>\r\n` right-aligned into `out`; returns where it starts.
+fn chunk_head(out: &mut [u8; CHUNK_HEAD_ROOM], len: usize) -> usize {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut i = CHUNK_HEAD_ROOM - 2;
+    out[i..].copy_from_slice(b"\r\n");
+    let mut n = len as u64;
+    loop {
+        i -= 1;
+        out[i] = HEX[(n & 0xf) as usize];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_heads() {
+        for len in [0usize, 1, 9, 10, 15, 16, 255, 4096, 16_384, usize::MAX] {
+            let mut out = [0u8; CHUNK_HEAD_ROOM];
+            let at = chunk_head(&mut out, len);
+            assert_eq!(out[at..].to_vec(), format!("{len:x}\r\n").into_bytes());
+        }
+    }
+
+    #[test]
+    fn framing_constructors() {
+        assert!(matches!(
+            Framing::request(BodyKind::Length(7)),
+            Framing::Length(7)
+        ));
+        assert!(matches!(
+            Framing::request(BodyKind::None),
+            Framing::Length(0)
+        ));
+        assert!(matches!(
+            Framing::request(BodyKind::Chunked),
+            Framing::Chunked { dechunk: false, .. }
+        ));
+        assert!(matches!(
+            Framing::response(BodyKind::Chunked, Relay::Dechunk),
+            Framing::Chunked { dechunk: true, .. }
+        ));
+        assert!(matches!(
+            Framing::response(BodyKind::Chunked, Relay::Raw),
+            Framing::Chunked { dechunk: false, .. }
+        ));
+        assert!(matches!(
+            Framing::response(BodyKind::UntilClose, Relay::Rechunk),
+            Framing::UntilClose { rechunk: true }
+        ));
+        assert!(matches!(
+            Framing::response(BodyKind::UntilClose, Relay::Raw),
+            Framing::UntilClose { rechunk: false }
+        ));
+        assert!(Framing::response(BodyKind::UntilClose, Relay::Raw).until_close());
+        assert!(!Framing::response(BodyKind::Length(3), Relay::Raw).until_close());
     }
 }

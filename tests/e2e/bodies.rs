@@ -4,6 +4,7 @@
 use crate::client::{chunk_encode, get, req, Client, Closed};
 use crate::harness::{rest_proxy_api, Gateway, Server};
 use crate::origin::{Echo, Origin};
+use crate::raw_origin::{End, RawOrigin, Script};
 use crate::util::{fnv_hex, pattern};
 use std::io::Write;
 use std::time::Duration;
@@ -157,4 +158,56 @@ fn refused_body_sent_in_full_still_gets_the_413() {
     assert_eq!(r.status, 413, "{}", r.body_str());
     assert!(r.closes(), "a refused body ends the connection");
     assert_eq!(origin.requests(), 0);
+}
+
+/// A chunk-size line that alone takes the body past `max_body_bytes` gets 413 at once, before
+/// any of that chunk is forwarded (the client has not even sent its data).
+#[test]
+fn oversize_chunk_size_line_gets_413_at_once() {
+    let raw = RawOrigin::start(Script {
+        until: b"never sent".to_vec(),
+        response: Vec::new(),
+        end: End::Close,
+    });
+    let server = Server::default().with("max_body_bytes", "1000");
+    let gw = Gateway::start(&server, &rest_proxy_api(raw.addr, 10_000, ""));
+    let mut c = Client::connect(gw.addr);
+    c.send(
+        b"POST /prod/big HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5\r\nhello\r\n100000\r\nxyz",
+    );
+    let started = std::time::Instant::now();
+    let r = c.read_response();
+    r.assert_gateway_error(
+        413,
+        r#"{"message":"HTTP content length exceeded 1000 bytes."}"#,
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "413 came after {:?}",
+        started.elapsed()
+    );
+    assert!(r.closes(), "{:?}", r.headers);
+    c.assert_closed("after the 413");
+    let got = raw.wait_for(b"\r\n\r\n");
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        !text.contains("1000") && !text.contains("xyz"),
+        "part of the oversize chunk reached the backend: {text:?}"
+    );
+    // A body that fits still goes through the same limit.
+    let raw_ok = RawOrigin::start(Script {
+        until: b"0\r\n\r\n".to_vec(),
+        response: b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec(),
+        end: End::Close,
+    });
+    let gw = Gateway::start(&server, &rest_proxy_api(raw_ok.addr, 10_000, ""));
+    let mut c = Client::connect(gw.addr);
+    let mut msg =
+        b"POST /prod/big HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n"
+            .to_vec();
+    msg.extend_from_slice(&[b'a'; 1000]);
+    msg.extend_from_slice(b"\r\n0\r\n\r\n");
+    let r = c.request(&msg);
+    assert_eq!(r.status, 200, "exactly max_body_bytes in one chunk: {r:?}");
 }

@@ -11,6 +11,7 @@
 mod client;
 mod harness;
 mod origin;
+mod raw_origin;
 mod util;
 
 mod bodies;

@@ -191,24 +191,3 @@ fn path_parameters_and_template_query_are_substituted() {
     let r = c.request(&req("GET", "/prod/pets/7/toys", &[], b""));
     assert_eq!(Echo::parse(&r.body).target, "/pets/7/toys");
 }
-
-/// Identical repeated Content-Length fields (or a `5, 5` list) are one length: the backend
-/// gets a single plain `content-length`, so it cannot read the framing differently.
-#[test]
-fn duplicate_identical_content_length_is_forwarded_once() {
-    let origin = Origin::start();
-    let gw = Gateway::start(&Server::default(), &rest_proxy_api(origin.addr, 10_000, ""));
-    let mut c = Client::connect(gw.addr);
-    for head in [
-        "POST /prod/dup HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
-        "POST /prod/dup HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 5, 5\r\n\r\n",
-    ] {
-        let mut msg = head.as_bytes().to_vec();
-        msg.extend_from_slice(b"hello");
-        let r = c.request(&msg);
-        assert_eq!(r.status, 200, "{head:?}: {r:?}");
-        let e = Echo::parse(&r.body);
-        assert_eq!(e.headers_named("content-length"), vec!["5"], "{head:?}");
-        assert_eq!(e.body_len, 5);
-    }
-}

@@ -1,27 +1,48 @@
-//! Request smuggling and malformed heads: ambiguous framing and bad syntax are answered 400 and
-//! the connection closed, and nothing (or only the legitimate first request) reaches the
-//! origin, never a smuggled second request.
+//! Request smuggling and malformed heads: ambiguous framing and bad syntax are answered 400
+//! (a transfer coding other than chunked: 501) and the connection closed, and nothing (or only
+//! the legitimate first request) reaches the origin, never a smuggled second request. A
+//! backend response with ambiguous framing is answered 502.
 
-use crate::client::{Client, Closed};
+use crate::client::{get, Client, Closed};
 use crate::harness::{rest_proxy_api, Gateway, Server};
 use crate::origin::Origin;
+use crate::raw_origin::{End, RawOrigin, Script};
 use std::time::Duration;
 
 const BAD_REQUEST: u16 = 400;
+const NOT_IMPLEMENTED: u16 = 501;
 
 /// Sends `raw` on a fresh connection and expects a 400 gateway error and a close, with no
 /// request at the origin.
 fn refused(gw: &Gateway, origin: &Origin, what: &str, raw: &[u8]) {
+    refused_with(
+        gw,
+        origin,
+        what,
+        raw,
+        BAD_REQUEST,
+        r#"{"message":"Bad Request"}"#,
+    );
+}
+
+/// `refused` with another status and body.
+fn refused_with(gw: &Gateway, origin: &Origin, what: &str, raw: &[u8], status: u16, body: &str) {
     let before = origin.seen().len();
     let mut c = Client::connect(gw.addr);
     c.send(raw);
     let r = c
         .try_read_response(false)
-        .unwrap_or_else(|e| panic!("{what}: expected a 400 response, got {e}"));
-    assert_eq!(r.status, BAD_REQUEST, "{what}: {r:?}");
+        .unwrap_or_else(|e| panic!("{what}: expected a {status} response, got {e}"));
+    assert_eq!(r.status, status, "{what}: {r:?}");
+    assert_eq!(r.body_str(), body, "{what}");
+    assert!(
+        r.closes(),
+        "{what}: no connection: close in {:?}",
+        r.headers
+    );
     assert!(
         r.has_header("x-amzn-errortype"),
-        "{what}: 400 without x-amzn-ErrorType: {:?}",
+        "{what}: {status} without x-amzn-ErrorType: {:?}",
         r.headers
     );
     assert!(
@@ -81,12 +102,6 @@ fn ambiguous_framing_is_refused() {
     refused(
         &gw,
         &origin,
-        "Transfer-Encoding: gzip, chunked",
-        b"POST /prod/echo HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
-    );
-    refused(
-        &gw,
-        &origin,
         "Transfer-Encoding: chunked, gzip",
         b"POST /prod/echo HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n",
     );
@@ -98,6 +113,108 @@ fn ambiguous_framing_is_refused() {
     );
     assert_nothing_smuggled(&origin);
     assert_eq!(origin.connections(), 0, "no backend connection was needed");
+}
+
+/// Identical repeated Content-Length values are refused too (AWS http-desync-guardian rates
+/// them Severe; nginx answers 400), with nothing reaching the origin.
+#[test]
+fn content_length_lists_and_repeats_are_refused() {
+    let origin = Origin::start();
+    let gw = Gateway::start(&Server::default(), &rest_proxy_api(origin.addr, 5000, ""));
+    for (what, head) in [
+        ("Content-Length: 1000,1000", "Content-Length: 1000,1000\r\n"),
+        ("Content-Length: 5, 5", "Content-Length: 5, 5\r\n"),
+        (
+            "two identical Content-Length fields",
+            "Content-Length: 5\r\nContent-Length: 5\r\n",
+        ),
+    ] {
+        let raw = format!(
+            "POST /prod/echo HTTP/1.1\r\nHost: gw.test\r\n{head}\r\nhelloGET /prod/smuggled HTTP/1.1\r\nHost: gw.test\r\n\r\n"
+        );
+        refused(&gw, &origin, what, raw.as_bytes());
+    }
+    // A single plain value still works.
+    let mut c = Client::connect(gw.addr);
+    let r =
+        c.request(b"POST /prod/echo HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 5\r\n\r\nhello");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_nothing_smuggled(&origin);
+}
+
+/// RFC 9112 §6.1: a transfer coding the server does not implement gets 501 and a close; a
+/// malformed or ambiguous Transfer-Encoding stays 400.
+#[test]
+fn transfer_codings_other_than_chunked_get_501() {
+    let origin = Origin::start();
+    let gw = Gateway::start(&Server::default(), &rest_proxy_api(origin.addr, 5000, ""));
+    let not_implemented = r#"{"message":"Not Implemented"}"#;
+    for (what, te) in [
+        ("gzip, chunked", "Transfer-Encoding: gzip, chunked\r\n"),
+        (
+            "two fields ending in chunked",
+            "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+        ),
+        ("identity", "Transfer-Encoding: identity\r\n"),
+        ("an unknown coding", "Transfer-Encoding: x-unknown\r\n"),
+        (
+            "a coding with a parameter",
+            "Transfer-Encoding: chunked;q=1\r\n",
+        ),
+    ] {
+        let raw = format!(
+            "POST /prod/echo HTTP/1.1\r\nHost: gw.test\r\n{te}\r\n0\r\n\r\nGET /prod/smuggled HTTP/1.1\r\nHost: gw.test\r\n\r\n"
+        );
+        refused_with(
+            &gw,
+            &origin,
+            what,
+            raw.as_bytes(),
+            NOT_IMPLEMENTED,
+            not_implemented,
+        );
+    }
+    for (what, te) in [
+        ("chunked, gzip", "Transfer-Encoding: chunked, gzip\r\n"),
+        (
+            "chunked twice",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+        ),
+        ("a quoted coding", "Transfer-Encoding: \"chunked\"\r\n"),
+        ("an empty element", "Transfer-Encoding: gzip,,chunked\r\n"),
+        (
+            "Content-Length next to gzip, chunked",
+            "Transfer-Encoding: gzip, chunked\r\nContent-Length: 5\r\n",
+        ),
+    ] {
+        let raw = format!(
+            "POST /prod/echo HTTP/1.1\r\nHost: gw.test\r\n{te}\r\n0\r\n\r\nGET /prod/smuggled HTTP/1.1\r\nHost: gw.test\r\n\r\n"
+        );
+        refused(&gw, &origin, what, raw.as_bytes());
+    }
+    assert_nothing_smuggled(&origin);
+    assert_eq!(origin.connections(), 0, "no backend connection was needed");
+}
+
+/// A backend response with a Content-Length list or repeat is malformed: 502, and none of
+/// its bytes reach the client.
+#[test]
+fn backend_content_length_lists_get_502() {
+    for cl in [
+        "Content-Length: 5, 5\r\n",
+        "Content-Length: 5\r\nContent-Length: 5\r\n",
+    ] {
+        let raw = RawOrigin::start(Script {
+            until: b"\r\n\r\n".to_vec(),
+            response: format!("HTTP/1.1 200 OK\r\n{cl}\r\nhelloHTTP/1.1 200 OK\r\n").into_bytes(),
+            end: End::Close,
+        });
+        let gw = Gateway::start(&Server::default(), &rest_proxy_api(raw.addr, 5000, ""));
+        let mut c = Client::connect(gw.addr);
+        let r = c.request(&get("/prod/x"));
+        r.assert_gateway_error(502, r#"{"message":"Internal server error"}"#);
+        assert!(!r.body_str().contains("hello"), "{cl:?}: {r:?}");
+    }
 }
 
 #[test]

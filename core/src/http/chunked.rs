@@ -2,14 +2,21 @@
 //!
 //! The decoder is a byte-level state machine with O(1) state, so input may be split anywhere
 //! (one byte at a time works). It is strict, because the proxy relays the framing as received:
-//! chunk sizes are 1*HEXDIG below 2^63 with nothing before them, chunk extensions must be
-//! `;token[=token|quoted-string]` with no whitespace, every line ends in CRLF, chunk data is
-//! followed by exactly CRLF, and trailer fields are `token:value` lines in a bounded section.
+//! chunk sizes are 1*HEXDIG below 2^63 with nothing before them, every line ends in CRLF,
+//! chunk data is followed by exactly CRLF, and trailer fields are `token:value` lines in a
+//! bounded section. Chunk extensions (RFC 9112 §7.1.1) are
+//! `*( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )`, validated, bounded by
+//! the chunk-line limit, and reported to the caller (`feed_parts`) so a relay can drop them.
+//! With a body limit (`with_limit`), a chunk size that would take the body past it fails as
+//! soon as the size is complete, before any of that chunk's data is handed out.
 //! It stops at the end of the body: what follows belongs to the next message.
 
+use super::{is_qdtext, is_quotable};
 use std::fmt;
+use std::ops::Range;
 
-/// Longest chunk-size line (size, extensions; without the CRLF) accepted.
+/// Longest chunk-size line (size, extensions; without the CRLF) accepted: this also bounds
+/// the extensions.
 pub const MAX_CHUNK_LINE_BYTES: u32 = 4096;
 /// Largest trailer section (trailer fields and the final CRLF) accepted.
 pub const MAX_TRAILER_BYTES: u32 = 8192;
@@ -24,16 +31,22 @@ enum State {
     SizeStart,
     /// In the chunk size (at least one digit seen).
     Size,
-    /// After `;`: the extension name must start.
+    /// Whitespace after the size: `;` must follow.
+    SizeBws,
+    /// After `;` (and any BWS): the extension name must start.
     ExtNameStart,
     ExtName,
-    /// After `=`: a token or a quoted string must start.
+    /// Whitespace after a name: `=` or `;` must follow.
+    ExtNameBws,
+    /// After `=` (and any BWS): a token or a quoted string must start.
     ExtValueStart,
     ExtToken,
     ExtQuoted,
     ExtQuotedEscape,
-    /// After the closing quote: `;` or CR.
+    /// After the closing quote: `;`, BWS or CR.
     ExtQuotedEnd,
+    /// Whitespace after a value: `;` must follow.
+    ExtValueEnd,
     /// CR of the chunk-size line seen.
     SizeLf,
     /// In chunk data; `remaining` bytes left.
@@ -48,10 +61,32 @@ enum State {
     /// CR of the final empty line seen.
     FinalLf,
     Done,
-    Failed(&'static str),
+    Failed(ChunkError),
 }
 
-#[derive(Clone, Debug, Default)]
+impl State {
+    /// States entered by the bytes of a chunk extension (from the first BWS or `;` after the
+    /// size up to the CR).
+    #[inline]
+    fn in_extension(self) -> bool {
+        use State::*;
+        matches!(
+            self,
+            SizeBws
+                | ExtNameStart
+                | ExtName
+                | ExtNameBws
+                | ExtValueStart
+                | ExtToken
+                | ExtQuoted
+                | ExtQuotedEscape
+                | ExtQuotedEnd
+                | ExtValueEnd
+        )
+    }
+}
+
+#[derive(Clone, Debug)]
 pub struct ChunkedDecoder {
     state: State,
     /// Chunk size being parsed, then the data bytes left in the chunk.
@@ -59,14 +94,36 @@ pub struct ChunkedDecoder {
     data_len: u64,
     /// Bytes of the current chunk-size line, or of the trailer section so far.
     line_len: u32,
+    /// Body bytes (data only) allowed in total.
+    limit: u64,
+}
+
+impl Default for ChunkedDecoder {
+    fn default() -> Self {
+        ChunkedDecoder {
+            state: State::SizeStart,
+            remaining: 0,
+            data_len: 0,
+            line_len: 0,
+            limit: u64::MAX,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ChunkError(pub &'static str);
+pub enum ChunkError {
+    /// The framing is malformed (413 does not apply).
+    Malformed(&'static str),
+    /// A chunk size takes the body past the limit given to `with_limit`.
+    TooLarge,
+}
 
 impl fmt::Display for ChunkError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid chunked body: {}", self.0)
+        match self {
+            ChunkError::Malformed(why) => write!(f, "invalid chunked body: {why}"),
+            ChunkError::TooLarge => f.write_str("chunked body exceeds the body limit"),
+        }
     }
 }
 
@@ -82,21 +139,23 @@ fn hex_value(b: u8) -> Option<u64> {
     }
 }
 
-/// qdtext (RFC 9110 §5.6.4): HTAB, SP, `!`, `#`-`[`, `]`-`~`, obs-text.
-#[inline]
-fn is_qdtext(b: u8) -> bool {
-    matches!(b, b'\t' | b' ' | b'!' | 0x23..=0x5b | 0x5d..=0x7e | 0x80..=0xff)
-}
-
-/// What a quoted-pair may escape: HTAB, SP, VCHAR, obs-text.
-#[inline]
-fn is_quotable(b: u8) -> bool {
-    matches!(b, b'\t' | b' ' | 0x21..=0x7e | 0x80..=0xff)
-}
-
 impl ChunkedDecoder {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A decoder that fails with `ChunkError::TooLarge` as soon as a (well-formed) chunk size
+    /// would take the body's data past `limit` bytes.
+    pub fn with_limit(limit: u64) -> Self {
+        ChunkedDecoder {
+            limit,
+            ..Self::default()
+        }
+    }
+
+    /// Sets the body limit (see `with_limit`).
+    pub fn set_limit(&mut self, limit: u64) {
+        self.limit = limit;
     }
 
     /// Consumes framing and data from `input`, calling `on_data` with each run of body bytes.
@@ -108,12 +167,26 @@ impl ChunkedDecoder {
     pub fn feed<'a>(
         &mut self,
         input: &'a [u8],
-        mut on_data: impl FnMut(&'a [u8]),
+        on_data: impl FnMut(&'a [u8]),
     ) -> Result<(usize, bool), ChunkError> {
-        if let State::Failed(why) = self.state {
-            return Err(ChunkError(why));
+        self.feed_parts(input, on_data, |_| {})
+    }
+
+    /// `feed`, also calling `on_ext` with the ranges of `input` that hold chunk extensions
+    /// (from the BWS or `;` after the size up to, not including, the CR). Removing them from
+    /// the consumed input leaves valid chunked framing without extensions. An extension split
+    /// across calls is reported in pieces.
+    pub fn feed_parts<'a>(
+        &mut self,
+        input: &'a [u8],
+        mut on_data: impl FnMut(&'a [u8]),
+        mut on_ext: impl FnMut(Range<usize>),
+    ) -> Result<(usize, bool), ChunkError> {
+        if let State::Failed(e) = self.state {
+            return Err(e);
         }
         let mut i = 0;
+        let mut ext_start: Option<usize> = None;
         while i < input.len() {
             match self.state {
                 State::Done => break,
@@ -130,13 +203,21 @@ impl ChunkedDecoder {
                 }
                 _ => {
                     let b = input[i];
-                    i += 1;
-                    if let Err(why) = self.step(b) {
-                        self.state = State::Failed(why);
-                        return Err(ChunkError(why));
+                    if let Err(e) = self.step(b) {
+                        self.state = State::Failed(e);
+                        return Err(e);
                     }
+                    if self.state.in_extension() {
+                        ext_start.get_or_insert(i);
+                    } else if let Some(start) = ext_start.take() {
+                        on_ext(start..i);
+                    }
+                    i += 1;
                 }
             }
+        }
+        if let Some(start) = ext_start {
+            on_ext(start..i);
         }
         Ok((i, self.state == State::Done))
     }
@@ -152,19 +233,25 @@ impl ChunkedDecoder {
     }
 
     /// Advances over one framing byte (every state except `Data`, `Done` and `Failed`).
-    fn step(&mut self, b: u8) -> Result<(), &'static str> {
+    fn step(&mut self, b: u8) -> Result<(), ChunkError> {
+        let in_size = self.state == State::Size;
+        self.step_inner(b).map_err(ChunkError::Malformed)?;
+        // The size is complete (a malformed or overflowing one has failed already): refuse
+        // it at once if it takes the body past the limit.
+        if in_size
+            && self.state != State::Size
+            && self.data_len.saturating_add(self.remaining) > self.limit
+        {
+            return Err(ChunkError::TooLarge);
+        }
+        Ok(())
+    }
+
+    fn step_inner(&mut self, b: u8) -> Result<(), &'static str> {
         use State::*;
         match self.state {
-            SizeStart | Size | ExtNameStart | ExtName | ExtValueStart | ExtToken | ExtQuoted
-            | ExtQuotedEscape | ExtQuotedEnd => {
-                self.line_len += 1;
-                if self.line_len > MAX_CHUNK_LINE_BYTES {
-                    return Err("chunk-size line too long");
-                }
-                if b == b'\n' {
-                    return Err("bare LF in chunk-size line");
-                }
-            }
+            SizeStart | Size => self.count_line_byte(b)?,
+            s if s.in_extension() => self.count_line_byte(b)?,
             TrailerStart | TrailerName | TrailerValue | TrailerLf | FinalLf => {
                 self.line_len += 1;
                 if self.line_len > MAX_TRAILER_BYTES {
@@ -182,6 +269,7 @@ impl ChunkedDecoder {
                 None => return Err("invalid chunk size"),
             },
             (Size, b';') => ExtNameStart,
+            (Size, b' ' | b'\t') => SizeBws,
             (Size, b'\r') => SizeLf,
             (Size, _) => match hex_value(b) {
                 Some(d) => {
@@ -193,13 +281,22 @@ impl ChunkedDecoder {
                 }
                 None => return Err("invalid chunk size"),
             },
+            // BWS (RFC 9110 §5.6.3) is allowed before `;` and around `=`, and nowhere else:
+            // whitespace must be followed by `;` or `=`, never by the CR.
+            (SizeBws | ExtNameStart | ExtNameBws | ExtValueStart | ExtValueEnd, b' ' | b'\t') => {
+                self.state
+            }
+            (ExtName, b' ' | b'\t') => ExtNameBws,
+            (ExtToken | ExtQuotedEnd, b' ' | b'\t') => ExtValueEnd,
+            (SizeBws | ExtNameBws | ExtValueEnd, b';') => ExtNameStart,
+            (SizeBws, _) => return Err("whitespace after chunk size"),
             (ExtNameStart, _) if super::is_tchar(b) => ExtName,
             (ExtNameStart, _) => return Err("invalid chunk extension"),
             (ExtName, _) if super::is_tchar(b) => ExtName,
-            (ExtName, b'=') => ExtValueStart,
+            (ExtName | ExtNameBws, b'=') => ExtValueStart,
             (ExtName | ExtToken | ExtQuotedEnd, b';') => ExtNameStart,
             (ExtName | ExtToken | ExtQuotedEnd, b'\r') => SizeLf,
-            (ExtName, _) => return Err("invalid chunk extension"),
+            (ExtName | ExtNameBws | ExtValueEnd, _) => return Err("invalid chunk extension"),
             (ExtValueStart, b'"') => ExtQuoted,
             (ExtValueStart | ExtToken, _) if super::is_tchar(b) => ExtToken,
             (ExtValueStart | ExtToken, _) => return Err("invalid chunk extension"),
@@ -238,6 +335,19 @@ impl ChunkedDecoder {
             (FinalLf, _) => return Err("bare CR at the end of the chunked body"),
             (Data | Done | Failed(_), _) => return Err("decoder misuse"),
         };
+        Ok(())
+    }
+
+    /// Counts one byte of the chunk-size line against its bound; a LF here is always bare.
+    #[inline]
+    fn count_line_byte(&mut self, b: u8) -> Result<(), &'static str> {
+        self.line_len += 1;
+        if self.line_len > MAX_CHUNK_LINE_BYTES {
+            return Err("chunk-size line too long");
+        }
+        if b == b'\n' {
+            return Err("bare LF in chunk-size line");
+        }
         Ok(())
     }
 }
@@ -283,6 +393,15 @@ mod tests {
             b"hello",
         ),
         (b"3;n=\"\"\r\nabc\r\n0\r\n\r\n", b"abc"),
+        // BWS around `;` and `=` (RFC 9112 §7.1.1), quoted strings with escapes.
+        (b"5; name=value\r\nhello\r\n0\r\n\r\n", b"hello"),
+        (b"5 ;a\r\nhello\r\n0\r\n\r\n", b"hello"),
+        (
+            b"5\t; a = b ;\tc\r\nhello\r\n0; a=\"quoted\"; b=c\r\n\r\n",
+            b"hello",
+        ),
+        (b"5;a =\t\"x;y\" ;b\r\nhello\r\n0\r\n\r\n", b"hello"),
+        (b"2;a=\"\\\\\\\"\"\r\nhi\r\n0\r\n\r\n", b"hi"),
         (
             b"3\r\nabc\r\n0\r\nX-Sum: 1234\r\nExpires:\r\nX-T:\tv v\r\n\r\n",
             b"abc",
@@ -396,9 +515,6 @@ mod tests {
             b"5\r\nhello\r\r\n0\r\n\r\n",
             // Bad extensions.
             b"5;\r\nhello\r\n0\r\n\r\n",
-            b"5 ;a\r\nhello\r\n0\r\n\r\n",
-            b"5; a\r\nhello\r\n0\r\n\r\n",
-            b"5;a =b\r\nhello\r\n0\r\n\r\n",
             b"5;a=\r\nhello\r\n0\r\n\r\n",
             b"5;a=b c\r\nhello\r\n0\r\n\r\n",
             b"5;a=\"b\r\nhello\r\n0\r\n\r\n",
@@ -407,6 +523,25 @@ mod tests {
             b"5;a=\"\\\x01\"\r\nhello\r\n0\r\n\r\n",
             b"5;a(b)\r\nhello\r\n0\r\n\r\n",
             b"5;;a\r\nhello\r\n0\r\n\r\n",
+            // BWS not followed by `;` or `=`, bare CR/LF inside, unterminated quotes.
+            b"5 \r\nhello\r\n0\r\n\r\n",
+            b"5 ; \r\nhello\r\n0\r\n\r\n",
+            b"5;a \r\nhello\r\n0\r\n\r\n",
+            b"5;a=b \r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"b\" \r\nhello\r\n0\r\n\r\n",
+            b"5;a = \r\nhello\r\n0\r\n\r\n",
+            b"5 x\r\nhello\r\n0\r\n\r\n",
+            b"5;a b\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"b\rc\"\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"b\nc\"\r\nhello\r\n0\r\n\r\n",
+            b"5;a=b\rc\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"b\\\"\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"b\r\nhello\"\r\n0\r\n\r\n",
+            b"5;a=b=c\r\nhello\r\n0\r\n\r\n",
+            b"5;a=\"\x7f\"\r\nhello\r\n0\r\n\r\n",
+            b"5;a\x00\r\nhello\r\n0\r\n\r\n",
+            b"5;=b\r\nhello\r\n0\r\n\r\n",
+            b"5\x0b;a\r\nhello\r\n0\r\n\r\n",
             // Bad trailers.
             b"0\r\n\n",
             b"0\r\n\r\r\n",
@@ -442,7 +577,7 @@ mod tests {
         let mut d = ChunkedDecoder::new();
         let e = d.feed(b"x", |_| {}).unwrap_err();
         assert_eq!(d.feed(b"0\r\n\r\n", |_| {}), Err(e));
-        assert_eq!(e.0, "invalid chunk size");
+        assert_eq!(e, ChunkError::Malformed("invalid chunk size"));
         assert_eq!(e.to_string(), "invalid chunked body: invalid chunk size");
     }
 
@@ -455,7 +590,7 @@ mod tests {
         body.extend_from_slice(b"\r\n");
         assert_eq!(
             feed_split(&body, &[]).unwrap_err(),
-            ChunkError("trailer section too large")
+            ChunkError::Malformed("trailer section too large")
         );
         // Just under the bound is fine.
         let mut body = b"0\r\nX: ".to_vec();
@@ -472,7 +607,7 @@ mod tests {
                 break;
             }
         }
-        assert_eq!(r, Err(ChunkError("trailer section too large")));
+        assert_eq!(r, Err(ChunkError::Malformed("trailer section too large")));
     }
 
     #[test]
@@ -484,12 +619,103 @@ mod tests {
         body.extend_from_slice(b"\r\nhello\r\n0\r\n\r\n");
         assert_eq!(
             feed_split(&body, &[]).unwrap_err(),
-            ChunkError("chunk-size line too long")
+            ChunkError::Malformed("chunk-size line too long")
         );
         // Leading zeros count against the same bound.
         let mut body = vec![b'0'; MAX_CHUNK_LINE_BYTES as usize];
         body.extend_from_slice(b"5\r\nhello\r\n0\r\n\r\n");
         assert!(feed_split(&body, &[]).is_err());
+    }
+
+    /// Removes the reported extension ranges from the consumed input, feeding in pieces.
+    fn strip_extensions(input: &[u8], step: usize) -> (Vec<u8>, Vec<u8>) {
+        let mut d = ChunkedDecoder::new();
+        let mut kept = Vec::new();
+        let mut data = Vec::new();
+        for piece in input.chunks(step) {
+            let mut ext: Vec<Range<usize>> = Vec::new();
+            let (used, _) = d
+                .feed_parts(piece, |s| data.extend_from_slice(s), |r| ext.push(r))
+                .unwrap();
+            let mut at = 0;
+            for r in ext {
+                assert!(at <= r.start && r.start < r.end && r.end <= used, "{r:?}");
+                kept.extend_from_slice(&piece[at..r.start]);
+                at = r.end;
+            }
+            kept.extend_from_slice(&piece[at..used]);
+        }
+        assert!(d.is_done());
+        (kept, data)
+    }
+
+    #[test]
+    fn extensions_are_reported_for_removal() {
+        let cases: &[(&[u8], &[u8])] = &[
+            (
+                b"5; name=value\r\nhello\r\n0; a=\"quoted\"; b=c\r\n\r\n",
+                b"5\r\nhello\r\n0\r\n\r\n",
+            ),
+            (
+                b"5 ;a = \"x\\\"y\" ;b\r\nhello\r\n3\r\nabc\r\n0\r\nT: v\r\n\r\n",
+                b"5\r\nhello\r\n3\r\nabc\r\n0\r\nT: v\r\n\r\n",
+            ),
+            (b"5\r\nhello\r\n0\r\n\r\n", b"5\r\nhello\r\n0\r\n\r\n"),
+        ];
+        for &(input, want) in cases {
+            for step in 1..=input.len() {
+                let (kept, data) = strip_extensions(input, step);
+                assert_eq!(kept, want, "step {step}");
+                assert_eq!(feed_split(want, &[]).unwrap().0, data, "step {step}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_chunk_size_past_the_limit_fails_before_its_data() {
+        // Exactly at the limit is fine.
+        let mut d = ChunkedDecoder::with_limit(8);
+        let mut data = Vec::new();
+        let r = d.feed(b"3\r\nabc\r\n5\r\ndefgh\r\n0\r\n\r\n", |s| {
+            data.extend_from_slice(s)
+        });
+        assert_eq!((r, data.as_slice()), (Ok((23, true)), &b"abcdefgh"[..]));
+        // One byte over: the size line fails, no byte of that chunk is handed out.
+        for split in [1, 4, 9, 10, 11] {
+            let body = b"3\r\nabc\r\n6;x=y\r\ndefghi\r\n0\r\n\r\n";
+            let mut d = ChunkedDecoder::with_limit(8);
+            let mut data = Vec::new();
+            let mut r = Ok((0, false));
+            for piece in [&body[..split], &body[split..]] {
+                r = d.feed(piece, |s| data.extend_from_slice(s));
+                if r.is_err() {
+                    break;
+                }
+            }
+            assert_eq!(r, Err(ChunkError::TooLarge), "split {split}");
+            assert_eq!(data, b"abc", "split {split}");
+        }
+        // A size over the limit fails as soon as it is complete (CR, `;` or BWS)...
+        for end in [&b"\r"[..], b";", b" "] {
+            let mut d = ChunkedDecoder::new();
+            d.set_limit(1000);
+            assert_eq!(d.feed(b"3e90", |_| {}), Ok((4, false)));
+            assert_eq!(d.feed(end, |_| {}), Err(ChunkError::TooLarge));
+            assert_eq!(d.feed(b"\n", |_| {}), Err(ChunkError::TooLarge));
+        }
+        // ...unless it is malformed: an overflowing size is a framing error, not a 413.
+        let mut d = ChunkedDecoder::with_limit(1000);
+        assert_eq!(
+            d.feed(b"10000000000000005\r\n", |_| {}),
+            Err(ChunkError::Malformed("chunk size too large"))
+        );
+        let mut d = ChunkedDecoder::with_limit(0);
+        assert_eq!(d.feed(b"0\r\n\r\n", |_| {}), Ok((5, true)));
+        let mut d = ChunkedDecoder::with_limit(0);
+        assert_eq!(d.feed(b"1\r", |_| {}), Err(ChunkError::TooLarge));
+        // Without a limit the same sizes are fine.
+        let mut d = ChunkedDecoder::new();
+        assert_eq!(d.feed(b"FFFFFFFF\r\n", |_| {}), Ok((10, false)));
     }
 
     #[test]

@@ -21,6 +21,10 @@ pub enum GatewayError {
     BadRequest,
     /// Not HTTP/1.x: 505.
     VersionNotSupported,
+    /// A transfer coding other than chunked (RFC 9112 §6.1): 501, protocol-level.
+    NotImplemented,
+    /// The request body stopped arriving: 408, protocol-level.
+    RequestTimeout,
     /// Integration timeout: 504 `{"message":"Endpoint request timed out"}`.
     IntegrationTimeout,
     /// Backend refused/reset/sent garbage: 502.
@@ -93,6 +97,18 @@ impl GatewayError {
                 head!("505", "HTTP Version Not Supported"),
                 "BadRequestException",
                 r#"{"message":"HTTP Version Not Supported"}"#,
+            ),
+            NotImplemented => (
+                501,
+                head!("501", "Not Implemented"),
+                "BadRequestException",
+                r#"{"message":"Not Implemented"}"#,
+            ),
+            RequestTimeout => (
+                408,
+                head!("408", "Request Timeout"),
+                "BadRequestException",
+                r#"{"message":"Request Timeout"}"#,
             ),
             IntegrationTimeout => (
                 504,
@@ -234,13 +250,15 @@ mod tests {
     use super::*;
     use GatewayError::*;
 
-    const ALL: [GatewayError; 9] = [
+    const ALL: [GatewayError; 11] = [
         MissingAuthenticationToken,
         NotFound,
         RequestTooLarge,
         HeadersTooLarge,
         BadRequest,
         VersionNotSupported,
+        NotImplemented,
+        RequestTimeout,
         IntegrationTimeout,
         IntegrationFailure,
         Internal,
@@ -328,6 +346,20 @@ mod tests {
                 "HTTP Version Not Supported",
                 "BadRequestException",
                 "HTTP Version Not Supported",
+            ),
+            (
+                NotImplemented,
+                501,
+                "Not Implemented",
+                "BadRequestException",
+                "Not Implemented",
+            ),
+            (
+                RequestTimeout,
+                408,
+                "Request Timeout",
+                "BadRequestException",
+                "Request Timeout",
             ),
             (
                 IntegrationTimeout,

@@ -1,10 +1,8 @@
 //! HTTP/1.1 on borrowed buffers (RFC 9112, strict): request and response heads parsed with
 //! `httparse` without copying, body framing decided with the smuggling defences, a streaming
 //! chunked-body validator, and the gateway's own error responses.
-//!
-//! CONTRACT (types fixed; the http work fills in the bodies):
-//! - `request::parse` / `response::parse` return `Ok(None)` while the head is incomplete.
-//! - Nothing here allocates per request.
+//! `request::parse` / `response::parse` return `Ok(None)` while the head is incomplete, and
+//! nothing here allocates per request.
 //!
 //! This module owns the shared pieces: `BodyKind`, the header-slot count, the hop-by-hop header
 //! tables, and the strictness checks both head parsers use (CRLF-only line endings, field value
@@ -194,25 +192,35 @@ pub(crate) fn keep_alive(minor_version: u8, headers: &[httparse::Header<'_>]) ->
 pub(crate) enum ClError {
     /// Not 1*DIGIT, empty, or over `u64::MAX`.
     Invalid,
-    /// Several values that differ.
-    Differing,
+    /// More than one value: several fields or a list, identical or not. RFC 9110 §8.6 lets a
+    /// recipient merge identical ones, but AWS's desync classifier (http-desync-guardian) rates
+    /// them Severe and nginx refuses them, so they are refused here too.
+    Repeated,
 }
 
-/// The message's `Content-Length`, if any: every element of every `Content-Length` field must
-/// be 1*DIGIT and all must be equal (identical repeats are allowed, RFC 9110 §8.6).
+/// The message's `Content-Length`, if any: at most one field holding one 1*DIGIT value.
 pub(crate) fn content_length(headers: &[httparse::Header<'_>]) -> Result<Option<u64>, ClError> {
     let mut found: Option<u64> = None;
     for h in headers {
         if !h.name.eq_ignore_ascii_case("content-length") {
             continue;
         }
-        for item in list_items(h.value) {
-            let n = parse_decimal(item).ok_or(ClError::Invalid)?;
-            match found {
-                Some(prev) if prev != n => return Err(ClError::Differing),
-                _ => found = Some(n),
-            }
+        if found.is_some() {
+            return Err(ClError::Repeated);
         }
+        let mut items = list_items(h.value);
+        let n = items
+            .next()
+            .and_then(parse_decimal)
+            .ok_or(ClError::Invalid)?;
+        if let Some(more) = items.next() {
+            return Err(if parse_decimal(more).is_some() {
+                ClError::Repeated
+            } else {
+                ClError::Invalid
+            });
+        }
+        found = Some(n);
     }
     Ok(found)
 }
@@ -241,9 +249,14 @@ pub(crate) struct TransferCodings {
     pub count: usize,
     /// Number of empty list elements (`chunked,` or an empty field).
     pub empty: usize,
-    /// How many codings are `chunked` (case-insensitive, exactly; `chunked;x=y` is not).
+    /// Elements that are not `token *( OWS ";" OWS token "=" ( token / quoted-string ) )`.
+    pub invalid: usize,
+    /// How many codings are exactly `chunked` (case-insensitive, without parameters).
     pub chunked: usize,
-    /// The last coding is `chunked`.
+    /// Well-formed codings other than a plain `chunked` (`gzip`, `identity`, `chunked;q=1`):
+    /// codings this gateway does not implement.
+    pub other: usize,
+    /// The last coding is a plain `chunked`.
     pub final_chunked: bool,
 }
 
@@ -252,7 +265,9 @@ pub(crate) fn transfer_codings(headers: &[httparse::Header<'_>]) -> TransferCodi
         present: false,
         count: 0,
         empty: 0,
+        invalid: 0,
         chunked: 0,
+        other: 0,
         final_chunked: false,
     };
     for h in headers {
@@ -269,10 +284,83 @@ pub(crate) fn transfer_codings(headers: &[httparse::Header<'_>]) -> TransferCodi
             tc.final_chunked = item.eq_ignore_ascii_case(b"chunked");
             if tc.final_chunked {
                 tc.chunked += 1;
+            } else if valid_transfer_coding(item) {
+                tc.other += 1;
+            } else {
+                tc.invalid += 1;
             }
         }
     }
     tc
+}
+
+/// `transfer-coding = token *( OWS ";" OWS transfer-parameter )`, `transfer-parameter = token
+/// BWS "=" BWS ( token / quoted-string )` (RFC 9112 §7, RFC 9110 §5.6). `item` is OWS-trimmed
+/// and holds no `,` outside quotes: the list split is naive, so a quoted `,` leaves an
+/// unterminated quote here, which is refused.
+fn valid_transfer_coding(item: &[u8]) -> bool {
+    let mut i = 0;
+    let token = |i: &mut usize| {
+        let start = *i;
+        while *i < item.len() && is_tchar(item[*i]) {
+            *i += 1;
+        }
+        *i > start
+    };
+    let ows = |i: &mut usize| {
+        while *i < item.len() && (item[*i] == b' ' || item[*i] == b'\t') {
+            *i += 1;
+        }
+    };
+    if !token(&mut i) {
+        return false;
+    }
+    loop {
+        ows(&mut i);
+        if i == item.len() {
+            return true;
+        }
+        if item[i] != b';' {
+            return false;
+        }
+        i += 1;
+        ows(&mut i);
+        if !token(&mut i) {
+            return false;
+        }
+        ows(&mut i);
+        if item.get(i) != Some(&b'=') {
+            return false;
+        }
+        i += 1;
+        ows(&mut i);
+        if item.get(i) == Some(&b'"') {
+            i += 1;
+            loop {
+                match item.get(i) {
+                    Some(b'"') => break,
+                    Some(b'\\') if item.get(i + 1).is_some_and(|&b| is_quotable(b)) => i += 2,
+                    Some(&b) if is_qdtext(b) => i += 1,
+                    _ => return false,
+                }
+            }
+            i += 1;
+        } else if !token(&mut i) {
+            return false;
+        }
+    }
+}
+
+/// qdtext (RFC 9110 §5.6.4): HTAB, SP, `!`, `#`-`[`, `]`-`~`, obs-text.
+#[inline]
+pub(crate) fn is_qdtext(b: u8) -> bool {
+    matches!(b, b'\t' | b' ' | b'!' | 0x23..=0x5b | 0x5d..=0x7e | 0x80..=0xff)
+}
+
+/// What a quoted-pair may escape: HTAB, SP, VCHAR, obs-text.
+#[inline]
+pub(crate) fn is_quotable(b: u8) -> bool {
+    matches!(b, b'\t' | b' ' | 0x21..=0x7e | 0x80..=0xff)
 }
 
 #[cfg(test)]
@@ -388,6 +476,112 @@ mod tests {
         assert_eq!(trim_ows(b""), b"");
         let items: Vec<&[u8]> = list_items(b" a ,b,, c").collect();
         assert_eq!(items, [&b"a"[..], b"b", b"", b"c"]);
+    }
+
+    fn cl(values: &[&str]) -> Result<Option<u64>, ClError> {
+        let h: Vec<httparse::Header<'_>> = values
+            .iter()
+            .map(|v| httparse::Header {
+                name: "Content-Length",
+                value: v.as_bytes(),
+            })
+            .collect();
+        content_length(&h)
+    }
+
+    #[test]
+    fn content_length_is_one_plain_value() {
+        assert_eq!(cl(&[]), Ok(None));
+        assert_eq!(cl(&["0"]), Ok(Some(0)));
+        assert_eq!(cl(&["007"]), Ok(Some(7)));
+        assert_eq!(cl(&[" 1000 "]), Ok(Some(1000)));
+        for (values, want) in [
+            (&["1000,1000"][..], ClError::Repeated),
+            (&["1000, 1000"], ClError::Repeated),
+            (&["5, 6"], ClError::Repeated),
+            (&["5", "5"], ClError::Repeated),
+            (&["5", "6"], ClError::Repeated),
+            (&["5", "x"], ClError::Repeated),
+            (&["5,"], ClError::Invalid),
+            (&[",5"], ClError::Invalid),
+            (&["5,x"], ClError::Invalid),
+            (&[""], ClError::Invalid),
+            (&["+5"], ClError::Invalid),
+        ] {
+            assert_eq!(cl(values), Err(want), "{values:?}");
+        }
+    }
+
+    fn te(values: &[&str]) -> TransferCodings {
+        let h: Vec<httparse::Header<'_>> = values
+            .iter()
+            .map(|v| httparse::Header {
+                name: "Transfer-Encoding",
+                value: v.as_bytes(),
+            })
+            .collect();
+        transfer_codings(&h)
+    }
+
+    #[test]
+    fn transfer_coding_classes() {
+        /// (fields, count, empty, invalid, chunked, other, final_chunked)
+        type Case = (
+            &'static [&'static str],
+            usize,
+            usize,
+            usize,
+            usize,
+            usize,
+            bool,
+        );
+        let cases: &[Case] = &[
+            (&["chunked"], 1, 0, 0, 1, 0, true),
+            (&["CHUNKED"], 1, 0, 0, 1, 0, true),
+            (&["gzip, chunked"], 2, 0, 0, 1, 1, true),
+            (&["gzip", "chunked"], 2, 0, 0, 1, 1, true),
+            (&["identity"], 1, 0, 0, 0, 1, false),
+            (&["x-custom"], 1, 0, 0, 0, 1, false),
+            (&["chunked;q=1"], 1, 0, 0, 0, 1, false),
+            (
+                &["gzip ; level = 9 ;a=\"b\\\"c\", chunked"],
+                2,
+                0,
+                0,
+                1,
+                1,
+                true,
+            ),
+            (&["chunked, gzip"], 2, 0, 0, 1, 1, false),
+            (&["chunked, chunked"], 2, 0, 0, 2, 0, true),
+            (&["chunked,"], 1, 1, 0, 1, 0, true),
+            (&[""], 0, 1, 0, 0, 0, false),
+            (&["\"chunked\""], 1, 0, 1, 0, 0, false),
+            (&["chunked x"], 1, 0, 1, 0, 0, false),
+            (&["gzip;"], 1, 0, 1, 0, 0, false),
+            (&["gzip;a"], 1, 0, 1, 0, 0, false),
+            (&["gzip;a="], 1, 0, 1, 0, 0, false),
+            (&["gzip;a=\"b"], 1, 0, 1, 0, 0, false),
+            (&["gzip;a=b c"], 1, 0, 1, 0, 0, false),
+            (&["g(z)ip"], 1, 0, 1, 0, 0, false),
+        ];
+        for &(values, count, empty, invalid, chunked, other, final_chunked) in cases {
+            let t = te(values);
+            assert_eq!(
+                (
+                    t.present,
+                    t.count,
+                    t.empty,
+                    t.invalid,
+                    t.chunked,
+                    t.other,
+                    t.final_chunked
+                ),
+                (true, count, empty, invalid, chunked, other, final_chunked),
+                "{values:?}"
+            );
+        }
+        assert!(!te(&[]).present);
     }
 
     /// A deterministic stand-in for the `core/fuzz` target: mutated heads and chunked bodies

@@ -39,8 +39,12 @@ pub enum HeadError {
     TooLarge,
     /// Syntax (bare CR/LF, obs-fold, bad token bytes, bad request target, ...) → 400.
     Malformed(&'static str),
-    /// Ambiguous framing (CL+TE, differing CLs, TE other than chunked, bad CL) → 400.
+    /// Ambiguous framing (CL+TE, several CLs, bad CL, malformed TE, `chunked` twice or not
+    /// last) → 400.
     Smuggling(&'static str),
+    /// A well-formed transfer coding other than `chunked` (`gzip, chunked`, `identity`, an
+    /// unknown coding): RFC 9112 §6.1 → 501.
+    UnsupportedCoding,
     /// Not HTTP/1.0 or 1.1 → 505.
     Version,
 }
@@ -52,6 +56,7 @@ impl fmt::Display for HeadError {
             HeadError::Malformed(why) => write!(f, "malformed request head: {why}"),
             HeadError::Smuggling(why) => write!(f, "ambiguous request framing: {why}"),
             HeadError::Version => f.write_str("HTTP version not supported"),
+            HeadError::UnsupportedCoding => f.write_str("transfer coding not implemented"),
         }
     }
 }
@@ -230,10 +235,17 @@ fn framing(headers: &[httparse::Header<'_>], minor_version: u8) -> Result<BodyKi
                 "both Content-Length and Transfer-Encoding",
             ));
         }
-        if te.count != 1 || te.chunked != 1 || te.empty != 0 {
-            return Err(HeadError::Smuggling(
-                "Transfer-Encoding other than a single chunked",
-            ));
+        if te.count == 0 || te.empty != 0 || te.invalid != 0 {
+            return Err(HeadError::Smuggling("malformed Transfer-Encoding"));
+        }
+        if te.chunked > 1 {
+            return Err(HeadError::Smuggling("chunked applied more than once"));
+        }
+        if te.chunked == 1 && !te.final_chunked {
+            return Err(HeadError::Smuggling("chunked is not the final coding"));
+        }
+        if te.other != 0 {
+            return Err(HeadError::UnsupportedCoding);
         }
         return Ok(BodyKind::Chunked);
     }
@@ -241,7 +253,7 @@ fn framing(headers: &[httparse::Header<'_>], minor_version: u8) -> Result<BodyKi
         Ok(Some(n)) => Ok(BodyKind::Length(n)),
         Ok(None) => Ok(BodyKind::None),
         Err(ClError::Invalid) => Err(HeadError::Smuggling("invalid Content-Length")),
-        Err(ClError::Differing) => Err(HeadError::Smuggling("differing Content-Length values")),
+        Err(ClError::Repeated) => Err(HeadError::Smuggling("more than one Content-Length")),
     }
 }
 
@@ -342,8 +354,6 @@ mod tests {
             (b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n", Length(5), true, false),
             (b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", Length(0), true, false),
             (b"POST /p HTTP/1.1\r\nHost: a\r\ncontent-length:  007 \r\n\r\n", Length(7), true, false),
-            (b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", Length(5), true, false),
-            (b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n", Length(5), true, false),
             (b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551615\r\n\r\n", Length(u64::MAX), true, false),
             (b"POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", Chunked, true, false),
             (b"POST /p HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:  ChUnKeD \t\r\n\r\n", Chunked, true, false),
@@ -450,6 +460,10 @@ mod tests {
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 47\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 47\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5, 6\r\n\r\n",
+            // Identical repeats and lists too (http-desync-guardian: Severe; nginx: 400).
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000,1000\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n",
             // CL that is not 1*DIGIT or overflows.
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
@@ -462,27 +476,51 @@ mod tests {
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551616\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n",
             // TE other than exactly one chunked.
-            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
-            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
-            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
-            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked,\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ,chunked\r\n\r\n",
-            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked;q=1\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \"chunked\"\r\n\r\n",
-            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunk\r\n\r\n",
-            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n",
+            // Malformed codings, CL next to an unsupported coding, chunked not last.
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip;\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip x\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked, chunked\r\n\r\n",
             // TE on HTTP/1.0.
+            b"POST / HTTP/1.0\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
             b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
         ];
         for &raw in cases {
             let e = err(raw);
             assert!(is_smuggling(e), "{:?}: {e:?}", String::from_utf8_lossy(raw));
+        }
+    }
+
+    #[test]
+    fn unsupported_transfer_codings() {
+        let cases: &[&[u8]] = &[
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: GZIP ,  chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity, chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunk\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked;q=1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: x-zip; level=\"9\", chunked\r\n\r\n",
+        ];
+        for &raw in cases {
+            assert_eq!(
+                err(raw),
+                HeadError::UnsupportedCoding,
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
         }
     }
 
