@@ -27,3 +27,4 @@ mod selftest;
 mod smuggling;
 mod socket_paths;
 mod timeouts;
+mod upstream_pool;
