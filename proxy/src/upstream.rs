@@ -384,4 +384,92 @@ mod tests {
         assert_eq!(s.pop(0, now), Some(2));
         assert_eq!(s.len(), 0);
     }
+
+    /// A loopback backend that accepts `n` connections, closes the first `close_first` of
+    /// them when told to, and reports how many of the others it saw closed by their peer
+    /// (EOF), each within `limit`.
+    fn backend(
+        n: usize,
+        close_first: usize,
+        limit: Duration,
+    ) -> (
+        SocketAddr,
+        std::sync::mpsc::Sender<()>,
+        std::thread::JoinHandle<usize>,
+    ) {
+        use std::io::Read;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let h = std::thread::spawn(move || {
+            let mut socks: Vec<_> = (0..n)
+                .filter_map(|_| l.accept().ok())
+                .map(|a| a.0)
+                .collect();
+            let _ = rx.recv_timeout(limit);
+            socks.drain(..close_first.min(socks.len()));
+            let until = Instant::now() + limit;
+            socks
+                .into_iter()
+                .filter(|mut s| {
+                    let left = until.saturating_duration_since(Instant::now());
+                    let _ = s.set_read_timeout(Some(left.max(Duration::from_millis(1))));
+                    matches!(s.read(&mut [0u8; 16]), Ok(0))
+                })
+                .count()
+        });
+        (addr, tx, h)
+    }
+
+    /// Polls every 10 ms (at most `limit`) until `pools` holds `want` idle connections.
+    async fn idle_becomes(pools: &Pools, want: usize, limit: Duration) -> bool {
+        let until = Instant::now() + limit;
+        while pools.idle() != want {
+            if Instant::now() > until {
+                return false;
+            }
+            glommio::timer::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
+    #[test]
+    fn parked_connections_close_when_the_backend_does_and_when_they_expire() {
+        for path in [net::SocketPath::Lean, net::SocketPath::Poll] {
+            let (addr, close, backend) = backend(4, 2, Duration::from_secs(20));
+            let timeout = Duration::from_millis(1500);
+            let (early, late) = glommio::LocalExecutorBuilder::default()
+                .make()
+                .expect("executor (ulimit -l?)")
+                .run(async move {
+                    let bufs = BufPool::new(1024, 4);
+                    let mut pools = Pools::new(1, 8, timeout);
+                    for _ in 0..4 {
+                        let conn = net::connect_on(path, addr, Duration::from_secs(5))
+                            .await
+                            .expect("connect");
+                        let c = UpConn {
+                            conn,
+                            buf: Buf::new(&bufs),
+                            reused: false,
+                        };
+                        pools.put(0, c, Instant::now());
+                    }
+                    let parked = Instant::now();
+                    assert_eq!(pools.idle(), 4, "{path:?}");
+                    // The backend closes two: they go long before the idle timeout.
+                    close.send(()).expect("backend");
+                    let early = idle_becomes(&pools, 2, Duration::from_secs(1)).await;
+                    let early = early && parked.elapsed() < timeout;
+                    // The other two go when the timeout passes, with nothing taken meanwhile.
+                    let late = idle_becomes(&pools, 0, timeout + Duration::from_secs(3)).await;
+                    assert!(parked.elapsed() >= timeout, "{path:?}: expired early");
+                    assert!(pools.take(0, Instant::now()).is_none());
+                    (early, late)
+                });
+            assert!(early, "{path:?}: closed by the backend, still pooled");
+            assert!(late, "{path:?}: idle timeout passed, still pooled");
+            assert_eq!(backend.join().expect("backend"), 2, "{path:?}: EOFs seen");
+        }
+    }
 }

@@ -152,8 +152,17 @@ async fn until<T>(
 
 impl Conn {
     fn new(stream: glommio::net::TcpStream) -> io::Result<Conn> {
+        let path = if POLL_PATH.load(Ordering::Relaxed) {
+            SocketPath::Poll
+        } else {
+            SocketPath::Lean
+        };
+        Conn::on(path, stream)
+    }
+
+    fn on(path: SocketPath, stream: glommio::net::TcpStream) -> io::Result<Conn> {
         stream.set_nodelay(true).map_err(io::Error::from)?;
-        let io = if POLL_PATH.load(Ordering::Relaxed) {
+        let io = if path == SocketPath::Poll {
             Io::Poll(poll::Stream::new(stream))
         } else {
             match lean::Stream::from_fd(stream.into_owned_fd()) {
@@ -228,11 +237,20 @@ impl Conn {
 
 /// Opens a backend connection.
 pub async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<Conn> {
-    let stream =
-        glommio::net::TcpStream::connect_timeout(addr, timeout.max(Duration::from_millis(1)))
-            .await
-            .map_err(io::Error::from)?;
-    Conn::new(stream)
+    Conn::new(open(addr, timeout).await?)
+}
+
+/// Opens a connection on `path`, whatever `configure` chose (tests run both paths in one
+/// process).
+#[cfg(test)]
+pub async fn connect_on(path: SocketPath, addr: SocketAddr, timeout: Duration) -> io::Result<Conn> {
+    Conn::on(path, open(addr, timeout).await?)
+}
+
+async fn open(addr: SocketAddr, timeout: Duration) -> io::Result<glommio::net::TcpStream> {
+    glommio::net::TcpStream::connect_timeout(addr, timeout.max(Duration::from_millis(1)))
+        .await
+        .map_err(io::Error::from)
 }
 
 #[cfg(test)]
@@ -479,6 +497,27 @@ mod tests {
             clients.join().unwrap();
             blocked
         })
+    }
+
+    #[test]
+    fn the_socket_path_is_lean_by_default_poll_on_request_and_nothing_else() {
+        use std::ffi::OsStr;
+        assert_eq!(SocketPath::parse(None), Ok(SocketPath::Lean));
+        assert_eq!(
+            SocketPath::parse(Some(OsStr::new("lean"))),
+            Ok(SocketPath::Lean)
+        );
+        assert_eq!(
+            SocketPath::parse(Some(OsStr::new("poll"))),
+            Ok(SocketPath::Poll)
+        );
+        for bad in ["", "POLL", "uring", "poll "] {
+            let e = SocketPath::parse(Some(OsStr::new(bad))).expect_err(bad);
+            assert!(
+                e.contains(&format!("{:?}", bad)) && e.contains("`lean`") && e.contains("`poll`"),
+                "{e}"
+            );
+        }
     }
 
     #[test]
