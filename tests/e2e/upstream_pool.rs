@@ -37,17 +37,37 @@ struct State {
     arrived: Condvar,
 }
 
-/// A keep-alive origin answering every request `200 ok`.
+/// A keep-alive origin answering every request `200` with `ok` (or `body_len` bytes).
 struct PoolOrigin {
     addr: SocketAddr,
     st: Arc<State>,
     accept: Option<JoinHandle<()>>,
 }
 
+/// The response for a body of `len` bytes: `ok` for 2, else `len` times `b`.
+fn response(len: usize) -> Vec<u8> {
+    let body: Vec<u8> = if len == 2 {
+        b"ok".to_vec()
+    } else {
+        vec![b'b'; len]
+    };
+    let mut r = format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\n\r\n").into_bytes();
+    r.extend_from_slice(&body);
+    r
+}
+
 impl PoolOrigin {
     /// `hold_until`: responses wait (bounded) until that many requests arrived in total.
     /// `close_after`: the origin closes each connection this long after answering on it.
     fn start(hold_until: usize, close_after: Option<Duration>) -> PoolOrigin {
+        PoolOrigin::start_with_body(hold_until, close_after, 2)
+    }
+
+    fn start_with_body(
+        hold_until: usize,
+        close_after: Option<Duration>,
+        body_len: usize,
+    ) -> PoolOrigin {
         let l = TcpListener::bind("127.0.0.1:0").expect("origin bind");
         let addr = l.local_addr().expect("origin addr");
         l.set_nonblocking(true).expect("nonblocking listener");
@@ -62,7 +82,7 @@ impl PoolOrigin {
                         s.open.fetch_add(1, Ordering::SeqCst);
                         let s = s.clone();
                         conns.push(std::thread::spawn(move || {
-                            serve(c, &s, hold_until, close_after);
+                            serve(c, &s, hold_until, close_after, body_len);
                             s.open.fetch_sub(1, Ordering::SeqCst);
                         }));
                     }
@@ -105,7 +125,14 @@ impl Drop for PoolOrigin {
 }
 
 /// One origin connection: requests without bodies (tollgate forwards GETs), one `200 ok` each.
-fn serve(mut c: TcpStream, st: &State, hold_until: usize, close_after: Option<Duration>) {
+fn serve(
+    mut c: TcpStream,
+    st: &State,
+    hold_until: usize,
+    close_after: Option<Duration>,
+    body_len: usize,
+) {
+    let answer = response(body_len);
     let born = Instant::now();
     let _ = c.set_read_timeout(Some(Duration::from_millis(20)));
     let mut head = Vec::new();
@@ -149,9 +176,7 @@ fn serve(mut c: TcpStream, st: &State, hold_until: usize, close_after: Option<Du
                 .0;
         }
         drop(n);
-        if c.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-            .is_err()
-        {
+        if c.write_all(&answer).is_err() {
             return;
         }
         if let Some(after) = close_after {
@@ -324,6 +349,33 @@ fn lean_backend_connections_closed_by_the_origin_do_not_linger() {
 #[test]
 fn poll_backend_connections_closed_by_the_origin_do_not_linger() {
     connections_the_backend_closes_do_not_linger("poll");
+}
+
+/// A receive ring far too small for the responses runs dry while a response is read (reads
+/// fall back to recv(2)); the connection is still clean afterwards and must be reused, not
+/// mistaken for one the backend wrote to or closed.
+#[test]
+fn lean_connections_that_starved_the_receive_ring_are_still_reused() {
+    let origin = PoolOrigin::start_with_body(0, None, 6_000);
+    let server = Server::default()
+        .with("receive_ring_buffers", "2")
+        .with("receive_ring_buffer_bytes", "512");
+    let gw = Gateway::start_with_env(
+        &server,
+        &rest_proxy_api(origin.addr, 10_000, ""),
+        &[("TOLLGATE_SOCKET_PATH", "lean")],
+    );
+    let mut c = Client::connect(gw.addr);
+    for i in 0..10 {
+        let r = c.request(&get(&format!("/prod/big{i}")));
+        assert_eq!(
+            (r.status, r.body.len()),
+            (200, 6_000),
+            "request {i}: {:?}",
+            r.headers
+        );
+    }
+    assert_eq!(origin.accepted(), 1, "one backend connection, reused");
 }
 
 #[test]

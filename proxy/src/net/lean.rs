@@ -47,11 +47,20 @@ impl Stream {
     }
 
     /// The receive stays armed while a connection is idle, so its completion (bytes, EOF as
-    /// a zero-length receive, an error) wakes the one waker registered here. A receive ring
-    /// that ran dry also counts as readable (the next read would use recv(2)): a parked
-    /// connection that saw that is treated as not clean, which is conservative.
+    /// a zero-length receive, an error) wakes the one waker registered here. `poll_readable`
+    /// also says ready when the receive ring ran dry earlier (a read would use recv(2)); only
+    /// then is a read tried, into a one-byte scratch: bytes or EOF mean the connection is not
+    /// clean (what was read no longer matters), nothing means it still is (the read re-armed
+    /// the receive and registered the waker).
     pub(super) fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        self.inner.poll_readable(cx)
+        if self.inner.poll_readable(cx).is_pending() {
+            return Poll::Pending;
+        }
+        let mut scratch = [0u8; 1];
+        match self.inner.poll_read(cx, &mut scratch) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(_) => Poll::Ready(()),
+        }
     }
 
     pub(super) async fn write_all(&mut self, buf: &[u8], timeout: Duration) -> io::Result<()> {
