@@ -37,6 +37,19 @@ struct State {
     arrived: Condvar,
 }
 
+/// How the origin behaves.
+#[derive(Clone, Copy, Default)]
+struct Behaviour {
+    /// Responses wait (bounded) until this many requests arrived in total.
+    hold_until: usize,
+    /// Close each connection this long after answering on it.
+    close_after: Option<Duration>,
+    /// Body bytes per response (`0`: the 2-byte `ok`).
+    body_len: usize,
+    /// This long after answering, write a stray response nobody asked for.
+    stray_after: Option<Duration>,
+}
+
 /// A keep-alive origin answering every request `200` with `ok` (or `body_len` bytes).
 struct PoolOrigin {
     addr: SocketAddr,
@@ -44,30 +57,21 @@ struct PoolOrigin {
     accept: Option<JoinHandle<()>>,
 }
 
-/// The response for a body of `len` bytes: `ok` for 2, else `len` times `b`.
+/// The response for a body of `len` bytes: `ok` for 0, else `len` times `b`.
 fn response(len: usize) -> Vec<u8> {
-    let body: Vec<u8> = if len == 2 {
+    let body: Vec<u8> = if len == 0 {
         b"ok".to_vec()
     } else {
         vec![b'b'; len]
     };
-    let mut r = format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\n\r\n").into_bytes();
+    let mut r = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
     r.extend_from_slice(&body);
     r
 }
 
 impl PoolOrigin {
-    /// `hold_until`: responses wait (bounded) until that many requests arrived in total.
-    /// `close_after`: the origin closes each connection this long after answering on it.
-    fn start(hold_until: usize, close_after: Option<Duration>) -> PoolOrigin {
-        PoolOrigin::start_with_body(hold_until, close_after, 2)
-    }
-
-    fn start_with_body(
-        hold_until: usize,
-        close_after: Option<Duration>,
-        body_len: usize,
-    ) -> PoolOrigin {
+    /// Answers `200 ok` on keep-alive connections, as `b` says.
+    fn start(b: Behaviour) -> PoolOrigin {
         let l = TcpListener::bind("127.0.0.1:0").expect("origin bind");
         let addr = l.local_addr().expect("origin addr");
         l.set_nonblocking(true).expect("nonblocking listener");
@@ -82,7 +86,7 @@ impl PoolOrigin {
                         s.open.fetch_add(1, Ordering::SeqCst);
                         let s = s.clone();
                         conns.push(std::thread::spawn(move || {
-                            serve(c, &s, hold_until, close_after, body_len);
+                            serve(c, &s, b);
                             s.open.fetch_sub(1, Ordering::SeqCst);
                         }));
                     }
@@ -125,14 +129,8 @@ impl Drop for PoolOrigin {
 }
 
 /// One origin connection: requests without bodies (tollgate forwards GETs), one `200 ok` each.
-fn serve(
-    mut c: TcpStream,
-    st: &State,
-    hold_until: usize,
-    close_after: Option<Duration>,
-    body_len: usize,
-) {
-    let answer = response(body_len);
+fn serve(mut c: TcpStream, st: &State, b: Behaviour) {
+    let answer = response(b.body_len);
     let born = Instant::now();
     let _ = c.set_read_timeout(Some(Duration::from_millis(20)));
     let mut head = Vec::new();
@@ -168,7 +166,7 @@ fn serve(
         *n += 1;
         st.arrived.notify_all();
         let until = Instant::now() + MAX_HOLD;
-        while *n < hold_until && Instant::now() < until && !st.stop.load(Ordering::SeqCst) {
+        while *n < b.hold_until && Instant::now() < until && !st.stop.load(Ordering::SeqCst) {
             n = st
                 .arrived
                 .wait_timeout(n, Duration::from_millis(50))
@@ -179,7 +177,15 @@ fn serve(
         if c.write_all(&answer).is_err() {
             return;
         }
-        if let Some(after) = close_after {
+        if let Some(after) = b.stray_after {
+            std::thread::sleep(after);
+            if c.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nstray")
+                .is_err()
+            {
+                return;
+            }
+        }
+        if let Some(after) = b.close_after {
             std::thread::sleep(after);
             st.closed_by_origin.fetch_add(1, Ordering::SeqCst);
             return; // dropping `c` closes it (FIN)
@@ -232,7 +238,10 @@ fn gateway(path: &str, origin: &PoolOrigin, idle_timeout_ms: u64) -> Gateway {
 fn idle_connections_close_when_their_timeout_passes(path: &str) {
     const N: usize = 16;
     const IDLE_MS: u64 = 1_500;
-    let origin = PoolOrigin::start(N, None);
+    let origin = PoolOrigin::start(Behaviour {
+        hold_until: N,
+        ..Behaviour::default()
+    });
     let gw = gateway(path, &origin, IDLE_MS);
     burst(&gw, N);
     let done = Instant::now();
@@ -300,7 +309,11 @@ fn open_sockets(pid: u32) -> usize {
 
 fn connections_the_backend_closes_do_not_linger(path: &str) {
     const N: usize = 8;
-    let origin = PoolOrigin::start(N, Some(Duration::from_millis(100)));
+    let origin = PoolOrigin::start(Behaviour {
+        hold_until: N,
+        close_after: Some(Duration::from_millis(100)),
+        ..Behaviour::default()
+    });
     // A long idle timeout: only noticing the backend's close can free these sockets.
     let gw = gateway(path, &origin, 60_000);
     let base = open_sockets(gw.pid());
@@ -351,12 +364,52 @@ fn poll_backend_connections_closed_by_the_origin_do_not_linger() {
     connections_the_backend_closes_do_not_linger("poll");
 }
 
+/// A backend that writes to an idle pooled connection (here: a response nobody asked for)
+/// has broken the framing: that connection must never carry the next request, whose answer
+/// would otherwise be the stray bytes.
+fn stray_bytes_retire_a_pooled_connection(path: &str) {
+    let origin = PoolOrigin::start(Behaviour {
+        stray_after: Some(Duration::from_millis(50)),
+        ..Behaviour::default()
+    });
+    let gw = gateway(path, &origin, 60_000);
+    let mut c = Client::connect(gw.addr);
+    let r = c.request(&get("/prod/first"));
+    assert_eq!((r.status, r.body_str().as_str()), (200, "ok"), "{r:?}");
+    // Let the stray response arrive while the connection is parked.
+    std::thread::sleep(Duration::from_millis(300));
+    let r = c.request(&get("/prod/second"));
+    assert_eq!(
+        (r.status, r.body_str().as_str()),
+        (200, "ok"),
+        "{path}: {r:?}"
+    );
+    assert_eq!(origin.accepted(), 2, "{path}: a fresh backend connection");
+    assert!(
+        wait_until(Duration::from_secs(3), || origin.closed_by_peer() >= 1),
+        "{path}: the written-to connection was closed"
+    );
+}
+
+#[test]
+fn lean_stray_bytes_retire_a_pooled_connection() {
+    stray_bytes_retire_a_pooled_connection("lean");
+}
+
+#[test]
+fn poll_stray_bytes_retire_a_pooled_connection() {
+    stray_bytes_retire_a_pooled_connection("poll");
+}
+
 /// A receive ring far too small for the responses runs dry while a response is read (reads
 /// fall back to recv(2)); the connection is still clean afterwards and must be reused, not
 /// mistaken for one the backend wrote to or closed.
 #[test]
 fn lean_connections_that_starved_the_receive_ring_are_still_reused() {
-    let origin = PoolOrigin::start_with_body(0, None, 6_000);
+    let origin = PoolOrigin::start(Behaviour {
+        body_len: 6_000,
+        ..Behaviour::default()
+    });
     let server = Server::default()
         .with("receive_ring_buffers", "2")
         .with("receive_ring_buffer_bytes", "512");
