@@ -94,7 +94,14 @@ fn main() -> ExitCode {
         .filter(|&n| n > 0)
         .or((gateway.settings.shards > 0).then_some(gateway.settings.shards))
         .unwrap_or_else(|| runtime::allowed_cpus().len());
-    match runtime::run(gateway, shards) {
+    let path = match runtime::socket_path_from_env() {
+        Ok(p) => p,
+        Err(msg) => {
+            eprintln!("{msg}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime::run(gateway, shards, path) {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
             eprintln!("{msg}");

@@ -1,10 +1,13 @@
 //! Starting the shards: one glommio executor per shard on its own thread, pinned to a CPU of
-//! the process's allowed set, each with its own listeners and its own copy of the gateway.
+//! the process's allowed set, each with its own listeners, its own copy of the gateway and its
+//! accept loop (one task per client connection, served by `conn`). The socket path is chosen
+//! here, once, from `TOLLGATE_SOCKET_PATH`, and handed to `net` before any shard starts.
 //! Start-up failures (io_uring set-up refused for lack of locked memory, a port in use) are
 //! reported in one clear line and make the process exit non-zero — never a silent exit 0.
 
-use crate::net::Listener;
-use crate::shard::{self, Shard};
+use crate::conn;
+use crate::net::{self, Listener, SocketPath};
+use crate::shard::Shard;
 use glommio::{LocalExecutorBuilder, Placement};
 use std::rc::Rc;
 use std::sync::mpsc;
@@ -60,8 +63,14 @@ fn explain_start_failure(shard: usize, err: &str) -> String {
     )
 }
 
+/// The socket path named by `TOLLGATE_SOCKET_PATH` (read once, at start-up); an invalid value
+/// is an error message to print before exiting.
+pub fn socket_path_from_env() -> Result<SocketPath, String> {
+    SocketPath::parse(std::env::var_os(SocketPath::ENV).as_deref())
+}
+
 /// Runs the gateway until a shard fails; returns the message to print on failure.
-pub fn run(gateway: Gateway, shards: usize) -> Result<(), String> {
+pub fn run(gateway: Gateway, shards: usize, path: SocketPath) -> Result<(), String> {
     let cpus = allowed_cpus();
     let pin = gateway.settings.pin_cpus;
     let (tx, rx) = mpsc::channel::<Result<usize, String>>();
@@ -70,7 +79,8 @@ pub fn run(gateway: Gateway, shards: usize) -> Result<(), String> {
         .map_or(0, |d| d.as_nanos() as u64)
         ^ ((std::process::id() as u64) << 40);
     let mut threads = Vec::with_capacity(shards);
-    crate::net::configure_lean(
+    net::configure(
+        path,
         gateway.settings.receive_ring_buffers,
         gateway.settings.receive_ring_buffer_bytes,
     );
@@ -153,9 +163,26 @@ async fn shard_main(
     drop(tx);
     let tasks: Vec<_> = bound
         .into_iter()
-        .map(|l| glommio::spawn_local(shard::accept_loop(shard.clone(), l)))
+        .map(|l| glommio::spawn_local(accept_loop(shard.clone(), l)))
         .collect();
     for t in tasks {
         t.await;
+    }
+}
+
+/// Accepts connections on `listener` forever, one task per connection.
+async fn accept_loop(shard: Rc<Shard>, listener: Listener) {
+    loop {
+        match listener.accept().await {
+            Ok(c) => {
+                let shard = shard.clone();
+                glommio::spawn_local(conn::serve(shard, c)).detach();
+            }
+            Err(e) => {
+                // EMFILE/ENFILE and friends: back off briefly instead of spinning.
+                eprintln!("tollgate: shard {}: accept failed: {e}", shard.index);
+                glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
     }
 }

@@ -1,9 +1,8 @@
 //! One shard: the state a core owns (its copy of the compiled gateway, its backend pools, its
-//! request-id generator) and its accept loop. Nothing here is shared with other cores.
+//! request-id generator, its buffers). Plain per-core data: the accept loop that serves
+//! connections with it lives in `runtime`. Nothing here is shared with other cores.
 
 use crate::buffer::BufPool;
-use crate::conn;
-use crate::net::Listener;
 use crate::upstream::Pools;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -44,22 +43,5 @@ impl Shard {
 
     pub fn next_request_id(&self) -> [u8; 36] {
         self.ids.borrow_mut().next()
-    }
-}
-
-/// Accepts connections on `listener` forever, one task per connection.
-pub async fn accept_loop(shard: Rc<Shard>, listener: Listener) {
-    loop {
-        match listener.accept().await {
-            Ok(c) => {
-                let shard = shard.clone();
-                glommio::spawn_local(conn::serve(shard, c)).detach();
-            }
-            Err(e) => {
-                // EMFILE/ENFILE and friends: back off briefly instead of spinning.
-                eprintln!("tollgate: shard {}: accept failed: {e}", shard.index);
-                glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
-            }
-        }
     }
 }

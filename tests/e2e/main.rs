@@ -29,3 +29,4 @@ mod slashes;
 mod smuggling;
 mod socket_paths;
 mod timeouts;
+mod upstream_pool;

@@ -13,9 +13,10 @@ use std::{
     task::{Context, Poll},
 };
 
-/// A connected stream socket on the lean socket path. Dropping it cancels what it has in the
-/// kernel, drops bytes not yet sent, and closes the descriptor once the kernel is done with
-/// it (flush first if the last bytes matter).
+/// A connected stream socket on the lean socket path. Dropping it drops unread bytes, cancels
+/// its receive, lets bytes already written go out (as close(2) would; a peer that never takes
+/// them is cut off by `TCP_USER_TIMEOUT` after 10 s), and closes the descriptor once the
+/// kernel is done with every operation it had in flight.
 #[derive(Debug)]
 pub struct LeanStream {
     lean: LeanRef,

@@ -1,11 +1,12 @@
 //! Socket I/O for the data plane: the one module that knows how bytes move. Two paths sit
-//! behind one contract:
-//! - **lean** (default): glommio's `LeanStream` (tollgate patch): a multishot receive into the
-//!   shard's provided-buffer ring and sends queued as SQEs, all flushed with the reactor's one
-//!   `io_uring_enter` per turn; no syscall per read or write.
-//! - **poll**: glommio's `TcpStream` (a `recv`/`send` syscall per operation, a one-shot
-//!   `POLL_ADD` to wait). Used when the kernel lacks the lean pieces (< 6.0, logged once) or
-//!   when `TOLLGATE_SOCKET_PATH=poll` is set (so benchmarks can compare both in one run).
+//! behind one contract, each in its own file (the way mio's `sys` module splits them):
+//! - **lean** (`lean.rs`, default): glommio's `LeanStream` (tollgate patch): a multishot
+//!   receive into the shard's provided-buffer ring and sends queued as SQEs, all flushed with
+//!   the reactor's one `io_uring_enter` per turn; no syscall per read or write.
+//! - **poll** (`poll.rs`): glommio's `TcpStream` (a `recv`/`send` syscall per operation, a
+//!   one-shot `POLL_ADD` to wait). Used when the kernel lacks the lean pieces (< 6.0, logged
+//!   once) or when the runtime chose it at start-up (`TOLLGATE_SOCKET_PATH=poll`, parsed by the
+//!   runtime and passed to `configure`; this module reads no environment).
 //!
 //! Contract for the code above it:
 //! - `Listener::bind` opens a `SO_REUSEPORT` listener on this shard; every shard binds the same
@@ -15,6 +16,13 @@
 //!   `buf.len()` bytes, so a caller bounds memory per connection by the buffer it passes.
 //! - `Conn::readable` waits (same deadline rule) until a `read` would not block, without
 //!   holding any buffer: an idle connection costs no buffer memory while it waits.
+//! - `Conn::poll_idle` is for a connection parked with nothing expected (a pooled backend
+//!   connection): `Ready` once a read would not block (stray bytes, EOF, a reset), else
+//!   `Pending` with the context's waker registered. One waker per connection: the latest
+//!   registration (by `poll_idle`, `read` or `readable`) replaces the earlier one, so a poll
+//!   with a no-op waker both checks and unregisters. It costs no syscall and no buffer: the
+//!   lean path watches with the receive it keeps armed anyway, the poll path with the one-shot
+//!   `POLL_ADD` it arms after a short read (or one more SQE), with no read timeout running.
 //! - `Conn::write_all` takes every byte or fails (`TimedOut` after `timeout` without progress).
 //!   On the lean path the bytes are copied and sent at the end of the reactor turn; at most
 //!   `SEND_QUEUE_LIMIT` bytes per connection wait unsent before `write_all` waits, which is the
@@ -27,29 +35,62 @@
 //!   the kernel was doing for it is cancelled and waited for before the descriptor closes, so
 //!   no buffer is reused while the kernel may touch it.
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::{LeanStream, TcpListener, TcpStream};
+mod lean;
+mod poll;
+
+use glommio::net::TcpListener;
 use glommio::timer::Timer;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{BorrowedFd, OwnedFd};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 /// Bytes a lean connection may have written but not yet sent before `write_all` waits.
 pub const SEND_QUEUE_LIMIT: usize = 256 * 1024;
 
-/// Which socket path this process uses (`TOLLGATE_SOCKET_PATH=poll` picks readiness polling).
-fn lean_wanted() -> bool {
-    use std::sync::OnceLock;
-    static WANT: OnceLock<bool> = OnceLock::new();
-    *WANT.get_or_init(|| std::env::var_os("TOLLGATE_SOCKET_PATH").is_none_or(|v| v != "poll"))
+/// The socket path a process runs on, chosen once at start-up (`TOLLGATE_SOCKET_PATH`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SocketPath {
+    /// Multishot receive into the shard's buffer ring, sends as SQEs (the default).
+    Lean,
+    /// glommio's readiness-polling `TcpStream`.
+    Poll,
 }
 
-/// Sizes the per-shard receive ring of the lean path; call before the shards start.
-pub fn configure_lean(buffers: usize, buffer_bytes: usize) {
+impl SocketPath {
+    /// The environment variable that chooses the path.
+    pub const ENV: &'static str = "TOLLGATE_SOCKET_PATH";
+
+    /// The path named by the variable's value: unset or `lean` is the lean path, `poll` the
+    /// polling one; anything else is refused with a message saying what is accepted.
+    pub fn parse(value: Option<&std::ffi::OsStr>) -> Result<SocketPath, String> {
+        match value.map(|v| v.to_str()) {
+            None | Some(Some("lean")) => Ok(SocketPath::Lean),
+            Some(Some("poll")) => Ok(SocketPath::Poll),
+            Some(v) => Err(format!(
+                "tollgate: {}={:?} is not a socket path: use `lean` (the default) or `poll`",
+                Self::ENV,
+                v.map_or_else(|| "(not UTF-8)".to_string(), str::to_string)
+            )),
+        }
+    }
+}
+
+/// Set once by `configure` before the shards start; read when a socket is opened.
+static POLL_PATH: AtomicBool = AtomicBool::new(false);
+
+/// Chooses the socket path and sizes the per-shard receive ring of the lean path; call once,
+/// before the shards start.
+pub fn configure(path: SocketPath, ring_buffers: usize, ring_buffer_bytes: usize) {
+    POLL_PATH.store(path == SocketPath::Poll, Ordering::Relaxed);
+    glommio::net::lean_configure(ring_buffers, ring_buffer_bytes);
+}
+
+#[cfg(test)]
+fn configure_lean(buffers: usize, buffer_bytes: usize) {
     glommio::net::lean_configure(buffers, buffer_bytes);
 }
 
@@ -76,14 +117,12 @@ impl Listener {
 }
 
 enum Io {
-    Lean(LeanStream),
-    Poll(TcpStream),
+    Lean(lean::Stream),
+    Poll(poll::Stream),
 }
 
 pub struct Conn {
     io: Io,
-    read_timeout: Option<Duration>,
-    write_timeout: Option<Duration>,
 }
 
 /// The shortest timeout glommio accepts (it refuses zero).
@@ -112,32 +151,33 @@ async fn until<T>(
 }
 
 impl Conn {
-    fn new(stream: TcpStream) -> io::Result<Conn> {
-        stream.set_nodelay(true).map_err(io::Error::from)?;
-        let io = if lean_wanted() {
-            match LeanStream::from_fd(stream.into_owned_fd()) {
-                Ok(l) => Io::Lean(l),
-                Err(fd) => Io::Poll(poll_stream(fd)),
-            }
+    fn new(stream: glommio::net::TcpStream) -> io::Result<Conn> {
+        let path = if POLL_PATH.load(Ordering::Relaxed) {
+            SocketPath::Poll
         } else {
-            Io::Poll(stream)
+            SocketPath::Lean
         };
-        Ok(Conn {
-            io,
-            read_timeout: None,
-            write_timeout: None,
-        })
+        Conn::on(path, stream)
+    }
+
+    fn on(path: SocketPath, stream: glommio::net::TcpStream) -> io::Result<Conn> {
+        stream.set_nodelay(true).map_err(io::Error::from)?;
+        let io = if path == SocketPath::Poll {
+            Io::Poll(poll::Stream::new(stream))
+        } else {
+            match lean::Stream::from_fd(stream.into_owned_fd()) {
+                Ok(l) => Io::Lean(l),
+                Err(fd) => Io::Poll(poll::Stream::from_fd(fd)),
+            }
+        };
+        Ok(Conn { io })
     }
 
     /// Runs `f` on the socket (for address lookups).
     fn with_sock<R>(&self, f: impl FnOnce(socket2::SockRef<'_>) -> R) -> R {
         match &self.io {
-            Io::Lean(l) => {
-                // SAFETY: `l` owns the descriptor and keeps it open for this call.
-                let fd = unsafe { BorrowedFd::borrow_raw(l.raw_fd()) };
-                f(socket2::SockRef::from(&fd))
-            }
-            Io::Poll(s) => f(socket2::SockRef::from(s)),
+            Io::Lean(l) => l.with_sock(f),
+            Io::Poll(s) => s.with_sock(f),
         }
     }
 
@@ -155,120 +195,62 @@ impl Conn {
 
     /// Reads into `buf`; `Ok(0)` is EOF.
     pub async fn read(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
-        match &self.io {
-            Io::Lean(l) => until(deadline, "read deadline passed", |cx| l.poll_read(cx, buf)).await,
-            Io::Poll(_) => {
-                self.arm_read_deadline(deadline)?;
-                let Io::Poll(s) = &mut self.io else {
-                    unreachable!()
-                };
-                s.read(buf).await
-            }
+        match &mut self.io {
+            Io::Lean(l) => l.read(buf, deadline).await,
+            Io::Poll(s) => s.read(buf, deadline).await,
         }
     }
 
     /// Waits, holding no buffer, until a `read` would not block (data, EOF or an error).
     pub async fn readable(&mut self, deadline: Instant) -> io::Result<()> {
-        match &self.io {
-            Io::Lean(l) => {
-                until(deadline, "read deadline passed", |cx| {
-                    l.poll_readable(cx).map(Ok)
-                })
-                .await
-            }
-            Io::Poll(_) => {
-                self.arm_read_deadline(deadline)?;
-                let Io::Poll(s) = &mut self.io else {
-                    unreachable!()
-                };
-                s.readable().await.map_err(io::Error::from)
-            }
+        match &mut self.io {
+            Io::Lean(l) => l.readable(deadline).await,
+            Io::Poll(s) => s.readable(deadline).await,
         }
     }
 
-    fn arm_read_deadline(&mut self, deadline: Instant) -> io::Result<()> {
-        let Io::Poll(stream) = &self.io else {
-            return Ok(());
-        };
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "read deadline passed",
-            ));
+    /// For a connection parked with nothing expected from its peer: `Ready` if a read would
+    /// not block (bytes, EOF or an error arrived), else `Pending` with `cx`'s waker registered
+    /// to be woken when that happens. See the contract above.
+    pub fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match &mut self.io {
+            Io::Lean(l) => l.poll_idle(cx),
+            Io::Poll(s) => s.poll_idle(cx),
         }
-        // Only touch the socket's timeout when it changes by more than a millisecond: the
-        // common case (a fresh deadline per request) then costs no extra work.
-        let want = left.max(MIN_TIMEOUT);
-        if self
-            .read_timeout
-            .is_none_or(|t| t.abs_diff(want) > Duration::from_millis(1))
-        {
-            stream
-                .set_read_timeout(Some(want))
-                .map_err(io::Error::from)?;
-            self.read_timeout = Some(want);
-        }
-        Ok(())
     }
 
     /// Sends FIN after every byte written; reads still work until the peer closes.
     pub async fn shutdown_write(&self) -> io::Result<()> {
         match &self.io {
-            Io::Lean(l) => {
-                let wait = self.write_timeout.unwrap_or(Duration::from_secs(10));
-                until(Instant::now() + wait, "write timed out", |cx| {
-                    l.poll_flush(cx)
-                })
-                .await?;
-                // SAFETY: shutdown(2) on the descriptor `l` owns.
-                if unsafe { libc::shutdown(l.raw_fd(), libc::SHUT_WR) } != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            }
-            Io::Poll(s) => s
-                .shutdown(std::net::Shutdown::Write)
-                .await
-                .map_err(io::Error::from),
+            Io::Lean(l) => l.shutdown_write().await,
+            Io::Poll(s) => s.shutdown_write().await,
         }
     }
 
     pub async fn write_all(&mut self, buf: &[u8], timeout: Duration) -> io::Result<()> {
-        let want = timeout.max(MIN_TIMEOUT);
         match &mut self.io {
-            Io::Lean(l) => {
-                self.write_timeout = Some(want);
-                l.write(buf)?;
-                let l = &*l;
-                until(Instant::now() + want, "write timed out", |cx| {
-                    l.poll_write_room(cx, SEND_QUEUE_LIMIT)
-                })
-                .await
-            }
-            Io::Poll(s) => {
-                if self.write_timeout != Some(want) {
-                    s.set_write_timeout(Some(want)).map_err(io::Error::from)?;
-                    self.write_timeout = Some(want);
-                }
-                s.write_all(buf).await
-            }
+            Io::Lean(l) => l.write_all(buf, timeout).await,
+            Io::Poll(s) => s.write_all(buf, timeout).await,
         }
     }
 }
 
-fn poll_stream(fd: OwnedFd) -> TcpStream {
-    use std::os::fd::{FromRawFd, IntoRawFd};
-    // SAFETY: `fd` is a connected TCP socket we own; ownership moves into the stream.
-    unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) }
-}
-
 /// Opens a backend connection.
 pub async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<Conn> {
-    let stream = TcpStream::connect_timeout(addr, timeout.max(Duration::from_millis(1)))
+    Conn::new(open(addr, timeout).await?)
+}
+
+/// Opens a connection on `path`, whatever `configure` chose (tests run both paths in one
+/// process).
+#[cfg(test)]
+pub async fn connect_on(path: SocketPath, addr: SocketAddr, timeout: Duration) -> io::Result<Conn> {
+    Conn::on(path, open(addr, timeout).await?)
+}
+
+async fn open(addr: SocketAddr, timeout: Duration) -> io::Result<glommio::net::TcpStream> {
+    glommio::net::TcpStream::connect_timeout(addr, timeout.max(Duration::from_millis(1)))
         .await
-        .map_err(io::Error::from)?;
-    Conn::new(stream)
+        .map_err(io::Error::from)
 }
 
 #[cfg(test)]
@@ -515,6 +497,27 @@ mod tests {
             clients.join().unwrap();
             blocked
         })
+    }
+
+    #[test]
+    fn the_socket_path_is_lean_by_default_poll_on_request_and_nothing_else() {
+        use std::ffi::OsStr;
+        assert_eq!(SocketPath::parse(None), Ok(SocketPath::Lean));
+        assert_eq!(
+            SocketPath::parse(Some(OsStr::new("lean"))),
+            Ok(SocketPath::Lean)
+        );
+        assert_eq!(
+            SocketPath::parse(Some(OsStr::new("poll"))),
+            Ok(SocketPath::Poll)
+        );
+        for bad in ["", "POLL", "uring", "poll "] {
+            let e = SocketPath::parse(Some(OsStr::new(bad))).expect_err(bad);
+            assert!(
+                e.contains(&format!("{:?}", bad)) && e.contains("`lean`") && e.contains("`poll`"),
+                "{e}"
+            );
+        }
     }
 
     #[test]
