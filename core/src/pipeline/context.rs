@@ -154,6 +154,13 @@ mod tests {
     }
 
     #[test]
+    fn stays_small() {
+        // It is held across every await of a request: no large arrays in it.
+        let size = std::mem::size_of::<Context<'static>>();
+        assert!(size <= 384, "Context is {size} bytes");
+    }
+
+    #[test]
     fn local_answer_close_rules() {
         let c = ctx_for(b"GET / HTTP/1.1\r\nhost: a\r\n\r\n");
         assert!(!c.local_answer_closes());

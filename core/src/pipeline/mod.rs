@@ -29,4 +29,4 @@ mod test_support;
 pub use context::Context;
 pub use dispatch::dispatch;
 pub use integration::{integration_request, integration_response, Integration, ResponsePlan};
-pub use respond::{respond, Answer, Failure};
+pub use respond::{error_context, respond, Answer, Failure};

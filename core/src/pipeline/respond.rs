@@ -74,6 +74,28 @@ impl Failure {
     }
 }
 
+/// What a gateway response may quote about the request (`$context.*`, `$stageVariables.*`)
+/// and how it is framed, from the pipeline's context.
+pub fn error_context<'c>(
+    ctx: &'c Context<'_>,
+    answer: Answer,
+    max_body_bytes: u64,
+    close: bool,
+) -> ErrorContext<'c> {
+    ErrorContext {
+        request_id: &ctx.request_id,
+        stage: ctx.stage_name(),
+        stage_variables: ctx.stage.map_or(&[], |s| &s.variables[..]),
+        http_method: ctx.http_method(),
+        path: ctx.path(),
+        status: answer.status,
+        message: answer.message,
+        max_body_bytes,
+        close,
+        head_request: ctx.head_request(),
+    }
+}
+
 /// Appends the answer to `failure` to `out` and returns whether the connection closes after
 /// it (`close`, or a failure that always closes; the response says `connection: close`).
 ///
@@ -94,18 +116,7 @@ pub fn respond(
         }
         return close;
     };
-    let err_ctx = ErrorContext {
-        request_id: &ctx.request_id,
-        stage: ctx.stage_name(),
-        stage_variables: ctx.stage.map_or(&[], |s| &s.variables[..]),
-        http_method: ctx.http_method(),
-        path: ctx.path(),
-        status: answer.status,
-        message: answer.message,
-        max_body_bytes: gw.settings.max_body_bytes,
-        close,
-        head_request: ctx.head_request(),
-    };
+    let err_ctx = error_context(ctx, answer, gw.settings.max_body_bytes, close);
     let builtin;
     let table = match ctx.api {
         Some(api) => &api.responses,
@@ -212,6 +223,46 @@ mod tests {
             Some(ResponseType::IntegrationFailure)
         );
         assert_eq!(Failure::Refused(GatewayError::BadRequest).answer(), None);
+    }
+
+    #[test]
+    fn error_context_quotes_the_request_as_sent() {
+        let gw = gateway();
+        with_head(
+            b"DELETE /prod/pets/7?q=1 HTTP/1.1\r\nhost: a\r\n\r\n",
+            |head, ctx| {
+                assert!(dispatch(&gw, head, ctx).is_err());
+                let answer = Failure::BadBackendResponse
+                    .answer()
+                    .expect("gateway response");
+                let e = error_context(ctx, answer, 77, true);
+                assert_eq!(e.request_id, &ID[..]);
+                assert_eq!(e.stage, "prod");
+                assert_eq!(e.stage_variables.len(), 1);
+                assert_eq!(&*e.stage_variables[0].0, "who");
+                assert_eq!(&*e.stage_variables[0].1, "tests");
+                assert_eq!(e.http_method, b"DELETE");
+                assert_eq!(e.path, b"/prod/pets/7");
+                assert_eq!(e.status, Some(502));
+                assert_eq!(e.message, None);
+                assert_eq!(e.max_body_bytes, 77);
+                assert!(e.close && !e.head_request);
+            },
+        );
+        // Before any stage matched: nothing to quote but the request.
+        with_head(
+            b"GET /elsewhere HTTP/1.1\r\nhost: a\r\n\r\n",
+            |head, ctx| {
+                assert!(dispatch(&gw, head, ctx).is_err());
+                let answer = Failure::NoRoute(Protocol::Rest)
+                    .answer()
+                    .expect("gateway response");
+                let e = error_context(ctx, answer, 1, false);
+                assert_eq!((e.stage, e.stage_variables.len()), ("", 0));
+                assert_eq!(e.path, b"/elsewhere");
+                assert_eq!(e.status, None);
+            },
+        );
     }
 
     #[test]
