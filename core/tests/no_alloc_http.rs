@@ -1,5 +1,5 @@
 //! Proves the per-request work makes no heap allocation: `request::parse` on a typical
-//! request, `ChunkedDecoder::feed`, `error::write` into a pre-reserved buffer,
+//! request, `ChunkedDecoder::feed`, protocol refusals (`pipeline::refuse`) into a pre-reserved buffer,
 //! `RequestIds::next`, and the pipeline's phases (context, dispatch, integration request and
 //! response, every failure's gateway response) into pre-reserved buffers. A counting global allocator (this test binary only) counts every
 //! allocation made by the thread under test.
@@ -14,7 +14,7 @@ use tollgate_core::config;
 use tollgate_core::forward::ClientInfo;
 use tollgate_core::gateway::Protocol;
 use tollgate_core::http::chunked::ChunkedDecoder;
-use tollgate_core::http::error::{self, GatewayError};
+use tollgate_core::http::error::GatewayError;
 use tollgate_core::http::{request, response, BodyKind, MAX_HEADERS};
 use tollgate_core::pipeline::{self, Context, Failure, Integration};
 use tollgate_core::request_id::RequestIds;
@@ -160,7 +160,7 @@ fn chunked_feed_does_not_allocate() {
 }
 
 #[test]
-fn error_write_does_not_allocate_into_a_reserved_buffer() {
+fn refusals_do_not_allocate_into_a_reserved_buffer() {
     let mut out: Vec<u8> = Vec::with_capacity(4096);
     let id = [b'a'; 36];
     let all = [
@@ -173,12 +173,12 @@ fn error_write_does_not_allocate_into_a_reserved_buffer() {
         for err in all {
             for (close, head) in [(false, false), (true, false), (false, true), (true, true)] {
                 out.clear();
-                error::write(err, &id, close, head, &mut out);
+                pipeline::refuse(err, &id, close, head, &mut out);
                 assert!(out.starts_with(b"HTTP/1.1 "));
             }
         }
     });
-    assert_eq!(n, 0, "error::write allocated");
+    assert_eq!(n, 0, "pipeline::refuse allocated");
 }
 
 const PIPELINE_CONFIG: &str = r#"

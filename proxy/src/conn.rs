@@ -27,7 +27,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 use tollgate_core::forward::{ClientInfo, Relay};
 use tollgate_core::http::chunked::ChunkedDecoder;
-use tollgate_core::http::error::{self, GatewayError};
+use tollgate_core::http::error::GatewayError;
 use tollgate_core::http::request::{self, HeadError};
 use tollgate_core::http::{response, BodyKind, MAX_HEADERS};
 use tollgate_core::pipeline::{self, Context, Failure, Integration, ResponsePlan};
@@ -145,7 +145,7 @@ async fn serve_one(shard: &Shard, c: &mut Client) -> io::Result<bool> {
         };
         // Outside the scope of `headers` (3 KiB), so no await keeps it in this future.
         if let Some(err) = refused {
-            error::write(err, &request_id, true, false, &mut c.out);
+            pipeline::refuse(err, &request_id, true, false, &mut c.out);
             let _ = c.conn.write_all(&c.out, s.client_write_timeout).await;
             return Ok(false);
         }

@@ -3,9 +3,10 @@
 //! (customisations included); protocol refusals stay `http::error` responses.
 
 use super::Context;
+use crate::forward::{push_decimal, reason_phrase};
 use crate::gateway::responses::{ErrorContext, GatewayResponses, ResponseType};
 use crate::gateway::{Gateway, Protocol};
-use crate::http::error::{self, GatewayError};
+use crate::http::error::GatewayError;
 
 /// Why tollgate answers a request itself instead of with the backend's response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,7 +113,7 @@ pub fn respond(
     let close = close || failure.closes();
     let Some(answer) = failure.answer() else {
         if let Failure::Refused(err) = failure {
-            error::write(err, &ctx.request_id, close, ctx.head_request(), out);
+            refuse(err, &ctx.request_id, close, ctx.head_request(), out);
         }
         return close;
     };
@@ -127,6 +128,34 @@ pub fn respond(
     };
     table.write(answer.ty, &err_ctx, out);
     close
+}
+
+/// Appends a protocol refusal (status line, `content-type: application/json`,
+/// `content-length`, `x-amzn-RequestId`, `x-amzn-ErrorType`, `connection: close` when `close`,
+/// body) to `out`; for a HEAD request (`head`) without the body but with its length. Also used
+/// directly for a head that did not parse (no context exists yet).
+pub fn refuse(err: GatewayError, request_id: &[u8], close: bool, head: bool, out: &mut Vec<u8>) {
+    let status = err.status();
+    let body = err.body();
+    out.reserve(200 + request_id.len() + body.len());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_decimal(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason_phrase(status).as_bytes());
+    out.extend_from_slice(b"\r\ncontent-type: application/json\r\ncontent-length: ");
+    push_decimal(out, body.len() as u64);
+    out.extend_from_slice(b"\r\nx-amzn-RequestId: ");
+    out.extend_from_slice(request_id);
+    out.extend_from_slice(b"\r\nx-amzn-ErrorType: ");
+    out.extend_from_slice(err.error_type().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head {
+        out.extend_from_slice(body.as_bytes());
+    }
 }
 
 #[cfg(test)]
@@ -277,5 +306,51 @@ mod tests {
         assert!(s.ends_with("\r\n\r\n"), "{s}");
         assert!(s.contains("content-length: 42\r\n"), "{s}");
         assert!(s.contains(std::str::from_utf8(&ID).expect("ascii")));
+    }
+
+    fn refused(err: GatewayError, close: bool, head: bool) -> String {
+        let mut out = b"previous".to_vec();
+        refuse(err, &ID, close, head, &mut out);
+        let s = String::from_utf8(out).expect("utf-8");
+        s.strip_prefix("previous").expect("appends").to_string()
+    }
+
+    #[test]
+    fn refusal_bytes() {
+        assert_eq!(
+            refused(GatewayError::BadRequest, true, false),
+            "HTTP/1.1 400 Bad Request\r\n\
+             content-type: application/json\r\n\
+             content-length: 25\r\n\
+             x-amzn-RequestId: c0ffee00-0000-4000-8000-000000000001\r\n\
+             x-amzn-ErrorType: BadRequestException\r\n\
+             connection: close\r\n\
+             \r\n\
+             {\"message\":\"Bad Request\"}"
+        );
+        assert_eq!(
+            refused(GatewayError::HeadersTooLarge, false, true),
+            "HTTP/1.1 431 Request Header Fields Too Large\r\n\
+             content-type: application/json\r\n\
+             content-length: 45\r\n\
+             x-amzn-RequestId: c0ffee00-0000-4000-8000-000000000001\r\n\
+             x-amzn-ErrorType: RequestHeaderFieldsTooLargeException\r\n\
+             \r\n"
+        );
+        for (err, line) in [
+            (
+                GatewayError::NotImplemented,
+                "HTTP/1.1 501 Not Implemented\r\n",
+            ),
+            (
+                GatewayError::VersionNotSupported,
+                "HTTP/1.1 505 HTTP Version Not Supported\r\n",
+            ),
+        ] {
+            let s = refused(err, true, false);
+            assert!(s.starts_with(line), "{s}");
+            assert!(s.ends_with(&format!("\r\n\r\n{}", err.body())), "{s}");
+            assert!(s.contains(&format!("content-length: {}\r\n", err.body().len())));
+        }
     }
 }
