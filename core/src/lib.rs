@@ -3,13 +3,16 @@
 //! The config model and its validation (`config`), the compiled gateway that the data plane
 //! consults per request (`gateway`: API/stage dispatch, routes, integration targets), the route
 //! trie (`router`), HTTP/1.1 head parsing and body framing on borrowed buffers (`http`), the
-//! errors clients see (`http::error`, shaped like Amazon API Gateway's gateway responses) and
-//! request ids. Nothing here depends on glommio or does I/O other than reading a config file.
+//! request pipeline's phases in execution order (`pipeline`: dispatch, integration request and
+//! response, respond), the gateway responses clients see (`gateway::responses`), protocol-level
+//! refusals (`http::error`) and request ids. Nothing here depends on glommio or does I/O other
+//! than reading a config file.
 
 pub mod config;
 pub mod forward;
 pub mod gateway;
 pub mod http;
 pub mod method;
+pub mod pipeline;
 pub mod request_id;
 pub mod router;

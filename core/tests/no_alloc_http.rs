@@ -1,15 +1,22 @@
-//! Proves the per-request HTTP work makes no heap allocation: `request::parse` on a typical
-//! request, `ChunkedDecoder::feed`, `error::write` into a pre-reserved buffer, and
-//! `RequestIds::next`. A counting global allocator (this test binary only) counts every
+//! Proves the per-request work makes no heap allocation: `request::parse` on a typical
+//! request, `ChunkedDecoder::feed`, protocol refusals (`pipeline::refuse`) into a pre-reserved buffer,
+//! `RequestIds::next`, and the pipeline's phases (context, dispatch, integration request and
+//! response, every failure's gateway response) into pre-reserved buffers. A counting global allocator (this test binary only) counts every
 //! allocation made by the thread under test.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Instant;
+use tollgate_core::config;
+use tollgate_core::forward::ClientInfo;
+use tollgate_core::gateway::Protocol;
 use tollgate_core::http::chunked::ChunkedDecoder;
-use tollgate_core::http::error::{self, GatewayError};
+use tollgate_core::http::error::GatewayError;
 use tollgate_core::http::{request, response, BodyKind, MAX_HEADERS};
+use tollgate_core::pipeline::{self, Context, Failure, Integration};
 use tollgate_core::request_id::RequestIds;
 
 struct Counting;
@@ -163,33 +170,107 @@ fn chunked_feed_does_not_allocate() {
 }
 
 #[test]
-fn error_write_does_not_allocate_into_a_reserved_buffer() {
+fn refusals_do_not_allocate_into_a_reserved_buffer() {
     let mut out: Vec<u8> = Vec::with_capacity(4096);
     let id = [b'a'; 36];
     let all = [
-        GatewayError::MissingAuthenticationToken,
-        GatewayError::NotFound,
-        GatewayError::RequestTooLarge,
-        GatewayError::HeadersTooLarge,
         GatewayError::BadRequest,
+        GatewayError::HeadersTooLarge,
+        GatewayError::NotImplemented,
         GatewayError::VersionNotSupported,
-        GatewayError::IntegrationTimeout,
-        GatewayError::IntegrationFailure,
-        GatewayError::Internal,
     ];
     let n = allocations_in(|| {
         for err in all {
             for (close, head) in [(false, false), (true, false), (false, true), (true, true)] {
                 out.clear();
-                error::write(err, &id, close, head, &mut out);
-                assert!(out.starts_with(b"HTTP/1.1 "));
-                out.clear();
-                error::write_with_limit(err, &id, close, head, 1 << 20, &mut out);
+                pipeline::refuse(err, &id, close, head, &mut out);
                 assert!(out.starts_with(b"HTTP/1.1 "));
             }
         }
     });
-    assert_eq!(n, 0, "error::write allocated");
+    assert_eq!(n, 0, "pipeline::refuse allocated");
+}
+
+const PIPELINE_CONFIG: &str = r#"
+[[listeners]]
+address = "127.0.0.1"
+port = 8080
+
+[[apis]]
+name = "svc"
+protocol = "rest"
+  [[apis.stages]]
+  name = "prod"
+  variables = { who = "tests" }
+  [[apis.routes]]
+  key = "GET /pets/{id}"
+  integration = { type = "http_proxy", uri = "http://127.0.0.1:9000/animals/{id}", timeout_ms = 1500 }
+  [[apis.routes]]
+  key = "POST /echo"
+  integration = { type = "mock", status = 201, body = "made" }
+"#;
+
+#[test]
+fn pipeline_phases_do_not_allocate() {
+    let gw = config::load_str("<no-alloc>", PIPELINE_CONFIG).expect("test config");
+    let client = ClientInfo {
+        ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        port: 8080,
+        proto: "http",
+    };
+    let req: &[u8] = b"GET /prod/pets/42?x=1 HTTP/1.1\r\nHost: api.example.com\r\n\
+        Accept: */*\r\nConnection: keep-alive\r\nX-Forwarded-For: 203.0.113.7\r\n\r\n";
+    let mock: &[u8] = b"POST /prod/echo HTTP/1.1\r\nHost: a\r\ncontent-length: 3\r\n\r\n";
+    let resp: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\n";
+    let failures = [
+        Failure::NoRoute(Protocol::Rest),
+        Failure::NoRoute(Protocol::Http),
+        Failure::BodyTooLarge,
+        Failure::BackendFailed,
+        Failure::IntegrationTimeout,
+        Failure::BadBackendResponse,
+        Failure::Internal,
+        Failure::Refused(GatewayError::BadRequest),
+    ];
+    let mut out: Vec<u8> = Vec::with_capacity(4096);
+    let start = Instant::now();
+    let n = allocations_in(|| {
+        for _ in 0..10 {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let head = request::parse(req, &mut headers, 8192)
+                .expect("valid")
+                .expect("complete");
+            let mut ctx = Context::new([b'a'; 36], client, start, &head);
+            let m = pipeline::dispatch(&gw, &head, &mut ctx).expect("route");
+            out.clear();
+            let step = pipeline::integration_request(&gw, &head, &m, &ctx, &mut out);
+            assert!(matches!(step, Ok(Integration::Proxy { .. })));
+            let mut rh = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let r = response::parse(resp, &mut rh, 8192, false)
+                .expect("valid")
+                .expect("complete");
+            out.clear();
+            let plan = pipeline::integration_response(&r, &ctx, &mut out);
+            assert_eq!(plan.body, BodyKind::Length(5));
+            for f in failures {
+                out.clear();
+                pipeline::respond(&gw, &ctx, f, false, &mut out);
+                assert!(out.starts_with(b"HTTP/1.1 "));
+            }
+
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let head = request::parse(mock, &mut headers, 8192)
+                .expect("valid")
+                .expect("complete");
+            let mut ctx = Context::new([b'b'; 36], client, start, &head);
+            let m = pipeline::dispatch(&gw, &head, &mut ctx).expect("route");
+            out.clear();
+            let step = pipeline::integration_request(&gw, &head, &m, &ctx, &mut out);
+            assert_eq!(step, Ok(Integration::Local { close: false }));
+            assert!(out.ends_with(b"made"));
+        }
+    });
+    assert_eq!(n, 0, "a pipeline phase allocated");
 }
 
 #[test]

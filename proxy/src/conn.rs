@@ -1,14 +1,20 @@
-//! A client connection's whole life, request after request, in execution order:
+//! A client connection's I/O, request after request: this module drives sockets and timers
+//! and calls the request pipeline (`tollgate_core::pipeline`) for every decision.
 //!
-//! 1. `read_head`: wait for a request head (idle timeout before its first byte, header-read
-//!    timeout after; an idle connection waits holding no buffer), parse it strictly; refusals
-//!    answer 4xx and close.
-//! 2. `plan`: dispatch to API, stage and route; an error or mock response is built right away,
-//!    a proxy request gets its backend head built into the out buffer.
-//! 3. `respond_local` (mock / gateway error, skipping any request body) or `proxy`: send the
-//!    head, stream the request body, read the backend response head (integration timeout),
-//!    send the client head, stream the response body, return the backend connection to the pool.
-//! 4. keep-alive: the next pipelined request may already be in the buffer.
+//! Per request (`serve_one`):
+//! 1. Wait for a request head (idle timeout before its first byte, header-read timeout after;
+//!    an idle connection waits holding no buffer) and parse it strictly; a refused head gets a
+//!    protocol refusal (400/431/505) and the connection closes.
+//! 2. While the head is borrowed from the buffer: `Context::new`, then the pipeline's dispatch
+//!    and integration request phases, which leave in `out` either a complete local response
+//!    (mock) or the backend request head; a failure becomes a gateway response (`respond`).
+//! 3. A local answer (`send_local`) reads and discards the request body (strictly framed, up
+//!    to `max_body_bytes`) so the connection can carry the next request. A proxied request
+//!    (`proxy`, state in `Exchange`) sends the head and body, reads and parses the backend
+//!    response head once (integration timeout), lets the integration response phase build the
+//!    client head, streams the response body and returns the backend connection to the pool.
+//!    A failure before any response byte reached the client is answered through `answer`.
+//! 4. Keep-alive: the next pipelined request may already be in the buffer.
 
 use crate::buffer::Buf;
 use crate::net::Conn;
@@ -16,33 +22,23 @@ use crate::relay::{self, Framing, Limits, RelayError};
 use crate::shard::Shard;
 use crate::upstream::{self, UpConn};
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
-use tollgate_core::forward::{self, ClientInfo};
-use tollgate_core::gateway::{Protocol, Resolved, Target};
-use tollgate_core::http::error::{self, GatewayError};
+use tollgate_core::forward::ClientInfo;
+use tollgate_core::http::error::GatewayError;
 use tollgate_core::http::request::{self, HeadError};
-use tollgate_core::http::response::{self, ResponseError};
-use tollgate_core::http::{BodyKind, MAX_HEADERS};
-use tollgate_core::method::Method;
+use tollgate_core::http::{response, BodyKind, MAX_HEADERS};
+use tollgate_core::pipeline::{self, Context, Failure, Integration, ResponsePlan};
 
-/// What the parsed request needs after its head bytes are gone.
-#[derive(Clone, Copy)]
-struct ReqMeta {
-    method: Method,
-    body: BodyKind,
-    keep_alive: bool,
-    expect_continue: bool,
-    minor_version: u8,
-}
+/// A request body up to this size that is already in the buffer with its head is sent in the
+/// same write as the head, and can be resent on a fresh backend connection if a pooled one
+/// turns out dead.
+const RESEND_BODY_MAX: usize = 16 * 1024;
 
-enum Plan {
-    /// `out` holds a complete local response (mock or gateway error).
-    Local { close: bool },
-    /// `out` holds the backend request head.
-    Proxy { upstream: u32, timeout: Duration },
-}
+/// Response body bytes up to this size that arrived with the backend's head are sent to the
+/// client in the same write as the head.
+const COALESCE_BODY_MAX: usize = 16 * 1024;
 
 struct Client {
     conn: Conn,
@@ -101,9 +97,20 @@ async fn linger(c: &mut Client) {
     }
 }
 
+/// The refusal for a head the parser would not take.
+fn refusal(e: HeadError) -> GatewayError {
+    match e {
+        HeadError::TooLarge => GatewayError::HeadersTooLarge,
+        HeadError::Malformed(_) | HeadError::Smuggling(_) => GatewayError::BadRequest,
+        HeadError::Version => GatewayError::VersionNotSupported,
+        HeadError::UnsupportedCoding => GatewayError::NotImplemented,
+    }
+}
+
 /// Serves one request; `Ok(true)` when the connection may carry another.
 async fn serve_one(shard: &Shard, c: &mut Client) -> io::Result<bool> {
-    let s = &shard.gateway.settings;
+    let gw = &shard.gateway;
+    let s = &gw.settings;
     let idle_deadline = Instant::now() + s.idle_timeout;
     let mut head_deadline = (!c.buf.is_empty()).then(|| Instant::now() + s.header_read_timeout);
     if c.buf.is_empty() {
@@ -116,38 +123,29 @@ async fn serve_one(shard: &Shard, c: &mut Client) -> io::Result<bool> {
     let request_id = shard.next_request_id();
     c.out.clear();
 
-    // 1-2. Read and parse the head, then plan (all while the head borrows the buffer).
-    let (meta, plan) = loop {
+    // Read and parse the head, then run the phases that need it (it borrows the buffer).
+    let (ctx, step) = loop {
         let refused = if !c.buf.is_empty() {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             match request::parse(c.buf.filled(), &mut headers, s.max_header_bytes) {
                 Ok(Some(head)) => {
-                    let meta = ReqMeta {
-                        method: head.method,
-                        body: head.body,
-                        keep_alive: head.keep_alive,
-                        expect_continue: head.expect_continue,
-                        minor_version: head.minor_version,
-                    };
-                    let plan = plan(shard, &head, &c.info, &request_id, &mut c.out);
+                    let mut ctx = Context::new(request_id, c.info, Instant::now(), &head);
+                    let step = pipeline::dispatch(gw, &head, &mut ctx).and_then(|m| {
+                        pipeline::integration_request(gw, &head, &m, &ctx, &mut c.out)
+                    });
                     let head_len = head.head_len;
                     c.buf.consume(head_len);
-                    break (meta, plan);
+                    break (ctx, step);
                 }
                 Ok(None) => None,
-                Err(e) => Some(match e {
-                    HeadError::TooLarge => GatewayError::HeadersTooLarge,
-                    HeadError::Malformed(_) | HeadError::Smuggling(_) => GatewayError::BadRequest,
-                    HeadError::Version => GatewayError::VersionNotSupported,
-                    HeadError::UnsupportedCoding => GatewayError::NotImplemented,
-                }),
+                Err(e) => Some(refusal(e)),
             }
         } else {
             None
         };
         // Outside the scope of `headers` (3 KiB), so no await keeps it in this future.
         if let Some(err) = refused {
-            error::write(err, &request_id, true, false, &mut c.out);
+            pipeline::refuse(err, &request_id, true, false, &mut c.out);
             let _ = c.conn.write_all(&c.out, s.client_write_timeout).await;
             return Ok(false);
         }
@@ -160,265 +158,181 @@ async fn serve_one(shard: &Shard, c: &mut Client) -> io::Result<bool> {
         head_deadline.get_or_insert_with(|| Instant::now() + s.header_read_timeout);
     };
 
-    match plan {
-        Plan::Local { close } => respond_local(shard, c, meta, close).await,
-        Plan::Proxy { upstream, timeout } => {
-            proxy(shard, c, meta, upstream as usize, timeout, &request_id).await
+    match step {
+        Ok(Integration::Local { close }) => send_local(shard, c, &ctx, close, true).await,
+        Ok(Integration::Proxy { upstream, timeout }) => {
+            proxy(shard, c, &ctx, upstream, timeout).await
         }
+        Err(failure) => answer(shard, c, &ctx, failure, BodyState::Unread).await,
     }
 }
 
-/// Dispatches the request and writes either a local response or the backend head to `out`.
-fn plan(
-    shard: &Shard,
-    head: &request::RequestHead<'_, '_>,
-    info: &ClientInfo,
-    request_id: &[u8],
-    out: &mut Vec<u8>,
-) -> Plan {
-    let gw = &shard.gateway;
-    let is_head = head.method == Method::Head;
-    let close = !head.keep_alive;
-    if let BodyKind::Length(n) = head.body {
-        if n > gw.settings.max_body_bytes {
-            error::write_with_limit(
-                GatewayError::RequestTooLarge,
-                request_id,
-                true,
-                is_head,
-                gw.settings.max_body_bytes,
-                out,
-            );
-            return Plan::Local { close: true };
-        }
-    }
-    match gw.resolve(head.host, head.method, head.path) {
-        Resolved::NoRoute(miss) => {
-            let err = match miss.protocol {
-                Protocol::Rest => GatewayError::MissingAuthenticationToken,
-                Protocol::Http => GatewayError::NotFound,
-            };
-            error::write(err, request_id, close, is_head, out);
-            Plan::Local { close }
-        }
-        Resolved::Route(m) => match m.target {
-            Target::Mock(mock) => {
-                forward::write_mock(mock, request_id, close, is_head, head.minor_version, out);
-                Plan::Local { close }
-            }
-            Target::HttpProxy(p) => {
-                let Some(up) = gw.upstreams.get(p.upstream as usize) else {
-                    error::write(GatewayError::Internal, request_id, close, is_head, out);
-                    return Plan::Local { close };
-                };
-                forward::write_upstream_head(head, up, p, &m.params, m.path, info, out);
-                Plan::Proxy {
-                    upstream: p.upstream,
-                    timeout: p.timeout,
-                }
-            }
-        },
-    }
+/// Where the client's request body stands when tollgate answers by itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BodyState {
+    /// Not read at all: it can still be read and discarded.
+    Unread,
+    /// Read completely (sent to the backend, or taken with the head).
+    Done,
+    /// Partly read: the connection cannot carry another request.
+    Broken,
 }
 
-/// Largest request body read and thrown away to keep a connection after a local response;
-/// bigger bodies (or a client waiting for `100 Continue`) get the response and a close.
-const DRAIN_LIMIT: u64 = 64 * 1024;
-
-async fn respond_local(
+/// Answers `failure` with the pipeline's gateway response (or protocol refusal).
+async fn answer(
     shard: &Shard,
     c: &mut Client,
-    meta: ReqMeta,
+    ctx: &Context<'_>,
+    failure: Failure,
+    body: BodyState,
+) -> io::Result<bool> {
+    let close = match body {
+        BodyState::Unread => ctx.local_answer_closes(),
+        BodyState::Done => !ctx.keep_alive,
+        BodyState::Broken => true,
+    };
+    c.out.clear();
+    let close = pipeline::respond(&shard.gateway, ctx, failure, close, &mut c.out);
+    send_local(shard, c, ctx, close, body == BodyState::Unread).await
+}
+
+/// Sends the complete local response in `out`. Unless it closes the connection, an unread
+/// request body (`drain`) is first read and discarded, strictly framed and within
+/// `max_body_bytes`; a body over the limit is answered 413, malformed chunk framing 400, and
+/// the connection closes.
+async fn send_local(
+    shard: &Shard,
+    c: &mut Client,
+    ctx: &Context<'_>,
     close: bool,
+    drain: bool,
 ) -> io::Result<bool> {
     let s = &shard.gateway.settings;
     let mut close = close;
-    let drainable = match meta.body {
-        BodyKind::None | BodyKind::UntilClose => true,
-        BodyKind::Length(n) => {
-            !meta.expect_continue && (n <= DRAIN_LIMIT || n <= c.buf.len() as u64)
-        }
-        BodyKind::Chunked => !meta.expect_continue,
-    };
-    if !drainable && !close {
-        // The response must say it closes; rebuilding is rare, so just mark it.
-        close = true;
-        mark_close(&mut c.out);
-    }
-    if !close && meta.body != BodyKind::None {
-        let framing = Framing::request(meta.body);
+    if !close && drain && ctx.has_body() {
         let limits = Limits {
             read_timeout: s.header_read_timeout,
             write_timeout: s.client_write_timeout,
-            max_body: DRAIN_LIMIT,
+            max_body: s.max_body_bytes,
         };
-        if relay::relay(&mut c.conn, &mut c.buf, None, framing, &limits)
-            .await
-            .is_err()
-        {
-            close = true;
-            mark_close(&mut c.out);
+        let framing = Framing::request(ctx.body);
+        let failure = match relay::relay(&mut c.conn, &mut c.buf, None, framing, &limits).await {
+            Ok(()) => None,
+            Err(RelayError::TooLarge) => Some(Failure::BodyTooLarge),
+            Err(RelayError::Framing) => Some(Failure::Refused(GatewayError::BadRequest)),
+            // The body stopped arriving: 408, then close.
+            Err(RelayError::SourceTimeout) => Some(Failure::Refused(GatewayError::RequestTimeout)),
+            // The client went away: nothing to answer.
+            Err(RelayError::Source | RelayError::Sink) => return Ok(false),
+        };
+        if let Some(f) = failure {
+            c.out.clear();
+            close = pipeline::respond(&shard.gateway, ctx, f, true, &mut c.out);
         }
     }
     c.conn.write_all(&c.out, s.client_write_timeout).await?;
     Ok(!close)
 }
 
-/// Adds `connection: close` to a complete response in `out` (after the status line).
-fn mark_close(out: &mut Vec<u8>) {
-    if let Some(eol) = memchr::memmem::find(out, b"\r\n") {
-        if memchr::memmem::find(out, b"\r\nconnection: close\r\n").is_none() {
-            let at = eol + 2;
-            out.splice(at..at, b"connection: close\r\n".iter().copied());
-        }
-    }
+/// A proxied request's exchange with its backend.
+struct Exchange {
+    /// Index into `Gateway::upstreams` and the shard's pools.
+    upstream: usize,
+    addr: SocketAddr,
+    /// The integration timeout, and its deadline for the response head.
+    timeout: Duration,
+    deadline: Instant,
+    /// The whole request (head and body) is in `out`: it can be resent.
+    resendable: bool,
+    body: BodyState,
 }
 
-/// How an attempt at a backend exchange failed.
-enum Failure {
-    /// Nothing reached the client yet: answer with this error.
-    Answer(GatewayError),
-    /// The client connection is no longer usable (it closed, or we already sent part of a
-    /// response): drop it.
+/// Why one attempt at an exchange ended without a response head.
+enum Attempt {
+    /// The pooled connection was dead before the backend saw the request: try a fresh one.
+    Stale,
+    /// Answer this, nothing reached the client yet.
+    Fail(Failure),
+    /// The client connection is no longer usable: drop it.
     Drop,
 }
 
 async fn proxy(
     shard: &Shard,
     c: &mut Client,
-    meta: ReqMeta,
+    ctx: &Context<'_>,
     upstream: usize,
     timeout: Duration,
-    request_id: &[u8],
 ) -> io::Result<bool> {
     let s = &shard.gateway.settings;
-    let started = Instant::now();
-    let deadline = started + timeout;
     let Some(addr) = shard.gateway.upstreams.get(upstream).map(|u| u.addr) else {
-        return Ok(false);
+        return answer(shard, c, ctx, Failure::Internal, BodyState::Unread).await;
     };
-    let is_head = meta.method == Method::Head;
-    // A request whose bytes are all in `out` after the head can be resent on a fresh
-    // connection if a pooled one turns out dead.
-    let small_body = match meta.body {
-        BodyKind::None => true,
-        BodyKind::Length(n) => n as usize <= c.buf.len() && n <= 16 * 1024,
-        _ => false,
+    let mut x = Exchange {
+        upstream,
+        addr,
+        timeout,
+        deadline: ctx.started + timeout,
+        resendable: false,
+        body: BodyState::Unread,
     };
-    if let (true, BodyKind::Length(n)) = (small_body, meta.body) {
-        c.out.extend_from_slice(&c.buf.filled()[..n as usize]);
-        c.buf.consume(n as usize);
+    match ctx.body {
+        BodyKind::None | BodyKind::UntilClose => {
+            x.resendable = true;
+            x.body = BodyState::Done;
+        }
+        BodyKind::Length(n) if n as usize <= c.buf.len() && n as usize <= RESEND_BODY_MAX => {
+            c.out.extend_from_slice(&c.buf.filled()[..n as usize]);
+            c.buf.consume(n as usize);
+            x.resendable = true;
+            x.body = BodyState::Done;
+        }
+        _ => {}
     }
 
     let mut attempt = 0;
-    let mut up = loop {
+    let (mut up, plan) = loop {
         attempt += 1;
-        let pooled = shard.pools.borrow_mut().take(upstream, Instant::now());
+        let pooled = shard.pools.borrow_mut().take(x.upstream, Instant::now());
         let mut up = match pooled {
             Some(u) => u,
             None => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                match upstream::connect(addr, left.min(s.upstream_connect_timeout), &shard.bufs)
+                let left = x.deadline.saturating_duration_since(Instant::now());
+                match upstream::connect(x.addr, left.min(s.upstream_connect_timeout), &shard.bufs)
                     .await
                 {
                     Ok(u) => u,
                     Err(e) => {
-                        let err = if e.kind() == io::ErrorKind::TimedOut {
-                            GatewayError::IntegrationTimeout
+                        let f = if e.kind() == io::ErrorKind::TimedOut {
+                            Failure::IntegrationTimeout
                         } else {
-                            GatewayError::IntegrationFailure
+                            Failure::BackendFailed
                         };
-                        return answer(shard, c, meta, request_id, err, small_body).await;
+                        return answer(shard, c, ctx, f, x.body).await;
                     }
                 }
             }
         };
-        let reused = up.reused;
-        match exchange(shard, c, &mut up, meta, small_body, deadline).await {
-            Ok(()) => break up,
-            Err(Exchange::Stale) if reused && attempt == 1 => continue,
-            Err(Exchange::Stale)
-            | Err(Exchange::Fail(Failure::Answer(GatewayError::IntegrationFailure))) => {
-                return answer(
-                    shard,
-                    c,
-                    meta,
-                    request_id,
-                    GatewayError::IntegrationFailure,
-                    small_body,
-                )
-                .await
+        match exchange(shard, c, ctx, &mut up, &mut x).await {
+            Ok(plan) => break (up, plan),
+            Err(Attempt::Stale) if up.reused && attempt == 1 => continue,
+            Err(Attempt::Stale) => {
+                return answer(shard, c, ctx, Failure::BackendFailed, x.body).await
             }
-            Err(Exchange::Fail(Failure::Answer(err))) => {
-                return answer(shard, c, meta, request_id, err, small_body).await
-            }
-            Err(Exchange::Fail(Failure::Drop)) => return Ok(false),
+            Err(Attempt::Fail(f)) => return answer(shard, c, ctx, f, x.body).await,
+            Err(Attempt::Drop) => return Ok(false),
         }
     };
 
-    // The backend's response head is parsed in `up.buf`; build the client head.
-    c.out.clear();
-    // `headers` (3 KiB) lives only in this block, so no await below keeps it in the future.
-    let parsed = {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        match response::parse(up.buf.filled(), &mut headers, s.read_buffer_bytes, is_head) {
-            Ok(Some(resp)) => {
-                let client_head = forward::write_client_head(
-                    &resp,
-                    meta.minor_version,
-                    request_id,
-                    !meta.keep_alive,
-                    &mut c.out,
-                );
-                Some((
-                    resp.body,
-                    resp.keep_alive,
-                    client_head.relay,
-                    resp.head_len,
-                    client_head.close,
-                ))
-            }
-            _ => None,
-        }
-    };
-    let Some((body, up_keep_alive, relay_mode, resp_head_len, close)) = parsed else {
-        return answer(
-            shard,
-            c,
-            meta,
-            request_id,
-            GatewayError::IntegrationFailure,
-            true,
-        )
-        .await;
-    };
-    up.buf.consume(resp_head_len);
-
-    // Send the head, with the body bytes that came along if they are few.
-    if let BodyKind::Length(n) = body {
+    // `out` holds the client head; send it with the body bytes that came along if they are
+    // few, then stream the rest.
+    let mut framing = Framing::response(plan.body, plan.relay);
+    if let BodyKind::Length(n) = plan.body {
         let take = (n as usize).min(up.buf.len());
-        if take <= 16 * 1024 {
+        if take <= COALESCE_BODY_MAX {
             c.out.extend_from_slice(&up.buf.filled()[..take]);
             up.buf.consume(take);
-            let framing_left = n - take as u64;
-            if c.conn
-                .write_all(&c.out, s.client_write_timeout)
-                .await
-                .is_err()
-            {
-                return Ok(false);
-            }
-            return finish_body(
-                shard,
-                c,
-                up,
-                upstream,
-                Framing::Length(framing_left),
-                up_keep_alive,
-                close,
-                timeout,
-            )
-            .await;
+            framing = Framing::Length(n - take as u64);
         }
     }
     if c.conn
@@ -428,35 +342,9 @@ async fn proxy(
     {
         return Ok(false);
     }
-    let framing = Framing::response(body, relay_mode);
-    finish_body(
-        shard,
-        c,
-        up,
-        upstream,
-        framing,
-        up_keep_alive,
-        close,
-        timeout,
-    )
-    .await
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn finish_body(
-    shard: &Shard,
-    c: &mut Client,
-    mut up: UpConn,
-    upstream: usize,
-    framing: Framing,
-    up_keep_alive: bool,
-    close: bool,
-    timeout: Duration,
-) -> io::Result<bool> {
-    let s = &shard.gateway.settings;
     let until_close = framing.until_close();
     let limits = Limits {
-        read_timeout: timeout,
+        read_timeout: x.timeout,
         write_timeout: s.client_write_timeout,
         max_body: u64::MAX,
     };
@@ -470,58 +358,67 @@ async fn finish_body(
     .await
     {
         Ok(()) => {
-            if up_keep_alive && !until_close && up.buf.is_empty() {
-                shard.pools.borrow_mut().put(upstream, up, Instant::now());
+            if plan.backend_keep_alive && !until_close && up.buf.is_empty() {
+                shard.pools.borrow_mut().put(x.upstream, up, Instant::now());
             }
-            Ok(!close)
+            Ok(!plan.close)
         }
         // The client already has part of the response: closing is the only honest signal.
         Err(_) => Ok(false),
     }
 }
 
-enum Exchange {
-    /// The (pooled) connection was dead before the backend saw the request.
-    Stale,
-    Fail(Failure),
+/// What one look at the backend's buffer found.
+enum Head {
+    /// A 1xx interim head of this length: skip it.
+    Interim(usize),
+    /// The final head: the client head is in `out`.
+    Final(ResponsePlan),
+    /// Not a valid response head.
+    Bad,
+    /// Incomplete: read more.
+    More,
 }
 
-/// Sends the request (head in `c.out`, body streamed from the client) and reads the backend's
-/// response head into `up.buf` (skipping 1xx). On `Ok`, `up.buf` starts with a complete head.
+/// Sends the request (head in `c.out`, body inline or streamed from the client), reads the
+/// backend's response head into `up.buf` (skipping 1xx), parses it once and lets the
+/// integration response phase build the client head into `c.out`. On `Ok`, `up.buf` starts
+/// with the response body.
 async fn exchange(
     shard: &Shard,
     c: &mut Client,
+    ctx: &Context<'_>,
     up: &mut UpConn,
-    meta: ReqMeta,
-    resendable: bool,
-    deadline: Instant,
-) -> Result<(), Exchange> {
+    x: &mut Exchange,
+) -> Result<ResponsePlan, Attempt> {
     let s = &shard.gateway.settings;
-    let write_timeout = deadline
+    let write_timeout = x
+        .deadline
         .saturating_duration_since(Instant::now())
         .max(Duration::from_millis(1));
     if up.conn.write_all(&c.out, write_timeout).await.is_err() {
         return Err(if up.reused {
-            Exchange::Stale
+            Attempt::Stale
         } else {
-            Exchange::Fail(Failure::Answer(GatewayError::IntegrationFailure))
+            Attempt::Fail(Failure::BackendFailed)
         });
     }
-    if !resendable {
-        if meta.expect_continue
+    if !x.resendable {
+        if ctx.expect_continue
             && c.conn
                 .write_all(b"HTTP/1.1 100 Continue\r\n\r\n", s.client_write_timeout)
                 .await
                 .is_err()
         {
-            return Err(Exchange::Fail(Failure::Drop));
+            return Err(Attempt::Drop);
         }
-        let framing = Framing::request(meta.body);
         let limits = Limits {
             read_timeout: s.header_read_timeout,
             write_timeout,
             max_body: s.max_body_bytes,
         };
+        x.body = BodyState::Broken;
+        let framing = Framing::request(ctx.body);
         match relay::relay(
             &mut c.conn,
             &mut c.buf,
@@ -531,114 +428,74 @@ async fn exchange(
         )
         .await
         {
-            Ok(()) => {}
-            Err(RelayError::TooLarge) => {
-                return Err(Exchange::Fail(Failure::Answer(
-                    GatewayError::RequestTooLarge,
-                )))
-            }
+            Ok(()) => x.body = BodyState::Done,
+            Err(RelayError::TooLarge) => return Err(Attempt::Fail(Failure::BodyTooLarge)),
             Err(RelayError::Framing) => {
-                return Err(Exchange::Fail(Failure::Answer(GatewayError::BadRequest)))
+                return Err(Attempt::Fail(Failure::Refused(GatewayError::BadRequest)))
             }
-            Err(RelayError::Source) => return Err(Exchange::Fail(Failure::Drop)),
+            Err(RelayError::Source) => return Err(Attempt::Drop),
             Err(RelayError::SourceTimeout) => {
-                return Err(Exchange::Fail(Failure::Answer(
+                return Err(Attempt::Fail(Failure::Refused(
                     GatewayError::RequestTimeout,
                 )))
             }
-            Err(RelayError::Sink) => {
-                return Err(Exchange::Fail(Failure::Answer(
-                    GatewayError::IntegrationFailure,
-                )))
-            }
+            Err(RelayError::Sink) => return Err(Attempt::Fail(Failure::BackendFailed)),
         }
     }
 
-    // Read the response head.
-    let is_head = meta.method == Method::Head;
+    let is_head = ctx.head_request();
     let mut got_any = false;
+    // A dead pooled connection shows as a close or reset before any byte.
+    let reused = up.reused;
+    let stale_or_failed = |got_any: bool| {
+        if !got_any && reused && x.resendable && ctx.method.is_idempotent() {
+            Attempt::Stale
+        } else {
+            Attempt::Fail(Failure::BackendFailed)
+        }
+    };
     loop {
         if !up.buf.is_empty() {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            match response::parse(up.buf.filled(), &mut headers, s.read_buffer_bytes, is_head) {
-                Ok(Some(resp)) if (100..200).contains(&resp.status) => {
-                    // Interim responses (we never ask for 100-continue or upgrades) are dropped.
-                    let n = resp.head_len;
+            // `headers` (3 KiB) lives only in this block, so no await keeps it in the future.
+            let found = {
+                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                match response::parse(up.buf.filled(), &mut headers, s.read_buffer_bytes, is_head) {
+                    // Interim responses (we never ask for upgrades) are dropped.
+                    Ok(Some(resp)) if (100..200).contains(&resp.status) => {
+                        Head::Interim(resp.head_len)
+                    }
+                    Ok(Some(resp)) => {
+                        c.out.clear();
+                        Head::Final(pipeline::integration_response(&resp, ctx, &mut c.out))
+                    }
+                    Ok(None) if up.buf.is_full() => Head::Bad,
+                    Ok(None) => Head::More,
+                    Err(_) => Head::Bad,
+                }
+            };
+            match found {
+                Head::Interim(n) => {
                     up.buf.consume(n);
                     continue;
                 }
-                Ok(Some(_)) => return Ok(()),
-                Ok(None) if up.buf.is_full() => {
-                    return Err(Exchange::Fail(Failure::Answer(
-                        GatewayError::IntegrationFailure,
-                    )))
+                Head::Final(plan) => {
+                    up.buf.consume(plan.head_len);
+                    return Ok(plan);
                 }
-                Ok(None) => {}
-                Err(ResponseError::TooLarge | ResponseError::Malformed(_)) => {
-                    return Err(Exchange::Fail(Failure::Answer(
-                        GatewayError::IntegrationFailure,
-                    )))
-                }
+                Head::Bad => return Err(Attempt::Fail(Failure::BadBackendResponse)),
+                Head::More => {}
             }
         }
-        match up.conn.read(up.buf.spare(), deadline).await {
-            Ok(0) => {
-                return Err(
-                    if !got_any && up.reused && resendable && meta.method.is_idempotent() {
-                        Exchange::Stale
-                    } else {
-                        Exchange::Fail(Failure::Answer(GatewayError::IntegrationFailure))
-                    },
-                )
-            }
+        match up.conn.read(up.buf.spare(), x.deadline).await {
+            Ok(0) => return Err(stale_or_failed(got_any)),
             Ok(n) => {
                 got_any = true;
                 up.buf.commit(n);
             }
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                return Err(Exchange::Fail(Failure::Answer(
-                    GatewayError::IntegrationTimeout,
-                )))
+                return Err(Attempt::Fail(Failure::IntegrationTimeout))
             }
-            Err(_) => {
-                return Err(
-                    if !got_any && up.reused && resendable && meta.method.is_idempotent() {
-                        Exchange::Stale
-                    } else {
-                        Exchange::Fail(Failure::Answer(GatewayError::IntegrationFailure))
-                    },
-                )
-            }
+            Err(_) => return Err(stale_or_failed(got_any)),
         }
     }
-}
-
-/// Answers a gateway error for a proxied request. The request body may be unread (when the
-/// backend failed before we streamed it): then the connection closes.
-async fn answer(
-    shard: &Shard,
-    c: &mut Client,
-    meta: ReqMeta,
-    request_id: &[u8],
-    err: GatewayError,
-    body_consumed: bool,
-) -> io::Result<bool> {
-    let s = &shard.gateway.settings;
-    let close = !meta.keep_alive
-        || !body_consumed
-        || matches!(
-            err,
-            GatewayError::RequestTooLarge | GatewayError::BadRequest
-        );
-    c.out.clear();
-    error::write_with_limit(
-        err,
-        request_id,
-        close,
-        meta.method == Method::Head,
-        s.max_body_bytes,
-        &mut c.out,
-    );
-    c.conn.write_all(&c.out, s.client_write_timeout).await?;
-    Ok(!close)
 }

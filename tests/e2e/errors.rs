@@ -1,5 +1,6 @@
 //! The gateway's own error responses: no route (REST 403, HTTP 404), integration timeout
-//! (504) and integration failure (502: reset by the backend, nobody listening).
+//! (504) and integration failure (INTEGRATION_FAILURE, 504 as the guide's table says, L22839:
+//! reset by the backend, nobody listening).
 
 use crate::client::{get, req, Client};
 use crate::harness::{free_port, mock_route, rest_proxy_api, Gateway, Server};
@@ -94,28 +95,28 @@ fn backend_that_never_answers_gives_504() {
 }
 
 #[test]
-fn backend_reset_gives_502() {
+fn backend_reset_gives_504() {
     let origin = Origin::start();
     let gw = Gateway::start(&Server::default(), &rest_proxy_api(origin.addr, 5000, ""));
     let mut c = Client::connect(gw.addr);
     let r = c.request(&get("/prod/reset"));
-    r.assert_gateway_error(502, INTERNAL);
-    // After a pooled connection exists, a reset is still a 502 (not a hang, not a retry loop).
+    r.assert_gateway_error(504, INTERNAL);
+    // After a pooled connection exists, a reset is still a 504 (not a hang, not a retry loop).
     let mut c = Client::connect(gw.addr);
     let r = c.request(&get("/prod/echo/warm"));
     assert_eq!(r.status, 200);
     let r = c.request(&req("POST", "/prod/reset", &[], b"payload"));
-    r.assert_gateway_error(502, INTERNAL);
+    r.assert_gateway_error(504, INTERNAL);
 }
 
 #[test]
-fn backend_not_listening_gives_502() {
+fn backend_not_listening_gives_504() {
     let dead: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let gw = Gateway::start(&Server::default(), &rest_proxy_api(dead, 5000, ""));
     let mut c = Client::connect(gw.addr);
     let start = Instant::now();
     let r = c.request(&get("/prod/anything"));
-    r.assert_gateway_error(502, INTERNAL);
+    r.assert_gateway_error(504, INTERNAL);
     assert!(start.elapsed() < Duration::from_secs(2));
     // With a body too.
     let mut c = if r.closes() {
@@ -124,5 +125,5 @@ fn backend_not_listening_gives_502() {
         c
     };
     let r = c.request(&req("PUT", "/prod/anything", &[], b"data"));
-    r.assert_gateway_error(502, INTERNAL);
+    r.assert_gateway_error(504, INTERNAL);
 }

@@ -19,6 +19,7 @@ mod chunked;
 mod cli;
 mod default_config;
 mod errors;
+mod gateway_responses;
 mod inflight;
 mod keepalive;
 mod pipelining;

@@ -2,18 +2,20 @@
 //! instructions per request under callgrind (`bench/callgrind.sh` runs it with N and 2N and
 //! divides the difference by N, which removes start-up and config compilation).
 //!
-//! One iteration: parse a realistic client request head, dispatch it on a gateway with 1,000
-//! routes, build the backend request head, parse a backend response head, make a request id
-//! and build the client response head — everything a shard does per request except the I/O.
+//! One iteration: parse a realistic client request head, make a request id, then run the
+//! request pipeline (`tollgate_core::pipeline`) as a shard does: dispatch on a gateway with
+//! 1,000 routes, the integration request (backend head), parse a backend response head, the
+//! integration response (client head) — everything per request except the I/O.
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::ExitCode;
+use std::time::Instant;
 use tollgate_bench::configs::{self, Routes};
 use tollgate_core::config;
-use tollgate_core::forward::{self, ClientInfo};
-use tollgate_core::gateway::{Resolved, Target};
+use tollgate_core::forward::ClientInfo;
 use tollgate_core::http::{request, response, MAX_HEADERS};
+use tollgate_core::pipeline::{self, Context, Integration};
 use tollgate_core::request_id::RequestIds;
 
 /// Routes in the gateway config.
@@ -80,31 +82,22 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let m = match gateway.resolve(req.host, req.method, req.path) {
-            Resolved::Route(m) => m,
-            Resolved::NoRoute(p) => {
-                eprintln!("no route for {} ({:?})", req.path, p.protocol);
+        let mut ctx = Context::new(ids.next(), client, Instant::now(), &req);
+        let m = match pipeline::dispatch(&gateway, &req, &mut ctx) {
+            Ok(m) => m,
+            Err(f) => {
+                eprintln!("no route for {}: {f:?}", req.path);
                 return ExitCode::FAILURE;
             }
         };
-        let Target::HttpProxy(target) = m.target else {
-            eprintln!("the route is not an http_proxy integration");
-            return ExitCode::FAILURE;
-        };
-        let Some(upstream) = gateway.upstreams.get(target.upstream as usize) else {
-            eprintln!("upstream index out of range");
-            return ExitCode::FAILURE;
-        };
         upstream_out.clear();
-        forward::write_upstream_head(
-            &req,
-            upstream,
-            target,
-            &m.params,
-            m.path,
-            &client,
-            &mut upstream_out,
-        );
+        match pipeline::integration_request(&gateway, &req, &m, &ctx, &mut upstream_out) {
+            Ok(Integration::Proxy { .. }) => {}
+            other => {
+                eprintln!("the route is not an http_proxy integration: {other:?}");
+                return ExitCode::FAILURE;
+            }
+        }
         let mut resp_headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let resp = match response::parse(black_box(RESPONSE), &mut resp_headers, 10 * 1024, false) {
             Ok(Some(r)) => r,
@@ -113,11 +106,9 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let id = ids.next();
         client_out.clear();
-        let relay =
-            forward::write_client_head(&resp, req.minor_version, &id, false, &mut client_out);
-        black_box(relay);
+        let plan = pipeline::integration_response(&resp, &ctx, &mut client_out);
+        black_box(plan);
         bytes += black_box(&upstream_out).len() + black_box(&client_out).len();
     }
     println!("{n} iterations, {bytes} head bytes written");

@@ -1,0 +1,356 @@
+//! Phase 6, respond: the one place where a failure becomes what the client receives. Gateway
+//! failures become API Gateway gateway responses rendered by the API's `GatewayResponses`
+//! (customisations included); protocol refusals stay `http::error` responses.
+
+use super::Context;
+use crate::forward::{push_decimal, reason_phrase};
+use crate::gateway::responses::{ErrorContext, GatewayResponses, ResponseType};
+use crate::gateway::{Gateway, Protocol};
+use crate::http::error::GatewayError;
+
+/// Why tollgate answers a request itself instead of with the backend's response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Dispatch found no API, stage or route; the protocol of what could have served it.
+    NoRoute(Protocol),
+    /// The body is (declared or found) over `max_body_bytes`. Closes the connection.
+    BodyTooLarge,
+    /// The backend refused the connection, reset it or closed it before a complete response.
+    BackendFailed,
+    /// No complete response head within the integration timeout (connect included).
+    IntegrationTimeout,
+    /// The backend answered with a malformed (or oversized) response head.
+    BadBackendResponse,
+    /// A gateway bug (inconsistent compiled config).
+    Internal,
+    /// A protocol-level refusal (malformed request or body framing, ...): not a gateway
+    /// response type. Closes the connection.
+    Refused(GatewayError),
+}
+
+/// A gateway response: its type, plus the status / message that replace the built-in ones
+/// (when the API does not customise them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub ty: ResponseType,
+    pub status: Option<u16>,
+    pub message: Option<&'static str>,
+}
+
+impl Answer {
+    const fn of(ty: ResponseType) -> Answer {
+        Answer {
+            ty,
+            status: None,
+            message: None,
+        }
+    }
+}
+
+impl Failure {
+    /// The gateway response for this failure; `None` for protocol refusals.
+    pub const fn answer(self) -> Option<Answer> {
+        use ResponseType as T;
+        Some(match self {
+            Failure::NoRoute(Protocol::Rest) => Answer::of(T::MissingAuthenticationToken),
+            Failure::NoRoute(Protocol::Http) => Answer::of(T::ResourceNotFound),
+            Failure::BodyTooLarge => Answer::of(T::RequestTooLarge),
+            Failure::BackendFailed => Answer::of(T::IntegrationFailure),
+            Failure::IntegrationTimeout => Answer::of(T::IntegrationTimeout),
+            // The guide (L16044): an unparseable integration response is a 502 Bad Gateway.
+            Failure::BadBackendResponse => Answer {
+                ty: T::Default5xx,
+                status: Some(502),
+                message: None,
+            },
+            Failure::Internal => Answer::of(T::Default5xx),
+            Failure::Refused(_) => return None,
+        })
+    }
+
+    /// Whether the connection must close after this answer, whatever the client asked: the
+    /// request's bytes cannot be trusted or were not read.
+    pub const fn closes(self) -> bool {
+        matches!(self, Failure::BodyTooLarge | Failure::Refused(_))
+    }
+}
+
+/// What a gateway response may quote about the request (`$context.*`, `$stageVariables.*`)
+/// and how it is framed, from the pipeline's context.
+pub fn error_context<'c>(
+    ctx: &'c Context<'_>,
+    answer: Answer,
+    max_body_bytes: u64,
+    close: bool,
+) -> ErrorContext<'c> {
+    ErrorContext {
+        request_id: &ctx.request_id,
+        stage: ctx.stage_name(),
+        stage_variables: ctx.stage.map_or(&[], |s| &s.variables[..]),
+        http_method: ctx.http_method(),
+        path: ctx.path(),
+        status: answer.status,
+        message: answer.message,
+        max_body_bytes,
+        close,
+        head_request: ctx.head_request(),
+    }
+}
+
+/// Appends the answer to `failure` to `out` and returns whether the connection closes after
+/// it (`close`, or a failure that always closes; the response says `connection: close`).
+///
+/// Rendered with the gateway responses of the API dispatch reached (`ctx.api`), else the
+/// built-ins, with `ErrorContext` filled from `ctx`: request id, stage and its variables,
+/// method and path as sent.
+pub fn respond(
+    gw: &Gateway,
+    ctx: &Context<'_>,
+    failure: Failure,
+    close: bool,
+    out: &mut Vec<u8>,
+) -> bool {
+    let close = close || failure.closes();
+    let Some(answer) = failure.answer() else {
+        if let Failure::Refused(err) = failure {
+            refuse(err, &ctx.request_id, close, ctx.head_request(), out);
+        }
+        return close;
+    };
+    let err_ctx = error_context(ctx, answer, gw.settings.max_body_bytes, close);
+    let builtin;
+    let table = match ctx.api {
+        Some(api) => &api.responses,
+        None => {
+            builtin = GatewayResponses::builtin();
+            &builtin
+        }
+    };
+    table.write(answer.ty, &err_ctx, out);
+    close
+}
+
+/// Appends a protocol refusal (status line, `content-type: application/json`,
+/// `content-length`, `x-amzn-RequestId`, `x-amzn-ErrorType`, `connection: close` when `close`,
+/// body) to `out`; for a HEAD request (`head`) without the body but with its length. Also used
+/// directly for a head that did not parse (no context exists yet).
+pub fn refuse(err: GatewayError, request_id: &[u8], close: bool, head: bool, out: &mut Vec<u8>) {
+    let status = err.status();
+    let body = err.body();
+    out.reserve(200 + request_id.len() + body.len());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_decimal(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason_phrase(status).as_bytes());
+    out.extend_from_slice(b"\r\ncontent-type: application/json\r\ncontent-length: ");
+    push_decimal(out, body.len() as u64);
+    out.extend_from_slice(b"\r\nx-amzn-RequestId: ");
+    out.extend_from_slice(request_id);
+    out.extend_from_slice(b"\r\nx-amzn-ErrorType: ");
+    out.extend_from_slice(err.error_type().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head {
+        out.extend_from_slice(body.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::dispatch;
+    use super::super::test_support::{gateway, with_head, ID};
+    use super::*;
+
+    /// Dispatches `raw` (ignoring the outcome), then renders `failure`.
+    fn rendered(raw: &[u8], failure: Failure, close: bool) -> (bool, String) {
+        let gw = gateway();
+        let mut out = Vec::new();
+        let mut closed = None;
+        with_head(raw, |head, ctx| {
+            let _ = dispatch(&gw, head, ctx);
+            closed = Some(respond(&gw, ctx, failure, close, &mut out));
+        });
+        (closed.expect("ran"), String::from_utf8(out).expect("utf-8"))
+    }
+
+    fn parts(s: &str) -> (&str, &str, &str) {
+        let (head, body) = s.split_once("\r\n\r\n").expect("head end");
+        let status = head.split("\r\n").next().expect("status line");
+        let ty = head
+            .split("\r\n")
+            .find_map(|l| l.strip_prefix("x-amzn-ErrorType: "))
+            .expect("error type");
+        (status, ty, body)
+    }
+
+    const GET: &[u8] = b"GET /prod/pets/1 HTTP/1.1\r\nhost: a\r\n\r\n";
+
+    #[test]
+    fn failure_to_answer_mapping() {
+        let table = [
+            (
+                Failure::NoRoute(Protocol::Rest),
+                "HTTP/1.1 403 Forbidden",
+                "MissingAuthenticationTokenException",
+                r#"{"message":"Missing Authentication Token"}"#,
+            ),
+            (
+                Failure::NoRoute(Protocol::Http),
+                "HTTP/1.1 404 Not Found",
+                "NotFoundException",
+                r#"{"message":"Not Found"}"#,
+            ),
+            (
+                Failure::BodyTooLarge,
+                "HTTP/1.1 413 Content Too Large",
+                "RequestTooLargeException",
+                r#"{"message":"HTTP content length exceeded 1000 bytes."}"#,
+            ),
+            (
+                Failure::BackendFailed,
+                "HTTP/1.1 504 Gateway Timeout",
+                "InternalServerErrorException",
+                r#"{"message":"Internal server error"}"#,
+            ),
+            (
+                Failure::IntegrationTimeout,
+                "HTTP/1.1 504 Gateway Timeout",
+                "InternalServerErrorException",
+                r#"{"message":"Endpoint request timed out"}"#,
+            ),
+            (
+                Failure::BadBackendResponse,
+                "HTTP/1.1 502 Bad Gateway",
+                "InternalServerErrorException",
+                r#"{"message":"Internal server error"}"#,
+            ),
+            (
+                Failure::Internal,
+                "HTTP/1.1 500 Internal Server Error",
+                "InternalServerErrorException",
+                r#"{"message":"Internal server error"}"#,
+            ),
+            (
+                Failure::Refused(GatewayError::BadRequest),
+                "HTTP/1.1 400 Bad Request",
+                "BadRequestException",
+                r#"{"message":"Bad Request"}"#,
+            ),
+        ];
+        for (failure, status, ty, body) in table {
+            let (closed, s) = rendered(GET, failure, false);
+            assert_eq!(parts(&s), (status, ty, body), "{failure:?}");
+            assert!(s.contains("\r\nx-amzn-RequestId: c0ffee00-"), "{s}");
+            assert_eq!(closed, failure.closes(), "{failure:?}");
+            assert_eq!(s.contains("\r\nconnection: close\r\n"), closed, "{s}");
+        }
+        assert_eq!(
+            Failure::BackendFailed.answer().map(|a| a.ty),
+            Some(ResponseType::IntegrationFailure)
+        );
+        assert_eq!(Failure::Refused(GatewayError::BadRequest).answer(), None);
+    }
+
+    #[test]
+    fn error_context_quotes_the_request_as_sent() {
+        let gw = gateway();
+        with_head(
+            b"DELETE /prod/pets/7?q=1 HTTP/1.1\r\nhost: a\r\n\r\n",
+            |head, ctx| {
+                assert!(dispatch(&gw, head, ctx).is_err());
+                let answer = Failure::BadBackendResponse
+                    .answer()
+                    .expect("gateway response");
+                let e = error_context(ctx, answer, 77, true);
+                assert_eq!(e.request_id, &ID[..]);
+                assert_eq!(e.stage, "prod");
+                assert_eq!(e.stage_variables.len(), 1);
+                assert_eq!(&*e.stage_variables[0].0, "who");
+                assert_eq!(&*e.stage_variables[0].1, "tests");
+                assert_eq!(e.http_method, b"DELETE");
+                assert_eq!(e.path, b"/prod/pets/7");
+                assert_eq!(e.status, Some(502));
+                assert_eq!(e.message, None);
+                assert_eq!(e.max_body_bytes, 77);
+                assert!(e.close && !e.head_request);
+            },
+        );
+        // Before any stage matched: nothing to quote but the request.
+        with_head(
+            b"GET /elsewhere HTTP/1.1\r\nhost: a\r\n\r\n",
+            |head, ctx| {
+                assert!(dispatch(&gw, head, ctx).is_err());
+                let answer = Failure::NoRoute(Protocol::Rest)
+                    .answer()
+                    .expect("gateway response");
+                let e = error_context(ctx, answer, 1, false);
+                assert_eq!((e.stage, e.stage_variables.len()), ("", 0));
+                assert_eq!(e.path, b"/elsewhere");
+                assert_eq!(e.status, None);
+            },
+        );
+    }
+
+    #[test]
+    fn close_and_head_requests() {
+        let (closed, s) = rendered(GET, Failure::BackendFailed, true);
+        assert!(closed && s.contains("\r\nconnection: close\r\n"));
+        let (_, s) = rendered(
+            b"HEAD /prod/nothing HTTP/1.1\r\nhost: a\r\n\r\n",
+            Failure::NoRoute(Protocol::Rest),
+            false,
+        );
+        assert!(s.ends_with("\r\n\r\n"), "{s}");
+        assert!(s.contains("content-length: 42\r\n"), "{s}");
+        assert!(s.contains(std::str::from_utf8(&ID).expect("ascii")));
+    }
+
+    fn refused(err: GatewayError, close: bool, head: bool) -> String {
+        let mut out = b"previous".to_vec();
+        refuse(err, &ID, close, head, &mut out);
+        let s = String::from_utf8(out).expect("utf-8");
+        s.strip_prefix("previous").expect("appends").to_string()
+    }
+
+    #[test]
+    fn refusal_bytes() {
+        assert_eq!(
+            refused(GatewayError::BadRequest, true, false),
+            "HTTP/1.1 400 Bad Request\r\n\
+             content-type: application/json\r\n\
+             content-length: 25\r\n\
+             x-amzn-RequestId: c0ffee00-0000-4000-8000-000000000001\r\n\
+             x-amzn-ErrorType: BadRequestException\r\n\
+             connection: close\r\n\
+             \r\n\
+             {\"message\":\"Bad Request\"}"
+        );
+        assert_eq!(
+            refused(GatewayError::HeadersTooLarge, false, true),
+            "HTTP/1.1 431 Request Header Fields Too Large\r\n\
+             content-type: application/json\r\n\
+             content-length: 45\r\n\
+             x-amzn-RequestId: c0ffee00-0000-4000-8000-000000000001\r\n\
+             x-amzn-ErrorType: RequestHeaderFieldsTooLargeException\r\n\
+             \r\n"
+        );
+        for (err, line) in [
+            (
+                GatewayError::NotImplemented,
+                "HTTP/1.1 501 Not Implemented\r\n",
+            ),
+            (
+                GatewayError::VersionNotSupported,
+                "HTTP/1.1 505 HTTP Version Not Supported\r\n",
+            ),
+        ] {
+            let s = refused(err, true, false);
+            assert!(s.starts_with(line), "{s}");
+            assert!(s.ends_with(&format!("\r\n\r\n{}", err.body())), "{s}");
+            assert!(s.contains(&format!("content-length: {}\r\n", err.body().len())));
+        }
+    }
+}
