@@ -413,7 +413,6 @@ impl Ctx<'_> {
         // single generator thread is the client side's limit.
         let client_saturated = layout.client.len() == 1 && !layout.shared();
         let phase = Phase {
-            requests: r.requests,
             rps: r.rps,
             cpu_us_per_req: if r.requests > 0 {
                 proxy_ticks / self.clk_tck * 1e6 / r.requests as f64

@@ -427,7 +427,6 @@ pub(super) fn run_idle(
             proxy: k,
             failure: None,
             requested: n,
-            opened: 0,
             held: 0,
             rss0_kib: 0,
             rss_n_kib: 0,
@@ -461,7 +460,6 @@ pub(super) fn run_idle(
                     if procs::interrupted() {
                         return Err("interrupted".into());
                     }
-                    row.opened = set.streams.len();
                     std::thread::sleep(Duration::from_millis(500));
                     let s = p.child.sample();
                     row.held = idle::still_open(&set.streams);

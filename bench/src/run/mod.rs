@@ -162,14 +162,13 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Results, St
             "tollgate".to_string(),
             format!(
                 "{} (git {})",
-                sysinfo::first_line(&tools.tollgate, &["--version"], None)
-                    .unwrap_or_else(|| "?".into()),
+                sysinfo::first_line(&tools.tollgate, &["--version"]).unwrap_or_else(|| "?".into()),
                 sysinfo::git_rev(&opts.workspace)
             ),
         ),
         (
             "tollgate-load".to_string(),
-            sysinfo::first_line(&tools.load, &["--version"], None).unwrap_or_else(|| "?".into()),
+            sysinfo::first_line(&tools.load, &["--version"]).unwrap_or_else(|| "?".into()),
         ),
     ];
     for (name, p, arg) in [
@@ -178,7 +177,7 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Results, St
         ("wrk", &tools.wrk, "-v"),
     ] {
         let v = match p {
-            Some(p) => sysinfo::first_line(p, &[arg], None).unwrap_or_else(|| "?".into()),
+            Some(p) => sysinfo::first_line(p, &[arg]).unwrap_or_else(|| "?".into()),
             None => "not installed".into(),
         };
         versions.push((name.to_string(), v));
@@ -193,7 +192,6 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Results, St
         machine,
         versions,
         opts: opts.clone(),
-        tools: tools.clone(),
         proxy_cpu,
         client_cpu,
         nofile,

@@ -4,13 +4,12 @@
 
 use crate::load::WrkResult;
 use crate::plot::Point;
-use crate::run::{Options, ProxyKind, Scenario, Tools};
+use crate::run::{Options, ProxyKind, Scenario};
 use std::time::Duration;
 
 /// One load phase of one proxy (medians are taken over these).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Phase {
-    pub requests: u64,
     pub rps: f64,
     pub cpu_us_per_req: f64,
     /// CPU time the proxy used ÷ wall time (1.0 = one full CPU; up to 2.0 with two shards).
@@ -175,7 +174,6 @@ pub struct IdleRow {
     pub proxy: ProxyKind,
     pub failure: Option<String>,
     pub requested: usize,
-    pub opened: usize,
     pub held: usize,
     pub rss0_kib: u64,
     pub rss_n_kib: u64,
@@ -198,7 +196,6 @@ pub struct Results {
     pub machine: Vec<(String, String)>,
     pub versions: Vec<(String, String)>,
     pub opts: Options,
-    pub tools: Tools,
     pub proxy_cpu: usize,
     pub client_cpu: usize,
     pub nofile: u64,

@@ -53,11 +53,6 @@ impl ProxyKind {
         }
     }
 
-    /// Position in report order.
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
     /// The plot color (see [`plot::color`]): nginx, HAProxy and tollgate-stock keep theirs
     /// from before tollgate-poll existed.
     pub fn color(self) -> usize {
@@ -68,14 +63,6 @@ impl ProxyKind {
             ProxyKind::TollgatePoll => 3,
             ProxyKind::TollgateStock => 4,
         }
-    }
-
-    /// The tollgate variants (same binary, same config).
-    pub fn is_tollgate(self) -> bool {
-        matches!(
-            self,
-            ProxyKind::Tollgate | ProxyKind::TollgatePoll | ProxyKind::TollgateStock
-        )
     }
 
     pub fn parse(s: &str) -> Option<ProxyKind> {
@@ -427,10 +414,8 @@ mod tests {
             ProxyKind::ALL.map(Some),
             "default = every proxy, in order"
         );
-        assert!(ProxyKind::ALL[..3].iter().all(|k| k.is_tollgate()));
-        for (i, k) in ProxyKind::ALL.iter().enumerate() {
-            assert_eq!(k.index(), i);
-            assert_eq!(ProxyKind::parse(k.name()), Some(*k));
+        for k in ProxyKind::ALL {
+            assert_eq!(ProxyKind::parse(k.name()), Some(k));
         }
         let colors: HashSet<usize> = ProxyKind::ALL.iter().map(|k| k.color()).collect();
         assert_eq!(colors.len(), ProxyKind::ALL.len(), "one color each");

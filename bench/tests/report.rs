@@ -1,8 +1,9 @@
-//! The report renders exactly as it did: `report::render` of a fixed in-memory result set
+//! The report from in-memory result sets. Golden: `report::render` of a fixed result set
 //! (every scenario kind, failures, status codes, notes, skipped proxies, plots, a machine that
-//! was not quiet) must equal `tests/golden/RESULTS.md`, which was generated from the report
-//! code before its prose moved into `templates/report.md`. Run with `BLESS_REPORT=1` to
-//! rewrite the expected file after an intended change to the report (and review the diff).
+//! was not quiet) must equal `tests/golden/RESULTS-*.md`, generated from the report code before
+//! its prose moved into `templates/report.md`; run with `BLESS_REPORT=1` to rewrite them after
+//! an intended change to the report (and review the diff). Semantics: ratios, bound marks and
+//! row order computed by hand from a small result set.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,13 +11,12 @@ use tollgate_bench::load::WrkResult;
 use tollgate_bench::report;
 use tollgate_bench::run::{
     IdleRow, LoadRow, LoadScenario, Options, Phase, ProxyKind, Results, Scenario, SweepRow,
-    SweepScenario, Tools, ALL_SCENARIOS,
+    SweepScenario, ALL_SCENARIOS,
 };
 
 /// A phase with distinct values everywhere, so that a column read from the wrong field shows.
 fn phase(rps: f64, cpu: f64, proxy_busy: f64, client_busy: f64) -> Phase {
     Phase {
-        requests: (rps * 2.0) as u64,
         rps,
         cpu_us_per_req: cpu,
         proxy_busy,
@@ -35,14 +35,7 @@ fn load_row(proxy: ProxyKind, rounds: Vec<Phase>, wrk: &[f64], rss_kib: u64) -> 
         proxy,
         failure: None,
         closed: rounds.clone(),
-        wrk: wrk
-            .iter()
-            .map(|&rps| WrkResult {
-                requests: (rps * 2.0) as u64,
-                rps,
-                bad: 0,
-            })
-            .collect(),
+        wrk: wrk.iter().map(|&rps| WrkResult { rps, bad: 0 }).collect(),
         open: rounds
             .into_iter()
             .map(|p| Phase {
@@ -72,7 +65,6 @@ fn idle_row(proxy: ProxyKind, held: usize, rss0: u64, rss_n: u64) -> IdleRow {
         proxy,
         failure: None,
         requested: 10_000,
-        opened: held,
         held,
         rss0_kib: rss0,
         rss_n_kib: rss_n,
@@ -276,13 +268,6 @@ fn fixture() -> Results {
             ("wrk".into(), "not installed".into()),
         ],
         opts,
-        tools: Tools {
-            tollgate: PathBuf::from("/nonexistent/tollgate"),
-            load: PathBuf::from("/nonexistent/tollgate-load"),
-            nginx: None,
-            haproxy: None,
-            wrk: None,
-        },
         proxy_cpu: 0,
         client_cpu: 1,
         nofile: 65_536,
@@ -294,6 +279,233 @@ fn fixture() -> Results {
         notes: vec!["tollgate-bench itself was a debug build.".into()],
         elapsed: Duration::from_millis(612_400),
     }
+}
+
+/// A small result set whose ratios are easy to check by hand: one round, busy 50 % / 30 % /
+/// 20 % everywhere.
+fn small() -> Results {
+    let p = |rps, cpu| phase(rps, cpu, 0.5, 0.5);
+    let one = |proxy, ph| load_row(proxy, vec![ph], &[], 2048);
+    let mut res = fixture();
+    res.opts.mode = "quick".into();
+    res.opts.rounds = 1;
+    res.opts.sweep_connections = vec![16, 256];
+    res.opts.gateway_routes = 10;
+    res.opts.scenarios = vec![Scenario::Plain0, Scenario::Conns, Scenario::TwoShards];
+    res.loads = vec![LoadScenario {
+        scenario: Scenario::Plain0,
+        paths: vec!["/0".into()],
+        rate: 5000.0,
+        rows: vec![
+            one(ProxyKind::Tollgate, p(20_000.0, 20.0)),
+            one(ProxyKind::TollgatePoll, p(16_000.0, 25.0)),
+            one(ProxyKind::TollgateStock, p(10_000.0, 40.0)),
+            one(ProxyKind::Nginx, p(40_000.0, 10.0)),
+            one(
+                ProxyKind::Haproxy,
+                Phase {
+                    client_bound: true,
+                    ..p(30_000.0, 10.0)
+                },
+            ),
+        ],
+        notes: Vec::new(),
+    }];
+    let counts = |a: Phase, b: Phase| vec![vec![a], vec![b]];
+    res.sweeps = vec![
+        SweepScenario {
+            scenario: Scenario::Conns,
+            counts: vec![16, 256],
+            workers: 1,
+            proxy_cpus: vec![0],
+            client_cpus: vec![1],
+            duration: Duration::from_secs(1),
+            rows: vec![
+                sweep_row(
+                    ProxyKind::Tollgate,
+                    counts(p(10_000.0, 30.0), p(12_000.0, 25.0)),
+                    1024,
+                ),
+                sweep_row(
+                    ProxyKind::TollgatePoll,
+                    counts(p(8_000.0, 40.0), p(10_000.0, 30.0)),
+                    1024,
+                ),
+                sweep_row(
+                    ProxyKind::TollgateStock,
+                    counts(p(5_000.0, 60.0), p(6_000.0, 50.0)),
+                    1024,
+                ),
+                sweep_row(
+                    ProxyKind::Nginx,
+                    counts(p(20_000.0, 15.0), p(24_000.0, 12.5)),
+                    1024,
+                ),
+            ],
+            notes: Vec::new(),
+        },
+        SweepScenario {
+            scenario: Scenario::TwoShards,
+            counts: vec![64],
+            workers: 2,
+            proxy_cpus: vec![0, 1],
+            client_cpus: vec![0, 1],
+            duration: Duration::from_secs(1),
+            rows: vec![sweep_row(
+                ProxyKind::Tollgate,
+                vec![vec![Phase {
+                    origin_bound: true,
+                    ..p(8_000.0, 40.0)
+                }]],
+                1024,
+            )],
+            notes: Vec::new(),
+        },
+    ];
+    res.idle = None;
+    res
+}
+
+/// The table line of `md` that starts with `start`.
+fn line<'a>(md: &'a str, start: &str) -> &'a str {
+    md.lines()
+        .find(|l| l.starts_with(start))
+        .unwrap_or_else(|| panic!("no line starting with {start:?} in:\n{md}"))
+}
+
+#[test]
+fn renders_ratios_sweeps_and_bound_marks() {
+    let res = small();
+    let md = report::render(&res, &[], None, &[]);
+    // Ratio summary: tollgate ÷ tollgate-poll / tollgate-stock / nginx / HAProxy, req/s
+    // then CPU.
+    assert_eq!(
+        line(&md, "| scenario |"),
+        "| scenario | tollgate / tollgate-poll req/s | tollgate / tollgate-poll CPU µs/req | tollgate / tollgate-stock req/s | tollgate / tollgate-stock CPU µs/req | tollgate / nginx req/s | tollgate / nginx CPU µs/req | tollgate / HAProxy req/s | tollgate / HAProxy CPU µs/req | bound |"
+    );
+    assert_eq!(
+        line(&md, "| `plain-0` |"),
+        "| `plain-0` | 1.25× | 0.80× | 2.00× | 0.50× | 0.50× | 2.00× | 0.67× | 2.00× | HAProxy: client-bound |"
+    );
+    assert_eq!(
+        line(&md, "| `conns`, 256 connections |"),
+        "| `conns`, 256 connections | 1.20× | 0.83× | 2.00× | 0.50× | 0.50× | 2.00× | — | — | — |"
+    );
+    assert!(line(&md, "| `2-shards`, 64 connections |").ends_with("tollgate: origin-bound |"));
+    // Load table: the bound column and the tollgate / tollgate-poll and tollgate-stock
+    // ratio rows, in that order, before nginx's.
+    assert!(line(&md, "| HAProxy | 30,000 |").ends_with("| client-bound |"));
+    assert!(line(&md, "| tollgate | 20,000 |").ends_with("| — |"));
+    assert!(line(&md, "| tollgate-poll | 16,000 |").ends_with("| — |"));
+    assert!(line(&md, "| tollgate / tollgate-poll | 1.25× |").contains("| 0.80× |"));
+    assert!(line(&md, "| tollgate / tollgate-stock | 2.00× |").contains("| 0.50× |"));
+    assert_in_order(
+        &md,
+        &[
+            "| tollgate / tollgate-poll |",
+            "| tollgate / tollgate-stock |",
+            "| tollgate / nginx |",
+        ],
+    );
+    // Sweep table: per connection count, ratios to nginx.
+    assert_eq!(
+        line(&md, "| 16 | tollgate-stock |"),
+        "| 16 | tollgate-stock | 5,000 | 60.00 | 0.25× | 4.00× | 50% / 30% / 20% | 0 | — |"
+    );
+    assert_eq!(
+        line(&md, "| 16 | tollgate-poll |"),
+        "| 16 | tollgate-poll | 8,000 | 40.00 | 0.40× | 2.67× | 50% / 30% / 20% | 0 | — |"
+    );
+    assert!(line(&md, "| 256 | nginx |").contains("| 1.00× | 1.00× |"));
+    assert!(line(&md, "| 64 | tollgate |").ends_with("| origin-bound |"));
+    assert!(md.contains(
+        "the generator and origin share the CPUs, so CPU µs per request carries the comparison"
+    ));
+    assert!(md.contains("GLOMMIO_STOCK_RINGS=1"));
+}
+
+/// Each of `needles` occurs in `md`, in this order.
+fn assert_in_order(md: &str, needles: &[&str]) {
+    let at: Vec<usize> = needles
+        .iter()
+        .map(|n| {
+            md.find(n)
+                .unwrap_or_else(|| panic!("{n:?} missing in:\n{md}"))
+        })
+        .collect();
+    assert!(
+        at.windows(2).all(|w| w[0] < w[1]),
+        "{needles:?} out of order"
+    );
+}
+
+#[test]
+fn method_describes_every_tollgate_variant() {
+    let md = report::render(&small(), &[], None, &[]);
+    let method = line(&md, "- **tollgate-poll.**");
+    for needle in [
+        "same tollgate binary and config",
+        "`TOLLGATE_SOCKET_PATH=poll`",
+        "`TcpStream` readiness path",
+        "one-shot `POLL_ADD`",
+        "`tollgate / tollgate-poll` is the effect of the lean socket path",
+    ] {
+        assert!(method.contains(needle), "{needle:?} missing: {method}");
+    }
+    let stock = line(&md, "- **tollgate-stock.**");
+    assert!(stock.contains("`GLOMMIO_STOCK_RINGS=1` and `TOLLGATE_SOCKET_PATH=poll`"));
+    assert!(stock.contains("glommio as published"));
+    assert_in_order(&md, &["- **tollgate-poll.**", "- **tollgate-stock.**"]);
+    assert!(md.contains("(tollgate, tollgate-poll, tollgate-stock, nginx, HAProxy, tollgate, ...)"));
+    assert!(line(&md, "- **Pinning.**").contains("tollgate, tollgate-poll and tollgate-stock"));
+    assert!(md.contains("the lean socket path is `tollgate / tollgate-poll`"));
+}
+
+#[test]
+fn ratio_rows_follow_report_order() {
+    // `--proxies nginx,tollgate-stock,tollgate-poll,tollgate`: rows in run order, ratio
+    // rows in report order.
+    let mut res = small();
+    res.loads[0].rows.reverse();
+    let md = report::render(&res, &[], None, &[]);
+    assert_in_order(
+        &md,
+        &[
+            "| HAProxy | 30,000 |",
+            "| tollgate | 20,000 |",
+            "| tollgate / tollgate-poll |",
+            "| tollgate / tollgate-stock |",
+            "| tollgate / nginx |",
+            "| tollgate / HAProxy |",
+        ],
+    );
+    // The idle table alone (no load or sweep table, so no ratio summary either).
+    let idle = |proxy, rss_n_kib| IdleRow {
+        requested: 100,
+        held: 100,
+        rss0_kib: 1000,
+        peak_kib: rss_n_kib,
+        ..idle_row(proxy, 100, 1000, rss_n_kib)
+    };
+    res.loads.clear();
+    res.sweeps.clear();
+    res.idle = Some(vec![
+        idle(ProxyKind::TollgateStock, 1400),
+        idle(ProxyKind::Tollgate, 1200),
+        idle(ProxyKind::TollgatePoll, 1100),
+    ]);
+    let table = report::render(&res, &[], None, &[]);
+    assert_eq!(
+        line(&table, "| tollgate / tollgate-poll |"),
+        "| tollgate / tollgate-poll | — | — | — | 2.00× | 1.09× |  |"
+    );
+    assert_in_order(
+        &table,
+        &[
+            "| tollgate / tollgate-poll |",
+            "| tollgate / tollgate-stock |",
+        ],
+    );
 }
 
 fn golden(name: &str) -> PathBuf {
