@@ -6,6 +6,7 @@
 use crate::configs::{self, Routes};
 use crate::load::{self, LoadResult, LoadSpec};
 use crate::procs::{self, Child, GroupSample, TempDir};
+use crate::run::results::Row;
 use crate::run::{saturated, Options, Phase, ProxyKind, Scenario};
 use crate::sysinfo;
 use std::collections::HashSet;
@@ -303,20 +304,21 @@ impl Ctx<'_> {
     }
 
     /// Warm-up: one short phase per running proxy (it opens the upstream connections), which
-    /// must answer right. A proxy that fails is reported, its row (`failures`, in the order of
+    /// must answer right. A proxy that fails is reported, its row (`rows`, in the order of
     /// `running`) says why, and it is left out of the rest of the scenario.
-    pub(super) fn warm_up<'r>(
+    pub(super) fn warm_up(
         &mut self,
         running: &mut [Option<Proxy>],
-        failures: impl Iterator<Item = (ProxyKind, &'r mut Option<String>)>,
+        rows: &mut [impl Row],
         scen: Scenario,
         spec: &PhaseSpec<'_>,
         progress: &mut dyn FnMut(&str),
     ) {
-        for (slot, (kind, failure)) in running.iter_mut().zip(failures) {
+        for (slot, row) in running.iter_mut().zip(rows) {
             let Some(p) = slot.as_mut() else {
                 continue;
             };
+            let (kind, failure, _, _) = row.common();
             match self.phase(p, scen, spec) {
                 Ok((_, r)) => {
                     if let Some(why) = check_answers(&r, scen.body()) {

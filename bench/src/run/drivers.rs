@@ -5,10 +5,11 @@
 
 use crate::configs::{self, Routes};
 use crate::idle;
-use crate::load::{self, LoadSpec};
+use crate::load::{self, LoadResult, LoadSpec};
 use crate::plot::{self, Point};
 use crate::procs;
 use crate::run::control::{start_origin, Ctx, PhaseSpec, Proxy};
+use crate::run::results::Row;
 use crate::run::{
     cpu_list, median_of, IdleRow, LoadRow, LoadScenario, Phase, ProxyKind, Scenario, SweepRow,
     SweepScenario, OTHERS_NOTICEABLE, WARM_UP,
@@ -80,8 +81,7 @@ pub(super) fn run_load(
 
     // Warm-up: opens the upstream connections and checks that every proxy answers right.
     let warm = closed(opts.duration.min(WARM_UP));
-    let failures = rows.iter_mut().map(|r| (r.proxy, &mut r.failure));
-    ctx.warm_up(&mut running, failures, scen, &warm, progress);
+    ctx.warm_up(&mut running, &mut rows, scen, &warm, progress);
 
     // Closed loop (max throughput) and wrk, proxies interleaved round by round.
     for round in 0..opts.rounds {
@@ -98,32 +98,27 @@ pub(super) fn run_load(
             ) else {
                 continue;
             };
-            match result {
-                Ok((ph, r)) => {
-                    progress(&format!(
-                        "  round {} {:<14} closed loop {:>9.0} req/s  {:>6.2} µs CPU/req  proxy CPU {:>3.0}%  client CPU {:>3.0}% (origin {:.0}%){}{}",
-                        round + 1,
-                        rows[i].proxy.name(),
-                        ph.rps,
-                        ph.cpu_us_per_req,
-                        ph.proxy_busy * 100.0,
-                        ph.client_busy * 100.0,
-                        ph.origin_busy * 100.0,
-                        bound_suffix(&ph),
-                        contention(&ph)
-                    ));
-                    if !r.codes.is_empty() {
-                        rows[i].codes.push(r.codes.clone());
-                    }
-                    rows[i].closed.push(ph);
-                }
-                Err(e) => fail(
-                    rows[i].proxy,
-                    &mut rows[i].failure,
-                    &mut running[i],
-                    format!("closed loop: {e}"),
-                    progress,
-                ),
+            let kept = keep(
+                &mut rows[i],
+                &mut running[i],
+                result,
+                "closed loop",
+                progress,
+                |name, ph| {
+                    format!(
+                    "round {} {:<14} closed loop {:>9.0} req/s  {:>6.2} µs CPU/req  proxy CPU {:>3.0}%  client CPU {:>3.0}% (origin {:.0}%)",
+                    round + 1,
+                    name,
+                    ph.rps,
+                    ph.cpu_us_per_req,
+                    ph.proxy_busy * 100.0,
+                    ph.client_busy * 100.0,
+                    ph.origin_busy * 100.0,
+                )
+                },
+            );
+            if let Some((ph, _)) = kept {
+                rows[i].closed.push(ph);
             }
         }
         if round < opts.wrk_rounds {
@@ -199,41 +194,37 @@ pub(super) fn run_load(
                     hgrm: Some(&hgrm),
                     ..closed(opts.duration)
                 };
-                match ctx.phase(p, scen, &open) {
-                    Ok((ph, r)) => {
-                        progress(&format!(
-                            "  round {} {:<14} open loop   p50 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  {:>6.2} µs CPU/req{}{}",
-                            round + 1,
+                let result = ctx.phase(p, scen, &open);
+                let kept = keep(
+                    &mut rows[i],
+                    &mut running[i],
+                    result,
+                    "open loop",
+                    progress,
+                    |name, ph| {
+                        format!(
+                        "round {} {:<14} open loop   p50 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  {:>6.2} µs CPU/req",
+                        round + 1,
+                        name,
+                        ph.p50_us / 1000.0,
+                        ph.p99_us / 1000.0,
+                        ph.p999_us / 1000.0,
+                        ph.cpu_us_per_req,
+                    )
+                    },
+                );
+                if let Some((ph, r)) = kept {
+                    if r.rps < rate * 0.95 {
+                        notes.push(format!(
+                            "{} round {}: the open loop reached only {:.0} of {rate:.0} req/s.",
                             rows[i].proxy.name(),
-                            ph.p50_us / 1000.0,
-                            ph.p99_us / 1000.0,
-                            ph.p999_us / 1000.0,
-                            ph.cpu_us_per_req,
-                            bound_suffix(&ph),
-                            contention(&ph)
+                            round + 1,
+                            r.rps
                         ));
-                        if r.rps < rate * 0.95 {
-                            notes.push(format!(
-                                "{} round {}: the open loop reached only {:.0} of {rate:.0} req/s.",
-                                rows[i].proxy.name(),
-                                round + 1,
-                                r.rps
-                            ));
-                        }
-                        if !r.codes.is_empty() {
-                            rows[i].codes.push(r.codes.clone());
-                        }
-                        let text = std::fs::read_to_string(&hgrm).unwrap_or_default();
-                        curves[i].push((ph.p99_us, plot::parse_hgrm(&text)));
-                        rows[i].open.push(ph);
                     }
-                    Err(e) => fail(
-                        rows[i].proxy,
-                        &mut rows[i].failure,
-                        &mut running[i],
-                        format!("open loop: {e}"),
-                        progress,
-                    ),
+                    let text = std::fs::read_to_string(&hgrm).unwrap_or_default();
+                    curves[i].push((ph.p99_us, plot::parse_hgrm(&text)));
+                    rows[i].open.push(ph);
                 }
             }
             if procs::interrupted() {
@@ -251,12 +242,7 @@ pub(super) fn run_load(
         notes.push("No open-loop latency phase: no proxy completed the closed-loop phase.".into());
     }
 
-    for (row, p) in rows.iter_mut().zip(running.iter()) {
-        if let Some(p) = p {
-            row.peak_rss_kib = p.child.sample().hwm_kib;
-        }
-    }
-    drop(running);
+    record_peak_rss(&mut rows, running);
     Ok(LoadScenario {
         scenario: scen,
         paths,
@@ -316,8 +302,7 @@ fn sweep(
 
     // Warm-up at the scenario's usual connection count; checks the answers.
     let warm = PhaseSpec::closed(opts.sweep_duration.min(WARM_UP), opts.connections, &layout);
-    let failures = rows.iter_mut().map(|r| (r.proxy, &mut r.failure));
-    ctx.warm_up(&mut running, failures, scen, &warm, progress);
+    ctx.warm_up(&mut running, &mut rows, scen, &warm, progress);
 
     for round in 0..opts.rounds {
         for (ci, &c) in counts.iter().enumerate() {
@@ -329,35 +314,29 @@ fn sweep(
                 else {
                     continue;
                 };
-                match result {
-                    Ok((ph, r)) => {
-                        progress(&format!(
-                            "  round {} {:>4} conns {:<14} {:>9.0} req/s  {:>6.2} µs CPU/req  proxy CPU {:>3.0}%  load generator {:>3.0}%  origin {:>3.0}%{}{}",
-                            round + 1,
-                            c,
-                            rows[i].proxy.name(),
-                            ph.rps,
-                            ph.cpu_us_per_req,
-                            ph.proxy_busy * 100.0,
-                            ph.load_busy * 100.0,
-                            ph.origin_busy * 100.0,
-                            bound_suffix(&ph),
-                            contention(&ph)
-                        ));
-                        if !r.codes.is_empty() {
-                            rows[i].codes.push(r.codes.clone());
-                        }
-                        if let Some(v) = rows[i].phases.get_mut(ci) {
-                            v.push(ph);
-                        }
-                    }
-                    Err(e) => fail(
-                        rows[i].proxy,
-                        &mut rows[i].failure,
-                        &mut running[i],
-                        format!("{c} connections: {e}"),
-                        progress,
-                    ),
+                let context = format!("{c} connections");
+                let kept = keep(
+                    &mut rows[i],
+                    &mut running[i],
+                    result,
+                    &context,
+                    progress,
+                    |name, ph| {
+                        format!(
+                        "round {} {:>4} conns {:<14} {:>9.0} req/s  {:>6.2} µs CPU/req  proxy CPU {:>3.0}%  load generator {:>3.0}%  origin {:>3.0}%",
+                        round + 1,
+                        c,
+                        name,
+                        ph.rps,
+                        ph.cpu_us_per_req,
+                        ph.proxy_busy * 100.0,
+                        ph.load_busy * 100.0,
+                        ph.origin_busy * 100.0,
+                    )
+                    },
+                );
+                if let (Some((ph, _)), Some(v)) = (kept, rows[i].phases.get_mut(ci)) {
+                    v.push(ph);
                 }
             }
             if procs::interrupted() {
@@ -366,12 +345,7 @@ fn sweep(
         }
     }
 
-    for (row, p) in rows.iter_mut().zip(running.iter()) {
-        if let Some(p) = p {
-            row.peak_rss_kib = p.child.sample().hwm_kib;
-        }
-    }
-    drop(running);
+    record_peak_rss(&mut rows, running);
     Ok(SweepScenario {
         scenario: scen,
         counts,
@@ -397,17 +371,48 @@ pub fn contention(ph: &Phase) -> String {
     }
 }
 
-/// Records why `proxy` stopped being measured and stops it.
-fn fail(
-    proxy: ProxyKind,
-    failure: &mut Option<String>,
-    p: &mut Option<Proxy>,
-    why: String,
+/// Keeps one phase's outcome on `row`: on success its progress line (`line` of the proxy's
+/// name and the phase, then the bound and contention marks) and its non-2xx status codes; on
+/// an error (`context`: which phase) the proxy stops being measured and its row says why.
+fn keep(
+    row: &mut impl Row,
+    running: &mut Option<Proxy>,
+    result: Result<(Phase, LoadResult), String>,
+    context: &str,
     progress: &mut dyn FnMut(&str),
-) {
-    progress(&format!("  {}: {why}", proxy.name()));
-    *failure = Some(why);
-    *p = None;
+    line: impl FnOnce(&str, &Phase) -> String,
+) -> Option<(Phase, LoadResult)> {
+    let (proxy, failure, codes, _) = row.common();
+    match result {
+        Ok((ph, r)) => {
+            progress(&format!(
+                "  {}{}{}",
+                line(proxy.name(), &ph),
+                bound_suffix(&ph),
+                contention(&ph)
+            ));
+            if !r.codes.is_empty() {
+                codes.push(r.codes.clone());
+            }
+            Some((ph, r))
+        }
+        Err(e) => {
+            let why = format!("{context}: {e}");
+            progress(&format!("  {}: {why}", proxy.name()));
+            *failure = Some(why);
+            *running = None;
+            None
+        }
+    }
+}
+
+/// Each row's peak RSS, read from its proxy at the end of the scenario; then stops them.
+fn record_peak_rss(rows: &mut [impl Row], running: Vec<Option<Proxy>>) {
+    for (row, p) in rows.iter_mut().zip(&running) {
+        if let Some(p) = p {
+            *row.common().3 = p.child.sample().hwm_kib;
+        }
+    }
 }
 
 /// "  [client-bound]" etc. for progress lines (else "").

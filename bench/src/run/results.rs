@@ -168,6 +168,42 @@ pub struct SweepScenario {
     pub notes: Vec<String>,
 }
 
+/// What the load and sweep rows share: the proxy, why it is no longer measured, the non-2xx
+/// status codes seen, the peak RSS.
+pub(super) type RowParts<'a> = (
+    ProxyKind,
+    &'a mut Option<String>,
+    &'a mut Vec<String>,
+    &'a mut u64,
+);
+
+/// A scenario row the drivers fill alike (load and sweep rows).
+pub(super) trait Row {
+    fn common(&mut self) -> RowParts<'_>;
+}
+
+impl Row for LoadRow {
+    fn common(&mut self) -> RowParts<'_> {
+        (
+            self.proxy,
+            &mut self.failure,
+            &mut self.codes,
+            &mut self.peak_rss_kib,
+        )
+    }
+}
+
+impl Row for SweepRow {
+    fn common(&mut self) -> RowParts<'_> {
+        (
+            self.proxy,
+            &mut self.failure,
+            &mut self.codes,
+            &mut self.peak_rss_kib,
+        )
+    }
+}
+
 /// One proxy's results in the idle-connection scenario.
 #[derive(Clone, Debug)]
 pub struct IdleRow {
