@@ -10,7 +10,7 @@
 use crate::plot;
 use crate::run::{
     bound_of, cpu_list, median, median_of, IdleRow, LoadRow, LoadScenario, Options, Phase,
-    ProxyKind, Results, Scenario, SweepRow, SweepScenario, ALL_SCENARIOS, BOUND, OTHERS_NOTICEABLE,
+    ProxyKind, Results, Scenario, SweepScenario, ALL_SCENARIOS, BOUND, OTHERS_NOTICEABLE,
     SOCKET_PATH_ENV, STOCK_RINGS_ENV,
 };
 use std::fmt::{Display, Write as _};
@@ -292,48 +292,63 @@ fn sweep_table(s: &SweepScenario) -> String {
     out
 }
 
-/// One line of the ratio summary: its label and each proxy's closed-loop phases.
-type RatioLine<'a> = (String, Vec<(ProxyKind, &'a [Phase])>);
+/// One closed-loop comparison, a line of the ratio summary and a bar group of the throughput
+/// plot: a load scenario, or a sweep scenario at one connection count, with each proxy's
+/// closed-loop phases.
+struct ClosedLine<'a> {
+    scenario: Scenario,
+    /// The connection count of a sweep scenario's line.
+    connections: Option<usize>,
+    rows: Vec<(ProxyKind, &'a [Phase])>,
+}
 
-fn ratio_lines(res: &Results) -> Vec<RatioLine<'_>> {
-    let mut lines: Vec<RatioLine<'_>> = Vec::new();
-    for s in &res.loads {
-        lines.push((
-            format!("`{}`", s.scenario.id()),
-            s.rows
-                .iter()
-                .map(|r| (r.proxy, r.closed.as_slice()))
-                .collect(),
-        ));
+impl ClosedLine<'_> {
+    /// Median req/s and CPU µs/req of proxy `k` (None where it has no phases).
+    fn of(&self, k: ProxyKind) -> (Option<f64>, Option<f64>) {
+        self.rows
+            .iter()
+            .find(|(p, _)| *p == k)
+            .map_or((None, None), |(_, ph)| closed_numbers(ph))
     }
-    for s in &res.sweeps {
-        for (ci, c) in s.counts.iter().enumerate() {
-            lines.push((
-                format!("`{}`, {c} connections", s.scenario.id()),
-                s.rows.iter().map(|r| (r.proxy, r.at(ci))).collect(),
-            ));
-        }
-    }
-    lines
+}
+
+fn closed_lines(res: &Results) -> Vec<ClosedLine<'_>> {
+    let loads = res.loads.iter().map(|s| ClosedLine {
+        scenario: s.scenario,
+        connections: None,
+        rows: s
+            .rows
+            .iter()
+            .map(|r| (r.proxy, r.closed.as_slice()))
+            .collect(),
+    });
+    let sweeps = res.sweeps.iter().flat_map(|s| {
+        s.counts.iter().enumerate().map(|(ci, &c)| ClosedLine {
+            scenario: s.scenario,
+            connections: Some(c),
+            rows: s.rows.iter().map(|r| (r.proxy, r.at(ci))).collect(),
+        })
+    });
+    loads.chain(sweeps).collect()
 }
 
 /// The ratio summary: tollgate ÷ each other proxy, req/s and CPU µs/req, per scenario.
 fn ratio_table(res: &Results) -> String {
     let mut out = table_head(&RATIO_COLUMNS);
-    for (label, rows) in ratio_lines(res) {
-        let of = |k: ProxyKind| {
-            rows.iter()
-                .find(|(p, _)| *p == k)
-                .map_or((None, None), |(_, ph)| closed_numbers(ph))
-        };
-        let (t_rps, t_cpu) = of(ProxyKind::Tollgate);
-        let mut cells = vec![label];
+    for line in closed_lines(res) {
+        let id = line.scenario.id();
+        let (t_rps, t_cpu) = line.of(ProxyKind::Tollgate);
+        let mut cells = vec![match line.connections {
+            None => format!("`{id}`"),
+            Some(c) => format!("`{id}`, {c} connections"),
+        }];
         for k in RATIO_OTHERS {
-            let (rps, cpu) = of(k);
+            let (rps, cpu) = line.of(k);
             cells.push(ratio(t_rps, rps));
             cells.push(ratio(t_cpu, cpu));
         }
-        let bound: Vec<String> = rows
+        let bound: Vec<String> = line
+            .rows
             .iter()
             .filter_map(|(k, ph)| bound_of(ph.iter()).map(|b| format!("{}: {b}", k.name())))
             .collect();
@@ -437,56 +452,24 @@ fn write_plots(
             Err(e) => notes.push(format!("Could not draw {name}: {e}")),
         }
     }
+    // One bar group per classic scenario and per sweep connection count.
+    let lines = closed_lines(res);
     let proxies: Vec<ProxyKind> = ProxyKind::ALL
         .into_iter()
-        .filter(|k| {
-            res.loads
-                .iter()
-                .any(|s| s.rows.iter().any(|r| r.proxy == *k))
-                || res
-                    .sweeps
-                    .iter()
-                    .any(|s| s.rows.iter().any(|r| r.proxy == *k))
+        .filter(|k| lines.iter().any(|l| l.rows.iter().any(|(p, _)| p == k)))
+        .collect();
+    let groups: Vec<String> = lines
+        .iter()
+        .map(|l| match l.connections {
+            Some(c) if l.scenario == Scenario::Conns => format!("{}-{c}", l.scenario.id()),
+            _ => l.scenario.id().to_string(),
         })
         .collect();
+    let values: Vec<Vec<Option<f64>>> = lines
+        .iter()
+        .map(|l| proxies.iter().map(|&k| l.of(k).0).collect())
+        .collect();
     let mut throughput = None;
-    // One bar group per classic scenario and per sweep connection count.
-    let mut groups: Vec<String> = Vec::new();
-    let mut values: Vec<Vec<Option<f64>>> = Vec::new();
-    for s in &res.loads {
-        groups.push(s.scenario.id().to_string());
-        values.push(
-            proxies
-                .iter()
-                .map(|k| {
-                    s.rows
-                        .iter()
-                        .find(|r| r.proxy == *k)
-                        .and_then(|r| median_of(&r.closed, |p| p.rps))
-                })
-                .collect(),
-        );
-    }
-    for s in &res.sweeps {
-        for (ci, c) in s.counts.iter().enumerate() {
-            groups.push(if s.scenario == Scenario::Conns {
-                format!("{}-{c}", s.scenario.id())
-            } else {
-                s.scenario.id().to_string()
-            });
-            values.push(
-                proxies
-                    .iter()
-                    .map(|k| {
-                        s.rows
-                            .iter()
-                            .find(|r| r.proxy == *k)
-                            .and_then(|r: &SweepRow| median_of(r.at(ci), |p| p.rps))
-                    })
-                    .collect(),
-            );
-        }
-    }
     if !groups.is_empty() && !proxies.is_empty() {
         let names: Vec<(String, usize)> = proxies
             .iter()
