@@ -9,8 +9,8 @@
 
 use crate::plot;
 use crate::run::{
-    bound_of, cpu_list, median, median_of, IdleRow, LoadRow, LoadScenario, Options, Phase,
-    ProxyKind, Results, Scenario, SweepScenario, ALL_SCENARIOS, BOUND, OTHERS_NOTICEABLE,
+    bound_of, cpu_list, median, median_of, one_line, IdleRow, LoadRow, LoadScenario, Options,
+    Phase, ProxyKind, Results, Scenario, SweepScenario, ALL_SCENARIOS, BOUND, OTHERS_NOTICEABLE,
     SOCKET_PATH_ENV, STOCK_RINGS_ENV,
 };
 use std::fmt::{Display, Write as _};
@@ -246,7 +246,7 @@ fn closed_numbers(phases: &[Phase]) -> (Option<f64>, Option<f64>) {
 }
 
 fn pct(v: Option<f64>) -> String {
-    v.map_or_else(|| "—".into(), |v| format!("{:.0}%", v * 100.0))
+    v.map_or_else(|| "—".into(), |v| format!("{}%", percent(v)))
 }
 
 fn sweep_table(s: &SweepScenario) -> String {
@@ -374,7 +374,7 @@ fn idle_table(rows: &[IdleRow]) -> String {
                 "—".into(),
                 "—".into(),
                 "—".into(),
-                one_cell(f),
+                one_line(f),
             ]));
             continue;
         }
@@ -389,7 +389,7 @@ fn idle_table(rows: &[IdleRow]) -> String {
             mib(r.rss_n_kib),
             opt(r.kib_per_conn(), 2),
             mib(r.peak_kib),
-            r.stopped.as_deref().map_or_else(String::new, one_cell),
+            r.stopped.as_deref().map_or_else(String::new, one_line),
         ]));
     }
     if let Some(t) = rows.iter().find(|r| r.proxy == ProxyKind::Tollgate) {
@@ -418,10 +418,6 @@ fn round_order(proxies: &[ProxyKind]) -> String {
     let mut names: Vec<&str> = proxies.iter().map(|k| k.name()).collect();
     names.extend([first.name(), "..."]);
     names.join(", ")
-}
-
-fn one_cell(s: &str) -> String {
-    crate::run::one_line(s)
 }
 
 /// Writes the plots into `dir`; returns (scenario id → latency SVG name, throughput SVG name).
@@ -570,7 +566,7 @@ fn row_notes(notes: &mut Vec<String>, proxy: ProxyKind, failure: Option<&str>, c
     if let Some(f) = failure {
         notes.push(fill(
             part("not-measured"),
-            &[("proxy", &proxy.name()), ("why", &one_cell(f))],
+            &[("proxy", &proxy.name()), ("why", &one_line(f))],
         ));
     }
     if !codes.is_empty() {
@@ -818,7 +814,7 @@ fn idle_section(o: &Options, rows: &[IdleRow]) -> String {
             let why = r
                 .stopped
                 .as_deref()
-                .map_or_else(String::new, |s| format!(" ({})", one_cell(s)));
+                .map_or_else(String::new, |s| format!(" ({})", one_line(s)));
             fill(
                 part("idle-held"),
                 &[
