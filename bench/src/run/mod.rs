@@ -5,10 +5,10 @@
 //! an open-loop phase, the connection sweep and the two-shard scenario closed loop only),
 //! samples CPU and memory from `/proc`, and collects what the report shows.
 //!
-//! Submodules, one concern each: [`scenario`] (what is compared and how long: proxies,
-//! scenarios, options, phase lengths), [`results`] (what is measured and the medians over
-//! rounds), [`control`] (programs, ports, starting proxies and the origin, measuring one
-//! phase), [`drivers`] (the scenarios themselves). This file runs them in order and records
+//! Submodules, one concern each: `scenario` (what is compared and how long: proxies,
+//! scenarios, options, phase lengths), `results` (what is measured and the medians over
+//! rounds), `control` (programs, ports, starting proxies and the origin, measuring one
+//! phase), `drivers` (the scenarios themselves). This file runs them in order and records
 //! the machine and versions.
 
 mod control;
