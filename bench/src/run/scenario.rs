@@ -53,7 +53,7 @@ impl ProxyKind {
         }
     }
 
-    /// The plot color (see [`plot::color`]): nginx, HAProxy and tollgate-stock keep theirs
+    /// The plot color (see [`crate::plot::color`]): nginx, HAProxy and tollgate-stock keep theirs
     /// from before tollgate-poll existed.
     pub fn color(self) -> usize {
         match self {
