@@ -114,26 +114,26 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
-fn table_row(cells: &[String]) -> String {
+fn table_row<S: AsRef<str>>(cells: &[S]) -> String {
+    let cells: Vec<&str> = cells.iter().map(AsRef::as_ref).collect();
     format!("| {} |\n", cells.join(" | "))
 }
 
+/// The header row and the alignment row (first column left, the others right).
 fn table_head(cols: &[&str]) -> String {
-    let mut s = table_row(&cols.iter().map(|c| c.to_string()).collect::<Vec<_>>());
-    s.push_str(&table_row(
-        &cols
-            .iter()
-            .enumerate()
-            .map(|(i, _)| {
-                if i == 0 {
-                    ":--".to_string()
-                } else {
-                    "--:".to_string()
-                }
-            })
-            .collect::<Vec<_>>(),
-    ));
-    s
+    let align: Vec<&str> = (0..cols.len())
+        .map(|i| if i == 0 { ":--" } else { "--:" })
+        .collect();
+    table_row(cols) + &table_row(&align)
+}
+
+/// A table row's proxy cell: its name, marked when it was not (fully) measured.
+fn row_name(proxy: ProxyKind, ok: bool) -> String {
+    if ok {
+        proxy.name().to_string()
+    } else {
+        format!("{} (not measured, see notes)", proxy.name())
+    }
 }
 
 /// The numeric cells of a row (None = not measured), in LOAD_COLUMNS order after "proxy",
@@ -176,11 +176,7 @@ fn load_table(s: &LoadScenario) -> String {
         };
         let failed: u64 = r.closed.iter().chain(&r.open).map(|p| p.bad).sum::<u64>()
             + r.wrk.iter().map(|w| w.bad).sum::<u64>();
-        let name = if r.ok() {
-            r.proxy.name().to_string()
-        } else {
-            format!("{} (not measured, see notes)", r.proxy.name())
-        };
+        let name = row_name(r.proxy, r.ok());
         out.push_str(&table_row(&[
             name,
             opt(n.rps, 0),
@@ -257,11 +253,7 @@ fn sweep_table(s: &SweepScenario) -> String {
         for r in &s.rows {
             let phases = r.at(ci);
             let (rps, cpu) = closed_numbers(phases);
-            let name = if r.ok() {
-                r.proxy.name().to_string()
-            } else {
-                format!("{} (not measured, see notes)", r.proxy.name())
-            };
+            let name = row_name(r.proxy, r.ok());
             let busy = if phases.is_empty() {
                 "—".to_string()
             } else {
