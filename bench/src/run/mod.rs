@@ -30,37 +30,8 @@ use std::time::Instant;
 pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Results, String> {
     let started = Instant::now();
     let tools = find_tools(&opts.bin_dir)?;
-    let mut skipped = Vec::new();
+    let (proxies, skipped) = available_proxies(opts, &tools, progress);
     let mut notes = Vec::new();
-    let mut proxies = Vec::new();
-    for &k in &opts.proxies {
-        let present = match k {
-            ProxyKind::Tollgate | ProxyKind::TollgatePoll | ProxyKind::TollgateStock => true,
-            ProxyKind::Nginx => tools.nginx.is_some(),
-            ProxyKind::Haproxy => tools.haproxy.is_some(),
-        };
-        if present {
-            proxies.push(k);
-        } else {
-            let msg = format!(
-                "{} skipped: not installed (install with `{INSTALL_HINT}`)",
-                k.name()
-            );
-            progress(&msg);
-            skipped.push(msg);
-        }
-    }
-    for k in ProxyKind::ALL {
-        if !opts.proxies.contains(&k) {
-            skipped.push(format!("{} skipped: not selected (--proxies)", k.name()));
-        }
-    }
-    if tools.wrk.is_none() {
-        let msg =
-            format!("wrk not installed: the wrk column is empty (install with `{INSTALL_HINT}`)");
-        progress(&msg);
-        skipped.push(msg);
-    }
     if cfg!(debug_assertions) {
         notes.push("tollgate-bench itself was a debug build: its origin is slower than in a release build (run with `cargo run --release -p tollgate-bench`).".into());
     }
@@ -157,6 +128,71 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Results, St
     }
     ctx.origin.stop();
 
+    let machine = vec![
+        ("CPUs (nproc)".to_string(), ncpu.to_string()),
+        ("CPU model".to_string(), sysinfo::cpu_model()),
+        ("kernel".to_string(), sysinfo::kernel()),
+    ];
+    Ok(Results {
+        date: sysinfo::now_utc(),
+        machine,
+        versions: versions(&tools, opts),
+        opts: opts.clone(),
+        proxy_cpu,
+        client_cpu,
+        nofile,
+        clk_tck,
+        loads,
+        sweeps,
+        idle: idle_rows,
+        skipped,
+        notes,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// The selected proxies whose programs are installed, and a line for each proxy (and wrk)
+/// left out.
+fn available_proxies(
+    opts: &Options,
+    tools: &Tools,
+    progress: &mut dyn FnMut(&str),
+) -> (Vec<ProxyKind>, Vec<String>) {
+    let mut skipped = Vec::new();
+    let mut proxies = Vec::new();
+    for &k in &opts.proxies {
+        let present = match k {
+            ProxyKind::Tollgate | ProxyKind::TollgatePoll | ProxyKind::TollgateStock => true,
+            ProxyKind::Nginx => tools.nginx.is_some(),
+            ProxyKind::Haproxy => tools.haproxy.is_some(),
+        };
+        if present {
+            proxies.push(k);
+        } else {
+            let msg = format!(
+                "{} skipped: not installed (install with `{INSTALL_HINT}`)",
+                k.name()
+            );
+            progress(&msg);
+            skipped.push(msg);
+        }
+    }
+    for k in ProxyKind::ALL {
+        if !opts.proxies.contains(&k) {
+            skipped.push(format!("{} skipped: not selected (--proxies)", k.name()));
+        }
+    }
+    if tools.wrk.is_none() {
+        let msg =
+            format!("wrk not installed: the wrk column is empty (install with `{INSTALL_HINT}`)");
+        progress(&msg);
+        skipped.push(msg);
+    }
+    (proxies, skipped)
+}
+
+/// The version of every program used (tollgate with the workspace's git revision).
+fn versions(tools: &Tools, opts: &Options) -> Vec<(String, String)> {
     let mut versions = vec![
         (
             "tollgate".to_string(),
@@ -182,25 +218,5 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Results, St
         };
         versions.push((name.to_string(), v));
     }
-    let machine = vec![
-        ("CPUs (nproc)".to_string(), ncpu.to_string()),
-        ("CPU model".to_string(), sysinfo::cpu_model()),
-        ("kernel".to_string(), sysinfo::kernel()),
-    ];
-    Ok(Results {
-        date: sysinfo::now_utc(),
-        machine,
-        versions,
-        opts: opts.clone(),
-        proxy_cpu,
-        client_cpu,
-        nofile,
-        clk_tck,
-        loads,
-        sweeps,
-        idle: idle_rows,
-        skipped,
-        notes,
-        elapsed: started.elapsed(),
-    })
+    versions
 }
