@@ -7,8 +7,10 @@
 //!
 //! Modules: [`procs`] (children that never outlive the harness, `/proc` sampling),
 //! [`origin`] (the benchmark origin), [`configs`] (equivalent proxy configs), [`load`]
-//! (tollgate-load and wrk), [`idle`] (the idle-connection client), [`run`] (the scenarios and
-//! rounds), [`report`] and [`plot`] (RESULTS.md and SVGs), [`sysinfo`] (machine and versions).
+//! (tollgate-load and wrk), [`idle`] (the idle-connection client), [`run`] (the scenario and
+//! results model, process control and measurement, the scenario drivers), [`report`] (the
+//! tables; its prose is `templates/report.md`) and [`plot`] (RESULTS.md and SVGs), [`sysinfo`]
+//! (machine and versions).
 
 pub mod configs;
 pub mod idle;

@@ -95,7 +95,6 @@ pub fn parse_load_json(text: &str) -> Result<LoadResult, String> {
 /// What one wrk run reported.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct WrkResult {
-    pub requests: u64,
     pub rps: f64,
     /// Non-2xx/3xx responses plus socket errors.
     pub bad: u64,
@@ -113,8 +112,6 @@ pub fn parse_wrk(text: &str) -> Result<WrkResult, String> {
                 .parse()
                 .map_err(|_| format!("wrk: bad line {l:?}"))?;
             seen_rps = true;
-        } else if let Some((n, _)) = l.split_once(" requests in ") {
-            r.requests = n.trim().parse().unwrap_or(0);
         } else if let Some(v) = l.strip_prefix("Non-2xx or 3xx responses:") {
             r.bad += v.trim().parse::<u64>().unwrap_or(0);
         } else if let Some(v) = l.strip_prefix("Socket errors:") {
@@ -292,7 +289,6 @@ mod tests {
             \x20 Socket errors: connect 0, read 2, write 0, timeout 1\n\
             \x20 Non-2xx or 3xx responses: 4\nRequests/sec:  61728.00\nTransfer/sec:      5.00MB\n";
         let r = parse_wrk(text).expect("parses");
-        assert_eq!(r.requests, 123456);
         assert!((r.rps - 61728.0).abs() < 1e-9);
         assert_eq!(r.bad, 7);
         assert!(parse_wrk("unable to connect").is_err());

@@ -3,14 +3,19 @@
 //! glommio as published: stock rings and the poll path; and tollgate ÷ nginx, ÷ HAProxy),
 //! one table per scenario (medians over rounds; rows marked client-bound / origin-bound where
 //! the client side saturated), notes on what was skipped, and the SVG files it links.
+//!
+//! The tables are built here; the prose around them is `bench/templates/report.md`, whose
+//! named parts [`render`] fills with the values it computes.
 
 use crate::plot;
 use crate::run::{
-    bound_of, median, median_of, IdleRow, LoadRow, LoadScenario, Phase, ProxyKind, Results,
-    Scenario, SweepRow, SweepScenario,
+    bound_of, cpu_list, median, median_of, one_line, IdleRow, LoadRow, LoadScenario, Options,
+    Phase, ProxyKind, Results, Scenario, SweepScenario, ALL_SCENARIOS, BOUND, OTHERS_NOTICEABLE,
+    SOCKET_PATH_ENV, STOCK_RINGS_ENV,
 };
-use std::fmt::Write as _;
+use std::fmt::{Display, Write as _};
 use std::path::Path;
+use std::time::Duration;
 
 /// The columns of a load-scenario table (the smoke test looks for these names).
 pub const LOAD_COLUMNS: [&str; 12] = [
@@ -109,26 +114,26 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
-fn table_row(cells: &[String]) -> String {
+fn table_row<S: AsRef<str>>(cells: &[S]) -> String {
+    let cells: Vec<&str> = cells.iter().map(AsRef::as_ref).collect();
     format!("| {} |\n", cells.join(" | "))
 }
 
+/// The header row and the alignment row (first column left, the others right).
 fn table_head(cols: &[&str]) -> String {
-    let mut s = table_row(&cols.iter().map(|c| c.to_string()).collect::<Vec<_>>());
-    s.push_str(&table_row(
-        &cols
-            .iter()
-            .enumerate()
-            .map(|(i, _)| {
-                if i == 0 {
-                    ":--".to_string()
-                } else {
-                    "--:".to_string()
-                }
-            })
-            .collect::<Vec<_>>(),
-    ));
-    s
+    let align: Vec<&str> = (0..cols.len())
+        .map(|i| if i == 0 { ":--" } else { "--:" })
+        .collect();
+    table_row(cols) + &table_row(&align)
+}
+
+/// A table row's proxy cell: its name, marked when it was not (fully) measured.
+fn row_name(proxy: ProxyKind, ok: bool) -> String {
+    if ok {
+        proxy.name().to_string()
+    } else {
+        format!("{} (not measured, see notes)", proxy.name())
+    }
 }
 
 /// The numeric cells of a row (None = not measured), in LOAD_COLUMNS order after "proxy",
@@ -171,11 +176,7 @@ fn load_table(s: &LoadScenario) -> String {
         };
         let failed: u64 = r.closed.iter().chain(&r.open).map(|p| p.bad).sum::<u64>()
             + r.wrk.iter().map(|w| w.bad).sum::<u64>();
-        let name = if r.ok() {
-            r.proxy.name().to_string()
-        } else {
-            format!("{} (not measured, see notes)", r.proxy.name())
-        };
+        let name = row_name(r.proxy, r.ok());
         out.push_str(&table_row(&[
             name,
             opt(n.rps, 0),
@@ -241,7 +242,7 @@ fn closed_numbers(phases: &[Phase]) -> (Option<f64>, Option<f64>) {
 }
 
 fn pct(v: Option<f64>) -> String {
-    v.map_or_else(|| "—".into(), |v| format!("{:.0}%", v * 100.0))
+    v.map_or_else(|| "—".into(), |v| format!("{}%", percent(v)))
 }
 
 fn sweep_table(s: &SweepScenario) -> String {
@@ -252,11 +253,7 @@ fn sweep_table(s: &SweepScenario) -> String {
         for r in &s.rows {
             let phases = r.at(ci);
             let (rps, cpu) = closed_numbers(phases);
-            let name = if r.ok() {
-                r.proxy.name().to_string()
-            } else {
-                format!("{} (not measured, see notes)", r.proxy.name())
-            };
+            let name = row_name(r.proxy, r.ok());
             let busy = if phases.is_empty() {
                 "—".to_string()
             } else {
@@ -287,48 +284,63 @@ fn sweep_table(s: &SweepScenario) -> String {
     out
 }
 
-/// One line of the ratio summary: its label and each proxy's closed-loop phases.
-type RatioLine<'a> = (String, Vec<(ProxyKind, &'a [Phase])>);
+/// One closed-loop comparison, a line of the ratio summary and a bar group of the throughput
+/// plot: a load scenario, or a sweep scenario at one connection count, with each proxy's
+/// closed-loop phases.
+struct ClosedLine<'a> {
+    scenario: Scenario,
+    /// The connection count of a sweep scenario's line.
+    connections: Option<usize>,
+    rows: Vec<(ProxyKind, &'a [Phase])>,
+}
 
-fn ratio_lines(res: &Results) -> Vec<RatioLine<'_>> {
-    let mut lines: Vec<RatioLine<'_>> = Vec::new();
-    for s in &res.loads {
-        lines.push((
-            format!("`{}`", s.scenario.id()),
-            s.rows
-                .iter()
-                .map(|r| (r.proxy, r.closed.as_slice()))
-                .collect(),
-        ));
+impl ClosedLine<'_> {
+    /// Median req/s and CPU µs/req of proxy `k` (None where it has no phases).
+    fn of(&self, k: ProxyKind) -> (Option<f64>, Option<f64>) {
+        self.rows
+            .iter()
+            .find(|(p, _)| *p == k)
+            .map_or((None, None), |(_, ph)| closed_numbers(ph))
     }
-    for s in &res.sweeps {
-        for (ci, c) in s.counts.iter().enumerate() {
-            lines.push((
-                format!("`{}`, {c} connections", s.scenario.id()),
-                s.rows.iter().map(|r| (r.proxy, r.at(ci))).collect(),
-            ));
-        }
-    }
-    lines
+}
+
+fn closed_lines(res: &Results) -> Vec<ClosedLine<'_>> {
+    let loads = res.loads.iter().map(|s| ClosedLine {
+        scenario: s.scenario,
+        connections: None,
+        rows: s
+            .rows
+            .iter()
+            .map(|r| (r.proxy, r.closed.as_slice()))
+            .collect(),
+    });
+    let sweeps = res.sweeps.iter().flat_map(|s| {
+        s.counts.iter().enumerate().map(|(ci, &c)| ClosedLine {
+            scenario: s.scenario,
+            connections: Some(c),
+            rows: s.rows.iter().map(|r| (r.proxy, r.at(ci))).collect(),
+        })
+    });
+    loads.chain(sweeps).collect()
 }
 
 /// The ratio summary: tollgate ÷ each other proxy, req/s and CPU µs/req, per scenario.
 fn ratio_table(res: &Results) -> String {
     let mut out = table_head(&RATIO_COLUMNS);
-    for (label, rows) in ratio_lines(res) {
-        let of = |k: ProxyKind| {
-            rows.iter()
-                .find(|(p, _)| *p == k)
-                .map_or((None, None), |(_, ph)| closed_numbers(ph))
-        };
-        let (t_rps, t_cpu) = of(ProxyKind::Tollgate);
-        let mut cells = vec![label];
+    for line in closed_lines(res) {
+        let id = line.scenario.id();
+        let (t_rps, t_cpu) = line.of(ProxyKind::Tollgate);
+        let mut cells = vec![match line.connections {
+            None => format!("`{id}`"),
+            Some(c) => format!("`{id}`, {c} connections"),
+        }];
         for k in RATIO_OTHERS {
-            let (rps, cpu) = of(k);
+            let (rps, cpu) = line.of(k);
             cells.push(ratio(t_rps, rps));
             cells.push(ratio(t_cpu, cpu));
         }
-        let bound: Vec<String> = rows
+        let bound: Vec<String> = line
+            .rows
             .iter()
             .filter_map(|(k, ph)| bound_of(ph.iter()).map(|b| format!("{}: {b}", k.name())))
             .collect();
@@ -354,7 +366,7 @@ fn idle_table(rows: &[IdleRow]) -> String {
                 "—".into(),
                 "—".into(),
                 "—".into(),
-                one_cell(f),
+                one_line(f),
             ]));
             continue;
         }
@@ -369,7 +381,7 @@ fn idle_table(rows: &[IdleRow]) -> String {
             mib(r.rss_n_kib),
             opt(r.kib_per_conn(), 2),
             mib(r.peak_kib),
-            r.stopped.as_deref().map_or_else(String::new, one_cell),
+            r.stopped.as_deref().map_or_else(String::new, one_line),
         ]));
     }
     if let Some(t) = rows.iter().find(|r| r.proxy == ProxyKind::Tollgate) {
@@ -400,10 +412,6 @@ fn round_order(proxies: &[ProxyKind]) -> String {
     names.join(", ")
 }
 
-fn one_cell(s: &str) -> String {
-    crate::run::one_line(s)
-}
-
 /// Writes the plots into `dir`; returns (scenario id → latency SVG name, throughput SVG name).
 fn write_plots(
     res: &Results,
@@ -432,56 +440,24 @@ fn write_plots(
             Err(e) => notes.push(format!("Could not draw {name}: {e}")),
         }
     }
+    // One bar group per classic scenario and per sweep connection count.
+    let lines = closed_lines(res);
     let proxies: Vec<ProxyKind> = ProxyKind::ALL
         .into_iter()
-        .filter(|k| {
-            res.loads
-                .iter()
-                .any(|s| s.rows.iter().any(|r| r.proxy == *k))
-                || res
-                    .sweeps
-                    .iter()
-                    .any(|s| s.rows.iter().any(|r| r.proxy == *k))
+        .filter(|k| lines.iter().any(|l| l.rows.iter().any(|(p, _)| p == k)))
+        .collect();
+    let groups: Vec<String> = lines
+        .iter()
+        .map(|l| match l.connections {
+            Some(c) if l.scenario == Scenario::Conns => format!("{}-{c}", l.scenario.id()),
+            _ => l.scenario.id().to_string(),
         })
         .collect();
+    let values: Vec<Vec<Option<f64>>> = lines
+        .iter()
+        .map(|l| proxies.iter().map(|&k| l.of(k).0).collect())
+        .collect();
     let mut throughput = None;
-    // One bar group per classic scenario and per sweep connection count.
-    let mut groups: Vec<String> = Vec::new();
-    let mut values: Vec<Vec<Option<f64>>> = Vec::new();
-    for s in &res.loads {
-        groups.push(s.scenario.id().to_string());
-        values.push(
-            proxies
-                .iter()
-                .map(|k| {
-                    s.rows
-                        .iter()
-                        .find(|r| r.proxy == *k)
-                        .and_then(|r| median_of(&r.closed, |p| p.rps))
-                })
-                .collect(),
-        );
-    }
-    for s in &res.sweeps {
-        for (ci, c) in s.counts.iter().enumerate() {
-            groups.push(if s.scenario == Scenario::Conns {
-                format!("{}-{c}", s.scenario.id())
-            } else {
-                s.scenario.id().to_string()
-            });
-            values.push(
-                proxies
-                    .iter()
-                    .map(|k| {
-                        s.rows
-                            .iter()
-                            .find(|r| r.proxy == *k)
-                            .and_then(|r: &SweepRow| median_of(r.at(ci), |p| p.rps))
-                    })
-                    .collect(),
-            );
-        }
-    }
     if !groups.is_empty() && !proxies.is_empty() {
         let names: Vec<(String, usize)> = proxies
             .iter()
@@ -503,20 +479,92 @@ fn write_plots(
     (latency, throughput)
 }
 
+/// The report's prose: named parts with `{{name}}` placeholders (format: the comment at its top).
+const TEMPLATE: &str = include_str!("../templates/report.md");
+
+/// The part `name` of [`TEMPLATE`], from its marker line to the next, less the line break that
+/// ends its last line.
+fn part(name: &str) -> &'static str {
+    let marker = format!("<!-- part: {name} -->\n");
+    let Some(start) = TEMPLATE.find(&marker).map(|i| i + marker.len()) else {
+        debug_assert!(false, "templates/report.md has no part {name:?}");
+        return "";
+    };
+    let rest = &TEMPLATE[start..];
+    match rest.find("\n<!-- part: ") {
+        Some(end) => &rest[..end],
+        None => rest.strip_suffix('\n').unwrap_or(rest),
+    }
+}
+
+/// `template` with every `{{name}}` replaced by the value of `name` in `vars`.
+fn fill(template: &str, vars: &[(&str, &dyn Display)]) -> String {
+    let mut out = String::with_capacity(template.len() + 256);
+    let mut rest = template;
+    while let Some(open) = rest.find("{{") {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 2..];
+        let value = after.find("}}").and_then(|close| {
+            let name = &after[..close];
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (close, v))
+        });
+        match value {
+            Some((close, v)) => {
+                let _ = write!(out, "{v}");
+                rest = &after[close + 2..];
+            }
+            None => {
+                debug_assert!(false, "no value for a placeholder in {template:?}");
+                out.push_str("{{");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `items` as Markdown list items, one a line.
+fn bullets<S: Display>(items: impl IntoIterator<Item = S>) -> String {
+    items.into_iter().map(|i| format!("- {i}\n")).collect()
+}
+
+/// "16, 64, 256".
+fn comma_list<T: Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A share (1.0 = 100 %) as whole percent, without the sign.
+fn percent(share: f64) -> String {
+    format!("{:.0}", share * 100.0)
+}
+
+/// A section's "Notes:" block ("" without notes).
+fn notes_block(notes: &[String]) -> String {
+    if notes.is_empty() {
+        return String::new();
+    }
+    fill(part("notes"), &[("list", &bullets(notes))]) + "\n"
+}
+
 /// The notes every row may need: why a proxy was not measured, and non-2xx answers seen.
 fn row_notes(notes: &mut Vec<String>, proxy: ProxyKind, failure: Option<&str>, codes: &[String]) {
     if let Some(f) = failure {
-        notes.push(format!(
-            "**{} not measured:** {}",
-            proxy.name(),
-            one_cell(f)
+        notes.push(fill(
+            part("not-measured"),
+            &[("proxy", &proxy.name()), ("why", &one_line(f))],
         ));
     }
     if !codes.is_empty() {
-        notes.push(format!(
-            "{}: non-2xx status codes seen: {}",
-            proxy.name(),
-            codes.join("; ")
+        notes.push(fill(
+            part("codes"),
+            &[("proxy", &proxy.name()), ("codes", &codes.join("; "))],
         ));
     }
 }
@@ -537,7 +585,7 @@ pub fn write(res: &Results, dir: &Path) -> std::io::Result<String> {
     Ok(md)
 }
 
-/// The Markdown text of RESULTS.md.
+/// The Markdown text of RESULTS.md: the template's `document` part, filled.
 pub fn render(
     res: &Results,
     latency_svgs: &[(String, String)],
@@ -545,294 +593,247 @@ pub fn render(
     plot_notes: &[String],
 ) -> String {
     let o = &res.opts;
-    let mut md = String::new();
-    let _ = writeln!(md, "# tollgate side-by-side benchmark results\n");
-    let _ = writeln!(
-        md,
-        "Written by `tollgate-bench` (`cargo run --release -p tollgate-bench -- --{}`); do not edit by hand: run it again.\n",
-        if o.mode == "full" { "full" } else { "quick" }
-    );
-    let _ = writeln!(md, "- **Date:** {}", res.date);
-    let _ = writeln!(
-        md,
-        "- **Mode:** {} — {} round(s) of {:.1} s per load phase (wrk {:.1} s; {:.1} s per `conns` and `2-shards` phase), {} connections (sweep: {})",
-        o.mode,
-        o.rounds,
-        o.duration.as_secs_f64(),
-        o.wrk_duration.as_secs_f64().round().max(1.0),
-        o.sweep_duration.as_secs_f64(),
-        o.connections,
-        o.sweep_connections
-            .iter()
-            .map(|c| c.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let _ = writeln!(md, "- **Run time:** {:.0} s", res.elapsed.as_secs_f64());
-    let _ = writeln!(md, "\n## Machine\n");
-    for (k, v) in &res.machine {
-        let _ = writeln!(md, "- **{k}:** {v}");
-    }
-    let _ = writeln!(md, "\n## Versions\n");
-    for (k, v) in &res.versions {
-        let _ = writeln!(md, "- **{k}:** {v}");
-    }
-
-    let proxy_cpu = res.proxy_cpu;
-    let client_cpu = res.client_cpu;
-    let _ = writeln!(md, "\n## Method\n");
-    let wrk_rounds = o.wrk_rounds.min(o.rounds);
-    let method = [
-        format!(
-            "**Pinning.** The proxy under test runs on CPU {proxy_cpu} (affinity set at spawn, as `taskset -c {proxy_cpu}`): tollgate, tollgate-poll and tollgate-stock with `--shards 1` and `pin_cpus = true`, nginx with `worker_processes 1` (master + 1 worker), HAProxy with `nbthread 1`. The origin and the load generator share CPU {client_cpu}: they may saturate it, and then the throughput columns are bounded by CPU {client_cpu}, not by the proxy — the CPU time per request carries the comparison. The column *CPU0 / CPU1 busy* shows which side saturated (proxy CPU time ÷ wall time; origin + load generator CPU time ÷ wall time)."
-        ),
-        format!("**tollgate-poll.** The same tollgate binary and config as `tollgate`, started with `{path}=poll` in its environment: its connections then use glommio's `TcpStream` readiness path — a `recv`/`send` syscall per operation and a one-shot `POLL_ADD` to wait when the socket is not ready — instead of tollgate's default lean path (multishot receive into a provided-buffer ring, sends submitted as SQEs). Its rings are set up as `tollgate`'s. `tollgate / tollgate-poll` is the effect of the lean socket path, measured side by side in this run.", path = crate::run::SOCKET_PATH_ENV),
-        format!("**tollgate-stock.** The same tollgate binary and config as `tollgate`, started with both `{env}=1` and `{path}=poll` in its environment, i.e. glommio as published: its vendored glommio sets its io_uring rings up as stock glommio 0.9 does (setup flags 0) instead of with `COOP_TASKRUN | TASKRUN_FLAG | SINGLE_ISSUER` (vendor/glommio/PATCHES.md), and its sockets take the readiness path of tollgate-poll (stock glommio has no lean path). `tollgate` is started with both `{env}` and `{path}` removed from its environment. `tollgate / tollgate-stock` is the effect of both changes together (ring patch and lean socket path), measured side by side in this run; the ring patch alone is `tollgate-poll / tollgate-stock`, i.e. the `tollgate / tollgate-stock` ratio ÷ the `tollgate / tollgate-poll` ratio.", env = crate::run::STOCK_RINGS_ENV, path = crate::run::SOCKET_PATH_ENV),
-        "**Origin.** `tollgate-bench origin`: a single-threaded epoll HTTP/1.1 server with pre-built responses (0 bytes on `/0` and the gateway paths, 1 KiB on `/1k`, 64 KiB on `/64k`), keep-alive, chosen because it costs less CPU per request than nginx as an origin.".to_string(),
-        format!(
-            "**Equivalent proxy settings.** All on 127.0.0.1 with free ports, configs generated into a temp dir (removed afterwards). Upstream keep-alive: nginx `keepalive {k}` + `proxy_http_version 1.1` + `proxy_set_header Connection \"\"`, HAProxy `http-reuse always`, tollgate's per-shard pool ({k} idle). No access logs anywhere. The same work per request: `X-Forwarded-For/-Proto/-Port` to the origin and a request id on every response (tollgate's `x-amzn-RequestId`; nginx `add_header x-amzn-RequestId $request_id`; HAProxy `unique-id` in a response header). Client keep-alive 60 s, no per-connection request limit (nginx `keepalive_requests` raised).",
-            k = crate::configs::UPSTREAM_KEEPALIVE
-        ),
-        format!(
-            "**Throughput.** Closed loop: `tollgate-load -c {c} -t 1 -d {d:.1}s`, and `wrk -t1 -c{c} -d{w}s` for reference (wrk counts whole seconds; it runs in the first {wrk_rounds} round(s) only; in the gateway scenario it cycles the paths with a Lua script, which costs wrk extra CPU).",
-            c = o.connections,
-            d = o.duration.as_secs_f64(),
-            w = o.wrk_duration.as_secs_f64().round().max(1.0)
-        ),
-        format!(
-            "**Connection sweep (`conns`).** `/0` through each proxy, closed loop only (`tollgate-load -c N -t 1 -d {d:.1}s`) at N = {n} connections, with the pinning above; in each round every connection count runs every proxy in turn. The upstream pools keep {k} idle connections (nginx `keepalive {k}`, tollgate's pool): above {k} client connections the proxies may open and close extra upstream connections.",
-            d = o.sweep_duration.as_secs_f64(),
-            n = o.sweep_connections
-                .iter()
-                .map(|c| c.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            k = crate::configs::UPSTREAM_KEEPALIVE
-        ),
-        format!(
-            "**Two shards (`2-shards`).** `/0` through each proxy with two workers: tollgate, tollgate-poll and tollgate-stock `--shards 2` (`shards = 2`, `pin_cpus = true`: one shard pinned to each CPU), nginx `worker_processes 2`, HAProxy `nbthread 2`; proxy, origin (a second instance, started for this scenario) and load generator are all allowed on CPUs 0 and 1, none pinned to one CPU. Closed loop only, `tollgate-load -c {c} -t 1 -d {d:.1}s`.",
-            c = o.connections,
-            d = o.sweep_duration.as_secs_f64()
-        ),
-        format!(
-            "**Latency.** Open loop at a fixed rate, the same for every proxy: half of the slowest proxy's closed-loop median, measured in the same run; `tollgate-load -R <rate> -c {}`, latency from each request's intended send time (coordinated omission corrected). p50/p99/p99.9 in milliseconds.",
-            o.connections
-        ),
-        format!(
-            "**CPU time per request.** utime + stime from `/proc/PID/stat` summed over every process of the proxy's process group (nginx master + worker; HAProxy; tollgate), sampled before and after each load phase, ticks → µs with `sysconf(_SC_CLK_TCK)` = {:.0}, divided by the responses received. *Max load* is the closed-loop phase, *fixed rate* the open-loop phase (identical offered load for every proxy).",
-            res.clk_tck
-        ),
-        "**Memory.** Peak RSS: `VmHWM` from `/proc/PID/status` summed over the proxy's processes (pages shared between nginx's master and worker count in each), read at the end of the scenario; every scenario starts fresh proxy processes. Idle connections: each connection completes one request and stays open; RSS (`VmRSS`) is read before and after, and (RSS_N − RSS_0) ÷ N is reported with N = connections still open at the reading.".to_string(),
-        format!(
-            "**Rounds.** {} round(s); in each round the proxies run one after the other in `--proxies` order ({}), all closed-loop rounds first, then the open-loop rounds at the rate they set; every cell is the median over rounds. The idle-connection scenario runs once per proxy.",
-            o.rounds,
-            round_order(&o.proxies)
-        ),
-        format!(
-            "**Saturation marks.** A row is marked *client-bound* when in any of its phases the load generator's CPU was at least {b:.0}% busy — CPU {client_cpu}, which it shares with the origin, where they are pinned there; the generator's own thread in `2-shards` — and *origin-bound* when the single-threaded origin used at least {b:.0}% of a CPU. Such a row's req/s says how fast the client side was, not the proxy: compare CPU µs per request instead.",
-            b = crate::run::BOUND * 100.0
-        ),
-        "**Ratios.** `tollgate / X` = tollgate's value ÷ X's value: above 1 means tollgate is higher — better for req/s, worse for latency, CPU and memory. The ratios against nginx and HAProxy are always those of `tollgate` (as built: patched rings, lean socket path); `tollgate / X` rows are in the order tollgate-poll, tollgate-stock, nginx, HAProxy. In the sweep tables, `÷ nginx` is each proxy's value ÷ nginx's at the same connection count.".to_string(),
-        format!("**Limits.** Open files raised to {} for the harness and every child (nginx `worker_rlimit_nofile`/`worker_connections`, HAProxy `maxconn` follow).", res.nofile),
-    ];
-    for m in method {
-        let _ = writeln!(md, "- {m}");
-    }
-
-    if !res.loads.is_empty() || !res.sweeps.is_empty() {
-        let _ = writeln!(md, "\n## Ratios\n");
-        let _ = writeln!(
-            md,
-            "Closed loop (max load), medians over rounds; the lean socket path is `tollgate / tollgate-poll` (same binary, `{path}=poll` for tollgate-poll), and `tollgate / tollgate-stock` compares with glommio as published (`{env}=1` and `{path}=poll` for tollgate-stock). Below 1 is better for tollgate in the CPU columns, above 1 in the req/s columns; a row with a *bound* entry had a client side that saturated (see the method): its req/s ratios say little.\n",
-            env = crate::run::STOCK_RINGS_ENV,
-            path = crate::run::SOCKET_PATH_ENV
-        );
-        md.push_str(&ratio_table(res));
-    }
-
-    let _ = writeln!(md, "\n## Results\n");
-    if let Some(t) = throughput_svg {
-        let _ = writeln!(md, "![Closed-loop throughput per scenario]({t})\n");
-    }
-    for s in &res.loads {
-        let _ = writeln!(
-            md,
-            "### {} (`{}`)\n",
-            s.scenario.title(o.gateway_routes, o.idle_connections),
-            s.scenario.id()
-        );
-        let paths = if s.paths.len() == 1 {
-            format!("`{}`", s.paths[0])
-        } else {
-            format!(
-                "{} paths in turn: {}",
-                s.paths.len(),
-                s.paths
-                    .iter()
-                    .map(|p| format!("`{p}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        };
-        let rate = if s.rate > 0.0 {
-            format!("{} req/s", fmt_num(s.rate, 0))
-        } else {
-            "not run".into()
-        };
-        let _ = writeln!(
-            md,
-            "Requests: {paths}. Latency columns at the fixed open-loop rate of {rate}.\n"
-        );
-        md.push_str(&load_table(s));
-        md.push('\n');
-        if let Some((_, svg)) = latency_svgs.iter().find(|(id, _)| id == s.scenario.id()) {
-            let _ = writeln!(md, "![Latency by percentile, {}]({svg})\n", s.scenario.id());
-        }
-        let mut notes: Vec<String> = Vec::new();
-        if s.scenario == crate::run::Scenario::Gateway {
-            notes.push(format!(
-                "Routing only: API keys, usage plans, throttling and authorizers do not exist in tollgate yet, so they are not measured. tollgate: {n} routes `GET /svc{{i}}/items/{{id}}` in its route trie; nginx: {n} regex `location`s (first match wins, `pcre_jit on`) and a 404 `location /`; HAProxy: {n} `path_reg` ACLs with one `use_backend` each and a 404 backend. The requested routes are spread over the table (positions {}), so the first-match proxies pay their average cost.",
-                crate::configs::gateway_route_indexes(o.gateway_routes)
-                    .iter()
-                    .map(|i| i.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                n = o.gateway_routes
-            ));
-        }
-        for r in &s.rows {
-            row_notes(&mut notes, r.proxy, r.failure.as_deref(), &r.codes);
-            if let (Some(pb), Some(cb)) = (
-                median_of(&r.closed, |p| p.proxy_busy),
-                median_of(&r.closed, |p| p.client_busy),
-            ) {
-                let others_p = median_of(&r.closed, |p| p.others_proxy_cpu).unwrap_or(0.0);
-                let others_c = median_of(&r.closed, |p| p.others_client_cpu).unwrap_or(0.0);
-                let verdict = if pb >= 0.9 {
-                    format!("the proxy saturated CPU {proxy_cpu}")
-                } else if pb + others_p >= 0.9 || cb + others_c >= 0.9 {
-                    format!(
-                        "other processes took {:.0}% of CPU {proxy_cpu} and {:.0}% of CPU {client_cpu}: the machine was not quiet, so this row is not comparable",
-                        others_p * 100.0,
-                        others_c * 100.0
-                    )
-                } else if cb >= 0.9 {
-                    format!(
-                        "CPU {client_cpu} (origin + load generator) saturated first: the proxy had room left, its req/s is a lower bound"
-                    )
-                } else {
-                    "neither CPU saturated (latency-bound: connections × round-trip)".into()
-                };
-                notes.push(format!(
-                    "{} at max load: proxy CPU {:.0}%, client CPU {:.0}% (load generator {}, origin {}) — {verdict}.",
-                    r.proxy.name(),
-                    pb * 100.0,
-                    cb * 100.0,
-                    pct(median_of(&r.closed, |p| p.load_busy)),
-                    pct(median_of(&r.closed, |p| p.origin_busy))
-                ));
-            }
-        }
-        notes.extend(s.notes.iter().cloned());
-        if !notes.is_empty() {
-            let _ = writeln!(md, "Notes:\n");
-            for n in notes {
-                let _ = writeln!(md, "- {n}");
-            }
-            md.push('\n');
-        }
-    }
-    for s in &res.sweeps {
-        let _ = writeln!(
-            md,
-            "### {} (`{}`)\n",
-            s.scenario.title(o.gateway_routes, o.idle_connections),
-            s.scenario.id()
-        );
-        let counts = s
-            .counts
-            .iter()
-            .map(|c| c.to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
-        if s.scenario == Scenario::TwoShards {
-            let _ = writeln!(
-                md,
-                "Requests: `/0`, closed loop at {counts} connections, {:.1} s per phase. {} workers each (tollgate, tollgate-poll and tollgate-stock `--shards {w}`, nginx `worker_processes {w}`, HAProxy `nbthread {w}`), allowed on CPUs {}; the origin and the load generator run on CPUs {} too: the generator and origin share the CPUs, so CPU µs per request carries the comparison. CPU busy is CPU time ÷ wall time (100% = one CPU, up to {}% for the proxy).\n",
-                s.duration.as_secs_f64(),
-                s.workers,
-                crate::run::cpu_list(&s.proxy_cpus),
-                crate::run::cpu_list(&s.client_cpus),
-                s.proxy_cpus.len() * 100,
-                w = s.workers
-            );
-        } else {
-            let _ = writeln!(
-                md,
-                "Requests: `/0`, closed loop at {counts} connections, {:.1} s per phase; proxy on CPU {}, origin + load generator on CPU {}. CPU busy is CPU time ÷ wall time (100% = one CPU).\n",
-                s.duration.as_secs_f64(),
-                crate::run::cpu_list(&s.proxy_cpus),
-                crate::run::cpu_list(&s.client_cpus)
-            );
-        }
-        md.push_str(&sweep_table(s));
-        md.push('\n');
-        let mut notes: Vec<String> = Vec::new();
-        for r in &s.rows {
-            row_notes(&mut notes, r.proxy, r.failure.as_deref(), &r.codes);
-        }
-        let rss: Vec<String> = s
-            .rows
-            .iter()
-            .filter(|r| r.peak_rss_kib > 0)
-            .map(|r| {
-                format!(
-                    "{} {} MiB",
-                    r.proxy.name(),
-                    fmt_num(r.peak_rss_kib as f64 / 1024.0, 1)
-                )
-            })
-            .collect();
-        if !rss.is_empty() {
-            notes.push(format!("Peak RSS at the end: {}.", rss.join(", ")));
-        }
-        notes.extend(s.notes.iter().cloned());
-        if !notes.is_empty() {
-            let _ = writeln!(md, "Notes:\n");
-            for n in notes {
-                let _ = writeln!(md, "- {n}");
-            }
-            md.push('\n');
-        }
-    }
+    let secs = |d: Duration| format!("{:.1}", d.as_secs_f64());
+    let wrk_secs = o.wrk_duration.as_secs_f64().round().max(1.0);
+    let facts =
+        |list: &[(String, String)]| bullets(list.iter().map(|(k, v)| format!("**{k}:** {v}")));
+    let ratios = if res.loads.is_empty() && res.sweeps.is_empty() {
+        String::new()
+    } else {
+        fill(
+            part("ratios"),
+            &[
+                ("socket_path_env", &SOCKET_PATH_ENV),
+                ("stock_rings_env", &STOCK_RINGS_ENV),
+                ("table", &ratio_table(res)),
+            ],
+        ) + "\n"
+    };
+    let throughput = throughput_svg.map_or_else(String::new, |svg| {
+        fill(part("throughput"), &[("svg", &svg)]) + "\n\n"
+    });
+    let mut scenarios: String = res
+        .loads
+        .iter()
+        .map(|s| load_section(res, s, latency_svgs))
+        .chain(res.sweeps.iter().map(|s| sweep_section(o, s)))
+        .collect();
     if let Some(rows) = &res.idle {
-        let _ = writeln!(
-            md,
-            "### {} (`idle`)\n",
-            crate::run::Scenario::Idle.title(o.gateway_routes, o.idle_connections)
-        );
-        let _ = writeln!(md, "Each connection sent `GET /0` and got its response; then all stay open and idle while RSS is read.\n");
-        md.push_str(&idle_table(rows));
-        md.push('\n');
-        for r in rows {
-            if r.failure.is_none() && r.held < r.requested {
-                let _ = writeln!(
-                    md,
-                    "- {}: only {} of {} connections could be held{}.",
-                    r.proxy.name(),
-                    r.held,
-                    r.requested,
-                    r.stopped
-                        .as_deref()
-                        .map_or_else(String::new, |s| format!(" ({})", one_cell(s)))
-                );
-            }
-        }
-        md.push('\n');
+        scenarios.push_str(&idle_section(o, rows));
     }
+    fill(
+        part("document"),
+        &[
+            (
+                "mode_flag",
+                &if o.mode == "full" { "full" } else { "quick" },
+            ),
+            ("date", &res.date),
+            ("mode", &o.mode),
+            ("rounds", &o.rounds),
+            ("duration", &secs(o.duration)),
+            ("wrk_duration", &format!("{wrk_secs:.1}")),
+            ("wrk_secs", &wrk_secs),
+            ("wrk_rounds", &o.wrk_rounds.min(o.rounds)),
+            ("sweep_duration", &secs(o.sweep_duration)),
+            ("connections", &o.connections),
+            ("sweep_connections", &comma_list(&o.sweep_connections)),
+            ("elapsed", &format!("{:.0}", res.elapsed.as_secs_f64())),
+            ("machine", &facts(&res.machine)),
+            ("versions", &facts(&res.versions)),
+            ("proxy_cpu", &res.proxy_cpu),
+            ("client_cpu", &res.client_cpu),
+            ("socket_path_env", &SOCKET_PATH_ENV),
+            ("stock_rings_env", &STOCK_RINGS_ENV),
+            ("keepalive", &crate::configs::UPSTREAM_KEEPALIVE),
+            ("clk_tck", &format!("{:.0}", res.clk_tck)),
+            ("round_order", &round_order(&o.proxies)),
+            ("bound", &percent(BOUND)),
+            ("nofile", &res.nofile),
+            ("ratios", &ratios),
+            ("throughput", &throughput),
+            ("scenarios", &scenarios),
+            ("skipped", &skipped_and_notes(res, plot_notes)),
+        ],
+    )
+}
 
-    let _ = writeln!(md, "## Skipped and notes\n");
-    let mut any = false;
+/// A load scenario's section: requests, table, latency plot, notes.
+fn load_section(res: &Results, s: &LoadScenario, latency_svgs: &[(String, String)]) -> String {
+    let o = &res.opts;
+    let id = s.scenario.id();
+    let paths = match s.paths.as_slice() {
+        [one] => format!("`{one}`"),
+        all => format!(
+            "{} paths in turn: {}",
+            all.len(),
+            comma_list(&all.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>())
+        ),
+    };
+    let rate = if s.rate > 0.0 {
+        format!("{} req/s", fmt_num(s.rate, 0))
+    } else {
+        "not run".into()
+    };
+    let latency = latency_svgs
+        .iter()
+        .find(|(i, _)| i == id)
+        .map_or_else(String::new, |(_, svg)| {
+            fill(part("latency"), &[("id", &id), ("svg", svg)]) + "\n\n"
+        });
+    let mut notes: Vec<String> = Vec::new();
+    if s.scenario == Scenario::Gateway {
+        notes.push(fill(
+            part("gateway"),
+            &[
+                ("routes", &o.gateway_routes),
+                (
+                    "positions",
+                    &comma_list(&crate::configs::gateway_route_indexes(o.gateway_routes)),
+                ),
+            ],
+        ));
+    }
+    for r in &s.rows {
+        row_notes(&mut notes, r.proxy, r.failure.as_deref(), &r.codes);
+        notes.extend(max_load_note(res, r));
+    }
+    notes.extend(s.notes.iter().cloned());
+    fill(
+        part("load"),
+        &[
+            (
+                "title",
+                &s.scenario.title(o.gateway_routes, o.idle_connections),
+            ),
+            ("id", &id),
+            ("paths", &paths),
+            ("rate", &rate),
+            ("table", &load_table(s)),
+            ("latency", &latency),
+            ("notes", &notes_block(&notes)),
+        ],
+    )
+}
+
+/// Which side a row's closed loop saturated, and how busy each was (None if not measured).
+fn max_load_note(res: &Results, r: &LoadRow) -> Option<String> {
+    let pb = median_of(&r.closed, |p| p.proxy_busy)?;
+    let cb = median_of(&r.closed, |p| p.client_busy)?;
+    let others_p = median_of(&r.closed, |p| p.others_proxy_cpu).unwrap_or(0.0);
+    let others_c = median_of(&r.closed, |p| p.others_client_cpu).unwrap_or(0.0);
+    let vars: [(&str, &dyn Display); 4] = [
+        ("proxy_cpu", &res.proxy_cpu),
+        ("client_cpu", &res.client_cpu),
+        ("others_proxy", &percent(others_p)),
+        ("others_client", &percent(others_c)),
+    ];
+    let verdict = if pb >= 0.9 {
+        "proxy-saturated"
+    } else if pb + others_p >= 0.9 || cb + others_c >= 0.9 {
+        "not-quiet-row"
+    } else if cb >= 0.9 {
+        "client-saturated"
+    } else {
+        "neither-saturated"
+    };
+    Some(fill(
+        part("max-load"),
+        &[
+            ("proxy", &r.proxy.name()),
+            ("proxy_busy", &percent(pb)),
+            ("client_busy", &percent(cb)),
+            ("load_busy", &pct(median_of(&r.closed, |p| p.load_busy))),
+            ("origin_busy", &pct(median_of(&r.closed, |p| p.origin_busy))),
+            ("verdict", &fill(part(verdict), &vars)),
+        ],
+    ))
+}
+
+/// A closed-loop-only scenario's section (`conns` or `2-shards`).
+fn sweep_section(o: &Options, s: &SweepScenario) -> String {
+    let mut notes: Vec<String> = Vec::new();
+    for r in &s.rows {
+        row_notes(&mut notes, r.proxy, r.failure.as_deref(), &r.codes);
+    }
+    let rss: Vec<String> = s
+        .rows
+        .iter()
+        .filter(|r| r.peak_rss_kib > 0)
+        .map(|r| {
+            format!(
+                "{} {} MiB",
+                r.proxy.name(),
+                fmt_num(r.peak_rss_kib as f64 / 1024.0, 1)
+            )
+        })
+        .collect();
+    if !rss.is_empty() {
+        notes.push(fill(part("peak-rss"), &[("list", &rss.join(", "))]));
+    }
+    notes.extend(s.notes.iter().cloned());
+    let name = if s.scenario == Scenario::TwoShards {
+        "2-shards"
+    } else {
+        "conns"
+    };
+    fill(
+        part(name),
+        &[
+            (
+                "title",
+                &s.scenario.title(o.gateway_routes, o.idle_connections),
+            ),
+            ("id", &s.scenario.id()),
+            ("counts", &comma_list(&s.counts)),
+            ("duration", &format!("{:.1}", s.duration.as_secs_f64())),
+            ("workers", &s.workers),
+            ("proxy_cpus", &cpu_list(&s.proxy_cpus)),
+            ("client_cpus", &cpu_list(&s.client_cpus)),
+            ("max_busy", &(s.proxy_cpus.len() * 100)),
+            ("table", &sweep_table(s)),
+            ("notes", &notes_block(&notes)),
+        ],
+    )
+}
+
+/// The idle-connection section: table, and which proxies could not hold every connection.
+fn idle_section(o: &Options, rows: &[IdleRow]) -> String {
+    let held: String = rows
+        .iter()
+        .filter(|r| r.failure.is_none() && r.held < r.requested)
+        .map(|r| {
+            let why = r
+                .stopped
+                .as_deref()
+                .map_or_else(String::new, |s| format!(" ({})", one_line(s)));
+            fill(
+                part("idle-held"),
+                &[
+                    ("proxy", &r.proxy.name()),
+                    ("held", &r.held),
+                    ("requested", &r.requested),
+                    ("why", &why),
+                ],
+            ) + "\n"
+        })
+        .collect();
+    fill(
+        part("idle"),
+        &[
+            (
+                "title",
+                &Scenario::Idle.title(o.gateway_routes, o.idle_connections),
+            ),
+            ("table", &idle_table(rows)),
+            ("held", &held),
+        ],
+    ) + "\n"
+}
+
+/// The closing list: a machine that was not quiet, what was skipped, notes, scenarios not run.
+fn skipped_and_notes(res: &Results, plot_notes: &[String]) -> String {
+    let mut items: Vec<String> = Vec::new();
     let phases = || {
         res.loads
             .iter()
@@ -847,329 +848,59 @@ pub fn render(
     };
     let worst_p = phases().map(|p| p.others_proxy_cpu).fold(0.0, f64::max);
     let worst_c = phases().map(|p| p.others_client_cpu).fold(0.0, f64::max);
-    if worst_p.max(worst_c) > crate::run::OTHERS_NOTICEABLE {
-        let _ = writeln!(
-            md,
-            "- **The machine was not quiet:** during load phases, other processes used up to {:.0}% of CPU {proxy_cpu} (the proxy's) and up to {:.0}% of CPU {client_cpu} (origin + load generator), measured from `/proc/stat`. Numbers from such a run are not comparable; run again on a quiet machine.",
-            worst_p * 100.0,
-            worst_c * 100.0
-        );
-        any = true;
+    if worst_p.max(worst_c) > OTHERS_NOTICEABLE {
+        items.push(fill(
+            part("not-quiet"),
+            &[
+                ("others_proxy", &percent(worst_p)),
+                ("proxy_cpu", &res.proxy_cpu),
+                ("others_client", &percent(worst_c)),
+                ("client_cpu", &res.client_cpu),
+            ],
+        ));
     }
-    for s in res.skipped.iter().chain(&res.notes).chain(plot_notes) {
-        let _ = writeln!(md, "- {s}");
-        any = true;
-    }
-    let not_run: Vec<&str> = crate::run::ALL_SCENARIOS
+    items.extend(
+        res.skipped
+            .iter()
+            .chain(&res.notes)
+            .chain(plot_notes)
+            .cloned(),
+    );
+    let not_run: Vec<&str> = ALL_SCENARIOS
         .iter()
-        .filter(|s| !o.scenarios.contains(s))
+        .filter(|s| !res.opts.scenarios.contains(s))
         .map(|s| s.id())
         .collect();
     if !not_run.is_empty() {
-        let _ = writeln!(
-            md,
-            "- Scenarios not run this time (`--scenarios`): {}.",
-            not_run.join(", ")
-        );
-        any = true;
+        items.push(fill(part("not-run"), &[("list", &not_run.join(", "))]));
     }
-    if !any {
-        let _ = writeln!(md, "- Nothing was skipped.");
+    if items.is_empty() {
+        items.push(part("nothing-skipped").into());
     }
-    md
+    bullets(items)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::{LoadScenario, Options, SweepRow, SweepScenario, Tools};
-    use std::path::PathBuf;
-    use std::time::Duration;
-
-    fn phase(rps: f64, cpu: f64) -> Phase {
-        Phase {
-            requests: 1000,
-            rps,
-            cpu_us_per_req: cpu,
-            proxy_busy: 0.5,
-            client_busy: 0.5,
-            load_busy: 0.3,
-            origin_busy: 0.2,
-            ..Phase::default()
-        }
-    }
-
-    fn load_row(proxy: ProxyKind, p: Phase) -> LoadRow {
-        LoadRow {
-            proxy,
-            failure: None,
-            closed: vec![p.clone()],
-            wrk: Vec::new(),
-            open: vec![p],
-            peak_rss_kib: 2048,
-            curve: Vec::new(),
-            codes: Vec::new(),
-        }
-    }
-
-    fn sweep_row(proxy: ProxyKind, phases: Vec<Phase>) -> SweepRow {
-        SweepRow {
-            proxy,
-            failure: None,
-            phases: phases.into_iter().map(|p| vec![p]).collect(),
-            peak_rss_kib: 1024,
-            codes: Vec::new(),
-        }
-    }
-
-    fn results() -> Results {
-        let opts = Options {
-            mode: "quick".into(),
-            duration: Duration::from_secs(2),
-            wrk_duration: Duration::from_secs(1),
-            sweep_duration: Duration::from_secs(1),
-            rounds: 1,
-            wrk_rounds: 1,
-            connections: 64,
-            sweep_connections: vec![16, 256],
-            idle_connections: 10,
-            gateway_routes: 10,
-            scenarios: vec![Scenario::Plain0, Scenario::Conns, Scenario::TwoShards],
-            proxies: ProxyKind::ALL.to_vec(),
-            out: PathBuf::from("/nonexistent"),
-            bin_dir: PathBuf::from("/nonexistent/release"),
-            self_exe: PathBuf::from("/nonexistent/tollgate-bench"),
-            workspace: PathBuf::from("/nonexistent"),
-        };
-        let client_bound = Phase {
-            client_bound: true,
-            ..phase(30_000.0, 10.0)
-        };
-        let loads = vec![LoadScenario {
-            scenario: Scenario::Plain0,
-            paths: vec!["/0".into()],
-            rate: 5000.0,
-            rows: vec![
-                load_row(ProxyKind::Tollgate, phase(20_000.0, 20.0)),
-                load_row(ProxyKind::TollgatePoll, phase(16_000.0, 25.0)),
-                load_row(ProxyKind::TollgateStock, phase(10_000.0, 40.0)),
-                load_row(ProxyKind::Nginx, phase(40_000.0, 10.0)),
-                load_row(ProxyKind::Haproxy, client_bound),
-            ],
-            notes: Vec::new(),
-        }];
-        let sweeps = vec![
-            SweepScenario {
-                scenario: Scenario::Conns,
-                counts: vec![16, 256],
-                workers: 1,
-                proxy_cpus: vec![0],
-                client_cpus: vec![1],
-                duration: Duration::from_secs(1),
-                rows: vec![
-                    sweep_row(
-                        ProxyKind::Tollgate,
-                        vec![phase(10_000.0, 30.0), phase(12_000.0, 25.0)],
-                    ),
-                    sweep_row(
-                        ProxyKind::TollgatePoll,
-                        vec![phase(8_000.0, 40.0), phase(10_000.0, 30.0)],
-                    ),
-                    sweep_row(
-                        ProxyKind::TollgateStock,
-                        vec![phase(5_000.0, 60.0), phase(6_000.0, 50.0)],
-                    ),
-                    sweep_row(
-                        ProxyKind::Nginx,
-                        vec![phase(20_000.0, 15.0), phase(24_000.0, 12.5)],
-                    ),
-                ],
-                notes: Vec::new(),
-            },
-            SweepScenario {
-                scenario: Scenario::TwoShards,
-                counts: vec![64],
-                workers: 2,
-                proxy_cpus: vec![0, 1],
-                client_cpus: vec![0, 1],
-                duration: Duration::from_secs(1),
-                rows: vec![sweep_row(
-                    ProxyKind::Tollgate,
-                    vec![Phase {
-                        origin_bound: true,
-                        ..phase(8_000.0, 40.0)
-                    }],
-                )],
-                notes: Vec::new(),
-            },
-        ];
-        Results {
-            date: "2026-01-01 00:00:00 UTC".into(),
-            machine: Vec::new(),
-            versions: Vec::new(),
-            opts,
-            tools: Tools {
-                tollgate: PathBuf::from("/nonexistent/tollgate"),
-                load: PathBuf::from("/nonexistent/tollgate-load"),
-                nginx: None,
-                haproxy: None,
-                wrk: None,
-            },
-            proxy_cpu: 0,
-            client_cpu: 1,
-            nofile: 1024,
-            clk_tck: 100.0,
-            loads,
-            sweeps,
-            idle: None,
-            skipped: Vec::new(),
-            notes: Vec::new(),
-            elapsed: Duration::from_secs(100),
-        }
-    }
-
-    /// The table line of `md` that starts with `start`.
-    fn line<'a>(md: &'a str, start: &str) -> &'a str {
-        md.lines()
-            .find(|l| l.starts_with(start))
-            .unwrap_or_else(|| panic!("no line starting with {start:?} in:\n{md}"))
-    }
 
     #[test]
-    fn renders_ratios_sweeps_and_bound_marks() {
-        let res = results();
-        let md = render(&res, &[], None, &[]);
-        // Ratio summary: tollgate ÷ tollgate-poll / tollgate-stock / nginx / HAProxy, req/s
-        // then CPU.
+    fn template_parts_and_placeholders() {
         assert_eq!(
-            line(&md, "| scenario |"),
-            "| scenario | tollgate / tollgate-poll req/s | tollgate / tollgate-poll CPU µs/req | tollgate / tollgate-stock req/s | tollgate / tollgate-stock CPU µs/req | tollgate / nginx req/s | tollgate / nginx CPU µs/req | tollgate / HAProxy req/s | tollgate / HAProxy CPU µs/req | bound |"
+            fill("a {{x}} {y} {{x}}{{s}}", &[("x", &1), ("s", &"!")]),
+            "a 1 {y} 1!"
         );
-        assert_eq!(
-            line(&md, "| `plain-0` |"),
-            "| `plain-0` | 1.25× | 0.80× | 2.00× | 0.50× | 0.50× | 2.00× | 0.67× | 2.00× | HAProxy: client-bound |"
-        );
-        assert_eq!(
-            line(&md, "| `conns`, 256 connections |"),
-            "| `conns`, 256 connections | 1.20× | 0.83× | 2.00× | 0.50× | 0.50× | 2.00× | — | — | — |"
-        );
-        assert!(line(&md, "| `2-shards`, 64 connections |").ends_with("tollgate: origin-bound |"));
-        // Load table: the bound column and the tollgate / tollgate-poll and tollgate-stock
-        // ratio rows, in that order, before nginx's.
-        assert!(line(&md, "| HAProxy | 30,000 |").ends_with("| client-bound |"));
-        assert!(line(&md, "| tollgate | 20,000 |").ends_with("| — |"));
-        assert!(line(&md, "| tollgate-poll | 16,000 |").ends_with("| — |"));
-        assert!(line(&md, "| tollgate / tollgate-poll | 1.25× |").contains("| 0.80× |"));
-        assert!(line(&md, "| tollgate / tollgate-stock | 2.00× |").contains("| 0.50× |"));
-        assert_in_order(
-            &md,
-            &[
-                "| tollgate / tollgate-poll |",
-                "| tollgate / tollgate-stock |",
-                "| tollgate / nginx |",
-            ],
-        );
-        // Sweep table: per connection count, ratios to nginx.
-        assert_eq!(
-            line(&md, "| 16 | tollgate-stock |"),
-            "| 16 | tollgate-stock | 5,000 | 60.00 | 0.25× | 4.00× | 50% / 30% / 20% | 0 | — |"
-        );
-        assert_eq!(
-            line(&md, "| 16 | tollgate-poll |"),
-            "| 16 | tollgate-poll | 8,000 | 40.00 | 0.40× | 2.67× | 50% / 30% / 20% | 0 | — |"
-        );
-        assert!(line(&md, "| 256 | nginx |").contains("| 1.00× | 1.00× |"));
-        assert!(line(&md, "| 64 | tollgate |").ends_with("| origin-bound |"));
-        assert!(md.contains(
-            "the generator and origin share the CPUs, so CPU µs per request carries the comparison"
-        ));
-        assert!(md.contains("GLOMMIO_STOCK_RINGS=1"));
-    }
-
-    /// Each of `needles` occurs in `md`, in this order.
-    fn assert_in_order(md: &str, needles: &[&str]) {
-        let at: Vec<usize> = needles
-            .iter()
-            .map(|n| {
-                md.find(n)
-                    .unwrap_or_else(|| panic!("{n:?} missing in:\n{md}"))
-            })
-            .collect();
-        assert!(
-            at.windows(2).all(|w| w[0] < w[1]),
-            "{needles:?} out of order"
-        );
-    }
-
-    #[test]
-    fn method_describes_every_tollgate_variant() {
-        let md = render(&results(), &[], None, &[]);
-        let method = line(&md, "- **tollgate-poll.**");
-        for needle in [
-            "same tollgate binary and config",
-            "`TOLLGATE_SOCKET_PATH=poll`",
-            "`TcpStream` readiness path",
-            "one-shot `POLL_ADD`",
-            "`tollgate / tollgate-poll` is the effect of the lean socket path",
-        ] {
-            assert!(method.contains(needle), "{needle:?} missing: {method}");
+        let doc = part("document");
+        assert!(doc.starts_with("# tollgate side-by-side benchmark results\n"));
+        assert!(doc.ends_with("{{skipped}}"), "{doc:?}");
+        assert_eq!(part("nothing-skipped"), "Nothing was skipped.");
+        // Every part is reachable by its marker and none is empty.
+        for marker in TEMPLATE.lines().filter(|l| l.starts_with("<!-- part: ")) {
+            let name = marker
+                .trim_start_matches("<!-- part: ")
+                .trim_end_matches(" -->");
+            assert!(!part(name).trim().is_empty(), "part {name:?} is empty");
         }
-        let stock = line(&md, "- **tollgate-stock.**");
-        assert!(stock.contains("`GLOMMIO_STOCK_RINGS=1` and `TOLLGATE_SOCKET_PATH=poll`"));
-        assert!(stock.contains("glommio as published"));
-        assert_in_order(&md, &["- **tollgate-poll.**", "- **tollgate-stock.**"]);
-        assert!(
-            md.contains("(tollgate, tollgate-poll, tollgate-stock, nginx, HAProxy, tollgate, ...)")
-        );
-        assert!(line(&md, "- **Pinning.**").contains("tollgate, tollgate-poll and tollgate-stock"));
-        assert!(md.contains("the lean socket path is `tollgate / tollgate-poll`"));
-    }
-
-    #[test]
-    fn ratio_rows_follow_report_order() {
-        // `--proxies nginx,tollgate-stock,tollgate-poll,tollgate`: rows in run order, ratio
-        // rows in report order.
-        let mut res = results();
-        res.loads[0].rows.reverse();
-        let md = render(&res, &[], None, &[]);
-        assert_in_order(
-            &md,
-            &[
-                "| HAProxy | 30,000 |",
-                "| tollgate | 20,000 |",
-                "| tollgate / tollgate-poll |",
-                "| tollgate / tollgate-stock |",
-                "| tollgate / nginx |",
-                "| tollgate / HAProxy |",
-            ],
-        );
-        let idle = |proxy, rss_n_kib| IdleRow {
-            proxy,
-            failure: None,
-            requested: 100,
-            opened: 100,
-            held: 100,
-            rss0_kib: 1000,
-            rss_n_kib,
-            peak_kib: rss_n_kib,
-            stopped: None,
-        };
-        let table = idle_table(&[
-            idle(ProxyKind::TollgateStock, 1400),
-            idle(ProxyKind::Tollgate, 1200),
-            idle(ProxyKind::TollgatePoll, 1100),
-        ]);
-        assert_eq!(
-            line(&table, "| tollgate / tollgate-poll |"),
-            "| tollgate / tollgate-poll | — | — | — | 2.00× | 1.09× |  |"
-        );
-        assert_in_order(
-            &table,
-            &[
-                "| tollgate / tollgate-poll |",
-                "| tollgate / tollgate-stock |",
-            ],
-        );
     }
 
     #[test]

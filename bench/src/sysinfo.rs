@@ -20,13 +20,12 @@ pub fn is_executable(p: &Path) -> bool {
 }
 
 /// First non-empty line of a command's stdout+stderr, or None if it could not run.
-pub fn first_line(program: &Path, args: &[&str], cwd: Option<&Path>) -> Option<String> {
-    let mut cmd = Command::new(program);
-    cmd.args(args).stdin(Stdio::null());
-    if let Some(d) = cwd {
-        cmd.current_dir(d);
-    }
-    let out = cmd.output().ok()?;
+pub fn first_line(program: &Path, args: &[&str]) -> Option<String> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
     let mut text = String::from_utf8_lossy(&out.stdout).to_string();
     text.push('\n');
     text.push_str(&String::from_utf8_lossy(&out.stderr));

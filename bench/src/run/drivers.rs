@@ -1,0 +1,493 @@
+//! The scenario drivers: each starts every proxy for its scenario, warms them up, runs the
+//! phases with the proxies interleaved round by round (load scenarios: closed loop, wrk, then
+//! open loop at a rate set from the closed-loop medians; `conns` and `2-shards`: closed loop
+//! per connection count; `idle`: held connections and RSS), and fills the scenario's rows.
+
+use crate::configs::{self, Routes};
+use crate::idle;
+use crate::load::{self, LoadResult, LoadSpec};
+use crate::plot::{self, Point};
+use crate::procs;
+use crate::run::control::{start_origin, Ctx, PhaseSpec, Proxy};
+use crate::run::results::Row;
+use crate::run::{
+    cpu_list, median_of, IdleRow, LoadRow, LoadScenario, Phase, ProxyKind, Scenario, SweepRow,
+    SweepScenario, OTHERS_NOTICEABLE, WARM_UP,
+};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Starts every proxy for a scenario: a row per proxy (made by `row` from the proxy and, if it
+/// did not start, why), and the running proxies in the same order (`None` where it failed).
+fn start_all<R>(
+    ctx: &mut Ctx<'_>,
+    scen: Scenario,
+    proxies: &[ProxyKind],
+    progress: &mut dyn FnMut(&str),
+    mut row: impl FnMut(ProxyKind, Option<String>) -> R,
+) -> (Vec<R>, Vec<Option<Proxy>>) {
+    let routes = scen.routes(ctx.opts.gateway_routes);
+    let (workers, cpus) = if scen == Scenario::TwoShards {
+        (2, ctx.wide.proxy.clone())
+    } else {
+        (1, ctx.pinned.proxy.clone())
+    };
+    let mut rows = Vec::with_capacity(proxies.len());
+    let mut running = Vec::with_capacity(proxies.len());
+    for &k in proxies {
+        match ctx.start_proxy(k, routes, scen.id(), workers, &cpus) {
+            Ok(p) => {
+                rows.push(row(k, None));
+                running.push(Some(p));
+            }
+            Err(e) => {
+                progress(&format!("  {}: {e}", k.name()));
+                rows.push(row(k, Some(format!("did not start: {e}"))));
+                running.push(None);
+            }
+        }
+    }
+    (rows, running)
+}
+
+pub(super) fn run_load(
+    ctx: &mut Ctx<'_>,
+    scen: Scenario,
+    proxies: &[ProxyKind],
+    progress: &mut dyn FnMut(&str),
+) -> Result<LoadScenario, String> {
+    let opts = ctx.opts;
+    let paths = scen.paths(opts.gateway_routes);
+    let mut notes = Vec::new();
+    let (scenario_file, lua) = if paths.len() > 1 {
+        let s = ctx.temp.join(&format!("{}-scenario.toml", scen.id()));
+        let l = ctx.temp.join(&format!("{}-wrk.lua", scen.id()));
+        std::fs::write(&s, configs::load_scenario(&paths)).map_err(|e| e.to_string())?;
+        std::fs::write(&l, configs::wrk_lua(&paths)).map_err(|e| e.to_string())?;
+        (Some(s), Some(l))
+    } else {
+        (None, None)
+    };
+    let (mut rows, mut running) = start_all(ctx, scen, proxies, progress, |k, failure| LoadRow {
+        failure,
+        ..LoadRow::new(k)
+    });
+
+    let layout = ctx.pinned.clone();
+    let closed = |duration| PhaseSpec {
+        scenario_file: scenario_file.as_deref(),
+        ..PhaseSpec::closed(duration, opts.connections, &layout)
+    };
+
+    // Warm-up: opens the upstream connections and checks that every proxy answers right.
+    let warm = closed(opts.duration.min(WARM_UP));
+    ctx.warm_up(&mut running, &mut rows, scen, &warm, progress);
+
+    // Closed loop (max throughput) and wrk, proxies interleaved round by round.
+    for round in 0..opts.rounds {
+        for i in 0..rows.len() {
+            // The proxies not under test must stay idle: their CPU is watched meanwhile.
+            let what = format!("closed-loop phase (round {})", round + 1);
+            let Some(result) = ctx.watched_phase(
+                &mut running,
+                i,
+                scen,
+                &closed(opts.duration),
+                &what,
+                &mut notes,
+            ) else {
+                continue;
+            };
+            let kept = keep(
+                &mut rows[i],
+                &mut running[i],
+                result,
+                "closed loop",
+                progress,
+                |name, ph| {
+                    format!(
+                    "round {} {:<14} closed loop {:>9.0} req/s  {:>6.2} µs CPU/req  proxy CPU {:>3.0}%  client CPU {:>3.0}% (origin {:.0}%)",
+                    round + 1,
+                    name,
+                    ph.rps,
+                    ph.cpu_us_per_req,
+                    ph.proxy_busy * 100.0,
+                    ph.client_busy * 100.0,
+                    ph.origin_busy * 100.0,
+                )
+                },
+            );
+            if let Some((ph, _)) = kept {
+                rows[i].closed.push(ph);
+            }
+        }
+        if round < opts.wrk_rounds {
+            if let Some(wrk) = &ctx.tools.wrk {
+                for i in 0..rows.len() {
+                    let Some(p) = running[i].as_ref() else {
+                        continue;
+                    };
+                    let url = format!("http://127.0.0.1:{}{}", p.port, paths[0]);
+                    let tag = ctx.next_tag(&format!("wrk-{}-{}", scen.id(), p.kind.name()));
+                    let spec = LoadSpec {
+                        url: &url,
+                        scenario: None,
+                        connections: opts.connections,
+                        duration: opts.wrk_duration,
+                        rate: None,
+                        hgrm: None,
+                        cpus: &layout.client,
+                        work: &ctx.temp.path,
+                        tag: &tag,
+                    };
+                    match load::run_wrk(wrk, &spec, lua.as_deref()) {
+                        Ok(ran) => {
+                            progress(&format!(
+                                "  round {} {:<14} wrk         {:>9.0} req/s",
+                                round + 1,
+                                rows[i].proxy.name(),
+                                ran.result.rps
+                            ));
+                            rows[i].wrk.push(ran.result);
+                        }
+                        Err(e) => {
+                            if procs::interrupted() {
+                                return Err("interrupted".into());
+                            }
+                            notes.push(format!("wrk against {}: {e}", rows[i].proxy.name()));
+                        }
+                    }
+                }
+            }
+        }
+        if procs::interrupted() {
+            return Err("interrupted".into());
+        }
+    }
+
+    // The fixed open-loop rate: half the slowest proxy's closed-loop maximum.
+    let slowest = rows
+        .iter()
+        .filter(|r| r.ok())
+        .filter_map(|r| median_of(&r.closed, |p| p.rps))
+        .fold(f64::INFINITY, f64::min);
+    let rate = if slowest.is_finite() && slowest > 2.0 {
+        (slowest / 2.0).floor()
+    } else {
+        0.0
+    };
+    if rate > 0.0 {
+        progress(&format!("  open loop at {rate:.0} req/s"));
+        let mut curves: Vec<Vec<(f64, Vec<Point>)>> = vec![Vec::new(); rows.len()];
+        for round in 0..opts.rounds {
+            for i in 0..rows.len() {
+                let Some(p) = running[i].as_mut() else {
+                    continue;
+                };
+                let hgrm = ctx.temp.join(&format!(
+                    "{}-{}-{round}.hgrm",
+                    scen.id(),
+                    rows[i].proxy.name()
+                ));
+                let open = PhaseSpec {
+                    rate: Some(rate),
+                    hgrm: Some(&hgrm),
+                    ..closed(opts.duration)
+                };
+                let result = ctx.phase(p, scen, &open);
+                let kept = keep(
+                    &mut rows[i],
+                    &mut running[i],
+                    result,
+                    "open loop",
+                    progress,
+                    |name, ph| {
+                        format!(
+                        "round {} {:<14} open loop   p50 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  {:>6.2} µs CPU/req",
+                        round + 1,
+                        name,
+                        ph.p50_us / 1000.0,
+                        ph.p99_us / 1000.0,
+                        ph.p999_us / 1000.0,
+                        ph.cpu_us_per_req,
+                    )
+                    },
+                );
+                if let Some((ph, r)) = kept {
+                    if r.rps < rate * 0.95 {
+                        notes.push(format!(
+                            "{} round {}: the open loop reached only {:.0} of {rate:.0} req/s.",
+                            rows[i].proxy.name(),
+                            round + 1,
+                            r.rps
+                        ));
+                    }
+                    let text = std::fs::read_to_string(&hgrm).unwrap_or_default();
+                    curves[i].push((ph.p99_us, plot::parse_hgrm(&text)));
+                    rows[i].open.push(ph);
+                }
+            }
+            if procs::interrupted() {
+                return Err("interrupted".into());
+            }
+        }
+        for (row, mut c) in rows.iter_mut().zip(curves) {
+            c.sort_by(|a, b| a.0.total_cmp(&b.0));
+            if !c.is_empty() {
+                let mid = (c.len() - 1) / 2;
+                row.curve = c.swap_remove(mid).1;
+            }
+        }
+    } else {
+        notes.push("No open-loop latency phase: no proxy completed the closed-loop phase.".into());
+    }
+
+    record_peak_rss(&mut rows, running);
+    Ok(LoadScenario {
+        scenario: scen,
+        paths,
+        rate,
+        rows,
+        notes,
+    })
+}
+
+/// The connection sweep (`conns`: the method's pinning, one worker each, closed loop at every
+/// count of `Options::sweep_connections`) and the two-shard scenario (`2-shards`: two
+/// workers/threads/shards, proxy, origin and load generator all allowed on CPUs 0 and 1,
+/// closed loop at `Options::connections`). Closed loop only; proxies interleaved per round and
+/// connection count.
+pub(super) fn run_sweep(
+    ctx: &mut Ctx<'_>,
+    scen: Scenario,
+    proxies: &[ProxyKind],
+    progress: &mut dyn FnMut(&str),
+) -> Result<SweepScenario, String> {
+    if scen != Scenario::TwoShards {
+        return sweep(ctx, scen, proxies, progress);
+    }
+    // The origin gets both CPUs too: a second origin for this scenario only.
+    let cpus = ctx.wide.client.clone();
+    let (origin, port) = start_origin(ctx.opts, ctx.temp, &mut ctx.ports, &cpus, "origin-wide")?;
+    progress(&format!(
+        "  origin on 127.0.0.1:{port} (CPUs {}); proxies, origin and load generator share them",
+        cpu_list(&cpus)
+    ));
+    let pinned_origin = std::mem::replace(&mut ctx.origin, origin);
+    let pinned_port = std::mem::replace(&mut ctx.origin_port, port);
+    let result = sweep(ctx, scen, proxies, progress);
+    let mut wide_origin = std::mem::replace(&mut ctx.origin, pinned_origin);
+    ctx.origin_port = pinned_port;
+    wide_origin.stop();
+    result
+}
+
+fn sweep(
+    ctx: &mut Ctx<'_>,
+    scen: Scenario,
+    proxies: &[ProxyKind],
+    progress: &mut dyn FnMut(&str),
+) -> Result<SweepScenario, String> {
+    let opts = ctx.opts;
+    let (counts, workers, layout) = if scen == Scenario::TwoShards {
+        (vec![opts.connections], 2, ctx.wide.clone())
+    } else {
+        (opts.sweep_connections.clone(), 1, ctx.pinned.clone())
+    };
+    let mut notes = Vec::new();
+    let (mut rows, mut running) = start_all(ctx, scen, proxies, progress, |k, failure| SweepRow {
+        failure,
+        ..SweepRow::new(k, counts.len())
+    });
+
+    // Warm-up at the scenario's usual connection count; checks the answers.
+    let warm = PhaseSpec::closed(opts.sweep_duration.min(WARM_UP), opts.connections, &layout);
+    ctx.warm_up(&mut running, &mut rows, scen, &warm, progress);
+
+    for round in 0..opts.rounds {
+        for (ci, &c) in counts.iter().enumerate() {
+            let spec = PhaseSpec::closed(opts.sweep_duration, c, &layout);
+            for i in 0..rows.len() {
+                let what = format!("{c}-connection phase (round {})", round + 1);
+                let Some(result) =
+                    ctx.watched_phase(&mut running, i, scen, &spec, &what, &mut notes)
+                else {
+                    continue;
+                };
+                let context = format!("{c} connections");
+                let kept = keep(
+                    &mut rows[i],
+                    &mut running[i],
+                    result,
+                    &context,
+                    progress,
+                    |name, ph| {
+                        format!(
+                        "round {} {:>4} conns {:<14} {:>9.0} req/s  {:>6.2} µs CPU/req  proxy CPU {:>3.0}%  load generator {:>3.0}%  origin {:>3.0}%",
+                        round + 1,
+                        c,
+                        name,
+                        ph.rps,
+                        ph.cpu_us_per_req,
+                        ph.proxy_busy * 100.0,
+                        ph.load_busy * 100.0,
+                        ph.origin_busy * 100.0,
+                    )
+                    },
+                );
+                if let (Some((ph, _)), Some(v)) = (kept, rows[i].phases.get_mut(ci)) {
+                    v.push(ph);
+                }
+            }
+            if procs::interrupted() {
+                return Err("interrupted".into());
+            }
+        }
+    }
+
+    record_peak_rss(&mut rows, running);
+    Ok(SweepScenario {
+        scenario: scen,
+        counts,
+        workers,
+        proxy_cpus: layout.proxy.clone(),
+        client_cpus: layout.client.clone(),
+        duration: opts.sweep_duration,
+        rows,
+        notes,
+    })
+}
+
+/// Other processes' share of the two CPUs during a phase, when it matters (else "").
+pub fn contention(ph: &Phase) -> String {
+    if ph.others_proxy_cpu.max(ph.others_client_cpu) > OTHERS_NOTICEABLE {
+        format!(
+            "  [other processes: {:.0}% of the proxy CPU, {:.0}% of the client CPU]",
+            ph.others_proxy_cpu * 100.0,
+            ph.others_client_cpu * 100.0
+        )
+    } else {
+        String::new()
+    }
+}
+
+/// Keeps one phase's outcome on `row`: on success its progress line (`line` of the proxy's
+/// name and the phase, then the bound and contention marks) and its non-2xx status codes; on
+/// an error (`context`: which phase) the proxy stops being measured and its row says why.
+fn keep(
+    row: &mut impl Row,
+    running: &mut Option<Proxy>,
+    result: Result<(Phase, LoadResult), String>,
+    context: &str,
+    progress: &mut dyn FnMut(&str),
+    line: impl FnOnce(&str, &Phase) -> String,
+) -> Option<(Phase, LoadResult)> {
+    let (proxy, failure, codes, _) = row.common();
+    match result {
+        Ok((ph, r)) => {
+            progress(&format!(
+                "  {}{}{}",
+                line(proxy.name(), &ph),
+                bound_suffix(&ph),
+                contention(&ph)
+            ));
+            if !r.codes.is_empty() {
+                codes.push(r.codes.clone());
+            }
+            Some((ph, r))
+        }
+        Err(e) => {
+            let why = format!("{context}: {e}");
+            progress(&format!("  {}: {why}", proxy.name()));
+            *failure = Some(why);
+            *running = None;
+            None
+        }
+    }
+}
+
+/// Each row's peak RSS, read from its proxy at the end of the scenario; then stops them.
+fn record_peak_rss(rows: &mut [impl Row], running: Vec<Option<Proxy>>) {
+    for (row, p) in rows.iter_mut().zip(&running) {
+        if let Some(p) = p {
+            *row.common().3 = p.child.sample().hwm_kib;
+        }
+    }
+}
+
+/// "  [client-bound]" etc. for progress lines (else "").
+fn bound_suffix(ph: &Phase) -> String {
+    ph.bound().map_or_else(String::new, |b| format!("  [{b}]"))
+}
+
+pub(super) fn run_idle(
+    ctx: &mut Ctx<'_>,
+    proxies: &[ProxyKind],
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<IdleRow>, String> {
+    let n = ctx.opts.idle_connections;
+    let mut rows = Vec::new();
+    for &k in proxies {
+        let mut row = IdleRow {
+            proxy: k,
+            failure: None,
+            requested: n,
+            held: 0,
+            rss0_kib: 0,
+            rss_n_kib: 0,
+            peak_kib: 0,
+            stopped: None,
+        };
+        let cpus = ctx.pinned.proxy.clone();
+        match ctx.start_proxy(k, Routes::Single, "idle", 1, &cpus) {
+            Err(e) => row.failure = Some(format!("did not start: {e}")),
+            Ok(p) => {
+                let addr = SocketAddr::from(([127, 0, 0, 1], p.port));
+                // One request first, so the upstream connection exists before RSS_0.
+                let warm = idle::open(
+                    addr,
+                    "/0",
+                    1,
+                    Instant::now() + Duration::from_secs(5),
+                    &procs::interrupted,
+                );
+                if warm.streams.is_empty() {
+                    row.failure = Some(format!(
+                        "no 2xx answer to a first request: {}",
+                        warm.stopped.unwrap_or_default()
+                    ));
+                } else {
+                    drop(warm);
+                    std::thread::sleep(Duration::from_millis(300));
+                    row.rss0_kib = p.child.sample().rss_kib;
+                    let deadline = Instant::now() + Duration::from_secs(60);
+                    let set = idle::open(addr, "/0", n, deadline, &procs::interrupted);
+                    if procs::interrupted() {
+                        return Err("interrupted".into());
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
+                    let s = p.child.sample();
+                    row.held = idle::still_open(&set.streams);
+                    row.rss_n_kib = s.rss_kib;
+                    row.peak_kib = s.hwm_kib;
+                    row.stopped = set.stopped.clone();
+                    drop(set);
+                }
+                drop(p);
+            }
+        }
+        match (&row.failure, row.kib_per_conn()) {
+            (Some(f), _) => progress(&format!("  {}: {f}", k.name())),
+            (None, Some(per)) => progress(&format!(
+                "  {:<8} {} of {n} connections held, RSS {:.1} → {:.1} MiB, {per:.2} KiB/connection",
+                k.name(),
+                row.held,
+                row.rss0_kib as f64 / 1024.0,
+                row.rss_n_kib as f64 / 1024.0
+            )),
+            (None, None) => progress(&format!("  {:<8} no connection held", k.name())),
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}

@@ -1,0 +1,313 @@
+//! The results model: one load phase (`Phase`) with its saturation marks, each scenario's rows
+//! (`LoadRow`, `SweepRow`, `IdleRow`) and the whole run (`Results`), and the medians the report
+//! takes over rounds. Plain data; the drivers fill it, the report reads it.
+
+use crate::load::WrkResult;
+use crate::plot::Point;
+use crate::run::{Options, ProxyKind, Scenario};
+use std::time::Duration;
+
+/// One load phase of one proxy (medians are taken over these).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Phase {
+    pub rps: f64,
+    pub cpu_us_per_req: f64,
+    /// CPU time the proxy used ÷ wall time (1.0 = one full CPU; up to 2.0 with two shards).
+    pub proxy_busy: f64,
+    /// CPU time of the origin and the load generator together ÷ wall time (with one client
+    /// CPU: the share of it they used).
+    pub client_busy: f64,
+    /// The load generator's own CPU time ÷ wall time.
+    pub load_busy: f64,
+    /// The origin's CPU time ÷ wall time (it is single-threaded: 1.0 = saturated).
+    pub origin_busy: f64,
+    /// The load generator's CPU was saturated (≥ [`BOUND`]): the client CPU when origin and
+    /// generator have one of their own, else the generator's own thread.
+    pub client_bound: bool,
+    /// The origin's thread was saturated (≥ [`BOUND`]).
+    pub origin_bound: bool,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub bad: u64,
+    /// Share of the proxy's CPU taken by other processes meanwhile (from `/proc/stat`).
+    pub others_proxy_cpu: f64,
+    /// Share of the client CPU taken by processes other than origin and load generator.
+    pub others_client_cpu: f64,
+}
+
+/// CPU share from which the client side (load generator) or the origin counts as saturated.
+pub const BOUND: f64 = 0.95;
+
+/// `share` reaches [`BOUND`] as the report shows it (whole percent), so that a row showing
+/// 95% is marked.
+pub fn saturated(share: f64) -> bool {
+    (share * 100.0).round() >= (BOUND * 100.0).round()
+}
+
+impl Phase {
+    /// "client-bound", "origin-bound", both, or None.
+    pub fn bound(&self) -> Option<&'static str> {
+        match (self.client_bound, self.origin_bound) {
+            (true, true) => Some("client-bound, origin-bound"),
+            (true, false) => Some("client-bound"),
+            (false, true) => Some("origin-bound"),
+            (false, false) => None,
+        }
+    }
+}
+
+/// The saturation mark of a set of phases: set when any of them was client- or origin-bound.
+pub fn bound_of<'a>(phases: impl IntoIterator<Item = &'a Phase>) -> Option<&'static str> {
+    let (mut c, mut o) = (false, false);
+    for p in phases {
+        c |= p.client_bound;
+        o |= p.origin_bound;
+    }
+    Phase {
+        client_bound: c,
+        origin_bound: o,
+        ..Phase::default()
+    }
+    .bound()
+}
+
+/// One proxy's results in a load scenario.
+#[derive(Clone, Debug)]
+pub struct LoadRow {
+    pub proxy: ProxyKind,
+    /// Why it was not (fully) measured.
+    pub failure: Option<String>,
+    pub closed: Vec<Phase>,
+    pub wrk: Vec<WrkResult>,
+    pub open: Vec<Phase>,
+    pub peak_rss_kib: u64,
+    /// The latency distribution of the open-loop round with the median p99.
+    pub curve: Vec<Point>,
+    pub codes: Vec<String>,
+}
+
+impl LoadRow {
+    pub(super) fn new(proxy: ProxyKind) -> LoadRow {
+        LoadRow {
+            proxy,
+            failure: None,
+            closed: Vec::new(),
+            wrk: Vec::new(),
+            open: Vec::new(),
+            peak_rss_kib: 0,
+            curve: Vec::new(),
+            codes: Vec::new(),
+        }
+    }
+
+    pub fn ok(&self) -> bool {
+        self.failure.is_none()
+    }
+}
+
+/// A load scenario's results.
+#[derive(Clone, Debug)]
+pub struct LoadScenario {
+    pub scenario: Scenario,
+    pub paths: Vec<String>,
+    /// The open-loop rate used for the latency columns (0 if none could be set).
+    pub rate: f64,
+    pub rows: Vec<LoadRow>,
+    pub notes: Vec<String>,
+}
+
+/// One proxy's results in a closed-loop-only scenario (`conns`, `2-shards`).
+#[derive(Clone, Debug)]
+pub struct SweepRow {
+    pub proxy: ProxyKind,
+    /// Why it was not (fully) measured.
+    pub failure: Option<String>,
+    /// Closed-loop phases per connection count (the order of `SweepScenario::counts`), one
+    /// per round.
+    pub phases: Vec<Vec<Phase>>,
+    pub peak_rss_kib: u64,
+    pub codes: Vec<String>,
+}
+
+impl SweepRow {
+    pub(super) fn new(proxy: ProxyKind, counts: usize) -> SweepRow {
+        SweepRow {
+            proxy,
+            failure: None,
+            phases: vec![Vec::new(); counts],
+            peak_rss_kib: 0,
+            codes: Vec::new(),
+        }
+    }
+
+    pub fn ok(&self) -> bool {
+        self.failure.is_none()
+    }
+
+    /// The phases at connection count number `i` (empty if none).
+    pub fn at(&self, i: usize) -> &[Phase] {
+        self.phases.get(i).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// A closed-loop-only scenario's results.
+#[derive(Clone, Debug)]
+pub struct SweepScenario {
+    pub scenario: Scenario,
+    /// Client connections of each phase.
+    pub counts: Vec<usize>,
+    /// Workers / threads / shards per proxy.
+    pub workers: usize,
+    /// The CPUs the proxies were allowed on.
+    pub proxy_cpus: Vec<usize>,
+    /// The CPUs origin and load generator were allowed on.
+    pub client_cpus: Vec<usize>,
+    pub duration: Duration,
+    pub rows: Vec<SweepRow>,
+    pub notes: Vec<String>,
+}
+
+/// What the load and sweep rows share: the proxy, why it is no longer measured, the non-2xx
+/// status codes seen, the peak RSS.
+pub(super) type RowParts<'a> = (
+    ProxyKind,
+    &'a mut Option<String>,
+    &'a mut Vec<String>,
+    &'a mut u64,
+);
+
+/// A scenario row the drivers fill alike (load and sweep rows).
+pub(super) trait Row {
+    fn common(&mut self) -> RowParts<'_>;
+}
+
+impl Row for LoadRow {
+    fn common(&mut self) -> RowParts<'_> {
+        (
+            self.proxy,
+            &mut self.failure,
+            &mut self.codes,
+            &mut self.peak_rss_kib,
+        )
+    }
+}
+
+impl Row for SweepRow {
+    fn common(&mut self) -> RowParts<'_> {
+        (
+            self.proxy,
+            &mut self.failure,
+            &mut self.codes,
+            &mut self.peak_rss_kib,
+        )
+    }
+}
+
+/// One proxy's results in the idle-connection scenario.
+#[derive(Clone, Debug)]
+pub struct IdleRow {
+    pub proxy: ProxyKind,
+    pub failure: Option<String>,
+    pub requested: usize,
+    pub held: usize,
+    pub rss0_kib: u64,
+    pub rss_n_kib: u64,
+    pub peak_kib: u64,
+    pub stopped: Option<String>,
+}
+
+impl IdleRow {
+    /// (RSS_N - RSS_0) / N in KiB, N = connections still open at the RSS_N reading.
+    pub fn kib_per_conn(&self) -> Option<f64> {
+        (self.failure.is_none() && self.held > 0)
+            .then(|| (self.rss_n_kib as f64 - self.rss0_kib as f64) / self.held as f64)
+    }
+}
+
+/// Everything the report needs.
+#[derive(Clone, Debug)]
+pub struct Results {
+    pub date: String,
+    pub machine: Vec<(String, String)>,
+    pub versions: Vec<(String, String)>,
+    pub opts: Options,
+    pub proxy_cpu: usize,
+    pub client_cpu: usize,
+    pub nofile: u64,
+    pub clk_tck: f64,
+    pub loads: Vec<LoadScenario>,
+    /// The connection sweep and the two-shard scenario, in report order.
+    pub sweeps: Vec<SweepScenario>,
+    pub idle: Option<Vec<IdleRow>>,
+    /// Proxies (and wrk) left out, with the reason.
+    pub skipped: Vec<String>,
+    pub notes: Vec<String>,
+    pub elapsed: Duration,
+}
+
+/// The median of `v` (None when empty).
+pub fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+/// The median of one field over phases.
+pub fn median_of(phases: &[Phase], f: impl Fn(&Phase) -> f64) -> Option<f64> {
+    median(phases.iter().map(f).collect())
+}
+
+/// Other processes' CPU share above which a phase is reported as disturbed.
+pub const OTHERS_NOTICEABLE: f64 = 0.05;
+
+/// "0,1" for a CPU list.
+pub fn cpu_list(cpus: &[usize]) -> String {
+    cpus.iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(vec![f64::NAN, 1.0]), Some(1.0));
+    }
+
+    #[test]
+    fn bound_marks() {
+        let free = Phase::default();
+        let client = Phase {
+            client_bound: true,
+            ..Phase::default()
+        };
+        let origin = Phase {
+            origin_bound: true,
+            ..Phase::default()
+        };
+        assert_eq!(free.bound(), None);
+        assert_eq!(client.bound(), Some("client-bound"));
+        assert_eq!(bound_of([&free, &origin]), Some("origin-bound"));
+        assert_eq!(
+            bound_of([&client, &origin]),
+            Some("client-bound, origin-bound")
+        );
+        assert_eq!(bound_of([]), None);
+        assert!(saturated(0.949) && saturated(1.2) && !saturated(0.944));
+    }
+}

@@ -1,0 +1,585 @@
+//! The report from in-memory result sets. Golden: `report::render` of a fixed result set
+//! (every scenario kind, failures, status codes, notes, skipped proxies, plots, a machine that
+//! was not quiet) must equal `tests/golden/RESULTS-*.md`, generated from the report code before
+//! its prose moved into `templates/report.md`; run with `BLESS_REPORT=1` to rewrite them after
+//! an intended change to the report (and review the diff). Semantics: ratios, bound marks and
+//! row order computed by hand from a small result set.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tollgate_bench::load::WrkResult;
+use tollgate_bench::report;
+use tollgate_bench::run::{
+    IdleRow, LoadRow, LoadScenario, Options, Phase, ProxyKind, Results, Scenario, SweepRow,
+    SweepScenario, ALL_SCENARIOS,
+};
+
+/// A phase with distinct values everywhere, so that a column read from the wrong field shows.
+fn phase(rps: f64, cpu: f64, proxy_busy: f64, client_busy: f64) -> Phase {
+    Phase {
+        rps,
+        cpu_us_per_req: cpu,
+        proxy_busy,
+        client_busy,
+        load_busy: client_busy * 0.6,
+        origin_busy: client_busy * 0.4,
+        p50_us: 1000.0 * 1_000_000.0 / rps / 40.0,
+        p99_us: 3100.0 * 1_000_000.0 / rps / 40.0,
+        p999_us: 7300.0 * 1_000_000.0 / rps / 40.0,
+        ..Phase::default()
+    }
+}
+
+fn load_row(proxy: ProxyKind, rounds: Vec<Phase>, wrk: &[f64], rss_kib: u64) -> LoadRow {
+    LoadRow {
+        proxy,
+        failure: None,
+        closed: rounds.clone(),
+        wrk: wrk.iter().map(|&rps| WrkResult { rps, bad: 0 }).collect(),
+        open: rounds
+            .into_iter()
+            .map(|p| Phase {
+                rps: 5000.0,
+                cpu_us_per_req: p.cpu_us_per_req * 1.3,
+                ..p
+            })
+            .collect(),
+        peak_rss_kib: rss_kib,
+        curve: Vec::new(),
+        codes: Vec::new(),
+    }
+}
+
+fn sweep_row(proxy: ProxyKind, per_count: Vec<Vec<Phase>>, rss_kib: u64) -> SweepRow {
+    SweepRow {
+        proxy,
+        failure: None,
+        phases: per_count,
+        peak_rss_kib: rss_kib,
+        codes: Vec::new(),
+    }
+}
+
+fn idle_row(proxy: ProxyKind, held: usize, rss0: u64, rss_n: u64) -> IdleRow {
+    IdleRow {
+        proxy,
+        failure: None,
+        requested: 10_000,
+        held,
+        rss0_kib: rss0,
+        rss_n_kib: rss_n,
+        peak_kib: rss_n + 512,
+        stopped: None,
+    }
+}
+
+fn fixture() -> Results {
+    let opts = Options {
+        mode: "full".into(),
+        duration: Duration::from_millis(4000),
+        wrk_duration: Duration::from_millis(2000),
+        sweep_duration: Duration::from_millis(2000),
+        rounds: 3,
+        wrk_rounds: 1,
+        connections: 64,
+        sweep_connections: vec![16, 64, 256],
+        idle_connections: 10_000,
+        gateway_routes: 1000,
+        scenarios: vec![
+            Scenario::Plain0,
+            Scenario::Gateway,
+            Scenario::Conns,
+            Scenario::TwoShards,
+            Scenario::Idle,
+        ],
+        proxies: ProxyKind::ALL.to_vec(),
+        out: PathBuf::from("/nonexistent"),
+        bin_dir: PathBuf::from("/nonexistent/release"),
+        self_exe: PathBuf::from("/nonexistent/tollgate-bench"),
+        workspace: PathBuf::from("/nonexistent"),
+    };
+    let plain = LoadScenario {
+        scenario: Scenario::Plain0,
+        paths: vec!["/0".into()],
+        rate: 12_345.0,
+        rows: vec![
+            // Saturated proxy CPU.
+            load_row(
+                ProxyKind::Tollgate,
+                vec![
+                    phase(52_000.0, 18.1, 0.97, 0.80),
+                    phase(50_000.0, 18.4, 0.96, 0.81),
+                    phase(51_000.0, 18.2, 0.98, 0.79),
+                ],
+                &[49_000.0],
+                3 * 1024 + 100,
+            ),
+            // Neither CPU saturated.
+            load_row(
+                ProxyKind::TollgatePoll,
+                vec![phase(41_000.0, 22.5, 0.85, 0.70)],
+                &[40_000.0],
+                3 * 1024,
+            ),
+            // Client side saturated, with non-2xx codes and a client-bound mark.
+            LoadRow {
+                codes: vec!["404: 3".into(), "502: 1".into()],
+                ..load_row(
+                    ProxyKind::TollgateStock,
+                    vec![Phase {
+                        client_bound: true,
+                        bad: 4,
+                        ..phase(30_000.0, 31.0, 0.70, 0.96)
+                    }],
+                    &[],
+                    2900,
+                )
+            },
+            // Another process took CPU meanwhile: the machine was not quiet.
+            load_row(
+                ProxyKind::Nginx,
+                vec![Phase {
+                    others_proxy_cpu: 0.12,
+                    others_client_cpu: 0.08,
+                    ..phase(45_000.0, 20.0, 0.80, 0.85)
+                }],
+                &[44_000.5],
+                9000,
+            ),
+            LoadRow {
+                failure: Some("did not start: haproxy exited\n  [ALERT] bad | config\n".into()),
+                ..load_row(ProxyKind::Haproxy, Vec::new(), &[], 0)
+            },
+        ],
+        notes: vec!["wrk against HAProxy: connection refused".into()],
+    };
+    let gateway = LoadScenario {
+        scenario: Scenario::Gateway,
+        paths: vec![
+            "/svc0/items/1000".into(),
+            "/svc249/items/8919".into(),
+            "/svc499/items/16838".into(),
+        ],
+        rate: 0.0,
+        rows: vec![
+            load_row(
+                ProxyKind::Tollgate,
+                vec![Phase {
+                    origin_bound: true,
+                    ..phase(38_000.0, 24.0, 0.9, 0.5)
+                }],
+                &[37_000.0],
+                4096,
+            ),
+            load_row(
+                ProxyKind::Nginx,
+                vec![phase(21_000.0, 44.0, 0.99, 0.4)],
+                &[],
+                8192,
+            ),
+        ],
+        notes: Vec::new(),
+    };
+    let conns = SweepScenario {
+        scenario: Scenario::Conns,
+        counts: vec![16, 64, 256],
+        workers: 1,
+        proxy_cpus: vec![0],
+        client_cpus: vec![1],
+        duration: Duration::from_millis(2000),
+        rows: vec![
+            sweep_row(
+                ProxyKind::Tollgate,
+                vec![
+                    vec![phase(30_000.0, 20.0, 0.6, 0.9)],
+                    vec![phase(50_000.0, 18.0, 0.95, 0.9)],
+                    vec![Phase {
+                        client_bound: true,
+                        ..phase(52_000.0, 17.5, 0.96, 0.97)
+                    }],
+                ],
+                5000,
+            ),
+            sweep_row(
+                ProxyKind::Nginx,
+                vec![
+                    vec![phase(28_000.0, 22.0, 0.6, 0.9)],
+                    vec![phase(45_000.0, 20.0, 0.95, 0.9)],
+                    vec![phase(46_000.0, 19.5, 0.96, 0.92)],
+                ],
+                12_000,
+            ),
+            SweepRow {
+                failure: Some("64 connections: tollgate-poll exited (code Some(1))".into()),
+                codes: vec!["503: 12".into()],
+                ..sweep_row(
+                    ProxyKind::TollgatePoll,
+                    vec![vec![phase(25_000.0, 24.0, 0.7, 0.8)], Vec::new(), Vec::new()],
+                    0,
+                )
+            },
+        ],
+        notes: vec!["nginx used 7% of a CPU while idle during tollgate's 16-connection phase (round 1): that CPU time was taken from the proxy under test.".into()],
+    };
+    let two = SweepScenario {
+        scenario: Scenario::TwoShards,
+        counts: vec![64],
+        workers: 2,
+        proxy_cpus: vec![0, 1],
+        client_cpus: vec![0, 1],
+        duration: Duration::from_millis(2000),
+        rows: vec![
+            sweep_row(
+                ProxyKind::Tollgate,
+                vec![vec![Phase {
+                    origin_bound: true,
+                    ..phase(60_000.0, 21.0, 1.2, 0.8)
+                }]],
+                7000,
+            ),
+            sweep_row(
+                ProxyKind::Haproxy,
+                vec![vec![phase(55_000.0, 23.0, 1.1, 0.85)]],
+                15_000,
+            ),
+        ],
+        notes: Vec::new(),
+    };
+    let idle = vec![
+        idle_row(ProxyKind::Tollgate, 10_000, 4000, 4000 + 10_000 * 3),
+        IdleRow {
+            stopped: Some("connect: too many open files\nEMFILE".into()),
+            ..idle_row(ProxyKind::Nginx, 8_192, 9000, 9000 + 8_192 * 5)
+        },
+        IdleRow {
+            failure: Some("did not start: port in use".into()),
+            ..idle_row(ProxyKind::Haproxy, 0, 0, 0)
+        },
+    ];
+    Results {
+        date: "2026-11-30 06:00:00 UTC".into(),
+        machine: vec![
+            ("CPUs (nproc)".into(), "2".into()),
+            ("CPU model".into(), "Example CPU @ 2.00GHz".into()),
+            ("kernel".into(), "6.1.0".into()),
+        ],
+        versions: vec![
+            ("tollgate".into(), "tollgate 0.1.0 (git abc1234)".into()),
+            ("wrk".into(), "not installed".into()),
+        ],
+        opts,
+        proxy_cpu: 0,
+        client_cpu: 1,
+        nofile: 65_536,
+        clk_tck: 100.0,
+        loads: vec![plain, gateway],
+        sweeps: vec![conns, two],
+        idle: Some(idle),
+        skipped: vec!["wrk not installed: the wrk column is empty".into()],
+        notes: vec!["tollgate-bench itself was a debug build.".into()],
+        elapsed: Duration::from_millis(612_400),
+    }
+}
+
+/// A small result set whose ratios are easy to check by hand: one round, busy 50 % / 30 % /
+/// 20 % everywhere.
+fn small() -> Results {
+    let p = |rps, cpu| phase(rps, cpu, 0.5, 0.5);
+    let one = |proxy, ph| load_row(proxy, vec![ph], &[], 2048);
+    let mut res = fixture();
+    res.opts.mode = "quick".into();
+    res.opts.rounds = 1;
+    res.opts.sweep_connections = vec![16, 256];
+    res.opts.gateway_routes = 10;
+    res.opts.scenarios = vec![Scenario::Plain0, Scenario::Conns, Scenario::TwoShards];
+    res.loads = vec![LoadScenario {
+        scenario: Scenario::Plain0,
+        paths: vec!["/0".into()],
+        rate: 5000.0,
+        rows: vec![
+            one(ProxyKind::Tollgate, p(20_000.0, 20.0)),
+            one(ProxyKind::TollgatePoll, p(16_000.0, 25.0)),
+            one(ProxyKind::TollgateStock, p(10_000.0, 40.0)),
+            one(ProxyKind::Nginx, p(40_000.0, 10.0)),
+            one(
+                ProxyKind::Haproxy,
+                Phase {
+                    client_bound: true,
+                    ..p(30_000.0, 10.0)
+                },
+            ),
+        ],
+        notes: Vec::new(),
+    }];
+    let counts = |a: Phase, b: Phase| vec![vec![a], vec![b]];
+    res.sweeps = vec![
+        SweepScenario {
+            scenario: Scenario::Conns,
+            counts: vec![16, 256],
+            workers: 1,
+            proxy_cpus: vec![0],
+            client_cpus: vec![1],
+            duration: Duration::from_secs(1),
+            rows: vec![
+                sweep_row(
+                    ProxyKind::Tollgate,
+                    counts(p(10_000.0, 30.0), p(12_000.0, 25.0)),
+                    1024,
+                ),
+                sweep_row(
+                    ProxyKind::TollgatePoll,
+                    counts(p(8_000.0, 40.0), p(10_000.0, 30.0)),
+                    1024,
+                ),
+                sweep_row(
+                    ProxyKind::TollgateStock,
+                    counts(p(5_000.0, 60.0), p(6_000.0, 50.0)),
+                    1024,
+                ),
+                sweep_row(
+                    ProxyKind::Nginx,
+                    counts(p(20_000.0, 15.0), p(24_000.0, 12.5)),
+                    1024,
+                ),
+            ],
+            notes: Vec::new(),
+        },
+        SweepScenario {
+            scenario: Scenario::TwoShards,
+            counts: vec![64],
+            workers: 2,
+            proxy_cpus: vec![0, 1],
+            client_cpus: vec![0, 1],
+            duration: Duration::from_secs(1),
+            rows: vec![sweep_row(
+                ProxyKind::Tollgate,
+                vec![vec![Phase {
+                    origin_bound: true,
+                    ..p(8_000.0, 40.0)
+                }]],
+                1024,
+            )],
+            notes: Vec::new(),
+        },
+    ];
+    res.idle = None;
+    res
+}
+
+/// The table line of `md` that starts with `start`.
+fn line<'a>(md: &'a str, start: &str) -> &'a str {
+    md.lines()
+        .find(|l| l.starts_with(start))
+        .unwrap_or_else(|| panic!("no line starting with {start:?} in:\n{md}"))
+}
+
+#[test]
+fn renders_ratios_sweeps_and_bound_marks() {
+    let res = small();
+    let md = report::render(&res, &[], None, &[]);
+    // Ratio summary: tollgate ÷ tollgate-poll / tollgate-stock / nginx / HAProxy, req/s
+    // then CPU.
+    assert_eq!(
+        line(&md, "| scenario |"),
+        "| scenario | tollgate / tollgate-poll req/s | tollgate / tollgate-poll CPU µs/req | tollgate / tollgate-stock req/s | tollgate / tollgate-stock CPU µs/req | tollgate / nginx req/s | tollgate / nginx CPU µs/req | tollgate / HAProxy req/s | tollgate / HAProxy CPU µs/req | bound |"
+    );
+    assert_eq!(
+        line(&md, "| `plain-0` |"),
+        "| `plain-0` | 1.25× | 0.80× | 2.00× | 0.50× | 0.50× | 2.00× | 0.67× | 2.00× | HAProxy: client-bound |"
+    );
+    assert_eq!(
+        line(&md, "| `conns`, 256 connections |"),
+        "| `conns`, 256 connections | 1.20× | 0.83× | 2.00× | 0.50× | 0.50× | 2.00× | — | — | — |"
+    );
+    assert!(line(&md, "| `2-shards`, 64 connections |").ends_with("tollgate: origin-bound |"));
+    // Load table: the bound column and the tollgate / tollgate-poll and tollgate-stock
+    // ratio rows, in that order, before nginx's.
+    assert!(line(&md, "| HAProxy | 30,000 |").ends_with("| client-bound |"));
+    assert!(line(&md, "| tollgate | 20,000 |").ends_with("| — |"));
+    assert!(line(&md, "| tollgate-poll | 16,000 |").ends_with("| — |"));
+    assert!(line(&md, "| tollgate / tollgate-poll | 1.25× |").contains("| 0.80× |"));
+    assert!(line(&md, "| tollgate / tollgate-stock | 2.00× |").contains("| 0.50× |"));
+    assert_in_order(
+        &md,
+        &[
+            "| tollgate / tollgate-poll |",
+            "| tollgate / tollgate-stock |",
+            "| tollgate / nginx |",
+        ],
+    );
+    // Sweep table: per connection count, ratios to nginx.
+    assert_eq!(
+        line(&md, "| 16 | tollgate-stock |"),
+        "| 16 | tollgate-stock | 5,000 | 60.00 | 0.25× | 4.00× | 50% / 30% / 20% | 0 | — |"
+    );
+    assert_eq!(
+        line(&md, "| 16 | tollgate-poll |"),
+        "| 16 | tollgate-poll | 8,000 | 40.00 | 0.40× | 2.67× | 50% / 30% / 20% | 0 | — |"
+    );
+    assert!(line(&md, "| 256 | nginx |").contains("| 1.00× | 1.00× |"));
+    assert!(line(&md, "| 64 | tollgate |").ends_with("| origin-bound |"));
+    assert!(md.contains(
+        "the generator and origin share the CPUs, so CPU µs per request carries the comparison"
+    ));
+    assert!(md.contains("GLOMMIO_STOCK_RINGS=1"));
+}
+
+/// Each of `needles` occurs in `md`, in this order.
+fn assert_in_order(md: &str, needles: &[&str]) {
+    let at: Vec<usize> = needles
+        .iter()
+        .map(|n| {
+            md.find(n)
+                .unwrap_or_else(|| panic!("{n:?} missing in:\n{md}"))
+        })
+        .collect();
+    assert!(
+        at.windows(2).all(|w| w[0] < w[1]),
+        "{needles:?} out of order"
+    );
+}
+
+#[test]
+fn method_describes_every_tollgate_variant() {
+    let md = report::render(&small(), &[], None, &[]);
+    let method = line(&md, "- **tollgate-poll.**");
+    for needle in [
+        "same tollgate binary and config",
+        "`TOLLGATE_SOCKET_PATH=poll`",
+        "`TcpStream` readiness path",
+        "one-shot `POLL_ADD`",
+        "`tollgate / tollgate-poll` is the effect of the lean socket path",
+    ] {
+        assert!(method.contains(needle), "{needle:?} missing: {method}");
+    }
+    let stock = line(&md, "- **tollgate-stock.**");
+    assert!(stock.contains("`GLOMMIO_STOCK_RINGS=1` and `TOLLGATE_SOCKET_PATH=poll`"));
+    assert!(stock.contains("glommio as published"));
+    assert_in_order(&md, &["- **tollgate-poll.**", "- **tollgate-stock.**"]);
+    assert!(md.contains("(tollgate, tollgate-poll, tollgate-stock, nginx, HAProxy, tollgate, ...)"));
+    assert!(line(&md, "- **Pinning.**").contains("tollgate, tollgate-poll and tollgate-stock"));
+    assert!(md.contains("the lean socket path is `tollgate / tollgate-poll`"));
+}
+
+#[test]
+fn ratio_rows_follow_report_order() {
+    // `--proxies nginx,tollgate-stock,tollgate-poll,tollgate`: rows in run order, ratio
+    // rows in report order.
+    let mut res = small();
+    res.loads[0].rows.reverse();
+    let md = report::render(&res, &[], None, &[]);
+    assert_in_order(
+        &md,
+        &[
+            "| HAProxy | 30,000 |",
+            "| tollgate | 20,000 |",
+            "| tollgate / tollgate-poll |",
+            "| tollgate / tollgate-stock |",
+            "| tollgate / nginx |",
+            "| tollgate / HAProxy |",
+        ],
+    );
+    // The idle table alone (no load or sweep table, so no ratio summary either).
+    let idle = |proxy, rss_n_kib| IdleRow {
+        requested: 100,
+        held: 100,
+        rss0_kib: 1000,
+        peak_kib: rss_n_kib,
+        ..idle_row(proxy, 100, 1000, rss_n_kib)
+    };
+    res.loads.clear();
+    res.sweeps.clear();
+    res.idle = Some(vec![
+        idle(ProxyKind::TollgateStock, 1400),
+        idle(ProxyKind::Tollgate, 1200),
+        idle(ProxyKind::TollgatePoll, 1100),
+    ]);
+    let table = report::render(&res, &[], None, &[]);
+    assert_eq!(
+        line(&table, "| tollgate / tollgate-poll |"),
+        "| tollgate / tollgate-poll | — | — | — | 2.00× | 1.09× |  |"
+    );
+    assert_in_order(
+        &table,
+        &[
+            "| tollgate / tollgate-poll |",
+            "| tollgate / tollgate-stock |",
+        ],
+    );
+}
+
+fn golden(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name)
+}
+
+/// Compares `md` with the expected file `name` (or rewrites it under `BLESS_REPORT=1`).
+fn check(md: &str, name: &str) {
+    let path = golden(name);
+    if std::env::var_os("BLESS_REPORT").is_some() {
+        std::fs::write(&path, md).expect("write the expected report");
+        return;
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (generate with BLESS_REPORT=1)", path.display()));
+    if md != want {
+        let first = md
+            .lines()
+            .zip(want.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(md.lines().count().min(want.lines().count()));
+        panic!(
+            "report differs from {} at line {}:\n got: {:?}\nwant: {:?}",
+            path.display(),
+            first + 1,
+            md.lines().nth(first),
+            want.lines().nth(first)
+        );
+    }
+}
+
+#[test]
+fn full_report_is_unchanged() {
+    let res = fixture();
+    let md = report::render(
+        &res,
+        &[("plain-0".into(), "latency-plain-0.svg".into())],
+        Some("throughput.svg"),
+        &["Could not draw latency-gateway.svg: no data".into()],
+    );
+    check(&md, "RESULTS-full.md");
+}
+
+/// Quick mode, nothing skipped, no plots, no ratio section, every scenario left out.
+#[test]
+fn sparse_report_is_unchanged() {
+    let mut res = fixture();
+    res.opts.mode = "quick".into();
+    res.opts.scenarios = vec![Scenario::Idle];
+    res.opts.proxies = vec![ProxyKind::Nginx, ProxyKind::Tollgate];
+    res.loads.clear();
+    res.sweeps.clear();
+    res.skipped.clear();
+    res.notes.clear();
+    let md = report::render(&res, &[], None, &[]);
+    assert!(ALL_SCENARIOS.len() > res.opts.scenarios.len());
+    check(&md, "RESULTS-sparse.md");
+}
+
+/// No scenario at all and a quiet machine: "Nothing was skipped."
+#[test]
+fn empty_report_is_unchanged() {
+    let mut res = fixture();
+    res.opts.mode = "custom".into();
+    res.opts.scenarios = ALL_SCENARIOS.to_vec();
+    res.opts.proxies.clear();
+    res.loads.clear();
+    res.sweeps.clear();
+    res.idle = None;
+    res.skipped.clear();
+    res.notes.clear();
+    res.machine.clear();
+    let md = report::render(&res, &[], None, &[]);
+    check(&md, "RESULTS-empty.md");
+}
