@@ -107,7 +107,10 @@ fn default_4xx_and_5xx_fall_back_and_uncustomised_types_stay_builtin() {
     );
 
     let r = c.request(&get("/prod/down"));
-    assert_eq!(r.status, 504, "DEFAULT_5XX sets no status: the type's own (504)");
+    assert_eq!(
+        r.status, 504,
+        "DEFAULT_5XX sets no status: the type's own (504)"
+    );
     assert_eq!(r.body_str(), r#"{"down":"INTEGRATION_FAILURE"}"#);
     assert!(!r.has_header("x-team"), "DEFAULT_4XX headers are not 5xx's");
 
@@ -138,9 +141,16 @@ fn request_too_large_is_builtin_and_cannot_be_customised() {
         &config_text(&Server::default(), free_port(), &bad),
     );
     let (code, out) = run_to_end(&[std::path::Path::new("validate"), &path]);
-    assert_ne!(code, Some(0), "REQUEST_TOO_LARGE customisation accepted: {out}");
+    assert_ne!(
+        code,
+        Some(0),
+        "REQUEST_TOO_LARGE customisation accepted: {out}"
+    );
     assert!(out.contains("REQUEST_TOO_LARGE"), "{out}");
-    assert!(out.contains("bad.toml:"), "error names the file and line: {out}");
+    assert!(
+        out.contains("bad.toml:"),
+        "error names the file and line: {out}"
+    );
 
     let unknown = api(
         refused_backend(),

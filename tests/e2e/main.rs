@@ -20,6 +20,7 @@ mod cli;
 mod default_config;
 mod errors;
 mod gateway_responses;
+mod gateway_responses_custom;
 mod inflight;
 mod keepalive;
 mod pipelining;

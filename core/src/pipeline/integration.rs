@@ -204,12 +204,22 @@ mod tests {
 
     #[test]
     fn closing_cases() {
-        // Backend body until close: the client connection closes too.
+        // Backend body until close, HTTP/1.1 client: re-chunked, the client connection stays.
         let (plan, out) = respond_to(
             b"GET / HTTP/1.1\r\nhost: a\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n",
         );
         assert_eq!(plan.body, BodyKind::UntilClose);
+        assert_eq!(plan.relay, Relay::Rechunk);
+        assert!(!plan.close && !plan.backend_keep_alive);
+        assert!(out.contains("\r\ntransfer-encoding: chunked\r\n"), "{out}");
+        assert!(!out.contains("connection: close"), "{out}");
+        // ... and an HTTP/1.0 client: close-delimited, the client connection closes too.
+        let (plan, out) = respond_to(
+            b"GET / HTTP/1.0\r\nhost: a\r\nconnection: keep-alive\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n",
+        );
+        assert_eq!(plan.relay, Relay::Raw);
         assert!(plan.close && !plan.backend_keep_alive);
         assert!(out.ends_with("connection: close\r\n\r\n"), "{out}");
         // Chunked to an HTTP/1.0 client: de-chunked and closed.
