@@ -88,6 +88,8 @@ fn server_settings_and_defaults() {
         (8192, 1000, 0)
     );
     assert_eq!(s.header_read_timeout.as_millis(), 500);
+    // Unset: the body read timeout follows the header read timeout.
+    assert_eq!(s.body_read_timeout.as_millis(), 500);
     assert_eq!(s.idle_timeout.as_millis(), 300);
     assert_eq!(s.client_write_timeout.as_millis(), 1000);
     assert_eq!(s.upstream_connect_timeout.as_millis(), 200);
@@ -103,6 +105,27 @@ fn server_settings_and_defaults() {
         Err(e) => panic!("{e:?}"),
     };
     assert_eq!(g.settings, Settings::default());
+
+    let g = match load_str(
+        "b.toml",
+        &format!("[server]\nheader_read_timeout_ms = 500\nbody_read_timeout_ms = 7000\n{LISTENER}"),
+    ) {
+        Ok(g) => g,
+        Err(e) => panic!("{e:?}"),
+    };
+    assert_eq!(g.settings.header_read_timeout.as_millis(), 500);
+    assert_eq!(g.settings.body_read_timeout.as_millis(), 7000);
+    match load_str(
+        "z.toml",
+        &format!("[server]\nbody_read_timeout_ms = 0\n{LISTENER}"),
+    ) {
+        Ok(_) => panic!("body_read_timeout_ms = 0 accepted"),
+        Err(e) => assert!(
+            e.iter()
+                .any(|e| e.to_string().contains("body_read_timeout_ms")),
+            "{e:?}"
+        ),
+    }
 }
 
 #[test]

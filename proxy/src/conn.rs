@@ -211,7 +211,7 @@ async fn send_local(
     let mut close = close;
     if !close && drain && ctx.has_body() {
         let limits = Limits {
-            read_timeout: s.header_read_timeout,
+            read_timeout: s.body_read_timeout,
             write_timeout: s.client_write_timeout,
             max_body: s.max_body_bytes,
         };
@@ -413,7 +413,7 @@ async fn exchange(
             return Err(Attempt::Drop);
         }
         let limits = Limits {
-            read_timeout: s.header_read_timeout,
+            read_timeout: s.body_read_timeout,
             write_timeout,
             max_body: s.max_body_bytes,
         };

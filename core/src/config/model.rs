@@ -29,6 +29,7 @@ pub(crate) struct Server {
     pub max_header_bytes: Option<Spanned<i64>>,
     pub max_body_bytes: Option<Spanned<i64>>,
     pub header_read_timeout_ms: Option<Spanned<i64>>,
+    pub body_read_timeout_ms: Option<Spanned<i64>>,
     pub idle_timeout_ms: Option<Spanned<i64>>,
     pub client_write_timeout_ms: Option<Spanned<i64>>,
     pub upstream_connect_timeout_ms: Option<Spanned<i64>>,

@@ -19,6 +19,12 @@ pub(crate) const RECEIVE_RING_BUFFER_BYTES: (i64, i64) = (512, 1024 * 1024);
 
 pub(crate) fn settings(s: &Server, d: &mut Diagnostics<'_>) -> Settings {
     let defaults = Settings::default();
+    let header_read_timeout = millis(
+        &s.header_read_timeout_ms,
+        "header_read_timeout_ms",
+        defaults.header_read_timeout,
+        d,
+    );
     Settings {
         shards: count(&s.shards, "shards", SHARDS, defaults.shards, d),
         pin_cpus: s.pin_cpus.as_ref().map_or(defaults.pin_cpus, |b| b.value),
@@ -38,10 +44,11 @@ pub(crate) fn settings(s: &Server, d: &mut Diagnostics<'_>) -> Settings {
         ),
         max_body_bytes: checked(&s.max_body_bytes, "max_body_bytes", MAX_BODY_BYTES, d)
             .map_or(defaults.max_body_bytes, i64::unsigned_abs),
-        header_read_timeout: millis(
-            &s.header_read_timeout_ms,
-            "header_read_timeout_ms",
-            defaults.header_read_timeout,
+        header_read_timeout,
+        body_read_timeout: millis(
+            &s.body_read_timeout_ms,
+            "body_read_timeout_ms",
+            header_read_timeout,
             d,
         ),
         idle_timeout: millis(

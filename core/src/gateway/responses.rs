@@ -1,7 +1,7 @@
 //! Gateway responses: every answer tollgate makes without the backend, as one of API Gateway's
 //! 21 response types (guide L22508-22935, DIGEST §5.1), with its documented status, JSON body
 //! and `x-amzn-ErrorType`. Protocol-level refusals (400 malformed request, 408, 431, 501, 505)
-//! are not gateway responses: they live in `http::error`.
+//! are not gateway responses: `http::error` names them and `pipeline::refuse` writes them.
 //!
 //! A response is resolved per API: the type's own customisation, then DEFAULT_4XX / DEFAULT_5XX,
 //! then the built-in default below (details on `GatewayResponses`). `GatewayResponses` is the

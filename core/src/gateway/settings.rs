@@ -19,6 +19,9 @@ pub struct Settings {
     pub max_body_bytes: u64,
     /// A client must deliver a complete request head within this time once it started one.
     pub header_read_timeout: Duration,
+    /// A request body must keep arriving: no byte of it for this long gets 408 (when no response
+    /// has started) and a close. Defaults to `header_read_timeout`.
+    pub body_read_timeout: Duration,
     /// A keep-alive connection with no request in progress is closed after this.
     pub idle_timeout: Duration,
     /// A client that accepts no bytes for this long while we send is dropped.
@@ -42,6 +45,7 @@ impl Default for Settings {
             max_header_bytes: 10 * 1024,
             max_body_bytes: 10 * 1024 * 1024,
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             client_write_timeout: Duration::from_secs(30),
             upstream_connect_timeout: Duration::from_secs(3),
