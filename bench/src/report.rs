@@ -730,7 +730,10 @@ fn max_load_note(res: &Results, r: &LoadRow) -> Option<String> {
     ];
     let verdict = if pb >= 0.9 {
         "proxy-saturated"
-    } else if pb + others_p >= 0.9 || cb + others_c >= 0.9 {
+    } else if (pb + others_p >= 0.9 && others_p > OTHERS_NOTICEABLE)
+        || (cb + others_c >= 0.9 && others_c > OTHERS_NOTICEABLE)
+    {
+        // Saturated only with other processes' help: the row says nothing about the proxy.
         "not-quiet-row"
     } else if cb >= 0.9 {
         "client-saturated"
