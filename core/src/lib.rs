@@ -3,8 +3,9 @@
 //! The config model and its validation (`config`), the compiled gateway that the data plane
 //! consults per request (`gateway`: API/stage dispatch, routes, integration targets), the route
 //! trie (`router`), HTTP/1.1 head parsing and body framing on borrowed buffers (`http`), the
-//! errors clients see (`http::error`, shaped like Amazon API Gateway's gateway responses) and
-//! request ids. Nothing here depends on glommio or does I/O other than reading a config file.
+//! errors clients see (`http::error`, shaped like Amazon API Gateway's gateway responses),
+//! request ids and traffic control's pure half (`traffic`: API keys, usage plans, token
+//! buckets, quota periods and counters, the quota state format). Nothing here depends on glommio or does I/O other than reading a config file.
 
 pub mod config;
 pub mod forward;
@@ -13,3 +14,4 @@ pub mod http;
 pub mod method;
 pub mod request_id;
 pub mod router;
+pub mod traffic;
