@@ -249,21 +249,30 @@ fn fill(out: &mut [Share], rates: &[u128], caps: &[u128], pool: u128, capacity: 
     for ((s, r), c) in out.iter_mut().zip(rates).zip(caps) {
         s.rate_milli = u64::try_from(*r).unwrap_or(u64::MAX);
         s.capacity = *c;
-        s.level = if capacity == 0 {
+        // Whole tokens only, so no shard is left with a useless fraction of a token.
+        let exact = if capacity == 0 {
             0
         } else {
             mul_div(pool, *c, capacity)
         };
+        s.level = exact - exact % UNITS_PER_TOKEN;
         given += s.level;
     }
-    // The rounding remainder (fewer units than shards) goes to shards with room.
+    // The rest (rounding, less than one token per shard) goes to the largest share first,
+    // then to any shard with room: no unit is lost.
     let mut left = pool - given.min(pool);
-    for s in out.iter_mut() {
+    let largest = out
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, s)| s.capacity)
+        .map_or(0, |(i, _)| i);
+    let order = std::iter::once(largest).chain((0..out.len()).filter(|i| *i != largest));
+    for i in order {
         if left == 0 {
             break;
         }
-        let room = s.capacity - s.level;
-        let add = room.min(left);
+        let s = &mut out[i];
+        let add = (s.capacity - s.level).min(left);
         s.level += add;
         left -= add;
     }

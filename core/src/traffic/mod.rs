@@ -22,7 +22,7 @@ pub mod quota;
 pub mod state;
 
 use crate::gateway::responses::ResponseType;
-use bucket::{Limit, ShareBalancer, TokenBucket};
+use bucket::{Limit, ShardReport, Share, ShareBalancer, TokenBucket};
 use period::Period;
 use quota::{QuotaLease, QuotaStore};
 use std::collections::HashMap;
@@ -206,6 +206,73 @@ impl Traffic {
         })
     }
 
+    /// One `ShareBalancer` per bucket (same order as `limits`), for `shards` shards.
+    pub fn balancers(&self, shards: usize) -> Vec<ShareBalancer> {
+        self.limits
+            .iter()
+            .map(|l| ShareBalancer::new(*l, shards))
+            .collect()
+    }
+
+    /// The quota counters of `store` as state-file entries (stable identity: plan name, key
+    /// name, period start). Counters never used (period day 0 and count 0) are left out.
+    pub fn state_entries<S: QuotaStore + ?Sized>(&self, store: &S) -> Vec<state::Entry> {
+        let mut out = Vec::new();
+        for (m, membership) in self.memberships.iter().enumerate() {
+            let (Some(plan), Some(key)) = (
+                self.plans.get(membership.plan as usize),
+                self.keys.get(membership.key as usize),
+            ) else {
+                continue;
+            };
+            if plan.quota.is_none() {
+                continue;
+            }
+            let (day, used) = store.get(m);
+            if day == 0 && used == 0 {
+                continue;
+            }
+            out.push(state::Entry {
+                plan: plan.name.to_string(),
+                key: key.name.to_string(),
+                period_start: day * 86_400,
+                used,
+            });
+        }
+        out
+    }
+
+    /// Loads `entries` (from the state file) into `store`: each entry whose plan and key still
+    /// exist, whose plan still has a quota and whose period is the current one (per the plan's
+    /// period now) sets that counter. Returns how many were restored.
+    pub fn restore<S: QuotaStore + ?Sized>(
+        &self,
+        store: &S,
+        entries: &[state::Entry],
+        unix_secs: i64,
+    ) -> usize {
+        let mut restored = 0;
+        for e in entries {
+            let Some(m) = self.membership(&e.plan, &e.key) else {
+                continue;
+            };
+            let Some(q) = self
+                .memberships
+                .get(m)
+                .and_then(|ms| self.plans.get(ms.plan as usize))
+                .and_then(|p| p.quota)
+            else {
+                continue;
+            };
+            let current = q.period.start_day(unix_secs.div_euclid(86_400));
+            if e.period_start == current * 86_400 {
+                store.set(m, current, e.used);
+                restored += 1;
+            }
+        }
+        restored
+    }
+
     /// Decides one request: `key` is the key value the request carried (the `x-api-key`
     /// header or the authorizer's `usageIdentifierKey`, per `route.key_source`). Pure apart
     /// from the shard's buckets and leases and the shared quota store.
@@ -317,6 +384,28 @@ impl ShardTraffic {
             buckets,
             leases: vec![QuotaLease::default(); traffic.memberships.len()],
             shards,
+        }
+    }
+
+    /// For a rebalance: every bucket's report (demand since the last one, units handed in),
+    /// written into `out` (same length as `buckets`).
+    pub fn report(&mut self, now_ns: u64, out: &mut [ShardReport]) {
+        for (b, r) in self.buckets.iter_mut().zip(out.iter_mut()) {
+            *r = b.report(now_ns);
+        }
+    }
+
+    /// Installs bucket `b`'s new share.
+    pub fn assign(&mut self, b: usize, share: &Share, now_ns: u64) {
+        if let Some(bucket) = self.buckets.get_mut(b) {
+            bucket.assign(share, now_ns);
+        }
+    }
+
+    /// Gives every unused lease back to the store (graceful shutdown or reload).
+    pub fn release_leases<S: QuotaStore + ?Sized>(&mut self, store: &S) {
+        for (m, lease) in self.leases.iter_mut().enumerate() {
+            lease.release(store, m);
         }
     }
 
@@ -486,6 +575,84 @@ mod tests {
         assert_eq!(run(&f, None, 4), [none, none, none, THROTTLED]);
         // A key sent anyway changes nothing.
         assert_eq!(run(&f, Some(KEY), 4), [none, none, none, THROTTLED]);
+    }
+
+    #[test]
+    fn state_entries_round_trip_through_the_store_by_name() {
+        let f = fixture(100, None, None, None, None, Some(10));
+        let store = AtomicQuotaStore::new(2);
+        let mut shard = ShardTraffic::new(&f.traffic, 0, 1, 0);
+        for _ in 0..4 {
+            f.traffic
+                .decide(&f.route, Some(KEY), &mut shard, &store, NOW);
+        }
+        shard.release_leases(&store);
+        let entries = f.traffic.state_entries(&store);
+        let day = NOW.unix_secs.div_euclid(86_400);
+        assert_eq!(
+            entries,
+            [state::Entry {
+                plan: "gold".into(),
+                key: "alice".into(),
+                period_start: day * 86_400,
+                used: 4,
+            }]
+        );
+        let text = state::encode(&entries);
+        let back = state::decode(&text).unwrap_or_default();
+        let fresh = AtomicQuotaStore::new(2);
+        assert_eq!(f.traffic.restore(&fresh, &back, NOW.unix_secs), 1);
+        assert_eq!(fresh.get(0), (day, 4));
+        // A count from yesterday, or for a key no longer in the plan, is not restored.
+        let mut old = back.clone();
+        old[0].period_start -= 86_400;
+        old.push(state::Entry {
+            plan: "gold".into(),
+            key: "carol".into(),
+            period_start: day * 86_400,
+            used: 9,
+        });
+        let other = AtomicQuotaStore::new(2);
+        assert_eq!(f.traffic.restore(&other, &old, NOW.unix_secs), 0);
+        assert_eq!(other.get(0), (0, 0));
+    }
+
+    #[test]
+    fn shard_reports_and_shares_move_tokens_between_shards() {
+        let f = fixture(10, None, None, None, None, None);
+        let mut a = ShardTraffic::new(&f.traffic, 0, 2, 0);
+        let mut b = ShardTraffic::new(&f.traffic, 1, 2, 0);
+        let route = RouteLimits {
+            api_key_required: false,
+            ..f.route
+        };
+        let store = AtomicQuotaStore::new(2);
+        let admitted = |s: &mut ShardTraffic, n: usize| {
+            (0..n)
+                .filter(|_| {
+                    matches!(
+                        f.traffic.decide(&route, None, s, &store, NOW),
+                        Decision::Continue { .. }
+                    )
+                })
+                .count()
+        };
+        // Half of the account's 10 each at first.
+        assert_eq!(admitted(&mut a, 20), 5);
+        let n = f.traffic.limits.len();
+        let mut ra = vec![ShardReport::default(); n];
+        let mut rb = vec![ShardReport::default(); n];
+        a.report(NOW.mono_ns, &mut ra);
+        b.report(NOW.mono_ns, &mut rb);
+        let balancers = f.traffic.balancers(2);
+        let mut shares = [Share::default(); 2];
+        balancers[0].rebalance(&[ra[0], rb[0]], &mut shares);
+        a.assign(0, &shares[0], NOW.mono_ns);
+        b.assign(0, &shares[1], NOW.mono_ns);
+        // Shard b's 5 unused tokens moved to the busy shard a (b keeps its floor share of
+        // capacity, and no token of the pool is lost).
+        assert_eq!(admitted(&mut a, 20) + admitted(&mut b, 20), 5);
+        assert!(shares[0].level >= 4 * bucket::UNITS_PER_TOKEN);
     }
 
     #[test]
