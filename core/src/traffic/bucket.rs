@@ -167,79 +167,77 @@ pub struct Share {
     pub level: u128,
 }
 
-/// Splits one limit over `shards` shards from their observed demand.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Splits one limit over `shards` shards from their observed demand. Kept by whoever runs
+/// the rebalance (one per limit); it remembers a smoothed demand per shard.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShareBalancer {
     limit: Limit,
-    shards: usize,
+    /// Per shard: demand smoothed over the last rebalances (`s ← s/2 + demand × 1024`: the
+    /// last interval weighs half, the one before a quarter, ...), so a shard
+    /// that saw no request in one interval but steady traffic before keeps its share.
+    smoothed: Vec<u64>,
 }
 
-/// Part of a limit every shard keeps whatever its demand: 1 % of the limit split over the
-/// shards (so a shard whose traffic starts again is admitted at once, and at most 1 % of the
-/// rate idles on shards with no traffic until the next rebalance hands it back).
+/// Part of a limit's rate every shard keeps whatever its demand: 1 % of the rate split over
+/// the shards (so a shard whose traffic starts again is admitted at once, and at most 1 % of
+/// the rate idles on shards with no traffic until the next rebalance hands it back).
 const FLOOR_DIVISOR: u128 = 100;
+
+/// Fixed-point scale of the smoothed demand (so halving a small demand does not round to 0).
+const DEMAND_SCALE: u64 = 1024;
 
 impl ShareBalancer {
     /// `shards` is at least 1.
     pub fn new(limit: Limit, shards: usize) -> ShareBalancer {
         ShareBalancer {
             limit,
-            shards: shards.max(1),
+            smoothed: vec![0; shards.max(1)],
         }
     }
 
     pub fn shards(&self) -> usize {
-        self.shards
+        self.smoothed.len()
     }
 
     /// The starting shares: equal, full buckets.
     pub fn initial(&self) -> Vec<Share> {
-        let weights = vec![1u64; self.shards];
-        let mut out = vec![Share::default(); self.shards];
+        let weights = vec![1u64; self.shards()];
+        let mut out = vec![Share::default(); self.shards()];
         self.split(&weights, self.limit.capacity_units(), &mut out);
         out
     }
 
     /// New shares from one report per shard (`reports.len() == out.len() == shards`): rate and
-    /// capacity in proportion to demand (equal when nobody asked), each at least the floor,
-    /// summing exactly to the limit; the pooled units go back in proportion to the capacities.
-    pub fn rebalance(&self, reports: &[ShardReport], out: &mut [Share]) {
-        let n = self.shards.min(reports.len()).min(out.len());
-        let mut weights = [0u64; 64];
-        let mut owned;
-        let weights: &mut [u64] = if n <= 64 {
-            &mut weights[..n]
-        } else {
-            owned = vec![0u64; n];
-            &mut owned
-        };
-        for (w, r) in weights.iter_mut().zip(reports) {
-            *w = r.demand;
+    /// capacity in proportion to the smoothed demand (equal when nobody asked), each at least a
+    /// floor (1 % of the rate over the shards; one token of capacity when the burst allows),
+    /// summing exactly to the limit; the pooled units go back in whole tokens in proportion to
+    /// the capacities, none lost.
+    pub fn rebalance(&mut self, reports: &[ShardReport], out: &mut [Share]) {
+        let n = self.shards().min(reports.len()).min(out.len());
+        for (s, r) in self.smoothed.iter_mut().zip(&reports[..n]) {
+            *s = (*s / 2).saturating_add(r.demand.saturating_mul(DEMAND_SCALE));
         }
+        let mut weights = self.smoothed[..n].to_vec();
         if weights.iter().all(|w| *w == 0) {
             weights.iter_mut().for_each(|w| *w = 1);
         }
         let pool: u128 = reports[..n].iter().map(|r| r.level).sum();
-        self.split(weights, pool, &mut out[..n]);
+        self.split(&weights, pool, &mut out[..n]);
     }
 
     fn split(&self, weights: &[u64], pool: u128, out: &mut [Share]) {
         let rate = u128::from(self.limit.rate_milli);
         let capacity = self.limit.capacity_units();
-        let mut rates = [0u128; 64];
-        let mut caps = [0u128; 64];
-        let n = out.len();
-        if n <= 64 {
-            apportion(rate, weights, &mut rates[..n]);
-            apportion(capacity, weights, &mut caps[..n]);
-            fill(out, &rates[..n], &caps[..n], pool, capacity);
-        } else {
-            let mut rates = vec![0u128; n];
-            let mut caps = vec![0u128; n];
-            apportion(rate, weights, &mut rates);
-            apportion(capacity, weights, &mut caps);
-            fill(out, &rates, &caps, pool, capacity);
-        }
+        let n = out.len() as u128;
+        let mut rates = vec![0u128; out.len()];
+        let mut caps = vec![0u128; out.len()];
+        apportion(rate, weights, rate / (FLOOR_DIVISOR * n.max(1)), &mut rates);
+        // A capacity under one token admits nothing: keep one token per shard if the burst
+        // has that many.
+        let cap_floor =
+            (capacity / (FLOOR_DIVISOR * n.max(1))).max(UNITS_PER_TOKEN.min(capacity / n.max(1)));
+        apportion(capacity, weights, cap_floor, &mut caps);
+        fill(out, &rates, &caps, pool, capacity);
     }
 }
 
@@ -298,15 +296,15 @@ fn mul_div_small(r: u128, b: u128, c: u128) -> u128 {
     }
 }
 
-/// Splits `total` into `out` (same length as `weights`): a floor of `total / (100 × n)` each,
-/// the rest in proportion to `weights` by largest remainder, so the parts sum exactly to
-/// `total`.
-fn apportion(total: u128, weights: &[u64], out: &mut [u128]) {
+/// Splits `total` into `out` (same length as `weights`): `floor` each (at most
+/// `total / n`), the rest in proportion to `weights` by largest remainder, so the parts sum
+/// exactly to `total`.
+fn apportion(total: u128, weights: &[u64], floor: u128, out: &mut [u128]) {
     let n = out.len() as u128;
     if n == 0 {
         return;
     }
-    let floor = total / (FLOOR_DIVISOR * n);
+    let floor = floor.min(total / n);
     let rest = total - floor * n;
     let sum: u128 = weights.iter().map(|w| u128::from(*w)).sum();
     let equal = sum == 0;
@@ -438,19 +436,19 @@ mod tests {
     #[test]
     fn apportion_sums_exactly_and_keeps_a_floor() {
         let mut out = [0u128; 3];
-        apportion(1_000, &[0, 1, 2], &mut out);
+        apportion(1_000, &[0, 1, 2], 1_000 / 300, &mut out);
         assert_eq!(out.iter().sum::<u128>(), 1_000);
         assert!(out[0] >= 1_000 / 300);
         assert!(out[2] > out[1]);
         let mut out = [0u128; 2];
-        apportion(7, &[1, 1], &mut out);
+        apportion(7, &[1, 1], 0, &mut out);
         assert_eq!(out.iter().sum::<u128>(), 7);
     }
 
     #[test]
     fn rebalance_conserves_tokens() {
         let limit = Limit::new(100.0, 200);
-        let bal = ShareBalancer::new(limit, 3);
+        let mut bal = ShareBalancer::new(limit, 3);
         let reports = [
             ShardReport {
                 demand: 90,
@@ -491,7 +489,7 @@ mod tests {
         interval_ns: u64,
         pick: impl Fn(u64) -> usize,
     ) -> u64 {
-        let bal = ShareBalancer::new(limit, shards);
+        let mut bal = ShareBalancer::new(limit, shards);
         let mut buckets: Vec<TokenBucket> = bal
             .initial()
             .iter()
@@ -536,6 +534,29 @@ mod tests {
             });
             assert!(within(one), "{shards} shards, one shard busy: {one}");
             assert!(within(all), "{shards} shards, all busy: {all}");
+        }
+        // More rates and offered loads (just above the limit, well above it), 2 shards.
+        for (rate, burst) in [(10u64, 5u64), (1_000, 100), (10_000, 5_000)] {
+            let limit = Limit::new(rate as f64, burst);
+            let target = rate * 10 + burst;
+            for factor in [12u64, 30, 200] {
+                let offered = rate * factor / 10;
+                for shape in 0..2 {
+                    let got = simulate(limit, 2, offered, 10, SEC / 10, |i| {
+                        if shape == 0 {
+                            0
+                        } else {
+                            (i as usize) % 2
+                        }
+                    });
+                    // Tokens are conserved: never more than one bucket of the limit.
+                    assert!(got <= target, "over-admission: {got} > {target}");
+                    assert!(
+                        got.abs_diff(target) * 100 <= target * 5,
+                        "rate {rate} burst {burst} offered {offered}/s shape {shape}: {got} vs {target}"
+                    );
+                }
+            }
         }
         // Without rebalancing, the one-shard shape on 2 shards would get about half: the
         // simulation can tell the difference.

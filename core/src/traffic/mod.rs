@@ -644,7 +644,7 @@ mod tests {
         let mut rb = vec![ShardReport::default(); n];
         a.report(NOW.mono_ns, &mut ra);
         b.report(NOW.mono_ns, &mut rb);
-        let balancers = f.traffic.balancers(2);
+        let mut balancers = f.traffic.balancers(2);
         let mut shares = [Share::default(); 2];
         balancers[0].rebalance(&[ra[0], rb[0]], &mut shares);
         a.assign(0, &shares[0], NOW.mono_ns);
