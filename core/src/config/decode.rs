@@ -140,7 +140,7 @@ fn api_keys(root: &Fields<'_>, d: &mut Diagnostics<'_>) -> Vec<ApiKey> {
             t.check_keys(API_KEY_KEYS, d);
             ApiKey {
                 name: t.required(t.string("name", d), "name", "[[api_keys]]", d),
-                value: t.required(t.secret("value", d), "value", "[[api_keys]]", d),
+                value: t.required(t.string("value", d), "value", "[[api_keys]]", d),
                 enabled: t.bool("enabled", d),
             }
         })
@@ -474,18 +474,6 @@ impl<'a> Fields<'a> {
             Some(s) => Some(Spanned::new(s.to_string(), span)),
             None => {
                 self.wrong_type(key, item, span, "a string", d);
-                None
-            }
-        }
-    }
-
-    /// A string that is a secret: a wrong type is reported without quoting the value.
-    fn secret(&self, key: &str, d: &mut Diagnostics<'_>) -> Option<Text> {
-        let (item, span) = self.get(key)?;
-        match item.as_str() {
-            Some(s) => Some(Spanned::new(s.to_string(), span)),
-            None => {
-                d.error(span, format!("`{key}` must be a string"));
                 None
             }
         }

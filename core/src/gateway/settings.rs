@@ -1,5 +1,6 @@
 //! Host settings (`[server]` in the config file): sizes, limits and timeouts every shard runs
-//! with, and the traffic-control host settings (account throttle, quota state file). `config::settings` fills them in and range-checks them; defaults are here and in
+//! with, and the traffic-control host settings (account throttle, quota state file, API keys
+//! file). `config::settings` fills them in and range-checks them; defaults are here and in
 //! tuning/CONFIG.md.
 
 use super::model::Throttle;

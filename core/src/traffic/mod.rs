@@ -568,6 +568,32 @@ mod tests {
     }
 
     #[test]
+    fn the_quota_starts_again_in_the_next_period() {
+        let f = fixture(100, None, None, None, None, Some(2));
+        let mut shard = ShardTraffic::new(&f.traffic, 0, 1, 0);
+        let store = AtomicQuotaStore::new(2);
+        // The last second of a UTC day, then the first of the next (a DAY quota).
+        let day_end = (NOW.unix_secs.div_euclid(86_400) + 1) * 86_400 - 1;
+        let mut at = |unix_secs: i64, mono_ns: u64| {
+            f.traffic.decide(
+                &f.route,
+                Some(KEY),
+                &mut shard,
+                &store,
+                Now { mono_ns, unix_secs },
+            )
+        };
+        assert_eq!(
+            [at(day_end, 1), at(day_end, 2), at(day_end, 3)],
+            [OK, OK, QUOTA]
+        );
+        assert_eq!(
+            [at(day_end + 1, 4), at(day_end + 1, 5), at(day_end + 1, 6)],
+            [OK, OK, QUOTA]
+        );
+    }
+
+    #[test]
     fn routes_without_a_key_bypass_plan_limits() {
         let mut f = fixture(5, Some(3), None, Some(0), Some(0), Some(0));
         f.route.api_key_required = false;
