@@ -146,6 +146,18 @@ impl std::fmt::Debug for Traffic {
     }
 }
 
+/// One line of a usage report (`Traffic::usage`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Usage {
+    pub plan: Box<str>,
+    pub key: Box<str>,
+    /// `[period_start, period_end)`, seconds since the epoch (UTC).
+    pub period_start: i64,
+    pub period_end: i64,
+    pub used: u64,
+    pub remaining: u64,
+}
+
 /// The outcome of `Traffic::decide`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
@@ -271,6 +283,37 @@ impl Traffic {
             }
         }
         restored
+    }
+
+    /// Usage per key and plan with a quota for the period holding `unix_secs`, like API
+    /// Gateway's GetUsage: used (from `entries`, the state file's counters; 0 when none) and
+    /// remaining. Only names, never key values.
+    pub fn usage(&self, entries: &[state::Entry], unix_secs: i64) -> Vec<Usage> {
+        let mut out = Vec::with_capacity(self.memberships.len());
+        for m in &self.memberships {
+            let (Some(plan), Some(key)) = (
+                self.plans.get(m.plan as usize),
+                self.keys.get(m.key as usize),
+            ) else {
+                continue;
+            };
+            let Some(q) = plan.quota else { continue };
+            let (start, end) = q.period.bounds(unix_secs);
+            let used = entries
+                .iter()
+                .find(|e| *e.plan == *plan.name && *e.key == *key.name && e.period_start == start)
+                .map_or(0, |e| e.used)
+                .min(q.limit);
+            out.push(Usage {
+                plan: plan.name.clone(),
+                key: key.name.clone(),
+                period_start: start,
+                period_end: end,
+                used,
+                remaining: q.limit - used,
+            });
+        }
+        out
     }
 
     /// Decides one request: `key` is the key value the request carried (the `x-api-key`
@@ -641,6 +684,34 @@ mod tests {
         let other = AtomicQuotaStore::new(2);
         assert_eq!(f.traffic.restore(&other, &old, NOW.unix_secs), 0);
         assert_eq!(other.get(0), (0, 0));
+    }
+
+    #[test]
+    fn usage_reports_used_and_remaining_for_the_current_period() {
+        let f = fixture(100, None, None, None, None, Some(10));
+        let day = NOW.unix_secs.div_euclid(86_400);
+        let entries = [
+            state::Entry {
+                plan: "gold".into(),
+                key: "alice".into(),
+                period_start: day * 86_400,
+                used: 7,
+            },
+            // An earlier period of bob: not this period's usage.
+            state::Entry {
+                plan: "gold".into(),
+                key: "bob".into(),
+                period_start: (day - 1) * 86_400,
+                used: 3,
+            },
+        ];
+        let report = f.traffic.usage(&entries, NOW.unix_secs);
+        let lines: Vec<(&str, u64, u64)> = report
+            .iter()
+            .map(|u| (&*u.key, u.used, u.remaining))
+            .collect();
+        assert_eq!(lines, [("alice", 7, 3), ("bob", 0, 10)]);
+        assert_eq!(report[0].period_end - report[0].period_start, 86_400);
     }
 
     #[test]
