@@ -1,7 +1,7 @@
 //! The compiled gateway's data model: APIs, stages, routes and the per-(route, stage)
 //! integration targets (`http_proxy`, `mock`), backend addresses, stage throttles and each
-//! route's traffic-control chain (`traffic::RouteLimits`). Plain
-//! data built once by `config::compile`; the per-request side is in `dispatch`.
+//! route's traffic-control chain (`traffic::RouteLimits`). Plain data built once by
+//! `config::compile`; the per-request side is in `dispatch`.
 
 use super::responses;
 use super::uri::PathTemplate;

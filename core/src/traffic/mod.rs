@@ -9,7 +9,9 @@
 //! - `state`: the quota state file format.
 //! - here: `Traffic` (what `config::compile` builds: keys, plans, the flat table of limits),
 //!   `RouteLimits` (one per route per stage: the resolved chain, as indexes), `ShardTraffic`
-//!   (one shard's buckets and leases) and `Traffic::decide`, the hierarchy in the guide's
+//!   (one shard's buckets and leases, with the report / assign / release steps of a
+//!   rebalance), `Traffic::state_entries` / `restore` (quota counters ↔ state file entries by
+//!   name), `Traffic::usage` (GetUsage-like report) and `Traffic::decide`, the hierarchy in the guide's
 //!   order: the API key first (only on `api_key_required` routes), then the throttles
 //!   plan-per-route, plan, stage-per-route, stage, account, then the plan's quota.
 //!
