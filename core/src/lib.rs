@@ -5,8 +5,9 @@
 //! trie (`router`), HTTP/1.1 head parsing and body framing on borrowed buffers (`http`), the
 //! request pipeline's phases in execution order (`pipeline`: dispatch, integration request and
 //! response, respond), the gateway responses clients see (`gateway::responses`), protocol-level
-//! refusals (`http::error`) and request ids. Nothing here depends on glommio or does I/O other
-//! than reading a config file.
+//! refusals (`http::error`), request ids and traffic control's pure half (`traffic`: API keys,
+//! usage plans, token buckets, quota periods and counters, the quota state format). Nothing here
+//! depends on glommio or does I/O other than reading config files.
 
 pub mod config;
 pub mod forward;
@@ -16,3 +17,4 @@ pub mod method;
 pub mod pipeline;
 pub mod request_id;
 pub mod router;
+pub mod traffic;

@@ -104,7 +104,7 @@ fn rows() -> Vec<Row> {
                 ("[[apis]]", Exactly("missing key `protocol` in [[apis]]")),
                 (
                     "prot =",
-                    Exactly("unknown key `prot`, expected one of `name`, `protocol`, `hosts`, `stages`, `routes`, `gateway_responses` (did you mean `protocol`?)"),
+                    Exactly("unknown key `prot`, expected one of `name`, `protocol`, `hosts`, `stages`, `routes`, `gateway_responses`, `api_key_source` (did you mean `protocol`?)"),
                 ),
             ],
         ),

@@ -6,6 +6,7 @@
 
 use super::diagnostics::{Diagnostics, Spanned};
 use super::model::{self, Config, Integration, Text};
+use super::traffic::{self as traffic_config, KeysFile};
 use super::uri::{self, Piece};
 use super::{decode, dispatch, settings, validate};
 use crate::gateway::responses::{
@@ -16,6 +17,7 @@ use crate::gateway::{
     Throttle, Token, Upstream,
 };
 use crate::router::{parse_route_key, RouteKey, RouterBuilder, Segment};
+use crate::traffic::KeySource;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
@@ -26,8 +28,15 @@ pub(crate) const MAX_REST_TIMEOUT_MS: i64 = 29_000;
 pub(crate) const MAX_HTTP_TIMEOUT_MS: i64 = 30_000;
 pub(crate) const DEFAULT_TIMEOUT_MS: u64 = 29_000;
 
-pub(crate) fn compile(cfg: &Config, d: &mut Diagnostics<'_>) -> Gateway {
-    let settings = settings::settings(&cfg.server, d);
+/// `keys_file`: the `[[api_keys]]` read from `api_keys_file`, with that file's diagnostics.
+/// `base`: the directory relative paths in `[server]` are resolved against.
+pub(crate) fn compile(
+    cfg: &Config,
+    base: &std::path::Path,
+    keys_file: Option<KeysFile<'_, '_>>,
+    d: &mut Diagnostics<'_>,
+) -> Gateway {
+    let settings = settings::settings(&cfg.server, base, d);
     let listeners = settings::listeners(cfg, d);
     let mut upstreams = Upstreams::default();
     let mut apis = Vec::with_capacity(cfg.apis.len());
@@ -50,6 +59,14 @@ pub(crate) fn compile(cfg: &Config, d: &mut Diagnostics<'_>) -> Gateway {
         apis.push(api);
         throttles.push(api_throttles);
     }
+    let traffic = traffic_config::compile(
+        cfg,
+        &mut apis,
+        &throttles,
+        settings.account_throttle,
+        keys_file,
+        d,
+    );
     let dispatch = dispatch::build(cfg, &apis, throttles, d);
     Gateway {
         settings,
@@ -57,6 +74,7 @@ pub(crate) fn compile(cfg: &Config, d: &mut Diagnostics<'_>) -> Gateway {
         upstreams: upstreams.list,
         apis,
         dispatch,
+        traffic,
     }
 }
 
@@ -98,7 +116,11 @@ fn api(
             }
         }
         check_variables(&s.variables, d);
-        throttles.push(s.throttle.as_ref().and_then(|t| throttle(t, d)));
+        throttles.push(
+            s.throttle
+                .as_ref()
+                .and_then(|t| traffic_config::throttle(t, d)),
+        );
         stages.push(Stage {
             name: stage_name.into(),
             variables: s
@@ -137,9 +159,11 @@ fn api(
             Some(i) => targets(i, &params, protocol, &a.stages, upstreams, d),
             None => Vec::new(),
         };
+        let api_key_required = r.api_key_required.as_ref().is_some_and(|b| b.value);
         routes.push(Route {
             key: key.value.as_str().into(),
             targets,
+            limits: traffic_config::route_limits(index, api_key_required, stages.len()),
         });
     }
     let api = Api {
@@ -149,6 +173,7 @@ fn api(
         routes,
         router: builder.build(),
         responses: gateway_responses(&a.gateway_responses, d),
+        api_key_source: KeySource::Header,
     };
     (api, throttles)
 }
@@ -316,31 +341,6 @@ fn check_variables(variables: &[(Text, Text)], d: &mut Diagnostics<'_>) {
             d.error(v.span.clone(), reason);
         }
     }
-}
-
-fn throttle(t: &model::Throttle, d: &mut Diagnostics<'_>) -> Option<Throttle> {
-    let rate = t.rate.as_ref().and_then(|r| {
-        if r.value.is_finite() && r.value >= 0.0 {
-            Some(r.value)
-        } else {
-            d.error(
-                r.span.clone(),
-                "`rate` must be a number of requests per second ≥ 0",
-            );
-            None
-        }
-    });
-    let burst = t.burst.as_ref().and_then(|b| match u64::try_from(b.value) {
-        Ok(n) => Some(n),
-        Err(_) => {
-            d.error(b.span.clone(), "`burst` must be ≥ 0");
-            None
-        }
-    });
-    Some(Throttle {
-        rate: rate?,
-        burst: burst?,
-    })
 }
 
 /// The route's parameter names in the order of its segments (`Router::param_names` order); a

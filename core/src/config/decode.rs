@@ -5,14 +5,23 @@
 
 use super::diagnostics::{Diagnostics, Spanned};
 use super::model::{
-    Api, Config, Domain, GatewayResponse, Integration, Listener, Mapping, Route, Server, Stage,
-    Text, Throttle,
+    Api, ApiKey, Config, Domain, GatewayResponse, Integration, Listener, Mapping, PlanStage, Quota,
+    Route, Server, Stage, Text, Throttle, UsagePlan,
 };
 use crate::gateway::Protocol;
 use std::ops::Range;
 use toml_edit::{ImDocument, Item, TableLike};
 
-const ROOT_KEYS: &[&str] = &["server", "listeners", "apis", "domains"];
+const ROOT_KEYS: &[&str] = &[
+    "server",
+    "listeners",
+    "apis",
+    "domains",
+    "api_keys",
+    "usage_plans",
+];
+/// The root of an `api_keys_file`.
+const KEYS_FILE_ROOT_KEYS: &[&str] = &["api_keys"];
 const SERVER_KEYS: &[&str] = &[
     "shards",
     "pin_cpus",
@@ -28,6 +37,10 @@ const SERVER_KEYS: &[&str] = &[
     "upstream_idle_timeout_ms",
     "receive_ring_buffers",
     "receive_ring_buffer_bytes",
+    "account_throttle",
+    "state_file",
+    "state_flush_ms",
+    "api_keys_file",
 ];
 const LISTENER_KEYS: &[&str] = &["address", "port"];
 const API_KEYS: &[&str] = &[
@@ -37,11 +50,16 @@ const API_KEYS: &[&str] = &[
     "stages",
     "routes",
     "gateway_responses",
+    "api_key_source",
 ];
 const GATEWAY_RESPONSE_KEYS: &[&str] = &["type", "status", "headers", "body"];
-const STAGE_KEYS: &[&str] = &["name", "variables", "throttle"];
+const STAGE_KEYS: &[&str] = &["name", "variables", "throttle", "route_throttles"];
 const THROTTLE_KEYS: &[&str] = &["rate", "burst"];
-const ROUTE_KEYS: &[&str] = &["key", "integration"];
+const ROUTE_KEYS: &[&str] = &["key", "integration", "api_key_required"];
+const API_KEY_KEYS: &[&str] = &["name", "value", "enabled"];
+const USAGE_PLAN_KEYS: &[&str] = &["name", "throttle", "quota", "keys", "stages"];
+const QUOTA_KEYS: &[&str] = &["limit", "period", "offset"];
+const PLAN_STAGE_KEYS: &[&str] = &["api", "stage", "route_throttles"];
 const HTTP_PROXY_KEYS: &[&str] = &["type", "uri", "timeout_ms"];
 const MOCK_KEYS: &[&str] = &["type", "status", "headers", "body"];
 const DOMAIN_KEYS: &[&str] = &["name", "mappings"];
@@ -95,7 +113,103 @@ pub(crate) fn decode(text: &str, d: &mut Diagnostics<'_>) -> Option<Config> {
             mappings,
         });
     }
+    config.api_keys = api_keys(&root, d);
+    for t in root.tables("usage_plans", d) {
+        config.usage_plans.push(usage_plan(&t, d));
+    }
     Some(config)
+}
+
+/// Parses an `api_keys_file` (only `[[api_keys]]` tables); `None` after a syntax error.
+pub(crate) fn decode_keys_file(text: &str, d: &mut Diagnostics<'_>) -> Option<Vec<ApiKey>> {
+    let doc = match ImDocument::parse(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            d.error(e.span().unwrap_or(0..0), plain_message(e.message()));
+            return None;
+        }
+    };
+    let root = Fields::new(doc.as_table(), 0..0);
+    root.check_keys(KEYS_FILE_ROOT_KEYS, d);
+    Some(api_keys(&root, d))
+}
+
+fn api_keys(root: &Fields<'_>, d: &mut Diagnostics<'_>) -> Vec<ApiKey> {
+    root.tables("api_keys", d)
+        .iter()
+        .map(|t| {
+            t.check_keys(API_KEY_KEYS, d);
+            ApiKey {
+                name: t.required(t.string("name", d), "name", "[[api_keys]]", d),
+                value: t.required(t.string("value", d), "value", "[[api_keys]]", d),
+                enabled: t.bool("enabled", d),
+            }
+        })
+        .collect()
+}
+
+fn usage_plan(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> UsagePlan {
+    t.check_keys(USAGE_PLAN_KEYS, d);
+    let quota = t.table("quota", d).map(|q| {
+        q.check_keys(QUOTA_KEYS, d);
+        Quota {
+            limit: q.required(q.int("limit", d), "limit", "quota", d),
+            period: q.required(q.string("period", d), "period", "quota", d),
+            offset: q.int("offset", d),
+        }
+    });
+    let stages = t
+        .tables("stages", d)
+        .iter()
+        .map(|s| {
+            s.check_keys(PLAN_STAGE_KEYS, d);
+            PlanStage {
+                span: s.span.clone(),
+                api: s.required(s.string("api", d), "api", "[[usage_plans.stages]]", d),
+                stage: s.required(s.string("stage", d), "stage", "[[usage_plans.stages]]", d),
+                route_throttles: throttle_map(s, "route_throttles", d),
+            }
+        })
+        .collect();
+    UsagePlan {
+        name: t.required(t.string("name", d), "name", "[[usage_plans]]", d),
+        throttle: throttle(t, "throttle", d),
+        quota,
+        keys: t.strings("keys", d),
+        stages,
+    }
+}
+
+/// `key = { rate, burst }`.
+fn throttle(t: &Fields<'_>, key: &str, d: &mut Diagnostics<'_>) -> Option<Throttle> {
+    t.table(key, d).map(|th| throttle_fields(&th, key, d))
+}
+
+fn throttle_fields(th: &Fields<'_>, what: &str, d: &mut Diagnostics<'_>) -> Throttle {
+    th.check_keys(THROTTLE_KEYS, d);
+    Throttle {
+        rate: th.required(th.float("rate", d), "rate", what, d),
+        burst: th.required(th.int("burst", d), "burst", what, d),
+    }
+}
+
+/// `key = { "GET /pets" = { rate, burst }, ... }`.
+fn throttle_map(t: &Fields<'_>, key: &str, d: &mut Diagnostics<'_>) -> Vec<(Text, Throttle)> {
+    let Some(map) = t.table(key, d) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (route, _) in map.table.iter() {
+        let route_span = map.key_span(route);
+        if let Some(th) = map.table(route, d) {
+            let what = format!("{key}.\"{route}\"");
+            out.push((
+                Spanned::new(route.to_string(), route_span),
+                throttle_fields(&th, &what, d),
+            ));
+        }
+    }
+    out
 }
 
 /// toml's parse message on one line (`invalid table header\nexpected ...` → `...: expected ...`).
@@ -129,6 +243,10 @@ fn server_section(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Server {
         upstream_idle_timeout_ms: t.int("upstream_idle_timeout_ms", d),
         receive_ring_buffers: t.int("receive_ring_buffers", d),
         receive_ring_buffer_bytes: t.int("receive_ring_buffer_bytes", d),
+        account_throttle: throttle(t, "account_throttle", d),
+        state_file: t.string("state_file", d),
+        state_flush_ms: t.int("state_flush_ms", d),
+        api_keys_file: t.string("api_keys_file", d),
     }
 }
 
@@ -155,13 +273,8 @@ fn api(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Api {
             Stage {
                 name: s.required(s.string("name", d), "name", "[[apis.stages]]", d),
                 variables: s.string_map("variables", d),
-                throttle: s.table("throttle", d).map(|th| {
-                    th.check_keys(THROTTLE_KEYS, d);
-                    Throttle {
-                        rate: th.required(th.float("rate", d), "rate", "throttle", d),
-                        burst: th.required(th.int("burst", d), "burst", "throttle", d),
-                    }
-                }),
+                throttle: throttle(s, "throttle", d),
+                route_throttles: throttle_map(s, "route_throttles", d),
             }
         })
         .collect();
@@ -181,6 +294,7 @@ fn api(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Api {
             Route {
                 key: r.required(r.string("key", d), "key", "[[apis.routes]]", d),
                 integration,
+                api_key_required: r.bool("api_key_required", d),
             }
         })
         .collect();
@@ -206,6 +320,7 @@ fn api(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Api {
         stages,
         routes,
         gateway_responses,
+        api_key_source: t.string("api_key_source", d),
     }
 }
 

@@ -18,6 +18,9 @@ pub(crate) struct Config {
     pub listeners: Vec<Listener>,
     pub apis: Vec<Api>,
     pub domains: Vec<Domain>,
+    /// `[[api_keys]]` of the main file.
+    pub api_keys: Vec<ApiKey>,
+    pub usage_plans: Vec<UsagePlan>,
 }
 
 /// `[server]`: every key optional.
@@ -37,6 +40,47 @@ pub(crate) struct Server {
     pub upstream_idle_timeout_ms: Option<Spanned<i64>>,
     pub receive_ring_buffers: Option<Spanned<i64>>,
     pub receive_ring_buffer_bytes: Option<Spanned<i64>>,
+    pub account_throttle: Option<Throttle>,
+    pub state_file: Option<Text>,
+    pub state_flush_ms: Option<Spanned<i64>>,
+    pub api_keys_file: Option<Text>,
+}
+
+/// `[[api_keys]]` (in the main file or in `api_keys_file`).
+#[derive(Debug)]
+pub(crate) struct ApiKey {
+    pub name: Option<Text>,
+    /// The secret: never put it in an error message.
+    pub value: Option<Text>,
+    pub enabled: Option<Spanned<bool>>,
+}
+
+/// `[[usage_plans]]`.
+#[derive(Debug)]
+pub(crate) struct UsagePlan {
+    pub name: Option<Text>,
+    pub throttle: Option<Throttle>,
+    pub quota: Option<Quota>,
+    pub keys: Vec<Text>,
+    pub stages: Vec<PlanStage>,
+}
+
+/// `quota = { limit, period, offset }`.
+#[derive(Debug)]
+pub(crate) struct Quota {
+    pub limit: Option<Spanned<i64>>,
+    pub period: Option<Text>,
+    pub offset: Option<Spanned<i64>>,
+}
+
+/// `[[usage_plans.stages]]`.
+#[derive(Debug)]
+pub(crate) struct PlanStage {
+    pub span: Range<usize>,
+    pub api: Option<Text>,
+    pub stage: Option<Text>,
+    /// `route key → throttle`, in the order written.
+    pub route_throttles: Vec<(Text, Throttle)>,
 }
 
 #[derive(Debug)]
@@ -55,6 +99,8 @@ pub(crate) struct Api {
     pub stages: Vec<Stage>,
     pub routes: Vec<Route>,
     pub gateway_responses: Vec<GatewayResponse>,
+    /// `api_key_source`: `HEADER` (default) or `AUTHORIZER`.
+    pub api_key_source: Option<Text>,
 }
 
 /// `[[apis.gateway_responses]]`: one customised gateway response type.
@@ -75,6 +121,8 @@ pub(crate) struct Stage {
     /// `(name, value)` in the order written.
     pub variables: Vec<(Text, Text)>,
     pub throttle: Option<Throttle>,
+    /// `route key → throttle`, in the order written.
+    pub route_throttles: Vec<(Text, Throttle)>,
 }
 
 #[derive(Debug)]
@@ -87,6 +135,7 @@ pub(crate) struct Throttle {
 pub(crate) struct Route {
     pub key: Option<Text>,
     pub integration: Option<Integration>,
+    pub api_key_required: Option<Spanned<bool>>,
 }
 
 #[derive(Debug)]

@@ -3,8 +3,10 @@
 
 use super::diagnostics::{Diagnostics, Spanned};
 use super::model::{Config, Listener, Server};
+use super::traffic;
 use crate::gateway::Settings;
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::time::Duration;
 
 /// Allowed ranges (inclusive) of the `[server]` keys; documented in tuning/CONFIG.md.
@@ -17,7 +19,8 @@ pub(crate) const UPSTREAM_POOL_SIZE: (i64, i64) = (0, 65_536);
 pub(crate) const RECEIVE_RING_BUFFERS: (i64, i64) = (1, 32_768);
 pub(crate) const RECEIVE_RING_BUFFER_BYTES: (i64, i64) = (512, 1024 * 1024);
 
-pub(crate) fn settings(s: &Server, d: &mut Diagnostics<'_>) -> Settings {
+/// `base`: the directory relative `state_file` / `api_keys_file` paths are resolved against.
+pub(crate) fn settings(s: &Server, base: &Path, d: &mut Diagnostics<'_>) -> Settings {
     let defaults = Settings::default();
     let header_read_timeout = millis(
         &s.header_read_timeout_ms,
@@ -97,7 +100,36 @@ pub(crate) fn settings(s: &Server, d: &mut Diagnostics<'_>) -> Settings {
             defaults.receive_ring_buffer_bytes,
             d,
         ),
+        account_throttle: s
+            .account_throttle
+            .as_ref()
+            .and_then(|t| traffic::throttle(t, d))
+            .unwrap_or(defaults.account_throttle),
+        state_file: s
+            .state_file
+            .as_ref()
+            .and_then(|p| path(p, "state_file", base, d)),
+        state_flush: traffic::flush_ms(&s.state_flush_ms, d)
+            .map_or(defaults.state_flush, Duration::from_millis),
+        api_keys_file: s
+            .api_keys_file
+            .as_ref()
+            .and_then(|p| path(p, "api_keys_file", base, d)),
     }
+}
+
+/// A file path from the config, relative ones resolved against `base`.
+fn path(
+    p: &super::model::Text,
+    key: &str,
+    base: &Path,
+    d: &mut Diagnostics<'_>,
+) -> Option<std::path::PathBuf> {
+    if p.value.is_empty() {
+        d.error(p.span.clone(), format!("`{key}` cannot be empty"));
+        return None;
+    }
+    Some(base.join(&p.value))
 }
 
 fn count(

@@ -59,6 +59,8 @@ pub struct Gateway {
     pub apis: Vec<Api>,
     /// Domains, host → APIs, stage names (filled in by `config::compile`).
     pub(crate) dispatch: Dispatch,
+    /// API keys, usage plans and the flat table of limits `Route::limits` index into.
+    pub traffic: crate::traffic::Traffic,
 }
 
 /// `(api index, stage index)` into `Gateway::apis` / `Api::stages`.

@@ -1,10 +1,12 @@
 //! The compiled gateway's data model: APIs, stages, routes and the per-(route, stage)
-//! integration targets (`http_proxy`, `mock`), backend addresses and stage throttles. Plain
-//! data built once by `config::compile`; the per-request side is in `dispatch`.
+//! integration targets (`http_proxy`, `mock`), backend addresses, stage throttles and each
+//! route's traffic-control chain (`traffic::RouteLimits`). Plain data built once by
+//! `config::compile`; the per-request side is in `dispatch`.
 
 use super::responses;
 use super::uri::PathTemplate;
 use crate::router::Router;
+use crate::traffic::{KeySource, RouteLimits};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -70,6 +72,9 @@ pub struct Route {
     pub key: Box<str>,
     /// One target per stage of the API, same order as `Api::stages`.
     pub targets: Vec<Target>,
+    /// Traffic control per stage of the API (same order): key requirement and the resolved
+    /// chain of limits.
+    pub limits: Vec<RouteLimits>,
 }
 
 #[derive(Clone, Debug)]
@@ -81,4 +86,6 @@ pub struct Api {
     pub router: Router,
     /// Its gateway responses (built-ins plus `[[apis.gateway_responses]]`).
     pub responses: responses::GatewayResponses,
+    /// `api_key_source`.
+    pub api_key_source: KeySource,
 }

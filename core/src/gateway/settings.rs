@@ -1,7 +1,10 @@
 //! Host settings (`[server]` in the config file): sizes, limits and timeouts every shard runs
-//! with. `config::settings` fills them in and range-checks them; defaults are here and in
+//! with, and the traffic-control host settings (account throttle, quota state file, API keys
+//! file). `config::settings` fills them in and range-checks them; defaults are here and in
 //! tuning/CONFIG.md.
 
+use super::model::Throttle;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Host settings (`[server]` in the config file). Defaults are documented in tuning/CONFIG.md.
@@ -34,6 +37,15 @@ pub struct Settings {
     pub receive_ring_buffers: usize,
     /// Bytes per receive-ring buffer (the most one receive completion delivers).
     pub receive_ring_buffer_bytes: usize,
+    /// The account-level throttle (API Gateway's default: 10,000 requests/s, burst 5,000),
+    /// across all shards.
+    pub account_throttle: Throttle,
+    /// Where quota counters are kept across restarts (`None`: in memory only).
+    pub state_file: Option<PathBuf>,
+    /// How often the quota counters are written to `state_file`.
+    pub state_flush: Duration,
+    /// The file `[[api_keys]]` were also read from (resolved against the config's directory).
+    pub api_keys_file: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -53,6 +65,13 @@ impl Default for Settings {
             upstream_idle_timeout: Duration::from_secs(60),
             receive_ring_buffers: 256,
             receive_ring_buffer_bytes: 16 * 1024,
+            account_throttle: Throttle {
+                rate: 10_000.0,
+                burst: 5_000,
+            },
+            state_file: None,
+            state_flush: Duration::from_millis(1000),
+            api_keys_file: None,
         }
     }
 }
