@@ -7,7 +7,7 @@
 use super::diagnostics::{Diagnostics, Spanned};
 use super::model::{self, Config, Integration, Text};
 use super::uri::{self, Piece};
-use super::{decode, dispatch, settings, validate};
+use super::{decode, dispatch, ops, settings, validate};
 use crate::gateway::responses::{
     self, BodyTemplate, CustomResponse, GatewayResponses, ResponseType, TemplateError,
 };
@@ -27,8 +27,9 @@ pub(crate) const MAX_HTTP_TIMEOUT_MS: i64 = 30_000;
 pub(crate) const DEFAULT_TIMEOUT_MS: u64 = 29_000;
 
 pub(crate) fn compile(cfg: &Config, d: &mut Diagnostics<'_>) -> Gateway {
-    let settings = settings::settings(&cfg.server, d);
+    let mut settings = settings::settings(&cfg.server, d);
     let listeners = settings::listeners(cfg, d);
+    settings.admin = ops::admin(cfg, &listeners, d);
     let mut upstreams = Upstreams::default();
     let mut apis = Vec::with_capacity(cfg.apis.len());
     let mut throttles = Vec::with_capacity(cfg.apis.len());
@@ -100,6 +101,7 @@ fn api(
         check_variables(&s.variables, d);
         throttles.push(s.throttle.as_ref().and_then(|t| throttle(t, d)));
         stages.push(Stage {
+            access_log: s.access_log.as_ref().and_then(|l| ops::access_log(l, d)),
             name: stage_name.into(),
             variables: s
                 .variables

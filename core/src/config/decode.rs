@@ -5,14 +5,14 @@
 
 use super::diagnostics::{Diagnostics, Spanned};
 use super::model::{
-    Api, Config, Domain, GatewayResponse, Integration, Listener, Mapping, Route, Server, Stage,
-    Text, Throttle,
+    AccessLog, Admin, Api, Config, Domain, GatewayResponse, Integration, Listener, Mapping, Route,
+    Server, Stage, Text, Throttle,
 };
 use crate::gateway::Protocol;
 use std::ops::Range;
 use toml_edit::{ImDocument, Item, TableLike};
 
-const ROOT_KEYS: &[&str] = &["server", "listeners", "apis", "domains"];
+const ROOT_KEYS: &[&str] = &["server", "listeners", "apis", "domains", "admin"];
 const SERVER_KEYS: &[&str] = &[
     "shards",
     "pin_cpus",
@@ -27,6 +27,7 @@ const SERVER_KEYS: &[&str] = &[
     "upstream_idle_timeout_ms",
     "receive_ring_buffers",
     "receive_ring_buffer_bytes",
+    "drain_timeout_ms",
 ];
 const LISTENER_KEYS: &[&str] = &["address", "port"];
 const API_KEYS: &[&str] = &[
@@ -38,7 +39,9 @@ const API_KEYS: &[&str] = &[
     "gateway_responses",
 ];
 const GATEWAY_RESPONSE_KEYS: &[&str] = &["type", "status", "headers", "body"];
-const STAGE_KEYS: &[&str] = &["name", "variables", "throttle"];
+const STAGE_KEYS: &[&str] = &["name", "variables", "throttle", "access_log"];
+const ACCESS_LOG_KEYS: &[&str] = &["destination", "format"];
+const ADMIN_KEYS: &[&str] = &["address", "port"];
 const THROTTLE_KEYS: &[&str] = &["rate", "burst"];
 const ROUTE_KEYS: &[&str] = &["key", "integration"];
 const HTTP_PROXY_KEYS: &[&str] = &["type", "uri", "timeout_ms"];
@@ -61,6 +64,14 @@ pub(crate) fn decode(text: &str, d: &mut Diagnostics<'_>) -> Option<Config> {
     let mut config = Config::default();
     if let Some(server) = root.table("server", d) {
         config.server = server_section(&server, d);
+    }
+    if let Some(admin) = root.table("admin", d) {
+        admin.check_keys(ADMIN_KEYS, d);
+        config.admin = Some(Admin {
+            span: admin.span.clone(),
+            address: admin.string("address", d),
+            port: admin.int("port", d),
+        });
     }
     let listeners = root.tables("listeners", d);
     if let Some((item, span)) = root.get("listeners") {
@@ -127,6 +138,7 @@ fn server_section(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Server {
         upstream_idle_timeout_ms: t.int("upstream_idle_timeout_ms", d),
         receive_ring_buffers: t.int("receive_ring_buffers", d),
         receive_ring_buffer_bytes: t.int("receive_ring_buffer_bytes", d),
+        drain_timeout_ms: t.int("drain_timeout_ms", d),
     }
 }
 
@@ -158,6 +170,19 @@ fn api(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Api {
                     Throttle {
                         rate: th.required(th.float("rate", d), "rate", "throttle", d),
                         burst: th.required(th.int("burst", d), "burst", "throttle", d),
+                    }
+                }),
+                access_log: s.table("access_log", d).map(|a| {
+                    a.check_keys(ACCESS_LOG_KEYS, d);
+                    AccessLog {
+                        span: a.span.clone(),
+                        destination: a.required(
+                            a.string("destination", d),
+                            "destination",
+                            "access_log",
+                            d,
+                        ),
+                        format: a.required(a.string("format", d), "format", "access_log", d),
                     }
                 }),
             }
@@ -237,7 +262,7 @@ fn integration(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Option<Integration> {
 
 /// The allowed key a misspelled `key` most likely meant: one it is a prefix of (or that is a
 /// prefix of it), else one within two edits.
-pub(super) fn closest<'k>(key: &str, allowed: &[&'k str]) -> Option<&'k str> {
+pub(crate) fn closest<'k>(key: &str, allowed: &[&'k str]) -> Option<&'k str> {
     let prefix = allowed
         .iter()
         .find(|k| key.len() >= 3 && k.len() >= 3 && (k.starts_with(key) || key.starts_with(**k)));

@@ -16,6 +16,7 @@ mod decode;
 mod diagnostics;
 mod dispatch;
 mod model;
+mod ops;
 mod settings;
 mod uri;
 mod validate;

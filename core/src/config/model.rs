@@ -18,6 +18,24 @@ pub(crate) struct Config {
     pub listeners: Vec<Listener>,
     pub apis: Vec<Api>,
     pub domains: Vec<Domain>,
+    /// `[admin]`, if written.
+    pub admin: Option<Admin>,
+}
+
+/// `[admin]`: the admin listener (metrics, health).
+#[derive(Debug)]
+pub(crate) struct Admin {
+    pub span: Range<usize>,
+    pub address: Option<Text>,
+    pub port: Option<Spanned<i64>>,
+}
+
+/// A stage's `access_log = { destination, format }`.
+#[derive(Debug)]
+pub(crate) struct AccessLog {
+    pub span: Range<usize>,
+    pub destination: Option<Text>,
+    pub format: Option<Text>,
 }
 
 /// `[server]`: every key optional.
@@ -36,6 +54,7 @@ pub(crate) struct Server {
     pub upstream_idle_timeout_ms: Option<Spanned<i64>>,
     pub receive_ring_buffers: Option<Spanned<i64>>,
     pub receive_ring_buffer_bytes: Option<Spanned<i64>>,
+    pub drain_timeout_ms: Option<Spanned<i64>>,
 }
 
 #[derive(Debug)]
@@ -74,6 +93,7 @@ pub(crate) struct Stage {
     /// `(name, value)` in the order written.
     pub variables: Vec<(Text, Text)>,
     pub throttle: Option<Throttle>,
+    pub access_log: Option<AccessLog>,
 }
 
 #[derive(Debug)]

@@ -90,6 +90,13 @@ pub(crate) fn settings(s: &Server, d: &mut Diagnostics<'_>) -> Settings {
             defaults.receive_ring_buffer_bytes,
             d,
         ),
+        drain_timeout: millis(
+            &s.drain_timeout_ms,
+            "drain_timeout_ms",
+            defaults.drain_timeout,
+            d,
+        ),
+        admin: None,
     }
 }
 

@@ -31,6 +31,10 @@ pub struct Settings {
     pub receive_ring_buffers: usize,
     /// Bytes per receive-ring buffer (the most one receive completion delivers).
     pub receive_ring_buffer_bytes: usize,
+    /// On SIGTERM/SIGINT, in-flight requests get this long to finish before the process exits.
+    pub drain_timeout: Duration,
+    /// The admin listener (`[admin]`: `/metrics`, `/healthz`, `/readyz`); `None`: none.
+    pub admin: Option<std::net::SocketAddr>,
 }
 
 impl Default for Settings {
@@ -49,6 +53,8 @@ impl Default for Settings {
             upstream_idle_timeout: Duration::from_secs(60),
             receive_ring_buffers: 256,
             receive_ring_buffer_bytes: 16 * 1024,
+            drain_timeout: Duration::from_secs(30),
+            admin: None,
         }
     }
 }
