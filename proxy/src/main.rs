@@ -1,9 +1,11 @@
 //! The `tollgate` binary: command line, config loading (embedded demo config when none is
 //! given), and `tollgate validate`. The data plane lives in the modules below.
 
+mod admin;
 mod buffer;
 mod conn;
 mod logging;
+mod metrics;
 mod net;
 mod relay;
 mod runtime;
@@ -94,6 +96,7 @@ fn main() -> ExitCode {
         .filter(|&n| n > 0)
         .or((gateway.settings.shards > 0).then_some(gateway.settings.shards))
         .unwrap_or_else(|| runtime::allowed_cpus().len());
+    runtime::raise_nofile_limit();
     let path = match runtime::socket_path_from_env() {
         Ok(p) => p,
         Err(msg) => {
