@@ -19,6 +19,8 @@ pub struct Control {
     pub ready: AtomicBool,
     /// SIGTERM/SIGINT: shards are draining.
     pub draining: AtomicBool,
+    /// The drain is over: shards stop.
+    pub stop: AtomicBool,
 }
 
 const IO_TIMEOUT: Duration = Duration::from_secs(2);

@@ -144,7 +144,7 @@ async fn serve_one(shard: &Shard, c: &mut Client) -> io::Result<bool> {
                     if shard.draining.get() {
                         ctx.keep_alive = false;
                     }
-                    shard.in_flight.set(shard.in_flight.get() + 1);
+                    ShardMetrics::inc(&shard.metrics.in_flight);
                     c.outcome.reset();
                     let step = pipeline::dispatch(gw, &head, &mut ctx).and_then(|m| {
                         pipeline::integration_request(gw, &head, &m, &ctx, &mut c.out)
@@ -214,7 +214,7 @@ fn begin_log(
 
 /// The log phase: metrics, then the stage's access log line.
 fn finish(shard: &Shard, c: &mut Client, ctx: &Context<'_>) {
-    shard.in_flight.set(shard.in_flight.get().saturating_sub(1));
+    ShardMetrics::dec(&shard.metrics.in_flight);
     let o = &mut c.outcome;
     o.response_latency_ms = ctx.started.elapsed().as_millis() as u64;
     let series = shard
@@ -300,11 +300,12 @@ async fn answer(
     failure: Failure,
     body: BodyState,
 ) -> io::Result<bool> {
-    let close = match body {
-        BodyState::Unread => ctx.local_answer_closes(),
-        BodyState::Done => !ctx.keep_alive,
-        BodyState::Broken => true,
-    };
+    let close = shard.draining.get()
+        || match body {
+            BodyState::Unread => ctx.local_answer_closes(),
+            BodyState::Done => !ctx.keep_alive,
+            BodyState::Broken => true,
+        };
     c.out.clear();
     c.outcome.error = failure.answer().map(|a| (a.ty, a.message));
     let close = pipeline::respond(&shard.gateway, ctx, failure, close, &mut c.out);
@@ -619,7 +620,14 @@ async fn exchange(
                     }
                     Ok(Some(resp)) => {
                         c.out.clear();
-                        Head::Final(pipeline::integration_response(&resp, ctx, &mut c.out))
+                        Head::Final(if shard.draining.get() && ctx.keep_alive {
+                            // Shutting down since the request came: the response closes.
+                            let mut closing = ctx.clone();
+                            closing.keep_alive = false;
+                            pipeline::integration_response(&resp, &closing, &mut c.out)
+                        } else {
+                            pipeline::integration_response(&resp, ctx, &mut c.out)
+                        })
                     }
                     Ok(None) if up.buf.is_full() => Head::Bad,
                     Ok(None) => Head::More,

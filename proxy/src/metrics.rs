@@ -99,6 +99,8 @@ pub struct ShardMetrics {
     pub shard: usize,
     series: Box<[AtomicU64]>,
     pub open_connections: AtomicU64,
+    /// Requests between a parsed head and their end (also read by the drain).
+    pub in_flight: AtomicU64,
     pub upstream_connect_errors: AtomicU64,
     pub upstream_timeouts: AtomicU64,
     pub upstream_failures: AtomicU64,
@@ -114,6 +116,7 @@ impl ShardMetrics {
             shard,
             series: (0..n).map(|_| AtomicU64::new(0)).collect(),
             open_connections: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
             upstream_connect_errors: AtomicU64::new(0),
             upstream_timeouts: AtomicU64::new(0),
             upstream_failures: AtomicU64::new(0),
@@ -161,7 +164,7 @@ impl ShardMetrics {
         add(a, 1);
     }
 
-    /// For the open-connections gauge (only this shard writes it).
+    /// For the gauges (only this shard writes them).
     pub fn dec(a: &AtomicU64) {
         a.store(a.load(Relaxed).saturating_sub(1), Relaxed);
     }
@@ -292,12 +295,18 @@ pub fn render(reg: &Registry) -> String {
         }
     }
     type Get = fn(&ShardMetrics) -> &AtomicU64;
-    let per_shard: [(&str, &str, &str, Get); 7] = [
+    let per_shard: [(&str, &str, &str, Get); 8] = [
         (
             "tollgate_open_connections",
             "gauge",
             "Client connections open.",
             |m| &m.open_connections,
+        ),
+        (
+            "tollgate_in_flight_requests",
+            "gauge",
+            "Requests between their head and the end of their response.",
+            |m| &m.in_flight,
         ),
         (
             "tollgate_upstream_connect_errors_total",

@@ -265,8 +265,27 @@ pub fn run(mut gateway: Gateway, shards: usize, path: SocketPath) -> Result<(), 
         drain_timeout.as_millis()
     ));
     control.draining.store(true, Ordering::Release);
-    // The shards enforce the drain timeout themselves; this only bounds the wait for them.
-    let deadline = Instant::now() + drain_timeout + Duration::from_secs(1);
+    // Every shard keeps serving (idle connections' next requests get `connection: close`)
+    // until no request is in flight anywhere, or the drain timeout.
+    let deadline = Instant::now() + drain_timeout;
+    let in_flight = || -> u64 {
+        registry
+            .shards
+            .iter()
+            .map(|m| m.in_flight.load(Ordering::Relaxed))
+            .sum()
+    };
+    while in_flight() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let cut = in_flight();
+    if cut > 0 {
+        logging::event(format_args!(
+            "drain timeout: {cut} request(s) still in flight are cut"
+        ));
+    }
+    control.stop.store(true, Ordering::Release);
+    let deadline = Instant::now() + Duration::from_secs(1);
     for t in threads {
         while !t.is_finished() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
@@ -289,7 +308,6 @@ async fn shard_main(
     tx: mpsc::Sender<Result<usize, String>>,
 ) {
     let listeners: Vec<_> = gateway.listeners.clone();
-    let drain_timeout = gateway.settings.drain_timeout;
     let shard = Rc::new(Shard::new(index, gateway, seed, ops));
     let mut bound = Vec::with_capacity(listeners.len());
     for addr in listeners {
@@ -322,15 +340,8 @@ async fn shard_main(
     // Dropping the accept tasks cancels them and closes the listeners.
     drop(accepting);
     shard.draining.set(true);
-    let deadline = Instant::now() + drain_timeout;
-    while shard.in_flight.get() > 0 && Instant::now() < deadline {
+    while !control.stop.load(Ordering::Acquire) {
         glommio::timer::sleep(Duration::from_millis(5)).await;
-    }
-    if shard.in_flight.get() > 0 {
-        logging::event(format_args!(
-            "shard {index}: drain timeout: {} request(s) still in flight are cut",
-            shard.in_flight.get()
-        ));
     }
     drop(flusher);
     shard.log.flush();

@@ -32,8 +32,6 @@ pub struct Shard {
     pub log: ShardLog,
     /// Shutting down: every response closes its connection.
     pub draining: Cell<bool>,
-    /// Requests between a parsed head and their end.
-    pub in_flight: Cell<usize>,
     /// One gateway-log line per upstream failure kind per interval.
     pub upstream_lines: [RateLimited; UPSTREAM_KINDS],
     pub accept_lines: RateLimited,
@@ -72,7 +70,6 @@ impl Shard {
             metrics: ops.metrics,
             layout: ops.layout,
             draining: Cell::new(false),
-            in_flight: Cell::new(0),
             upstream_lines: [
                 RateLimited::new(EVENT_EVERY),
                 RateLimited::new(EVENT_EVERY),

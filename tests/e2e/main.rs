@@ -25,6 +25,8 @@ mod gateway_responses_custom;
 mod inflight;
 mod keepalive;
 mod ops_access_log;
+mod ops_metrics;
+mod ops_shutdown;
 mod pipelining;
 mod protocol;
 mod proxying;
