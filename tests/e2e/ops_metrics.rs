@@ -8,7 +8,7 @@ use crate::ops_support::{admin_get, parse_prometheus, Exposition};
 use crate::origin::Origin;
 use std::net::SocketAddr;
 
-fn labels<'a>(route: &'a str) -> [(&'static str, &'a str); 3] {
+fn labels(route: &str) -> [(&'static str, &str); 3] {
     [("api", "shop"), ("stage", "prod"), ("route", route)]
 }
 

@@ -164,7 +164,7 @@ impl Format {
             }
             let word = rest[1..1 + name_len].trim_end_matches('.');
             let end = at + 1 + word.len();
-            if !rest.starts_with(PREFIX) || word.len() + 1 <= PREFIX.len() {
+            if !rest.starts_with(PREFIX) || word.len() < PREFIX.len() {
                 return Err(FormatError {
                     at: at..end,
                     message: format!(
@@ -193,7 +193,7 @@ impl Format {
                 message: "an access log format must contain `$context.requestId` or `$context.extendedRequestId`".to_string(),
             });
         }
-        let uses = |v: Var| pieces.iter().any(|p| *p == Piece::Var(v));
+        let uses = |v: Var| pieces.contains(&Piece::Var(v));
         Ok(Format {
             json: text.trim_start().starts_with('{'),
             needs_host: uses(Var::DomainName) || uses(Var::DomainPrefix),
