@@ -25,6 +25,7 @@ mod gateway_responses_custom;
 mod inflight;
 mod keepalive;
 mod ops_access_log;
+mod ops_limits;
 mod ops_metrics;
 mod ops_shutdown;
 mod pipelining;
