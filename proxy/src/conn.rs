@@ -165,6 +165,9 @@ async fn serve_one(shard: &Shard, c: &mut Client) -> io::Result<bool> {
         // Outside the scope of `headers` (3 KiB), so no await keeps it in this future.
         if let Some(err) = refused {
             pipeline::refuse(err, &request_id, true, false, &mut c.out);
+            // Counted with the requests that reached no stage (no access log: no stage).
+            record_local(&mut c.outcome, &c.out);
+            shard.metrics.request(0, c.outcome.status, 0, None);
             let _ = c.conn.write_all(&c.out, s.client_write_timeout).await;
             return Ok(false);
         }

@@ -57,6 +57,15 @@ port = {admin_port}
     send("/prod/o/status?code=502", 3, 502);
     send("/prod/o/status?code=404", 2, 404);
     send("/prod/missing", 4, 403);
+    // Refused before any stage is known: counted under empty api and stage.
+    for _ in 0..2 {
+        let mut c = Client::connect(gw.addr);
+        assert_eq!(
+            c.request(b"GET /prod/pets HTTP/1.1\r\nhost: a\r\nbad header\r\n\r\n")
+                .status,
+            400
+        );
+    }
     // A connection left open shows in the gauge.
     let open = Client::connect(gw.addr);
     let mut held = open;
@@ -85,7 +94,10 @@ port = {admin_port}
     assert_eq!(value(&m, "tollgate_4xxerror_total", "ANY /o/{proxy+}"), 2.0);
     assert_eq!(value(&m, "tollgate_count_total", ""), 4.0);
     assert_eq!(value(&m, "tollgate_4xxerror_total", ""), 4.0);
-    assert_eq!(m.sum("tollgate_count_total"), 22.0);
+    let nowhere = [("api", ""), ("stage", ""), ("route", "")];
+    assert_eq!(m.get("tollgate_count_total", &nowhere), Some(2.0));
+    assert_eq!(m.get("tollgate_4xxerror_total", &nowhere), Some(2.0));
+    assert_eq!(m.sum("tollgate_count_total"), 24.0);
 
     // Histograms: cumulative buckets ending in +Inf = count; integration latency only for
     // proxied requests.
