@@ -11,6 +11,7 @@
 //!
 //! `config::compile` fills all of them in; the data plane only reads them.
 
+pub mod access_log;
 mod dispatch;
 mod model;
 pub mod responses;

@@ -15,8 +15,14 @@
 //!    client head, streams the response body and returns the backend connection to the pool.
 //!    A failure before any response byte reached the client is answered through `answer`.
 //! 4. Keep-alive: the next pipelined request may already be in the buffer.
+//! 5. The log phase (`finish`): the request's `Outcome` (status, response length, latencies,
+//!    integration status or error, gateway response type), filled as the steps above go,
+//!    feeds the shard's metrics and, when the stage has one, its access log line. While the
+//!    shard drains (shutdown), every response says `connection: close`.
 
 use crate::buffer::Buf;
+use crate::logging;
+use crate::metrics::ShardMetrics;
 use crate::net::Conn;
 use crate::relay::{self, Framing, Limits, RelayError};
 use crate::shard::Shard;
@@ -29,7 +35,7 @@ use tollgate_core::forward::ClientInfo;
 use tollgate_core::http::error::GatewayError;
 use tollgate_core::http::request::{self, HeadError};
 use tollgate_core::http::{response, BodyKind, MAX_HEADERS};
-use tollgate_core::pipeline::{self, Context, Failure, Integration, ResponsePlan};
+use tollgate_core::pipeline::{self, Context, Failure, Integration, Outcome, ResponsePlan};
 
 /// A request body up to this size that is already in the buffer with its head is sent in the
 /// same write as the head, and can be resent on a fresh backend connection if a pooled one
@@ -45,6 +51,8 @@ struct Client {
     buf: Buf,
     out: Vec<u8>,
     info: ClientInfo,
+    /// The current request's outcome, for the log phase.
+    outcome: Outcome,
 }
 
 pub async fn serve(shard: Rc<Shard>, conn: Conn) {
@@ -62,7 +70,9 @@ pub async fn serve(shard: Rc<Shard>, conn: Conn) {
             port,
             proto: "http",
         },
+        outcome: Outcome::default(),
     };
+    ShardMetrics::inc(&shard.metrics.open_connections);
     loop {
         match serve_one(&shard, &mut c).await {
             Ok(true) => continue,
@@ -70,6 +80,7 @@ pub async fn serve(shard: Rc<Shard>, conn: Conn) {
             Err(_) => break,
         }
     }
+    ShardMetrics::dec(&shard.metrics.open_connections);
 }
 
 /// How long, and how many bytes, a closing connection keeps reading what the client still
@@ -130,9 +141,17 @@ async fn serve_one(shard: &Shard, c: &mut Client) -> io::Result<bool> {
             match request::parse(c.buf.filled(), &mut headers, s.max_header_bytes) {
                 Ok(Some(head)) => {
                     let mut ctx = Context::new(request_id, c.info, Instant::now(), &head);
+                    if shard.draining.get() {
+                        ctx.keep_alive = false;
+                    }
+                    ShardMetrics::inc(&shard.metrics.in_flight);
+                    c.outcome.reset();
                     let step = pipeline::dispatch(gw, &head, &mut ctx).and_then(|m| {
                         pipeline::integration_request(gw, &head, &m, &ctx, &mut c.out)
                     });
+                    if let Some(log) = pipeline::access_log(&ctx) {
+                        begin_log(&mut c.outcome, log, &head);
+                    }
                     let head_len = head.head_len;
                     c.buf.consume(head_len);
                     break (ctx, step);
@@ -146,6 +165,9 @@ async fn serve_one(shard: &Shard, c: &mut Client) -> io::Result<bool> {
         // Outside the scope of `headers` (3 KiB), so no await keeps it in this future.
         if let Some(err) = refused {
             pipeline::refuse(err, &request_id, true, false, &mut c.out);
+            // Counted with the requests that reached no stage (no access log: no stage).
+            record_local(&mut c.outcome, &c.out);
+            shard.metrics.request(0, c.outcome.status, 0, None);
             let _ = c.conn.write_all(&c.out, s.client_write_timeout).await;
             return Ok(false);
         }
@@ -158,12 +180,107 @@ async fn serve_one(shard: &Shard, c: &mut Client) -> io::Result<bool> {
         head_deadline.get_or_insert_with(|| Instant::now() + s.header_read_timeout);
     };
 
-    match step {
+    let result = match step {
         Ok(Integration::Local { close }) => send_local(shard, c, &ctx, close, true).await,
         Ok(Integration::Proxy { upstream, timeout }) => {
             proxy(shard, c, &ctx, upstream, timeout).await
         }
         Err(failure) => answer(shard, c, &ctx, failure, BodyState::Unread).await,
+    };
+    finish(shard, c, &ctx);
+    result
+}
+
+/// What the log phase needs from the head, read while it is still borrowed: the wall-clock
+/// time, and `Host` / `User-Agent` when the format uses them (only for logged stages).
+fn begin_log(
+    o: &mut Outcome,
+    log: &tollgate_core::gateway::access_log::AccessLog,
+    head: &request::RequestHead<'_, '_>,
+) {
+    o.request_time_epoch_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    if log.format.needs_host() {
+        o.host.extend_from_slice(head.host.unwrap_or(b""));
+    }
+    if log.format.needs_user_agent() {
+        if let Some(h) = head
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("user-agent"))
+        {
+            o.user_agent.extend_from_slice(h.value);
+        }
+    }
+}
+
+/// The log phase: metrics, then the stage's access log line.
+fn finish(shard: &Shard, c: &mut Client, ctx: &Context<'_>) {
+    ShardMetrics::dec(&shard.metrics.in_flight);
+    let o = &mut c.outcome;
+    o.response_latency_ms = ctx.started.elapsed().as_millis() as u64;
+    let series = shard
+        .layout
+        .series(&shard.gateway, ctx.api, ctx.stage, ctx.route);
+    shard.metrics.request(
+        series,
+        o.status,
+        o.response_latency_ms,
+        o.integration_latency_ms,
+    );
+    if let Some(log) = pipeline::access_log(ctx) {
+        shard
+            .log
+            .write(log.sink, |line| pipeline::log(ctx, o, line));
+    }
+}
+
+/// Status and body length of the complete local response in `out`.
+fn record_local(o: &mut Outcome, out: &[u8]) {
+    if let Some(code) = out.get(9..12) {
+        o.status = code
+            .iter()
+            .fold(0u16, |n, &d| n * 10 + u16::from(d.wrapping_sub(b'0') % 10));
+    }
+    o.response_length = memchr::memmem::find(out, b"\r\n\r\n").map(|i| (out.len() - i - 4) as u64);
+}
+
+/// A name for an I/O error in logs (static: no allocation on the failure path).
+fn io_error_name(e: &io::Error) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => "connection refused",
+        io::ErrorKind::ConnectionReset => "connection reset",
+        io::ErrorKind::TimedOut => "timed out",
+        io::ErrorKind::AddrNotAvailable => "no local address available",
+        io::ErrorKind::BrokenPipe => "broken pipe",
+        _ => "connect failed",
+    }
+}
+
+/// Counts an upstream failure and writes its gateway-log line when one is due for its kind.
+fn upstream_failed(
+    shard: &Shard,
+    o: &mut Outcome,
+    addr: SocketAddr,
+    failure: Failure,
+    detail: &'static str,
+) {
+    let (kind, counter, what) = match failure {
+        Failure::IntegrationTimeout => (1, &shard.metrics.upstream_timeouts, "integration timeout"),
+        Failure::BadBackendResponse => (3, &shard.metrics.upstream_failures, "malformed response"),
+        _ if detail != "closed or reset" => {
+            (0, &shard.metrics.upstream_connect_errors, "connect failed")
+        }
+        _ => (2, &shard.metrics.upstream_failures, "exchange failed"),
+    };
+    ShardMetrics::inc(counter);
+    o.integration_error = Some(detail);
+    if let Some(n) = shard.upstream_lines[kind].due(Instant::now()) {
+        logging::event(format_args!(
+            "shard {}: upstream {addr}: {what} ({detail}); {n} since the last such line",
+            shard.index
+        ));
     }
 }
 
@@ -186,12 +303,14 @@ async fn answer(
     failure: Failure,
     body: BodyState,
 ) -> io::Result<bool> {
-    let close = match body {
-        BodyState::Unread => ctx.local_answer_closes(),
-        BodyState::Done => !ctx.keep_alive,
-        BodyState::Broken => true,
-    };
+    let close = shard.draining.get()
+        || match body {
+            BodyState::Unread => ctx.local_answer_closes(),
+            BodyState::Done => !ctx.keep_alive,
+            BodyState::Broken => true,
+        };
     c.out.clear();
+    c.outcome.error = failure.answer().map(|a| (a.ty, a.message));
     let close = pipeline::respond(&shard.gateway, ctx, failure, close, &mut c.out);
     send_local(shard, c, ctx, close, body == BodyState::Unread).await
 }
@@ -227,9 +346,11 @@ async fn send_local(
         };
         if let Some(f) = failure {
             c.out.clear();
+            c.outcome.error = f.answer().map(|a| (a.ty, a.message));
             close = pipeline::respond(&shard.gateway, ctx, f, true, &mut c.out);
         }
     }
+    record_local(&mut c.outcome, &c.out);
     c.conn.write_all(&c.out, s.client_write_timeout).await?;
     Ok(!close)
 }
@@ -291,6 +412,7 @@ async fn proxy(
     }
 
     let mut attempt = 0;
+    let began = Instant::now();
     let (mut up, plan) = loop {
         attempt += 1;
         let pooled = shard.pools.borrow_mut().take(x.upstream, Instant::now());
@@ -308,6 +430,8 @@ async fn proxy(
                         } else {
                             Failure::BackendFailed
                         };
+                        c.outcome.integration_latency_ms = Some(ms_since(began));
+                        upstream_failed(shard, &mut c.outcome, x.addr, f, io_error_name(&e));
                         return answer(shard, c, ctx, f, x.body).await;
                     }
                 }
@@ -317,11 +441,40 @@ async fn proxy(
             Ok(plan) => break (up, plan),
             Err(Attempt::Stale) if up.reused && attempt == 1 => continue,
             Err(Attempt::Stale) => {
-                return answer(shard, c, ctx, Failure::BackendFailed, x.body).await
+                let f = Failure::BackendFailed;
+                c.outcome.integration_latency_ms = Some(ms_since(began));
+                upstream_failed(shard, &mut c.outcome, x.addr, f, "closed or reset");
+                return answer(shard, c, ctx, f, x.body).await;
             }
-            Err(Attempt::Fail(f)) => return answer(shard, c, ctx, f, x.body).await,
+            Err(Attempt::Fail(f)) => {
+                c.outcome.integration_latency_ms = Some(ms_since(began));
+                let detail = match f {
+                    Failure::IntegrationTimeout => "no response head in time",
+                    Failure::BadBackendResponse => "malformed response head",
+                    _ => "closed or reset",
+                };
+                if matches!(
+                    f,
+                    Failure::IntegrationTimeout
+                        | Failure::BadBackendResponse
+                        | Failure::BackendFailed
+                ) {
+                    upstream_failed(shard, &mut c.outcome, x.addr, f, detail);
+                }
+                return answer(shard, c, ctx, f, x.body).await;
+            }
             Err(Attempt::Drop) => return Ok(false),
         }
+    };
+    let o = &mut c.outcome;
+    o.integration_latency_ms = Some(ms_since(began));
+    o.integration_status = Some(plan.status);
+    o.status = plan.status;
+    o.response_length = match plan.body {
+        _ if ctx.head_request() => Some(0),
+        BodyKind::None => Some(0),
+        BodyKind::Length(n) => Some(n),
+        BodyKind::Chunked | BodyKind::UntilClose => None,
     };
 
     // `out` holds the client head; send it with the body bytes that came along if they are
@@ -366,6 +519,10 @@ async fn proxy(
         // The client already has part of the response: closing is the only honest signal.
         Err(_) => Ok(false),
     }
+}
+
+fn ms_since(t: Instant) -> u64 {
+    t.elapsed().as_millis() as u64
 }
 
 /// What one look at the backend's buffer found.
@@ -466,7 +623,14 @@ async fn exchange(
                     }
                     Ok(Some(resp)) => {
                         c.out.clear();
-                        Head::Final(pipeline::integration_response(&resp, ctx, &mut c.out))
+                        Head::Final(if shard.draining.get() && ctx.keep_alive {
+                            // Shutting down since the request came: the response closes.
+                            let mut closing = ctx.clone();
+                            closing.keep_alive = false;
+                            pipeline::integration_response(&resp, &closing, &mut c.out)
+                        } else {
+                            pipeline::integration_response(&resp, ctx, &mut c.out)
+                        })
                     }
                     Ok(None) if up.buf.is_full() => Head::Bad,
                     Ok(None) => Head::More,

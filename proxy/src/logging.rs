@@ -1,9 +1,29 @@
-//! Process log sink for library messages (the `log` facade): glommio's warnings, such as the
-//! io_uring setup fallback on an older kernel, go to stderr as one `tollgate:` line each.
-//! Request access logs are not this module's business.
+//! Logs: the gateway's own log (stderr: library messages through the `log` facade, such as
+//! glommio's io_uring fallback warning, and rate-limited event lines), and the writing of
+//! access log lines.
+//!
+//! Access logs: each shard appends its rendered lines to its own buffer per destination
+//! ([`ShardLog`]), with no lock and no system call on a request's path. A full buffer
+//! (`CHUNK_BYTES`) or the shard's flush timer (`FLUSH_EVERY`) hands it, as one chunk of whole
+//! lines, to that destination's writer thread through a bounded queue (`try_send`, never
+//! blocking). The writer thread does the (blocking) writes, so a slow disk, a full pipe or a
+//! stalled stdout reader only stops that thread: when its queue is full the shards keep
+//! their buffer, and lines that do not fit in it are dropped and counted
+//! (`tollgate_access_log_dropped_lines_total`), never stalling a request. File destinations
+//! are opened for appending and reopened by their writer after SIGUSR1 ([`reopen`]).
 
+use crate::metrics::ShardMetrics;
 use log::{Level, LevelFilter, Log, Metadata, Record};
-use std::io::Write;
+use std::cell::{Cell, RefCell};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tollgate_core::gateway::access_log::Destination;
 
 struct Stderr;
 
@@ -34,5 +54,303 @@ static LOGGER: Stderr = Stderr;
 pub fn init() {
     if log::set_logger(&LOGGER).is_ok() {
         log::set_max_level(LevelFilter::Warn);
+    }
+}
+
+/// One line on stderr, written at once.
+pub fn event(line: std::fmt::Arguments<'_>) {
+    let line = format!("tollgate: {line}\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// An event line printed at most once per `every`, with the count of the ones held back.
+pub struct RateLimited {
+    every: Duration,
+    last: Cell<Option<Instant>>,
+    held: Cell<u64>,
+}
+
+impl RateLimited {
+    pub const fn new(every: Duration) -> RateLimited {
+        RateLimited {
+            every,
+            last: Cell::new(None),
+            held: Cell::new(0),
+        }
+    }
+
+    /// Counts one occurrence; returns how many occurred since the last printed line (this
+    /// one included) when a line is due now.
+    pub fn due(&self, now: Instant) -> Option<u64> {
+        let held = self.held.get() + 1;
+        match self.last.get() {
+            Some(t) if now.duration_since(t) < self.every => {
+                self.held.set(held);
+                None
+            }
+            _ => {
+                self.last.set(Some(now));
+                self.held.set(0);
+                Some(held)
+            }
+        }
+    }
+}
+
+/// A shard hands its buffer to the writer once it holds this much.
+const CHUNK_BYTES: usize = 32 * 1024;
+/// A shard's buffer per destination holds at most this much; lines beyond are dropped.
+const BUFFER_BYTES: usize = 1024 * 1024;
+/// Chunks queued per destination before shards keep (then drop) lines themselves.
+const QUEUE_CHUNKS: usize = 64;
+/// How often a shard hands over what it has.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+/// Bumped by SIGUSR1: writers reopen their files when they see a new value.
+static REOPEN: AtomicU64 = AtomicU64::new(0);
+
+/// Asks every file writer to reopen its file (after logrotate renamed it).
+pub fn reopen() {
+    REOPEN.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The writer threads, one per destination; shards get senders with [`Writers::senders`].
+pub struct Writers {
+    senders: Vec<SyncSender<Vec<u8>>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Writers {
+    /// Opens every destination (a file that cannot be opened is an error to report before
+    /// starting) and starts its writer.
+    pub fn start(dests: &[Destination]) -> Result<Writers, String> {
+        let mut senders = Vec::with_capacity(dests.len());
+        let mut threads = Vec::with_capacity(dests.len());
+        for (i, dest) in dests.iter().enumerate() {
+            let out = match dest {
+                Destination::Stdout => Out::Stdout,
+                Destination::File(path) => Out::File {
+                    path: path.clone(),
+                    file: open_checked(path)
+                        .map_err(|e| format!("tollgate: cannot open the access log {path}: {e}"))?,
+                },
+            };
+            let (tx, rx) = mpsc::sync_channel(QUEUE_CHUNKS);
+            let t = std::thread::Builder::new()
+                .name(format!("tollgate-log{i}"))
+                .spawn(move || write_loop(out, rx))
+                .map_err(|e| format!("tollgate: cannot start the access log writer: {e}"))?;
+            senders.push(tx);
+            threads.push(t);
+        }
+        Ok(Writers { senders, threads })
+    }
+
+    pub fn senders(&self) -> Vec<SyncSender<Vec<u8>>> {
+        self.senders.clone()
+    }
+
+    /// Closes the queues (the shards' senders must be gone) and waits up to `limit` for the
+    /// writers to write what is queued; a writer stuck on its destination is left behind.
+    pub fn finish(self, limit: Duration) {
+        drop(self.senders);
+        let deadline = Instant::now() + limit;
+        for t in self.threads {
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+enum Out {
+    Stdout,
+    File { path: Box<str>, file: Option<File> },
+}
+
+/// Opens a log file for appending. A FIFO with no reader yet is not an error: its writer
+/// opens it (blocking only itself) when it has lines.
+fn open_checked(path: &str) -> io::Result<Option<File>> {
+    match open(path, true) {
+        Ok(f) => {
+            // Writes block only the writer thread.
+            // SAFETY: plain fcntl on a descriptor we own.
+            unsafe {
+                let fd = std::os::unix::io::AsRawFd::as_raw_fd(&f);
+                let flags = libc::fcntl(fd, libc::F_GETFL);
+                if flags >= 0 {
+                    libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
+                }
+            }
+            Ok(Some(f))
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn open(path: &str, nonblocking: bool) -> io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.append(true).create(true).mode(0o640);
+    if nonblocking {
+        o.custom_flags(libc::O_NONBLOCK);
+    }
+    o.open(path)
+}
+
+fn write_loop(mut out: Out, rx: Receiver<Vec<u8>>) {
+    let mut seen = REOPEN.load(Ordering::Relaxed);
+    loop {
+        let chunk = match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(c) => Some(c),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let now = REOPEN.load(Ordering::Relaxed);
+        if let Out::File { path, file } = &mut out {
+            if now != seen || file.is_none() {
+                seen = now;
+                match open(path, false) {
+                    Ok(f) => *file = Some(f),
+                    Err(e) => event(format_args!("cannot reopen the access log {path}: {e}")),
+                }
+            }
+        }
+        let Some(chunk) = chunk else { continue };
+        let r = match &mut out {
+            Out::Stdout => std::io::stdout().lock().write_all(&chunk),
+            Out::File { file: Some(f), .. } => f.write_all(&chunk),
+            Out::File { file: None, .. } => Ok(()),
+        };
+        if let Err(e) = r {
+            event(format_args!("access log write failed: {e}"));
+        }
+    }
+}
+
+/// A shard's access log buffers, one per destination.
+pub struct ShardLog {
+    sinks: Vec<Sink>,
+    scratch: RefCell<Vec<u8>>,
+    metrics: Arc<ShardMetrics>,
+}
+
+struct Sink {
+    tx: SyncSender<Vec<u8>>,
+    buf: RefCell<Vec<u8>>,
+}
+
+impl ShardLog {
+    pub fn new(senders: Vec<SyncSender<Vec<u8>>>, metrics: Arc<ShardMetrics>) -> ShardLog {
+        ShardLog {
+            sinks: senders
+                .into_iter()
+                .map(|tx| Sink {
+                    tx,
+                    buf: RefCell::new(Vec::new()),
+                })
+                .collect(),
+            scratch: RefCell::new(Vec::new()),
+            metrics,
+        }
+    }
+
+    /// Appends one rendered line (with its `\n`) for destination `sink`, or drops and
+    /// counts it when that destination is too far behind.
+    pub fn append(&self, sink: usize, line: &[u8]) {
+        let Some(s) = self.sinks.get(sink) else {
+            return;
+        };
+        let mut buf = s.buf.borrow_mut();
+        if buf.len() >= CHUNK_BYTES {
+            hand_over(s, &mut buf);
+        }
+        if buf.len() + line.len() > BUFFER_BYTES {
+            ShardMetrics::inc(&self.metrics.access_log_dropped);
+            return;
+        }
+        if buf.capacity() == 0 {
+            buf.reserve(CHUNK_BYTES * 2);
+        }
+        buf.extend_from_slice(line);
+        ShardMetrics::inc(&self.metrics.access_log_lines);
+    }
+
+    /// Renders one line with `render` (into a reused scratch buffer) and appends it.
+    pub fn write(&self, sink: usize, render: impl FnOnce(&mut Vec<u8>) -> bool) {
+        let mut line = self.scratch.borrow_mut();
+        line.clear();
+        if render(&mut line) {
+            self.append(sink, &line);
+        }
+    }
+
+    /// Hands every non-empty buffer to its writer (the shard's flush timer).
+    pub fn flush(&self) {
+        for s in &self.sinks {
+            let mut buf = s.buf.borrow_mut();
+            if !buf.is_empty() {
+                hand_over(s, &mut buf);
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sinks.is_empty()
+    }
+}
+
+/// Queues `buf` for the writer if there is room; otherwise keeps it.
+fn hand_over(s: &Sink, buf: &mut Vec<u8>) {
+    let chunk = std::mem::take(buf);
+    match s.tx.try_send(chunk) {
+        Ok(()) => {}
+        Err(TrySendError::Full(chunk)) | Err(TrySendError::Disconnected(chunk)) => *buf = chunk,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limited_lines() {
+        let r = RateLimited::new(Duration::from_secs(10));
+        let t = Instant::now();
+        assert_eq!(r.due(t), Some(1));
+        assert_eq!(r.due(t + Duration::from_secs(1)), None);
+        assert_eq!(r.due(t + Duration::from_secs(2)), None);
+        assert_eq!(r.due(t + Duration::from_secs(11)), Some(3));
+        assert_eq!(r.due(t + Duration::from_secs(12)), None);
+    }
+
+    #[test]
+    fn a_stuck_destination_drops_and_counts() {
+        let layout = crate::metrics::Layout::new(
+            &tollgate_core::config::load_str("t", tollgate_core::config::DEFAULT_CONFIG)
+                .unwrap_or_else(|e| panic!("{e:?}")),
+        );
+        let m = Arc::new(ShardMetrics::new(0, &layout));
+        // A queue of one chunk that nobody reads.
+        let (tx, rx) = mpsc::sync_channel(1);
+        let log = ShardLog::new(vec![tx], m.clone());
+        let line = [b'x'; 1000];
+        let total = 3000;
+        for _ in 0..total {
+            log.append(0, &line);
+        }
+        log.flush();
+        let kept = m.access_log_lines.load(Ordering::Relaxed);
+        let dropped = m.access_log_dropped.load(Ordering::Relaxed);
+        assert_eq!(kept + dropped, total);
+        assert!(dropped > 0 && kept > 0, "kept {kept}, dropped {dropped}");
+        // Only one chunk made it to the queue; the rest stayed in the shard's bounded buffer.
+        let first = rx.try_recv().expect("one chunk");
+        assert!(first.len() >= CHUNK_BYTES);
+        assert!(rx.try_recv().is_err());
+        assert!(log.sinks[0].buf.borrow().len() <= BUFFER_BYTES);
     }
 }

@@ -1,9 +1,13 @@
 //! The `tollgate` binary: command line, config loading (embedded demo config when none is
-//! given), and `tollgate validate`. The data plane lives in the modules below.
+//! given), `tollgate validate` and `tollgate doctor`. The data plane lives in the modules
+//! below; signals are taken by `runtime` once the shards run.
 
+mod admin;
 mod buffer;
 mod conn;
+mod doctor;
 mod logging;
+mod metrics;
 mod net;
 mod relay;
 mod runtime;
@@ -39,6 +43,9 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Check the host's limits and settings (locked memory, open files, somaxconn, local
+    /// ports, io_uring, kernel, CPUs, governor) and say what to change.
+    Doctor,
 }
 
 /// Allocations of this size or more get their own mapping, returned to the system when freed.
@@ -55,8 +62,19 @@ fn main() -> ExitCode {
     unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) };
     logging::init();
     let cli = Cli::parse();
-    if let Some(Command::Validate { files }) = cli.command {
-        return validate(&files);
+    match cli.command {
+        Some(Command::Validate { files }) => return validate(&files),
+        Some(Command::Doctor) => {
+            let checks = doctor::checks();
+            print!("{}", doctor::report(&checks));
+            let fail = checks.iter().any(|c| c.verdict == doctor::Verdict::Fail);
+            return if fail {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+        None => {}
     }
     let gateway = match &cli.config {
         Some(path) => match config::load_file(path) {
@@ -94,6 +112,7 @@ fn main() -> ExitCode {
         .filter(|&n| n > 0)
         .or((gateway.settings.shards > 0).then_some(gateway.settings.shards))
         .unwrap_or_else(|| runtime::allowed_cpus().len());
+    runtime::raise_nofile_limit();
     let path = match runtime::socket_path_from_env() {
         Ok(p) => p,
         Err(msg) => {

@@ -2,16 +2,28 @@
 //! the process's allowed set, each with its own listeners, its own copy of the gateway and its
 //! accept loop (one task per client connection, served by `conn`). The socket path is chosen
 //! here, once, from `TOLLGATE_SOCKET_PATH`, and handed to `net` before any shard starts.
-//! Start-up failures (io_uring set-up refused for lack of locked memory, a port in use) are
+//! Start-up failures (io_uring set-up refused for lack of locked memory, a port in use — also
+//! by another process, which `SO_REUSEPORT` would otherwise silently share with) are
 //! reported in one clear line and make the process exit non-zero — never a silent exit 0.
+//!
+//! After start-up the main thread waits for signals (blocked in every thread, taken with
+//! `sigtimedwait`): SIGTERM/SIGINT drain and exit 0, SIGUSR1 reopens the access log files.
+//! Draining: every shard closes its listeners, answers with `connection: close`, and stops once
+//! its in-flight requests are done or `drain_timeout_ms` has passed.
 
+use crate::admin::{self, Control};
 use crate::conn;
+use crate::logging::{self, Writers};
+use crate::metrics::{Registry, ShardMetrics};
 use crate::net::{self, Listener, SocketPath};
-use crate::shard::Shard;
+use crate::shard::{Ops, Shard};
 use glommio::{LocalExecutorBuilder, Placement};
+use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::mpsc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tollgate_core::gateway::access_log;
 use tollgate_core::gateway::Gateway;
 
 /// The CPUs this process may run on (honours `taskset`), in ascending order.
@@ -69,10 +81,98 @@ pub fn socket_path_from_env() -> Result<SocketPath, String> {
     SocketPath::parse(std::env::var_os(SocketPath::ENV).as_deref())
 }
 
-/// Runs the gateway until a shard fails; returns the message to print on failure.
-pub fn run(gateway: Gateway, shards: usize, path: SocketPath) -> Result<(), String> {
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit (one connection is one descriptor, two
+/// when proxied); says so in one line when it changed anything.
+pub fn raise_nofile_limit() {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 || r.rlim_cur >= r.rlim_max {
+            return;
+        }
+        let from = r.rlim_cur;
+        r.rlim_cur = r.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &r) == 0 {
+            logging::event(format_args!(
+                "open files limit raised from {from} to {} (the hard limit)",
+                r.rlim_max
+            ));
+        }
+    }
+}
+
+/// Fails when some other socket already listens on `addr`. Our listeners use
+/// `SO_REUSEPORT`, so a second gateway would bind beside the first and silently take part of
+/// its connections: a probe bound without it (but with `SO_REUSEADDR`, so connections in
+/// TIME_WAIT do not count) finds out first.
+pub fn check_free(addr: SocketAddr) -> Result<(), String> {
+    use socket2::{Domain, Socket, Type};
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, None).and_then(|s| {
+        s.set_reuse_address(true)?;
+        if addr.is_ipv6() {
+            s.set_only_v6(true)?;
+        }
+        s.bind(&addr.into())?;
+        Ok(s)
+    });
+    match probe {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(format!(
+            "tollgate: cannot listen on {addr}: another process already listens there (is another tollgate running?); not starting"
+        )),
+        Err(e) => Err(format!("tollgate: cannot listen on {addr}: {e}")),
+    }
+}
+
+/// The signals the main thread takes; blocked in every thread (the mask is inherited).
+fn signal_set() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data initialised by sigemptyset.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGUSR1, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        set
+    }
+}
+
+/// The next signal of `set` within `timeout`, if one came.
+fn wait_signal(set: &libc::sigset_t, timeout: Duration) -> Option<i32> {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: sigtimedwait reads the set and timeout; a null info pointer is allowed.
+    let n = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &ts) };
+    (n > 0).then_some(n)
+}
+
+/// How often a shard looks at the process's drain flag.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+
+/// Runs the gateway until SIGTERM/SIGINT (then `Ok`, after draining) or until a shard fails
+/// (the message to print).
+pub fn run(mut gateway: Gateway, shards: usize, path: SocketPath) -> Result<(), String> {
+    let set = signal_set();
+    // SAFETY: blocks the set in this thread before any other thread starts.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    for &addr in &gateway.listeners {
+        check_free(addr)?;
+    }
     let cpus = allowed_cpus();
     let pin = gateway.settings.pin_cpus;
+    let drain_timeout = gateway.settings.drain_timeout;
+    let dests = access_log::destinations(&mut gateway);
+    let writers = Writers::start(&dests)?;
+    let registry = Arc::new(Registry::new(&gateway, shards));
+    let control = Arc::new(Control::default());
+    if let Some(addr) = gateway.settings.admin {
+        admin::start(addr, registry.clone(), control.clone())?;
+    }
     let (tx, rx) = mpsc::channel::<Result<usize, String>>();
     let seed_base = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -89,6 +189,12 @@ pub fn run(gateway: Gateway, shards: usize, path: SocketPath) -> Result<(), Stri
         let gw = gateway.clone();
         let tx = tx.clone();
         let seed = seed_base ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let ops = Ops {
+            metrics: registry.shards[i].clone(),
+            layout: registry.layout.clone(),
+            log_senders: writers.senders(),
+        };
+        let control = control.clone();
         let t = std::thread::Builder::new()
             .name(format!("tollgate-shard{i}"))
             .spawn(move || {
@@ -108,7 +214,7 @@ pub fn run(gateway: Gateway, shards: usize, path: SocketPath) -> Result<(), Stri
                         return;
                     }
                 };
-                ex.run(shard_main(i, gw, seed, tx));
+                ex.run(shard_main(i, gw, seed, ops, control, tx));
             })
             .map_err(|e| format!("tollgate: cannot start thread for shard {i}: {e}"))?;
         threads.push(t);
@@ -122,6 +228,7 @@ pub fn run(gateway: Gateway, shards: usize, path: SocketPath) -> Result<(), Stri
             Err(_) => return Err("tollgate: a shard exited during start-up".to_string()),
         }
     }
+    control.ready.store(true, Ordering::Release);
     let addrs: Vec<String> = gateway
         .listeners
         .iter()
@@ -133,22 +240,75 @@ pub fn run(gateway: Gateway, shards: usize, path: SocketPath) -> Result<(), Stri
         if shards == 1 { "" } else { "s" },
         if pin { ", pinned" } else { "" }
     );
-    for (i, t) in threads.into_iter().enumerate() {
-        if t.join().is_err() {
-            return Err(format!("tollgate: shard {i} panicked"));
+    if let Some(a) = gateway.settings.admin {
+        eprintln!("tollgate: admin listener on http://{a} (/metrics, /healthz, /readyz)");
+    }
+    loop {
+        match wait_signal(&set, Duration::from_millis(200)) {
+            Some(libc::SIGTERM | libc::SIGINT) => break,
+            Some(libc::SIGUSR1) => {
+                logging::event(format_args!("SIGUSR1: reopening the access log files"));
+                logging::reopen();
+            }
+            Some(libc::SIGHUP) => logging::event(format_args!(
+                "SIGHUP: configuration reload is not implemented yet; ignored"
+            )),
+            _ => {
+                if let Some(i) = threads.iter().position(|t| t.is_finished()) {
+                    return Err(format!("tollgate: shard {i} stopped"));
+                }
+            }
         }
     }
-    Err("tollgate: all shards stopped".to_string())
+    logging::event(format_args!(
+        "shutting down: no new connections; in-flight requests get up to {} ms",
+        drain_timeout.as_millis()
+    ));
+    control.draining.store(true, Ordering::Release);
+    // Every shard keeps serving (idle connections' next requests get `connection: close`)
+    // until no request is in flight anywhere, or the drain timeout.
+    let deadline = Instant::now() + drain_timeout;
+    let in_flight = || -> u64 {
+        registry
+            .shards
+            .iter()
+            .map(|m| m.in_flight.load(Ordering::Relaxed))
+            .sum()
+    };
+    while in_flight() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let cut = in_flight();
+    if cut > 0 {
+        logging::event(format_args!(
+            "drain timeout: {cut} request(s) still in flight are cut"
+        ));
+    }
+    control.stop.store(true, Ordering::Release);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    for t in threads {
+        while !t.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if t.is_finished() {
+            let _ = t.join();
+        }
+    }
+    writers.finish(Duration::from_secs(1));
+    logging::event(format_args!("stopped"));
+    Ok(())
 }
 
 async fn shard_main(
     index: usize,
     gateway: Gateway,
     seed: u64,
+    ops: Ops,
+    control: Arc<Control>,
     tx: mpsc::Sender<Result<usize, String>>,
 ) {
     let listeners: Vec<_> = gateway.listeners.clone();
-    let shard = Rc::new(Shard::new(index, gateway, seed));
+    let shard = Rc::new(Shard::new(index, gateway, seed, ops));
     let mut bound = Vec::with_capacity(listeners.len());
     for addr in listeners {
         match Listener::bind(addr) {
@@ -161,27 +321,54 @@ async fn shard_main(
     }
     let _ = tx.send(Ok(index));
     drop(tx);
-    let tasks: Vec<_> = bound
+    let accepting: Vec<_> = bound
         .into_iter()
         .map(|l| glommio::spawn_local(accept_loop(shard.clone(), l)))
         .collect();
-    for t in tasks {
-        t.await;
+    let flusher = (!shard.log.is_empty()).then(|| {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(logging::FLUSH_EVERY).await;
+                shard.log.flush();
+            }
+        })
+    });
+    while !control.draining.load(Ordering::Acquire) {
+        glommio::timer::sleep(DRAIN_POLL).await;
     }
+    // Dropping the accept tasks cancels them and closes the listeners.
+    drop(accepting);
+    shard.draining.set(true);
+    while !control.stop.load(Ordering::Acquire) {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    drop(flusher);
+    shard.log.flush();
 }
 
-/// Accepts connections on `listener` forever, one task per connection.
+/// Accepts connections on `listener` until cancelled, one task per connection. A failed
+/// accept (EMFILE at the descriptor limit, ...) is counted, backs off, and is logged at most
+/// once per interval; established connections keep being served meanwhile.
 async fn accept_loop(shard: Rc<Shard>, listener: Listener) {
+    let mut backoff = Duration::from_millis(10);
     loop {
         match listener.accept().await {
             Ok(c) => {
+                backoff = Duration::from_millis(10);
                 let shard = shard.clone();
                 glommio::spawn_local(conn::serve(shard, c)).detach();
             }
             Err(e) => {
-                // EMFILE/ENFILE and friends: back off briefly instead of spinning.
-                eprintln!("tollgate: shard {}: accept failed: {e}", shard.index);
-                glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+                ShardMetrics::inc(&shard.metrics.accept_errors);
+                if let Some(n) = shard.accept_lines.due(Instant::now()) {
+                    logging::event(format_args!(
+                        "shard {}: accept failed: {e} ({n} since the last such line; backing off)",
+                        shard.index
+                    ));
+                }
+                glommio::timer::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(500));
             }
         }
     }

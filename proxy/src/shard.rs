@@ -1,11 +1,16 @@
 //! One shard: the state a core owns (its copy of the compiled gateway, its backend pools, its
-//! request-id generator, its buffers). Plain per-core data: the accept loop that serves
-//! connections with it lives in `runtime`. Nothing here is shared with other cores.
+//! request-id generator, its buffers, its metrics and access log buffers, its drain state).
+//! Plain per-core data: the accept loop that serves connections with it lives in `runtime`.
+//! Nothing here is written by other cores (the admin listener only reads `metrics`).
 
 use crate::buffer::BufPool;
+use crate::logging::{RateLimited, ShardLog};
+use crate::metrics::{Layout, ShardMetrics};
 use crate::upstream::Pools;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
 use tollgate_core::gateway::Gateway;
 use tollgate_core::request_id::RequestIds;
 
@@ -20,10 +25,33 @@ pub struct Shard {
     pub ids: RefCell<RequestIds>,
     /// Read buffers and head scratch for this shard's client and backend connections.
     pub bufs: Rc<BufPool>,
+    /// This shard's counters (read by the admin listener's scrapes).
+    pub metrics: Arc<ShardMetrics>,
+    pub layout: Arc<Layout>,
+    /// Access log buffers, one per destination.
+    pub log: ShardLog,
+    /// Shutting down: every response closes its connection.
+    pub draining: Cell<bool>,
+    /// One gateway-log line per upstream failure kind per interval.
+    pub upstream_lines: [RateLimited; UPSTREAM_KINDS],
+    pub accept_lines: RateLimited,
+}
+
+/// Upstream failure kinds with their own rate-limited log line: connect refused/failed,
+/// connect or response timeout, failure after connecting, malformed response.
+pub const UPSTREAM_KINDS: usize = 4;
+/// At most one gateway-log line per kind per this interval (per shard).
+pub const EVENT_EVERY: Duration = Duration::from_secs(10);
+
+/// Parts of a shard made before its thread starts (shared with the scrape / the writers).
+pub struct Ops {
+    pub metrics: Arc<ShardMetrics>,
+    pub layout: Arc<Layout>,
+    pub log_senders: Vec<std::sync::mpsc::SyncSender<Vec<u8>>>,
 }
 
 impl Shard {
-    pub fn new(index: usize, gateway: Gateway, seed: u64) -> Shard {
+    pub fn new(index: usize, gateway: Gateway, seed: u64, ops: Ops) -> Shard {
         let s = &gateway.settings;
         let pools = Pools::new(
             gateway.upstreams.len(),
@@ -38,6 +66,17 @@ impl Shard {
             pools: RefCell::new(pools),
             ids: RefCell::new(RequestIds::new(seed)),
             gateway,
+            log: ShardLog::new(ops.log_senders, ops.metrics.clone()),
+            metrics: ops.metrics,
+            layout: ops.layout,
+            draining: Cell::new(false),
+            upstream_lines: [
+                RateLimited::new(EVENT_EVERY),
+                RateLimited::new(EVENT_EVERY),
+                RateLimited::new(EVENT_EVERY),
+                RateLimited::new(EVENT_EVERY),
+            ],
+            accept_lines: RateLimited::new(EVENT_EVERY),
         }
     }
 

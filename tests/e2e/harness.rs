@@ -305,6 +305,20 @@ impl Gateway {
         true
     }
 
+    /// Waits (polling, at most `timeout`) for the process to exit; its status if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if start.elapsed() > timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Panics (with its output) if the process is no longer running.
     pub fn assert_running(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {

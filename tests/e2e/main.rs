@@ -10,6 +10,7 @@
 
 mod client;
 mod harness;
+mod ops_support;
 mod origin;
 mod raw_origin;
 mod util;
@@ -23,6 +24,10 @@ mod gateway_responses;
 mod gateway_responses_custom;
 mod inflight;
 mod keepalive;
+mod ops_access_log;
+mod ops_limits;
+mod ops_metrics;
+mod ops_shutdown;
 mod pipelining;
 mod protocol;
 mod proxying;

@@ -8,7 +8,7 @@ use super::diagnostics::{Diagnostics, Spanned};
 use super::model::{self, Config, Integration, Text};
 use super::traffic::{self as traffic_config, KeysFile};
 use super::uri::{self, Piece};
-use super::{decode, dispatch, settings, validate};
+use super::{decode, dispatch, ops, settings, validate};
 use crate::gateway::responses::{
     self, BodyTemplate, CustomResponse, GatewayResponses, ResponseType, TemplateError,
 };
@@ -36,8 +36,9 @@ pub(crate) fn compile(
     keys_file: Option<KeysFile<'_, '_>>,
     d: &mut Diagnostics<'_>,
 ) -> Gateway {
-    let settings = settings::settings(&cfg.server, base, d);
+    let mut settings = settings::settings(&cfg.server, base, d);
     let listeners = settings::listeners(cfg, d);
+    settings.admin = ops::admin(cfg, &listeners, d);
     let mut upstreams = Upstreams::default();
     let mut apis = Vec::with_capacity(cfg.apis.len());
     let mut throttles = Vec::with_capacity(cfg.apis.len());
@@ -122,6 +123,7 @@ fn api(
                 .and_then(|t| traffic_config::throttle(t, d)),
         );
         stages.push(Stage {
+            access_log: s.access_log.as_ref().and_then(|l| ops::access_log(l, d)),
             name: stage_name.into(),
             variables: s
                 .variables

@@ -5,8 +5,8 @@
 
 use super::diagnostics::{Diagnostics, Spanned};
 use super::model::{
-    Api, ApiKey, Config, Domain, GatewayResponse, Integration, Listener, Mapping, PlanStage, Quota,
-    Route, Server, Stage, Text, Throttle, UsagePlan,
+    AccessLog, Admin, Api, ApiKey, Config, Domain, GatewayResponse, Integration, Listener, Mapping,
+    PlanStage, Quota, Route, Server, Stage, Text, Throttle, UsagePlan,
 };
 use crate::gateway::Protocol;
 use std::ops::Range;
@@ -19,6 +19,7 @@ const ROOT_KEYS: &[&str] = &[
     "domains",
     "api_keys",
     "usage_plans",
+    "admin",
 ];
 /// The root of an `api_keys_file`.
 const KEYS_FILE_ROOT_KEYS: &[&str] = &["api_keys"];
@@ -41,6 +42,7 @@ const SERVER_KEYS: &[&str] = &[
     "state_file",
     "state_flush_ms",
     "api_keys_file",
+    "drain_timeout_ms",
 ];
 const LISTENER_KEYS: &[&str] = &["address", "port"];
 const API_KEYS: &[&str] = &[
@@ -53,7 +55,15 @@ const API_KEYS: &[&str] = &[
     "api_key_source",
 ];
 const GATEWAY_RESPONSE_KEYS: &[&str] = &["type", "status", "headers", "body"];
-const STAGE_KEYS: &[&str] = &["name", "variables", "throttle", "route_throttles"];
+const STAGE_KEYS: &[&str] = &[
+    "name",
+    "variables",
+    "throttle",
+    "route_throttles",
+    "access_log",
+];
+const ACCESS_LOG_KEYS: &[&str] = &["destination", "format"];
+const ADMIN_KEYS: &[&str] = &["address", "port"];
 const THROTTLE_KEYS: &[&str] = &["rate", "burst"];
 const ROUTE_KEYS: &[&str] = &["key", "integration", "api_key_required"];
 const API_KEY_KEYS: &[&str] = &["name", "value", "enabled"];
@@ -80,6 +90,14 @@ pub(crate) fn decode(text: &str, d: &mut Diagnostics<'_>) -> Option<Config> {
     let mut config = Config::default();
     if let Some(server) = root.table("server", d) {
         config.server = server_section(&server, d);
+    }
+    if let Some(admin) = root.table("admin", d) {
+        admin.check_keys(ADMIN_KEYS, d);
+        config.admin = Some(Admin {
+            span: admin.span.clone(),
+            address: admin.string("address", d),
+            port: admin.int("port", d),
+        });
     }
     let listeners = root.tables("listeners", d);
     if let Some((item, span)) = root.get("listeners") {
@@ -247,6 +265,7 @@ fn server_section(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Server {
         state_file: t.string("state_file", d),
         state_flush_ms: t.int("state_flush_ms", d),
         api_keys_file: t.string("api_keys_file", d),
+        drain_timeout_ms: t.int("drain_timeout_ms", d),
     }
 }
 
@@ -275,6 +294,19 @@ fn api(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Api {
                 variables: s.string_map("variables", d),
                 throttle: throttle(s, "throttle", d),
                 route_throttles: throttle_map(s, "route_throttles", d),
+                access_log: s.table("access_log", d).map(|a| {
+                    a.check_keys(ACCESS_LOG_KEYS, d);
+                    AccessLog {
+                        span: a.span.clone(),
+                        destination: a.required(
+                            a.string("destination", d),
+                            "destination",
+                            "access_log",
+                            d,
+                        ),
+                        format: a.required(a.string("format", d), "format", "access_log", d),
+                    }
+                }),
             }
         })
         .collect();
@@ -354,7 +386,7 @@ fn integration(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Option<Integration> {
 
 /// The allowed key a misspelled `key` most likely meant: one it is a prefix of (or that is a
 /// prefix of it), else one within two edits.
-pub(super) fn closest<'k>(key: &str, allowed: &[&'k str]) -> Option<&'k str> {
+pub(crate) fn closest<'k>(key: &str, allowed: &[&'k str]) -> Option<&'k str> {
     let prefix = allowed
         .iter()
         .find(|k| key.len() >= 3 && k.len() >= 3 && (k.starts_with(key) || key.starts_with(**k)));

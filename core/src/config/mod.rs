@@ -17,6 +17,7 @@ mod decode;
 mod diagnostics;
 mod dispatch;
 mod model;
+mod ops;
 mod settings;
 mod traffic;
 mod uri;

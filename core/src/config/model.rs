@@ -21,6 +21,24 @@ pub(crate) struct Config {
     /// `[[api_keys]]` of the main file.
     pub api_keys: Vec<ApiKey>,
     pub usage_plans: Vec<UsagePlan>,
+    /// `[admin]`, if written.
+    pub admin: Option<Admin>,
+}
+
+/// `[admin]`: the admin listener (metrics, health).
+#[derive(Debug)]
+pub(crate) struct Admin {
+    pub span: Range<usize>,
+    pub address: Option<Text>,
+    pub port: Option<Spanned<i64>>,
+}
+
+/// A stage's `access_log = { destination, format }`.
+#[derive(Debug)]
+pub(crate) struct AccessLog {
+    pub span: Range<usize>,
+    pub destination: Option<Text>,
+    pub format: Option<Text>,
 }
 
 /// `[server]`: every key optional.
@@ -44,6 +62,7 @@ pub(crate) struct Server {
     pub state_file: Option<Text>,
     pub state_flush_ms: Option<Spanned<i64>>,
     pub api_keys_file: Option<Text>,
+    pub drain_timeout_ms: Option<Spanned<i64>>,
 }
 
 /// `[[api_keys]]` (in the main file or in `api_keys_file`).
@@ -123,6 +142,7 @@ pub(crate) struct Stage {
     pub throttle: Option<Throttle>,
     /// `route key → throttle`, in the order written.
     pub route_throttles: Vec<(Text, Throttle)>,
+    pub access_log: Option<AccessLog>,
 }
 
 #[derive(Debug)]

@@ -115,6 +115,13 @@ pub(crate) fn settings(s: &Server, base: &Path, d: &mut Diagnostics<'_>) -> Sett
             .api_keys_file
             .as_ref()
             .and_then(|p| path(p, "api_keys_file", base, d)),
+        drain_timeout: millis(
+            &s.drain_timeout_ms,
+            "drain_timeout_ms",
+            defaults.drain_timeout,
+            d,
+        ),
+        admin: None,
     }
 }
 

@@ -64,6 +64,8 @@ pub enum Target {
 pub struct Stage {
     pub name: Box<str>,
     pub variables: Vec<(Box<str>, Box<str>)>,
+    /// `access_log = { destination, format }`, if the stage has one.
+    pub access_log: Option<Box<super::access_log::AccessLog>>,
 }
 
 #[derive(Clone, Debug)]

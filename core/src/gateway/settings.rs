@@ -46,6 +46,10 @@ pub struct Settings {
     pub state_flush: Duration,
     /// The file `[[api_keys]]` were also read from (resolved against the config's directory).
     pub api_keys_file: Option<PathBuf>,
+    /// On SIGTERM/SIGINT, in-flight requests get this long to finish before the process exits.
+    pub drain_timeout: Duration,
+    /// The admin listener (`[admin]`: `/metrics`, `/healthz`, `/readyz`); `None`: none.
+    pub admin: Option<std::net::SocketAddr>,
 }
 
 impl Default for Settings {
@@ -72,6 +76,8 @@ impl Default for Settings {
             state_file: None,
             state_flush: Duration::from_millis(1000),
             api_keys_file: None,
+            drain_timeout: Duration::from_secs(30),
+            admin: None,
         }
     }
 }

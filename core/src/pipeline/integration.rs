@@ -59,6 +59,8 @@ pub fn integration_request(
 /// How to finish a proxied response once its client head is built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ResponsePlan {
+    /// The backend's (and the client's) status.
+    pub status: u16,
     /// The backend body's framing.
     pub body: BodyKind,
     /// Pass the body as is, or without chunk framing (HTTP/1.0 client).
@@ -87,6 +89,7 @@ pub fn integration_response(
         out,
     );
     ResponsePlan {
+        status: resp.status,
         body: resp.body,
         relay: head.relay,
         backend_keep_alive: resp.keep_alive,
@@ -186,6 +189,7 @@ mod tests {
         assert_eq!(
             plan,
             ResponsePlan {
+                status: 200,
                 body: BodyKind::Length(5),
                 relay: Relay::Raw,
                 backend_keep_alive: true,

@@ -13,15 +13,16 @@
 //! | 4 | integration request | after the checks | mock: the complete local response; http_proxy: the backend request head; DEFAULT_5XX (500) on a gateway bug | [`integration_request`] |
 //! | 5 | integration response | once the backend's response head is parsed (1xx skipped) | the client response head and how to relay the body | [`integration_response`] |
 //! | 6 | respond | for every answer made without the backend: the failures of phases 1-5, the I/O failures the connection loop reports (backend refused/reset/closed → INTEGRATION_FAILURE, integration timeout → INTEGRATION_TIMEOUT, malformed backend response → DEFAULT_5XX as 502, body over the limit → REQUEST_TOO_LARGE) and protocol refusals (400/431/501/505, named in `http::error`) | the response bytes | [`respond`], [`refuse`] |
-//! | 7 | log | after the response is sent or the exchange fails | nothing | not yet: issue 18 adds it here, reading `Context` (integration status and latency join it then) |
+//! | 7 | log | after the response is sent or the exchange fails | the stage's access log line, from `Context` and the [`Outcome`] the connection loop filled (status, length, latencies, integration status/error, gateway response type) | [`log()`] |
 //!
-//! Phases 2, 3 and 7 have no code today: there is no placeholder for them, only this seam.
+//! Phases 2 and 3 have no code today: there is no placeholder for them, only this seam.
 //! Everything here is pure: no I/O, no clock reads except `Context::started` given by the
 //! caller, no allocation beyond growing the caller's out buffer.
 
 mod context;
 mod dispatch;
 mod integration;
+mod log;
 mod respond;
 #[cfg(test)]
 mod test_support;
@@ -29,4 +30,5 @@ mod test_support;
 pub use context::Context;
 pub use dispatch::dispatch;
 pub use integration::{integration_request, integration_response, Integration, ResponsePlan};
+pub use log::{access_log, log, Outcome};
 pub use respond::{error_context, refuse, respond, Answer, Failure};

@@ -1,0 +1,323 @@
+//! Phase 7, log: after the response is sent (or the exchange failed), render the request's
+//! access log line with its stage's compiled `$context` format. Pure: the caller supplies the
+//! outcome ([`Outcome`]: status, lengths, latencies, integration result, the headers the
+//! format needs) and the wall-clock start time, and writes the line wherever the stage's
+//! destination says.
+
+use super::Context;
+use crate::forward::push_decimal;
+use crate::gateway::access_log::{AccessLog, Piece, Var};
+use crate::gateway::responses::ResponseType;
+
+/// What happened to a request, filled by the connection loop as it goes.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    /// The status sent to the client (0: no response was sent).
+    pub status: u16,
+    /// Response body bytes (`None`: not known, such as a streamed chunked body).
+    pub response_length: Option<u64>,
+    /// Milliseconds from the complete request head to the end of the response.
+    pub response_latency_ms: u64,
+    /// The backend's response status.
+    pub integration_status: Option<u16>,
+    /// Milliseconds from the start of the backend exchange to its response head.
+    pub integration_latency_ms: Option<u64>,
+    /// Why the backend exchange failed.
+    pub integration_error: Option<&'static str>,
+    /// The gateway response sent instead of the backend's (its type and message).
+    pub error: Option<(ResponseType, Option<&'static str>)>,
+    /// Wall clock at the complete request head, in milliseconds since the Unix epoch.
+    pub request_time_epoch_ms: u64,
+    /// `Host` and `User-Agent` as sent, copied only when the stage's format uses them.
+    pub host: Vec<u8>,
+    pub user_agent: Vec<u8>,
+}
+
+impl Outcome {
+    /// Ready for the next request on the connection (keeps the header copies' capacity).
+    pub fn reset(&mut self) {
+        let mut host = std::mem::take(&mut self.host);
+        let mut user_agent = std::mem::take(&mut self.user_agent);
+        host.clear();
+        user_agent.clear();
+        *self = Outcome {
+            host,
+            user_agent,
+            ..Outcome::default()
+        };
+    }
+}
+
+/// The access log of the request's stage, if it has one.
+pub fn access_log<'g>(ctx: &Context<'g>) -> Option<&'g AccessLog> {
+    ctx.stage.and_then(|s| s.access_log.as_deref())
+}
+
+/// Appends the request's access log line (with its `\n`) to `out`; `false` (nothing
+/// appended) when its stage has no access log.
+pub fn log(ctx: &Context<'_>, outcome: &Outcome, out: &mut Vec<u8>) -> bool {
+    let Some(log) = access_log(ctx) else {
+        return false;
+    };
+    let json = log.format.json();
+    for piece in log.format.pieces() {
+        match piece {
+            Piece::Text(t) => out.extend_from_slice(t.as_bytes()),
+            Piece::Var(v) => value(*v, ctx, outcome, json, out),
+        }
+    }
+    out.push(b'\n');
+    true
+}
+
+fn value(v: Var, ctx: &Context<'_>, o: &Outcome, json: bool, out: &mut Vec<u8>) {
+    let text = |out: &mut Vec<u8>, bytes: &[u8]| {
+        if bytes.is_empty() {
+            out.push(b'-');
+        } else {
+            escape(bytes, json, out);
+        }
+    };
+    let num = |out: &mut Vec<u8>, n: Option<u64>| match n {
+        Some(n) => push_decimal(out, n),
+        None => out.push(b'-'),
+    };
+    match v {
+        Var::RequestId | Var::ExtendedRequestId => out.extend_from_slice(&ctx.request_id),
+        Var::ApiId => text(out, ctx.api.map_or(&b""[..], |a| a.name.as_bytes())),
+        Var::Stage => text(out, ctx.stage_name().as_bytes()),
+        Var::DomainName => text(out, host_name(&o.host)),
+        Var::DomainPrefix => {
+            let h = host_name(&o.host);
+            let first = h.split(|&b| b == b'.').next().unwrap_or(h);
+            text(out, first)
+        }
+        Var::HttpMethod => text(out, ctx.http_method()),
+        Var::Path => text(out, ctx.path()),
+        Var::ResourcePath => {
+            let key = ctx.route_key().unwrap_or("");
+            // `GET /pets/{id}` → `/pets/{id}`; `$default` has no resource path.
+            text(out, key.split_once(' ').map_or("", |(_, p)| p).as_bytes())
+        }
+        Var::RouteKey => text(out, ctx.route_key().unwrap_or("").as_bytes()),
+        Var::Protocol => out.extend_from_slice(if ctx.minor_version == 0 {
+            b"HTTP/1.0"
+        } else {
+            b"HTTP/1.1"
+        }),
+        Var::Status => num(out, (o.status != 0).then_some(o.status as u64)),
+        Var::ResponseLength => num(out, o.response_length),
+        Var::RequestTime => clf_time(o.request_time_epoch_ms / 1000, out),
+        Var::RequestTimeEpoch => push_decimal(out, o.request_time_epoch_ms),
+        Var::ResponseLatency => push_decimal(out, o.response_latency_ms),
+        Var::IntegrationLatency => num(out, o.integration_latency_ms),
+        Var::IntegrationStatus => num(out, o.integration_status.map(u64::from)),
+        Var::IntegrationError => text(out, o.integration_error.unwrap_or("").as_bytes()),
+        Var::SourceIp => {
+            use std::io::Write;
+            let _ = write!(out, "{}", ctx.client.ip);
+        }
+        Var::UserAgent => text(out, &o.user_agent),
+        Var::ErrorMessage => text(out, error_message(o).as_bytes()),
+        Var::ErrorMessageString => {
+            let m = error_message(o);
+            if m.is_empty() {
+                out.push(b'-');
+            } else {
+                out.push(b'"');
+                escape(m.as_bytes(), json, out);
+                out.push(b'"');
+            }
+        }
+        Var::ErrorResponseType => text(out, o.error.map_or("", |(t, _)| t.name()).as_bytes()),
+        Var::Unavailable => out.push(b'-'),
+    }
+}
+
+fn error_message(o: &Outcome) -> &'static str {
+    o.error
+        .map_or("", |(t, m)| m.or(t.builtin().message).unwrap_or(""))
+}
+
+/// The host without its port (`[::1]:8080` → `[::1]`).
+fn host_name(host: &[u8]) -> &[u8] {
+    match host.iter().rposition(|&b| b == b':') {
+        Some(i) if !host[i..].contains(&b']') => &host[..i],
+        _ => host,
+    }
+}
+
+/// Keeps a line a line: control bytes are escaped; in JSON formats also `"`, `\` and
+/// non-ASCII bytes (as `\u00XX`, so the line stays valid JSON whatever the client sent).
+fn escape(bytes: &[u8], json: bool, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for &b in bytes {
+        match b {
+            b'"' | b'\\' if json => {
+                out.push(b'\\');
+                out.push(b);
+            }
+            0x20..=0x7e => out.push(b),
+            _ if !json && b >= 0x80 => out.push(b),
+            _ => {
+                out.extend_from_slice(if json { b"\\u00" } else { b"\\x" });
+                out.push(HEX[(b >> 4) as usize]);
+                out.push(HEX[(b & 15) as usize]);
+            }
+        }
+    }
+}
+
+/// `dd/MMM/yyyy:HH:mm:ss +0000` (CLF, UTC) for `secs` since the Unix epoch.
+fn clf_time(secs: u64, out: &mut Vec<u8>) {
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let t = secs % 86_400;
+    let two = |out: &mut Vec<u8>, n: u64| {
+        out.push(b'0' + (n / 10 % 10) as u8);
+        out.push(b'0' + (n % 10) as u8);
+    };
+    two(out, d as u64);
+    out.push(b'/');
+    out.extend_from_slice(MONTHS[(m - 1) as usize]);
+    out.push(b'/');
+    push_decimal(out, y as u64);
+    out.push(b':');
+    two(out, t / 3600);
+    out.push(b':');
+    two(out, t / 60 % 60);
+    out.push(b':');
+    two(out, t % 60);
+    out.extend_from_slice(b" +0000");
+}
+
+/// Days since 1970-01-01 → (year, month 1-12, day 1-31) (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{with_head, ID};
+    use super::*;
+
+    fn clf(secs: u64) -> String {
+        let mut out = Vec::new();
+        clf_time(secs, &mut out);
+        String::from_utf8(out).expect("ascii")
+    }
+
+    #[test]
+    fn clf_times() {
+        assert_eq!(clf(0), "01/Jan/1970:00:00:00 +0000");
+        // 2000-02-29 (leap day) 12:34:56
+        assert_eq!(clf(951_827_696), "29/Feb/2000:12:34:56 +0000");
+        // 2026-11-30 07:05:08
+        assert_eq!(clf(1_796_022_308), "30/Nov/2026:07:05:08 +0000");
+    }
+
+    #[test]
+    fn escapes() {
+        let mut out = Vec::new();
+        escape(b"a\"b\\c\nd\xc3\xa9", true, &mut out);
+        assert_eq!(out, b"a\\\"b\\\\c\\u000ad\\u00c3\\u00a9");
+        out.clear();
+        escape(b"a\"b\nc", false, &mut out);
+        assert_eq!(out, b"a\"b\\x0ac");
+    }
+
+    const LOGGED: &str = r#"
+[[listeners]]
+address = "127.0.0.1"
+port = 8080
+
+[[apis]]
+name = "shop"
+protocol = "rest"
+  [[apis.stages]]
+  name = "prod"
+  access_log = { destination = "/tmp/x.log", format = 'id=$context.requestId rk="$context.routeKey" rp=$context.resourcePath st=$context.status len=$context.responseLength il=$context.integrationLatency is=$context.integrationStatus ie=$context.integration.error rt=$context.error.responseType em=$context.error.message dn=$context.domainName dp=$context.domainPrefix ua=$context.identity.userAgent ip=$context.identity.sourceIp p=$context.path m=$context.httpMethod pr=$context.protocol k=$context.identity.apiKeyId t=[$context.requestTime] e=$context.requestTimeEpoch' }
+  [[apis.stages]]
+  name = "quiet"
+  [[apis.stages]]
+  name = "json"
+  access_log = { destination = "stdout", format = "json" }
+  [[apis.routes]]
+  key = "GET /pets/{id}"
+  integration = { type = "mock", status = 200, body = "ok" }
+"#;
+
+    fn line(raw: &[u8], o: &Outcome) -> Option<String> {
+        let gw = match crate::config::load_str("<log tests>", LOGGED) {
+            Ok(g) => g,
+            Err(e) => panic!("config: {e:?}"),
+        };
+        let mut out = Vec::new();
+        let mut logged = false;
+        with_head(raw, |head, ctx| {
+            let _ = super::super::dispatch(&gw, head, ctx);
+            logged = log(ctx, o, &mut out);
+        });
+        logged.then(|| String::from_utf8(out).expect("utf-8 line"))
+    }
+
+    #[test]
+    fn renders_a_line_per_request() {
+        let mut o = Outcome {
+            status: 502,
+            response_length: Some(36),
+            response_latency_ms: 12,
+            integration_latency_ms: Some(7),
+            integration_status: None,
+            integration_error: Some("connection refused"),
+            error: Some((ResponseType::IntegrationFailure, None)),
+            request_time_epoch_ms: 1_796_022_308_123,
+            ..Outcome::default()
+        };
+        o.host.extend_from_slice(b"api.example.com:8080");
+        o.user_agent.extend_from_slice(b"curl/8 \"x\"");
+        let l = line(
+            b"GET /prod/pets/7?q=1 HTTP/1.1\r\nhost: api.example.com:8080\r\n\r\n",
+            &o,
+        )
+        .expect("prod logs");
+        let id = std::str::from_utf8(&ID).expect("ascii");
+        assert_eq!(
+            l,
+            format!(
+                "id={id} rk=\"GET /pets/{{id}}\" rp=/pets/{{id}} st=502 len=36 il=7 is=- ie=connection refused rt=INTEGRATION_FAILURE em=Internal server error dn=api.example.com dp=api ua=curl/8 \"x\" ip=192.0.2.9 p=/prod/pets/7 m=GET pr=HTTP/1.1 k=- t=[30/Nov/2026:07:05:08 +0000] e=1796022308123\n"
+            )
+        );
+        // A stage without an access log logs nothing.
+        assert_eq!(
+            line(b"GET /quiet/pets/7 HTTP/1.1\r\nhost: a\r\n\r\n", &o),
+            None
+        );
+        // JSON: values escaped, unknown route → `-`.
+        let l = line(b"GET /json/nothing%22 HTTP/1.0\r\nhost: a\r\n\r\n", &o).expect("json");
+        assert!(l.contains("\"routeKey\":\"-\""), "{l}");
+        assert!(l.contains("\"protocol\":\"HTTP/1.0\""), "{l}");
+        assert!(l.contains("\"status\":\"502\""), "{l}");
+        assert!(l.starts_with(&format!("{{ \"requestId\":\"{id}\"")), "{l}");
+    }
+
+    #[test]
+    fn host_names() {
+        assert_eq!(host_name(b"api.example.com:8080"), b"api.example.com");
+        assert_eq!(host_name(b"[::1]:80"), b"[::1]");
+        assert_eq!(host_name(b"[::1]"), b"[::1]");
+        assert_eq!(host_name(b"a"), b"a");
+    }
+}
