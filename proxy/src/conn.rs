@@ -53,15 +53,12 @@ pub async fn serve(shard: Rc<Shard>, conn: Conn) {
         .map(|a| a.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let port = conn.local_addr().map(|a| a.port()).unwrap_or(0);
+    let proto = if conn.is_tls() { "https" } else { "http" };
     let mut c = Client {
         conn,
         buf: Buf::new(&shard.bufs),
         out: Vec::new(),
-        info: ClientInfo {
-            ip,
-            port,
-            proto: "http",
-        },
+        info: ClientInfo { ip, port, proto },
     };
     loop {
         match serve_one(&shard, &mut c).await {
@@ -130,6 +127,7 @@ async fn serve_one(shard: &Shard, c: &mut Client) -> io::Result<bool> {
             match request::parse(c.buf.filled(), &mut headers, s.max_header_bytes) {
                 Ok(Some(head)) => {
                     let mut ctx = Context::new(request_id, c.info, Instant::now(), &head);
+                    ctx.client_cert = c.conn.client_cert();
                     let step = pipeline::dispatch(gw, &head, &mut ctx).and_then(|m| {
                         pipeline::integration_request(gw, &head, &m, &ctx, &mut c.out)
                     });

@@ -57,6 +57,7 @@ pub(crate) fn compile(cfg: &Config, d: &mut Diagnostics<'_>) -> Gateway {
         upstreams: upstreams.list,
         apis,
         dispatch,
+        tls: super::tls::tls(cfg, d),
     }
 }
 
@@ -377,7 +378,9 @@ fn targets(
             Some(m) => vec![Target::Mock(m); stages.len()],
             None => Vec::new(),
         },
-        Integration::HttpProxy { uri, timeout_ms } => {
+        Integration::HttpProxy {
+            uri, timeout_ms, ..
+        } => {
             let timeout = proxy_timeout(timeout_ms.as_ref(), protocol, d);
             match uri {
                 Some(uri) => proxy_targets(uri, params, protocol, timeout, stages, upstreams, d),

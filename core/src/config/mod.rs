@@ -17,6 +17,7 @@ mod diagnostics;
 mod dispatch;
 mod model;
 mod settings;
+mod tls;
 mod uri;
 mod validate;
 

@@ -59,6 +59,8 @@ pub struct Gateway {
     pub apis: Vec<Api>,
     /// Domains, host → APIs, stage names (filled in by `config::compile`).
     pub(crate) dispatch: Dispatch,
+    /// TLS listeners and custom-domain certificates (`config::tls`).
+    pub tls: super::tls::Tls,
 }
 
 /// `(api index, stage index)` into `Gateway::apis` / `Api::stages`.

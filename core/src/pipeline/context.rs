@@ -1,11 +1,13 @@
 //! The per-request context that flows through the pipeline's phases.
 
 use crate::forward::ClientInfo;
+use crate::gateway::tls::ClientCert;
 use crate::gateway::{Api, Route, Stage};
 use crate::http::request::RequestHead;
 use crate::http::BodyKind;
 use crate::method::Method;
 use smallvec::SmallVec;
+use std::rc::Rc;
 use std::time::Instant;
 
 /// Method token and path bytes kept inline; longer ones (rare) spill to the heap.
@@ -42,6 +44,9 @@ pub struct Context<'g> {
     pub api: Option<&'g Api>,
     pub stage: Option<&'g Stage>,
     pub route: Option<&'g Route>,
+    /// The client certificate of a mutual-TLS connection (`$context.identity.clientCert.*`,
+    /// `requestContext.identity.clientCert`), set by the connection after `new`.
+    pub client_cert: Option<Rc<ClientCert>>,
     /// Method token, then path as sent (stage prefix included, query excluded).
     sent: SmallVec<[u8; SENT_INLINE]>,
     method_len: usize,
@@ -70,6 +75,7 @@ impl<'g> Context<'g> {
             api: None,
             stage: None,
             route: None,
+            client_cert: None,
             sent,
             method_len: head.method_str.len(),
         }

@@ -31,12 +31,19 @@
 //! - `connect` opens a backend connection or fails (`TimedOut` after `timeout`).
 //! - `Conn::shutdown_write` sends FIN after every byte written; the connection can still be read
 //!   until the peer closes.
+//! - TLS (`tls.rs`) wraps a `Conn` of either path and keeps this contract: a `Listener` with
+//!   `with_tls` yields connections whose handshake runs in their first `read`/`readable`; an
+//!   https backend comes from `connect_tls`. `Conn::is_tls` and `Conn::client_cert` (mutual
+//!   TLS) are all the code above needs to know.
 //! - Dropping a `Conn` closes it. Bytes already written still go out, as with close(2); what
 //!   the kernel was doing for it is cancelled and waited for before the descriptor closes, so
 //!   no buffer is reused while the kernel may touch it.
 
 mod lean;
 mod poll;
+mod tls;
+
+pub use tls::{client_config, Edge};
 
 use glommio::net::TcpListener;
 use glommio::timer::Timer;
@@ -44,7 +51,9 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -102,23 +111,46 @@ pub fn lean_stats() -> Option<glommio::net::LeanStats> {
 
 pub struct Listener {
     inner: TcpListener,
+    /// Set for a TLS listener: every accepted connection is wrapped.
+    edge: Option<Rc<Edge>>,
 }
 
 impl Listener {
     pub fn bind(addr: SocketAddr) -> io::Result<Listener> {
         let inner = TcpListener::bind(addr).map_err(io::Error::from)?;
-        Ok(Listener { inner })
+        Ok(Listener { inner, edge: None })
+    }
+
+    /// Terminates TLS on this listener if `tls` has a certificate for its address (builds
+    /// this shard's rustls configs); a listener without one stays plain.
+    pub fn with_tls(mut self, tls: &tollgate_core::gateway::tls::Tls) -> io::Result<Listener> {
+        let addr = self.inner.local_addr().map_err(io::Error::from)?;
+        if let Some(id) = tls.listener(addr) {
+            self.edge = Some(Rc::new(Edge::new(tls, id)?));
+        }
+        Ok(self)
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.edge.is_some()
     }
 
     pub async fn accept(&self) -> io::Result<Conn> {
         let stream = self.inner.accept().await.map_err(io::Error::from)?;
-        Conn::new(stream)
+        let conn = Conn::new(stream)?;
+        Ok(match &self.edge {
+            Some(edge) => Conn {
+                io: Io::Tls(Box::new(tls::Stream::accept(conn, edge.clone()))),
+            },
+            None => conn,
+        })
     }
 }
 
 enum Io {
     Lean(lean::Stream),
     Poll(poll::Stream),
+    Tls(Box<tls::Stream>),
 }
 
 pub struct Conn {
@@ -178,6 +210,20 @@ impl Conn {
         match &self.io {
             Io::Lean(l) => l.with_sock(f),
             Io::Poll(s) => s.with_sock(f),
+            Io::Tls(t) => t.plain().with_sock(f),
+        }
+    }
+
+    /// Whether this connection speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.io, Io::Tls(_))
+    }
+
+    /// The verified client certificate of a mutual-TLS connection (after its handshake).
+    pub fn client_cert(&self) -> Option<Rc<tollgate_core::gateway::tls::ClientCert>> {
+        match &self.io {
+            Io::Tls(t) => t.client_cert(),
+            _ => None,
         }
     }
 
@@ -198,6 +244,7 @@ impl Conn {
         match &mut self.io {
             Io::Lean(l) => l.read(buf, deadline).await,
             Io::Poll(s) => s.read(buf, deadline).await,
+            Io::Tls(t) => Box::pin(t.read(buf, deadline)).await,
         }
     }
 
@@ -206,6 +253,7 @@ impl Conn {
         match &mut self.io {
             Io::Lean(l) => l.readable(deadline).await,
             Io::Poll(s) => s.readable(deadline).await,
+            Io::Tls(t) => Box::pin(t.readable(deadline)).await,
         }
     }
 
@@ -216,14 +264,16 @@ impl Conn {
         match &mut self.io {
             Io::Lean(l) => l.poll_idle(cx),
             Io::Poll(s) => s.poll_idle(cx),
+            Io::Tls(t) => t.poll_idle(cx),
         }
     }
 
     /// Sends FIN after every byte written; reads still work until the peer closes.
-    pub async fn shutdown_write(&self) -> io::Result<()> {
-        match &self.io {
+    pub async fn shutdown_write(&mut self) -> io::Result<()> {
+        match &mut self.io {
             Io::Lean(l) => l.shutdown_write().await,
             Io::Poll(s) => s.shutdown_write().await,
+            Io::Tls(t) => Box::pin(t.shutdown_write()).await,
         }
     }
 
@@ -231,6 +281,7 @@ impl Conn {
         match &mut self.io {
             Io::Lean(l) => l.write_all(buf, timeout).await,
             Io::Poll(s) => s.write_all(buf, timeout).await,
+            Io::Tls(t) => Box::pin(t.write_all(buf, timeout)).await,
         }
     }
 }
@@ -238,6 +289,22 @@ impl Conn {
 /// Opens a backend connection.
 pub async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<Conn> {
     Conn::new(open(addr, timeout).await?)
+}
+
+/// Opens an https backend connection: TCP, then the TLS handshake with `name` as SNI and the
+/// name verified, all within `timeout`.
+pub async fn connect_tls(
+    addr: SocketAddr,
+    timeout: Duration,
+    config: Arc<rustls::ClientConfig>,
+    name: rustls::pki_types::ServerName<'static>,
+) -> io::Result<Conn> {
+    let deadline = Instant::now() + timeout;
+    let plain = connect(addr, timeout).await?;
+    let t = tls::Stream::connect(plain, config, name, deadline).await?;
+    Ok(Conn {
+        io: Io::Tls(Box::new(t)),
+    })
 }
 
 /// Opens a connection on `path`, whatever `configure` chose (tests run both paths in one
