@@ -296,9 +296,9 @@ async fn proxy(
             Some(u) => u,
             None => {
                 let left = x.deadline.saturating_duration_since(Instant::now());
-                match upstream::connect(x.addr, left.min(s.upstream_connect_timeout), &shard.bufs)
-                    .await
-                {
+                let secure = shard.secure.get(x.upstream).and_then(Option::as_ref);
+                let timeout = left.min(s.upstream_connect_timeout);
+                match upstream::connect(secure, x.addr, timeout, &shard.bufs).await {
                     Ok(u) => u,
                     Err(e) => {
                         let f = if e.kind() == io::ErrorKind::TimedOut {

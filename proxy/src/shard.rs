@@ -3,7 +3,7 @@
 //! connections with it lives in `runtime`. Nothing here is shared with other cores.
 
 use crate::buffer::BufPool;
-use crate::upstream::Pools;
+use crate::upstream::{self, Pools, SecureSlot};
 use std::cell::RefCell;
 use std::rc::Rc;
 use tollgate_core::gateway::Gateway;
@@ -17,6 +17,8 @@ pub struct Shard {
     pub index: usize,
     pub gateway: Gateway,
     pub pools: RefCell<Pools>,
+    /// TLS client state per upstream (`Some` for https backends).
+    pub secure: Vec<SecureSlot>,
     pub ids: RefCell<RequestIds>,
     /// Read buffers and head scratch for this shard's client and backend connections.
     pub bufs: Rc<BufPool>,
@@ -32,8 +34,10 @@ impl Shard {
         );
         // One size for client and backend buffers: a request or response head must fit.
         let buf_size = s.read_buffer_bytes.max(s.max_header_bytes + 1);
+        let secure = upstream::secure(&gateway.upstreams);
         Shard {
             index,
+            secure,
             bufs: BufPool::new(buf_size, BUFS_KEPT),
             pools: RefCell::new(pools),
             ids: RefCell::new(RequestIds::new(seed)),

@@ -146,6 +146,14 @@ fn certificates(file: &Text, d: &mut Diagnostics<'_>) -> Option<Vec<CertificateD
     }
 }
 
+/// An https integration's `ca_file`: the certificates a backend is verified against.
+pub(crate) fn ca_file(
+    file: &Text,
+    d: &mut Diagnostics<'_>,
+) -> Option<Vec<CertificateDer<'static>>> {
+    truststore(file, d)
+}
+
 /// A mutual-TLS truststore: certificates that parse as trust anchors.
 fn truststore(file: &Text, d: &mut Diagnostics<'_>) -> Option<Vec<CertificateDer<'static>>> {
     let certs = certificates(file, d)?;
@@ -155,7 +163,7 @@ fn truststore(file: &Text, d: &mut Diagnostics<'_>) -> Option<Vec<CertificateDer
             d.error(
                 file.span.clone(),
                 format!(
-                    "truststore `{}`: certificate {} is not usable as a trust anchor: {e}",
+                    "`{}`: certificate {} is not usable as a trust anchor: {e}",
                     file.value,
                     i + 1
                 ),

@@ -69,6 +69,14 @@ pub struct DomainTls {
     pub truststore: Option<Vec<CertificateDer<'static>>>,
 }
 
+/// An `https://` backend: verified against `ca` (the integration's `ca_file`) or, without
+/// one, the web's root CAs; `server_name` (the URI's host) is sent as SNI and verified.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct BackendTls {
+    pub server_name: Box<str>,
+    pub ca: Option<Vec<CertificateDer<'static>>>,
+}
+
 /// Everything TLS about the edge.
 #[derive(Clone, Debug, Default)]
 pub struct Tls {

@@ -131,10 +131,6 @@ impl Listener {
         Ok(self)
     }
 
-    pub fn is_tls(&self) -> bool {
-        self.edge.is_some()
-    }
-
     pub async fn accept(&self) -> io::Result<Conn> {
         let stream = self.inner.accept().await.map_err(io::Error::from)?;
         let conn = Conn::new(stream)?;
