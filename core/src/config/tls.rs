@@ -81,23 +81,25 @@ pub(crate) fn tls(cfg: &Config, d: &mut Diagnostics<'_>) -> Tls {
 
 /// Reads a certificate chain and its key; checks that the key belongs to the certificate.
 fn identity(files: &TlsFiles, d: &mut Diagnostics<'_>) -> Option<Identity> {
-    let (Some(cert_file), Some(key_file)) = (&files.certificate, &files.key) else {
+    // Each file is checked even when the other is missing, so every error shows at once.
+    let chain = files.certificate.as_ref().and_then(|f| certificates(f, d));
+    let key = files
+        .key
+        .as_ref()
+        .and_then(|f| match PrivateKeyDer::from_pem_file(&f.value) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                d.error(
+                    f.span.clone(),
+                    format!("key file `{}`: {}", f.value, pem_reason(&e, "private key")),
+                );
+                None
+            }
+        });
+    let (Some(cert_file), Some(key_file), Some(chain), Some(key)) =
+        (&files.certificate, &files.key, chain, key)
+    else {
         return None;
-    };
-    let chain = certificates(cert_file, d)?;
-    let key = match PrivateKeyDer::from_pem_file(&key_file.value) {
-        Ok(k) => k,
-        Err(e) => {
-            d.error(
-                key_file.span.clone(),
-                format!(
-                    "key file `{}`: {}",
-                    key_file.value,
-                    pem_reason(&e, "private key")
-                ),
-            );
-            return None;
-        }
     };
     if let Err(e) = CertifiedKey::from_der(chain.clone(), key.clone_key(), &default_provider()) {
         d.error(
@@ -180,5 +182,145 @@ fn pem_reason(e: &rustls::pki_types::pem::Error, what: &str) -> String {
         Error::Io(io) => format!("cannot read it: {io}"),
         Error::NoItemsFound => format!("holds no PEM {what}"),
         other => format!("not a valid PEM {what} file: {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The TLS keys' errors, each at its key and naming its file (matching pairs are loaded by
+    //! the e2e tests, which generate real certificates).
+
+    use crate::config::load_str;
+
+    const API: &str = r#"
+[[apis]]
+name = "m"
+protocol = "http"
+  [[apis.stages]]
+  name = "$default"
+  [[apis.routes]]
+  key = "$default"
+  integration = { type = "mock" }
+"#;
+
+    /// Loads `text` (plus a mock API); the errors as `line:col: message`.
+    fn errors(text: &str) -> Vec<String> {
+        match load_str("t.toml", &format!("{text}{API}")) {
+            Ok(_) => Vec::new(),
+            Err(es) => es
+                .iter()
+                .map(|e| format!("{}:{}: {}", e.line, e.column, e.message))
+                .collect(),
+        }
+    }
+
+    fn temp(name: &str, text: &str) -> String {
+        let dir = std::env::temp_dir().join(format!("tollgate-core-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let p = dir.join(name);
+        std::fs::write(&p, text).expect("write");
+        p.display().to_string()
+    }
+
+    #[test]
+    fn listener_files_that_do_not_load_are_errors_at_their_key() {
+        let e = errors(
+            "[[listeners]]\naddress = \"127.0.0.1\"\nport = 8443\ntls = { certificate = \"/nonexistent/c.pem\", key = \"/nonexistent/k.pem\" }\n",
+        );
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[0].starts_with("4:23: certificate file `/nonexistent/c.pem`: cannot read it"),
+            "{e:?}"
+        );
+        assert!(
+            e[1].starts_with("4:51: key file `/nonexistent/k.pem`: cannot read it"),
+            "{e:?}"
+        );
+        let not_pem = temp("not.pem", "hello\n");
+        let e = errors(&format!(
+            "[[listeners]]\naddress = \"127.0.0.1\"\nport = 8443\ntls = {{ certificate = \"{not_pem}\" }}\n"
+        ));
+        assert!(
+            e.iter()
+                .any(|m| m.contains("missing key `key` in a listener's `tls`")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter().any(|m| m.contains("holds no PEM certificate")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn domain_tls_keys_are_checked() {
+        let listener = "[[listeners]]\naddress = \"127.0.0.1\"\nport = 8443\n";
+        let dom = |extra: &str| {
+            errors(&format!(
+                "{listener}[[domains]]\nname = \"a.example.com\"\n{extra}\n  [[domains.mappings]]\n  api = \"m\"\n  stage = \"$default\"\n"
+            ))
+        };
+        let e = dom("security_policy = \"TLS_1_0\"");
+        assert!(
+            e.iter().any(|m| m.contains("`TLS_1_0` is not offered")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.contains("needs the domain's `certificate`")),
+            "{e:?}"
+        );
+        let e = dom("security_policy = \"TLS_9\"");
+        assert!(
+            e.iter()
+                .any(|m| m.contains("unknown security policy `TLS_9`")),
+            "{e:?}"
+        );
+        let e = dom("mutual_tls = { truststore = \"/x.pem\" }");
+        assert!(
+            e.iter()
+                .any(|m| m.contains("mutual TLS needs the domain's `certificate`")),
+            "{e:?}"
+        );
+        let e = dom("key = \"/x.key\"");
+        assert!(
+            e.iter().any(|m| m.contains("needs its `certificate` too")),
+            "{e:?}"
+        );
+        let e = dom("certificate = \"/nonexistent/d.pem\"\nkey = \"/nonexistent/d.key\"\nmutual_tls = { truststore = \"/nonexistent/t.pem\" }");
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("6:15: certificate file `/nonexistent/d.pem`")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.contains("`/nonexistent/t.pem`: cannot read it")),
+            "{e:?}"
+        );
+        assert!(dom("").is_empty(), "a domain without TLS keys stays valid");
+    }
+
+    #[test]
+    fn ca_file_is_for_https_uris_only() {
+        let text = "[[listeners]]\naddress = \"127.0.0.1\"\nport = 8443\n[[apis]]\nname = \"p\"\nprotocol = \"http\"\n  [[apis.stages]]\n  name = \"s\"\n  [[apis.routes]]\n  key = \"GET /x\"\n  integration = { type = \"http_proxy\", uri = \"http://127.0.0.1:9/\", ca_file = \"/nonexistent/ca.pem\" }\n";
+        let e = errors(text);
+        assert!(
+            e.iter()
+                .any(|m| m.contains("`/nonexistent/ca.pem`: cannot read it")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.contains("only for https:// integration URIs")),
+            "{e:?}"
+        );
+        let ok = text
+            .replace(", ca_file = \"/nonexistent/ca.pem\"", "")
+            .replace("http://", "https://");
+        assert!(
+            errors(&ok).is_empty(),
+            "https without ca_file: {:?}",
+            errors(&ok)
+        );
     }
 }

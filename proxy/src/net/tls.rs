@@ -574,4 +574,34 @@ mod tests {
         let long = pem(&[0u8; 60]);
         assert_eq!(long.lines().nth(1).map(str::len), Some(64));
     }
+
+    #[test]
+    fn client_certificate_fields_are_read_from_the_certificate() {
+        use rcgen::{CertificateParams, DnType, KeyPair, SerialNumber};
+        let ca_key = KeyPair::generate().expect("key");
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(DnType::CommonName, "Client CA");
+        let ca = ca.self_signed(&ca_key).expect("ca");
+        let key = KeyPair::generate().expect("key");
+        let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
+        p.distinguished_name.push(DnType::CommonName, "client-7");
+        p.distinguished_name
+            .push(DnType::OrganizationName, "Example");
+        p.serial_number = Some(SerialNumber::from_slice(&[0x0a, 0x1b, 0xff]));
+        p.not_before = rcgen::date_time_ymd(2019, 5, 28);
+        p.not_after = rcgen::date_time_ymd(2031, 1, 2);
+        let cert = p.signed_by(&key, &ca, &ca_key).expect("leaf");
+        let c = client_cert(cert.der()).expect("parses");
+        assert_eq!(&*c.subject_dn, "CN=client-7, O=Example");
+        assert_eq!(&*c.issuer_dn, "CN=Client CA");
+        assert_eq!(&*c.serial_number, "0a:1b:ff");
+        assert_eq!(&*c.not_before, "May 28 00:00:00 2019 GMT");
+        assert_eq!(&*c.not_after, "Jan 2 00:00:00 2031 GMT");
+        assert_eq!(
+            c.pem.trim_end(),
+            cert.pem().replace("\r\n", "\n").trim_end()
+        );
+        assert!(client_cert(b"not a certificate").is_none());
+    }
 }
