@@ -134,12 +134,15 @@ impl Listener {
     pub async fn accept(&self) -> io::Result<Conn> {
         let stream = self.inner.accept().await.map_err(io::Error::from)?;
         let conn = Conn::new(stream)?;
-        Ok(match &self.edge {
-            Some(edge) => Conn {
-                io: Io::Tls(Box::new(tls::Stream::accept(conn, edge.clone()))),
-            },
-            None => conn,
-        })
+        match &self.edge {
+            Some(edge) => Ok(Conn {
+                io: Io::Tls(Box::new(tls::Stream::accept(
+                    conn.into_plain()?,
+                    edge.clone(),
+                ))),
+            }),
+            None => Ok(conn),
+        }
     }
 }
 
@@ -147,6 +150,57 @@ enum Io {
     Lean(lean::Stream),
     Poll(poll::Stream),
     Tls(Box<tls::Stream>),
+}
+
+/// The socket under a TLS stream: the same two paths, without a TLS variant (so TLS code
+/// calls them directly, with no recursion between `Conn` and `tls::Stream`).
+enum Plain {
+    Lean(lean::Stream),
+    Poll(poll::Stream),
+}
+
+impl Plain {
+    fn with_sock<R>(&self, f: impl FnOnce(socket2::SockRef<'_>) -> R) -> R {
+        match self {
+            Plain::Lean(l) => l.with_sock(f),
+            Plain::Poll(s) => s.with_sock(f),
+        }
+    }
+
+    async fn read(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+        match self {
+            Plain::Lean(l) => l.read(buf, deadline).await,
+            Plain::Poll(s) => s.read(buf, deadline).await,
+        }
+    }
+
+    async fn readable(&mut self, deadline: Instant) -> io::Result<()> {
+        match self {
+            Plain::Lean(l) => l.readable(deadline).await,
+            Plain::Poll(s) => s.readable(deadline).await,
+        }
+    }
+
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match self {
+            Plain::Lean(l) => l.poll_idle(cx),
+            Plain::Poll(s) => s.poll_idle(cx),
+        }
+    }
+
+    async fn shutdown_write(&self) -> io::Result<()> {
+        match self {
+            Plain::Lean(l) => l.shutdown_write().await,
+            Plain::Poll(s) => s.shutdown_write().await,
+        }
+    }
+
+    async fn write_all(&mut self, buf: &[u8], timeout: Duration) -> io::Result<()> {
+        match self {
+            Plain::Lean(l) => l.write_all(buf, timeout).await,
+            Plain::Poll(s) => s.write_all(buf, timeout).await,
+        }
+    }
 }
 
 pub struct Conn {
@@ -201,6 +255,15 @@ impl Conn {
         Ok(Conn { io })
     }
 
+    /// The plain socket of a connection that is not TLS yet (to wrap it).
+    fn into_plain(self) -> io::Result<Plain> {
+        match self.io {
+            Io::Lean(l) => Ok(Plain::Lean(l)),
+            Io::Poll(s) => Ok(Plain::Poll(s)),
+            Io::Tls(_) => Err(io::Error::other("already a TLS connection")),
+        }
+    }
+
     /// Runs `f` on the socket (for address lookups).
     fn with_sock<R>(&self, f: impl FnOnce(socket2::SockRef<'_>) -> R) -> R {
         match &self.io {
@@ -240,7 +303,7 @@ impl Conn {
         match &mut self.io {
             Io::Lean(l) => l.read(buf, deadline).await,
             Io::Poll(s) => s.read(buf, deadline).await,
-            Io::Tls(t) => Box::pin(t.read(buf, deadline)).await,
+            Io::Tls(t) => t.read(buf, deadline).await,
         }
     }
 
@@ -249,7 +312,7 @@ impl Conn {
         match &mut self.io {
             Io::Lean(l) => l.readable(deadline).await,
             Io::Poll(s) => s.readable(deadline).await,
-            Io::Tls(t) => Box::pin(t.readable(deadline)).await,
+            Io::Tls(t) => t.readable(deadline).await,
         }
     }
 
@@ -269,7 +332,7 @@ impl Conn {
         match &mut self.io {
             Io::Lean(l) => l.shutdown_write().await,
             Io::Poll(s) => s.shutdown_write().await,
-            Io::Tls(t) => Box::pin(t.shutdown_write()).await,
+            Io::Tls(t) => t.shutdown_write().await,
         }
     }
 
@@ -277,7 +340,7 @@ impl Conn {
         match &mut self.io {
             Io::Lean(l) => l.write_all(buf, timeout).await,
             Io::Poll(s) => s.write_all(buf, timeout).await,
-            Io::Tls(t) => Box::pin(t.write_all(buf, timeout)).await,
+            Io::Tls(t) => t.write_all(buf, timeout).await,
         }
     }
 }
@@ -296,7 +359,7 @@ pub async fn connect_tls(
     name: rustls::pki_types::ServerName<'static>,
 ) -> io::Result<Conn> {
     let deadline = Instant::now() + timeout;
-    let plain = connect(addr, timeout).await?;
+    let plain = connect(addr, timeout).await?.into_plain()?;
     let t = tls::Stream::connect(plain, config, name, deadline).await?;
     Ok(Conn {
         io: Io::Tls(Box::new(t)),

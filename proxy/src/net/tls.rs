@@ -1,5 +1,5 @@
 //! TLS on top of the socket paths: rustls's sans-IO connections (`ServerConnection` for the
-//! edge, `ClientConnection` for https backends) wrapped around a plain `Conn`, so the lean
+//! edge, `ClientConnection` for https backends) wrapped around the plain socket (`Plain`), so the lean
 //! io_uring path (or the poll path) still moves the bytes underneath and the code above the
 //! net contract does not change.
 //!
@@ -15,7 +15,7 @@
 //! - Reads use the caller's buffer for ciphertext (at most 16 KiB at a time, so the decrypted
 //!   bytes always fit rustls's plaintext buffer), then decrypt into it: no read buffer of our
 //!   own. Writes encrypt into one per-connection buffer `wbuf` and go out through the plain
-//!   `Conn::write_all`.
+//!   socket's `write_all`.
 //! - The verified client certificate's fields (`ClientCert`) are parsed once after the
 //!   handshake and kept on the connection.
 //!
@@ -24,7 +24,7 @@
 //! into rustls, ciphertext out of `wbuf`). Per connection: rustls's state (a few KiB) and
 //! `wbuf`. A plain connection pays one more arm in `Conn`'s `match`.
 
-use super::Conn;
+use super::Plain;
 use rustls::crypto::ring::{cipher_suite, default_provider};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -166,7 +166,7 @@ enum State {
 }
 
 pub struct Stream {
-    plain: Conn,
+    plain: Plain,
     state: State,
     /// Ciphertext waiting to be sent.
     wbuf: Vec<u8>,
@@ -181,11 +181,11 @@ fn fatal(what: impl std::fmt::Display) -> io::Error {
 }
 
 impl Stream {
-    pub fn accept(plain: Conn, edge: Rc<Edge>) -> Stream {
+    pub fn accept(plain: Plain, edge: Rc<Edge>) -> Stream {
         Stream::with(plain, State::Accepting(Box::default(), edge))
     }
 
-    fn with(plain: Conn, state: State) -> Stream {
+    fn with(plain: Plain, state: State) -> Stream {
         Stream {
             plain,
             state,
@@ -198,7 +198,7 @@ impl Stream {
 
     /// Opens the client side over `plain` and completes the handshake by `deadline`.
     pub async fn connect(
-        plain: Conn,
+        plain: Plain,
         config: Arc<ClientConfig>,
         name: ServerName<'static>,
         deadline: Instant,
@@ -219,7 +219,7 @@ impl Stream {
         Ok(s)
     }
 
-    pub fn plain(&self) -> &Conn {
+    pub(super) fn plain(&self) -> &Plain {
         &self.plain
     }
 
@@ -555,7 +555,185 @@ fn pem(der: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    //! Formatting of the client certificate's fields; then the TLS stream on both socket
+    //! paths against a rustls peer on a std thread: 1 MB each way through small reads (records
+    //! split across reads, plaintext left in rustls between reads), close_notify as EOF, and an
+    //! https client handshake verified against a CA.
+
+    use super::super::{Conn, Io, SocketPath};
     use super::*;
+    use rcgen::{CertificateParams, KeyPair};
+    use rustls::pki_types::PrivateKeyDer;
+    use tollgate_core::gateway::tls::Identity;
+
+    fn self_signed(name: &str) -> (rcgen::Certificate, KeyPair) {
+        let key = KeyPair::generate().expect("key");
+        let cert = CertificateParams::new(vec![name.to_string()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("cert");
+        (cert, key)
+    }
+
+    const BIG: usize = 1 << 20;
+
+    fn byte(i: usize) -> u8 {
+        (i % 251) as u8
+    }
+
+    #[test]
+    fn streams_bytes_both_ways_on_both_socket_paths() {
+        let (cert, key) = self_signed("localhost");
+        let id = Identity {
+            chain: vec![cert.der().clone()],
+            key: PrivateKeyDer::try_from(key.serialize_der()).expect("key"),
+            certificate_file: "test.pem".into(),
+        };
+        for path in [SocketPath::Lean, SocketPath::Poll] {
+            let tls = Tls {
+                listeners: Vec::new(),
+                domains: Vec::new(),
+            };
+            let mut roots = RootCertStore::empty();
+            roots.add(cert.der().clone()).expect("root");
+            let ccfg = Arc::new(
+                ClientConfig::builder_with_provider(Arc::new(default_provider()))
+                    .with_safe_default_protocol_versions()
+                    .expect("versions")
+                    .with_root_certificates(roots)
+                    .with_no_client_auth(),
+            );
+            let id = id.clone();
+            let echoed = glommio::LocalExecutorBuilder::default()
+                .make()
+                .expect("executor (ulimit -l?)")
+                .run(async move {
+                    let l = glommio::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+                    let addr = l.local_addr().expect("addr");
+                    let client = std::thread::spawn(move || {
+                        let tcp = std::net::TcpStream::connect(addr).expect("connect");
+                        tcp.set_read_timeout(Some(Duration::from_secs(20)))
+                            .expect("t");
+                        let name = ServerName::try_from("localhost").expect("name");
+                        let c = ClientConnection::new(ccfg, name).expect("client");
+                        let mut s = rustls::StreamOwned::new(c, tcp);
+                        let data: Vec<u8> = (0..BIG).map(byte).collect();
+                        s.write_all(&data).expect("send");
+                        s.flush().expect("flush");
+                        let mut back = Vec::new();
+                        s.read_to_end(&mut back).expect("read to close_notify");
+                        back
+                    });
+                    let stream = l.accept().await.expect("accept");
+                    let plain = Conn::on(path, stream)
+                        .expect("conn")
+                        .into_plain()
+                        .expect("plain");
+                    let edge = Rc::new(Edge::new(&tls, &id).expect("edge"));
+                    let mut c = Conn {
+                        io: Io::Tls(Box::new(Stream::accept(plain, edge))),
+                    };
+                    let deadline = Instant::now() + Duration::from_secs(20);
+                    // Small reads: 1000 bytes at a time out of 16 KiB records.
+                    let mut buf = [0u8; 1000];
+                    let mut got = 0usize;
+                    while got < BIG {
+                        c.readable(deadline).await.expect("readable");
+                        let n = c.read(&mut buf, deadline).await.expect("read");
+                        assert!(n > 0, "early EOF at {got}");
+                        assert!(
+                            buf[..n]
+                                .iter()
+                                .enumerate()
+                                .all(|(i, b)| *b == byte(got + i)),
+                            "bytes damaged at {got}"
+                        );
+                        got += n;
+                    }
+                    let out: Vec<u8> = (0..BIG).map(|i| byte(i + 7)).collect();
+                    for chunk in out.chunks(64 * 1024) {
+                        c.write_all(chunk, Duration::from_secs(20))
+                            .await
+                            .expect("write");
+                    }
+                    c.shutdown_write().await.expect("close_notify");
+                    client.join().expect("client")
+                });
+            assert_eq!(echoed.len(), BIG, "{path:?}");
+            assert!(
+                echoed.iter().enumerate().all(|(i, b)| *b == byte(i + 7)),
+                "{path:?}: response damaged"
+            );
+        }
+    }
+
+    #[test]
+    fn an_https_client_verifies_the_backend_and_reads_its_close() {
+        let (cert, key) = self_signed("backend.test");
+        let (other, _) = self_signed("backend.test");
+        let scfg = Arc::new(
+            ServerConfig::builder_with_provider(Arc::new(default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_no_client_auth()
+                .with_single_cert(
+                    vec![cert.der().clone()],
+                    PrivateKeyDer::try_from(key.serialize_der()).expect("key"),
+                )
+                .expect("server config"),
+        );
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let server = std::thread::spawn(move || {
+            // Two connections: the first (trusted) gets an answer, the second is refused by
+            // the client.
+            for tcp in l.incoming().take(2).flatten() {
+                let _ = tcp.set_read_timeout(Some(Duration::from_secs(10)));
+                let Ok(c) = ServerConnection::new(scfg.clone()) else {
+                    continue;
+                };
+                let mut s = rustls::StreamOwned::new(c, tcp);
+                let mut req = [0u8; 4];
+                if s.read_exact(&mut req).is_ok() {
+                    let _ = s.write_all(b"pong");
+                    s.conn.send_close_notify();
+                    let _ = s.flush();
+                }
+            }
+        });
+        let good = client_config(Some(&[cert.der().clone()])).expect("config");
+        let bad = client_config(Some(&[other.der().clone()])).expect("config");
+        let (reply, refused) = glommio::LocalExecutorBuilder::default()
+            .make()
+            .expect("executor (ulimit -l?)")
+            .run(async move {
+                let name = ServerName::try_from("backend.test").expect("name");
+                let t = Duration::from_secs(10);
+                let mut c = super::super::connect_tls(addr, t, good, name.clone())
+                    .await
+                    .expect("handshake with the trusted backend");
+                c.write_all(b"ping", t).await.expect("write");
+                let mut buf = [0u8; 64];
+                let deadline = Instant::now() + t;
+                let mut reply = Vec::new();
+                loop {
+                    let n = c.read(&mut buf, deadline).await.expect("read");
+                    if n == 0 {
+                        break;
+                    }
+                    reply.extend_from_slice(&buf[..n]);
+                }
+                let refused = super::super::connect_tls(addr, t, bad, name).await.err();
+                // Let the reactor send the alert and close the dropped sockets before the
+                // executor ends (else the server thread waits for its read timeout).
+                glommio::timer::sleep(Duration::from_millis(200)).await;
+                (reply, refused)
+            });
+        server.join().expect("server");
+        assert_eq!(reply, b"pong");
+        let e = refused.expect("an untrusted certificate is refused");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+    }
 
     #[test]
     fn validity_dates_and_pem_are_formatted_as_api_gateway_shows_them() {
