@@ -8,7 +8,7 @@
 //! - `dispatch`: the `Gateway` and `Gateway::resolve`: custom domain / stage prefix / `$default`
 //!   stage → route → target.
 //! - `responses`: API Gateway's gateway response types and their per-API customisation.
-//! - `tls`: listener and custom-domain certificates, security policies, mutual TLS.
+//! - `Gateway::tls` (`crate::tls`): listener and custom-domain certificates, https backends.
 //!
 //! `config::compile` fills all of them in; the data plane only reads them.
 
@@ -16,7 +16,6 @@ mod dispatch;
 mod model;
 pub mod responses;
 mod settings;
-pub mod tls;
 mod uri;
 
 pub(crate) use dispatch::{Dispatch, Domain, Group, StageRef};

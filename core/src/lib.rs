@@ -5,8 +5,10 @@
 //! trie (`router`), HTTP/1.1 head parsing and body framing on borrowed buffers (`http`), the
 //! request pipeline's phases in execution order (`pipeline`: dispatch, integration request and
 //! response, respond), the gateway responses clients see (`gateway::responses`), protocol-level
-//! refusals (`http::error`) and request ids. Nothing here depends on glommio or does I/O other
-//! than reading a config file.
+//! refusals (`http::error`), request ids, and TLS as plain data (`tls`: certificates, policies,
+//! client certificate fields; shared by config, gateway, pipeline and the proxy's socket layer).
+//! Nothing here depends on glommio or does I/O other than reading a config file and the
+//! certificate files it names.
 
 pub mod config;
 pub mod forward;
@@ -16,3 +18,4 @@ pub mod method;
 pub mod pipeline;
 pub mod request_id;
 pub mod router;
+pub mod tls;

@@ -34,7 +34,7 @@ impl Shard {
         );
         // One size for client and backend buffers: a request or response head must fit.
         let buf_size = s.read_buffer_bytes.max(s.max_header_bytes + 1);
-        let secure = upstream::secure(&gateway.upstreams);
+        let secure = upstream::secure(gateway.upstreams.iter().map(|u| u.tls.as_ref()));
         Shard {
             index,
             secure,

@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
-use tollgate_core::gateway::Upstream;
+use tollgate_core::tls::BackendTls;
 
 pub struct UpConn {
     pub conn: Conn,
@@ -311,12 +311,11 @@ pub struct Secure {
 /// it could not be built (then every connection to it fails, never falls back to plain).
 pub type SecureSlot = Option<Result<Secure, String>>;
 
-/// One slot per upstream (same order as `Gateway::upstreams`).
-pub fn secure(upstreams: &[Upstream]) -> Vec<SecureSlot> {
+/// One slot per upstream (pass each upstream's TLS settings, in `Gateway::upstreams` order).
+pub fn secure<'a>(upstreams: impl Iterator<Item = Option<&'a BackendTls>>) -> Vec<SecureSlot> {
     upstreams
-        .iter()
-        .map(|u| {
-            let tls = u.tls.as_ref()?;
+        .map(|tls| {
+            let tls = tls?;
             let name = rustls::pki_types::ServerName::try_from(tls.server_name.to_string())
                 .map_err(|e| format!("{}: {e}", tls.server_name));
             let config = net::client_config(tls.ca.as_deref()).map_err(|e| e.to_string());

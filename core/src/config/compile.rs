@@ -11,12 +11,12 @@ use super::{decode, dispatch, settings, validate};
 use crate::gateway::responses::{
     self, BodyTemplate, CustomResponse, GatewayResponses, ResponseType, TemplateError,
 };
-use crate::gateway::tls::BackendTls;
 use crate::gateway::{
     self, Api, Gateway, MockTarget, PathTemplate, Protocol, ProxyTarget, Route, Stage, Target,
     Throttle, Token, Upstream,
 };
 use crate::router::{parse_route_key, RouteKey, RouterBuilder, Segment};
+use crate::tls::BackendTls;
 use rustls::pki_types::CertificateDer;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};

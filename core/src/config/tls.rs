@@ -1,4 +1,4 @@
-//! The TLS keys of the config → `gateway::tls::Tls`: each listener's `tls = { certificate,
+//! The TLS keys of the config → `tls::Tls`: each listener's `tls = { certificate,
 //! key }`, each domain's `certificate`/`key`, `security_policy` and `mutual_tls = {
 //! truststore }`. Files are read and parsed here (PEM), and a key must match its certificate,
 //! so a missing file, a file without a certificate or key, or a mismatched pair is a config
@@ -8,7 +8,7 @@
 use super::diagnostics::Diagnostics;
 use super::model::{Config, Text, TlsFiles};
 use super::validate;
-use crate::gateway::tls::{DomainTls, Identity, SecurityPolicy, Tls};
+use crate::tls::{DomainTls, Identity, SecurityPolicy, Tls};
 use rustls::crypto::ring::default_provider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};

@@ -60,7 +60,7 @@ pub struct Gateway {
     /// Domains, host → APIs, stage names (filled in by `config::compile`).
     pub(crate) dispatch: Dispatch,
     /// TLS listeners and custom-domain certificates (`config::tls`).
-    pub tls: super::tls::Tls,
+    pub tls: crate::tls::Tls,
 }
 
 /// `(api index, stage index)` into `Gateway::apis` / `Api::stages`.

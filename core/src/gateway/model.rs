@@ -25,7 +25,7 @@ pub struct Upstream {
     /// `Host` header value sent to the backend (`host[:port]` as written in the URI).
     pub host_header: Box<str>,
     /// `https://` backends: the name to send (SNI) and verify, and the CA to verify against.
-    pub tls: Option<super::tls::BackendTls>,
+    pub tls: Option<crate::tls::BackendTls>,
 }
 
 /// A stage's throttling settings (`throttle = { rate, burst }`), kept for traffic control.

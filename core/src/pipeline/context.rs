@@ -1,11 +1,11 @@
 //! The per-request context that flows through the pipeline's phases.
 
 use crate::forward::ClientInfo;
-use crate::gateway::tls::ClientCert;
 use crate::gateway::{Api, Route, Stage};
 use crate::http::request::RequestHead;
 use crate::http::BodyKind;
 use crate::method::Method;
+use crate::tls::ClientCert;
 use smallvec::SmallVec;
 use std::rc::Rc;
 use std::time::Instant;

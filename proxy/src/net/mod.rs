@@ -123,7 +123,7 @@ impl Listener {
 
     /// Terminates TLS on this listener if `tls` has a certificate for its address (builds
     /// this shard's rustls configs); a listener without one stays plain.
-    pub fn with_tls(mut self, tls: &tollgate_core::gateway::tls::Tls) -> io::Result<Listener> {
+    pub fn with_tls(mut self, tls: &tollgate_core::tls::Tls) -> io::Result<Listener> {
         let addr = self.inner.local_addr().map_err(io::Error::from)?;
         if let Some(id) = tls.listener(addr) {
             self.edge = Some(Rc::new(Edge::new(tls, id)?));
@@ -279,7 +279,7 @@ impl Conn {
     }
 
     /// The verified client certificate of a mutual-TLS connection (after its handshake).
-    pub fn client_cert(&self) -> Option<Rc<tollgate_core::gateway::tls::ClientCert>> {
+    pub fn client_cert(&self) -> Option<Rc<tollgate_core::tls::ClientCert>> {
         match &self.io {
             Io::Tls(t) => t.client_cert(),
             _ => None,

@@ -35,7 +35,7 @@ use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tollgate_core::gateway::tls::{ClientCert, Identity, SecurityPolicy, Tls};
+use tollgate_core::tls::{ClientCert, Identity, SecurityPolicy, Tls};
 
 /// Ciphertext read per step: decrypted, it always fits rustls's plaintext buffer.
 const CIPHERTEXT_STEP: usize = 16 * 1024;
@@ -564,7 +564,7 @@ mod tests {
     use super::*;
     use rcgen::{CertificateParams, KeyPair};
     use rustls::pki_types::PrivateKeyDer;
-    use tollgate_core::gateway::tls::Identity;
+    use tollgate_core::tls::Identity;
 
     fn self_signed(name: &str) -> (rcgen::Certificate, KeyPair) {
         let key = KeyPair::generate().expect("key");

@@ -1,9 +1,10 @@
-//! TLS at the edge as compiled from the config: the certificate (chain and key, DER) of each
-//! TLS listener, the custom domains that bring their own certificate, security policy and
-//! mutual-TLS truststore, and the fields of a client certificate that reach the request's
-//! pipeline `Context`. Plain data, checked by `config` (keys match their certificates,
-//! truststores parse); the data plane (`proxy/src/net/tls.rs`) builds its rustls state from it
-//! on each shard.
+//! TLS as compiled from the config, as plain data: the certificate (chain and key, DER) of each
+//! TLS listener; the custom domains that bring their own certificate, security policy and
+//! mutual-TLS truststore; the `https://` backends' names and CAs; the fields of a client
+//! certificate that reach the request's pipeline `Context`. A leaf module (it uses nothing
+//! else of ours), so the proxy's socket layer reads it without reaching into the gateway.
+//! Checked by `config` (keys match their certificates, truststores parse); the data plane
+//! (`proxy/src/net/tls.rs`) builds its rustls state from it on each shard.
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::net::SocketAddr;
