@@ -84,8 +84,10 @@ pub struct Tls {
     /// Listeners that terminate TLS, with the certificate for clients whose SNI names no
     /// domain (or who send none).
     pub listeners: Vec<(SocketAddr, Identity)>,
-    /// Domains with a certificate: exact names first, then wildcards (longest first).
+    /// Domains with a certificate.
     pub domains: Vec<DomainTls>,
+    /// Some domain has `mutual_tls` (requests are then checked, `mutual_tls_domain`).
+    pub mutual_tls: bool,
 }
 
 impl Tls {
@@ -95,6 +97,17 @@ impl Tls {
             .iter()
             .find(|(a, _)| *a == addr)
             .map(|(_, id)| id)
+    }
+
+    /// The mutual-TLS domain that `host` (a request's `Host`, lowercase, without port or
+    /// trailing dot) names, if any: such a request must come over a connection whose
+    /// handshake was for that domain (and so verified a client certificate).
+    pub fn mutual_tls_domain(&self, host: &str) -> Option<usize> {
+        if !self.mutual_tls {
+            return None;
+        }
+        self.domain_for(host)
+            .filter(|&i| self.domains.get(i).is_some_and(|d| d.truststore.is_some()))
     }
 
     /// The domain whose certificate serves SNI name `sni` (ASCII, any case): an exact name
@@ -116,6 +129,16 @@ impl Tls {
                 .is_some_and(|p| p.eq_ignore_ascii_case(parent))
         })
     }
+}
+
+/// What a TLS connection's handshake settled, kept with the connection and shared (`Rc`)
+/// with each of its requests' `Context`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsSession {
+    /// The index in `Tls::domains` whose certificate the SNI chose (`None`: the listener's).
+    pub domain: Option<usize>,
+    /// The verified client certificate (mutual TLS).
+    pub client_cert: Option<ClientCert>,
 }
 
 /// The fields of a verified client certificate (mutual TLS) that API Gateway hands to
@@ -161,6 +184,7 @@ mod tests {
     fn exact_names_win_over_wildcards_which_cover_one_label() {
         let tls = Tls {
             listeners: Vec::new(),
+            mutual_tls: false,
             domains: vec![
                 domain("*.example.com"),
                 domain("api.example.com"),

@@ -127,10 +127,12 @@ async fn serve_one(shard: &Shard, c: &mut Client) -> io::Result<bool> {
             match request::parse(c.buf.filled(), &mut headers, s.max_header_bytes) {
                 Ok(Some(head)) => {
                     let mut ctx = Context::new(request_id, c.info, Instant::now(), &head);
-                    ctx.client_cert = c.conn.client_cert();
-                    let step = pipeline::dispatch(gw, &head, &mut ctx).and_then(|m| {
-                        pipeline::integration_request(gw, &head, &m, &ctx, &mut c.out)
-                    });
+                    ctx.tls = c.conn.tls_session();
+                    let step = pipeline::dispatch(gw, &head, &mut ctx)
+                        .and_then(|m| pipeline::mutual_tls(gw, &head, &ctx).map(|()| m))
+                        .and_then(|m| {
+                            pipeline::integration_request(gw, &head, &m, &ctx, &mut c.out)
+                        });
                     let head_len = head.head_len;
                     c.buf.consume(head_len);
                     break (ctx, step);

@@ -2,7 +2,8 @@
 //! HTTPS through to a plain origin (verified against our CA, ALPN `http/1.1`, a second
 //! connection resumed with a ticket), SNI choosing among the domains' certificates (exact
 //! before wildcard, unknown name → the listener's), a base path mapping over HTTPS, mutual TLS
-//! (accepted; refused without a certificate and with another CA's), a plain-HTTP request and
+//! (accepted; refused without a certificate and with another CA's; its domain not reachable
+//! through another name's handshake), https backends, a plain-HTTP request and
 //! garbage or truncated handshakes on the TLS port, and certificate errors in the config.
 
 use crate::harness::{free_port, run_to_end, Gateway, TempDir};
@@ -420,8 +421,16 @@ fn mutual_tls_accepts_trusted_clients_and_refuses_others_in_the_handshake() {
     let mut s = connect(gw.addr, &client_config(&ca, None), "localhost");
     let (status, _, _) = get(&mut s, "localhost", "/prod/plain").expect("no mTLS on the default");
     assert_eq!(status, 200);
+    // ... but not the mutual-TLS domain through another name's handshake: 403, not proxied.
+    let (status, head, body) = get(&mut s, "mtls.example.test", "/bypass").expect("answered");
+    assert_eq!(status, 403, "{head}{body}");
+    assert!(body.contains("Forbidden"), "{body}");
     let seen = origin.wait_for(IO, |l| l.len() >= 2);
-    assert!(seen.iter().all(|s| s.target != "/refused"), "{seen:?}");
+    assert!(
+        seen.iter()
+            .all(|s| s.target != "/refused" && s.target != "/bypass"),
+        "{seen:?}"
+    );
 }
 
 #[test]

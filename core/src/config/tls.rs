@@ -76,6 +76,7 @@ pub(crate) fn tls(cfg: &Config, d: &mut Diagnostics<'_>) -> Tls {
             });
         }
     }
+    out.mutual_tls = out.domains.iter().any(|d| d.truststore.is_some());
     out
 }
 

@@ -5,7 +5,7 @@ use crate::gateway::{Api, Route, Stage};
 use crate::http::request::RequestHead;
 use crate::http::BodyKind;
 use crate::method::Method;
-use crate::tls::ClientCert;
+use crate::tls::TlsSession;
 use smallvec::SmallVec;
 use std::rc::Rc;
 use std::time::Instant;
@@ -44,9 +44,10 @@ pub struct Context<'g> {
     pub api: Option<&'g Api>,
     pub stage: Option<&'g Stage>,
     pub route: Option<&'g Route>,
-    /// The client certificate of a mutual-TLS connection (`$context.identity.clientCert.*`,
-    /// `requestContext.identity.clientCert`), set by the connection after `new`.
-    pub client_cert: Option<Rc<ClientCert>>,
+    /// The TLS session of the connection (`None`: plain HTTP), set by the connection after
+    /// `new`: the SNI's domain and, with mutual TLS, the client certificate
+    /// (`$context.identity.clientCert.*`, `requestContext.identity.clientCert`).
+    pub tls: Option<Rc<TlsSession>>,
     /// Method token, then path as sent (stage prefix included, query excluded).
     sent: SmallVec<[u8; SENT_INLINE]>,
     method_len: usize,
@@ -75,7 +76,7 @@ impl<'g> Context<'g> {
             api: None,
             stage: None,
             route: None,
-            client_cert: None,
+            tls: None,
             sent,
             method_len: head.method_str.len(),
         }

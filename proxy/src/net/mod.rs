@@ -33,8 +33,8 @@
 //!   until the peer closes.
 //! - TLS (`tls.rs`) wraps a `Conn` of either path and keeps this contract: a `Listener` with
 //!   `with_tls` yields connections whose handshake runs in their first `read`/`readable`; an
-//!   https backend comes from `connect_tls`. `Conn::is_tls` and `Conn::client_cert` (mutual
-//!   TLS) are all the code above needs to know.
+//!   https backend comes from `connect_tls`. `Conn::is_tls` and `Conn::tls_session` (SNI
+//!   domain, mutual-TLS client certificate) are all the code above needs to know.
 //! - Dropping a `Conn` closes it. Bytes already written still go out, as with close(2); what
 //!   the kernel was doing for it is cancelled and waited for before the descriptor closes, so
 //!   no buffer is reused while the kernel may touch it.
@@ -278,10 +278,10 @@ impl Conn {
         matches!(self.io, Io::Tls(_))
     }
 
-    /// The verified client certificate of a mutual-TLS connection (after its handshake).
-    pub fn client_cert(&self) -> Option<Rc<tollgate_core::tls::ClientCert>> {
+    /// What the TLS handshake settled (after it): SNI domain, client certificate.
+    pub fn tls_session(&self) -> Option<Rc<tollgate_core::tls::TlsSession>> {
         match &self.io {
-            Io::Tls(t) => t.client_cert(),
+            Io::Tls(t) => t.session(),
             _ => None,
         }
     }

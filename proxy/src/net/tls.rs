@@ -35,7 +35,7 @@ use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tollgate_core::tls::{ClientCert, Identity, SecurityPolicy, Tls};
+use tollgate_core::tls::{ClientCert, Identity, SecurityPolicy, Tls, TlsSession};
 
 /// Ciphertext read per step: decrypted, it always fits rustls's plaintext buffer.
 const CIPHERTEXT_STEP: usize = 16 * 1024;
@@ -127,11 +127,13 @@ impl Edge {
         })
     }
 
-    fn config_for(&self, sni: Option<&str>) -> Arc<ServerConfig> {
-        sni.and_then(|n| self.tls.domain_for(n))
-            .and_then(|i| self.domains.get(i))
-            .unwrap_or(&self.default)
-            .clone()
+    /// The config for SNI name `sni`, and the index of its domain (`None`: the default).
+    fn config_for(&self, sni: Option<&str>) -> (Arc<ServerConfig>, Option<usize>) {
+        let domain = sni
+            .and_then(|n| self.tls.domain_for(n))
+            .filter(|&i| i < self.domains.len());
+        let config = domain.map_or(&self.default, |i| &self.domains[i]);
+        (config.clone(), domain)
     }
 }
 
@@ -172,8 +174,10 @@ pub struct Stream {
     wbuf: Vec<u8>,
     /// Nothing read from the socket yet (for the plain-HTTP check).
     fresh: bool,
-    client_cert: Option<Rc<ClientCert>>,
-    cert_checked: bool,
+    /// Set once the server handshake is over.
+    session: Option<Rc<TlsSession>>,
+    /// The SNI's domain, until `session` is set.
+    domain: Option<usize>,
 }
 
 fn fatal(what: impl std::fmt::Display) -> io::Error {
@@ -191,8 +195,8 @@ impl Stream {
             state,
             wbuf: Vec::new(),
             fresh: true,
-            client_cert: None,
-            cert_checked: false,
+            session: None,
+            domain: None,
         }
     }
 
@@ -223,8 +227,8 @@ impl Stream {
         &self.plain
     }
 
-    pub fn client_cert(&self) -> Option<Rc<ClientCert>> {
-        self.client_cert.clone()
+    pub fn session(&self) -> Option<Rc<TlsSession>> {
+        self.session.clone()
     }
 
     fn handshaking(&self) -> bool {
@@ -340,7 +344,9 @@ impl Stream {
                 match acceptor.accept() {
                     Ok(None) => Ok(()),
                     Ok(Some(accepted)) => {
-                        let config = edge.config_for(accepted.client_hello().server_name());
+                        let (config, domain) =
+                            edge.config_for(accepted.client_hello().server_name());
+                        self.domain = domain;
                         match accepted.into_connection(config) {
                             Ok(mut c) => {
                                 let r = c.process_new_packets();
@@ -399,9 +405,10 @@ impl Stream {
         Ok(())
     }
 
-    /// Once the handshake is over: the client certificate's fields (mutual TLS).
+    /// Once the server handshake is over: the session (SNI domain, the client certificate's
+    /// fields with mutual TLS).
     fn after_handshake(&mut self) {
-        if self.cert_checked {
+        if self.session.is_some() {
             return;
         }
         let State::Server(c) = &self.state else {
@@ -410,12 +417,13 @@ impl Stream {
         if c.is_handshaking() {
             return;
         }
-        self.cert_checked = true;
-        self.client_cert = c
-            .peer_certificates()
-            .and_then(|certs| certs.first())
-            .and_then(|der| client_cert(der.as_ref()))
-            .map(Rc::new);
+        self.session = Some(Rc::new(TlsSession {
+            domain: self.domain,
+            client_cert: c
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .and_then(|der| client_cert(der.as_ref())),
+        }));
     }
 
     pub async fn read(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
@@ -590,10 +598,7 @@ mod tests {
             certificate_file: "test.pem".into(),
         };
         for path in [SocketPath::Lean, SocketPath::Poll] {
-            let tls = Tls {
-                listeners: Vec::new(),
-                domains: Vec::new(),
-            };
+            let tls = Tls::default();
             let mut roots = RootCertStore::empty();
             roots.add(cert.der().clone()).expect("root");
             let ccfg = Arc::new(
