@@ -8,6 +8,7 @@
 //! - `dispatch`: the `Gateway` and `Gateway::resolve`: custom domain / stage prefix / `$default`
 //!   stage → route → target.
 //! - `responses`: API Gateway's gateway response types and their per-API customisation.
+//! - `Gateway::tls` (`crate::tls`): listener and custom-domain certificates, https backends.
 //!
 //! `config::compile` fills all of them in; the data plane only reads them.
 

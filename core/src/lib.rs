@@ -5,9 +5,11 @@
 //! trie (`router`), HTTP/1.1 head parsing and body framing on borrowed buffers (`http`), the
 //! request pipeline's phases in execution order (`pipeline`: dispatch, integration request and
 //! response, respond), the gateway responses clients see (`gateway::responses`), protocol-level
-//! refusals (`http::error`), request ids and traffic control's pure half (`traffic`: API keys,
-//! usage plans, token buckets, quota periods and counters, the quota state format). Nothing here
-//! depends on glommio or does I/O other than reading config files.
+//! refusals (`http::error`), request ids, traffic control's pure half (`traffic`: API keys,
+//! usage plans, token buckets, quota periods and counters, the quota state format) and TLS as
+//! plain data (`tls`: certificates, policies, client certificate fields; shared by config,
+//! gateway, pipeline and the proxy's socket layer). Nothing here depends on glommio or does I/O
+//! other than reading config files and the certificate files they name.
 
 pub mod config;
 pub mod forward;
@@ -17,4 +19,5 @@ pub mod method;
 pub mod pipeline;
 pub mod request_id;
 pub mod router;
+pub mod tls;
 pub mod traffic;

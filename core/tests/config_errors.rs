@@ -239,9 +239,21 @@ mappings = [{ api = "a", stage = "prod" }]
             )],
         ),
         row(
-            "https backend",
-            rest_api(&route("GET /a", &proxy("https://127.0.0.1/a"))),
-            vec![("\"https://", Exactly("https backends are not supported yet"))],
+            "ca_file on an http backend",
+            rest_api(&route(
+                "GET /a",
+                "{ type = \"http_proxy\", uri = \"http://127.0.0.1/a\", ca_file = \"/nonexistent/ca.pem\" }",
+            )),
+            vec![
+                (
+                    "\"http://127",
+                    Exactly("`ca_file` (`/nonexistent/ca.pem`) is only for https:// integration URIs"),
+                ),
+                (
+                    "\"/nonexistent/ca.pem\"",
+                    StartsWith("certificate file `/nonexistent/ca.pem`: cannot read it"),
+                ),
+            ],
         ),
         row(
             "backend host that does not resolve",
@@ -480,10 +492,10 @@ fn every_error_in_a_file_is_reported() {
     // An unknown key, a bad route key and a bad URI in one file: all three.
     let text = format!(
         "[server]\nshards = 1\nshard_count = 2\n{}",
-        &rest_api(&(route("FETCH pets/{id", MOCK) + &route("GET /a", &proxy("https://x/"))))[..]
+        &rest_api(&(route("FETCH pets/{id", MOCK) + &route("GET /a", &proxy("ftp://x/"))))[..]
     );
     let errors = errors_of(&text);
-    for marker in ["shard_count", "\"FETCH", "\"https://x/\""] {
+    for marker in ["shard_count", "\"FETCH", "\"ftp://x/\""] {
         let (line, column) = position_of(&text, marker);
         assert!(
             errors.iter().any(|e| e.line == line && e.column == column),

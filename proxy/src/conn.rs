@@ -61,15 +61,12 @@ pub async fn serve(shard: Rc<Shard>, conn: Conn) {
         .map(|a| a.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let port = conn.local_addr().map(|a| a.port()).unwrap_or(0);
+    let proto = if conn.is_tls() { "https" } else { "http" };
     let mut c = Client {
         conn,
         buf: Buf::new(&shard.bufs),
         out: Vec::new(),
-        info: ClientInfo {
-            ip,
-            port,
-            proto: "http",
-        },
+        info: ClientInfo { ip, port, proto },
         outcome: Outcome::default(),
     };
     ShardMetrics::inc(&shard.metrics.open_connections);
@@ -141,14 +138,17 @@ async fn serve_one(shard: &Shard, c: &mut Client) -> io::Result<bool> {
             match request::parse(c.buf.filled(), &mut headers, s.max_header_bytes) {
                 Ok(Some(head)) => {
                     let mut ctx = Context::new(request_id, c.info, Instant::now(), &head);
+                    ctx.tls = c.conn.tls_session();
                     if shard.draining.get() {
                         ctx.keep_alive = false;
                     }
                     ShardMetrics::inc(&shard.metrics.in_flight);
                     c.outcome.reset();
-                    let step = pipeline::dispatch(gw, &head, &mut ctx).and_then(|m| {
-                        pipeline::integration_request(gw, &head, &m, &ctx, &mut c.out)
-                    });
+                    let step = pipeline::dispatch(gw, &head, &mut ctx)
+                        .and_then(|m| pipeline::mutual_tls(gw, &head, &ctx).map(|()| m))
+                        .and_then(|m| {
+                            pipeline::integration_request(gw, &head, &m, &ctx, &mut c.out)
+                        });
                     if let Some(log) = pipeline::access_log(&ctx) {
                         begin_log(&mut c.outcome, log, &head);
                     }
@@ -420,9 +420,9 @@ async fn proxy(
             Some(u) => u,
             None => {
                 let left = x.deadline.saturating_duration_since(Instant::now());
-                match upstream::connect(x.addr, left.min(s.upstream_connect_timeout), &shard.bufs)
-                    .await
-                {
+                let secure = shard.secure.get(x.upstream).and_then(Option::as_ref);
+                let timeout = left.min(s.upstream_connect_timeout);
+                match upstream::connect(secure, x.addr, timeout, &shard.bufs).await {
                     Ok(u) => u,
                     Err(e) => {
                         let f = if e.kind() == io::ErrorKind::TimedOut {

@@ -232,7 +232,10 @@ pub fn run(mut gateway: Gateway, shards: usize, path: SocketPath) -> Result<(), 
     let addrs: Vec<String> = gateway
         .listeners
         .iter()
-        .map(|a| format!("http://{a}"))
+        .map(|a| match gateway.tls.listener(*a) {
+            Some(_) => format!("https://{a}"),
+            None => format!("http://{a}"),
+        })
         .collect();
     eprintln!(
         "tollgate: listening on {} ({shards} shard{}{})",
@@ -311,7 +314,7 @@ async fn shard_main(
     let shard = Rc::new(Shard::new(index, gateway, seed, ops));
     let mut bound = Vec::with_capacity(listeners.len());
     for addr in listeners {
-        match Listener::bind(addr) {
+        match Listener::bind(addr).and_then(|l| l.with_tls(&shard.gateway.tls)) {
             Ok(l) => bound.push(l),
             Err(e) => {
                 let _ = tx.send(Err(format!("tollgate: cannot listen on {addr}: {e}")));

@@ -6,7 +6,7 @@
 use crate::buffer::BufPool;
 use crate::logging::{RateLimited, ShardLog};
 use crate::metrics::{Layout, ShardMetrics};
-use crate::upstream::Pools;
+use crate::upstream::{self, Pools, SecureSlot};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -22,6 +22,8 @@ pub struct Shard {
     pub index: usize,
     pub gateway: Gateway,
     pub pools: RefCell<Pools>,
+    /// TLS client state per upstream (`Some` for https backends).
+    pub secure: Vec<SecureSlot>,
     pub ids: RefCell<RequestIds>,
     /// Read buffers and head scratch for this shard's client and backend connections.
     pub bufs: Rc<BufPool>,
@@ -60,8 +62,10 @@ impl Shard {
         );
         // One size for client and backend buffers: a request or response head must fit.
         let buf_size = s.read_buffer_bytes.max(s.max_header_bytes + 1);
+        let secure = upstream::secure(gateway.upstreams.iter().map(|u| u.tls.as_ref()));
         Shard {
             index,
+            secure,
             bufs: BufPool::new(buf_size, BUFS_KEPT),
             pools: RefCell::new(pools),
             ids: RefCell::new(RequestIds::new(seed)),

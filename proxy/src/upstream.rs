@@ -16,6 +16,11 @@
 //! increment), `take` re-checks readiness with a no-op waker, which also unregisters the
 //! reaper's, so a connection in use never wakes it. A connection that became readable while
 //! parked is never handed out. All of it is per shard, on the shard's thread: no locks.
+//!
+//! `https://` backends (`Secure`, one per TLS upstream per shard): a new connection does its
+//! TLS handshake in `connect` (SNI = the URI's host, verified against the integration's
+//! `ca_file` or the bundled web roots); pooled, it is reused like a plain one, so the
+//! handshake is paid once per pooled connection, not per request.
 
 use crate::buffer::{Buf, BufPool};
 use crate::net::{self, Conn};
@@ -31,6 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
+use tollgate_core::tls::BackendTls;
 
 pub struct UpConn {
     pub conn: Conn,
@@ -295,12 +301,45 @@ async fn reap(shared: Weak<Shared>) {
     .await
 }
 
+/// What a shard needs to open TLS connections to one https upstream.
+pub struct Secure {
+    config: Arc<rustls::ClientConfig>,
+    name: rustls::pki_types::ServerName<'static>,
+}
+
+/// An upstream's TLS slot: `None` for a plain backend, else its client state or the reason
+/// it could not be built (then every connection to it fails, never falls back to plain).
+pub type SecureSlot = Option<Result<Secure, String>>;
+
+/// One slot per upstream (pass each upstream's TLS settings, in `Gateway::upstreams` order).
+pub fn secure<'a>(upstreams: impl Iterator<Item = Option<&'a BackendTls>>) -> Vec<SecureSlot> {
+    upstreams
+        .map(|tls| {
+            let tls = tls?;
+            let name = rustls::pki_types::ServerName::try_from(tls.server_name.to_string())
+                .map_err(|e| format!("{}: {e}", tls.server_name));
+            let config = net::client_config(tls.ca.as_deref()).map_err(|e| e.to_string());
+            Some(name.and_then(|name| {
+                Ok(Secure {
+                    config: config?,
+                    name,
+                })
+            }))
+        })
+        .collect()
+}
+
 pub async fn connect(
+    secure: Option<&Result<Secure, String>>,
     addr: SocketAddr,
     timeout: Duration,
     bufs: &Rc<BufPool>,
 ) -> io::Result<UpConn> {
-    let conn = net::connect(addr, timeout).await?;
+    let conn = match secure {
+        Some(Ok(s)) => net::connect_tls(addr, timeout, s.config.clone(), s.name.clone()).await?,
+        Some(Err(e)) => return Err(io::Error::other(e.clone())),
+        None => net::connect(addr, timeout).await?,
+    };
     Ok(UpConn {
         conn,
         buf: Buf::new(bufs),

@@ -36,4 +36,5 @@ mod slashes;
 mod smuggling;
 mod socket_paths;
 mod timeouts;
+mod tls;
 mod upstream_pool;

@@ -42,7 +42,17 @@ port = {admin_port}
     let gw = Gateway::start(&Server::default().with("shards", "2"), &apis);
     let admin: SocketAddr = ([127, 0, 0, 1], admin_port).into();
     assert_eq!(admin_get(admin, "/healthz").0, 200);
-    assert_eq!(admin_get(admin, "/readyz"), (200, "ready\n".to_string()));
+    // Ready once every shard has started (the harness only waited for the first listener).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = admin_get(admin, "/readyz");
+        if r == (200, "ready\n".to_string()) {
+            break;
+        }
+        assert_eq!(r, (503, "starting\n".to_string()), "before ready");
+        assert!(std::time::Instant::now() < deadline, "never ready");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     assert_eq!(admin_get(admin, "/nope").0, 404);
 
     // A fresh connection per request, so both shards take some.

@@ -17,7 +17,9 @@ use crate::gateway::{
     Throttle, Token, Upstream,
 };
 use crate::router::{parse_route_key, RouteKey, RouterBuilder, Segment};
+use crate::tls::BackendTls;
 use crate::traffic::KeySource;
+use rustls::pki_types::CertificateDer;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
@@ -76,6 +78,7 @@ pub(crate) fn compile(
         apis,
         dispatch,
         traffic,
+        tls: super::tls::tls(cfg, d),
     }
 }
 
@@ -379,12 +382,21 @@ fn targets(
             Some(m) => vec![Target::Mock(m); stages.len()],
             None => Vec::new(),
         },
-        Integration::HttpProxy { uri, timeout_ms } => {
+        Integration::HttpProxy {
+            uri,
+            timeout_ms,
+            ca_file,
+        } => {
             let timeout = proxy_timeout(timeout_ms.as_ref(), protocol, d);
-            match uri {
+            upstreams.ca = ca_file
+                .as_ref()
+                .map(|f| (f.clone(), super::tls::ca_file(f, d)));
+            let out = match uri {
                 Some(uri) => proxy_targets(uri, params, protocol, timeout, stages, upstreams, d),
                 None => Vec::new(),
-            }
+            };
+            upstreams.ca = None;
+            out
         }
     }
 }
@@ -563,7 +575,23 @@ fn proxy_target(
     upstreams: &mut Upstreams,
 ) -> Result<ProxyTarget, String> {
     let u = uri::parse_http(text)?;
-    let upstream = upstreams.index(u.host, u.port, u.authority)?;
+    let tls = match (&upstreams.ca, u.tls) {
+        (Some((file, _)), false) => {
+            return Err(format!(
+                "`ca_file` (`{}`) is only for https:// integration URIs",
+                file.value
+            ))
+        }
+        // An unreadable CA file was reported at `ca_file`.
+        (Some((_, None)), true) => return Err("no usable `ca_file`".to_string()),
+        (Some((_, Some(ca))), true) => Some(ca.clone()),
+        (None, _) => None,
+    };
+    let tls = u.tls.then(|| BackendTls {
+        server_name: u.host.to_ascii_lowercase().into(),
+        ca: tls,
+    });
+    let upstream = upstreams.index(u.host, u.port, u.authority, tls)?;
     // HTTP APIs send the whole request path when the URI has none (API Gateway's `$default`
     // and greedy routes); REST APIs use the path as written.
     let request_path = protocol == Protocol::Http && (u.path.is_empty() || u.path == "/");
@@ -579,14 +607,23 @@ fn proxy_target(
 #[derive(Default)]
 struct Upstreams {
     list: Vec<Upstream>,
+    /// The `ca_file` of the integration being compiled (and its certificates if it loaded).
+    ca: Option<(Text, Option<Vec<CertificateDer<'static>>>)>,
     resolved: HashMap<(String, u16), Result<SocketAddr, String>>,
 }
 
 impl Upstreams {
-    fn index(&mut self, host: &str, port: u16, authority: &str) -> Result<u32, String> {
+    fn index(
+        &mut self,
+        host: &str,
+        port: u16,
+        authority: &str,
+        tls: Option<BackendTls>,
+    ) -> Result<u32, String> {
         let upstream = Upstream {
             addr: self.resolve(host, port)?,
             host_header: authority.into(),
+            tls,
         };
         let i = match self.list.iter().position(|u| *u == upstream) {
             Some(i) => i,

@@ -6,7 +6,7 @@
 use super::diagnostics::{Diagnostics, Spanned};
 use super::model::{
     AccessLog, Admin, Api, ApiKey, Config, Domain, GatewayResponse, Integration, Listener, Mapping,
-    PlanStage, Quota, Route, Server, Stage, Text, Throttle, UsagePlan,
+    PlanStage, Quota, Route, Server, Stage, Text, Throttle, TlsFiles, UsagePlan,
 };
 use crate::gateway::Protocol;
 use std::ops::Range;
@@ -44,7 +44,9 @@ const SERVER_KEYS: &[&str] = &[
     "api_keys_file",
     "drain_timeout_ms",
 ];
-const LISTENER_KEYS: &[&str] = &["address", "port"];
+const LISTENER_KEYS: &[&str] = &["address", "port", "tls"];
+const TLS_KEYS: &[&str] = &["certificate", "key"];
+const MUTUAL_TLS_KEYS: &[&str] = &["truststore"];
 const API_KEYS: &[&str] = &[
     "name",
     "protocol",
@@ -70,9 +72,16 @@ const API_KEY_KEYS: &[&str] = &["name", "value", "enabled"];
 const USAGE_PLAN_KEYS: &[&str] = &["name", "throttle", "quota", "keys", "stages"];
 const QUOTA_KEYS: &[&str] = &["limit", "period", "offset"];
 const PLAN_STAGE_KEYS: &[&str] = &["api", "stage", "route_throttles"];
-const HTTP_PROXY_KEYS: &[&str] = &["type", "uri", "timeout_ms"];
+const HTTP_PROXY_KEYS: &[&str] = &["type", "uri", "timeout_ms", "ca_file"];
 const MOCK_KEYS: &[&str] = &["type", "status", "headers", "body"];
-const DOMAIN_KEYS: &[&str] = &["name", "mappings"];
+const DOMAIN_KEYS: &[&str] = &[
+    "name",
+    "mappings",
+    "certificate",
+    "key",
+    "security_policy",
+    "mutual_tls",
+];
 const MAPPING_KEYS: &[&str] = &["path", "api", "stage"];
 
 /// Parses `text`; `None` after a syntax error (reported). Everything else that is wrong with
@@ -109,6 +118,18 @@ pub(crate) fn decode(text: &str, d: &mut Diagnostics<'_>) -> Option<Config> {
         config.listeners.push(Listener {
             address: t.required(t.string("address", d), "address", "[[listeners]]", d),
             port: t.required(t.int("port", d), "port", "[[listeners]]", d),
+            tls: t.table("tls", d).map(|tls| {
+                tls.check_keys(TLS_KEYS, d);
+                TlsFiles {
+                    certificate: tls.required(
+                        tls.string("certificate", d),
+                        "certificate",
+                        "a listener's `tls`",
+                        d,
+                    ),
+                    key: tls.required(tls.string("key", d), "key", "a listener's `tls`", d),
+                }
+            }),
         });
     }
     for t in root.tables("apis", d) {
@@ -126,10 +147,18 @@ pub(crate) fn decode(text: &str, d: &mut Diagnostics<'_>) -> Option<Config> {
                 stage: m.required(m.string("stage", d), "stage", "[[domains.mappings]]", d),
             });
         }
-        config.domains.push(Domain {
-            name: t.required(t.string("name", d), "name", "[[domains]]", d),
-            mappings,
-        });
+        config.domains.push(domain_tls(
+            &t,
+            Domain {
+                name: t.required(t.string("name", d), "name", "[[domains]]", d),
+                mappings,
+                tls: None,
+                security_policy: None,
+                truststore: None,
+                mutual_tls_span: None,
+            },
+            d,
+        ));
     }
     config.api_keys = api_keys(&root, d);
     for t in root.tables("usage_plans", d) {
@@ -228,6 +257,34 @@ fn throttle_map(t: &Fields<'_>, key: &str, d: &mut Diagnostics<'_>) -> Vec<(Text
         }
     }
     out
+}
+
+/// A domain's TLS keys: `certificate` and `key` (both or neither), `security_policy`,
+/// `mutual_tls = { truststore }`.
+fn domain_tls(t: &Fields<'_>, mut dom: Domain, d: &mut Diagnostics<'_>) -> Domain {
+    let certificate = t.string("certificate", d);
+    let key = t.string("key", d);
+    match (&certificate, &key) {
+        (Some(_), None) if t.get("key").is_none() => d.error(
+            t.span.clone(),
+            "a domain with a `certificate` needs its `key` too",
+        ),
+        (None, Some(_)) if t.get("certificate").is_none() => d.error(
+            t.span.clone(),
+            "a domain with a `key` needs its `certificate` too",
+        ),
+        _ => {}
+    }
+    if certificate.is_some() || key.is_some() {
+        dom.tls = Some(TlsFiles { certificate, key });
+    }
+    dom.security_policy = t.string("security_policy", d);
+    if let Some(m) = t.table("mutual_tls", d) {
+        m.check_keys(MUTUAL_TLS_KEYS, d);
+        dom.mutual_tls_span = Some(m.span.clone());
+        dom.truststore = m.required(m.string("truststore", d), "truststore", "`mutual_tls`", d);
+    }
+    dom
 }
 
 /// toml's parse message on one line (`invalid table header\nexpected ...` → `...: expected ...`).
@@ -364,6 +421,7 @@ fn integration(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Option<Integration> {
             Some(Integration::HttpProxy {
                 uri: t.required(t.string("uri", d), "uri", "an http_proxy integration", d),
                 timeout_ms: t.int("timeout_ms", d),
+                ca_file: t.string("ca_file", d),
             })
         }
         "mock" => {

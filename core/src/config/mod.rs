@@ -19,6 +19,7 @@ mod dispatch;
 mod model;
 mod ops;
 mod settings;
+mod tls;
 mod traffic;
 mod uri;
 mod validate;

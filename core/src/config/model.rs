@@ -106,6 +106,15 @@ pub(crate) struct PlanStage {
 pub(crate) struct Listener {
     pub address: Option<Text>,
     pub port: Option<Spanned<i64>>,
+    /// `tls = { certificate, key }`: the listener terminates TLS.
+    pub tls: Option<TlsFiles>,
+}
+
+/// A certificate chain and its private key, as PEM file paths.
+#[derive(Debug)]
+pub(crate) struct TlsFiles {
+    pub certificate: Option<Text>,
+    pub key: Option<Text>,
 }
 
 #[derive(Debug)]
@@ -163,6 +172,8 @@ pub(crate) enum Integration {
     HttpProxy {
         uri: Option<Text>,
         timeout_ms: Option<Spanned<i64>>,
+        /// PEM bundle an `https://` backend's certificate is verified against.
+        ca_file: Option<Text>,
     },
     Mock {
         status: Option<Spanned<i64>>,
@@ -175,6 +186,13 @@ pub(crate) enum Integration {
 pub(crate) struct Domain {
     pub name: Option<Text>,
     pub mappings: Vec<Mapping>,
+    /// `certificate` and `key` (both or neither), span of the `[[domains]]` table.
+    pub tls: Option<TlsFiles>,
+    pub security_policy: Option<Text>,
+    /// `mutual_tls = { truststore }`.
+    pub truststore: Option<Text>,
+    /// Where `mutual_tls` was written.
+    pub mutual_tls_span: Option<Range<usize>>,
 }
 
 #[derive(Debug)]

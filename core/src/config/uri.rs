@@ -74,9 +74,11 @@ pub(crate) fn substitute<'a>(
     Ok(out)
 }
 
-/// A parsed `http://` URI.
+/// A parsed `http://` or `https://` URI.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct HttpUri<'a> {
+    /// `https://`: the backend is reached over TLS (default port 443).
+    pub tls: bool,
     /// `host[:port]` as written: the `Host` header sent to the backend.
     pub authority: &'a str,
     /// The host to resolve (IPv6 without brackets).
@@ -87,7 +89,7 @@ pub(crate) struct HttpUri<'a> {
     pub query: Option<&'a str>,
 }
 
-/// Parses `http://host[:port][/path][?query]`.
+/// Parses `http[s]://host[:port][/path][?query]`.
 pub(crate) fn parse_http(uri: &str) -> Result<HttpUri<'_>, String> {
     if let Some(c) = uri.chars().find(|c| !c.is_ascii_graphic()) {
         return Err(format!(
@@ -103,22 +105,21 @@ pub(crate) fn parse_http(uri: &str) -> Result<HttpUri<'_>, String> {
             "`{uri}` is not an absolute URI: write http://host[:port][/path][?query]"
         ));
     };
-    if scheme.eq_ignore_ascii_case("https") {
-        return Err("https backends are not supported yet".to_string());
-    }
-    if !scheme.eq_ignore_ascii_case("http") {
+    let tls = scheme.eq_ignore_ascii_case("https");
+    if !tls && !scheme.eq_ignore_ascii_case("http") {
         return Err(format!(
             "unsupported scheme `{scheme}`: write http://host[:port][/path][?query]"
         ));
     }
     let end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, target) = rest.split_at(end);
-    let (host, port) = authority_parts(authority)?;
+    let (host, port) = authority_parts(authority, if tls { 443 } else { 80 })?;
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (target, None),
     };
     Ok(HttpUri {
+        tls,
         authority,
         host,
         port,
@@ -127,7 +128,7 @@ pub(crate) fn parse_http(uri: &str) -> Result<HttpUri<'_>, String> {
     })
 }
 
-fn authority_parts(authority: &str) -> Result<(&str, u16), String> {
+fn authority_parts(authority: &str, default_port: u16) -> Result<(&str, u16), String> {
     if authority.is_empty() {
         return Err("the URI has no host".to_string());
     }
@@ -177,7 +178,7 @@ fn authority_parts(authority: &str) -> Result<(&str, u16), String> {
         ));
     }
     let port = match port {
-        None => 80,
+        None => default_port,
         Some(p) => match p.parse::<u16>() {
             Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => n,
             _ => return Err(format!("invalid port `{p}`: expected 1 to 65535")),
@@ -236,6 +237,7 @@ mod tests {
         assert_eq!(
             u,
             HttpUri {
+                tls: false,
                 authority: "127.0.0.1:9000",
                 host: "127.0.0.1",
                 port: 9000,
@@ -243,6 +245,8 @@ mod tests {
                 query: Some("a=1"),
             }
         );
+        let u = parse_http("https://backend.internal/x").unwrap();
+        assert_eq!((u.tls, u.host, u.port), (true, "backend.internal", 443));
         let u = parse_http("HTTP://backend.internal").unwrap();
         assert_eq!(
             (u.host, u.port, u.path, u.query),
@@ -258,7 +262,6 @@ mod tests {
     #[test]
     fn refuses_bad_uris() {
         for (uri, want) in [
-            ("https://x/", "https backends are not supported yet"),
             ("ftp://x/", "unsupported scheme"),
             ("x/y", "not an absolute URI"),
             ("http:///p", "no host"),

@@ -61,6 +61,8 @@ pub struct Gateway {
     pub(crate) dispatch: Dispatch,
     /// API keys, usage plans and the flat table of limits `Route::limits` index into.
     pub traffic: crate::traffic::Traffic,
+    /// TLS listeners and custom-domain certificates (`config::tls`).
+    pub tls: crate::tls::Tls,
 }
 
 /// `(api index, stage index)` into `Gateway::apis` / `Api::stages`.

@@ -26,6 +26,8 @@ pub struct Upstream {
     pub addr: SocketAddr,
     /// `Host` header value sent to the backend (`host[:port]` as written in the URI).
     pub host_header: Box<str>,
+    /// `https://` backends: the name to send (SNI) and verify, and the CA to verify against.
+    pub tls: Option<crate::tls::BackendTls>,
 }
 
 /// A stage's throttling settings (`throttle = { rate, burst }`), kept for traffic control.

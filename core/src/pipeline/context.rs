@@ -5,7 +5,9 @@ use crate::gateway::{Api, Route, Stage};
 use crate::http::request::RequestHead;
 use crate::http::BodyKind;
 use crate::method::Method;
+use crate::tls::TlsSession;
 use smallvec::SmallVec;
+use std::rc::Rc;
 use std::time::Instant;
 
 /// Method token and path bytes kept inline; longer ones (rare) spill to the heap.
@@ -42,6 +44,10 @@ pub struct Context<'g> {
     pub api: Option<&'g Api>,
     pub stage: Option<&'g Stage>,
     pub route: Option<&'g Route>,
+    /// The TLS session of the connection (`None`: plain HTTP), set by the connection after
+    /// `new`: the SNI's domain and, with mutual TLS, the client certificate
+    /// (`$context.identity.clientCert.*`, `requestContext.identity.clientCert`).
+    pub tls: Option<Rc<TlsSession>>,
     /// Method token, then path as sent (stage prefix included, query excluded).
     sent: SmallVec<[u8; SENT_INLINE]>,
     method_len: usize,
@@ -70,6 +76,7 @@ impl<'g> Context<'g> {
             api: None,
             stage: None,
             route: None,
+            tls: None,
             sent,
             method_len: head.method_str.len(),
         }

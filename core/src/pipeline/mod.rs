@@ -8,7 +8,7 @@
 //! | # | phase | runs | may return | where |
 //! |---|-------|------|------------|-------|
 //! | 1 | dispatch | once the head is parsed | the route match; or REQUEST_TOO_LARGE (declared length over `max_body_bytes`), MISSING_AUTHENTICATION_TOKEN (REST, no route), RESOURCE_NOT_FOUND (HTTP API, no route) | [`dispatch()`] |
-//! | 2 | authorize | after dispatch, before any body is read | UNAUTHORIZED, ACCESS_DENIED, AUTHORIZER_FAILURE, ... | not yet: issue 17 adds it here, with its result in `Context` |
+//! | 2 | authorize | after dispatch, before any body is read | UNAUTHORIZED, ACCESS_DENIED, AUTHORIZER_FAILURE, ... | mutual TLS: [`mutual_tls`] (403 when a mutual-TLS domain's request did not come with its verified client certificate); authorizers: issue 17 adds them here, with their result in `Context` |
 //! | 3 | throttle and quota | after authorize | THROTTLED, QUOTA_EXCEEDED, INVALID_API_KEY | not yet: issue 14 adds it here, with the API key and usage plan in `Context` |
 //! | 4 | integration request | after the checks | mock: the complete local response; http_proxy: the backend request head; DEFAULT_5XX (500) on a gateway bug | [`integration_request`] |
 //! | 5 | integration response | once the backend's response head is parsed (1xx skipped) | the client response head and how to relay the body | [`integration_response`] |
@@ -23,6 +23,7 @@ mod context;
 mod dispatch;
 mod integration;
 mod log;
+mod mtls;
 mod respond;
 #[cfg(test)]
 mod test_support;
@@ -31,4 +32,5 @@ pub use context::Context;
 pub use dispatch::dispatch;
 pub use integration::{integration_request, integration_response, Integration, ResponsePlan};
 pub use log::{access_log, log, Outcome};
+pub use mtls::mutual_tls;
 pub use respond::{error_context, refuse, respond, Answer, Failure};

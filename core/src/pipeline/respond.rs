@@ -23,6 +23,8 @@ pub enum Failure {
     BadBackendResponse,
     /// A gateway bug (inconsistent compiled config).
     Internal,
+    /// A request for a mutual-TLS domain without that domain's verified client certificate.
+    MutualTlsRequired,
     /// A protocol-level refusal (malformed request or body framing, ...): not a gateway
     /// response type. Closes the connection.
     Refused(GatewayError),
@@ -64,6 +66,12 @@ impl Failure {
                 message: None,
             },
             Failure::Internal => Answer::of(T::Default5xx),
+            // "deny the request with a 403" (the guide on mutual TLS failures).
+            Failure::MutualTlsRequired => Answer {
+                ty: T::AccessDenied,
+                status: None,
+                message: Some("Forbidden"),
+            },
             Failure::Refused(_) => return None,
         })
     }

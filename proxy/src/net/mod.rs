@@ -31,12 +31,19 @@
 //! - `connect` opens a backend connection or fails (`TimedOut` after `timeout`).
 //! - `Conn::shutdown_write` sends FIN after every byte written; the connection can still be read
 //!   until the peer closes.
+//! - TLS (`tls.rs`) wraps a `Conn` of either path and keeps this contract: a `Listener` with
+//!   `with_tls` yields connections whose handshake runs in their first `read`/`readable`; an
+//!   https backend comes from `connect_tls`. `Conn::is_tls` and `Conn::tls_session` (SNI
+//!   domain, mutual-TLS client certificate) are all the code above needs to know.
 //! - Dropping a `Conn` closes it. Bytes already written still go out, as with close(2); what
 //!   the kernel was doing for it is cancelled and waited for before the descriptor closes, so
 //!   no buffer is reused while the kernel may touch it.
 
 mod lean;
 mod poll;
+mod tls;
+
+pub use tls::{client_config, Edge};
 
 use glommio::net::TcpListener;
 use glommio::timer::Timer;
@@ -44,7 +51,9 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -102,23 +111,96 @@ pub fn lean_stats() -> Option<glommio::net::LeanStats> {
 
 pub struct Listener {
     inner: TcpListener,
+    /// Set for a TLS listener: every accepted connection is wrapped.
+    edge: Option<Rc<Edge>>,
 }
 
 impl Listener {
     pub fn bind(addr: SocketAddr) -> io::Result<Listener> {
         let inner = TcpListener::bind(addr).map_err(io::Error::from)?;
-        Ok(Listener { inner })
+        Ok(Listener { inner, edge: None })
+    }
+
+    /// Terminates TLS on this listener if `tls` has a certificate for its address (builds
+    /// this shard's rustls configs); a listener without one stays plain.
+    pub fn with_tls(mut self, tls: &tollgate_core::tls::Tls) -> io::Result<Listener> {
+        let addr = self.inner.local_addr().map_err(io::Error::from)?;
+        if let Some(id) = tls.listener(addr) {
+            self.edge = Some(Rc::new(Edge::new(tls, id)?));
+        }
+        Ok(self)
     }
 
     pub async fn accept(&self) -> io::Result<Conn> {
         let stream = self.inner.accept().await.map_err(io::Error::from)?;
-        Conn::new(stream)
+        let conn = Conn::new(stream)?;
+        match &self.edge {
+            Some(edge) => Ok(Conn {
+                io: Io::Tls(Box::new(tls::Stream::accept(
+                    conn.into_plain()?,
+                    edge.clone(),
+                ))),
+            }),
+            None => Ok(conn),
+        }
     }
 }
 
 enum Io {
     Lean(lean::Stream),
     Poll(poll::Stream),
+    Tls(Box<tls::Stream>),
+}
+
+/// The socket under a TLS stream: the same two paths, without a TLS variant (so TLS code
+/// calls them directly, with no recursion between `Conn` and `tls::Stream`).
+enum Plain {
+    Lean(lean::Stream),
+    Poll(poll::Stream),
+}
+
+impl Plain {
+    fn with_sock<R>(&self, f: impl FnOnce(socket2::SockRef<'_>) -> R) -> R {
+        match self {
+            Plain::Lean(l) => l.with_sock(f),
+            Plain::Poll(s) => s.with_sock(f),
+        }
+    }
+
+    async fn read(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+        match self {
+            Plain::Lean(l) => l.read(buf, deadline).await,
+            Plain::Poll(s) => s.read(buf, deadline).await,
+        }
+    }
+
+    async fn readable(&mut self, deadline: Instant) -> io::Result<()> {
+        match self {
+            Plain::Lean(l) => l.readable(deadline).await,
+            Plain::Poll(s) => s.readable(deadline).await,
+        }
+    }
+
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match self {
+            Plain::Lean(l) => l.poll_idle(cx),
+            Plain::Poll(s) => s.poll_idle(cx),
+        }
+    }
+
+    async fn shutdown_write(&self) -> io::Result<()> {
+        match self {
+            Plain::Lean(l) => l.shutdown_write().await,
+            Plain::Poll(s) => s.shutdown_write().await,
+        }
+    }
+
+    async fn write_all(&mut self, buf: &[u8], timeout: Duration) -> io::Result<()> {
+        match self {
+            Plain::Lean(l) => l.write_all(buf, timeout).await,
+            Plain::Poll(s) => s.write_all(buf, timeout).await,
+        }
+    }
 }
 
 pub struct Conn {
@@ -173,11 +255,34 @@ impl Conn {
         Ok(Conn { io })
     }
 
+    /// The plain socket of a connection that is not TLS yet (to wrap it).
+    fn into_plain(self) -> io::Result<Plain> {
+        match self.io {
+            Io::Lean(l) => Ok(Plain::Lean(l)),
+            Io::Poll(s) => Ok(Plain::Poll(s)),
+            Io::Tls(_) => Err(io::Error::other("already a TLS connection")),
+        }
+    }
+
     /// Runs `f` on the socket (for address lookups).
     fn with_sock<R>(&self, f: impl FnOnce(socket2::SockRef<'_>) -> R) -> R {
         match &self.io {
             Io::Lean(l) => l.with_sock(f),
             Io::Poll(s) => s.with_sock(f),
+            Io::Tls(t) => t.plain().with_sock(f),
+        }
+    }
+
+    /// Whether this connection speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.io, Io::Tls(_))
+    }
+
+    /// What the TLS handshake settled (after it): SNI domain, client certificate.
+    pub fn tls_session(&self) -> Option<Rc<tollgate_core::tls::TlsSession>> {
+        match &self.io {
+            Io::Tls(t) => t.session(),
+            _ => None,
         }
     }
 
@@ -198,6 +303,7 @@ impl Conn {
         match &mut self.io {
             Io::Lean(l) => l.read(buf, deadline).await,
             Io::Poll(s) => s.read(buf, deadline).await,
+            Io::Tls(t) => t.read(buf, deadline).await,
         }
     }
 
@@ -206,6 +312,7 @@ impl Conn {
         match &mut self.io {
             Io::Lean(l) => l.readable(deadline).await,
             Io::Poll(s) => s.readable(deadline).await,
+            Io::Tls(t) => t.readable(deadline).await,
         }
     }
 
@@ -216,14 +323,16 @@ impl Conn {
         match &mut self.io {
             Io::Lean(l) => l.poll_idle(cx),
             Io::Poll(s) => s.poll_idle(cx),
+            Io::Tls(t) => t.poll_idle(cx),
         }
     }
 
     /// Sends FIN after every byte written; reads still work until the peer closes.
-    pub async fn shutdown_write(&self) -> io::Result<()> {
-        match &self.io {
+    pub async fn shutdown_write(&mut self) -> io::Result<()> {
+        match &mut self.io {
             Io::Lean(l) => l.shutdown_write().await,
             Io::Poll(s) => s.shutdown_write().await,
+            Io::Tls(t) => t.shutdown_write().await,
         }
     }
 
@@ -231,6 +340,7 @@ impl Conn {
         match &mut self.io {
             Io::Lean(l) => l.write_all(buf, timeout).await,
             Io::Poll(s) => s.write_all(buf, timeout).await,
+            Io::Tls(t) => t.write_all(buf, timeout).await,
         }
     }
 }
@@ -238,6 +348,22 @@ impl Conn {
 /// Opens a backend connection.
 pub async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<Conn> {
     Conn::new(open(addr, timeout).await?)
+}
+
+/// Opens an https backend connection: TCP, then the TLS handshake with `name` as SNI and the
+/// name verified, all within `timeout`.
+pub async fn connect_tls(
+    addr: SocketAddr,
+    timeout: Duration,
+    config: Arc<rustls::ClientConfig>,
+    name: rustls::pki_types::ServerName<'static>,
+) -> io::Result<Conn> {
+    let deadline = Instant::now() + timeout;
+    let plain = connect(addr, timeout).await?.into_plain()?;
+    let t = tls::Stream::connect(plain, config, name, deadline).await?;
+    Ok(Conn {
+        io: Io::Tls(Box::new(t)),
+    })
 }
 
 /// Opens a connection on `path`, whatever `configure` chose (tests run both paths in one
