@@ -8,9 +8,11 @@
 use crate::conn;
 use crate::net::{self, Listener, SocketPath};
 use crate::shard::Shard;
+use crate::traffic_state::{self, TrafficShared};
 use glommio::{LocalExecutorBuilder, Placement};
 use std::rc::Rc;
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tollgate_core::gateway::Gateway;
 
@@ -79,6 +81,8 @@ pub fn run(gateway: Gateway, shards: usize, path: SocketPath) -> Result<(), Stri
         .map_or(0, |d| d.as_nanos() as u64)
         ^ ((std::process::id() as u64) << 40);
     let mut threads = Vec::with_capacity(shards);
+    // Quota store, state file and rebalance exchange: created once, before any shard thread.
+    let traffic = traffic_state::start(&gateway, shards)?;
     net::configure(
         path,
         gateway.settings.receive_ring_buffers,
@@ -88,6 +92,7 @@ pub fn run(gateway: Gateway, shards: usize, path: SocketPath) -> Result<(), Stri
         let cpu = cpus[i % cpus.len()];
         let gw = gateway.clone();
         let tx = tx.clone();
+        let traffic = traffic.clone();
         let seed = seed_base ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let t = std::thread::Builder::new()
             .name(format!("tollgate-shard{i}"))
@@ -108,7 +113,7 @@ pub fn run(gateway: Gateway, shards: usize, path: SocketPath) -> Result<(), Stri
                         return;
                     }
                 };
-                ex.run(shard_main(i, gw, seed, tx));
+                ex.run(shard_main(i, gw, seed, traffic, tx));
             })
             .map_err(|e| format!("tollgate: cannot start thread for shard {i}: {e}"))?;
         threads.push(t);
@@ -133,22 +138,29 @@ pub fn run(gateway: Gateway, shards: usize, path: SocketPath) -> Result<(), Stri
         if shards == 1 { "" } else { "s" },
         if pin { ", pinned" } else { "" }
     );
+    let mut result = Err("tollgate: all shards stopped".to_string());
     for (i, t) in threads.into_iter().enumerate() {
         if t.join().is_err() {
-            return Err(format!("tollgate: shard {i} panicked"));
+            result = Err(format!("tollgate: shard {i} panicked"));
+            break;
         }
     }
-    Err("tollgate: all shards stopped".to_string())
+    // Exit path: keep the quota counts (graceful shutdown calls `stop_and_persist` instead).
+    if let Err(msg) = traffic.persist() {
+        eprintln!("{msg}");
+    }
+    result
 }
 
 async fn shard_main(
     index: usize,
     gateway: Gateway,
     seed: u64,
+    traffic: Arc<TrafficShared>,
     tx: mpsc::Sender<Result<usize, String>>,
 ) {
     let listeners: Vec<_> = gateway.listeners.clone();
-    let shard = Rc::new(Shard::new(index, gateway, seed));
+    let shard = Rc::new(Shard::new(index, gateway, seed, traffic));
     let mut bound = Vec::with_capacity(listeners.len());
     for addr in listeners {
         match Listener::bind(addr) {
@@ -161,6 +173,7 @@ async fn shard_main(
     }
     let _ = tx.send(Ok(index));
     drop(tx);
+    traffic_state::spawn_rebalance(shard.clone());
     let tasks: Vec<_> = bound
         .into_iter()
         .map(|l| glommio::spawn_local(accept_loop(shard.clone(), l)))
