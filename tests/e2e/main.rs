@@ -31,4 +31,7 @@ mod slashes;
 mod smuggling;
 mod socket_paths;
 mod timeouts;
+mod traffic;
+mod traffic_accuracy;
+mod traffic_state;
 mod upstream_pool;
