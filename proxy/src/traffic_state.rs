@@ -209,7 +209,11 @@ impl TrafficShared {
     pub fn stop_and_persist(&self) -> Result<(), String> {
         self.stopping.store(true, Ordering::Release);
         let deadline = Instant::now() + RELEASE_WAIT;
-        while self.released.load(Ordering::Acquire) < self.shards && Instant::now() < deadline {
+        // Without limits no rebalance task runs (and no lease exists): nothing to wait for.
+        while self.active
+            && self.released.load(Ordering::Acquire) < self.shards
+            && Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(5));
         }
         self.persist()
@@ -343,7 +347,8 @@ fn wait_exit_signal(d: Duration) -> Option<i32> {
     let set = exit_signals();
     let ts = libc::timespec {
         tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
-        tv_nsec: libc::c_long::try_from(d.subsec_nanos()).unwrap_or(0),
+        // Below 10^9: fits any `c_long`.
+        tv_nsec: d.subsec_nanos() as libc::c_long,
     };
     // SAFETY: the set and timespec are initialised; a null siginfo pointer is allowed.
     let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
@@ -514,4 +519,132 @@ pub fn unix_secs() -> i64 {
 pub fn unix_offset_ns(shared: &TrafficShared) -> i128 {
     let mono = i128::from(shared.mono_ns(Instant::now()));
     i128::try_from(unix_now().as_nanos()).unwrap_or(0) - mono
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tollgate_core::config;
+    use tollgate_core::traffic::quota::QuotaStore;
+    use tollgate_core::traffic::{Decision, RouteLimits};
+
+    fn gateway(state_file: Option<&Path>) -> Gateway {
+        let state = state_file.map_or(String::new(), |p| {
+            format!("state_file = {:?}\n", p.display().to_string())
+        });
+        let text = format!(
+            r#"
+[server]
+{state}
+[[listeners]]
+address = "127.0.0.1"
+port = 8080
+
+[[api_keys]]
+name = "alice"
+value = "alice0123456789abcdefghij"
+
+[[usage_plans]]
+name = "gold"
+quota = {{ limit = 100, period = "DAY" }}
+keys = ["alice"]
+  [[usage_plans.stages]]
+  api = "a"
+  stage = "prod"
+
+[[apis]]
+name = "a"
+protocol = "rest"
+  [[apis.stages]]
+  name = "prod"
+  throttle = {{ rate = 0.0, burst = 10 }}
+  [[apis.routes]]
+  key = "GET /x"
+  integration = {{ type = "mock", status = 200, body = "" }}
+"#
+        );
+        config::load_str("<traffic_state tests>", &text).unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    fn open_route(gw: &Gateway) -> RouteLimits {
+        gw.apis[0].routes[0].limits[0]
+    }
+
+    fn admitted(gw: &Gateway, shared: &TrafficShared, st: &mut ShardTraffic, n: usize) -> usize {
+        let route = open_route(gw);
+        let now = tollgate_core::traffic::Now {
+            mono_ns: shared.mono_ns(Instant::now()),
+            unix_secs: unix_secs(),
+        };
+        (0..n)
+            .filter(|_| {
+                matches!(
+                    gw.traffic.decide(&route, None, st, &shared.store, now),
+                    Decision::Continue { .. }
+                )
+            })
+            .count()
+    }
+
+    #[test]
+    fn a_round_completes_when_every_shard_reported_and_moves_tokens() {
+        let gw = gateway(None);
+        let shared = TrafficShared::new(&gw, 2);
+        let mut a = shared.shard_state(0);
+        let mut b = shared.shard_state(1);
+        // Equal shares of the stage's burst of 10; shard a uses its 5.
+        assert_eq!(admitted(&gw, &shared, &mut a, 20), 5);
+        let now = shared.mono_ns(Instant::now());
+        assert!(!shared.report(0, &mut a, now), "b has not reported yet");
+        assert!(!shared.collect(0, &mut a, now));
+        assert!(!shared.report(0, &mut a, now), "a reports once a round");
+        assert!(
+            shared.report(1, &mut b, now),
+            "the last report installs at once"
+        );
+        assert!(shared.collect(0, &mut a, now));
+        assert!(!shared.collect(0, &mut a, now), "installed once");
+        // b's unused 5 tokens: most now on the busy shard a, none lost or made.
+        let got_a = admitted(&gw, &shared, &mut a, 20);
+        let got_b = admitted(&gw, &shared, &mut b, 20);
+        assert_eq!(got_a + got_b, 5);
+        assert!(got_a >= 4, "a got {got_a}");
+    }
+
+    #[test]
+    fn state_file_round_trip_and_refusals() {
+        let dir = std::env::temp_dir().join(format!("tollgate-state-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("q.state");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(read_state(&path), Ok(None));
+        let gw = gateway(Some(&path));
+        let shared = TrafficShared::new(&gw, 1);
+        let day = unix_secs().div_euclid(86_400);
+        shared.store.set(0, day, 42);
+        shared.persist().expect("persist");
+        assert!(
+            !dir.join("q.state.tmp").exists(),
+            "the temp file was renamed"
+        );
+        let entries = read_state(&path).expect("valid").expect("exists");
+        assert_eq!(entries.len(), 1);
+        assert_eq!((entries[0].used, &*entries[0].key), (42, "alice"));
+        // GetUsage-like report from the file, filtered by key.
+        let json = usage_report(&gw, Some("alice"), None, unix_secs()).expect("report");
+        assert!(
+            json.contains("\"used\": 42, \"remaining\": 58, \"limit\": 100"),
+            "{json}"
+        );
+        assert!(!json.contains("alice0123456789"), "no key values: {json}");
+        assert!(usage_report(&gw, Some("nobody"), None, unix_secs()).is_err());
+        // A flipped byte: refused.
+        let mut bytes = std::fs::read(&path).expect("read");
+        let at = bytes.iter().position(|b| *b == b'4').expect("a digit");
+        bytes[at] = b'5';
+        std::fs::write(&path, &bytes).expect("write");
+        assert!(read_state(&path).is_err());
+        assert!(usage_report(&gw, None, None, unix_secs()).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
