@@ -276,10 +276,14 @@ pub fn start(gateway: &Gateway, shards: usize) -> Result<Arc<TrafficShared>, Str
     };
     let unix = i64::try_from(unix_now().as_secs()).unwrap_or(i64::MAX);
     match read_state(&path) {
-        Ok(None) => eprintln!(
-            "tollgate: quota state file {} does not exist yet: every quota starts from 0",
-            path.display()
-        ),
+        Ok(None) => {
+            eprintln!(
+                "tollgate: quota state file {} does not exist yet: every quota starts from 0",
+                path.display()
+            );
+            // Create it now: a path that cannot be written fails here, not at every flush.
+            shared.persist()?;
+        }
         Ok(Some(entries)) => {
             let n = shared.traffic.restore(&shared.store, &entries, unix);
             eprintln!(
@@ -359,6 +363,7 @@ fn wait_exit_signal(d: Duration) -> Option<i32> {
 /// leases, persists and exits the process.
 fn flush_loop(shared: &TrafficShared, every: Duration) {
     let mut next = Instant::now() + every;
+    let mut last_error: Option<String> = None;
     loop {
         let left = next.saturating_duration_since(Instant::now());
         if let Some(sig) = wait_exit_signal(left) {
@@ -380,8 +385,18 @@ fn flush_loop(shared: &TrafficShared, every: Duration) {
             std::process::exit(code);
         }
         if Instant::now() >= next {
-            if let Err(msg) = shared.persist() {
-                eprintln!("{msg}");
+            // A failing write is said once, not at every interval (and again once it works).
+            match shared.persist() {
+                Err(msg) if last_error.as_deref() != Some(msg.as_str()) => {
+                    eprintln!("{msg}");
+                    last_error = Some(msg);
+                }
+                Err(_) => {}
+                Ok(()) => {
+                    if last_error.take().is_some() {
+                        eprintln!("tollgate: quota state written again");
+                    }
+                }
             }
             next = Instant::now() + every;
         }

@@ -184,3 +184,18 @@ fn a_corrupt_state_file_is_refused_and_left_as_it_was() {
     let got = statuses(s.addr, "/prod/keyed", Some(ALICE), 3);
     assert_eq!(got, [200, 200, 200]);
 }
+
+#[test]
+fn a_state_file_that_cannot_be_written_stops_the_start() {
+    let s = setup("unwritable", 200);
+    let text = std::fs::read_to_string(&s.config).expect("config");
+    let missing_dir = s.dir.path.join("no-such-dir").join("quota.state");
+    let text = text.replace(
+        &format!("{:?}", s.state.display().to_string()),
+        &format!("{:?}", missing_dir.display().to_string()),
+    );
+    std::fs::write(&s.config, text).expect("config");
+    let (code, out) = run_to_end(&[Path::new("--config"), &s.config]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("cannot write quota state"), "{out}");
+}
