@@ -1,7 +1,9 @@
 //! Starting the shards: one glommio executor per shard on its own thread, pinned to a CPU of
 //! the process's allowed set, each with its own listeners, its own copy of the gateway and its
 //! accept loop (one task per client connection, served by `conn`). The socket path is chosen
-//! here, once, from `TOLLGATE_SOCKET_PATH`, and handed to `net` before any shard starts.
+//! here, once, from `TOLLGATE_SOCKET_PATH`, and handed to `net` before any shard starts; so is
+//! traffic control's shared state (`traffic_state::start`: quota store, state file, rebalance),
+//! handed to every shard.
 //! Start-up failures (io_uring set-up refused for lack of locked memory, a port in use) are
 //! reported in one clear line and make the process exit non-zero — never a silent exit 0.
 
