@@ -5,9 +5,10 @@
 //! 1. Wait for a request head (idle timeout before its first byte, header-read timeout after;
 //!    an idle connection waits holding no buffer) and parse it strictly; a refused head gets a
 //!    protocol refusal (400/431/505) and the connection closes.
-//! 2. While the head is borrowed from the buffer: `Context::new`, then the pipeline's dispatch
-//!    and integration request phases, which leave in `out` either a complete local response
-//!    (mock) or the backend request head; a failure becomes a gateway response (`respond`).
+//! 2. While the head is borrowed from the buffer: `Context::new`, then the pipeline's dispatch,
+//!    throttle-and-quota (`Shard::throttle`) and integration request phases, which leave in
+//!    `out` either a complete local response (mock) or the backend request head; a failure
+//!    becomes a gateway response (`respond`).
 //! 3. A local answer (`send_local`) reads and discards the request body (strictly framed, up
 //!    to `max_body_bytes`) so the connection can carry the next request. A proxied request
 //!    (`proxy`, state in `Exchange`) sends the head and body, reads and parses the backend
@@ -147,6 +148,7 @@ async fn serve_one(shard: &Shard, c: &mut Client) -> io::Result<bool> {
                     let step = pipeline::dispatch(gw, &head, &mut ctx)
                         .and_then(|m| pipeline::mutual_tls(gw, &head, &ctx).map(|()| m))
                         .and_then(|m| {
+                            shard.throttle(&head, &m, &mut ctx)?;
                             pipeline::integration_request(gw, &head, &m, &ctx, &mut c.out)
                         });
                     if let Some(log) = pipeline::access_log(&ctx) {

@@ -12,6 +12,7 @@ mod net;
 mod relay;
 mod runtime;
 mod shard;
+mod traffic_state;
 mod upstream;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +33,10 @@ struct Cli {
     /// Number of shards (overrides `server.shards`; default one per allowed CPU).
     #[arg(long)]
     shards: Option<usize>,
+    /// Start even if the quota `state_file` is corrupt: it is moved aside
+    /// (`<state_file>.corrupt-<time>`) and every quota starts from 0.
+    #[arg(long)]
+    reset_state: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -46,6 +51,16 @@ enum Command {
     /// Check the host's limits and settings (locked memory, open files, somaxconn, local
     /// ports, io_uring, kernel, CPUs, governor) and say what to change.
     Doctor,
+    /// Print used and remaining quota per API key and usage plan for the current period, as
+    /// JSON, from the config's `state_file` (like API Gateway's GetUsage).
+    Usage {
+        /// Only this API key (by name).
+        #[arg(long)]
+        key: Option<String>,
+        /// Only this usage plan (by name).
+        #[arg(long)]
+        plan: Option<String>,
+    },
 }
 
 /// Allocations of this size or more get their own mapping, returned to the system when freed.
@@ -74,8 +89,12 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             };
         }
+        Some(Command::Usage { key, plan }) => {
+            return usage(cli.config.as_deref(), key.as_deref(), plan.as_deref())
+        }
         None => {}
     }
+    traffic_state::set_reset_state(cli.reset_state);
     let gateway = match &cli.config {
         Some(path) => match config::load_file(path) {
             Ok(g) => g,
@@ -122,6 +141,33 @@ fn main() -> ExitCode {
     };
     match runtime::run(gateway, shards, path) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("{msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `tollgate usage --config FILE [--key NAME] [--plan NAME]`.
+fn usage(config: Option<&std::path::Path>, key: Option<&str>, plan: Option<&str>) -> ExitCode {
+    let Some(path) = config else {
+        eprintln!("tollgate usage: --config FILE is required (the config names the state_file)");
+        return ExitCode::FAILURE;
+    };
+    let gateway = match config::load_file(path) {
+        Ok(g) => g,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    match traffic_state::usage_report(&gateway, key, plan, traffic_state::unix_secs()) {
+        Ok(json) => {
+            print!("{json}");
+            ExitCode::SUCCESS
+        }
         Err(msg) => {
             eprintln!("{msg}");
             ExitCode::FAILURE

@@ -1,7 +1,9 @@
 //! Starting the shards: one glommio executor per shard on its own thread, pinned to a CPU of
 //! the process's allowed set, each with its own listeners, its own copy of the gateway and its
 //! accept loop (one task per client connection, served by `conn`). The socket path is chosen
-//! here, once, from `TOLLGATE_SOCKET_PATH`, and handed to `net` before any shard starts.
+//! here, once, from `TOLLGATE_SOCKET_PATH`, and handed to `net` before any shard starts; so is
+//! traffic control's shared state (`traffic_state::start`: quota store, state file, rebalance),
+//! handed to every shard.
 //! Start-up failures (io_uring set-up refused for lack of locked memory, a port in use — also
 //! by another process, which `SO_REUSEPORT` would otherwise silently share with) are
 //! reported in one clear line and make the process exit non-zero — never a silent exit 0.
@@ -17,6 +19,7 @@ use crate::logging::{self, Writers};
 use crate::metrics::{Registry, ShardMetrics};
 use crate::net::{self, Listener, SocketPath};
 use crate::shard::{Ops, Shard};
+use crate::traffic_state::{self, TrafficShared};
 use glommio::{LocalExecutorBuilder, Placement};
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -179,6 +182,8 @@ pub fn run(mut gateway: Gateway, shards: usize, path: SocketPath) -> Result<(), 
         .map_or(0, |d| d.as_nanos() as u64)
         ^ ((std::process::id() as u64) << 40);
     let mut threads = Vec::with_capacity(shards);
+    // Quota store, state file and rebalance exchange: created once, before any shard thread.
+    let traffic = traffic_state::start(&gateway, shards)?;
     net::configure(
         path,
         gateway.settings.receive_ring_buffers,
@@ -188,6 +193,7 @@ pub fn run(mut gateway: Gateway, shards: usize, path: SocketPath) -> Result<(), 
         let cpu = cpus[i % cpus.len()];
         let gw = gateway.clone();
         let tx = tx.clone();
+        let traffic = traffic.clone();
         let seed = seed_base ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let ops = Ops {
             metrics: registry.shards[i].clone(),
@@ -214,7 +220,7 @@ pub fn run(mut gateway: Gateway, shards: usize, path: SocketPath) -> Result<(), 
                         return;
                     }
                 };
-                ex.run(shard_main(i, gw, seed, ops, control, tx));
+                ex.run(shard_main(i, gw, seed, ops, control, traffic, tx));
             })
             .map_err(|e| format!("tollgate: cannot start thread for shard {i}: {e}"))?;
         threads.push(t);
@@ -258,6 +264,10 @@ pub fn run(mut gateway: Gateway, shards: usize, path: SocketPath) -> Result<(), 
             )),
             _ => {
                 if let Some(i) = threads.iter().position(|t| t.is_finished()) {
+                    // Keep the quota counts on this exit path too.
+                    if let Err(msg) = traffic.persist() {
+                        logging::event(format_args!("{msg}"));
+                    }
                     return Err(format!("tollgate: shard {i} stopped"));
                 }
             }
@@ -287,6 +297,15 @@ pub fn run(mut gateway: Gateway, shards: usize, path: SocketPath) -> Result<(), 
             "drain timeout: {cut} request(s) still in flight are cut"
         ));
     }
+    // Quota counts: the shards hand back their unused leases, then the counts are written.
+    match traffic.stop_and_persist() {
+        Ok(()) => {
+            if let Some(path) = &gateway.settings.state_file {
+                logging::event(format_args!("quota state saved to {}", path.display()));
+            }
+        }
+        Err(msg) => logging::event(format_args!("{msg}")),
+    }
     control.stop.store(true, Ordering::Release);
     let deadline = Instant::now() + Duration::from_secs(1);
     for t in threads {
@@ -308,10 +327,11 @@ async fn shard_main(
     seed: u64,
     ops: Ops,
     control: Arc<Control>,
+    traffic: Arc<TrafficShared>,
     tx: mpsc::Sender<Result<usize, String>>,
 ) {
     let listeners: Vec<_> = gateway.listeners.clone();
-    let shard = Rc::new(Shard::new(index, gateway, seed, ops));
+    let shard = Rc::new(Shard::new(index, gateway, seed, ops, traffic));
     let mut bound = Vec::with_capacity(listeners.len());
     for addr in listeners {
         match Listener::bind(addr).and_then(|l| l.with_tls(&shard.gateway.tls)) {
@@ -324,6 +344,7 @@ async fn shard_main(
     }
     let _ = tx.send(Ok(index));
     drop(tx);
+    traffic_state::spawn_rebalance(shard.clone());
     let accepting: Vec<_> = bound
         .into_iter()
         .map(|l| glommio::spawn_local(accept_loop(shard.clone(), l)))

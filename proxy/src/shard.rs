@@ -1,18 +1,24 @@
 //! One shard: the state a core owns (its copy of the compiled gateway, its backend pools, its
-//! request-id generator, its buffers, its metrics and access log buffers, its drain state).
-//! Plain per-core data: the accept loop that serves connections with it lives in `runtime`.
-//! Nothing here is written by other cores (the admin listener only reads `metrics`).
+//! request-id generator, its buffers, its metrics and access log buffers, its drain state, its
+//! traffic-control buckets and quota leases). Plain per-core data: the accept loop that serves
+//! connections with it lives in `runtime`. Nothing here is written by other cores (the admin
+//! listener only reads `metrics`), except `traffic` (the quota store and the rebalance exchange,
+//! `traffic_state`), never touched per request except when a quota lease runs out.
 
 use crate::buffer::BufPool;
 use crate::logging::{RateLimited, ShardLog};
 use crate::metrics::{Layout, ShardMetrics};
+use crate::traffic_state::{self, TrafficShared};
 use crate::upstream::{self, Pools, SecureSlot};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
-use tollgate_core::gateway::Gateway;
+use std::time::{Duration, Instant};
+use tollgate_core::gateway::{Gateway, RouteMatch};
+use tollgate_core::http::request::RequestHead;
+use tollgate_core::pipeline::{self, Context, Failure};
 use tollgate_core::request_id::RequestIds;
+use tollgate_core::traffic::{Now, ShardTraffic};
 
 /// Free buffers a shard keeps for reuse (of each kind); beyond that they are freed, so a
 /// burst of connections does not pin its peak memory.
@@ -37,6 +43,13 @@ pub struct Shard {
     /// One gateway-log line per upstream failure kind per interval.
     pub upstream_lines: [RateLimited; UPSTREAM_KINDS],
     pub accept_lines: RateLimited,
+    /// This shard's share of every throttle bucket and its quota leases.
+    pub limits: RefCell<ShardTraffic>,
+    /// Shared with every shard: quota store, clock epoch, rebalance exchange.
+    pub traffic: Arc<TrafficShared>,
+    /// Wall clock minus bucket clock, in ns (refreshed every rebalance tick), so quota
+    /// periods need no clock read per request.
+    unix_offset_ns: Cell<i128>,
 }
 
 /// Upstream failure kinds with their own rate-limited log line: connect refused/failed,
@@ -53,7 +66,13 @@ pub struct Ops {
 }
 
 impl Shard {
-    pub fn new(index: usize, gateway: Gateway, seed: u64, ops: Ops) -> Shard {
+    pub fn new(
+        index: usize,
+        gateway: Gateway,
+        seed: u64,
+        ops: Ops,
+        traffic: Arc<TrafficShared>,
+    ) -> Shard {
         let s = &gateway.settings;
         let pools = Pools::new(
             gateway.upstreams.len(),
@@ -81,7 +100,45 @@ impl Shard {
                 RateLimited::new(EVENT_EVERY),
             ],
             accept_lines: RateLimited::new(EVENT_EVERY),
+            limits: RefCell::new(traffic.shard_state(index)),
+            unix_offset_ns: Cell::new(traffic_state::unix_offset_ns(&traffic)),
+            traffic,
         }
+    }
+
+    /// Re-reads the wall clock against the bucket clock (once per rebalance tick).
+    pub fn refresh_clock(&self) {
+        self.unix_offset_ns
+            .set(traffic_state::unix_offset_ns(&self.traffic));
+    }
+
+    /// The traffic clocks at `t` (bucket time and UTC seconds), without a clock read.
+    pub fn traffic_now(&self, t: Instant) -> Now {
+        let mono_ns = self.traffic.mono_ns(t);
+        let unix_ns = i128::from(mono_ns) + self.unix_offset_ns.get();
+        Now {
+            mono_ns,
+            unix_secs: i64::try_from(unix_ns.div_euclid(1_000_000_000)).unwrap_or(0),
+        }
+    }
+
+    /// The throttle-and-quota phase for a dispatched request, with this shard's state.
+    pub fn throttle(
+        &self,
+        head: &RequestHead<'_, '_>,
+        m: &RouteMatch<'_, '_>,
+        ctx: &mut Context<'_>,
+    ) -> Result<(), Failure> {
+        let started = ctx.started;
+        pipeline::throttle(
+            &self.gateway,
+            head,
+            m,
+            ctx,
+            &mut self.limits.borrow_mut(),
+            &self.traffic.store,
+            || self.traffic_now(started),
+        )
     }
 
     pub fn next_request_id(&self) -> [u8; 36] {

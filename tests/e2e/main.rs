@@ -37,4 +37,7 @@ mod smuggling;
 mod socket_paths;
 mod timeouts;
 mod tls;
+mod traffic;
+mod traffic_accuracy;
+mod traffic_state;
 mod upstream_pool;

@@ -133,6 +133,8 @@ pub(crate) fn compile(
     d: &mut Diagnostics<'_>,
 ) -> Traffic {
     let mut traffic = Traffic::new(Limit::new(account.rate, account.burst));
+    // Enforced only when written (so a config without traffic control pays nothing per request).
+    traffic.account_limited = cfg.server.account_throttle.is_some();
     // Keys: names (for plans) in index order.
     let mut key_names: Vec<String> = Vec::new();
     let mut values: Vec<String> = Vec::new();

@@ -21,8 +21,7 @@ const SENT_INLINE: usize = 160;
 /// used only by the integration request, which gets them from the route match.
 ///
 /// Fields that later phases add (documented in the module doc): the authorizer result
-/// (issue 17), the API key and usage plan (issue 14), the integration status and latency
-/// (issue 18's log phase).
+/// (issue 17), the integration status and latency (issue 18's log phase).
 #[derive(Clone, Debug)]
 pub struct Context<'g> {
     /// `$context.requestId`, also sent as `x-amzn-RequestId`.
@@ -48,6 +47,9 @@ pub struct Context<'g> {
     /// `new`: the SNI's domain and, with mutual TLS, the client certificate
     /// (`$context.identity.clientCert.*`, `requestContext.identity.clientCert`).
     pub tls: Option<Rc<TlsSession>>,
+    /// Set by throttle and quota on a route that required an API key: the key's index in
+    /// `Gateway::traffic.keys` (logs show its name, never its value).
+    pub api_key: Option<u32>,
     /// Method token, then path as sent (stage prefix included, query excluded).
     sent: SmallVec<[u8; SENT_INLINE]>,
     method_len: usize,
@@ -77,6 +79,7 @@ impl<'g> Context<'g> {
             stage: None,
             route: None,
             tls: None,
+            api_key: None,
             sent,
             method_len: head.method_str.len(),
         }

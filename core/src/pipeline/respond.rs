@@ -25,6 +25,13 @@ pub enum Failure {
     Internal,
     /// A request for a mutual-TLS domain without that domain's verified client certificate.
     MutualTlsRequired,
+    /// Throttle and quota: missing, unknown or disabled API key, or one with no usage plan on
+    /// the stage (403 INVALID_API_KEY).
+    InvalidApiKey,
+    /// A level of the throttling hierarchy has no token (429 THROTTLED).
+    Throttled,
+    /// The key's usage plan quota is spent for this period (429 QUOTA_EXCEEDED).
+    QuotaExceeded,
     /// A protocol-level refusal (malformed request or body framing, ...): not a gateway
     /// response type. Closes the connection.
     Refused(GatewayError),
@@ -72,6 +79,9 @@ impl Failure {
                 status: None,
                 message: Some("Forbidden"),
             },
+            Failure::InvalidApiKey => Answer::of(T::InvalidApiKey),
+            Failure::Throttled => Answer::of(T::Throttled),
+            Failure::QuotaExceeded => Answer::of(T::QuotaExceeded),
             Failure::Refused(_) => return None,
         })
     }
@@ -240,6 +250,24 @@ mod tests {
                 "HTTP/1.1 500 Internal Server Error",
                 "InternalServerErrorException",
                 r#"{"message":"Internal server error"}"#,
+            ),
+            (
+                Failure::InvalidApiKey,
+                "HTTP/1.1 403 Forbidden",
+                "ForbiddenException",
+                r#"{"message":"Forbidden"}"#,
+            ),
+            (
+                Failure::Throttled,
+                "HTTP/1.1 429 Too Many Requests",
+                "TooManyRequestsException",
+                r#"{"message":"Too Many Requests"}"#,
+            ),
+            (
+                Failure::QuotaExceeded,
+                "HTTP/1.1 429 Too Many Requests",
+                "LimitExceededException",
+                r#"{"message":"Limit Exceeded"}"#,
             ),
             (
                 Failure::Refused(GatewayError::BadRequest),

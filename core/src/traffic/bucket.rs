@@ -231,6 +231,26 @@ impl ShareBalancer {
         let n = out.len() as u128;
         let mut rates = vec![0u128; out.len()];
         let mut caps = vec![0u128; out.len()];
+        if u128::from(self.limit.burst) < n {
+            // Fewer tokens of burst than shards: a share of part of a token could never
+            // admit anything, so whole tokens go to the busiest shards (ties: lowest index)
+            // and the rate only to them (a shard with no capacity could keep none of it).
+            let mut order: Vec<usize> = (0..out.len()).collect();
+            order.sort_by_key(|&i| std::cmp::Reverse(weights.get(i).copied().unwrap_or(0)));
+            let mut held = vec![0u64; out.len()];
+            for &i in order
+                .iter()
+                .take(usize::try_from(self.limit.burst).unwrap_or(0))
+            {
+                caps[i] = UNITS_PER_TOKEN;
+                held[i] = weights.get(i).copied().unwrap_or(0).max(1);
+            }
+            if held.iter().any(|h| *h > 0) {
+                apportion(rate, &held, 0, &mut rates);
+            }
+            fill(out, &rates, &caps, pool, capacity);
+            return;
+        }
         apportion(rate, weights, rate / (FLOOR_DIVISOR * n.max(1)), &mut rates);
         // A capacity under one token admits nothing: keep one token per shard if the burst
         // has that many.
@@ -518,6 +538,42 @@ mod tests {
             t += gap;
         }
         admitted
+    }
+
+    #[test]
+    fn a_burst_smaller_than_the_shard_count_stays_usable() {
+        // Burst 1 over 2 shards: one shard holds the whole token (never half a token each,
+        // which would admit nothing), and it moves to the shard with the demand.
+        let limit = Limit::new(0.0, 1);
+        let mut bal = ShareBalancer::new(limit, 2);
+        let init = bal.initial();
+        assert_eq!(
+            init.iter().map(|s| s.capacity).collect::<Vec<_>>(),
+            [UNITS_PER_TOKEN, 0]
+        );
+        let mut out = [Share::default(); 2];
+        let reports = [
+            ShardReport {
+                demand: 0,
+                level: UNITS_PER_TOKEN,
+            },
+            ShardReport {
+                demand: 5,
+                level: 0,
+            },
+        ];
+        bal.rebalance(&reports, &mut out);
+        assert_eq!((out[0].capacity, out[0].level), (0, 0));
+        assert_eq!(
+            (out[1].capacity, out[1].level),
+            (UNITS_PER_TOKEN, UNITS_PER_TOKEN)
+        );
+        // With a rate, only the shard that can hold tokens gets it; burst 0 admits nothing.
+        let mut bal = ShareBalancer::new(Limit::new(10.0, 1), 2);
+        bal.rebalance(&reports, &mut out);
+        assert_eq!((out[0].rate_milli, out[1].rate_milli), (0, 10_000));
+        let none = ShareBalancer::new(Limit::new(10.0, 0), 2).initial();
+        assert!(none.iter().all(|s| s.capacity == 0 && s.rate_milli == 0));
     }
 
     #[test]

@@ -132,6 +132,9 @@ pub struct Traffic {
     pub bindings: Vec<Box<[Binding]>>,
     /// The limit of every bucket (index = bucket id; 0 is the account).
     pub limits: Vec<Limit>,
+    /// Whether the account bucket (0) is enforced: `account_throttle` was written in
+    /// `[server]`. Without it a route with no other limit pays nothing per request.
+    pub account_limited: bool,
 }
 
 impl std::fmt::Debug for Traffic {
@@ -144,6 +147,7 @@ impl std::fmt::Debug for Traffic {
             .field("plan_stages", &self.plan_stages)
             .field("bindings", &self.bindings)
             .field("limits", &self.limits)
+            .field("account_limited", &self.account_limited)
             .finish()
     }
 }
@@ -177,12 +181,23 @@ pub struct Now {
 }
 
 impl Traffic {
-    /// Tables with only the account bucket.
+    /// Tables with only the account bucket (enforced).
     pub fn new(account: Limit) -> Traffic {
         Traffic {
             limits: vec![account],
+            account_limited: true,
             ..Traffic::default()
         }
+    }
+
+    /// Whether `route` has anything to check: an API key, a stage or stage-route throttle, or
+    /// the account throttle. When not, the throttle-and-quota phase does nothing for it (no
+    /// clock, no hashing, no bucket).
+    pub fn applies(&self, route: &RouteLimits) -> bool {
+        route.api_key_required
+            || route.stage_bucket != NONE
+            || route.stage_route_bucket != NONE
+            || self.account_limited
     }
 
     /// Adds a key (its value must be new; the compiler checks). Returns its index.
@@ -359,7 +374,9 @@ impl Traffic {
         }
         chain[2] = route.stage_route_bucket;
         chain[3] = route.stage_bucket;
-        chain[4] = ACCOUNT_BUCKET;
+        if self.account_limited {
+            chain[4] = ACCOUNT_BUCKET;
+        }
         for &b in &chain {
             if b != NONE && !shard.bucket(b).is_some_and(|b| b.ready(now.mono_ns)) {
                 return Decision::Reject(ResponseType::Throttled);

@@ -1,0 +1,610 @@
+//! Traffic control's cross-core side and its file I/O: the only paths where shards meet.
+//!
+//! - `TrafficShared`, created once by `start` (from `runtime::run`) and handed to every shard
+//!   in an `Arc`: the shared quota store (one atomic word per counter), the clock epoch every
+//!   shard measures bucket time from, and the rebalance exchange.
+//! - The rebalance (`spawn_rebalance`, one task per shard): every `REBALANCE` (100 ms, on
+//!   boundaries of the shared epoch so shards report together) each shard hands in its
+//!   buckets' demand and tokens under one mutex; the last shard to report computes every
+//!   limit's new shares (`ShareBalancer`), and each shard installs its own. Each tick also
+//!   gives unused quota leases back to the store, so the store's counts (what is persisted)
+//!   are the admitted requests, not the leased ones.
+//! - The state file: read at start (`start`: missing → every quota from 0, with one log line;
+//!   corrupt or unreadable → refused, file untouched, unless `--reset-state`, which moves it
+//!   aside), written every `state_flush_ms` by one thread (`tollgate-state`) and at exit
+//!   (`stop_and_persist`: temp file, fsync, rename, fsync of the directory).
+//! - Exit: the runtime's graceful shutdown (SIGTERM / SIGINT) calls `stop_and_persist` once
+//!   in-flight requests are done: the shards hand back their leases, then the counts are written.
+//! - `usage_report`: `tollgate usage`, GetUsage-like JSON from the state file.
+//!
+//! Per request, none of this is touched: the shard's `ShardTraffic` is plain data and the
+//! quota store is only reached when a lease is empty.
+
+use crate::shard::Shard;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tollgate_core::gateway::Gateway;
+use tollgate_core::traffic::bucket::{ShardReport, Share, ShareBalancer};
+use tollgate_core::traffic::period::civil_from_days;
+use tollgate_core::traffic::quota::AtomicQuotaStore;
+use tollgate_core::traffic::{state, ShardTraffic, Traffic};
+
+/// How often shards rebalance bucket shares and hand back unused quota leases.
+pub const REBALANCE: Duration = Duration::from_millis(100);
+
+/// How long a shard that reported polls for its new shares before the next tick.
+const COLLECT_POLL: Duration = Duration::from_millis(2);
+const COLLECT_POLLS: u32 = 40;
+
+/// How long the exit path waits for every shard to hand back its leases.
+const RELEASE_WAIT: Duration = Duration::from_secs(1);
+
+/// `--reset-state`: start even if the state file is corrupt (set by `main` before `run`).
+static RESET_STATE: AtomicBool = AtomicBool::new(false);
+
+/// `tollgate --reset-state`: a corrupt or unreadable state file is moved aside
+/// (`<state_file>.corrupt-<unix time>`) and every quota starts from 0.
+pub fn set_reset_state(on: bool) {
+    RESET_STATE.store(on, Ordering::Relaxed);
+}
+
+/// What every shard shares (see the module doc).
+pub struct TrafficShared {
+    pub store: AtomicQuotaStore,
+    /// Bucket time is nanoseconds since this instant, on every shard.
+    pub epoch: Instant,
+    pub shards: usize,
+    /// Whether any limit or quota exists (else no rebalance task runs).
+    pub active: bool,
+    /// The compiled tables (names for the state file).
+    traffic: Traffic,
+    state_file: Option<PathBuf>,
+    round: Mutex<Round>,
+    /// Set on the way out: shards hand back their leases and count themselves in `released`.
+    stopping: AtomicBool,
+    released: AtomicUsize,
+    /// Serialises writes of the state file (the flush thread and the exit path); holds the
+    /// last text written, so an unchanged state is not rewritten.
+    written: Mutex<String>,
+}
+
+/// One rebalance round: per shard, its reports (one per bucket) and, once every shard
+/// reported, its new shares.
+struct Round {
+    balancers: Vec<ShareBalancer>,
+    reports: Vec<Vec<ShardReport>>,
+    reported: Vec<bool>,
+    shares: Vec<Vec<Share>>,
+    pending: Vec<bool>,
+    column: Vec<ShardReport>,
+    out: Vec<Share>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn unix_now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+impl TrafficShared {
+    fn new(gateway: &Gateway, shards: usize) -> TrafficShared {
+        let traffic = gateway.traffic.clone();
+        let shards = shards.max(1);
+        let buckets = traffic.limits.len();
+        let active = traffic.account_limited || buckets > 1 || !traffic.memberships.is_empty();
+        TrafficShared {
+            store: AtomicQuotaStore::new(traffic.memberships.len()),
+            epoch: Instant::now(),
+            shards,
+            active,
+            state_file: gateway.settings.state_file.clone(),
+            round: Mutex::new(Round {
+                balancers: traffic.balancers(shards),
+                reports: vec![vec![ShardReport::default(); buckets]; shards],
+                reported: vec![false; shards],
+                shares: vec![vec![Share::default(); buckets]; shards],
+                pending: vec![false; shards],
+                column: vec![ShardReport::default(); shards],
+                out: vec![Share::default(); shards],
+            }),
+            traffic,
+            stopping: AtomicBool::new(false),
+            released: AtomicUsize::new(0),
+            written: Mutex::new(String::new()),
+        }
+    }
+
+    /// A shard's traffic state at start: its equal share of every limit.
+    pub fn shard_state(&self, index: usize) -> ShardTraffic {
+        ShardTraffic::new(
+            &self.traffic,
+            index,
+            self.shards,
+            self.mono_ns(Instant::now()),
+        )
+    }
+
+    /// Nanoseconds from the shared epoch to `t`.
+    pub fn mono_ns(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Shard `i` hands in its reports; the last one of a round computes every share. Returns
+    /// whether shard `i` has installed its new shares (else it polls with `collect`).
+    fn report(&self, i: usize, st: &mut ShardTraffic, now_ns: u64) -> bool {
+        let mut r = lock(&self.round);
+        let r = &mut *r;
+        if r.pending.get(i) == Some(&true) {
+            install(r, i, st, now_ns);
+            return true;
+        }
+        if r.reported.get(i) != Some(&false) {
+            return false;
+        }
+        st.report(now_ns, &mut r.reports[i]);
+        r.reported[i] = true;
+        if r.reported.iter().all(|x| *x) {
+            for (b, balancer) in r.balancers.iter_mut().enumerate() {
+                for (s, c) in r.column.iter_mut().enumerate() {
+                    *c = r.reports[s][b];
+                }
+                balancer.rebalance(&r.column, &mut r.out);
+                for (s, share) in r.out.iter().enumerate() {
+                    r.shares[s][b] = *share;
+                }
+            }
+            r.reported.iter_mut().for_each(|x| *x = false);
+            r.pending.iter_mut().for_each(|x| *x = true);
+            install(r, i, st, now_ns);
+            return true;
+        }
+        false
+    }
+
+    /// Installs shard `i`'s new shares if the round is complete; whether it did.
+    fn collect(&self, i: usize, st: &mut ShardTraffic, now_ns: u64) -> bool {
+        let mut r = lock(&self.round);
+        if r.pending.get(i) == Some(&true) {
+            install(&mut r, i, st, now_ns);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The quota counters as state-file text.
+    fn state_text(&self) -> String {
+        state::encode(&self.traffic.state_entries(&self.store))
+    }
+
+    /// Writes the quota counters to `state_file` now (atomically; skipped when nothing
+    /// changed since the last write). Without a `state_file`, does nothing.
+    pub fn persist(&self) -> Result<(), String> {
+        let Some(path) = &self.state_file else {
+            return Ok(());
+        };
+        let mut written = lock(&self.written);
+        let text = self.state_text();
+        if *written == text {
+            return Ok(());
+        }
+        write_atomically(path, text.as_bytes())
+            .map_err(|e| format!("tollgate: cannot write quota state {}: {e}", path.display()))?;
+        *written = text;
+        Ok(())
+    }
+
+    /// The exit path: asks every shard to hand back its unused quota leases (waits for them,
+    /// at most `RELEASE_WAIT`), then persists. Call it once the gateway stops serving
+    /// (graceful shutdown), before the process exits.
+    pub fn stop_and_persist(&self) -> Result<(), String> {
+        self.stopping.store(true, Ordering::Release);
+        let deadline = Instant::now() + RELEASE_WAIT;
+        // Without limits no rebalance task runs (and no lease exists): nothing to wait for.
+        while self.active
+            && self.released.load(Ordering::Acquire) < self.shards
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.persist()
+    }
+}
+
+fn install(r: &mut Round, i: usize, st: &mut ShardTraffic, now_ns: u64) {
+    if let Some(shares) = r.shares.get(i) {
+        for (b, share) in shares.iter().enumerate() {
+            st.assign(b, share, now_ns);
+        }
+    }
+    if let Some(p) = r.pending.get_mut(i) {
+        *p = false;
+    }
+}
+
+/// Temp file in the same directory, fsync, rename over `path`, fsync the directory.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Reads the state file: `Ok(None)` when it does not exist.
+fn read_state(path: &Path) -> Result<Option<Vec<state::Entry>>, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let text = std::str::from_utf8(&bytes)
+                .map_err(|_| "not UTF-8 text: not a tollgate quota state file".to_string())?;
+            state::decode(text).map(Some).map_err(|e| e.to_string())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Creates the shared state for `shards` shards: loads the quota counters from `state_file`
+/// and, with one, starts the flush thread. An error is the message to print before exiting
+/// non-zero.
+pub fn start(gateway: &Gateway, shards: usize) -> Result<Arc<TrafficShared>, String> {
+    let shared = Arc::new(TrafficShared::new(gateway, shards));
+    let Some(path) = shared.state_file.clone() else {
+        return Ok(shared);
+    };
+    let unix = i64::try_from(unix_now().as_secs()).unwrap_or(i64::MAX);
+    match read_state(&path) {
+        Ok(None) => {
+            eprintln!(
+                "tollgate: quota state file {} does not exist yet: every quota starts from 0",
+                path.display()
+            );
+            // Create it now: a path that cannot be written fails here, not at every flush.
+            shared.persist()?;
+        }
+        Ok(Some(entries)) => {
+            let n = shared.traffic.restore(&shared.store, &entries, unix);
+            eprintln!(
+                "tollgate: resumed {n} quota counter(s) of the current period from {}",
+                path.display()
+            );
+            *lock(&shared.written) = shared.state_text();
+        }
+        Err(e) if RESET_STATE.load(Ordering::Relaxed) => {
+            let mut aside = path.as_os_str().to_owned();
+            aside.push(format!(".corrupt-{unix}"));
+            let aside = PathBuf::from(aside);
+            std::fs::rename(&path, &aside).map_err(|re| {
+                format!(
+                    "tollgate: quota state file {} is refused ({e}) and cannot be moved aside for --reset-state: {re}",
+                    path.display()
+                )
+            })?;
+            eprintln!(
+                "tollgate: quota state file {} is refused ({e}); --reset-state: moved it to {} and every quota starts from 0",
+                path.display(),
+                aside.display()
+            );
+        }
+        Err(e) => {
+            return Err(format!(
+                "tollgate: quota state file {} is refused: {e}. It is left as it is; not starting. Fix or remove it, or start with --reset-state to move it aside and start every quota from 0",
+                path.display()
+            ))
+        }
+    }
+    let flusher = shared.clone();
+    let every = gateway.settings.state_flush;
+    std::thread::Builder::new()
+        .name("tollgate-state".to_string())
+        .spawn(move || flush_loop(&flusher, every))
+        .map_err(|e| format!("tollgate: cannot start the quota state thread: {e}"))?;
+    Ok(shared)
+}
+
+/// The `tollgate-state` thread: persists every `every` (the exit path persists once more).
+fn flush_loop(shared: &TrafficShared, every: Duration) {
+    let mut next = Instant::now() + every;
+    let mut last_error: Option<String> = None;
+    loop {
+        let left = next.saturating_duration_since(Instant::now());
+        std::thread::sleep(left);
+        if Instant::now() >= next {
+            // A failing write is said once, not at every interval (and again once it works).
+            match shared.persist() {
+                Err(msg) if last_error.as_deref() != Some(msg.as_str()) => {
+                    eprintln!("{msg}");
+                    last_error = Some(msg);
+                }
+                Err(_) => {}
+                Ok(()) => {
+                    if last_error.take().is_some() {
+                        eprintln!("tollgate: quota state written again");
+                    }
+                }
+            }
+            next = Instant::now() + every;
+        }
+    }
+}
+
+/// Starts shard `shard`'s rebalance task (nothing when no limit or quota is configured).
+pub fn spawn_rebalance(shard: Rc<Shard>) {
+    if !shard.traffic.active {
+        return;
+    }
+    glommio::spawn_local(rebalance_loop(shard)).detach();
+}
+
+async fn rebalance_loop(shard: Rc<Shard>) {
+    let shared = shard.traffic.clone();
+    let period = u64::try_from(REBALANCE.as_nanos()).unwrap_or(u64::MAX);
+    let mut released = false;
+    loop {
+        // Sleep to the next boundary of the shared epoch: all shards report together.
+        let now = shared.mono_ns(Instant::now());
+        let next = (now / period + 1) * period;
+        glommio::timer::sleep(Duration::from_nanos(next - now)).await;
+        shard.refresh_clock();
+        // Unused quota leases go back every tick: the store counts what was admitted.
+        shard.limits.borrow_mut().release_leases(&shared.store);
+        if shared.stopping.load(Ordering::Acquire) && !released {
+            released = true;
+            shared.released.fetch_add(1, Ordering::AcqRel);
+        }
+        let now = shared.mono_ns(Instant::now());
+        if shared.report(shard.index, &mut shard.limits.borrow_mut(), now) {
+            continue;
+        }
+        for _ in 0..COLLECT_POLLS {
+            glommio::timer::sleep(COLLECT_POLL).await;
+            let now = shared.mono_ns(Instant::now());
+            if shared.collect(shard.index, &mut shard.limits.borrow_mut(), now) {
+                break;
+            }
+        }
+    }
+}
+
+/// `YYYY-MM-DD` of a UTC day number.
+fn date(day: i64) -> String {
+    let (y, m, d) = civil_from_days(day);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+fn json_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// `tollgate usage`: per key and usage plan with a quota, used and remaining requests of the
+/// current period, from the state file, as JSON (names only, never key values). `key` /
+/// `plan` keep only that key / plan.
+pub fn usage_report(
+    gateway: &Gateway,
+    key: Option<&str>,
+    plan: Option<&str>,
+    unix_secs: i64,
+) -> Result<String, String> {
+    let t = &gateway.traffic;
+    if let Some(k) = key {
+        if !t.keys.iter().any(|x| &*x.name == k) {
+            return Err(format!(
+                "tollgate usage: no API key named `{k}` in the config"
+            ));
+        }
+    }
+    if let Some(p) = plan {
+        if !t.plans.iter().any(|x| &*x.name == p) {
+            return Err(format!(
+                "tollgate usage: no usage plan named `{p}` in the config"
+            ));
+        }
+    }
+    let Some(path) = &gateway.settings.state_file else {
+        return Err(
+            "tollgate usage: the config has no `state_file`: quota counters live only in the running gateway's memory"
+                .to_string(),
+        );
+    };
+    let entries = read_state(path)
+        .map_err(|e| {
+            format!(
+                "tollgate usage: quota state file {} is refused: {e}",
+                path.display()
+            )
+        })?
+        .unwrap_or_default();
+    let mut out = String::from("{\n  \"source\": ");
+    json_string(&path.display().to_string(), &mut out);
+    out.push_str(",\n  \"items\": [");
+    let mut first = true;
+    for u in t.usage(&entries, unix_secs) {
+        if key.is_some_and(|k| k != &*u.key) || plan.is_some_and(|p| p != &*u.plan) {
+            continue;
+        }
+        out.push_str(if first { "\n    " } else { ",\n    " });
+        first = false;
+        out.push_str("{\"usagePlanId\": ");
+        json_string(&u.plan, &mut out);
+        out.push_str(", \"keyId\": ");
+        json_string(&u.key, &mut out);
+        out.push_str(&format!(
+            ", \"startDate\": \"{}\", \"endDate\": \"{}\", \"used\": {}, \"remaining\": {}, \"limit\": {}}}",
+            date(u.period_start.div_euclid(86_400)),
+            date((u.period_end - 1).div_euclid(86_400)),
+            u.used,
+            u.remaining,
+            u.used + u.remaining
+        ));
+    }
+    out.push_str(if first { "]\n}\n" } else { "\n  ]\n}\n" });
+    Ok(out)
+}
+
+/// Seconds since the epoch now (UTC), for `usage_report`.
+pub fn unix_secs() -> i64 {
+    i64::try_from(unix_now().as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Nanoseconds from `mono_ns` (shared epoch) to wall-clock time: `unix_ns - mono_ns`.
+pub fn unix_offset_ns(shared: &TrafficShared) -> i128 {
+    let mono = i128::from(shared.mono_ns(Instant::now()));
+    i128::try_from(unix_now().as_nanos()).unwrap_or(0) - mono
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tollgate_core::config;
+    use tollgate_core::traffic::quota::QuotaStore;
+    use tollgate_core::traffic::{Decision, RouteLimits};
+
+    fn gateway(state_file: Option<&Path>) -> Gateway {
+        let state = state_file.map_or(String::new(), |p| {
+            format!("state_file = {:?}\n", p.display().to_string())
+        });
+        let text = format!(
+            r#"
+[server]
+{state}
+[[listeners]]
+address = "127.0.0.1"
+port = 8080
+
+[[api_keys]]
+name = "alice"
+value = "alice0123456789abcdefghij"
+
+[[usage_plans]]
+name = "gold"
+quota = {{ limit = 100, period = "DAY" }}
+keys = ["alice"]
+  [[usage_plans.stages]]
+  api = "a"
+  stage = "prod"
+
+[[apis]]
+name = "a"
+protocol = "rest"
+  [[apis.stages]]
+  name = "prod"
+  throttle = {{ rate = 0.0, burst = 10 }}
+  [[apis.routes]]
+  key = "GET /x"
+  integration = {{ type = "mock", status = 200, body = "" }}
+"#
+        );
+        config::load_str("<traffic_state tests>", &text).unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    fn open_route(gw: &Gateway) -> RouteLimits {
+        gw.apis[0].routes[0].limits[0]
+    }
+
+    fn admitted(gw: &Gateway, shared: &TrafficShared, st: &mut ShardTraffic, n: usize) -> usize {
+        let route = open_route(gw);
+        let now = tollgate_core::traffic::Now {
+            mono_ns: shared.mono_ns(Instant::now()),
+            unix_secs: unix_secs(),
+        };
+        (0..n)
+            .filter(|_| {
+                matches!(
+                    gw.traffic.decide(&route, None, st, &shared.store, now),
+                    Decision::Continue { .. }
+                )
+            })
+            .count()
+    }
+
+    #[test]
+    fn a_round_completes_when_every_shard_reported_and_moves_tokens() {
+        let gw = gateway(None);
+        let shared = TrafficShared::new(&gw, 2);
+        let mut a = shared.shard_state(0);
+        let mut b = shared.shard_state(1);
+        // Equal shares of the stage's burst of 10; shard a uses its 5.
+        assert_eq!(admitted(&gw, &shared, &mut a, 20), 5);
+        let now = shared.mono_ns(Instant::now());
+        assert!(!shared.report(0, &mut a, now), "b has not reported yet");
+        assert!(!shared.collect(0, &mut a, now));
+        assert!(!shared.report(0, &mut a, now), "a reports once a round");
+        assert!(
+            shared.report(1, &mut b, now),
+            "the last report installs at once"
+        );
+        assert!(shared.collect(0, &mut a, now));
+        assert!(!shared.collect(0, &mut a, now), "installed once");
+        // b's unused 5 tokens: most now on the busy shard a, none lost or made.
+        let got_a = admitted(&gw, &shared, &mut a, 20);
+        let got_b = admitted(&gw, &shared, &mut b, 20);
+        assert_eq!(got_a + got_b, 5);
+        assert!(got_a >= 4, "a got {got_a}");
+    }
+
+    #[test]
+    fn state_file_round_trip_and_refusals() {
+        let dir = std::env::temp_dir().join(format!("tollgate-state-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("q.state");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(read_state(&path), Ok(None));
+        let gw = gateway(Some(&path));
+        let shared = TrafficShared::new(&gw, 1);
+        let day = unix_secs().div_euclid(86_400);
+        shared.store.set(0, day, 42);
+        shared.persist().expect("persist");
+        assert!(
+            !dir.join("q.state.tmp").exists(),
+            "the temp file was renamed"
+        );
+        let entries = read_state(&path).expect("valid").expect("exists");
+        assert_eq!(entries.len(), 1);
+        assert_eq!((entries[0].used, &*entries[0].key), (42, "alice"));
+        // GetUsage-like report from the file, filtered by key.
+        let json = usage_report(&gw, Some("alice"), None, unix_secs()).expect("report");
+        assert!(
+            json.contains("\"used\": 42, \"remaining\": 58, \"limit\": 100"),
+            "{json}"
+        );
+        assert!(!json.contains("alice0123456789"), "no key values: {json}");
+        assert!(usage_report(&gw, Some("nobody"), None, unix_secs()).is_err());
+        // A flipped byte: refused.
+        let mut bytes = std::fs::read(&path).expect("read");
+        let at = bytes.iter().position(|b| *b == b'4').expect("a digit");
+        bytes[at] = b'5';
+        std::fs::write(&path, &bytes).expect("write");
+        assert!(read_state(&path).is_err());
+        assert!(usage_report(&gw, None, None, unix_secs()).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
