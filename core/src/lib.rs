@@ -4,7 +4,8 @@
 //! consults per request (`gateway`: API/stage dispatch, routes, integration targets), the route
 //! trie (`router`), HTTP/1.1 head parsing and body framing on borrowed buffers (`http`), the
 //! request pipeline's phases in execution order (`pipeline`: dispatch, integration request and
-//! response, respond), the gateway responses clients see (`gateway::responses`), protocol-level
+//! response, respond), the gateway responses clients see (`gateway::responses`), Lambda events, results,
+//! authorizer policies and caches (`lambda`), protocol-level
 //! refusals (`http::error`) and request ids. Nothing here depends on glommio or does I/O other
 //! than reading a config file.
 
@@ -12,6 +13,7 @@ pub mod config;
 pub mod forward;
 pub mod gateway;
 pub mod http;
+pub mod lambda;
 pub mod method;
 pub mod pipeline;
 pub mod request_id;

@@ -7,7 +7,7 @@
 use super::diagnostics::{Diagnostics, Spanned};
 use super::model::{self, Config, Integration, Text};
 use super::uri::{self, Piece};
-use super::{decode, dispatch, settings, validate};
+use super::{decode, dispatch, lambda, settings, validate};
 use crate::gateway::responses::{
     self, BodyTemplate, CustomResponse, GatewayResponses, ResponseType, TemplateError,
 };
@@ -32,6 +32,7 @@ pub(crate) fn compile(cfg: &Config, d: &mut Diagnostics<'_>) -> Gateway {
     let mut upstreams = Upstreams::default();
     let mut apis = Vec::with_capacity(cfg.apis.len());
     let mut throttles = Vec::with_capacity(cfg.apis.len());
+    let mut authorizer_ids = 0u32;
     for (i, a) in cfg.apis.iter().enumerate() {
         if let Some(name) = &a.name {
             if let Err(reason) = validate::api_name(&name.value) {
@@ -46,7 +47,7 @@ pub(crate) fn compile(cfg: &Config, d: &mut Diagnostics<'_>) -> Gateway {
                 );
             }
         }
-        let (api, api_throttles) = api(a, &mut upstreams, d);
+        let (api, api_throttles) = api(a, &mut upstreams, &mut authorizer_ids, d);
         apis.push(api);
         throttles.push(api_throttles);
     }
@@ -63,6 +64,7 @@ pub(crate) fn compile(cfg: &Config, d: &mut Diagnostics<'_>) -> Gateway {
 fn api(
     a: &model::Api,
     upstreams: &mut Upstreams,
+    authorizer_ids: &mut u32,
     d: &mut Diagnostics<'_>,
 ) -> (Api, Vec<Option<Throttle>>) {
     // Without a (valid) protocol, check as leniently as an http API allows.
@@ -109,6 +111,7 @@ fn api(
         });
     }
 
+    let authorizers = lambda::authorizers(&a.authorizers, protocol, authorizer_ids, upstreams, d);
     let mut builder = RouterBuilder::new();
     let mut routes = Vec::with_capacity(a.routes.len());
     for r in &a.routes {
@@ -137,9 +140,13 @@ fn api(
             Some(i) => targets(i, &params, protocol, &a.stages, upstreams, d),
             None => Vec::new(),
         };
+        let authorizer =
+            lambda::route_authorizer(r.authorizer.as_ref(), &a.authorizers, &authorizers, d);
         routes.push(Route {
             key: key.value.as_str().into(),
             targets,
+            authorizer,
+            param_names: params.iter().map(|p| Box::<str>::from(*p)).collect(),
         });
     }
     let api = Api {
@@ -149,6 +156,8 @@ fn api(
         routes,
         router: builder.build(),
         responses: gateway_responses(&a.gateway_responses, d),
+        binary_media_types: lambda::binary_media_types(&a.binary_media_types, d),
+        authorizers,
     };
     (api, throttles)
 }
@@ -384,6 +393,19 @@ fn targets(
                 None => Vec::new(),
             }
         }
+        Integration::AwsProxy {
+            uri,
+            payload_format_version,
+            timeout_ms,
+        } => lambda::targets(
+            uri.as_ref(),
+            payload_format_version.as_ref(),
+            timeout_ms.as_ref(),
+            protocol,
+            stages,
+            upstreams,
+            d,
+        ),
     }
 }
 
@@ -575,13 +597,18 @@ fn proxy_target(
 
 /// Backends met so far, deduplicated, and the addresses host names resolved to.
 #[derive(Default)]
-struct Upstreams {
+pub(super) struct Upstreams {
     list: Vec<Upstream>,
     resolved: HashMap<(String, u16), Result<SocketAddr, String>>,
 }
 
 impl Upstreams {
-    fn index(&mut self, host: &str, port: u16, authority: &str) -> Result<u32, String> {
+    pub(super) fn index(
+        &mut self,
+        host: &str,
+        port: u16,
+        authority: &str,
+    ) -> Result<u32, String> {
         let upstream = Upstream {
             addr: self.resolve(host, port)?,
             host_header: authority.into(),

@@ -5,7 +5,7 @@
 
 use super::diagnostics::{Diagnostics, Spanned};
 use super::model::{
-    Api, Config, Domain, GatewayResponse, Integration, Listener, Mapping, Route, Server, Stage,
+    Api, Authorizer, Config, Domain, GatewayResponse, Integration, Listener, Mapping, Route, Server, Stage,
     Text, Throttle,
 };
 use crate::gateway::Protocol;
@@ -36,11 +36,26 @@ const API_KEYS: &[&str] = &[
     "stages",
     "routes",
     "gateway_responses",
+    "binary_media_types",
+    "authorizers",
 ];
 const GATEWAY_RESPONSE_KEYS: &[&str] = &["type", "status", "headers", "body"];
 const STAGE_KEYS: &[&str] = &["name", "variables", "throttle"];
 const THROTTLE_KEYS: &[&str] = &["rate", "burst"];
-const ROUTE_KEYS: &[&str] = &["key", "integration"];
+const ROUTE_KEYS: &[&str] = &["key", "integration", "authorizer"];
+const AWS_PROXY_KEYS: &[&str] = &["type", "uri", "payload_format_version", "timeout_ms"];
+const AUTHORIZER_KEYS: &[&str] = &[
+    "name",
+    "type",
+    "uri",
+    "identity_sources",
+    "validation_regex",
+    "ttl_seconds",
+    "payload_format_version",
+    "simple_responses",
+    "timeout_ms",
+    "cache_entries",
+];
 const HTTP_PROXY_KEYS: &[&str] = &["type", "uri", "timeout_ms"];
 const MOCK_KEYS: &[&str] = &["type", "status", "headers", "body"];
 const DOMAIN_KEYS: &[&str] = &["name", "mappings"];
@@ -179,6 +194,7 @@ fn api(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Api {
             Route {
                 key: r.required(r.string("key", d), "key", "[[apis.routes]]", d),
                 integration,
+                authorizer: r.string("authorizer", d),
             }
         })
         .collect();
@@ -204,6 +220,29 @@ fn api(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Api {
         stages,
         routes,
         gateway_responses,
+        binary_media_types: t.strings("binary_media_types", d),
+        authorizers: t.tables("authorizers", d).iter().map(|a| authorizer(a, d)).collect(),
+    }
+}
+
+fn authorizer(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Authorizer {
+    t.check_keys(AUTHORIZER_KEYS, d);
+    let what = "[[apis.authorizers]]";
+    let identity_sources = t
+        .get("identity_sources")
+        .map(|(_, span)| Spanned::new(t.strings("identity_sources", d), span));
+    Authorizer {
+        span: t.span.clone(),
+        name: t.required(t.string("name", d), "name", what, d),
+        kind: t.required(t.string("type", d), "type", what, d),
+        uri: t.required(t.string("uri", d), "uri", what, d),
+        identity_sources,
+        validation_regex: t.string("validation_regex", d),
+        ttl_seconds: t.int("ttl_seconds", d),
+        payload_format_version: t.string("payload_format_version", d),
+        simple_responses: t.bool("simple_responses", d),
+        timeout_ms: t.int("timeout_ms", d),
+        cache_entries: t.int("cache_entries", d),
     }
 }
 
@@ -225,10 +264,20 @@ fn integration(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Option<Integration> {
                 body: t.string("body", d).map(|b| b.value).unwrap_or_default(),
             })
         }
+        "aws_proxy" => {
+            t.check_keys(AWS_PROXY_KEYS, d);
+            Some(Integration::AwsProxy {
+                uri: t.required(t.string("uri", d), "uri", "an aws_proxy integration", d),
+                payload_format_version: t.string("payload_format_version", d),
+                timeout_ms: t.int("timeout_ms", d),
+            })
+        }
         other => {
             d.error(
                 kind.span,
-                format!("unknown integration type `{other}`, expected `http_proxy` or `mock`"),
+                format!(
+                    "unknown integration type `{other}`, expected `http_proxy`, `mock` or `aws_proxy`"
+                ),
             );
             None
         }

@@ -15,6 +15,7 @@ mod compile;
 mod decode;
 mod diagnostics;
 mod dispatch;
+mod lambda;
 mod model;
 mod settings;
 mod uri;

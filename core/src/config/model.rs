@@ -54,6 +54,26 @@ pub(crate) struct Api {
     pub stages: Vec<Stage>,
     pub routes: Vec<Route>,
     pub gateway_responses: Vec<GatewayResponse>,
+    /// `binary_media_types`.
+    pub binary_media_types: Vec<Text>,
+    pub authorizers: Vec<Authorizer>,
+}
+
+/// `[[apis.authorizers]]`: a Lambda authorizer (TOKEN / REQUEST).
+#[derive(Debug)]
+pub(crate) struct Authorizer {
+    pub span: Range<usize>,
+    pub name: Option<Text>,
+    /// `type`.
+    pub kind: Option<Text>,
+    pub uri: Option<Text>,
+    pub identity_sources: Option<Spanned<Vec<Text>>>,
+    pub validation_regex: Option<Text>,
+    pub ttl_seconds: Option<Spanned<i64>>,
+    pub payload_format_version: Option<Text>,
+    pub simple_responses: Option<Spanned<bool>>,
+    pub timeout_ms: Option<Spanned<i64>>,
+    pub cache_entries: Option<Spanned<i64>>,
 }
 
 /// `[[apis.gateway_responses]]`: one customised gateway response type.
@@ -86,6 +106,8 @@ pub(crate) struct Throttle {
 pub(crate) struct Route {
     pub key: Option<Text>,
     pub integration: Option<Integration>,
+    /// `authorizer`: the name of one of the API's authorizers.
+    pub authorizer: Option<Text>,
 }
 
 #[derive(Debug)]
@@ -98,6 +120,12 @@ pub(crate) enum Integration {
         status: Option<Spanned<i64>>,
         headers: Vec<(Text, Text)>,
         body: String,
+    },
+    /// `aws_proxy`: a Lambda function behind the Invoke API.
+    AwsProxy {
+        uri: Option<Text>,
+        payload_format_version: Option<Text>,
+        timeout_ms: Option<Spanned<i64>>,
     },
 }
 

@@ -1,9 +1,10 @@
 //! The compiled gateway's data model: APIs, stages, routes and the per-(route, stage)
-//! integration targets (`http_proxy`, `mock`), backend addresses and stage throttles. Plain
+//! integration targets (`http_proxy`, `mock`, `aws_proxy`), authorizers, backend addresses and stage throttles. Plain
 //! data built once by `config::compile`; the per-request side is in `dispatch`.
 
 use super::responses;
 use super::uri::PathTemplate;
+use crate::lambda::{Authorizer, LambdaTarget};
 use crate::router::Router;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -56,6 +57,8 @@ pub struct MockTarget {
 pub enum Target {
     HttpProxy(ProxyTarget),
     Mock(MockTarget),
+    /// `aws_proxy`: a Lambda function behind the Invoke API (`crate::lambda`).
+    Lambda(LambdaTarget),
 }
 
 #[derive(Clone, Debug)]
@@ -70,6 +73,11 @@ pub struct Route {
     pub key: Box<str>,
     /// One target per stage of the API, same order as `Api::stages`.
     pub targets: Vec<Target>,
+    /// Index into `Api::authorizers` (`authorizer = "name"`).
+    pub authorizer: Option<u32>,
+    /// The route's parameter names, in `RouteMatch::params` order (`{proxy+}` → `proxy`):
+    /// `pathParameters` of Lambda events.
+    pub param_names: Box<[Box<str>]>,
 }
 
 #[derive(Clone, Debug)]
@@ -81,4 +89,8 @@ pub struct Api {
     pub router: Router,
     /// Its gateway responses (built-ins plus `[[apis.gateway_responses]]`).
     pub responses: responses::GatewayResponses,
+    /// `binary_media_types`: bodies of these types travel base64 in Lambda events/results.
+    pub binary_media_types: Vec<Box<str>>,
+    /// `[[apis.authorizers]]` (Lambda TOKEN / REQUEST).
+    pub authorizers: Vec<Authorizer>,
 }

@@ -5,7 +5,9 @@ use crate::gateway::{Api, Route, Stage};
 use crate::http::request::RequestHead;
 use crate::http::BodyKind;
 use crate::method::Method;
+use crate::lambda::policy::AuthResult;
 use smallvec::SmallVec;
+use std::rc::Rc;
 use std::time::Instant;
 
 /// Method token and path bytes kept inline; longer ones (rare) spill to the heap.
@@ -18,8 +20,7 @@ const SENT_INLINE: usize = 160;
 /// the compiled gateway (`'g`). The path parameters are not kept: they borrow the head and are
 /// used only by the integration request, which gets them from the route match.
 ///
-/// Fields that later phases add (documented in the module doc): the authorizer result
-/// (issue 17), the API key and usage plan (issue 14), the integration status and latency
+/// Fields that later phases add (documented in the module doc): the API key and usage plan (issue 14), the integration status and latency
 /// (issue 18's log phase).
 #[derive(Clone, Debug)]
 pub struct Context<'g> {
@@ -42,6 +43,8 @@ pub struct Context<'g> {
     pub api: Option<&'g Api>,
     pub stage: Option<&'g Stage>,
     pub route: Option<&'g Route>,
+    /// The Lambda authorizer's result that allowed the request (phase 2).
+    pub authorizer: Option<Rc<AuthResult>>,
     /// Method token, then path as sent (stage prefix included, query excluded).
     sent: SmallVec<[u8; SENT_INLINE]>,
     method_len: usize,
@@ -70,6 +73,7 @@ impl<'g> Context<'g> {
             api: None,
             stage: None,
             route: None,
+            authorizer: None,
             sent,
             method_len: head.method_str.len(),
         }

@@ -1,0 +1,466 @@
+//! Config for Lambda (issue 17): `aws_proxy` integration targets (per stage, stage variables
+//! substituted in the URI), `[[apis.authorizers]]` (TOKEN / REQUEST Lambda authorizers with
+//! identity sources, validation regex, cache TTL and size, payload version, simple responses,
+//! timeout), `binary_media_types`, and route `authorizer` references. Self-contained: called
+//! from `compile`.
+
+use super::compile::{Upstreams, DEFAULT_TIMEOUT_MS, MAX_HTTP_TIMEOUT_MS, MAX_REST_TIMEOUT_MS, MIN_TIMEOUT_MS};
+use super::diagnostics::{Diagnostics, Spanned};
+use super::model::{self, Text};
+use super::uri::{self, Piece};
+use crate::gateway::{Protocol, Target};
+use crate::lambda::{
+    Authorizer, AuthorizerKind, ContextVariable, IdentitySource, LambdaTarget, PayloadVersion,
+};
+use std::time::Duration;
+
+/// API Gateway's authorizer cache TTL: default 300 s, at most 3600 s (L13819-13860).
+const DEFAULT_TTL_SECONDS: i64 = 300;
+const MAX_TTL_SECONDS: i64 = 3600;
+/// Authorizer timeout: API Gateway waits 10 s (L52207-52211).
+const DEFAULT_AUTHORIZER_TIMEOUT_MS: i64 = 10_000;
+const DEFAULT_CACHE_ENTRIES: i64 = 10_000;
+const MAX_CACHE_ENTRIES: i64 = 1_000_000;
+/// Authorizers per API (L52172).
+const MAX_AUTHORIZERS: usize = 10;
+
+fn payload_version(
+    v: Option<&Text>,
+    protocol: Protocol,
+    d: &mut Diagnostics<'_>,
+) -> Option<PayloadVersion> {
+    let default = match protocol {
+        Protocol::Rest => PayloadVersion::V1,
+        Protocol::Http => PayloadVersion::V2,
+    };
+    let Some(v) = v else { return Some(default) };
+    match (v.value.as_str(), protocol) {
+        ("1.0", _) => Some(PayloadVersion::V1),
+        ("2.0", Protocol::Http) => Some(PayloadVersion::V2),
+        ("2.0", Protocol::Rest) => {
+            d.error(
+                v.span.clone(),
+                "payload format 2.0 is only for http APIs: REST APIs use \"1.0\"",
+            );
+            None
+        }
+        (other, _) => {
+            d.error(
+                v.span.clone(),
+                format!("unknown payload_format_version `{other}`, expected \"1.0\" or \"2.0\""),
+            );
+            None
+        }
+    }
+}
+
+/// The Invoke API URI's parts: (upstream, path with query).
+fn invoke_uri(text: &str, upstreams: &mut Upstreams) -> Result<(u32, Box<str>), String> {
+    let u = uri::parse_http(text)?;
+    if !u.path.starts_with('/') {
+        return Err(
+            "the URI has no path: write http://host:port/2015-03-31/functions/NAME/invocations"
+                .to_string(),
+        );
+    }
+    let upstream = upstreams.index(u.host, u.port, u.authority)?;
+    let path = match u.query {
+        Some(q) => format!("{}?{q}", u.path),
+        None => u.path.to_string(),
+    };
+    Ok((upstream, path.into()))
+}
+
+/// One `aws_proxy` target per stage (same order as `stages`); empty after an error.
+pub(super) fn targets(
+    uri: Option<&Text>,
+    version: Option<&Text>,
+    timeout_ms: Option<&Spanned<i64>>,
+    protocol: Protocol,
+    stages: &[model::Stage],
+    upstreams: &mut Upstreams,
+    d: &mut Diagnostics<'_>,
+) -> Vec<Target> {
+    let version = payload_version(version, protocol, d);
+    let timeout = timeout(timeout_ms, protocol, d);
+    let Some(uri) = uri else { return Vec::new() };
+    let pieces = match uri::pieces(&uri.value) {
+        Ok(p) => p,
+        Err((range, reason)) => {
+            d.error(d.inside(uri, range), reason);
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::with_capacity(stages.len());
+    let mut ok = true;
+    for s in stages {
+        let variables: Vec<(&str, &str)> = s
+            .variables
+            .iter()
+            .map(|(k, v)| (k.value.as_str(), v.value.as_str()))
+            .collect();
+        let text = match uri::substitute(&pieces, &variables) {
+            Ok(t) => t,
+            Err(name) => {
+                let stage = s.name.as_ref().map_or("", |n| n.value.as_str());
+                let span = pieces.iter().find_map(|p| match p {
+                    Piece::Variable { name: n, span } if *n == name => Some(span.clone()),
+                    _ => None,
+                });
+                let at = span.map_or(uri.span.clone(), |r| d.inside(uri, r));
+                d.error(
+                    at,
+                    format!("stage `{stage}` does not define the stage variable `{name}`"),
+                );
+                ok = false;
+                continue;
+            }
+        };
+        match invoke_uri(&text, upstreams) {
+            Ok((upstream, path)) => {
+                if let Some(version) = version {
+                    out.push(Target::Lambda(LambdaTarget {
+                        upstream,
+                        path,
+                        version,
+                        timeout,
+                    }));
+                }
+            }
+            Err(reason) => {
+                d.error(uri.span.clone(), reason);
+                return Vec::new();
+            }
+        }
+    }
+    if !ok || version.is_none() {
+        return Vec::new();
+    }
+    out
+}
+
+fn timeout(t: Option<&Spanned<i64>>, protocol: Protocol, d: &mut Diagnostics<'_>) -> Duration {
+    let default = Duration::from_millis(DEFAULT_TIMEOUT_MS);
+    let Some(t) = t else { return default };
+    let max = match protocol {
+        Protocol::Rest => MAX_REST_TIMEOUT_MS,
+        Protocol::Http => MAX_HTTP_TIMEOUT_MS,
+    };
+    if (MIN_TIMEOUT_MS..=max).contains(&t.value) {
+        Duration::from_millis(t.value.unsigned_abs())
+    } else {
+        d.error(
+            t.span.clone(),
+            format!("`timeout_ms` must be between {MIN_TIMEOUT_MS} and {max}"),
+        );
+        default
+    }
+}
+
+/// `binary_media_types`: `type/subtype`, `type/*` or `*/*`.
+pub(super) fn binary_media_types(types: &[Text], d: &mut Diagnostics<'_>) -> Vec<Box<str>> {
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    let mut out = Vec::with_capacity(types.len());
+    for t in types {
+        match t.value.split_once('/') {
+            Some((a, b)) if token(a) && token(b) => out.push(t.value.as_str().into()),
+            _ => d.error(
+                t.span.clone(),
+                format!(
+                    "`{}` is not a media type: write type/subtype (e.g. image/png, image/*, */*)",
+                    t.value
+                ),
+            ),
+        }
+    }
+    out
+}
+
+/// An identity source in the API's syntax: REST `method.request.header.X`,
+/// `method.request.querystring.X`, `stageVariables.X`, `context.X`; HTTP APIs
+/// `$request.header.X`, `$request.querystring.X`, `$stageVariables.X`, `$context.X`.
+fn identity_source(text: &str, protocol: Protocol) -> Result<IdentitySource, String> {
+    let (header, query, stage, context) = match protocol {
+        Protocol::Rest => (
+            "method.request.header.",
+            "method.request.querystring.",
+            "stageVariables.",
+            "context.",
+        ),
+        Protocol::Http => (
+            "$request.header.",
+            "$request.querystring.",
+            "$stageVariables.",
+            "$context.",
+        ),
+    };
+    let named = |rest: &str| -> Result<Box<str>, String> {
+        if rest.is_empty() || rest.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            Err(format!("identity source `{text}` has no valid name"))
+        } else {
+            Ok(rest.into())
+        }
+    };
+    if let Some(rest) = text.strip_prefix(header) {
+        return named(rest).map(IdentitySource::Header);
+    }
+    if let Some(rest) = text.strip_prefix(query) {
+        return named(rest).map(IdentitySource::Query);
+    }
+    if let Some(rest) = text.strip_prefix(stage) {
+        return named(rest).map(IdentitySource::StageVariable);
+    }
+    if let Some(rest) = text.strip_prefix(context) {
+        return ContextVariable::ALL
+            .iter()
+            .find(|(n, _)| *n == rest)
+            .map(|(_, v)| IdentitySource::Context(*v))
+            .ok_or_else(|| {
+                let names: Vec<String> = ContextVariable::ALL
+                    .iter()
+                    .map(|(n, _)| format!("`{context}{n}`"))
+                    .collect();
+                format!(
+                    "unsupported context identity source `{text}`: use one of {}",
+                    names.join(", ")
+                )
+            });
+    }
+    Err(format!(
+        "unknown identity source `{text}`: write {header}NAME, {query}NAME, {stage}NAME or {context}NAME"
+    ))
+}
+
+/// The API's authorizers; `next_id` numbers them across the gateway. Entries with an error
+/// are reported and left out.
+pub(super) fn authorizers(
+    entries: &[model::Authorizer],
+    protocol: Protocol,
+    next_id: &mut u32,
+    upstreams: &mut Upstreams,
+    d: &mut Diagnostics<'_>,
+) -> Vec<Authorizer> {
+    if let Some(a) = entries.get(MAX_AUTHORIZERS) {
+        d.error(
+            a.span.clone(),
+            format!("an API has at most {MAX_AUTHORIZERS} authorizers"),
+        );
+    }
+    let mut out: Vec<Authorizer> = Vec::with_capacity(entries.len());
+    for (i, a) in entries.iter().enumerate() {
+        let mut ok = true;
+        if let Some(n) = &a.name {
+            if entries[..i]
+                .iter()
+                .any(|b| b.name.as_ref().is_some_and(|m| m.value == n.value))
+            {
+                d.error(
+                    n.span.clone(),
+                    format!("another authorizer of this API is named `{}`", n.value),
+                );
+                ok = false;
+            }
+        }
+        let kind = a.kind.as_ref().and_then(|k| match k.value.as_str() {
+            "token" => Some(AuthorizerKind::Token),
+            "request" => Some(AuthorizerKind::Request),
+            "jwt" => {
+                d.error(
+                    k.span.clone(),
+                    "JWT authorizers are not supported yet: use a `token` or `request` Lambda authorizer",
+                );
+                None
+            }
+            other => {
+                d.error(
+                    k.span.clone(),
+                    format!("unknown authorizer type `{other}`, expected `token` or `request`"),
+                );
+                None
+            }
+        });
+        if kind == Some(AuthorizerKind::Token) && protocol == Protocol::Http {
+            if let Some(k) = &a.kind {
+                d.error(
+                    k.span.clone(),
+                    "http APIs have no TOKEN authorizers: use `request` with an identity source",
+                );
+            }
+            ok = false;
+        }
+        let version = payload_version(a.payload_format_version.as_ref(), protocol, d);
+        let simple = a.simple_responses.as_ref().is_some_and(|s| s.value);
+        if let Some(s) = &a.simple_responses {
+            if s.value && version != Some(PayloadVersion::V2) {
+                d.error(
+                    s.span.clone(),
+                    "simple responses need payload_format_version = \"2.0\" (http APIs)",
+                );
+                ok = false;
+            }
+        }
+        let mut sources = Vec::new();
+        if let Some(list) = &a.identity_sources {
+            for s in &list.value {
+                match identity_source(&s.value, protocol) {
+                    Ok(src) => sources.push(src),
+                    Err(reason) => {
+                        d.error(s.span.clone(), reason);
+                        ok = false;
+                    }
+                }
+            }
+        }
+        let ttl = match &a.ttl_seconds {
+            None => DEFAULT_TTL_SECONDS,
+            Some(t) if (0..=MAX_TTL_SECONDS).contains(&t.value) => t.value,
+            Some(t) => {
+                d.error(
+                    t.span.clone(),
+                    format!("`ttl_seconds` must be between 0 (no cache) and {MAX_TTL_SECONDS}"),
+                );
+                ok = false;
+                0
+            }
+        };
+        match kind {
+            Some(AuthorizerKind::Token) if sources.len() != 1 => {
+                let at = a.identity_sources.as_ref().map_or(a.span.clone(), |l| l.span.clone());
+                if a.identity_sources.is_none() {
+                    // The token source defaults to the Authorization header.
+                    sources.push(IdentitySource::Header("Authorization".into()));
+                } else {
+                    d.error(at, "a token authorizer has exactly one identity source: the token header");
+                    ok = false;
+                }
+            }
+            Some(AuthorizerKind::Token) => {
+                if !matches!(sources[0], IdentitySource::Header(_)) {
+                    let at = a.identity_sources.as_ref().map_or(a.span.clone(), |l| l.span.clone());
+                    d.error(at, "a token authorizer's identity source is a header (method.request.header.NAME)");
+                    ok = false;
+                }
+            }
+            Some(AuthorizerKind::Request) if sources.is_empty() && ttl > 0 => {
+                let at = a.identity_sources.as_ref().map_or(a.span.clone(), |l| l.span.clone());
+                d.error(
+                    at,
+                    "a cached request authorizer needs at least one identity source (the cache key), or ttl_seconds = 0",
+                );
+                ok = false;
+            }
+            _ => {}
+        }
+        let validation = match &a.validation_regex {
+            None => None,
+            Some(r) if kind == Some(AuthorizerKind::Token) => match regex::Regex::new(&r.value) {
+                Ok(re) => Some(re),
+                Err(e) => {
+                    let msg = e.to_string();
+                    let line = msg.lines().last().unwrap_or("invalid").trim().to_string();
+                    d.error(r.span.clone(), format!("invalid validation_regex: {line}"));
+                    ok = false;
+                    None
+                }
+            },
+            Some(r) => {
+                d.error(r.span.clone(), "validation_regex is only for token authorizers");
+                ok = false;
+                None
+            }
+        };
+        let cache_entries = match &a.cache_entries {
+            None => DEFAULT_CACHE_ENTRIES,
+            Some(c) if (1..=MAX_CACHE_ENTRIES).contains(&c.value) => c.value,
+            Some(c) => {
+                d.error(
+                    c.span.clone(),
+                    format!("`cache_entries` must be between 1 and {MAX_CACHE_ENTRIES}"),
+                );
+                ok = false;
+                1
+            }
+        };
+        let timeout = match &a.timeout_ms {
+            None => DEFAULT_AUTHORIZER_TIMEOUT_MS,
+            Some(t) if (MIN_TIMEOUT_MS..=DEFAULT_AUTHORIZER_TIMEOUT_MS).contains(&t.value) => {
+                t.value
+            }
+            Some(t) => {
+                d.error(
+                    t.span.clone(),
+                    format!(
+                        "`timeout_ms` must be between {MIN_TIMEOUT_MS} and {DEFAULT_AUTHORIZER_TIMEOUT_MS}"
+                    ),
+                );
+                ok = false;
+                0
+            }
+        };
+        let target = a.uri.as_ref().and_then(|u| match invoke_uri(&u.value, upstreams) {
+            Ok(t) => Some(t),
+            Err(reason) => {
+                d.error(u.span.clone(), reason);
+                None
+            }
+        });
+        let (Some(name), Some(kind), Some(version), Some((upstream, path)), true) =
+            (&a.name, kind, version, target, ok)
+        else {
+            continue;
+        };
+        out.push(Authorizer {
+            name: name.value.as_str().into(),
+            id: *next_id,
+            kind,
+            upstream,
+            path,
+            identity_sources: sources,
+            validation,
+            ttl: Duration::from_secs(ttl.unsigned_abs()),
+            cache_entries: cache_entries.unsigned_abs() as usize,
+            version,
+            simple_responses: simple,
+            timeout: Duration::from_millis(timeout.unsigned_abs()),
+        });
+        *next_id += 1;
+    }
+    out
+}
+
+/// The index of the authorizer a route names (reported when unknown).
+pub(super) fn route_authorizer(
+    name: Option<&Text>,
+    entries: &[model::Authorizer],
+    compiled: &[Authorizer],
+    d: &mut Diagnostics<'_>,
+) -> Option<u32> {
+    let name = name?;
+    if let Some(i) = compiled.iter().position(|a| *a.name == name.value) {
+        return u32::try_from(i).ok();
+    }
+    // Defined but refused (reported there): no second error.
+    if !entries
+        .iter()
+        .any(|a| a.name.as_ref().is_some_and(|n| n.value == name.value))
+    {
+        let known: Vec<String> = entries
+            .iter()
+            .filter_map(|a| a.name.as_ref().map(|n| format!("`{}`", n.value)))
+            .collect();
+        let hint = if known.is_empty() {
+            "the API has no [[apis.authorizers]]".to_string()
+        } else {
+            format!("the API's authorizers are {}", known.join(", "))
+        };
+        d.error(
+            name.span.clone(),
+            format!("unknown authorizer `{}`: {hint}", name.value),
+        );
+    }
+    None
+}
