@@ -3,6 +3,7 @@
 
 mod buffer;
 mod conn;
+mod lambda;
 mod logging;
 mod net;
 mod relay;

@@ -1,5 +1,5 @@
 //! One shard: the state a core owns (its copy of the compiled gateway, its backend pools, its
-//! request-id generator, its buffers). Plain per-core data: the accept loop that serves
+//! request-id generator, its buffers, its authorizer caches). Plain per-core data: the accept loop that serves
 //! connections with it lives in `runtime`. Nothing here is shared with other cores.
 
 use crate::buffer::BufPool;
@@ -7,6 +7,7 @@ use crate::upstream::Pools;
 use std::cell::RefCell;
 use std::rc::Rc;
 use tollgate_core::gateway::Gateway;
+use tollgate_core::lambda::cache::Caches;
 use tollgate_core::request_id::RequestIds;
 
 /// Free buffers a shard keeps for reuse (of each kind); beyond that they are freed, so a
@@ -20,6 +21,8 @@ pub struct Shard {
     pub ids: RefCell<RequestIds>,
     /// Read buffers and head scratch for this shard's client and backend connections.
     pub bufs: Rc<BufPool>,
+    /// Lambda authorizer results, one bounded cache per authorizer (issue 17).
+    pub auth_caches: RefCell<Caches>,
 }
 
 impl Shard {
@@ -37,6 +40,7 @@ impl Shard {
             bufs: BufPool::new(buf_size, BUFS_KEPT),
             pools: RefCell::new(pools),
             ids: RefCell::new(RequestIds::new(seed)),
+            auth_caches: RefCell::new(Caches::for_gateway(&gateway)),
             gateway,
         }
     }
