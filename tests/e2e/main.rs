@@ -10,6 +10,7 @@
 
 mod client;
 mod harness;
+mod lambda_server;
 mod origin;
 mod raw_origin;
 mod util;
@@ -23,6 +24,7 @@ mod gateway_responses;
 mod gateway_responses_custom;
 mod inflight;
 mod keepalive;
+mod lambda_proxy;
 mod pipelining;
 mod protocol;
 mod proxying;
