@@ -24,6 +24,7 @@ mod gateway_responses;
 mod gateway_responses_custom;
 mod inflight;
 mod keepalive;
+mod lambda_auth;
 mod lambda_proxy;
 mod pipelining;
 mod protocol;
