@@ -151,7 +151,7 @@ stages = [
                     p.timeout.as_millis(),
                 )
             }
-            Target::Mock(_) => panic!("mock"),
+            Target::Mock(_) | Target::Lambda(_) => panic!("not http_proxy"),
         })
         .collect();
     assert_eq!(
@@ -170,6 +170,6 @@ stages = [
             p.path.write(&[], "/localhost", None, &mut out);
             assert_eq!(out, b"/");
         }
-        Target::Mock(_) => panic!("mock"),
+        Target::Mock(_) | Target::Lambda(_) => panic!("not http_proxy"),
     }
 }
