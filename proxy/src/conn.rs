@@ -17,8 +17,8 @@
 //! 4. Keep-alive: the next pipelined request may already be in the buffer.
 
 use crate::buffer::Buf;
-use crate::net::Conn;
 use crate::lambda;
+use crate::net::Conn;
 use crate::relay::{self, Framing, Limits, RelayError};
 use crate::shard::Shard;
 use crate::upstream::{self, UpConn};
@@ -27,10 +27,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 use tollgate_core::forward::ClientInfo;
+use tollgate_core::gateway::RouteMatch;
 use tollgate_core::http::error::GatewayError;
 use tollgate_core::http::request::{self, HeadError};
 use tollgate_core::http::{response, BodyKind, MAX_HEADERS};
-use tollgate_core::gateway::RouteMatch;
 use tollgate_core::lambda::{MAX_AUTHORIZER_RESULT_BYTES, MAX_RESULT_BYTES};
 use tollgate_core::pipeline::{
     self, AuthAnswer, AuthCall, Authorize, Context, Failure, Integration, LambdaAnswer, LambdaCall,
@@ -210,7 +210,8 @@ fn prepare<'g>(
         None => None,
         Some(_) => {
             let mut caches = shard.auth_caches.borrow_mut();
-            match pipeline::authorize(head, m, ctx, &mut caches, Instant::now(), SystemTime::now())? {
+            match pipeline::authorize(head, m, ctx, &mut caches, Instant::now(), SystemTime::now())?
+            {
                 Authorize::Done => None,
                 Authorize::Call(call) => Some(call),
             }
@@ -218,7 +219,13 @@ fn prepare<'g>(
     };
     let integration = pipeline::integration_request(gw, head, m, ctx, out)?;
     let lambda = match integration {
-        Integration::Lambda => Some(pipeline::lambda_request(gw, head, m, ctx, SystemTime::now())?),
+        Integration::Lambda => Some(pipeline::lambda_request(
+            gw,
+            head,
+            m,
+            ctx,
+            SystemTime::now(),
+        )?),
         _ => None,
     };
     Ok(Prepared {
@@ -277,8 +284,14 @@ async fn serve_lambda(
         read_timeout: s.header_read_timeout,
         deadline: None,
     };
-    let body = match lambda::read_body(&mut c.conn, &mut c.buf, ctx.body, deadline, s.max_body_bytes)
-        .await
+    let body = match lambda::read_body(
+        &mut c.conn,
+        &mut c.buf,
+        ctx.body,
+        deadline,
+        s.max_body_bytes,
+    )
+    .await
     {
         Ok(b) => b,
         Err(e) => {

@@ -90,10 +90,7 @@ pub async fn invoke(
         match exchange(shard, &mut conn, &req, deadline, max_body).await {
             Attempt::Done(invoked, reusable) => {
                 if reusable {
-                    shard
-                        .pools
-                        .borrow_mut()
-                        .put(upstream, conn, Instant::now());
+                    shard.pools.borrow_mut().put(upstream, conn, Instant::now());
                 }
                 return Ok(invoked);
             }

@@ -295,9 +295,15 @@ fn deny_unauthorized_and_failing_authorizers() {
     r.assert_gateway_error(401, UNAUTHORIZED);
     let r = get(&mut c, "/prod/pets/1", Some("Bearer fail"));
     r.assert_gateway_error(500, r#"{"message":null}"#);
-    assert_eq!(r.header("x-amzn-errortype"), Some("AuthorizerFailureException"));
+    assert_eq!(
+        r.header("x-amzn-errortype"),
+        Some("AuthorizerFailureException")
+    );
     // Explicit Deny wins over an Allow of `*`.
-    assert_eq!(get(&mut c, "/prod/pets/1", Some("Bearer mixed")).status, 200);
+    assert_eq!(
+        get(&mut c, "/prod/pets/1", Some("Bearer mixed")).status,
+        200
+    );
     let r = c.request(&req(
         "POST",
         "/prod/pets",
@@ -305,7 +311,11 @@ fn deny_unauthorized_and_failing_authorizers() {
         b"{}",
     ));
     r.assert_gateway_error(403, EXPLICIT_DENY);
-    assert_eq!(fs.count("echo"), 1, "only the allowed request reached the function");
+    assert_eq!(
+        fs.count("echo"),
+        1,
+        "only the allowed request reached the function"
+    );
 }
 
 #[test]
@@ -342,7 +352,10 @@ fn request_authorizer_event_identity_sources_and_cache_key() {
     assert_eq!(e["path"], "/req/5");
     assert_eq!(e["httpMethod"], "GET");
     assert_eq!(e["headers"]["X-User"], "alice");
-    assert_eq!(e["queryStringParameters"], json!({"tenant": "t1", "x": "y"}));
+    assert_eq!(
+        e["queryStringParameters"],
+        json!({"tenant": "t1", "x": "y"})
+    );
     assert_eq!(e["pathParameters"], json!({"id": "5"}));
     assert_eq!(e["stageVariables"], json!({"tier": "gold"}));
     let rc = &e["requestContext"];
@@ -359,14 +372,29 @@ fn request_authorizer_event_identity_sources_and_cache_key() {
         json!({"principalId": "alice", "user": "alice", "tenant": "t1"})
     );
     // Same identity (other query parameters do not count): cached.
-    let r = c.request(&req("GET", "/prod/req/6?tenant=t1&x=z", &[("X-User", "alice")], b""));
+    let r = c.request(&req(
+        "GET",
+        "/prod/req/6?tenant=t1&x=z",
+        &[("X-User", "alice")],
+        b"",
+    ));
     assert_eq!(r.status, 200);
     assert_eq!(fs.count("request_auth"), 1);
     // One identity source differs: its own call, its own result.
-    let r = c.request(&req("GET", "/prod/req/6?tenant=t2", &[("X-User", "alice")], b""));
+    let r = c.request(&req(
+        "GET",
+        "/prod/req/6?tenant=t2",
+        &[("X-User", "alice")],
+        b"",
+    ));
     assert_eq!(r.status, 200);
     assert_eq!(fs.count("request_auth"), 2);
-    let r = c.request(&req("GET", "/prod/req/6?tenant=t1", &[("X-User", "bob")], b""));
+    let r = c.request(&req(
+        "GET",
+        "/prod/req/6?tenant=t1",
+        &[("X-User", "bob")],
+        b"",
+    ));
     r.assert_gateway_error(403, EXPLICIT_DENY);
     assert_eq!(fs.count("request_auth"), 3);
     // A missing identity source: 401 without a call.
@@ -393,11 +421,20 @@ fn authorizer_down_slow_or_answering_garbage() {
     }
     // A slow authorizer: its request waits for the authorizer timeout, others go on.
     let mut slow = Client::connect(gw.addr);
-    slow.send(&req("GET", "/prod/slow", &[("Authorization", "Bearer allow")], b""));
+    slow.send(&req(
+        "GET",
+        "/prod/slow",
+        &[("Authorization", "Bearer allow")],
+        b"",
+    ));
     std::thread::sleep(Duration::from_millis(50));
     let started = Instant::now();
     assert_eq!(get(&mut c, "/prod/open", None).status, 200);
-    assert!(started.elapsed() < Duration::from_millis(250), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
     let r = slow.read_response();
     r.assert_gateway_error(500, r#"{"message":null}"#);
     assert_eq!(fs.count("slow_auth"), 1);

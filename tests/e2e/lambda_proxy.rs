@@ -9,7 +9,9 @@ use crate::lambda_server::{FunctionServer, Reply};
 use serde_json::{json, Value};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-const PNG: &[u8] = &[0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0xff, 0x10, 0x80];
+const PNG: &[u8] = &[
+    0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0xff, 0x10, 0x80,
+];
 const PNG_B64: &str = "iVBORw0KGgoA/xCA";
 
 /// The `reply` function: answers by the route's `{case}` path parameter.
@@ -176,7 +178,10 @@ fn payload_1_0_event_matches_the_guide() {
     assert_eq!(e["headers"]["header2"], "value2");
     assert_eq!(e["headers"]["Host"], "gw.test");
     assert_eq!(e["multiValueHeaders"]["header1"], json!(["value1"]));
-    assert_eq!(e["multiValueHeaders"]["header2"], json!(["value1", "value2"]));
+    assert_eq!(
+        e["multiValueHeaders"]["header2"],
+        json!(["value1", "value2"])
+    );
     assert_eq!(e["queryStringParameters"]["parameter1"], "value2");
     assert_eq!(e["queryStringParameters"]["parameter2"], "a b");
     assert_eq!(
@@ -204,12 +209,26 @@ fn payload_1_0_event_matches_the_guide() {
     assert_eq!(rc["stage"], "prod");
     assert_eq!(rc["identity"]["sourceIp"], "127.0.0.1");
     assert_eq!(rc["identity"]["userAgent"], "agent/1");
-    for k in ["accessKey", "accountId", "caller", "cognitoIdentityId", "user", "userArn"] {
+    for k in [
+        "accessKey",
+        "accountId",
+        "caller",
+        "cognitoIdentityId",
+        "user",
+        "userArn",
+    ] {
         assert_eq!(rc["identity"][k], Value::Null, "identity.{k}");
     }
     let t = rc["requestTimeEpoch"].as_u64().expect("requestTimeEpoch");
-    assert!(t >= before.saturating_sub(1000) && t <= now_ms() + 1000, "{t}");
-    assert!(is_clf_time(rc["requestTime"].as_str().unwrap_or("")), "{}", rc["requestTime"]);
+    assert!(
+        t >= before.saturating_sub(1000) && t <= now_ms() + 1000,
+        "{t}"
+    );
+    assert!(
+        is_clf_time(rc["requestTime"].as_str().unwrap_or("")),
+        "{}",
+        rc["requestTime"]
+    );
 
     // No query, no path parameters: null maps, as in the guide.
     let r = c.request(&req("GET", "/prod/plain", &[], b""));
@@ -258,7 +277,10 @@ fn payload_2_0_event_matches_the_guide() {
     assert!(e.get("multiValueHeaders").is_none());
     assert!(e.get("multiValueQueryStringParameters").is_none());
     assert_eq!(e["pathParameters"], json!({"id": "7"}));
-    assert!(e.get("stageVariables").is_none(), "no stage variables: left out");
+    assert!(
+        e.get("stageVariables").is_none(),
+        "no stage variables: left out"
+    );
     assert_eq!(e["body"], Value::Null);
     assert_eq!(e["isBase64Encoded"], false);
     let rc = &e["requestContext"];
@@ -274,8 +296,14 @@ fn payload_2_0_event_matches_the_guide() {
     assert_eq!(rc["requestId"], r.request_id().as_str());
     assert_eq!(rc["routeKey"], "GET /pets/{id}");
     assert_eq!(rc["stage"], "$default");
-    assert!(is_clf_time(rc["time"].as_str().unwrap_or("")), "{}", rc["time"]);
-    assert!(rc["timeEpoch"].as_u64().is_some_and(|t| t.abs_diff(now_ms()) < 10_000));
+    assert!(
+        is_clf_time(rc["time"].as_str().unwrap_or("")),
+        "{}",
+        rc["time"]
+    );
+    assert!(rc["timeEpoch"]
+        .as_u64()
+        .is_some_and(|t| t.abs_diff(now_ms()) < 10_000));
     assert!(rc.get("authorizer").is_none());
 
     // An HTTP API route on payload 1.0 gets the 1.0 event with `version`.
@@ -314,8 +342,9 @@ fn request_bodies_text_binary_and_chunked() {
     assert_eq!(e["body"], PNG_B64);
     assert_eq!(e["isBase64Encoded"], true);
     // A chunked body is read whole first.
-    let mut raw = b"POST /prod/upload HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n"
-        .to_vec();
+    let mut raw =
+        b"POST /prod/upload HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+            .to_vec();
     raw.extend_from_slice(&crate::client::chunk_encode(b"chunky body text", &[3, 5]));
     let r = c.request(&raw);
     assert_eq!(r.status, 200);
@@ -389,7 +418,10 @@ fn results_map_to_responses() {
     assert_eq!(values(&r, "set-cookie"), ["a=1", "b=2; Path=/"]);
     assert_eq!(r.body_str(), "with cookies");
     let r = http(&mut c, "infer_string");
-    assert_eq!((r.status, r.body_str().as_str()), (200, "Hello from Lambda!"));
+    assert_eq!(
+        (r.status, r.body_str().as_str()),
+        (200, "Hello from Lambda!")
+    );
     assert_eq!(r.header("content-type"), Some("application/json"));
     let r = http(&mut c, "infer_object");
     assert_eq!(r.body_str(), r#"{ "message": "Hello from Lambda!" }"#);

@@ -78,7 +78,9 @@ pub struct FunctionServer {
 }
 
 impl FunctionServer {
-    pub fn start(handler: impl Fn(&str, &Value) -> Reply + Send + Sync + 'static) -> FunctionServer {
+    pub fn start(
+        handler: impl Fn(&str, &Value) -> Reply + Send + Sync + 'static,
+    ) -> FunctionServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind function server");
         let addr = listener.local_addr().expect("local addr");
         let shared = Arc::new(Shared {

@@ -603,12 +603,7 @@ pub(super) struct Upstreams {
 }
 
 impl Upstreams {
-    pub(super) fn index(
-        &mut self,
-        host: &str,
-        port: u16,
-        authority: &str,
-    ) -> Result<u32, String> {
+    pub(super) fn index(&mut self, host: &str, port: u16, authority: &str) -> Result<u32, String> {
         let upstream = Upstream {
             addr: self.resolve(host, port)?,
             host_header: authority.into(),

@@ -5,8 +5,8 @@
 
 use super::diagnostics::{Diagnostics, Spanned};
 use super::model::{
-    Api, Authorizer, Config, Domain, GatewayResponse, Integration, Listener, Mapping, Route, Server, Stage,
-    Text, Throttle,
+    Api, Authorizer, Config, Domain, GatewayResponse, Integration, Listener, Mapping, Route,
+    Server, Stage, Text, Throttle,
 };
 use crate::gateway::Protocol;
 use std::ops::Range;
@@ -221,7 +221,11 @@ fn api(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Api {
         routes,
         gateway_responses,
         binary_media_types: t.strings("binary_media_types", d),
-        authorizers: t.tables("authorizers", d).iter().map(|a| authorizer(a, d)).collect(),
+        authorizers: t
+            .tables("authorizers", d)
+            .iter()
+            .map(|a| authorizer(a, d))
+            .collect(),
     }
 }
 

@@ -4,7 +4,9 @@
 //! timeout), `binary_media_types`, and route `authorizer` references. Self-contained: called
 //! from `compile`.
 
-use super::compile::{Upstreams, DEFAULT_TIMEOUT_MS, MAX_HTTP_TIMEOUT_MS, MAX_REST_TIMEOUT_MS, MIN_TIMEOUT_MS};
+use super::compile::{
+    Upstreams, DEFAULT_TIMEOUT_MS, MAX_HTTP_TIMEOUT_MS, MAX_REST_TIMEOUT_MS, MIN_TIMEOUT_MS,
+};
 use super::diagnostics::{Diagnostics, Spanned};
 use super::model::{self, Text};
 use super::uri::{self, Piece};
@@ -304,6 +306,7 @@ pub(super) fn authorizers(
             }
         }
         let mut sources = Vec::new();
+        let mut sources_ok = true;
         if let Some(list) = &a.identity_sources {
             for s in &list.value {
                 match identity_source(&s.value, protocol) {
@@ -311,6 +314,7 @@ pub(super) fn authorizers(
                     Err(reason) => {
                         d.error(s.span.clone(), reason);
                         ok = false;
+                        sources_ok = false;
                     }
                 }
             }
@@ -328,25 +332,40 @@ pub(super) fn authorizers(
             }
         };
         match kind {
+            // A refused identity source was reported already.
+            _ if !sources_ok => {}
             Some(AuthorizerKind::Token) if sources.len() != 1 => {
-                let at = a.identity_sources.as_ref().map_or(a.span.clone(), |l| l.span.clone());
+                let at = a
+                    .identity_sources
+                    .as_ref()
+                    .map_or(a.span.clone(), |l| l.span.clone());
                 if a.identity_sources.is_none() {
                     // The token source defaults to the Authorization header.
                     sources.push(IdentitySource::Header("Authorization".into()));
                 } else {
-                    d.error(at, "a token authorizer has exactly one identity source: the token header");
+                    d.error(
+                        at,
+                        "a token authorizer has exactly one identity source: the token header",
+                    );
                     ok = false;
                 }
             }
-            Some(AuthorizerKind::Token) => {
-                if !matches!(sources[0], IdentitySource::Header(_)) {
-                    let at = a.identity_sources.as_ref().map_or(a.span.clone(), |l| l.span.clone());
-                    d.error(at, "a token authorizer's identity source is a header (method.request.header.NAME)");
-                    ok = false;
-                }
+            Some(AuthorizerKind::Token) if !matches!(sources[0], IdentitySource::Header(_)) => {
+                let at = a
+                    .identity_sources
+                    .as_ref()
+                    .map_or(a.span.clone(), |l| l.span.clone());
+                d.error(
+                    at,
+                    "a token authorizer's identity source is a header (method.request.header.NAME)",
+                );
+                ok = false;
             }
             Some(AuthorizerKind::Request) if sources.is_empty() && ttl > 0 => {
-                let at = a.identity_sources.as_ref().map_or(a.span.clone(), |l| l.span.clone());
+                let at = a
+                    .identity_sources
+                    .as_ref()
+                    .map_or(a.span.clone(), |l| l.span.clone());
                 d.error(
                     at,
                     "a cached request authorizer needs at least one identity source (the cache key), or ttl_seconds = 0",
@@ -368,7 +387,10 @@ pub(super) fn authorizers(
                 }
             },
             Some(r) => {
-                d.error(r.span.clone(), "validation_regex is only for token authorizers");
+                d.error(
+                    r.span.clone(),
+                    "validation_regex is only for token authorizers",
+                );
                 ok = false;
                 None
             }
@@ -401,13 +423,16 @@ pub(super) fn authorizers(
                 0
             }
         };
-        let target = a.uri.as_ref().and_then(|u| match invoke_uri(&u.value, upstreams) {
-            Ok(t) => Some(t),
-            Err(reason) => {
-                d.error(u.span.clone(), reason);
-                None
-            }
-        });
+        let target = a
+            .uri
+            .as_ref()
+            .and_then(|u| match invoke_uri(&u.value, upstreams) {
+                Ok(t) => Some(t),
+                Err(reason) => {
+                    d.error(u.span.clone(), reason);
+                    None
+                }
+            });
         let (Some(name), Some(kind), Some(version), Some((upstream, path)), true) =
             (&a.name, kind, version, target, ok)
         else {
@@ -463,4 +488,207 @@ pub(super) fn route_authorizer(
         );
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::load_str;
+    use crate::gateway::Target;
+    use crate::lambda::{AuthorizerKind, IdentitySource, PayloadVersion};
+    use std::time::Duration;
+
+    fn config(api: &str) -> String {
+        format!(
+            "[[listeners]]\naddress = \"127.0.0.1\"\nport = 8080\n\n[[apis]]\nname = \"a\"\n{api}"
+        )
+    }
+
+    /// The messages of the errors `api` gives.
+    fn errors(api: &str) -> Vec<String> {
+        match load_str("t.toml", &config(api)) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.into_iter().map(|e| e.message).collect(),
+        }
+    }
+
+    const FN: &str = "http://127.0.0.1:9001/2015-03-31/functions/f/invocations";
+
+    #[test]
+    fn aws_proxy_targets_per_stage() {
+        let text = config(
+            r#"protocol = "http"
+  [[apis.stages]]
+  name = "$default"
+  variables = { fn = "one" }
+  [[apis.stages]]
+  name = "beta"
+  variables = { fn = "two" }
+  [[apis.routes]]
+  key = "GET /x/{id}"
+  integration = { type = "aws_proxy", uri = "http://127.0.0.1:9001/2015-03-31/functions/${stageVariables.fn}/invocations", timeout_ms = 3000 }
+"#,
+        );
+        let g = load_str("t.toml", &text).expect("valid");
+        let route = &g.apis[0].routes[0];
+        assert_eq!(&*route.param_names, [Box::<str>::from("id")]);
+        let paths: Vec<(&str, PayloadVersion, Duration)> = route
+            .targets
+            .iter()
+            .map(|t| match t {
+                Target::Lambda(l) => (&*l.path, l.version, l.timeout),
+                _ => panic!("not aws_proxy"),
+            })
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                (
+                    "/2015-03-31/functions/one/invocations",
+                    PayloadVersion::V2,
+                    Duration::from_secs(3)
+                ),
+                (
+                    "/2015-03-31/functions/two/invocations",
+                    PayloadVersion::V2,
+                    Duration::from_secs(3)
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn aws_proxy_mistakes() {
+        let rest = |integration: &str| {
+            errors(&format!(
+                "protocol = \"rest\"\n[[apis.stages]]\nname = \"prod\"\n[[apis.routes]]\nkey = \"GET /x\"\nintegration = {integration}\n"
+            ))
+        };
+        assert_eq!(
+            rest(&format!(
+                r#"{{ type = "aws_proxy", uri = "{FN}", payload_format_version = "2.0" }}"#
+            )),
+            ["payload format 2.0 is only for http APIs: REST APIs use \"1.0\""]
+        );
+        assert_eq!(
+            rest(&format!(
+                r#"{{ type = "aws_proxy", uri = "{FN}", payload_format_version = "3" }}"#
+            )),
+            ["unknown payload_format_version `3`, expected \"1.0\" or \"2.0\""]
+        );
+        assert_eq!(
+            rest(r#"{ type = "aws_proxy", uri = "http://127.0.0.1:9001" }"#),
+            ["the URI has no path: write http://host:port/2015-03-31/functions/NAME/invocations"]
+        );
+        assert_eq!(
+            rest(&format!(
+                r#"{{ type = "aws_proxy", uri = "{FN}", timeout_ms = 40000 }}"#
+            )),
+            ["`timeout_ms` must be between 50 and 29000"]
+        );
+        assert!(rest(&format!(
+            r#"{{ type = "aws_proxy", uri = "{FN}", status = 200 }}"#
+        ))[0]
+            .starts_with("unknown key `status`"));
+    }
+
+    #[test]
+    fn authorizers_compile() {
+        let text = config(&format!(
+            r#"protocol = "rest"
+binary_media_types = ["image/png", "*/*"]
+  [[apis.stages]]
+  name = "prod"
+  [[apis.authorizers]]
+  name = "tok"
+  type = "token"
+  uri = "{FN}"
+  validation_regex = "^Bearer .+$"
+  [[apis.authorizers]]
+  name = "req"
+  type = "request"
+  uri = "{FN}"
+  identity_sources = ["method.request.header.X-A", "method.request.querystring.q", "stageVariables.v", "context.identity.sourceIp"]
+  ttl_seconds = 60
+  cache_entries = 5
+  timeout_ms = 2000
+  [[apis.routes]]
+  key = "GET /x"
+  authorizer = "req"
+  integration = {{ type = "mock" }}
+"#
+        ));
+        let g = load_str("t.toml", &text).expect("valid");
+        let api = &g.apis[0];
+        assert_eq!(api.binary_media_types.len(), 2);
+        assert_eq!(api.routes[0].authorizer, Some(1));
+        let tok = &api.authorizers[0];
+        assert_eq!(
+            (tok.kind, tok.id, tok.ttl),
+            (AuthorizerKind::Token, 0, Duration::from_secs(300))
+        );
+        assert_eq!(
+            tok.identity_sources,
+            [IdentitySource::Header("Authorization".into())]
+        );
+        assert!(tok
+            .validation
+            .as_ref()
+            .is_some_and(|r| r.is_match("Bearer x")));
+        let req = &api.authorizers[1];
+        assert_eq!(req.id, 1);
+        assert_eq!(req.identity_sources.len(), 4);
+        assert_eq!(
+            (req.ttl, req.cache_entries, req.timeout),
+            (Duration::from_secs(60), 5, Duration::from_secs(2))
+        );
+        assert_eq!(req.version, PayloadVersion::V1);
+    }
+
+    #[test]
+    fn authorizer_mistakes() {
+        let with = |auth: &str, route_auth: &str| {
+            errors(&format!(
+                "protocol = \"rest\"\n[[apis.stages]]\nname = \"prod\"\n[[apis.authorizers]]\nname = \"a\"\nuri = \"{FN}\"\n{auth}\n[[apis.routes]]\nkey = \"GET /x\"\nauthorizer = \"{route_auth}\"\nintegration = {{ type = \"mock\" }}\n"
+            ))
+        };
+        assert_eq!(
+            with("type = \"token\"", "nope"),
+            ["unknown authorizer `nope`: the API's authorizers are `a`"]
+        );
+        assert_eq!(
+            with("type = \"token\"\nttl_seconds = 3601", "a"),
+            ["`ttl_seconds` must be between 0 (no cache) and 3600"]
+        );
+        assert!(with("type = \"token\"\nvalidation_regex = \"(\"", "a")[0]
+            .starts_with("invalid validation_regex"));
+        assert_eq!(
+            with("type = \"jwt\"", "a"),
+            ["JWT authorizers are not supported yet: use a `token` or `request` Lambda authorizer"]
+        );
+        assert_eq!(
+            with("type = \"request\"\nidentity_sources = [\"$request.header.X\"]", "a"),
+            ["unknown identity source `$request.header.X`: write method.request.header.NAME, method.request.querystring.NAME, stageVariables.NAME or context.NAME"]
+        );
+        assert_eq!(
+            with("type = \"request\"", "a"),
+            ["a cached request authorizer needs at least one identity source (the cache key), or ttl_seconds = 0"]
+        );
+        assert!(with("type = \"request\"\nttl_seconds = 0", "a").is_empty());
+        assert_eq!(
+            with(
+                "type = \"request\"\nidentity_sources = [\"context.requestId\"]",
+                "a"
+            )
+            .len(),
+            1
+        );
+        assert_eq!(
+            with("type = \"token\"\nsimple_responses = true", "a"),
+            ["simple responses need payload_format_version = \"2.0\" (http APIs)"]
+        );
+        assert!(errors(
+            "protocol = \"rest\"\nbinary_media_types = [\"png\"]\n[[apis.stages]]\nname = \"p\"\n"
+        )[0]
+        .starts_with("`png` is not a media type"));
+    }
 }

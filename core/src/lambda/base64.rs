@@ -40,7 +40,7 @@ fn value(c: u8) -> Option<u32> {
 
 /// Decodes padded standard base64; `None` if `input` is not exactly that.
 pub fn decode(input: &[u8]) -> Option<Vec<u8>> {
-    if input.len() % 4 != 0 {
+    if input.len() & 3 != 0 {
         return None;
     }
     let mut out = Vec::with_capacity(input.len() / 4 * 3);

@@ -157,7 +157,10 @@ mod tests {
             principal(c.get(&key(&["a", "b"]), t0 + Duration::from_secs(9))),
             Some("ab".into())
         );
-        assert_eq!(principal(c.get(&key(&["a", "b"]), t0 + Duration::from_secs(10))), None);
+        assert_eq!(
+            principal(c.get(&key(&["a", "b"]), t0 + Duration::from_secs(10))),
+            None
+        );
         assert!(c.is_empty());
         // TTL 0: nothing is kept.
         let mut off = Cache::new(8, Duration::ZERO);
@@ -174,7 +177,10 @@ mod tests {
         assert!(c.get(&key(&["1"]), t0).is_some());
         c.put(key(&["3"]), result("3"), t0);
         assert_eq!(c.len(), 2);
-        assert!(c.get(&key(&["2"]), t0).is_none(), "2 was the least recently used");
+        assert!(
+            c.get(&key(&["2"]), t0).is_none(),
+            "2 was the least recently used"
+        );
         assert!(c.get(&key(&["1"]), t0).is_some());
         assert!(c.get(&key(&["3"]), t0).is_some());
     }

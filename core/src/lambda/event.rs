@@ -15,6 +15,9 @@ use serde_json::{Map, Value};
 use std::net::IpAddr;
 use std::time::SystemTime;
 
+/// A JSON object.
+type JsonMap = Map<String, Value>;
+
 /// What an event is built from, borrowed from the request head and the route match.
 #[derive(Clone, Copy, Debug)]
 pub struct EventRequest<'a> {
@@ -189,7 +192,7 @@ impl<'a> EventRequest<'a> {
     }
 
     /// 1.0 maps: (queryStringParameters, multiValueQueryStringParameters).
-    fn query_v1(&self) -> (Option<Map<String, Value>>, Option<Map<String, Value>>) {
+    fn query_v1(&self) -> (Option<JsonMap>, Option<JsonMap>) {
         let pairs = self.query_pairs();
         if pairs.is_empty() {
             return (None, None);
@@ -408,7 +411,10 @@ impl<'a> EventRequest<'a> {
         e.insert("headers".into(), Value::Object(h));
         e.insert("multiValueHeaders".into(), Value::Object(mh));
         let (q, mq) = self.query_v1();
-        e.insert("queryStringParameters".into(), Value::Object(q.unwrap_or_default()));
+        e.insert(
+            "queryStringParameters".into(),
+            Value::Object(q.unwrap_or_default()),
+        );
         e.insert(
             "multiValueQueryStringParameters".into(),
             Value::Object(mq.unwrap_or_default()),
@@ -542,4 +548,215 @@ pub fn accepts_binary(accept: &[u8], binary_media_types: &[Box<str>]) -> bool {
     accept
         .split(|&b| b == b',')
         .any(|entry| is_binary_type(entry, binary_media_types))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::net::Ipv4Addr;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    const HEADERS: [httparse::Header<'static>; 6] = [
+        httparse::Header {
+            name: "Host",
+            value: b"id.execute-api.example.com",
+        },
+        httparse::Header {
+            name: "header1",
+            value: b"value1",
+        },
+        httparse::Header {
+            name: "Header2",
+            value: b"value1",
+        },
+        httparse::Header {
+            name: "Header2",
+            value: b"value2",
+        },
+        httparse::Header {
+            name: "Cookie",
+            value: b"cookie1; cookie2",
+        },
+        httparse::Header {
+            name: "User-Agent",
+            value: b"agent",
+        },
+    ];
+
+    fn with_request(f: impl FnOnce(&EventRequest<'_>)) {
+        let names: [Box<str>; 1] = ["id".into()];
+        let vars: [(Box<str>, Box<str>); 1] = [("stageVariable1".into(), "value1".into())];
+        let params = ["a%20b"];
+        let r = EventRequest {
+            method: "POST",
+            raw_path: "/prod/my/a%20b",
+            path: "/my/a%20b",
+            query: Some("parameter1=value1&parameter1=value2&parameter2=va%2Fl&flag"),
+            headers: &HEADERS,
+            minor_version: 1,
+            route_key: "POST /my/{id}",
+            param_names: &names,
+            params: &params,
+            stage: "prod",
+            stage_variables: &vars,
+            api_id: "api-id",
+            request_id: "rid",
+            source_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            time: UNIX_EPOCH + Duration::from_millis(1_583_349_317_135),
+        };
+        f(&r);
+    }
+
+    #[test]
+    fn v1_event() {
+        with_request(|r| {
+            let e = Value::Object(r.proxy_v1(false));
+            assert_eq!(e["resource"], "/my/{id}");
+            assert_eq!(e["path"], "/my/a%20b");
+            assert_eq!(e["httpMethod"], "POST");
+            assert_eq!(e["headers"]["Header2"], "value2");
+            assert_eq!(
+                e["multiValueHeaders"]["Header2"],
+                json!(["value1", "value2"])
+            );
+            assert_eq!(e["headers"]["Cookie"], "cookie1; cookie2");
+            assert_eq!(
+                e["queryStringParameters"],
+                json!({"parameter1": "value2", "parameter2": "va/l", "flag": ""})
+            );
+            assert_eq!(
+                e["multiValueQueryStringParameters"]["parameter1"],
+                json!(["value1", "value2"])
+            );
+            assert_eq!(e["pathParameters"], json!({"id": "a b"}));
+            assert_eq!(e["stageVariables"], json!({"stageVariable1": "value1"}));
+            let rc = &e["requestContext"];
+            assert_eq!(rc["requestTime"], "04/Mar/2020:19:15:17 +0000");
+            assert_eq!(rc["requestTimeEpoch"], 1_583_349_317_135u64);
+            assert_eq!(rc["domainName"], "id.execute-api.example.com");
+            assert_eq!(rc["domainPrefix"], "id");
+            assert_eq!(rc["identity"]["sourceIp"], "192.0.2.1");
+            assert_eq!(rc["path"], "/prod/my/a%20b");
+            assert!(e.get("version").is_none());
+            assert_eq!(Value::Object(r.proxy_v1(true))["version"], "1.0");
+            let done: Value =
+                serde_json::from_slice(&finish(r.proxy_v1(false), b"hi", false)).expect("json");
+            assert_eq!(
+                (done["body"].clone(), done["isBase64Encoded"].clone()),
+                (json!("hi"), json!(false))
+            );
+            let done: Value =
+                serde_json::from_slice(&finish(r.proxy_v1(false), b"hi", true)).expect("json");
+            assert_eq!(
+                (done["body"].clone(), done["isBase64Encoded"].clone()),
+                (json!("aGk="), json!(true))
+            );
+            // Bytes that are not UTF-8 cannot travel as text.
+            let done: Value =
+                serde_json::from_slice(&finish(r.proxy_v1(false), &[0xff, 0xfe], false))
+                    .expect("json");
+            assert_eq!(done["isBase64Encoded"], true);
+            let done: Value =
+                serde_json::from_slice(&finish(r.proxy_v1(false), b"", true)).expect("json");
+            assert_eq!(done["body"], Value::Null);
+        });
+    }
+
+    #[test]
+    fn v2_event() {
+        with_request(|r| {
+            let e = Value::Object(r.proxy_v2());
+            assert_eq!(e["version"], "2.0");
+            assert_eq!(e["routeKey"], "POST /my/{id}");
+            assert_eq!(e["rawPath"], "/prod/my/a%20b");
+            assert_eq!(
+                e["rawQueryString"],
+                "parameter1=value1&parameter1=value2&parameter2=va%2Fl&flag"
+            );
+            assert_eq!(e["cookies"], json!(["cookie1", "cookie2"]));
+            assert_eq!(
+                e["headers"],
+                json!({"host": "id.execute-api.example.com", "header1": "value1",
+                       "header2": "value1,value2", "user-agent": "agent"})
+            );
+            assert_eq!(e["queryStringParameters"]["parameter1"], "value1,value2");
+            assert_eq!(
+                e["requestContext"]["http"],
+                json!({"method": "POST", "path": "/prod/my/a%20b", "protocol": "HTTP/1.1",
+                       "sourceIp": "192.0.2.1", "userAgent": "agent"})
+            );
+            assert_eq!(e["requestContext"]["time"], "04/Mar/2020:19:15:17 +0000");
+            assert_eq!(e["requestContext"]["routeKey"], "POST /my/{id}");
+        });
+    }
+
+    #[test]
+    fn identity_sources_and_authorizer_events() {
+        with_request(|r| {
+            let v = |s: IdentitySource| r.identity_value(&s);
+            assert_eq!(
+                v(IdentitySource::Header("header2".into())).as_deref(),
+                Some("value1,value2")
+            );
+            assert_eq!(v(IdentitySource::Header("absent".into())), None);
+            assert_eq!(
+                v(IdentitySource::Query("parameter1".into())).as_deref(),
+                Some("value1,value2")
+            );
+            // Query names are case-sensitive; an empty value counts as missing.
+            assert_eq!(v(IdentitySource::Query("Parameter1".into())), None);
+            assert_eq!(v(IdentitySource::Query("flag".into())), None);
+            assert_eq!(
+                v(IdentitySource::StageVariable("stageVariable1".into())).as_deref(),
+                Some("value1")
+            );
+            assert_eq!(
+                v(IdentitySource::Context(ContextVariable::SourceIp)).as_deref(),
+                Some("192.0.2.1")
+            );
+            assert_eq!(
+                v(IdentitySource::Context(ContextVariable::RouteKey)).as_deref(),
+                Some("POST /my/{id}")
+            );
+            let arn = r.method_arn();
+            assert_eq!(
+                arn,
+                "arn:aws:execute-api:local:000000000000:api-id/prod/POST/my/a%20b"
+            );
+            let t: Value =
+                serde_json::from_slice(&EventRequest::token_authorizer("tok", &arn)).expect("json");
+            assert_eq!(
+                t,
+                json!({"type": "TOKEN", "authorizationToken": "tok", "methodArn": arn})
+            );
+            let ids = ["u".to_string(), "1".to_string()];
+            let e: Value =
+                serde_json::from_slice(&r.request_authorizer_v1(&arn, true, &ids)).expect("json");
+            assert_eq!(e["identitySource"], "u,1");
+            assert_eq!(e["authorizationToken"], "u,1");
+            assert_eq!(e["version"], "1.0");
+            assert_eq!(e["requestContext"]["identity"]["apiKey"], Value::Null);
+            let e: Value =
+                serde_json::from_slice(&r.request_authorizer_v2(&arn, &ids)).expect("json");
+            assert_eq!(e["identitySource"], json!(["u", "1"]));
+            assert_eq!(e["routeArn"], arn.as_str());
+            assert_eq!(e["type"], "REQUEST");
+        });
+    }
+
+    #[test]
+    fn media_types() {
+        let types: Vec<Box<str>> = vec!["image/png".into(), "application/*".into()];
+        assert!(is_binary_type(b"image/png", &types));
+        assert!(is_binary_type(b"Image/PNG; charset=x", &types));
+        assert!(is_binary_type(b"application/octet-stream", &types));
+        assert!(!is_binary_type(b"image/jpeg", &types));
+        assert!(!is_binary_type(b"applicationx/y", &types));
+        assert!(!is_binary_type(b"", &types));
+        assert!(accepts_binary(b"text/html, image/png;q=0.9", &types));
+        assert!(!accepts_binary(b"*/*", &types));
+        assert!(is_binary_type(b"text/plain", &["*/*".into()]));
+        assert_eq!(percent_decode("a%2Fb%zz%4"), "a/b%zz%4");
+    }
 }

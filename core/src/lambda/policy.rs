@@ -75,7 +75,9 @@ pub fn parse(json: &[u8], version: PayloadVersion, simple: bool) -> Result<AuthR
         }
         Some(_) => return Err(Invalid("context is not an object")),
     };
-    if version == PayloadVersion::V1 && obj.contains_key("context") && context.contains_key("claims")
+    if version == PayloadVersion::V1
+        && obj.contains_key("context")
+        && context.contains_key("claims")
     {
         return Err(Invalid("`claims` is reserved in the context"));
     }
@@ -138,8 +140,14 @@ fn statement(v: &Value) -> Result<Statement, Invalid> {
     };
     Ok(Statement {
         allow,
-        actions: strings(v.get("Action"), "a statement's Action is not a string or list")?,
-        resources: strings(v.get("Resource"), "a statement's Resource is not a string or list")?,
+        actions: strings(
+            v.get("Action"),
+            "a statement's Action is not a string or list",
+        )?,
+        resources: strings(
+            v.get("Resource"),
+            "a statement's Resource is not a string or list",
+        )?,
     })
 }
 
@@ -244,7 +252,8 @@ mod tests {
             Decision::Allow
         );
         // A statement about another action does not apply.
-        let other = policy(r#"{"Action":"execute-api:InvalidateCache","Effect":"Allow","Resource":"*"}"#);
+        let other =
+            policy(r#"{"Action":"execute-api:InvalidateCache","Effect":"Allow","Resource":"*"}"#);
         assert_eq!(other.decide(ARN), Decision::NotAllowed);
     }
 

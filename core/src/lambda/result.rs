@@ -51,10 +51,8 @@ pub fn map_result(
         (PayloadVersion::V2, other) => return Ok(inferred(json, other)),
         (PayloadVersion::V1, _) => return Err(Malformed("the result has no statusCode")),
     };
-    if strict {
-        if obj.keys().any(|k| !REST_KEYS.contains(&k.as_str())) {
-            return Err(Malformed("the result has an unknown key"));
-        }
+    if strict && obj.keys().any(|k| !REST_KEYS.contains(&k.as_str())) {
+        return Err(Malformed("the result has an unknown key"));
     }
     let status = status_code(&obj["statusCode"])?;
     let mut headers: Vec<(String, String)> = Vec::new();
@@ -111,8 +109,9 @@ pub fn map_result(
     };
     let body = match obj.get("body") {
         None | Some(Value::Null) => Vec::new(),
-        Some(Value::String(s)) if encoded && decode_base64 => base64::decode(s.as_bytes())
-            .ok_or(Malformed("the body is not valid base64"))?,
+        Some(Value::String(s)) if encoded && decode_base64 => {
+            base64::decode(s.as_bytes()).ok_or(Malformed("the body is not valid base64"))?
+        }
         Some(Value::String(s)) => s.as_bytes().to_vec(),
         Some(_) => return Err(Malformed("body is not a string")),
     };
@@ -236,5 +235,145 @@ pub fn write_response(
     out.extend_from_slice(b"\r\n");
     if !bodyless && !head_request {
         out.extend_from_slice(&m.body);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use PayloadVersion::{V1, V2};
+
+    fn ok(json: &str, v: PayloadVersion, strict: bool, decode: bool) -> Mapped {
+        map_result(json.as_bytes(), v, strict, decode).expect("valid result")
+    }
+
+    fn header<'m>(m: &'m Mapped, name: &str) -> Vec<&'m str> {
+        m.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn v1_fields_and_the_multi_value_rule() {
+        let m = ok(
+            r#"{"statusCode":201,"headers":{"X-A":"1","x-b":"single","n":7},
+                "multiValueHeaders":{"X-B":["m1","m2"]},"body":"made","isBase64Encoded":false}"#,
+            V1,
+            true,
+            false,
+        );
+        assert_eq!(m.status, 201);
+        assert_eq!(m.body, b"made");
+        assert_eq!(header(&m, "x-a"), ["1"]);
+        // The multi-value entry wins, whatever the case of its name.
+        assert_eq!(header(&m, "x-b"), ["m1", "m2"]);
+        assert_eq!(header(&m, "n"), ["7"]);
+        assert_eq!(header(&m, "content-type"), ["application/json"]);
+        // Framing headers are tollgate's.
+        let m = ok(
+            r#"{"statusCode":200,"headers":{"Content-Length":"99","Transfer-Encoding":"chunked","Content-Type":"text/plain"}}"#,
+            V1,
+            true,
+            false,
+        );
+        assert_eq!(
+            m.headers,
+            [("Content-Type".to_string(), "text/plain".to_string())]
+        );
+        assert!(m.body.is_empty());
+    }
+
+    #[test]
+    fn v1_refusals() {
+        for (json, strict) in [
+            (r#"{"body":"x"}"#, false),
+            (r#""just a string""#, false),
+            (r#"{"statusCode":200,"extra":1}"#, true),
+            (r#"{"statusCode":600}"#, false),
+            (r#"{"statusCode":"abc"}"#, false),
+            (r#"{"statusCode":200,"body":{"a":1}}"#, false),
+            (r#"{"statusCode":200,"headers":{"a":{"b":1}}}"#, false),
+            (r#"{"statusCode":200,"headers":{"bad name":"v"}}"#, false),
+            (r#"{"statusCode":200,"headers":{"a":"v\r\nx: y"}}"#, false),
+            (r#"{"statusCode":200,"multiValueHeaders":{"a":"v"}}"#, false),
+            (r#"{"statusCode":200,"isBase64Encoded":"yes"}"#, false),
+            (
+                r#"{"statusCode":200,"body":"!!","isBase64Encoded":true}"#,
+                false,
+            ),
+            ("{", false),
+        ] {
+            assert!(
+                map_result(json.as_bytes(), V1, strict, true).is_err(),
+                "{json} should be refused"
+            );
+        }
+        // The HTTP API flavour of 1.0 is not strict about extra keys.
+        assert!(map_result(br#"{"statusCode":200,"extra":1}"#, V1, false, true).is_ok());
+    }
+
+    #[test]
+    fn base64_bodies() {
+        let json = r#"{"statusCode":200,"body":"iVBORw==","isBase64Encoded":true}"#;
+        assert_eq!(ok(json, V1, true, true).body, [0x89, b'P', b'N', b'G']);
+        // Not decoded (REST without a binary Accept): the base64 text is the body.
+        assert_eq!(ok(json, V1, true, false).body, b"iVBORw==");
+    }
+
+    #[test]
+    fn v2_cookies_and_inference() {
+        let m = ok(
+            r#"{"statusCode":200,"cookies":["a=1","b=2; Path=/"],"headers":{"x":"y"},"body":"c"}"#,
+            V2,
+            false,
+            true,
+        );
+        assert_eq!(header(&m, "set-cookie"), ["a=1", "b=2; Path=/"]);
+        // The guide's two examples.
+        let m = ok(r#""Hello from Lambda!""#, V2, false, true);
+        assert_eq!(
+            (m.status, m.body.as_slice()),
+            (200, &b"Hello from Lambda!"[..])
+        );
+        assert_eq!(header(&m, "content-type"), ["application/json"]);
+        let m = ok(r#" { "message": "Hello from Lambda!" } "#, V2, false, true);
+        assert_eq!(m.body, br#"{ "message": "Hello from Lambda!" }"#);
+        let m = ok("[1,2]", V2, false, true);
+        assert_eq!(m.body, b"[1,2]");
+        assert!(map_result(b"not json", V2, false, true).is_err());
+        assert!(map_result(br#"{"statusCode":200,"cookies":"a=1"}"#, V2, false, true).is_err());
+    }
+
+    #[test]
+    fn written_response() {
+        let m = ok(
+            r#"{"statusCode":200,"headers":{"x":"y"},"body":"hello"}"#,
+            V1,
+            true,
+            false,
+        );
+        let mut out = Vec::new();
+        write_response(&m, b"rid", false, false, 1, &mut out);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "HTTP/1.1 200 OK\r\nx: y\r\ncontent-type: application/json\r\ncontent-length: 5\r\nx-amzn-RequestId: rid\r\n\r\nhello"
+        );
+        let mut out = Vec::new();
+        write_response(&m, b"rid", true, true, 1, &mut out);
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.ends_with(
+                "content-length: 5\r\nx-amzn-RequestId: rid\r\nconnection: close\r\n\r\n"
+            ),
+            "{text}"
+        );
+        let m = ok(r#"{"statusCode":204}"#, V1, true, false);
+        let mut out = Vec::new();
+        write_response(&m, b"rid", false, false, 0, &mut out);
+        let text = String::from_utf8_lossy(&out);
+        assert!(!text.contains("content-length"), "{text}");
+        assert!(text.ends_with("connection: keep-alive\r\n\r\n"), "{text}");
     }
 }

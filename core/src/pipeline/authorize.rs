@@ -203,3 +203,104 @@ pub fn authorize_result<'g>(
     ctx.authorizer = Some(result);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{gateway, with_head};
+    use super::super::{dispatch, respond};
+    use super::*;
+
+    /// The status line, error type and body `failure` renders to on the REST test API.
+    fn rendered(failure: Failure) -> (String, String) {
+        let gw = gateway();
+        let mut out = Vec::new();
+        with_head(
+            b"GET /prod/pets/1 HTTP/1.1\r\nhost: a\r\n\r\n",
+            |head, ctx| {
+                let _ = dispatch(&gw, head, ctx);
+                respond(&gw, ctx, failure, false, &mut out);
+            },
+        );
+        let text = String::from_utf8(out).expect("utf-8");
+        let (head, body) = text.split_once("\r\n\r\n").expect("head end");
+        let status = head.lines().next().unwrap_or("").to_string();
+        let ty = head
+            .lines()
+            .find_map(|l| l.strip_prefix("x-amzn-ErrorType: "))
+            .unwrap_or("")
+            .to_string();
+        (format!("{status} {ty}"), body.to_string())
+    }
+
+    #[test]
+    fn authorizer_failures_render_as_api_gateway_does() {
+        let cases = [
+            (
+                Failure::Unauthorized,
+                "HTTP/1.1 401 Unauthorized UnauthorizedException",
+                r#"{"message":"Unauthorized"}"#,
+            ),
+            (
+                Failure::Denied {
+                    explicit: true,
+                    protocol: Protocol::Rest,
+                },
+                "HTTP/1.1 403 Forbidden AccessDeniedException",
+                r#"{"message":"User is not authorized to access this resource with an explicit deny"}"#,
+            ),
+            (
+                Failure::Denied {
+                    explicit: false,
+                    protocol: Protocol::Rest,
+                },
+                "HTTP/1.1 403 Forbidden AccessDeniedException",
+                r#"{"message":"User is not authorized to access this resource"}"#,
+            ),
+            (
+                Failure::Denied {
+                    explicit: true,
+                    protocol: Protocol::Http,
+                },
+                "HTTP/1.1 403 Forbidden AccessDeniedException",
+                r#"{"message":"Forbidden"}"#,
+            ),
+            (
+                Failure::AuthorizerConfig(Protocol::Rest),
+                "HTTP/1.1 500 Internal Server Error AuthorizerConfigurationException",
+                r#"{"message":null}"#,
+            ),
+            (
+                Failure::AuthorizerFailed(Protocol::Rest),
+                "HTTP/1.1 500 Internal Server Error AuthorizerFailureException",
+                r#"{"message":null}"#,
+            ),
+            (
+                Failure::AuthorizerFailed(Protocol::Http),
+                "HTTP/1.1 500 Internal Server Error AuthorizerFailureException",
+                r#"{"message":"Internal Server Error"}"#,
+            ),
+            (
+                Failure::BadLambdaResponse(Protocol::Rest),
+                "HTTP/1.1 502 Bad Gateway InternalServerErrorException",
+                r#"{"message":"Internal server error"}"#,
+            ),
+            (
+                Failure::BadLambdaResponse(Protocol::Http),
+                "HTTP/1.1 500 Internal Server Error InternalServerErrorException",
+                r#"{"message":"Internal Server Error"}"#,
+            ),
+            (
+                Failure::LambdaInvokeFailed(Protocol::Rest),
+                "HTTP/1.1 500 Internal Server Error InternalServerErrorException",
+                r#"{"message":"Internal server error"}"#,
+            ),
+        ];
+        for (failure, status, body) in cases {
+            assert_eq!(
+                rendered(failure),
+                (status.to_string(), body.to_string()),
+                "{failure:?}"
+            );
+        }
+    }
+}

@@ -161,8 +161,12 @@ impl LambdaCall<'_> {
     ) -> Result<bool, Failure> {
         let json = match answer {
             LambdaAnswer::Result(json) => json,
-            LambdaAnswer::FunctionError(_) => return Err(Failure::BadLambdaResponse(self.protocol)),
-            LambdaAnswer::InvokeFailed(_) => return Err(Failure::LambdaInvokeFailed(self.protocol)),
+            LambdaAnswer::FunctionError(_) => {
+                return Err(Failure::BadLambdaResponse(self.protocol))
+            }
+            LambdaAnswer::InvokeFailed(_) => {
+                return Err(Failure::LambdaInvokeFailed(self.protocol))
+            }
         };
         let mapped = result::map_result(
             json,
