@@ -5,15 +5,20 @@
 //! 1. Wait for a request head (idle timeout before its first byte, header-read timeout after;
 //!    an idle connection waits holding no buffer) and parse it strictly; a refused head gets a
 //!    protocol refusal (400/431/505) and the connection closes.
-//! 2. While the head is borrowed from the buffer: `Context::new`, then the pipeline's dispatch
-//!    and integration request phases, which leave in `out` either a complete local response
-//!    (mock) or the backend request head; a failure becomes a gateway response (`respond`).
+//! 2. While the head is borrowed from the buffer: `Context::new`, then the pipeline's dispatch,
+//!    authorize (`prepare`: decided from the shard's cache, or an authorizer call to make) and
+//!    integration request phases, which leave in `out` either a complete local response
+//!    (mock) or the backend request head, or prepare an `aws_proxy` event; a failure becomes a
+//!    gateway response (`respond`). An authorizer call is then made (`authorize`, through
+//!    `lambda::invoke`) before anything else.
 //! 3. A local answer (`send_local`) reads and discards the request body (strictly framed, up
 //!    to `max_body_bytes`) so the connection can carry the next request. A proxied request
 //!    (`proxy`, state in `Exchange`) sends the head and body, reads and parses the backend
 //!    response head once (integration timeout), lets the integration response phase build the
 //!    client head, streams the response body and returns the backend connection to the pool.
 //!    A failure before any response byte reached the client is answered through `answer`.
+//!    An `aws_proxy` request (`serve_lambda`) reads the whole body, invokes the function and
+//!    sends the response the pipeline mapped from its result.
 //! 4. Keep-alive: the next pipelined request may already be in the buffer.
 
 use crate::buffer::Buf;
