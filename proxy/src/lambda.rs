@@ -1,7 +1,8 @@
 //! Lambda I/O on a shard: calls a function through the Lambda Invoke API
 //! (`POST /2015-03-31/functions/NAME/invocations`, the event as the JSON body, the result as the
 //! JSON response, `X-Amz-Function-Error` on a function error) over the shard's upstream pools,
-//! and reads a whole request body into memory for an `aws_proxy` event. Everything it decides
+//! reads a whole request body into memory for an `aws_proxy` event, and fetches JWT
+//! authorizers' JWKS in the background (`start_jwks_refresh`). Everything it decides
 //! about the bytes is in `tollgate_core::lambda` / `pipeline`; this module only moves them,
 //! within deadlines and size bounds, and never blocks the shard (all waits are async).
 
@@ -10,11 +11,13 @@ use crate::net::Conn;
 use crate::shard::Shard;
 use crate::upstream::{self, UpConn};
 use std::io;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 use tollgate_core::forward::push_decimal;
 use tollgate_core::http::chunked::{ChunkError, ChunkedDecoder};
 use tollgate_core::http::{response, BodyKind, MAX_HEADERS};
-use tollgate_core::lambda::FUNCTION_ERROR_HEADER;
+use tollgate_core::lambda::jwt::{parse_jwks, MAX_JWKS_BYTES};
+use tollgate_core::lambda::{JwksSource, FUNCTION_ERROR_HEADER};
 
 /// The Invoke API's answer.
 #[derive(Debug)]
@@ -56,18 +59,35 @@ pub async fn invoke(
     timeout: Duration,
     max_body: usize,
 ) -> Result<Invoked, InvokeError> {
+    request(shard, upstream, Some(event), path, timeout, max_body).await
+}
+
+/// `POST path` with `body` (JSON), or `GET path` without one, on `upstream`'s pool.
+async fn request(
+    shard: &Shard,
+    upstream: usize,
+    body: Option<&[u8]>,
+    path: &str,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<Invoked, InvokeError> {
     let gw = &shard.gateway;
     let Some(up) = gw.upstreams.get(upstream) else {
         return Err(InvokeError::Failed);
     };
     let deadline = Instant::now() + timeout;
+    let event = body.unwrap_or(b"");
     let mut req = Vec::with_capacity(160 + path.len() + event.len());
-    req.extend_from_slice(b"POST ");
+    req.extend_from_slice(if body.is_some() { b"POST " } else { b"GET " });
     req.extend_from_slice(path.as_bytes());
     req.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     req.extend_from_slice(up.host_header.as_bytes());
-    req.extend_from_slice(b"\r\ncontent-type: application/json\r\ncontent-length: ");
-    push_decimal(&mut req, event.len() as u64);
+    if body.is_some() {
+        req.extend_from_slice(b"\r\ncontent-type: application/json\r\ncontent-length: ");
+        push_decimal(&mut req, event.len() as u64);
+    } else {
+        req.extend_from_slice(b"\r\naccept: application/json");
+    }
     req.extend_from_slice(b"\r\n\r\n");
     req.extend_from_slice(event);
 
@@ -189,6 +209,77 @@ async fn exchange(
         },
         reusable,
     )
+}
+
+/// Starts this shard's background JWKS fetches: one task per JWT authorizer with a
+/// `jwks_uri`. It fetches at once, then every `jwks_refresh_seconds`, and sooner when a token
+/// named an unknown key (at most once per `jwks_cooldown_ms`); a failed fetch is retried after
+/// the cooldown. Requests never wait for it: until the first fetch succeeds, tokens are refused.
+pub fn start_jwks_refresh(shard: &Rc<Shard>) {
+    for (api, a) in shard.gateway.apis.iter().enumerate() {
+        for (index, auth) in a.authorizers.iter().enumerate() {
+            if let Some(JwksSource::Uri { .. }) = auth.jwt.as_deref().map(|j| &j.source) {
+                glommio::spawn_local(jwks_task(shard.clone(), api, index)).detach();
+            }
+        }
+    }
+}
+
+/// API Gateway's JWKS fetch timeout (L52177-52205).
+const JWKS_TIMEOUT: Duration = Duration::from_millis(1500);
+
+async fn jwks_task(shard: Rc<Shard>, api: usize, index: usize) {
+    let Some(auth) = shard
+        .gateway
+        .apis
+        .get(api)
+        .and_then(|a| a.authorizers.get(index))
+    else {
+        return;
+    };
+    let Some(settings) = auth.jwt.as_deref() else {
+        return;
+    };
+    let JwksSource::Uri { upstream, path } = &settings.source else {
+        return;
+    };
+    loop {
+        let fetched = request(
+            &shard,
+            *upstream as usize,
+            None,
+            path,
+            JWKS_TIMEOUT,
+            MAX_JWKS_BYTES,
+        )
+        .await;
+        let keys = match fetched {
+            Ok(r) if r.status == 200 => parse_jwks(&r.body),
+            Ok(r) => Err(format!("status {}", r.status)),
+            Err(e) => Err(format!("{e:?}")),
+        };
+        let ok = match keys {
+            Ok(keys) => {
+                shard.auth_caches.borrow_mut().set_jwks(auth.id, keys);
+                true
+            }
+            Err(e) => {
+                eprintln!(
+                    "tollgate: shard {}: authorizer `{}`: JWKS fetch failed: {e}",
+                    shard.index, auth.name
+                );
+                false
+            }
+        };
+        let fetched_at = Instant::now();
+        loop {
+            glommio::timer::sleep(settings.cooldown).await;
+            let wanted = shard.auth_caches.borrow_mut().take_refresh(auth.id);
+            if !ok || wanted || fetched_at.elapsed() >= settings.refresh {
+                break;
+            }
+        }
+    }
 }
 
 /// Why a body could not be read whole.

@@ -161,6 +161,7 @@ async fn shard_main(
     }
     let _ = tx.send(Ok(index));
     drop(tx);
+    crate::lambda::start_jwks_refresh(&shard);
     let tasks: Vec<_> = bound
         .into_iter()
         .map(|l| glommio::spawn_local(accept_loop(shard.clone(), l)))

@@ -1,7 +1,7 @@
 //! A local Lambda function server for the e2e tests, speaking the Invoke API on 127.0.0.1:
 //! `POST /2015-03-31/functions/{name}/invocations` with the event as the JSON body; the
 //! function's reply (chosen by the test's handler) as the response, `X-Amz-Function-Error` on
-//! a function error. Every invocation is recorded (function name, parsed event). Connections
+//! a function error. Other requests (a JWKS `GET`) reach the handler named by their target. Every invocation is recorded (function name, parsed event). Connections
 //! are kept alive; every read has a timeout and the server stops on drop.
 
 use serde_json::Value;
@@ -188,10 +188,11 @@ fn serve(mut s: TcpStream, sh: &Shared) {
         let body = buf[end..end + len].to_vec();
         buf.drain(..end + len);
         let target = head.split(' ').nth(1).unwrap_or("").to_string();
+        // An Invoke API call is named by its function; any other request by its target.
         let function = target
             .strip_prefix("/2015-03-31/functions/")
             .and_then(|r| r.strip_suffix("/invocations"))
-            .unwrap_or("")
+            .unwrap_or(&target)
             .to_string();
         let event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         sh.calls
@@ -201,16 +202,7 @@ fn serve(mut s: TcpStream, sh: &Shared) {
                 function: function.clone(),
                 event: event.clone(),
             });
-        let reply = if function.is_empty() || !head.starts_with("POST ") {
-            Reply {
-                status: 404,
-                function_error: None,
-                body: br#"{"message":"not the Invoke API"}"#.to_vec(),
-                delay: Duration::ZERO,
-            }
-        } else {
-            (sh.handler)(&function, &event)
-        };
+        let reply = (sh.handler)(&function, &event);
         if !reply.delay.is_zero() {
             std::thread::sleep(reply.delay);
         }

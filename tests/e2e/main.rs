@@ -25,6 +25,7 @@ mod gateway_responses_custom;
 mod inflight;
 mod keepalive;
 mod lambda_auth;
+mod lambda_jwt;
 mod lambda_proxy;
 mod pipelining;
 mod protocol;

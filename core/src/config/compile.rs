@@ -147,6 +147,11 @@ fn api(
             targets,
             authorizer,
             param_names: params.iter().map(|p| Box::<str>::from(*p)).collect(),
+            authorization_scopes: r
+                .authorization_scopes
+                .iter()
+                .map(|s| Box::<str>::from(s.value.as_str()))
+                .collect(),
         });
     }
     let api = Api {

@@ -42,7 +42,7 @@ const API_KEYS: &[&str] = &[
 const GATEWAY_RESPONSE_KEYS: &[&str] = &["type", "status", "headers", "body"];
 const STAGE_KEYS: &[&str] = &["name", "variables", "throttle"];
 const THROTTLE_KEYS: &[&str] = &["rate", "burst"];
-const ROUTE_KEYS: &[&str] = &["key", "integration", "authorizer"];
+const ROUTE_KEYS: &[&str] = &["key", "integration", "authorizer", "authorization_scopes"];
 const AWS_PROXY_KEYS: &[&str] = &["type", "uri", "payload_format_version", "timeout_ms"];
 const AUTHORIZER_KEYS: &[&str] = &[
     "name",
@@ -55,6 +55,12 @@ const AUTHORIZER_KEYS: &[&str] = &[
     "simple_responses",
     "timeout_ms",
     "cache_entries",
+    "issuer",
+    "audiences",
+    "jwks_uri",
+    "jwks_file",
+    "jwks_refresh_seconds",
+    "jwks_cooldown_ms",
 ];
 const HTTP_PROXY_KEYS: &[&str] = &["type", "uri", "timeout_ms"];
 const MOCK_KEYS: &[&str] = &["type", "status", "headers", "body"];
@@ -195,6 +201,7 @@ fn api(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Api {
                 key: r.required(r.string("key", d), "key", "[[apis.routes]]", d),
                 integration,
                 authorizer: r.string("authorizer", d),
+                authorization_scopes: r.strings("authorization_scopes", d),
             }
         })
         .collect();
@@ -239,7 +246,7 @@ fn authorizer(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Authorizer {
         span: t.span.clone(),
         name: t.required(t.string("name", d), "name", what, d),
         kind: t.required(t.string("type", d), "type", what, d),
-        uri: t.required(t.string("uri", d), "uri", what, d),
+        uri: t.string("uri", d),
         identity_sources,
         validation_regex: t.string("validation_regex", d),
         ttl_seconds: t.int("ttl_seconds", d),
@@ -247,6 +254,14 @@ fn authorizer(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Authorizer {
         simple_responses: t.bool("simple_responses", d),
         timeout_ms: t.int("timeout_ms", d),
         cache_entries: t.int("cache_entries", d),
+        issuer: t.string("issuer", d),
+        audiences: t
+            .get("audiences")
+            .map(|(_, span)| Spanned::new(t.strings("audiences", d), span)),
+        jwks_uri: t.string("jwks_uri", d),
+        jwks_file: t.string("jwks_file", d),
+        jwks_refresh_seconds: t.int("jwks_refresh_seconds", d),
+        jwks_cooldown_ms: t.int("jwks_cooldown_ms", d),
     }
 }
 

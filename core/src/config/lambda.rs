@@ -11,8 +11,10 @@ use super::diagnostics::{Diagnostics, Spanned};
 use super::model::{self, Text};
 use super::uri::{self, Piece};
 use crate::gateway::{Protocol, Target};
+use crate::lambda::jwt::JwtConfig;
 use crate::lambda::{
-    Authorizer, AuthorizerKind, ContextVariable, IdentitySource, LambdaTarget, PayloadVersion,
+    Authorizer, AuthorizerKind, ContextVariable, IdentitySource, JwksSource, JwtSettings,
+    LambdaTarget, PayloadVersion,
 };
 use std::time::Duration;
 
@@ -25,6 +27,8 @@ const DEFAULT_CACHE_ENTRIES: i64 = 10_000;
 const MAX_CACHE_ENTRIES: i64 = 1_000_000;
 /// Authorizers per API (L52172).
 const MAX_AUTHORIZERS: usize = 10;
+/// Audiences per JWT authorizer (L52177-52205).
+const MAX_AUDIENCES: usize = 50;
 
 fn payload_version(
     v: Option<&Text>,
@@ -267,24 +271,31 @@ pub(super) fn authorizers(
                 ok = false;
             }
         }
+        let mut sources = Vec::new();
         let kind = a.kind.as_ref().and_then(|k| match k.value.as_str() {
             "token" => Some(AuthorizerKind::Token),
             "request" => Some(AuthorizerKind::Request),
+            "jwt" if protocol == Protocol::Http => Some(AuthorizerKind::Jwt),
             "jwt" => {
                 d.error(
                     k.span.clone(),
-                    "JWT authorizers are not supported yet: use a `token` or `request` Lambda authorizer",
+                    "JWT authorizers are only for http APIs: use a `token` or `request` Lambda authorizer",
                 );
                 None
             }
             other => {
                 d.error(
                     k.span.clone(),
-                    format!("unknown authorizer type `{other}`, expected `token` or `request`"),
+                    format!(
+                        "unknown authorizer type `{other}`, expected `token`, `request` or `jwt`"
+                    ),
                 );
                 None
             }
         });
+        if kind == Some(AuthorizerKind::Jwt) && a.identity_sources.is_none() {
+            sources.push(IdentitySource::Header("Authorization".into()));
+        }
         if kind == Some(AuthorizerKind::Token) && protocol == Protocol::Http {
             if let Some(k) = &a.kind {
                 d.error(
@@ -305,7 +316,6 @@ pub(super) fn authorizers(
                 ok = false;
             }
         }
-        let mut sources = Vec::new();
         let mut sources_ok = true;
         if let Some(list) = &a.identity_sources {
             for s in &list.value {
@@ -358,6 +368,17 @@ pub(super) fn authorizers(
                 d.error(
                     at,
                     "a token authorizer's identity source is a header (method.request.header.NAME)",
+                );
+                ok = false;
+            }
+            Some(AuthorizerKind::Jwt) if sources.len() != 1 => {
+                let at = a
+                    .identity_sources
+                    .as_ref()
+                    .map_or(a.span.clone(), |l| l.span.clone());
+                d.error(
+                    at,
+                    "a jwt authorizer has exactly one identity source: the token",
                 );
                 ok = false;
             }
@@ -423,16 +444,50 @@ pub(super) fn authorizers(
                 0
             }
         };
-        let target = a
-            .uri
-            .as_ref()
-            .and_then(|u| match invoke_uri(&u.value, upstreams) {
+        let target = match (&a.uri, kind) {
+            (Some(u), Some(AuthorizerKind::Jwt)) => {
+                d.error(
+                    u.span.clone(),
+                    "a jwt authorizer has no `uri`: give `jwks_uri` or `jwks_file`",
+                );
+                None
+            }
+            (None, Some(AuthorizerKind::Jwt)) => Some((0, Box::<str>::from(""))),
+            (Some(u), _) => match invoke_uri(&u.value, upstreams) {
                 Ok(t) => Some(t),
                 Err(reason) => {
                     d.error(u.span.clone(), reason);
                     None
                 }
-            });
+            },
+            (None, _) => {
+                d.error(a.span.clone(), "missing key `uri` in [[apis.authorizers]]");
+                None
+            }
+        };
+        let jwt = match kind {
+            Some(AuthorizerKind::Jwt) => {
+                let j = jwt_settings(a, upstreams, d);
+                if j.is_none() {
+                    ok = false;
+                }
+                j
+            }
+            _ => {
+                for (key, at) in [
+                    ("issuer", a.issuer.as_ref().map(|t| &t.span)),
+                    ("audiences", a.audiences.as_ref().map(|t| &t.span)),
+                    ("jwks_uri", a.jwks_uri.as_ref().map(|t| &t.span)),
+                    ("jwks_file", a.jwks_file.as_ref().map(|t| &t.span)),
+                ] {
+                    if let Some(at) = at {
+                        d.error(at.clone(), format!("`{key}` is only for jwt authorizers"));
+                        ok = false;
+                    }
+                }
+                None
+            }
+        };
         let (Some(name), Some(kind), Some(version), Some((upstream, path)), true) =
             (&a.name, kind, version, target, ok)
         else {
@@ -451,10 +506,129 @@ pub(super) fn authorizers(
             version,
             simple_responses: simple,
             timeout: Duration::from_millis(timeout.unsigned_abs()),
+            jwt,
         });
         *next_id += 1;
     }
     out
+}
+
+/// A JWT authorizer's issuer, audiences and keys (a `jwks_file` is read now).
+fn jwt_settings(
+    a: &model::Authorizer,
+    upstreams: &mut Upstreams,
+    d: &mut Diagnostics<'_>,
+) -> Option<Box<JwtSettings>> {
+    let mut ok = true;
+    let issuer: Option<Box<str>> = match &a.issuer {
+        Some(i) if !i.value.is_empty() => Some(i.value.as_str().into()),
+        Some(i) => {
+            d.error(i.span.clone(), "`issuer` is empty");
+            None
+        }
+        None => {
+            d.error(a.span.clone(), "missing key `issuer` in a jwt authorizer");
+            None
+        }
+    };
+    let audiences: Vec<Box<str>> = a
+        .audiences
+        .as_ref()
+        .map(|l| l.value.iter().map(|t| t.value.as_str().into()).collect())
+        .unwrap_or_default();
+    match &a.audiences {
+        None => {
+            d.error(
+                a.span.clone(),
+                "missing key `audiences` in a jwt authorizer",
+            );
+            ok = false;
+        }
+        Some(l) if l.value.is_empty() || l.value.len() > MAX_AUDIENCES => {
+            d.error(
+                l.span.clone(),
+                format!("`audiences` has 1 to {MAX_AUDIENCES} entries"),
+            );
+            ok = false;
+        }
+        Some(_) => {}
+    }
+    let source = match (&a.jwks_uri, &a.jwks_file) {
+        (Some(u), None) => match uri::parse_http(&u.value).and_then(|p| {
+            let upstream = upstreams.index(p.host, p.port, p.authority)?;
+            let path = match (p.path, p.query) {
+                ("", _) => "/".to_string(),
+                (path, Some(q)) => format!("{path}?{q}"),
+                (path, None) => path.to_string(),
+            };
+            Ok(JwksSource::Uri {
+                upstream,
+                path: path.into(),
+            })
+        }) {
+            Ok(s) => Some(s),
+            Err(reason) => {
+                d.error(u.span.clone(), reason);
+                None
+            }
+        },
+        (None, Some(f)) => {
+            let read = std::fs::read(&f.value)
+                .map_err(|e| format!("cannot read the JWKS file `{}`: {e}", f.value))
+                .and_then(|bytes| crate::lambda::jwt::parse_jwks(&bytes));
+            match read {
+                Ok(keys) => Some(JwksSource::File(keys)),
+                Err(reason) => {
+                    d.error(f.span.clone(), reason);
+                    None
+                }
+            }
+        }
+        (Some(u), Some(_)) => {
+            d.error(u.span.clone(), "give `jwks_uri` or `jwks_file`, not both");
+            None
+        }
+        (None, None) => {
+            d.error(
+                a.span.clone(),
+                "a jwt authorizer needs `jwks_uri` or `jwks_file` (the issuer's public keys)",
+            );
+            None
+        }
+    };
+    let refresh = match &a.jwks_refresh_seconds {
+        None => 7200,
+        Some(r) if (60..=86_400).contains(&r.value) => r.value,
+        Some(r) => {
+            d.error(
+                r.span.clone(),
+                "`jwks_refresh_seconds` must be between 60 and 86400",
+            );
+            ok = false;
+            7200
+        }
+    };
+    let cooldown = match &a.jwks_cooldown_ms {
+        None => 10_000,
+        Some(c) if (100..=3_600_000).contains(&c.value) => c.value,
+        Some(c) => {
+            d.error(
+                c.span.clone(),
+                "`jwks_cooldown_ms` must be between 100 and 3600000",
+            );
+            ok = false;
+            10_000
+        }
+    };
+    let (Some(issuer), Some(source), true) = (issuer, source, ok) else {
+        return None;
+    };
+    Some(Box::new(JwtSettings {
+        config: JwtConfig { issuer, audiences },
+        source,
+        refresh: Duration::from_secs(refresh.unsigned_abs()),
+        cooldown: Duration::from_millis(cooldown.unsigned_abs()),
+    }))
 }
 
 /// The index of the authorizer a route names (reported when unknown).
@@ -663,7 +837,11 @@ binary_media_types = ["image/png", "*/*"]
             .starts_with("invalid validation_regex"));
         assert_eq!(
             with("type = \"jwt\"", "a"),
-            ["JWT authorizers are not supported yet: use a `token` or `request` Lambda authorizer"]
+            ["JWT authorizers are only for http APIs: use a `token` or `request` Lambda authorizer"]
+        );
+        assert_eq!(
+            with("type = \"request\"\nttl_seconds = 0\nissuer = \"x\"", "a"),
+            ["`issuer` is only for jwt authorizers"]
         );
         assert_eq!(
             with("type = \"request\"\nidentity_sources = [\"$request.header.X\"]", "a"),
@@ -685,6 +863,27 @@ binary_media_types = ["image/png", "*/*"]
         assert_eq!(
             with("type = \"token\"\nsimple_responses = true", "a"),
             ["simple responses need payload_format_version = \"2.0\" (http APIs)"]
+        );
+        let http = |auth: &str| {
+            errors(&format!(
+                "protocol = \"http\"\n[[apis.stages]]\nname = \"$default\"\n[[apis.authorizers]]\nname = \"j\"\ntype = \"jwt\"\n{auth}\n"
+            ))
+        };
+        assert_eq!(
+            http("issuer = \"i\"\naudiences = [\"a\"]"),
+            ["a jwt authorizer needs `jwks_uri` or `jwks_file` (the issuer's public keys)"]
+        );
+        assert_eq!(
+            http("issuer = \"i\"\naudiences = []\njwks_uri = \"http://127.0.0.1:1/k\""),
+            ["`audiences` has 1 to 50 entries"]
+        );
+        assert!(http(
+            "issuer = \"i\"\naudiences = [\"a\"]\njwks_file = \"/nonexistent/jwks.json\""
+        )[0]
+        .starts_with("cannot read the JWKS file"));
+        assert!(
+            http("issuer = \"i\"\naudiences = [\"a\"]\njwks_uri = \"http://127.0.0.1:1/k\"")
+                .is_empty()
         );
         assert!(errors(
             "protocol = \"rest\"\nbinary_media_types = [\"png\"]\n[[apis.stages]]\nname = \"p\"\n"

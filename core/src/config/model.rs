@@ -74,6 +74,13 @@ pub(crate) struct Authorizer {
     pub simple_responses: Option<Spanned<bool>>,
     pub timeout_ms: Option<Spanned<i64>>,
     pub cache_entries: Option<Spanned<i64>>,
+    /// JWT authorizers.
+    pub issuer: Option<Text>,
+    pub audiences: Option<Spanned<Vec<Text>>>,
+    pub jwks_uri: Option<Text>,
+    pub jwks_file: Option<Text>,
+    pub jwks_refresh_seconds: Option<Spanned<i64>>,
+    pub jwks_cooldown_ms: Option<Spanned<i64>>,
 }
 
 /// `[[apis.gateway_responses]]`: one customised gateway response type.
@@ -108,6 +115,8 @@ pub(crate) struct Route {
     pub integration: Option<Integration>,
     /// `authorizer`: the name of one of the API's authorizers.
     pub authorizer: Option<Text>,
+    /// `authorization_scopes` (JWT authorizers).
+    pub authorization_scopes: Vec<Text>,
 }
 
 #[derive(Debug)]

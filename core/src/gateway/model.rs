@@ -78,6 +78,8 @@ pub struct Route {
     /// The route's parameter names, in `RouteMatch::params` order (`{proxy+}` → `proxy`):
     /// `pathParameters` of Lambda events.
     pub param_names: Box<[Box<str>]>,
+    /// `authorization_scopes` (JWT authorizers): the token needs one of them.
+    pub authorization_scopes: Box<[Box<str>]>,
 }
 
 #[derive(Clone, Debug)]

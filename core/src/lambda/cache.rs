@@ -4,7 +4,9 @@
 //! when a new result is stored, after an authorizer call). Plain data, no locks: a shard owns
 //! its caches, so nothing crosses cores.
 
+use super::jwt::Keys;
 use super::policy::AuthResult;
+use super::JwksSource;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -88,25 +90,60 @@ impl Cache {
     }
 }
 
-/// Every authorizer's cache in one shard, indexed by `Authorizer::id`.
+/// Every authorizer's state in one shard, indexed by `Authorizer::id`: its result cache and,
+/// for JWT authorizers, the keys in use and whether a token asked for a JWKS refresh.
 #[derive(Default)]
 pub struct Caches {
     caches: Vec<Cache>,
+    jwks: Vec<Option<Rc<Keys>>>,
+    refresh: Vec<bool>,
 }
 
 impl Caches {
     /// One cache per authorizer of `gw`.
     pub fn for_gateway(gw: &crate::gateway::Gateway) -> Caches {
-        let mut caches: Vec<(u32, Cache)> = gw
-            .apis
-            .iter()
-            .flat_map(|a| a.authorizers.iter())
-            .map(|a| (a.id, Cache::new(a.cache_entries, a.ttl)))
-            .collect();
-        caches.sort_by_key(|(id, _)| *id);
+        let mut all: Vec<&crate::lambda::Authorizer> =
+            gw.apis.iter().flat_map(|a| a.authorizers.iter()).collect();
+        all.sort_by_key(|a| a.id);
         Caches {
-            caches: caches.into_iter().map(|(_, c)| c).collect(),
+            caches: all
+                .iter()
+                .map(|a| Cache::new(a.cache_entries, a.ttl))
+                .collect(),
+            jwks: all
+                .iter()
+                .map(|a| match a.jwt.as_deref().map(|j| &j.source) {
+                    Some(JwksSource::File(keys)) => Some(Rc::new(keys.clone())),
+                    _ => None,
+                })
+                .collect(),
+            refresh: vec![false; all.len()],
         }
+    }
+
+    /// The keys JWT authorizer `id` uses now (`None` before the first fetch succeeded).
+    pub fn jwks(&self, id: u32) -> Option<Rc<Keys>> {
+        self.jwks.get(id as usize).cloned().flatten()
+    }
+
+    pub fn set_jwks(&mut self, id: u32, keys: Keys) {
+        if let Some(slot) = self.jwks.get_mut(id as usize) {
+            *slot = Some(Rc::new(keys));
+        }
+    }
+
+    /// A token named a key that is not there: ask for a refresh.
+    pub fn want_refresh(&mut self, id: u32) {
+        if let Some(r) = self.refresh.get_mut(id as usize) {
+            *r = true;
+        }
+    }
+
+    /// Whether a refresh was asked for since the last call.
+    pub fn take_refresh(&mut self, id: u32) -> bool {
+        self.refresh
+            .get_mut(id as usize)
+            .is_some_and(std::mem::take)
     }
 
     pub fn get_mut(&mut self, id: u32) -> Option<&mut Cache> {
@@ -137,6 +174,7 @@ mod tests {
             simple: Some(true),
             context: serde_json::Map::new(),
             usage_identifier_key: None,
+            jwt_scopes: None,
         })
     }
 

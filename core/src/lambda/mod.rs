@@ -18,6 +18,7 @@
 pub mod base64;
 pub mod cache;
 pub mod event;
+pub mod jwt;
 pub mod policy;
 pub mod result;
 pub mod time;
@@ -60,6 +61,29 @@ pub struct LambdaTarget {
 pub enum AuthorizerKind {
     Token,
     Request,
+    /// HTTP APIs: a JWT checked against the issuer's keys (`jwt`).
+    Jwt,
+}
+
+/// Where a JWT authorizer's keys come from.
+#[derive(Clone, Debug)]
+pub enum JwksSource {
+    /// Read from a file when the config is loaded.
+    File(jwt::Keys),
+    /// Fetched by each shard at start and refreshed in the background: `GET path` on
+    /// `upstream`.
+    Uri { upstream: u32, path: Box<str> },
+}
+
+/// A JWT authorizer's settings.
+#[derive(Clone, Debug)]
+pub struct JwtSettings {
+    pub config: jwt::JwtConfig,
+    pub source: JwksSource,
+    /// JWKS refresh period (API Gateway caches keys for two hours).
+    pub refresh: Duration,
+    /// Least time between two fetches asked for by tokens with an unknown `kid`.
+    pub cooldown: Duration,
 }
 
 /// Where an identity source value is read from.
@@ -119,6 +143,8 @@ pub struct Authorizer {
     pub simple_responses: bool,
     /// How long the authorizer may take (API Gateway: 10 s).
     pub timeout: Duration,
+    /// JWT authorizers: issuer, audiences, keys.
+    pub jwt: Option<Box<JwtSettings>>,
 }
 
 impl PartialEq for Authorizer {

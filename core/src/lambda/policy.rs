@@ -33,6 +33,8 @@ pub struct AuthResult {
     pub context: Map<String, Value>,
     /// `usageIdentifierKey`: the API key when the key source is AUTHORIZER.
     pub usage_identifier_key: Option<String>,
+    /// A JWT authorizer's result: `context` holds the token's claims, this its scopes.
+    pub jwt_scopes: Option<Vec<String>>,
 }
 
 /// What the output decides for one request.
@@ -91,6 +93,7 @@ pub fn parse(json: &[u8], version: PayloadVersion, simple: bool) -> Result<AuthR
             simple: Some(*ok),
             context,
             usage_identifier_key: None,
+            jwt_scopes: None,
         });
     }
     let principal_id = match obj.get("principalId") {
@@ -118,6 +121,7 @@ pub fn parse(json: &[u8], version: PayloadVersion, simple: bool) -> Result<AuthR
         simple: None,
         context,
         usage_identifier_key,
+        jwt_scopes: None,
     })
 }
 

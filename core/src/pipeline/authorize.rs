@@ -24,10 +24,11 @@ use crate::gateway::{Protocol, RouteMatch};
 use crate::http::request::RequestHead;
 use crate::lambda::cache::{self, Caches};
 use crate::lambda::event::EventRequest;
+use crate::lambda::jwt::{self, JwtError};
 use crate::lambda::policy::{self, AuthResult, Decision};
 use crate::lambda::{Authorizer, AuthorizerKind, PayloadVersion};
 use std::rc::Rc;
-use std::time::{Instant, SystemTime};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// What the authorize phase decided.
 #[derive(Debug)]
@@ -89,6 +90,11 @@ pub fn authorize<'g>(
         .iter()
         .map(|s| ev.identity_value(s))
         .collect();
+    if a.kind == AuthorizerKind::Jwt {
+        let token = values.first().and_then(Option::as_deref);
+        return jwt(a, &m.route.authorization_scopes, token, ctx, caches, wall)
+            .map(|()| Authorize::Done);
+    }
     let cached = !a.ttl.is_zero();
     let missing = values.iter().any(Option::is_none);
     match a.kind {
@@ -101,7 +107,7 @@ pub fn authorize<'g>(
                 return Err(Failure::Unauthorized);
             }
         }
-        AuthorizerKind::Request => {
+        AuthorizerKind::Request | AuthorizerKind::Jwt => {
             if missing && (cached || protocol == Protocol::Http) {
                 return Err(Failure::Unauthorized);
             }
@@ -136,7 +142,7 @@ fn authorizer_event(
     values: &[String],
 ) -> Vec<u8> {
     match (a.kind, a.version) {
-        (AuthorizerKind::Token, _) => {
+        (AuthorizerKind::Token | AuthorizerKind::Jwt, _) => {
             EventRequest::token_authorizer(values.first().map_or("", String::as_str), method_arn)
         }
         (AuthorizerKind::Request, PayloadVersion::V1) => {
@@ -144,6 +150,57 @@ fn authorizer_event(
         }
         (AuthorizerKind::Request, PayloadVersion::V2) => {
             ev.request_authorizer_v2(method_arn, values)
+        }
+    }
+}
+
+/// A JWT authorizer (verified here, no call): the token from the identity source against the
+/// shard's keys. An unknown `kid` asks the shard for a JWKS refresh (made in the background)
+/// and is refused meanwhile.
+fn jwt<'g>(
+    a: &Authorizer,
+    scopes: &[Box<str>],
+    token: Option<&str>,
+    ctx: &mut Context<'g>,
+    caches: &mut Caches,
+    wall: SystemTime,
+) -> Result<(), Failure> {
+    let Some(token) = token else {
+        return Err(Failure::Unauthorized);
+    };
+    let Some(settings) = a.jwt.as_deref() else {
+        return Err(Failure::Internal);
+    };
+    let now = wall.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let verified = match caches.jwks(a.id) {
+        Some(keys) => jwt::verify(token, &keys, &settings.config, scopes, now),
+        None => Err(JwtError::UnknownKey),
+    };
+    match verified {
+        Ok(v) => {
+            let principal_id = v
+                .claims
+                .get("sub")
+                .and_then(|s| s.as_str())
+                .map(str::to_string);
+            ctx.authorizer = Some(Rc::new(AuthResult {
+                principal_id,
+                statements: Vec::new(),
+                simple: Some(true),
+                context: v.claims,
+                usage_identifier_key: None,
+                jwt_scopes: Some(v.scopes),
+            }));
+            Ok(())
+        }
+        Err(e) => {
+            if e == JwtError::UnknownKey {
+                caches.want_refresh(a.id);
+            }
+            Err(Failure::JwtRejected {
+                description: e.description(),
+                forbidden: e == JwtError::Scope,
+            })
         }
     }
 }

@@ -119,6 +119,24 @@ impl LambdaCall<'_> {
         let mut event = std::mem::take(&mut self.event);
         if let Some(Value::Object(rc)) = event.get_mut("requestContext") {
             match (&ctx.authorizer, self.target.version) {
+                // JWT: the claims and scopes (2.0 under `jwt`).
+                (Some(a), version) if a.jwt_scopes.is_some() => {
+                    let scopes: Vec<Value> = a
+                        .jwt_scopes
+                        .iter()
+                        .flatten()
+                        .map(|s| Value::String(s.clone()))
+                        .collect();
+                    let mut m = Map::new();
+                    m.insert("claims".into(), Value::Object(a.context.clone()));
+                    m.insert("scopes".into(), Value::Array(scopes));
+                    if version == PayloadVersion::V2 {
+                        let mut outer = Map::new();
+                        outer.insert("jwt".into(), Value::Object(m));
+                        m = outer;
+                    }
+                    rc.insert("authorizer".into(), Value::Object(m));
+                }
                 (Some(a), PayloadVersion::V1) => {
                     let mut m = Map::new();
                     if let Some(p) = &a.principal_id {

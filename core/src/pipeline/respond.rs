@@ -37,6 +37,12 @@ pub enum Failure {
     BadLambdaResponse(Protocol),
     /// The Invoke API refused to run the function: 500.
     LambdaInvokeFailed(Protocol),
+    /// A JWT authorizer refused the token: 401 (`forbidden`: no required scope, 403), with
+    /// `www-authenticate: Bearer scope="" error="invalid_token" error_description="..."`.
+    JwtRejected {
+        description: &'static str,
+        forbidden: bool,
+    },
     /// A protocol-level refusal (malformed request or body framing, ...): not a gateway
     /// response type. Closes the connection.
     Refused(GatewayError),
@@ -129,6 +135,16 @@ impl Failure {
                 message: Some(HTTP_INTERNAL),
             },
             Failure::LambdaInvokeFailed(Protocol::Rest) => Answer::of(T::Default5xx),
+            Failure::JwtRejected {
+                forbidden: false, ..
+            } => Answer::of(T::Unauthorized),
+            Failure::JwtRejected {
+                forbidden: true, ..
+            } => Answer {
+                ty: T::AccessDenied,
+                status: None,
+                message: Some("Forbidden"),
+            },
             Failure::Refused(_) => return None,
         })
     }
@@ -191,8 +207,34 @@ pub fn respond(
             &builtin
         }
     };
+    let start = out.len();
     table.write(answer.ty, &err_ctx, out);
+    if let Failure::JwtRejected {
+        description,
+        forbidden,
+    } = failure
+    {
+        www_authenticate(out, start, description, forbidden);
+    }
     close
+}
+
+/// Adds the JWT authorizer's `www-authenticate` header to the response written at `start`
+/// (guide L43880-43903).
+fn www_authenticate(out: &mut Vec<u8>, start: usize, description: &str, forbidden: bool) {
+    let Some(end) = memchr::memmem::find(&out[start..], b"\r\n\r\n") else {
+        return;
+    };
+    let error = if forbidden {
+        "insufficient_scope"
+    } else {
+        "invalid_token"
+    };
+    let header = format!(
+        "www-authenticate: Bearer scope=\"\" error=\"{error}\" error_description=\"{description}\"\r\n"
+    );
+    let at = start + end + 2;
+    out.splice(at..at, header.into_bytes());
 }
 
 /// Appends a protocol refusal (status line, `content-type: application/json`,
