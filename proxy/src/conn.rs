@@ -248,6 +248,23 @@ async fn authorize<'g>(
     ctx: &mut Context<'g>,
 ) -> Result<(), Failure> {
     let a = call.authorizer;
+    // One call per identity at a time: a concurrent request of the same identity waits for it
+    // and reads the cache.
+    let _leader = match call.shared_key() {
+        Some((id, key)) => match shard.auth_inflight.join(id, key).await {
+            Ok(leader) => Some(leader),
+            Err(()) => {
+                let mut caches = shard.auth_caches.borrow_mut();
+                if let Some(decided) =
+                    pipeline::authorize_cached(call, ctx, &mut caches, Instant::now())
+                {
+                    return decided;
+                }
+                None
+            }
+        },
+        None => None,
+    };
     let invoked = lambda::invoke(
         shard,
         call.upstream,

@@ -3,6 +3,7 @@
 //! connections with it lives in `runtime`. Nothing here is shared with other cores.
 
 use crate::buffer::BufPool;
+use crate::lambda::Inflight;
 use crate::upstream::Pools;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -23,6 +24,8 @@ pub struct Shard {
     pub bufs: Rc<BufPool>,
     /// Lambda authorizer results, one bounded cache per authorizer (issue 17).
     pub auth_caches: RefCell<Caches>,
+    /// Lambda authorizer calls in progress, so concurrent requests of one identity share one.
+    pub auth_inflight: Inflight,
 }
 
 impl Shard {
@@ -41,6 +44,7 @@ impl Shard {
             pools: RefCell::new(pools),
             ids: RefCell::new(RequestIds::new(seed)),
             auth_caches: RefCell::new(Caches::for_gateway(&gateway)),
+            auth_inflight: Inflight::default(),
             gateway,
         }
     }

@@ -81,6 +81,7 @@ fn functions() -> FunctionServer {
         "request_auth" => request_auth(event),
         "simple_auth" => simple_auth(event),
         "slow_auth" => token_auth(event).after(Duration::from_millis(1500)),
+        "delayed_auth" => token_auth(event).after(Duration::from_millis(300)),
         "garbage_auth" => Reply::json(r#"{"principalId": "x", "policyDocument": "nope"}"#),
         "not_json_auth" => Reply::json("<html>"),
         _ => Reply::value(json!({"statusCode": 200, "body": "ok"})),
@@ -129,6 +130,7 @@ protocol = "rest"
     rest += &token("down", &dead, "ttl_seconds = 0");
     rest += &token("slow", &fs.uri("slow_auth"), "timeout_ms = 300");
     rest += &token("garbage", &fs.uri("garbage_auth"), "");
+    rest += &token("delayed", &fs.uri("delayed_auth"), "timeout_ms = 3000");
     rest += &token("notjson", &fs.uri("not_json_auth"), "");
     rest += &format!(
         r#"  [[apis.authorizers]]
@@ -147,6 +149,7 @@ protocol = "rest"
     rest += &route("GET /down", "down");
     rest += &route("GET /slow", "slow");
     rest += &route("GET /garbage", "garbage");
+    rest += &route("GET /delayed/{id}", "delayed");
     rest += &route("GET /notjson", "notjson");
     rest += &route("GET /req/{id}", "req");
     rest += &format!(
@@ -482,4 +485,26 @@ fn http_api_simple_responses_and_payload_1_0() {
     assert_eq!(e["authorizationToken"], "alice,kv");
     // An HTTP API needs every identity source even without a cache.
     http_get(&mut c, "/v1", Some("alice")).assert_gateway_error(401, UNAUTHORIZED);
+}
+
+#[test]
+fn concurrent_requests_of_one_identity_share_one_call() {
+    let (fs, gw) = start();
+    let mut clients: Vec<Client> = (0..6).map(|_| Client::connect(gw.addr)).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.send(&req(
+            "GET",
+            &format!("/prod/delayed/{i}"),
+            &[("Authorization", "Bearer allow")],
+            b"",
+        ));
+    }
+    for c in &mut clients {
+        assert_eq!(c.read_response().status, 200);
+    }
+    assert_eq!(fs.count("delayed_auth"), 1, "one call for one identity");
+    // Another identity at the same time is not held back by the first one's cache entry.
+    let r = get(&mut clients[0], "/prod/delayed/9", Some("Bearer mixed"));
+    assert_eq!(r.status, 200);
+    assert_eq!(fs.count("delayed_auth"), 2);
 }

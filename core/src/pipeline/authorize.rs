@@ -226,6 +226,27 @@ fn error_message(doc: &[u8]) -> Option<String> {
     v.get("errorMessage")?.as_str().map(str::to_string)
 }
 
+impl AuthCall<'_> {
+    /// What identifies this call among concurrent ones of the shard (authorizer, cache key):
+    /// `None` when results are not cached.
+    pub fn shared_key(&self) -> Option<(u32, &[u8])> {
+        self.cache_key.as_deref().map(|k| (self.authorizer.id, k))
+    }
+}
+
+/// Phase 2 again after waiting for a concurrent call with the same identity: the cached result
+/// decides, if that call left one (`None`: make the call).
+pub fn authorize_cached<'g>(
+    call: &AuthCall<'g>,
+    ctx: &mut Context<'g>,
+    caches: &mut Caches,
+    now: Instant,
+) -> Option<Result<(), Failure>> {
+    let key = call.cache_key.as_deref()?;
+    let hit = caches.get_mut(call.authorizer.id)?.get(key, now)?;
+    Some(decide(&hit, &call.method_arn, call.protocol).map(|()| ctx.authorizer = Some(hit)))
+}
+
 /// Phase 2, after the authorizer answered: caches its output and decides.
 pub fn authorize_result<'g>(
     call: &AuthCall<'g>,

@@ -28,7 +28,9 @@ mod respond;
 #[cfg(test)]
 mod test_support;
 
-pub use authorize::{authorize, authorize_result, AuthAnswer, AuthCall, Authorize};
+pub use authorize::{
+    authorize, authorize_cached, authorize_result, AuthAnswer, AuthCall, Authorize,
+};
 pub use context::Context;
 pub use dispatch::dispatch;
 pub use integration::{integration_request, integration_response, Integration, ResponsePlan};
