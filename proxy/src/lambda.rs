@@ -220,8 +220,11 @@ async fn exchange(
 /// of calling again, so an identity costs one call per shard per TTL even under concurrency.
 #[derive(Default)]
 pub struct Inflight {
-    calls: RefCell<HashMap<(u32, Box<[u8]>), Rc<Done>>>,
+    calls: RefCell<HashMap<CallKey, Rc<Done>>>,
 }
+
+/// (authorizer id, cache key).
+type CallKey = (u32, Box<[u8]>);
 
 #[derive(Default)]
 struct Done {
