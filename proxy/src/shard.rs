@@ -3,12 +3,12 @@
 //! connections with it lives in `runtime`. Nothing here is shared with other cores.
 
 use crate::buffer::BufPool;
-use crate::lambda::Inflight;
 use crate::upstream::Pools;
 use std::cell::RefCell;
 use std::rc::Rc;
 use tollgate_core::gateway::Gateway;
 use tollgate_core::lambda::cache::Caches;
+use tollgate_core::lambda::inflight::Inflight;
 use tollgate_core::request_id::RequestIds;
 
 /// Free buffers a shard keeps for reuse (of each kind); beyond that they are freed, so a

@@ -8,7 +8,9 @@
 //!   L40964-41020).
 //! - `policy`: an authorizer's output (IAM policy, simple response, principalId, context) and
 //!   its evaluation against the method ARN (`*` / `?` wildcards, explicit Deny wins).
-//! - `cache`: the per-shard authorizer result cache (TTL, bounded, least recently used out).
+//! - `cache`: the per-shard authorizer result cache (TTL, bounded, least recently used out);
+//!   `inflight`: authorizer calls in progress, shared by concurrent requests of one identity.
+//! - `jwt`: JWT authorizers (JWKS, token verification).
 //! - `base64`, `time`: binary bodies, `requestTime`.
 //!
 //! The compiled config types (`LambdaTarget`, `Authorizer`, `IdentitySource`) live here and
@@ -18,6 +20,7 @@
 pub mod base64;
 pub mod cache;
 pub mod event;
+pub mod inflight;
 pub mod jwt;
 pub mod policy;
 pub mod result;
