@@ -262,6 +262,24 @@ mod tests {
     }
 
     #[test]
+    fn usage_identifier_key() {
+        let r = parse(
+            br#"{"principalId":"p","policyDocument":{"Statement":[]},"usageIdentifierKey":"k-123"}"#,
+            PayloadVersion::V1,
+            false,
+        )
+        .expect("valid");
+        assert_eq!(r.usage_identifier_key.as_deref(), Some("k-123"));
+        assert_eq!(r.decide(ARN), Decision::NotAllowed, "no statement allows");
+        assert!(parse(
+            br#"{"principalId":"p","policyDocument":{"Statement":[]},"usageIdentifierKey":7}"#,
+            PayloadVersion::V1,
+            false
+        )
+        .is_err());
+    }
+
+    #[test]
     fn simple_responses_and_refusals() {
         let yes = parse(
             br#"{"isAuthorized":true,"context":{"list":[1,2]}}"#,

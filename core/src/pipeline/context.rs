@@ -99,6 +99,12 @@ impl<'g> Context<'g> {
         self.stage.map_or("", |s| &*s.name)
     }
 
+    /// The API key a Lambda authorizer gave (`usageIdentifierKey`), for an API key source of
+    /// AUTHORIZER.
+    pub fn authorizer_api_key(&self) -> Option<&str> {
+        self.authorizer.as_ref()?.usage_identifier_key.as_deref()
+    }
+
     /// A HEAD request: responses carry no body.
     pub fn head_request(&self) -> bool {
         self.method == Method::Head
