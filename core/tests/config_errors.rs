@@ -104,7 +104,7 @@ fn rows() -> Vec<Row> {
                 ("[[apis]]", Exactly("missing key `protocol` in [[apis]]")),
                 (
                     "prot =",
-                    Exactly("unknown key `prot`, expected one of `name`, `protocol`, `hosts`, `stages`, `routes`, `gateway_responses`, `api_key_source` (did you mean `protocol`?)"),
+                    Exactly("unknown key `prot`, expected one of `name`, `protocol`, `hosts`, `stages`, `routes`, `gateway_responses`, `api_key_source`, `binary_media_types`, `authorizers` (did you mean `protocol`?)"),
                 ),
             ],
         ),
@@ -226,7 +226,7 @@ mappings = [{ api = "a", stage = "prod" }]
             "unknown integration type and missing integration",
             rest_api("  [[apis.routes]]\n  key = \"GET /a\"\n  integration = { type = \"lambda\" }\n  [[apis.routes]]\n  key = \"GET /b\"\n"),
             vec![
-                ("\"lambda\"", Exactly("unknown integration type `lambda`, expected `http_proxy` or `mock`")),
+                ("\"lambda\"", Exactly("unknown integration type `lambda`, expected `http_proxy`, `mock` or `aws_proxy`")),
                 ("[[apis.routes]]\n  key = \"GET /b\"", Exactly("missing key `integration` in [[apis.routes]]")),
             ],
         ),

@@ -174,7 +174,7 @@ stages = [
                     p.timeout.as_millis(),
                 )
             }
-            Target::Mock(_) => panic!("mock"),
+            Target::Mock(_) | Target::Lambda(_) => panic!("not http_proxy"),
         })
         .collect();
     assert_eq!(
@@ -193,6 +193,6 @@ stages = [
             p.path.write(&[], "/localhost", None, &mut out);
             assert_eq!(out, b"/");
         }
-        Target::Mock(_) => panic!("mock"),
+        Target::Mock(_) | Target::Lambda(_) => panic!("not http_proxy"),
     }
 }

@@ -6,9 +6,12 @@
 //!    an idle connection waits holding no buffer) and parse it strictly; a refused head gets a
 //!    protocol refusal (400/431/505) and the connection closes.
 //! 2. While the head is borrowed from the buffer: `Context::new`, then the pipeline's dispatch,
-//!    throttle-and-quota (`Shard::throttle`) and integration request phases, which leave in
-//!    `out` either a complete local response (mock) or the backend request head; a failure
-//!    becomes a gateway response (`respond`).
+//!    mutual TLS, authorize (`prepare`: decided from the shard's cache, or an authorizer call
+//!    to make), throttle-and-quota (`Shard::throttle`; after the authorizer call when there is
+//!    one, since the API key may be the authorizer's) and integration request phases, which
+//!    leave in `out` either a complete local response (mock) or the backend request head, or
+//!    prepare an `aws_proxy` event; a failure becomes a gateway response (`respond`). An
+//!    authorizer call is made (`authorize`, through `lambda::invoke`) before anything else.
 //! 3. A local answer (`send_local`) reads and discards the request body (strictly framed, up
 //!    to `max_body_bytes`) so the connection can carry the next request. A proxied request
 //!    (`proxy`, state in `Exchange`) sends the head and body, reads and parses the backend
@@ -22,6 +25,7 @@
 //!    shard drains (shutdown), every response says `connection: close`.
 
 use crate::buffer::Buf;
+use crate::lambda;
 use crate::logging;
 use crate::metrics::ShardMetrics;
 use crate::net::Conn;
@@ -31,12 +35,17 @@ use crate::upstream::{self, UpConn};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tollgate_core::forward::ClientInfo;
+use tollgate_core::gateway::RouteMatch;
 use tollgate_core::http::error::GatewayError;
 use tollgate_core::http::request::{self, HeadError};
 use tollgate_core::http::{response, BodyKind, MAX_HEADERS};
-use tollgate_core::pipeline::{self, Context, Failure, Integration, Outcome, ResponsePlan};
+use tollgate_core::lambda::{MAX_AUTHORIZER_RESULT_BYTES, MAX_RESULT_BYTES};
+use tollgate_core::pipeline::{
+    self, AuthAnswer, AuthCall, Authorize, Context, Failure, Integration, LambdaAnswer, LambdaCall,
+    Outcome, ResponsePlan, ThrottleInput,
+};
 
 /// A request body up to this size that is already in the buffer with its head is sent in the
 /// same write as the head, and can be resent on a fresh backend connection if a pooled one
@@ -147,10 +156,7 @@ async fn serve_one(shard: &Shard, c: &mut Client) -> io::Result<bool> {
                     c.outcome.reset();
                     let step = pipeline::dispatch(gw, &head, &mut ctx)
                         .and_then(|m| pipeline::mutual_tls(gw, &head, &ctx).map(|()| m))
-                        .and_then(|m| {
-                            shard.throttle(&head, &m, &mut ctx)?;
-                            pipeline::integration_request(gw, &head, &m, &ctx, &mut c.out)
-                        });
+                        .and_then(|m| prepare(shard, &head, &m, &mut ctx, &mut c.out));
                     if let Some(log) = pipeline::access_log(&ctx) {
                         begin_log(&mut c.outcome, log, &head);
                     }
@@ -182,15 +188,47 @@ async fn serve_one(shard: &Shard, c: &mut Client) -> io::Result<bool> {
         head_deadline.get_or_insert_with(|| Instant::now() + s.header_read_timeout);
     };
 
-    let result = match step {
-        Ok(Integration::Local { close }) => send_local(shard, c, &ctx, close, true).await,
-        Ok(Integration::Proxy { upstream, timeout }) => {
-            proxy(shard, c, &ctx, upstream, timeout).await
-        }
-        Err(failure) => answer(shard, c, &ctx, failure, BodyState::Unread).await,
-    };
+    let mut ctx = ctx;
+    let result = serve_step(shard, c, &mut ctx, step).await;
     finish(shard, c, &ctx);
     result
+}
+
+/// Runs what the head's phases prepared: the authorizer call (then throttle and quota), then
+/// the integration.
+async fn serve_step<'g>(
+    shard: &'g Shard,
+    c: &mut Client,
+    ctx: &mut Context<'g>,
+    step: Result<Prepared<'g>, Failure>,
+) -> io::Result<bool> {
+    let (integration, lambda_call) = match step {
+        Ok(p) => {
+            if let Some(call) = p.auth {
+                if let Err(f) = authorize(shard, &call, ctx).await {
+                    return answer(shard, c, ctx, f, BodyState::Unread).await;
+                }
+                // Throttle and quota come after authorize (the key may be the authorizer's).
+                if let Some(input) = &p.throttle {
+                    if let Err(f) = shard.throttle(input, ctx) {
+                        return answer(shard, c, ctx, f, BodyState::Unread).await;
+                    }
+                }
+            }
+            (p.integration, p.lambda)
+        }
+        Err(failure) => return answer(shard, c, ctx, failure, BodyState::Unread).await,
+    };
+    match (integration, lambda_call) {
+        (Integration::Local { close }, _) => send_local(shard, c, ctx, close, true).await,
+        (Integration::Proxy { upstream, timeout }, _) => {
+            proxy(shard, c, ctx, upstream, timeout).await
+        }
+        (Integration::Lambda, Some(call)) => serve_lambda(shard, c, ctx, call).await,
+        (Integration::Lambda, None) => {
+            answer(shard, c, ctx, Failure::Internal, BodyState::Unread).await
+        }
+    }
 }
 
 /// What the log phase needs from the head, read while it is still borrowed: the wall-clock
@@ -283,6 +321,184 @@ fn upstream_failed(
             "shard {}: upstream {addr}: {what} ({detail}); {n} since the last such line",
             shard.index
         ));
+    }
+}
+
+/// What the phases run on the request head prepared.
+struct Prepared<'g> {
+    /// A Lambda authorizer to call before going on.
+    auth: Option<Box<AuthCall<'g>>>,
+    integration: Integration,
+    /// The `aws_proxy` event waiting for the body.
+    lambda: Option<Box<LambdaCall<'g>>>,
+    /// Throttle and quota, still to run after the authorizer call (`auth`).
+    throttle: Option<ThrottleInput<'g>>,
+}
+
+/// Phases 2 to 4 on the borrowed head: authorize (from the cache, or an authorizer call to
+/// make), throttle and quota (or its inputs, when an authorizer call must come first), then
+/// the integration request. The wall clock is read only for Lambda routes.
+fn prepare<'g>(
+    shard: &'g Shard,
+    head: &request::RequestHead<'_, '_>,
+    m: &RouteMatch<'g, '_>,
+    ctx: &mut Context<'g>,
+    out: &mut Vec<u8>,
+) -> Result<Prepared<'g>, Failure> {
+    let gw = &shard.gateway;
+    let auth = match m.route.authorizer {
+        None => None,
+        Some(_) => {
+            let mut caches = shard.auth_caches.borrow_mut();
+            match pipeline::authorize(head, m, ctx, &mut caches, Instant::now(), SystemTime::now())?
+            {
+                Authorize::Done => None,
+                Authorize::Call(call) => Some(call),
+            }
+        }
+    };
+    // Phase 3, throttle and quota: now, unless an authorizer call must come first.
+    let mut throttle = pipeline::throttle_input(gw, head, m)?;
+    if auth.is_none() {
+        if let Some(input) = throttle.take() {
+            shard.throttle(&input, ctx)?;
+        }
+    }
+    let integration = pipeline::integration_request(gw, head, m, ctx, out)?;
+    let lambda = match integration {
+        Integration::Lambda => Some(pipeline::lambda_request(
+            gw,
+            head,
+            m,
+            ctx,
+            SystemTime::now(),
+        )?),
+        _ => None,
+    };
+    Ok(Prepared {
+        auth,
+        integration,
+        lambda,
+        throttle,
+    })
+}
+
+/// Phase 2's I/O: calls the authorizer (async: other requests on the shard go on meanwhile)
+/// and lets the pipeline decide from its answer.
+async fn authorize<'g>(
+    shard: &'g Shard,
+    call: &AuthCall<'g>,
+    ctx: &mut Context<'g>,
+) -> Result<(), Failure> {
+    let a = call.authorizer;
+    // One call per identity at a time: a concurrent request of the same identity waits for it
+    // and reads the cache.
+    let _leader = match call.shared_key() {
+        Some((id, key)) => match shard.auth_inflight.join(id, key).await {
+            Ok(leader) => Some(leader),
+            Err(()) => {
+                let mut caches = shard.auth_caches.borrow_mut();
+                if let Some(decided) =
+                    pipeline::authorize_cached(call, ctx, &mut caches, Instant::now())
+                {
+                    return decided;
+                }
+                None
+            }
+        },
+        None => None,
+    };
+    let invoked = lambda::invoke(
+        shard,
+        call.upstream,
+        &a.path,
+        &call.event,
+        a.timeout,
+        MAX_AUTHORIZER_RESULT_BYTES,
+    )
+    .await;
+    let answer = match &invoked {
+        Err(_) => AuthAnswer::Unreachable,
+        Ok(r) if r.function_error => AuthAnswer::FunctionError(&r.body),
+        Ok(r) if !(200..300).contains(&r.status) => AuthAnswer::InvokeFailed(r.status),
+        Ok(r) => AuthAnswer::Output(&r.body),
+    };
+    let mut caches = shard.auth_caches.borrow_mut();
+    pipeline::authorize_result(call, answer, ctx, &mut caches, Instant::now())
+}
+
+/// An `aws_proxy` request: reads the whole body (strictly framed, within `max_body_bytes`),
+/// invokes the function with the event, and sends the mapped response.
+async fn serve_lambda(
+    shard: &Shard,
+    c: &mut Client,
+    ctx: &Context<'_>,
+    mut call: Box<LambdaCall<'_>>,
+) -> io::Result<bool> {
+    let s = &shard.gateway.settings;
+    if ctx.expect_continue
+        && ctx.has_body()
+        && c.conn
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n", s.client_write_timeout)
+            .await
+            .is_err()
+    {
+        return Ok(false);
+    }
+    let deadline = lambda::Deadline {
+        read_timeout: s.header_read_timeout,
+        deadline: None,
+    };
+    let body = match lambda::read_body(
+        &mut c.conn,
+        &mut c.buf,
+        ctx.body,
+        deadline,
+        s.max_body_bytes,
+    )
+    .await
+    {
+        Ok(b) => b,
+        Err(e) => {
+            let f = match e {
+                lambda::BodyError::TooLarge => Failure::BodyTooLarge,
+                lambda::BodyError::Framing => Failure::Refused(GatewayError::BadRequest),
+                lambda::BodyError::Timeout => Failure::Refused(GatewayError::RequestTimeout),
+                lambda::BodyError::Closed => return Ok(false),
+            };
+            return answer(shard, c, ctx, f, BodyState::Broken).await;
+        }
+    };
+    let event = call.invocation(ctx, &body);
+    drop(body);
+    let invoked = lambda::invoke(
+        shard,
+        call.upstream,
+        &call.target.path,
+        &event,
+        call.timeout,
+        MAX_RESULT_BYTES,
+    )
+    .await;
+    drop(event);
+    let answer_of = match &invoked {
+        Err(lambda::InvokeError::Timeout) => Err(Failure::IntegrationTimeout),
+        Err(lambda::InvokeError::Failed) => Err(Failure::BackendFailed),
+        Err(lambda::InvokeError::Malformed) => Err(Failure::BadBackendResponse),
+        Err(lambda::InvokeError::TooLarge) => Ok(LambdaAnswer::FunctionError(b"")),
+        Ok(r) if r.function_error => Ok(LambdaAnswer::FunctionError(&r.body)),
+        Ok(r) if !(200..300).contains(&r.status) => Ok(LambdaAnswer::InvokeFailed(r.status)),
+        Ok(r) => Ok(LambdaAnswer::Result(&r.body)),
+    };
+    c.out.clear();
+    let close = !ctx.keep_alive;
+    match answer_of.and_then(|a| call.response(a, ctx, close, &mut c.out)) {
+        Ok(close) => {
+            record_local(&mut c.outcome, &c.out);
+            c.conn.write_all(&c.out, s.client_write_timeout).await?;
+            Ok(!close)
+        }
+        Err(f) => answer(shard, c, ctx, f, BodyState::Done).await,
     }
 }
 

@@ -6,6 +6,7 @@ mod admin;
 mod buffer;
 mod conn;
 mod doctor;
+mod lambda;
 mod logging;
 mod metrics;
 mod net;

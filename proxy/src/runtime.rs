@@ -345,6 +345,7 @@ async fn shard_main(
     let _ = tx.send(Ok(index));
     drop(tx);
     traffic_state::spawn_rebalance(shard.clone());
+    crate::lambda::start_jwks_refresh(&shard);
     let accepting: Vec<_> = bound
         .into_iter()
         .map(|l| glommio::spawn_local(accept_loop(shard.clone(), l)))

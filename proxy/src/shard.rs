@@ -1,9 +1,10 @@
 //! One shard: the state a core owns (its copy of the compiled gateway, its backend pools, its
-//! request-id generator, its buffers, its metrics and access log buffers, its drain state, its
-//! traffic-control buckets and quota leases). Plain per-core data: the accept loop that serves
-//! connections with it lives in `runtime`. Nothing here is written by other cores (the admin
-//! listener only reads `metrics`), except `traffic` (the quota store and the rebalance exchange,
-//! `traffic_state`), never touched per request except when a quota lease runs out.
+//! request-id generator, its buffers, its authorizer caches, its metrics and access log
+//! buffers, its drain state, its traffic-control buckets and quota leases). Plain per-core
+//! data: the accept loop that serves connections with it lives in `runtime`. Nothing here is
+//! written by other cores (the admin listener only reads `metrics`), except `traffic` (the
+//! quota store and the rebalance exchange, `traffic_state`), never touched per request except
+//! when a quota lease runs out.
 
 use crate::buffer::BufPool;
 use crate::logging::{RateLimited, ShardLog};
@@ -14,8 +15,9 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tollgate_core::gateway::{Gateway, RouteMatch};
-use tollgate_core::http::request::RequestHead;
+use tollgate_core::gateway::Gateway;
+use tollgate_core::lambda::cache::Caches;
+use tollgate_core::lambda::inflight::Inflight;
 use tollgate_core::pipeline::{self, Context, Failure};
 use tollgate_core::request_id::RequestIds;
 use tollgate_core::traffic::{Now, ShardTraffic};
@@ -50,6 +52,10 @@ pub struct Shard {
     /// Wall clock minus bucket clock, in ns (refreshed every rebalance tick), so quota
     /// periods need no clock read per request.
     unix_offset_ns: Cell<i128>,
+    /// Lambda authorizer results, one bounded cache per authorizer (issue 17).
+    pub auth_caches: RefCell<Caches>,
+    /// Lambda authorizer calls in progress, so concurrent requests of one identity share one.
+    pub auth_inflight: Inflight,
 }
 
 /// Upstream failure kinds with their own rate-limited log line: connect refused/failed,
@@ -88,6 +94,8 @@ impl Shard {
             bufs: BufPool::new(buf_size, BUFS_KEPT),
             pools: RefCell::new(pools),
             ids: RefCell::new(RequestIds::new(seed)),
+            auth_caches: RefCell::new(Caches::for_gateway(&gateway)),
+            auth_inflight: Inflight::default(),
             gateway,
             log: ShardLog::new(ops.log_senders, ops.metrics.clone()),
             metrics: ops.metrics,
@@ -122,18 +130,17 @@ impl Shard {
         }
     }
 
-    /// The throttle-and-quota phase for a dispatched request, with this shard's state.
+    /// The throttle-and-quota phase's decision, with this shard's state (its inputs were taken
+    /// from the head by `pipeline::throttle_input`).
     pub fn throttle(
         &self,
-        head: &RequestHead<'_, '_>,
-        m: &RouteMatch<'_, '_>,
+        input: &pipeline::ThrottleInput<'_>,
         ctx: &mut Context<'_>,
     ) -> Result<(), Failure> {
         let started = ctx.started;
-        pipeline::throttle(
+        pipeline::throttle_apply(
             &self.gateway,
-            head,
-            m,
+            input,
             ctx,
             &mut self.limits.borrow_mut(),
             &self.traffic.store,

@@ -10,6 +10,7 @@
 
 mod client;
 mod harness;
+mod lambda_server;
 mod ops_support;
 mod origin;
 mod raw_origin;
@@ -24,6 +25,9 @@ mod gateway_responses;
 mod gateway_responses_custom;
 mod inflight;
 mod keepalive;
+mod lambda_auth;
+mod lambda_jwt;
+mod lambda_proxy;
 mod ops_access_log;
 mod ops_limits;
 mod ops_metrics;

@@ -8,7 +8,7 @@ use super::diagnostics::{Diagnostics, Spanned};
 use super::model::{self, Config, Integration, Text};
 use super::traffic::{self as traffic_config, KeysFile};
 use super::uri::{self, Piece};
-use super::{decode, dispatch, ops, settings, validate};
+use super::{decode, dispatch, lambda, ops, settings, validate};
 use crate::gateway::responses::{
     self, BodyTemplate, CustomResponse, GatewayResponses, ResponseType, TemplateError,
 };
@@ -44,6 +44,7 @@ pub(crate) fn compile(
     let mut upstreams = Upstreams::default();
     let mut apis = Vec::with_capacity(cfg.apis.len());
     let mut throttles = Vec::with_capacity(cfg.apis.len());
+    let mut authorizer_ids = 0u32;
     for (i, a) in cfg.apis.iter().enumerate() {
         if let Some(name) = &a.name {
             if let Err(reason) = validate::api_name(&name.value) {
@@ -58,7 +59,7 @@ pub(crate) fn compile(
                 );
             }
         }
-        let (api, api_throttles) = api(a, &mut upstreams, d);
+        let (api, api_throttles) = api(a, &mut upstreams, &mut authorizer_ids, d);
         apis.push(api);
         throttles.push(api_throttles);
     }
@@ -85,6 +86,7 @@ pub(crate) fn compile(
 fn api(
     a: &model::Api,
     upstreams: &mut Upstreams,
+    authorizer_ids: &mut u32,
     d: &mut Diagnostics<'_>,
 ) -> (Api, Vec<Option<Throttle>>) {
     // Without a (valid) protocol, check as leniently as an http API allows.
@@ -136,6 +138,7 @@ fn api(
         });
     }
 
+    let authorizers = lambda::authorizers(&a.authorizers, protocol, authorizer_ids, upstreams, d);
     let mut builder = RouterBuilder::new();
     let mut routes = Vec::with_capacity(a.routes.len());
     for r in &a.routes {
@@ -164,11 +167,20 @@ fn api(
             Some(i) => targets(i, &params, protocol, &a.stages, upstreams, d),
             None => Vec::new(),
         };
+        let authorizer =
+            lambda::route_authorizer(r.authorizer.as_ref(), &a.authorizers, &authorizers, d);
         let api_key_required = r.api_key_required.as_ref().is_some_and(|b| b.value);
         routes.push(Route {
             key: key.value.as_str().into(),
             targets,
             limits: traffic_config::route_limits(index, api_key_required, stages.len()),
+            authorizer,
+            param_names: params.iter().map(|p| Box::<str>::from(*p)).collect(),
+            authorization_scopes: r
+                .authorization_scopes
+                .iter()
+                .map(|s| Box::<str>::from(s.value.as_str()))
+                .collect(),
         });
     }
     let api = Api {
@@ -179,6 +191,8 @@ fn api(
         router: builder.build(),
         responses: gateway_responses(&a.gateway_responses, d),
         api_key_source: KeySource::Header,
+        binary_media_types: lambda::binary_media_types(&a.binary_media_types, d),
+        authorizers,
     };
     (api, throttles)
 }
@@ -398,6 +412,19 @@ fn targets(
             upstreams.ca = None;
             out
         }
+        Integration::AwsProxy {
+            uri,
+            payload_format_version,
+            timeout_ms,
+        } => lambda::targets(
+            uri.as_ref(),
+            payload_format_version.as_ref(),
+            timeout_ms.as_ref(),
+            protocol,
+            stages,
+            upstreams,
+            d,
+        ),
     }
 }
 
@@ -605,7 +632,7 @@ fn proxy_target(
 
 /// Backends met so far, deduplicated, and the addresses host names resolved to.
 #[derive(Default)]
-struct Upstreams {
+pub(super) struct Upstreams {
     list: Vec<Upstream>,
     /// The `ca_file` of the integration being compiled (and its certificates if it loaded).
     ca: Option<(Text, Option<Vec<CertificateDer<'static>>>)>,
@@ -613,7 +640,7 @@ struct Upstreams {
 }
 
 impl Upstreams {
-    fn index(
+    pub(super) fn index(
         &mut self,
         host: &str,
         port: u16,

@@ -5,8 +5,8 @@
 
 use super::diagnostics::{Diagnostics, Spanned};
 use super::model::{
-    AccessLog, Admin, Api, ApiKey, Config, Domain, GatewayResponse, Integration, Listener, Mapping,
-    PlanStage, Quota, Route, Server, Stage, Text, Throttle, TlsFiles, UsagePlan,
+    AccessLog, Admin, Api, ApiKey, Authorizer, Config, Domain, GatewayResponse, Integration,
+    Listener, Mapping, PlanStage, Quota, Route, Server, Stage, Text, Throttle, TlsFiles, UsagePlan,
 };
 use crate::gateway::Protocol;
 use std::ops::Range;
@@ -55,6 +55,8 @@ const API_KEYS: &[&str] = &[
     "routes",
     "gateway_responses",
     "api_key_source",
+    "binary_media_types",
+    "authorizers",
 ];
 const GATEWAY_RESPONSE_KEYS: &[&str] = &["type", "status", "headers", "body"];
 const STAGE_KEYS: &[&str] = &[
@@ -67,7 +69,32 @@ const STAGE_KEYS: &[&str] = &[
 const ACCESS_LOG_KEYS: &[&str] = &["destination", "format"];
 const ADMIN_KEYS: &[&str] = &["address", "port"];
 const THROTTLE_KEYS: &[&str] = &["rate", "burst"];
-const ROUTE_KEYS: &[&str] = &["key", "integration", "api_key_required"];
+const ROUTE_KEYS: &[&str] = &[
+    "key",
+    "integration",
+    "api_key_required",
+    "authorizer",
+    "authorization_scopes",
+];
+const AWS_PROXY_KEYS: &[&str] = &["type", "uri", "payload_format_version", "timeout_ms"];
+const AUTHORIZER_KEYS: &[&str] = &[
+    "name",
+    "type",
+    "uri",
+    "identity_sources",
+    "validation_regex",
+    "ttl_seconds",
+    "payload_format_version",
+    "simple_responses",
+    "timeout_ms",
+    "cache_entries",
+    "issuer",
+    "audiences",
+    "jwks_uri",
+    "jwks_file",
+    "jwks_refresh_seconds",
+    "jwks_cooldown_ms",
+];
 const API_KEY_KEYS: &[&str] = &["name", "value", "enabled"];
 const USAGE_PLAN_KEYS: &[&str] = &["name", "throttle", "quota", "keys", "stages"];
 const QUOTA_KEYS: &[&str] = &["limit", "period", "offset"];
@@ -384,6 +411,8 @@ fn api(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Api {
                 key: r.required(r.string("key", d), "key", "[[apis.routes]]", d),
                 integration,
                 api_key_required: r.bool("api_key_required", d),
+                authorizer: r.string("authorizer", d),
+                authorization_scopes: r.strings("authorization_scopes", d),
             }
         })
         .collect();
@@ -410,6 +439,41 @@ fn api(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Api {
         routes,
         gateway_responses,
         api_key_source: t.string("api_key_source", d),
+        binary_media_types: t.strings("binary_media_types", d),
+        authorizers: t
+            .tables("authorizers", d)
+            .iter()
+            .map(|a| authorizer(a, d))
+            .collect(),
+    }
+}
+
+fn authorizer(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Authorizer {
+    t.check_keys(AUTHORIZER_KEYS, d);
+    let what = "[[apis.authorizers]]";
+    let identity_sources = t
+        .get("identity_sources")
+        .map(|(_, span)| Spanned::new(t.strings("identity_sources", d), span));
+    Authorizer {
+        span: t.span.clone(),
+        name: t.required(t.string("name", d), "name", what, d),
+        kind: t.required(t.string("type", d), "type", what, d),
+        uri: t.string("uri", d),
+        identity_sources,
+        validation_regex: t.string("validation_regex", d),
+        ttl_seconds: t.int("ttl_seconds", d),
+        payload_format_version: t.string("payload_format_version", d),
+        simple_responses: t.bool("simple_responses", d),
+        timeout_ms: t.int("timeout_ms", d),
+        cache_entries: t.int("cache_entries", d),
+        issuer: t.string("issuer", d),
+        audiences: t
+            .get("audiences")
+            .map(|(_, span)| Spanned::new(t.strings("audiences", d), span)),
+        jwks_uri: t.string("jwks_uri", d),
+        jwks_file: t.string("jwks_file", d),
+        jwks_refresh_seconds: t.int("jwks_refresh_seconds", d),
+        jwks_cooldown_ms: t.int("jwks_cooldown_ms", d),
     }
 }
 
@@ -432,10 +496,20 @@ fn integration(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Option<Integration> {
                 body: t.string("body", d).map(|b| b.value).unwrap_or_default(),
             })
         }
+        "aws_proxy" => {
+            t.check_keys(AWS_PROXY_KEYS, d);
+            Some(Integration::AwsProxy {
+                uri: t.required(t.string("uri", d), "uri", "an aws_proxy integration", d),
+                payload_format_version: t.string("payload_format_version", d),
+                timeout_ms: t.int("timeout_ms", d),
+            })
+        }
         other => {
             d.error(
                 kind.span,
-                format!("unknown integration type `{other}`, expected `http_proxy` or `mock`"),
+                format!(
+                    "unknown integration type `{other}`, expected `http_proxy`, `mock` or `aws_proxy`"
+                ),
             );
             None
         }

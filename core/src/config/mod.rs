@@ -16,6 +16,7 @@ mod compile;
 mod decode;
 mod diagnostics;
 mod dispatch;
+mod lambda;
 mod model;
 mod ops;
 mod settings;

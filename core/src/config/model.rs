@@ -129,6 +129,33 @@ pub(crate) struct Api {
     pub gateway_responses: Vec<GatewayResponse>,
     /// `api_key_source`: `HEADER` (default) or `AUTHORIZER`.
     pub api_key_source: Option<Text>,
+    /// `binary_media_types`.
+    pub binary_media_types: Vec<Text>,
+    pub authorizers: Vec<Authorizer>,
+}
+
+/// `[[apis.authorizers]]`: a Lambda authorizer (TOKEN / REQUEST).
+#[derive(Debug)]
+pub(crate) struct Authorizer {
+    pub span: Range<usize>,
+    pub name: Option<Text>,
+    /// `type`.
+    pub kind: Option<Text>,
+    pub uri: Option<Text>,
+    pub identity_sources: Option<Spanned<Vec<Text>>>,
+    pub validation_regex: Option<Text>,
+    pub ttl_seconds: Option<Spanned<i64>>,
+    pub payload_format_version: Option<Text>,
+    pub simple_responses: Option<Spanned<bool>>,
+    pub timeout_ms: Option<Spanned<i64>>,
+    pub cache_entries: Option<Spanned<i64>>,
+    /// JWT authorizers.
+    pub issuer: Option<Text>,
+    pub audiences: Option<Spanned<Vec<Text>>>,
+    pub jwks_uri: Option<Text>,
+    pub jwks_file: Option<Text>,
+    pub jwks_refresh_seconds: Option<Spanned<i64>>,
+    pub jwks_cooldown_ms: Option<Spanned<i64>>,
 }
 
 /// `[[apis.gateway_responses]]`: one customised gateway response type.
@@ -165,6 +192,10 @@ pub(crate) struct Route {
     pub key: Option<Text>,
     pub integration: Option<Integration>,
     pub api_key_required: Option<Spanned<bool>>,
+    /// `authorizer`: the name of one of the API's authorizers.
+    pub authorizer: Option<Text>,
+    /// `authorization_scopes` (JWT authorizers).
+    pub authorization_scopes: Vec<Text>,
 }
 
 #[derive(Debug)]
@@ -179,6 +210,12 @@ pub(crate) enum Integration {
         status: Option<Spanned<i64>>,
         headers: Vec<(Text, Text)>,
         body: String,
+    },
+    /// `aws_proxy`: a Lambda function behind the Invoke API.
+    AwsProxy {
+        uri: Option<Text>,
+        payload_format_version: Option<Text>,
+        timeout_ms: Option<Spanned<i64>>,
     },
 }
 

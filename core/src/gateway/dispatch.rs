@@ -916,7 +916,7 @@ stages = [
                         String::from_utf8(out).unwrap_or_default(),
                     )
                 }
-                Target::Mock(_) => panic!("mock"),
+                Target::Mock(_) | Target::Lambda(_) => panic!("not http_proxy"),
             },
             Resolved::NoRoute(p) => panic!("{path}: no route ({:?})", p.protocol),
         };

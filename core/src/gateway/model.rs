@@ -1,10 +1,11 @@
 //! The compiled gateway's data model: APIs, stages, routes and the per-(route, stage)
-//! integration targets (`http_proxy`, `mock`), backend addresses, stage throttles and each
-//! route's traffic-control chain (`traffic::RouteLimits`). Plain data built once by
-//! `config::compile`; the per-request side is in `dispatch`.
+//! integration targets (`http_proxy`, `mock`, `aws_proxy`), authorizers, backend addresses,
+//! stage throttles and each route's traffic-control chain (`traffic::RouteLimits`). Plain data
+//! built once by `config::compile`; the per-request side is in `dispatch`.
 
 use super::responses;
 use super::uri::PathTemplate;
+use crate::lambda::{Authorizer, LambdaTarget};
 use crate::router::Router;
 use crate::traffic::{KeySource, RouteLimits};
 use std::net::SocketAddr;
@@ -60,6 +61,8 @@ pub struct MockTarget {
 pub enum Target {
     HttpProxy(ProxyTarget),
     Mock(MockTarget),
+    /// `aws_proxy`: a Lambda function behind the Invoke API (`crate::lambda`).
+    Lambda(LambdaTarget),
 }
 
 #[derive(Clone, Debug)]
@@ -79,6 +82,13 @@ pub struct Route {
     /// Traffic control per stage of the API (same order): key requirement and the resolved
     /// chain of limits.
     pub limits: Vec<RouteLimits>,
+    /// Index into `Api::authorizers` (`authorizer = "name"`).
+    pub authorizer: Option<u32>,
+    /// The route's parameter names, in `RouteMatch::params` order (`{proxy+}` → `proxy`):
+    /// `pathParameters` of Lambda events.
+    pub param_names: Box<[Box<str>]>,
+    /// `authorization_scopes` (JWT authorizers): the token needs one of them.
+    pub authorization_scopes: Box<[Box<str>]>,
 }
 
 #[derive(Clone, Debug)]
@@ -92,4 +102,8 @@ pub struct Api {
     pub responses: responses::GatewayResponses,
     /// `api_key_source`.
     pub api_key_source: KeySource,
+    /// `binary_media_types`: bodies of these types travel base64 in Lambda events/results.
+    pub binary_media_types: Vec<Box<str>>,
+    /// `[[apis.authorizers]]` (Lambda TOKEN / REQUEST).
+    pub authorizers: Vec<Authorizer>,
 }

@@ -4,6 +4,7 @@ use crate::forward::ClientInfo;
 use crate::gateway::{Api, Route, Stage};
 use crate::http::request::RequestHead;
 use crate::http::BodyKind;
+use crate::lambda::policy::AuthResult;
 use crate::method::Method;
 use crate::tls::TlsSession;
 use smallvec::SmallVec;
@@ -20,8 +21,8 @@ const SENT_INLINE: usize = 160;
 /// the compiled gateway (`'g`). The path parameters are not kept: they borrow the head and are
 /// used only by the integration request, which gets them from the route match.
 ///
-/// Fields that later phases add (documented in the module doc): the authorizer result
-/// (issue 17), the integration status and latency (issue 18's log phase).
+/// Fields that later phases add (documented in the module doc): the integration status and
+/// latency (issue 18's log phase).
 #[derive(Clone, Debug)]
 pub struct Context<'g> {
     /// `$context.requestId`, also sent as `x-amzn-RequestId`.
@@ -50,6 +51,8 @@ pub struct Context<'g> {
     /// Set by throttle and quota on a route that required an API key: the key's index in
     /// `Gateway::traffic.keys` (logs show its name, never its value).
     pub api_key: Option<u32>,
+    /// The Lambda authorizer's result that allowed the request (phase 2).
+    pub authorizer: Option<Rc<AuthResult>>,
     /// Method token, then path as sent (stage prefix included, query excluded).
     sent: SmallVec<[u8; SENT_INLINE]>,
     method_len: usize,
@@ -80,6 +83,7 @@ impl<'g> Context<'g> {
             route: None,
             tls: None,
             api_key: None,
+            authorizer: None,
             sent,
             method_len: head.method_str.len(),
         }
@@ -103,6 +107,12 @@ impl<'g> Context<'g> {
     /// `$context.stage` ("" before a stage matched).
     pub fn stage_name(&self) -> &'g str {
         self.stage.map_or("", |s| &*s.name)
+    }
+
+    /// The API key a Lambda authorizer gave (`usageIdentifierKey`), for an API key source of
+    /// AUTHORIZER.
+    pub fn authorizer_api_key(&self) -> Option<&str> {
+        self.authorizer.as_ref()?.usage_identifier_key.as_deref()
     }
 
     /// A HEAD request: responses carry no body.

@@ -19,6 +19,8 @@ pub enum Integration {
     /// The backend request head: send it to `upstream` (index into `Gateway::upstreams`)
     /// and wait at most `timeout` for the response.
     Proxy { upstream: usize, timeout: Duration },
+    /// An `aws_proxy` function: nothing was written; `lambda_request` prepares its event.
+    Lambda,
 }
 
 /// Builds the integration request into `out`: a mock's complete response, or an http_proxy's
@@ -53,6 +55,7 @@ pub fn integration_request(
                 timeout: p.timeout,
             })
         }
+        Target::Lambda(_) => Ok(Integration::Lambda),
     }
 }
 

@@ -32,6 +32,26 @@ pub enum Failure {
     Throttled,
     /// The key's usage plan quota is spent for this period (429 QUOTA_EXCEEDED).
     QuotaExceeded,
+    /// The Lambda authorizer did not authenticate the caller (missing identity source, token
+    /// failing the validation regex, the function's `Unauthorized` error): 401.
+    Unauthorized,
+    /// The authorizer's policy denies the request: `explicit` Deny (or simple response
+    /// `isAuthorized: false`), or no Allow for the method: 403.
+    Denied { explicit: bool, protocol: Protocol },
+    /// The authorizer could not be reached, timed out or gave an invalid output: 500.
+    AuthorizerConfig(Protocol),
+    /// The authorizer function failed with another error than `Unauthorized`: 500.
+    AuthorizerFailed(Protocol),
+    /// A Lambda function error or a malformed proxy result: 502 (REST), 500 (HTTP APIs).
+    BadLambdaResponse(Protocol),
+    /// The Invoke API refused to run the function: 500.
+    LambdaInvokeFailed(Protocol),
+    /// A JWT authorizer refused the token: 401 (`forbidden`: no required scope, 403), with
+    /// `www-authenticate: Bearer scope="" error="invalid_token" error_description="..."`.
+    JwtRejected {
+        description: &'static str,
+        forbidden: bool,
+    },
     /// A protocol-level refusal (malformed request or body framing, ...): not a gateway
     /// response type. Closes the connection.
     Refused(GatewayError),
@@ -56,6 +76,21 @@ impl Answer {
     }
 }
 
+/// HTTP APIs' text for their 500s (guide L43775-43780).
+const HTTP_INTERNAL: &str = "Internal Server Error";
+
+/// `ty` as a REST API answers it; an HTTP API says `Internal Server Error`.
+const fn http_text(ty: ResponseType, protocol: Protocol) -> Answer {
+    match protocol {
+        Protocol::Rest => Answer::of(ty),
+        Protocol::Http => Answer {
+            ty,
+            status: None,
+            message: Some(HTTP_INTERNAL),
+        },
+    }
+}
+
 impl Failure {
     /// The gateway response for this failure; `None` for protocol refusals.
     pub const fn answer(self) -> Option<Answer> {
@@ -73,6 +108,52 @@ impl Failure {
                 message: None,
             },
             Failure::Internal => Answer::of(T::Default5xx),
+            Failure::Unauthorized => Answer::of(T::Unauthorized),
+            Failure::Denied {
+                explicit: true,
+                protocol: Protocol::Rest,
+            } => Answer::of(T::AccessDenied),
+            Failure::Denied {
+                explicit: false,
+                protocol: Protocol::Rest,
+            } => Answer {
+                ty: T::AccessDenied,
+                status: None,
+                message: Some("User is not authorized to access this resource"),
+            },
+            Failure::Denied {
+                protocol: Protocol::Http,
+                ..
+            } => Answer {
+                ty: T::AccessDenied,
+                status: None,
+                message: Some("Forbidden"),
+            },
+            Failure::AuthorizerConfig(p) => http_text(T::AuthorizerConfigurationError, p),
+            Failure::AuthorizerFailed(p) => http_text(T::AuthorizerFailure, p),
+            // API Gateway: "Malformed Lambda proxy response" → 502 Internal server error.
+            Failure::BadLambdaResponse(Protocol::Rest) => Answer {
+                ty: T::Default5xx,
+                status: Some(502),
+                message: None,
+            },
+            Failure::BadLambdaResponse(Protocol::Http)
+            | Failure::LambdaInvokeFailed(Protocol::Http) => Answer {
+                ty: T::Default5xx,
+                status: None,
+                message: Some(HTTP_INTERNAL),
+            },
+            Failure::LambdaInvokeFailed(Protocol::Rest) => Answer::of(T::Default5xx),
+            Failure::JwtRejected {
+                forbidden: false, ..
+            } => Answer::of(T::Unauthorized),
+            Failure::JwtRejected {
+                forbidden: true, ..
+            } => Answer {
+                ty: T::AccessDenied,
+                status: None,
+                message: Some("Forbidden"),
+            },
             // "deny the request with a 403" (the guide on mutual TLS failures).
             Failure::MutualTlsRequired => Answer {
                 ty: T::AccessDenied,
@@ -144,8 +225,34 @@ pub fn respond(
             &builtin
         }
     };
+    let start = out.len();
     table.write(answer.ty, &err_ctx, out);
+    if let Failure::JwtRejected {
+        description,
+        forbidden,
+    } = failure
+    {
+        www_authenticate(out, start, description, forbidden);
+    }
     close
+}
+
+/// Adds the JWT authorizer's `www-authenticate` header to the response written at `start`
+/// (guide L43880-43903).
+fn www_authenticate(out: &mut Vec<u8>, start: usize, description: &str, forbidden: bool) {
+    let Some(end) = memchr::memmem::find(&out[start..], b"\r\n\r\n") else {
+        return;
+    };
+    let error = if forbidden {
+        "insufficient_scope"
+    } else {
+        "invalid_token"
+    };
+    let header = format!(
+        "www-authenticate: Bearer scope=\"\" error=\"{error}\" error_description=\"{description}\"\r\n"
+    );
+    let at = start + end + 2;
+    out.splice(at..at, header.into_bytes());
 }
 
 /// Appends a protocol refusal (status line, `content-type: application/json`,

@@ -7,9 +7,11 @@
 //! in the shard's buckets and leases, the shared quota store and the clock (read only when the
 //! route has a limit): a route with no limit at all costs one branch.
 //!
-//! `api_key_source = "AUTHORIZER"`: the key is the authorizer's `usageIdentifierKey`, which the
-//! authorize phase (issue 17) will put in `Context`. Until then such routes have no key and
-//! `api_key_required` ones are refused with 403 (never let through).
+//! `api_key_source = "AUTHORIZER"`: the key is the authorizer's `usageIdentifierKey` from the
+//! authorize phase's result in `Context` (no result, no key: 403 on `api_key_required` routes).
+//! Because an authorizer call may be awaited between reading the head and this decision, the
+//! phase has two steps: [`throttle_input`] while the head is borrowed, [`throttle_apply`] after
+//! authorize.
 
 use super::{Context, Failure};
 use crate::gateway::responses::ResponseType;
@@ -17,32 +19,60 @@ use crate::gateway::{Gateway, RouteMatch, Stage};
 use crate::http::request::RequestHead;
 use crate::traffic::quota::QuotaStore;
 use crate::traffic::{Decision, KeySource, Now, RouteLimits, ShardTraffic};
+use smallvec::SmallVec;
 
 /// The header the key comes in with `api_key_source = "HEADER"` (as API Gateway).
 pub const API_KEY_HEADER: &str = "x-api-key";
 
-/// Runs the phase: `Ok` to go on (with `ctx.api_key` set when the route required a key), or
-/// the failure to answer. `now` is called at most once, only when the route has a limit.
-pub fn throttle<S: QuotaStore + ?Sized>(
+/// What the phase needs from the request head and the route match, taken while they are
+/// borrowed (an authorizer call may come between this and [`throttle_apply`]): the route's
+/// limits and, for `api_key_source = "HEADER"`, a copy of the `x-api-key` value.
+#[derive(Debug)]
+pub struct ThrottleInput<'g> {
+    limits: &'g RouteLimits,
+    /// The header key; an over-long value is kept as an empty one, which matches no key.
+    header_key: Option<SmallVec<[u8; MAX_KEY_BYTES]>>,
+}
+
+/// Longest API key value (API Gateway: 20-128 characters).
+const MAX_KEY_BYTES: usize = 128;
+
+/// Takes the phase's inputs from the head and match; `Ok(None)` when no limit applies to the
+/// route (the common case: one branch, no copy).
+pub fn throttle_input<'g>(
     gw: &Gateway,
     head: &RequestHead<'_, '_>,
-    m: &RouteMatch<'_, '_>,
+    m: &RouteMatch<'g, '_>,
+) -> Result<Option<ThrottleInput<'g>>, Failure> {
+    let Some(limits) = route_limits(m) else {
+        return Err(Failure::Internal);
+    };
+    if !gw.traffic.applies(limits) {
+        return Ok(None);
+    }
+    let header_key = (limits.api_key_required && limits.key_source == KeySource::Header)
+        .then(|| api_key_header(head))
+        .flatten()
+        .map(|v| SmallVec::from_slice(if v.len() <= MAX_KEY_BYTES { v } else { b"" }));
+    Ok(Some(ThrottleInput { limits, header_key }))
+}
+
+/// Runs the phase: `Ok` to go on (with `ctx.api_key` set when the route required a key), or
+/// the failure to answer. `now` is called once. With `api_key_source = "AUTHORIZER"` the key
+/// is the authorizer's `usageIdentifierKey` (so this runs after the authorize phase).
+pub fn throttle_apply<S: QuotaStore + ?Sized>(
+    gw: &Gateway,
+    input: &ThrottleInput<'_>,
     ctx: &mut Context<'_>,
     shard: &mut ShardTraffic,
     store: &S,
     now: impl FnOnce() -> Now,
 ) -> Result<(), Failure> {
-    let Some(limits) = route_limits(m) else {
-        return Err(Failure::Internal);
-    };
-    if !gw.traffic.applies(limits) {
-        return Ok(());
-    }
-    let key = if limits.api_key_required {
+    let limits = input.limits;
+    let key: Option<&[u8]> = if limits.api_key_required {
         match limits.key_source {
-            KeySource::Header => api_key_header(head),
-            // The authorizers issue fills this from the authorizer's result.
-            KeySource::Authorizer => None,
+            KeySource::Header => input.header_key.as_deref(),
+            KeySource::Authorizer => ctx.authorizer_api_key().map(str::as_bytes),
         }
     } else {
         None
@@ -55,6 +85,22 @@ pub fn throttle<S: QuotaStore + ?Sized>(
         Decision::Reject(ResponseType::InvalidApiKey) => Err(Failure::InvalidApiKey),
         Decision::Reject(ResponseType::QuotaExceeded) => Err(Failure::QuotaExceeded),
         Decision::Reject(_) => Err(Failure::Throttled),
+    }
+}
+
+/// Both steps at once, for a request with no authorizer call in between.
+pub fn throttle<S: QuotaStore + ?Sized>(
+    gw: &Gateway,
+    head: &RequestHead<'_, '_>,
+    m: &RouteMatch<'_, '_>,
+    ctx: &mut Context<'_>,
+    shard: &mut ShardTraffic,
+    store: &S,
+    now: impl FnOnce() -> Now,
+) -> Result<(), Failure> {
+    match throttle_input(gw, head, m)? {
+        None => Ok(()),
+        Some(input) => throttle_apply(gw, &input, ctx, shard, store, now),
     }
 }
 

@@ -1,0 +1,762 @@
+//! Events sent to functions: the `aws_proxy` payload 1.0 / 2.0 events (without the body, which
+//! is added by `finish` once read) and the Lambda authorizer TOKEN / REQUEST events.
+//!
+//! Rules (guide L15885-15986, L40771-40845, L13913-14000, L39969-40073; DIGEST §2.2, §2.3, §4):
+//! - 1.0: header names as sent; `headers` / `queryStringParameters` hold the *last* value
+//!   (what AWS sends; the guide's two examples disagree), `multiValue*` every value in order;
+//!   `pathParameters`, `stageVariables`, `queryStringParameters` are `null` when empty.
+//! - 2.0: header names lowercased, duplicates joined with `,`; `Cookie` headers go to
+//!   `cookies` (split at `;`) and not to `headers`; duplicate query parameters joined with
+//!   `,`; empty maps are left out.
+//! - Query values are percent-decoded (`rawQueryString` is as sent).
+
+use super::{base64, time, ContextVariable, IdentitySource, ACCOUNT_ID, REGION};
+use serde_json::{Map, Value};
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+/// A JSON object.
+type JsonMap = Map<String, Value>;
+
+/// What an event is built from, borrowed from the request head and the route match.
+#[derive(Clone, Copy, Debug)]
+pub struct EventRequest<'a> {
+    /// The method token as sent.
+    pub method: &'a str,
+    /// The path as sent (stage / base path included), without the query.
+    pub raw_path: &'a str,
+    /// The path without the stage or base path (what the route matched).
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a [httparse::Header<'a>],
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor_version: u8,
+    /// The route key as written (`GET /pets/{id}`, `$default`).
+    pub route_key: &'a str,
+    pub param_names: &'a [Box<str>],
+    pub params: &'a [&'a str],
+    pub stage: &'a str,
+    pub stage_variables: &'a [(Box<str>, Box<str>)],
+    /// `apiId` (the API's name).
+    pub api_id: &'a str,
+    pub request_id: &'a str,
+    pub source_ip: IpAddr,
+    pub time: SystemTime,
+}
+
+impl<'a> EventRequest<'a> {
+    /// The first field named `name` (case-insensitive), as text.
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    }
+
+    /// Every field named `name` joined with `,` (`None` when there is none).
+    pub fn header_joined(&self, name: &str) -> Option<String> {
+        let mut out: Option<String> = None;
+        for h in self.headers {
+            if h.name.eq_ignore_ascii_case(name) {
+                let s = out.get_or_insert_with(String::new);
+                if !s.is_empty() {
+                    s.push(',');
+                }
+                s.push_str(&String::from_utf8_lossy(h.value));
+            }
+        }
+        out
+    }
+
+    /// The route's resource path (`/pets/{id}`); for `$default`, the request path.
+    pub fn resource(&self) -> &'a str {
+        match self.route_key.split_once(' ') {
+            Some((_, p)) => p,
+            None => self.path,
+        }
+    }
+
+    fn protocol(&self) -> &'static str {
+        if self.minor_version == 0 {
+            "HTTP/1.0"
+        } else {
+            "HTTP/1.1"
+        }
+    }
+
+    fn user_agent(&self) -> Value {
+        self.header("user-agent")
+            .map_or(Value::Null, |v| Value::String(lossy(v)))
+    }
+
+    fn domain(&self) -> (String, String) {
+        let host = self.header("host").map(lossy).unwrap_or_default();
+        let prefix = host.split('.').next().unwrap_or("").to_string();
+        (host, prefix)
+    }
+
+    /// `arn:aws:execute-api:{region}:{account}:{api}/{stage}/{METHOD}/{path}`: the method
+    /// ARN (REST) / route ARN (HTTP API) that authorizer policies are matched against.
+    pub fn method_arn(&self) -> String {
+        let path = self.path.strip_prefix('/').unwrap_or(self.path);
+        format!(
+            "arn:aws:execute-api:{REGION}:{ACCOUNT_ID}:{}/{}/{}/{path}",
+            self.api_id, self.stage, self.method
+        )
+    }
+
+    /// Query parameters, percent-decoded, in order.
+    pub fn query_pairs(&self) -> Vec<(String, String)> {
+        let Some(q) = self.query else {
+            return Vec::new();
+        };
+        q.split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                (percent_decode(k), percent_decode(v))
+            })
+            .collect()
+    }
+
+    /// The value of an identity source; `None` when missing or empty.
+    pub fn identity_value(&self, source: &IdentitySource) -> Option<String> {
+        let v = match source {
+            IdentitySource::Header(name) => self.header_joined(name),
+            IdentitySource::Query(name) => {
+                let vals: Vec<String> = self
+                    .query_pairs()
+                    .into_iter()
+                    .filter(|(k, _)| k == &**name)
+                    .map(|(_, v)| v)
+                    .collect();
+                (!vals.is_empty()).then(|| vals.join(","))
+            }
+            IdentitySource::StageVariable(name) => self
+                .stage_variables
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.to_string()),
+            IdentitySource::Context(c) => Some(match c {
+                ContextVariable::HttpMethod => self.method.to_string(),
+                ContextVariable::Path => self.raw_path.to_string(),
+                ContextVariable::RouteKey => self.route_key.to_string(),
+                ContextVariable::Stage => self.stage.to_string(),
+                ContextVariable::SourceIp => self.source_ip.to_string(),
+                ContextVariable::UserAgent => self.header("user-agent").map(lossy)?,
+            }),
+        };
+        v.filter(|s| !s.is_empty())
+    }
+
+    fn path_parameters(&self) -> Option<Map<String, Value>> {
+        if self.params.is_empty() {
+            return None;
+        }
+        Some(
+            self.param_names
+                .iter()
+                .zip(self.params)
+                .map(|(k, v)| (k.to_string(), Value::String(percent_decode(v))))
+                .collect(),
+        )
+    }
+
+    fn stage_variables_map(&self) -> Option<Map<String, Value>> {
+        if self.stage_variables.is_empty() {
+            return None;
+        }
+        Some(
+            self.stage_variables
+                .iter()
+                .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+                .collect(),
+        )
+    }
+
+    /// 1.0 maps: (headers, multiValueHeaders).
+    fn headers_v1(&self) -> (Map<String, Value>, Map<String, Value>) {
+        let mut single = Map::new();
+        let mut multi: Map<String, Value> = Map::new();
+        for h in self.headers {
+            let v = lossy(h.value);
+            single.insert(h.name.to_string(), Value::String(v.clone()));
+            match multi.get_mut(h.name) {
+                Some(Value::Array(a)) => a.push(Value::String(v)),
+                _ => {
+                    multi.insert(h.name.to_string(), Value::Array(vec![Value::String(v)]));
+                }
+            }
+        }
+        (single, multi)
+    }
+
+    /// 1.0 maps: (queryStringParameters, multiValueQueryStringParameters).
+    fn query_v1(&self) -> (Option<JsonMap>, Option<JsonMap>) {
+        let pairs = self.query_pairs();
+        if pairs.is_empty() {
+            return (None, None);
+        }
+        let mut single = Map::new();
+        let mut multi: Map<String, Value> = Map::new();
+        for (k, v) in pairs {
+            single.insert(k.clone(), Value::String(v.clone()));
+            match multi.get_mut(&k) {
+                Some(Value::Array(a)) => a.push(Value::String(v)),
+                _ => {
+                    multi.insert(k, Value::Array(vec![Value::String(v)]));
+                }
+            }
+        }
+        (Some(single), Some(multi))
+    }
+
+    /// 2.0 maps: (cookies, headers) with lowercased, comma-joined headers.
+    fn headers_v2(&self) -> (Vec<Value>, Map<String, Value>) {
+        let mut cookies = Vec::new();
+        let mut headers: Map<String, Value> = Map::new();
+        for h in self.headers {
+            let v = lossy(h.value);
+            if h.name.eq_ignore_ascii_case("cookie") {
+                cookies.extend(
+                    v.split(';')
+                        .map(str::trim)
+                        .filter(|c| !c.is_empty())
+                        .map(|c| Value::String(c.to_string())),
+                );
+                continue;
+            }
+            let name = h.name.to_ascii_lowercase();
+            match headers.get_mut(&name) {
+                Some(Value::String(s)) => {
+                    s.push(',');
+                    s.push_str(&v);
+                }
+                _ => {
+                    headers.insert(name, Value::String(v));
+                }
+            }
+        }
+        (cookies, headers)
+    }
+
+    fn query_v2(&self) -> Option<Map<String, Value>> {
+        let pairs = self.query_pairs();
+        if pairs.is_empty() {
+            return None;
+        }
+        let mut out: Map<String, Value> = Map::new();
+        for (k, v) in pairs {
+            match out.get_mut(&k) {
+                Some(Value::String(s)) => {
+                    s.push(',');
+                    s.push_str(&v);
+                }
+                _ => {
+                    out.insert(k, Value::String(v));
+                }
+            }
+        }
+        Some(out)
+    }
+
+    /// 1.0 `requestContext` (without `authorizer`).
+    fn request_context_v1(&self) -> Map<String, Value> {
+        let (domain, prefix) = self.domain();
+        let mut identity = Map::new();
+        for k in [
+            "accessKey",
+            "accountId",
+            "caller",
+            "cognitoAuthenticationProvider",
+            "cognitoAuthenticationType",
+            "cognitoIdentityId",
+            "cognitoIdentityPoolId",
+            "principalOrgId",
+        ] {
+            identity.insert(k.into(), Value::Null);
+        }
+        identity.insert("sourceIp".into(), self.source_ip.to_string().into());
+        identity.insert("user".into(), Value::Null);
+        identity.insert("userAgent".into(), self.user_agent());
+        identity.insert("userArn".into(), Value::Null);
+        let mut rc = Map::new();
+        rc.insert("accountId".into(), ACCOUNT_ID.into());
+        rc.insert("apiId".into(), self.api_id.into());
+        rc.insert("domainName".into(), domain.into());
+        rc.insert("domainPrefix".into(), prefix.into());
+        rc.insert("extendedRequestId".into(), self.request_id.into());
+        rc.insert("httpMethod".into(), self.method.into());
+        rc.insert("identity".into(), Value::Object(identity));
+        rc.insert("path".into(), self.raw_path.into());
+        rc.insert("protocol".into(), self.protocol().into());
+        rc.insert("requestId".into(), self.request_id.into());
+        rc.insert("requestTime".into(), time::clf(self.time).into());
+        rc.insert("requestTimeEpoch".into(), time::epoch_ms(self.time).into());
+        rc.insert("resourceId".into(), Value::Null);
+        rc.insert("resourcePath".into(), self.resource().into());
+        rc.insert("stage".into(), self.stage.into());
+        rc
+    }
+
+    /// 2.0 `requestContext` (without `authorizer`).
+    fn request_context_v2(&self) -> Map<String, Value> {
+        let (domain, prefix) = self.domain();
+        let mut http = Map::new();
+        http.insert("method".into(), self.method.into());
+        http.insert("path".into(), self.raw_path.into());
+        http.insert("protocol".into(), self.protocol().into());
+        http.insert("sourceIp".into(), self.source_ip.to_string().into());
+        http.insert("userAgent".into(), self.user_agent());
+        let mut rc = Map::new();
+        rc.insert("accountId".into(), ACCOUNT_ID.into());
+        rc.insert("apiId".into(), self.api_id.into());
+        rc.insert("domainName".into(), domain.into());
+        rc.insert("domainPrefix".into(), prefix.into());
+        rc.insert("http".into(), Value::Object(http));
+        rc.insert("requestId".into(), self.request_id.into());
+        rc.insert("routeKey".into(), self.route_key.into());
+        rc.insert("stage".into(), self.stage.into());
+        rc.insert("time".into(), time::clf(self.time).into());
+        rc.insert("timeEpoch".into(), time::epoch_ms(self.time).into());
+        rc
+    }
+
+    /// The payload 1.0 event, without `body` / `isBase64Encoded` (see `finish`). `version`:
+    /// add `"version": "1.0"` (HTTP APIs).
+    pub fn proxy_v1(&self, version: bool) -> Map<String, Value> {
+        let mut e = Map::new();
+        if version {
+            e.insert("version".into(), "1.0".into());
+        }
+        e.insert("resource".into(), self.resource().into());
+        e.insert("path".into(), self.path.into());
+        e.insert("httpMethod".into(), self.method.into());
+        let (h, mh) = self.headers_v1();
+        e.insert("headers".into(), Value::Object(h));
+        e.insert("multiValueHeaders".into(), Value::Object(mh));
+        let (q, mq) = self.query_v1();
+        e.insert("queryStringParameters".into(), opt_map(q));
+        e.insert("multiValueQueryStringParameters".into(), opt_map(mq));
+        e.insert(
+            "requestContext".into(),
+            Value::Object(self.request_context_v1()),
+        );
+        e.insert("pathParameters".into(), opt_map(self.path_parameters()));
+        e.insert("stageVariables".into(), opt_map(self.stage_variables_map()));
+        e
+    }
+
+    /// The payload 2.0 event, without `body` / `isBase64Encoded` (see `finish`).
+    pub fn proxy_v2(&self) -> Map<String, Value> {
+        let mut e = Map::new();
+        e.insert("version".into(), "2.0".into());
+        e.insert("routeKey".into(), self.route_key.into());
+        e.insert("rawPath".into(), self.raw_path.into());
+        e.insert("rawQueryString".into(), self.query.unwrap_or("").into());
+        let (cookies, headers) = self.headers_v2();
+        if !cookies.is_empty() {
+            e.insert("cookies".into(), Value::Array(cookies));
+        }
+        e.insert("headers".into(), Value::Object(headers));
+        if let Some(q) = self.query_v2() {
+            e.insert("queryStringParameters".into(), Value::Object(q));
+        }
+        e.insert(
+            "requestContext".into(),
+            Value::Object(self.request_context_v2()),
+        );
+        if let Some(p) = self.path_parameters() {
+            e.insert("pathParameters".into(), Value::Object(p));
+        }
+        if let Some(s) = self.stage_variables_map() {
+            e.insert("stageVariables".into(), Value::Object(s));
+        }
+        e
+    }
+
+    /// The TOKEN authorizer event (L13913-13924).
+    pub fn token_authorizer(token: &str, method_arn: &str) -> Vec<u8> {
+        let mut e = Map::new();
+        e.insert("type".into(), "TOKEN".into());
+        e.insert("authorizationToken".into(), token.into());
+        e.insert("methodArn".into(), method_arn.into());
+        to_vec(e)
+    }
+
+    /// The REQUEST authorizer event, payload 1.0 (REST L13941-14000; HTTP APIs add `version`,
+    /// `identitySource` and `authorizationToken`, L40021-40073). `identity`: the identity
+    /// source values (HTTP APIs only).
+    pub fn request_authorizer_v1(
+        &self,
+        method_arn: &str,
+        http_api: bool,
+        identity: &[String],
+    ) -> Vec<u8> {
+        let mut e = Map::new();
+        if http_api {
+            e.insert("version".into(), "1.0".into());
+        }
+        e.insert("type".into(), "REQUEST".into());
+        e.insert("methodArn".into(), method_arn.into());
+        if http_api {
+            let joined = identity.join(",");
+            e.insert("identitySource".into(), joined.clone().into());
+            e.insert("authorizationToken".into(), joined.into());
+        }
+        e.insert("resource".into(), self.resource().into());
+        e.insert("path".into(), self.path.into());
+        e.insert("httpMethod".into(), self.method.into());
+        let (h, mh) = self.headers_v1();
+        e.insert("headers".into(), Value::Object(h));
+        e.insert("multiValueHeaders".into(), Value::Object(mh));
+        let (q, mq) = self.query_v1();
+        e.insert(
+            "queryStringParameters".into(),
+            Value::Object(q.unwrap_or_default()),
+        );
+        e.insert(
+            "multiValueQueryStringParameters".into(),
+            Value::Object(mq.unwrap_or_default()),
+        );
+        e.insert(
+            "pathParameters".into(),
+            Value::Object(self.path_parameters().unwrap_or_default()),
+        );
+        e.insert(
+            "stageVariables".into(),
+            Value::Object(self.stage_variables_map().unwrap_or_default()),
+        );
+        let mut identity_ctx = Map::new();
+        identity_ctx.insert(
+            "apiKey".into(),
+            self.header("x-api-key")
+                .map_or(Value::Null, |v| Value::String(lossy(v))),
+        );
+        identity_ctx.insert("sourceIp".into(), self.source_ip.to_string().into());
+        identity_ctx.insert("userAgent".into(), self.user_agent());
+        let mut rc = Map::new();
+        rc.insert("path".into(), self.raw_path.into());
+        rc.insert("accountId".into(), ACCOUNT_ID.into());
+        rc.insert("resourceId".into(), Value::Null);
+        rc.insert("stage".into(), self.stage.into());
+        rc.insert("requestId".into(), self.request_id.into());
+        rc.insert("identity".into(), Value::Object(identity_ctx));
+        rc.insert("resourcePath".into(), self.resource().into());
+        rc.insert("httpMethod".into(), self.method.into());
+        rc.insert("apiId".into(), self.api_id.into());
+        e.insert("requestContext".into(), Value::Object(rc));
+        to_vec(e)
+    }
+
+    /// The REQUEST authorizer event, payload 2.0 (HTTP APIs, L39969-40017).
+    pub fn request_authorizer_v2(&self, route_arn: &str, identity: &[String]) -> Vec<u8> {
+        let mut e = self.proxy_v2();
+        e.insert("type".into(), "REQUEST".into());
+        e.insert("routeArn".into(), route_arn.into());
+        e.insert(
+            "identitySource".into(),
+            Value::Array(identity.iter().map(|s| Value::String(s.clone())).collect()),
+        );
+        to_vec(e)
+    }
+}
+
+/// Adds `body` and `isBase64Encoded` to an event and serializes it. `binary`: send the body
+/// base64-encoded. An empty body is `null`.
+pub fn finish(mut event: Map<String, Value>, body: &[u8], binary: bool) -> Vec<u8> {
+    let (body, encoded) = if body.is_empty() {
+        (Value::Null, false)
+    } else if binary {
+        (Value::String(base64::encode(body)), true)
+    } else {
+        match std::str::from_utf8(body) {
+            Ok(s) => (Value::String(s.to_string()), false),
+            // Not text: it cannot travel as a JSON string unchanged.
+            Err(_) => (Value::String(base64::encode(body)), true),
+        }
+    };
+    event.insert("body".into(), body);
+    event.insert("isBase64Encoded".into(), Value::Bool(encoded));
+    to_vec(event)
+}
+
+fn to_vec(e: Map<String, Value>) -> Vec<u8> {
+    // A map of strings, numbers and nested maps always serializes.
+    serde_json::to_vec(&Value::Object(e)).unwrap_or_default()
+}
+
+fn opt_map(m: Option<Map<String, Value>>) -> Value {
+    m.map_or(Value::Null, Value::Object)
+}
+
+pub(crate) fn lossy(v: &[u8]) -> String {
+    String::from_utf8_lossy(v).into_owned()
+}
+
+/// `%XX` decoded (invalid escapes kept as written; invalid UTF-8 replaced).
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    if !b.contains(&b'%') {
+        return s.to_string();
+    }
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = |c: u8| (c as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether `content_type` (a `Content-Type` or one entry of `Accept`) is one of the API's
+/// `binary_media_types` (`type/subtype`, `type/*`, `*/*`; case-insensitive, parameters ignored).
+pub fn is_binary_type(content_type: &[u8], binary_media_types: &[Box<str>]) -> bool {
+    let mt = content_type
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or(b"")
+        .trim_ascii();
+    if mt.is_empty() {
+        return false;
+    }
+    binary_media_types.iter().any(|t| {
+        let t = t.as_bytes();
+        if t == b"*/*" {
+            return true;
+        }
+        if let Some(prefix) = t.strip_suffix(b"/*") {
+            return mt.len() > prefix.len()
+                && mt[..prefix.len()].eq_ignore_ascii_case(prefix)
+                && mt[prefix.len()] == b'/';
+        }
+        mt.eq_ignore_ascii_case(t)
+    })
+}
+
+/// Whether an `Accept` header value lists a binary media type (`*/*` in the request does not
+/// count unless the API lists `*/*`).
+pub fn accepts_binary(accept: &[u8], binary_media_types: &[Box<str>]) -> bool {
+    accept
+        .split(|&b| b == b',')
+        .any(|entry| is_binary_type(entry, binary_media_types))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::net::Ipv4Addr;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    const HEADERS: [httparse::Header<'static>; 6] = [
+        httparse::Header {
+            name: "Host",
+            value: b"id.execute-api.example.com",
+        },
+        httparse::Header {
+            name: "header1",
+            value: b"value1",
+        },
+        httparse::Header {
+            name: "Header2",
+            value: b"value1",
+        },
+        httparse::Header {
+            name: "Header2",
+            value: b"value2",
+        },
+        httparse::Header {
+            name: "Cookie",
+            value: b"cookie1; cookie2",
+        },
+        httparse::Header {
+            name: "User-Agent",
+            value: b"agent",
+        },
+    ];
+
+    fn with_request(f: impl FnOnce(&EventRequest<'_>)) {
+        let names: [Box<str>; 1] = ["id".into()];
+        let vars: [(Box<str>, Box<str>); 1] = [("stageVariable1".into(), "value1".into())];
+        let params = ["a%20b"];
+        let r = EventRequest {
+            method: "POST",
+            raw_path: "/prod/my/a%20b",
+            path: "/my/a%20b",
+            query: Some("parameter1=value1&parameter1=value2&parameter2=va%2Fl&flag"),
+            headers: &HEADERS,
+            minor_version: 1,
+            route_key: "POST /my/{id}",
+            param_names: &names,
+            params: &params,
+            stage: "prod",
+            stage_variables: &vars,
+            api_id: "api-id",
+            request_id: "rid",
+            source_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            time: UNIX_EPOCH + Duration::from_millis(1_583_349_317_135),
+        };
+        f(&r);
+    }
+
+    #[test]
+    fn v1_event() {
+        with_request(|r| {
+            let e = Value::Object(r.proxy_v1(false));
+            assert_eq!(e["resource"], "/my/{id}");
+            assert_eq!(e["path"], "/my/a%20b");
+            assert_eq!(e["httpMethod"], "POST");
+            assert_eq!(e["headers"]["Header2"], "value2");
+            assert_eq!(
+                e["multiValueHeaders"]["Header2"],
+                json!(["value1", "value2"])
+            );
+            assert_eq!(e["headers"]["Cookie"], "cookie1; cookie2");
+            assert_eq!(
+                e["queryStringParameters"],
+                json!({"parameter1": "value2", "parameter2": "va/l", "flag": ""})
+            );
+            assert_eq!(
+                e["multiValueQueryStringParameters"]["parameter1"],
+                json!(["value1", "value2"])
+            );
+            assert_eq!(e["pathParameters"], json!({"id": "a b"}));
+            assert_eq!(e["stageVariables"], json!({"stageVariable1": "value1"}));
+            let rc = &e["requestContext"];
+            assert_eq!(rc["requestTime"], "04/Mar/2020:19:15:17 +0000");
+            assert_eq!(rc["requestTimeEpoch"], 1_583_349_317_135u64);
+            assert_eq!(rc["domainName"], "id.execute-api.example.com");
+            assert_eq!(rc["domainPrefix"], "id");
+            assert_eq!(rc["identity"]["sourceIp"], "192.0.2.1");
+            assert_eq!(rc["path"], "/prod/my/a%20b");
+            assert!(e.get("version").is_none());
+            assert_eq!(Value::Object(r.proxy_v1(true))["version"], "1.0");
+            let done: Value =
+                serde_json::from_slice(&finish(r.proxy_v1(false), b"hi", false)).expect("json");
+            assert_eq!(
+                (done["body"].clone(), done["isBase64Encoded"].clone()),
+                (json!("hi"), json!(false))
+            );
+            let done: Value =
+                serde_json::from_slice(&finish(r.proxy_v1(false), b"hi", true)).expect("json");
+            assert_eq!(
+                (done["body"].clone(), done["isBase64Encoded"].clone()),
+                (json!("aGk="), json!(true))
+            );
+            // Bytes that are not UTF-8 cannot travel as text.
+            let done: Value =
+                serde_json::from_slice(&finish(r.proxy_v1(false), &[0xff, 0xfe], false))
+                    .expect("json");
+            assert_eq!(done["isBase64Encoded"], true);
+            let done: Value =
+                serde_json::from_slice(&finish(r.proxy_v1(false), b"", true)).expect("json");
+            assert_eq!(done["body"], Value::Null);
+        });
+    }
+
+    #[test]
+    fn v2_event() {
+        with_request(|r| {
+            let e = Value::Object(r.proxy_v2());
+            assert_eq!(e["version"], "2.0");
+            assert_eq!(e["routeKey"], "POST /my/{id}");
+            assert_eq!(e["rawPath"], "/prod/my/a%20b");
+            assert_eq!(
+                e["rawQueryString"],
+                "parameter1=value1&parameter1=value2&parameter2=va%2Fl&flag"
+            );
+            assert_eq!(e["cookies"], json!(["cookie1", "cookie2"]));
+            assert_eq!(
+                e["headers"],
+                json!({"host": "id.execute-api.example.com", "header1": "value1",
+                       "header2": "value1,value2", "user-agent": "agent"})
+            );
+            assert_eq!(e["queryStringParameters"]["parameter1"], "value1,value2");
+            assert_eq!(
+                e["requestContext"]["http"],
+                json!({"method": "POST", "path": "/prod/my/a%20b", "protocol": "HTTP/1.1",
+                       "sourceIp": "192.0.2.1", "userAgent": "agent"})
+            );
+            assert_eq!(e["requestContext"]["time"], "04/Mar/2020:19:15:17 +0000");
+            assert_eq!(e["requestContext"]["routeKey"], "POST /my/{id}");
+        });
+    }
+
+    #[test]
+    fn identity_sources_and_authorizer_events() {
+        with_request(|r| {
+            let v = |s: IdentitySource| r.identity_value(&s);
+            assert_eq!(
+                v(IdentitySource::Header("header2".into())).as_deref(),
+                Some("value1,value2")
+            );
+            assert_eq!(v(IdentitySource::Header("absent".into())), None);
+            assert_eq!(
+                v(IdentitySource::Query("parameter1".into())).as_deref(),
+                Some("value1,value2")
+            );
+            // Query names are case-sensitive; an empty value counts as missing.
+            assert_eq!(v(IdentitySource::Query("Parameter1".into())), None);
+            assert_eq!(v(IdentitySource::Query("flag".into())), None);
+            assert_eq!(
+                v(IdentitySource::StageVariable("stageVariable1".into())).as_deref(),
+                Some("value1")
+            );
+            assert_eq!(
+                v(IdentitySource::Context(ContextVariable::SourceIp)).as_deref(),
+                Some("192.0.2.1")
+            );
+            assert_eq!(
+                v(IdentitySource::Context(ContextVariable::RouteKey)).as_deref(),
+                Some("POST /my/{id}")
+            );
+            let arn = r.method_arn();
+            assert_eq!(
+                arn,
+                "arn:aws:execute-api:local:000000000000:api-id/prod/POST/my/a%20b"
+            );
+            let t: Value =
+                serde_json::from_slice(&EventRequest::token_authorizer("tok", &arn)).expect("json");
+            assert_eq!(
+                t,
+                json!({"type": "TOKEN", "authorizationToken": "tok", "methodArn": arn})
+            );
+            let ids = ["u".to_string(), "1".to_string()];
+            let e: Value =
+                serde_json::from_slice(&r.request_authorizer_v1(&arn, true, &ids)).expect("json");
+            assert_eq!(e["identitySource"], "u,1");
+            assert_eq!(e["authorizationToken"], "u,1");
+            assert_eq!(e["version"], "1.0");
+            assert_eq!(e["requestContext"]["identity"]["apiKey"], Value::Null);
+            let e: Value =
+                serde_json::from_slice(&r.request_authorizer_v2(&arn, &ids)).expect("json");
+            assert_eq!(e["identitySource"], json!(["u", "1"]));
+            assert_eq!(e["routeArn"], arn.as_str());
+            assert_eq!(e["type"], "REQUEST");
+        });
+    }
+
+    #[test]
+    fn media_types() {
+        let types: Vec<Box<str>> = vec!["image/png".into(), "application/*".into()];
+        assert!(is_binary_type(b"image/png", &types));
+        assert!(is_binary_type(b"Image/PNG; charset=x", &types));
+        assert!(is_binary_type(b"application/octet-stream", &types));
+        assert!(!is_binary_type(b"image/jpeg", &types));
+        assert!(!is_binary_type(b"applicationx/y", &types));
+        assert!(!is_binary_type(b"", &types));
+        assert!(accepts_binary(b"text/html, image/png;q=0.9", &types));
+        assert!(!accepts_binary(b"*/*", &types));
+        assert!(is_binary_type(b"text/plain", &["*/*".into()]));
+        assert_eq!(percent_decode("a%2Fb%zz%4"), "a/b%zz%4");
+    }
+}

@@ -1,0 +1,306 @@
+//! A Lambda authorizer's output and what it decides for one request.
+//!
+//! Output (guide L14005-14072, L40082-40162): an IAM policy `{principalId, policyDocument:
+//! {Statement: [{Effect, Action, Resource}]}, context, usageIdentifierKey}` or, for HTTP APIs
+//! with simple responses, `{isAuthorized, context}`. 1.0 context values must be strings,
+//! numbers or booleans and are stringified; 2.0 context values may be anything.
+//!
+//! Evaluation against the method ARN: a statement applies when one of its actions matches
+//! `execute-api:Invoke` and one of its resources matches the ARN (`*` any run of characters,
+//! `?` one character). A matching Deny wins over any Allow; no matching Allow is a deny too.
+//! The same parsed output is cached and evaluated again for each request (it applies across
+//! the methods of the API).
+
+use super::PayloadVersion;
+use serde_json::{Map, Value};
+
+/// One policy statement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Statement {
+    pub allow: bool,
+    pub actions: Vec<String>,
+    pub resources: Vec<String>,
+}
+
+/// A parsed authorizer output.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuthResult {
+    pub principal_id: Option<String>,
+    pub statements: Vec<Statement>,
+    /// `isAuthorized` of a simple response (then `statements` is empty).
+    pub simple: Option<bool>,
+    /// `context`, stringified for payload 1.0.
+    pub context: Map<String, Value>,
+    /// `usageIdentifierKey`: the API key when the key source is AUTHORIZER.
+    pub usage_identifier_key: Option<String>,
+    /// A JWT authorizer's result: `context` holds the token's claims, this its scopes.
+    pub jwt_scopes: Option<Vec<String>>,
+}
+
+/// What the output decides for one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    /// A matching Deny statement (403, explicit deny text), or a simple `isAuthorized: false`.
+    ExplicitDeny,
+    /// No statement allows this method (403, "not authorized").
+    NotAllowed,
+}
+
+/// The output is not a valid authorizer response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Invalid(pub &'static str);
+
+/// Parses an authorizer's output. `simple`: the authorizer uses simple responses.
+pub fn parse(json: &[u8], version: PayloadVersion, simple: bool) -> Result<AuthResult, Invalid> {
+    let Value::Object(obj) =
+        serde_json::from_slice(json).map_err(|_| Invalid("the output is not valid JSON"))?
+    else {
+        return Err(Invalid("the output is not an object"));
+    };
+    let context = match obj.get("context") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) if version == PayloadVersion::V2 => m.clone(),
+        Some(Value::Object(m)) => {
+            let mut out = Map::new();
+            for (k, v) in m {
+                let s = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    Value::Null => continue,
+                    _ => return Err(Invalid("a context value is an object or array")),
+                };
+                out.insert(k.clone(), Value::String(s));
+            }
+            out
+        }
+        Some(_) => return Err(Invalid("context is not an object")),
+    };
+    if version == PayloadVersion::V1
+        && obj.contains_key("context")
+        && context.contains_key("claims")
+    {
+        return Err(Invalid("`claims` is reserved in the context"));
+    }
+    if simple {
+        let Some(Value::Bool(ok)) = obj.get("isAuthorized") else {
+            return Err(Invalid("isAuthorized is missing or not a boolean"));
+        };
+        return Ok(AuthResult {
+            principal_id: None,
+            statements: Vec::new(),
+            simple: Some(*ok),
+            context,
+            usage_identifier_key: None,
+            jwt_scopes: None,
+        });
+    }
+    let principal_id = match obj.get("principalId") {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        None | Some(Value::Null) => None,
+        Some(_) => return Err(Invalid("principalId is not a string")),
+    };
+    let Some(Value::Object(doc)) = obj.get("policyDocument") else {
+        return Err(Invalid("policyDocument is missing"));
+    };
+    let statements = match doc.get("Statement") {
+        Some(Value::Array(a)) => a.iter().map(statement).collect::<Result<Vec<_>, _>>()?,
+        Some(s @ Value::Object(_)) => vec![statement(s)?],
+        _ => return Err(Invalid("policyDocument.Statement is missing")),
+    };
+    let usage_identifier_key = match obj.get("usageIdentifierKey") {
+        Some(Value::String(s)) => Some(s.clone()),
+        None | Some(Value::Null) => None,
+        Some(_) => return Err(Invalid("usageIdentifierKey is not a string")),
+    };
+    Ok(AuthResult {
+        principal_id,
+        statements,
+        simple: None,
+        context,
+        usage_identifier_key,
+        jwt_scopes: None,
+    })
+}
+
+fn strings(v: Option<&Value>, what: &'static str) -> Result<Vec<String>, Invalid> {
+    match v {
+        Some(Value::String(s)) => Ok(vec![s.clone()]),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|x| x.as_str().map(str::to_string).ok_or(Invalid(what)))
+            .collect(),
+        _ => Err(Invalid(what)),
+    }
+}
+
+fn statement(v: &Value) -> Result<Statement, Invalid> {
+    let allow = match v.get("Effect").and_then(Value::as_str) {
+        Some(e) if e.eq_ignore_ascii_case("allow") => true,
+        Some(e) if e.eq_ignore_ascii_case("deny") => false,
+        _ => return Err(Invalid("a statement's Effect is not Allow or Deny")),
+    };
+    Ok(Statement {
+        allow,
+        actions: strings(
+            v.get("Action"),
+            "a statement's Action is not a string or list",
+        )?,
+        resources: strings(
+            v.get("Resource"),
+            "a statement's Resource is not a string or list",
+        )?,
+    })
+}
+
+impl AuthResult {
+    /// The decision for `method_arn`.
+    pub fn decide(&self, method_arn: &str) -> Decision {
+        if let Some(ok) = self.simple {
+            return if ok {
+                Decision::Allow
+            } else {
+                Decision::ExplicitDeny
+            };
+        }
+        let applies = |s: &Statement| {
+            s.actions
+                .iter()
+                .any(|a| glob(a.as_bytes(), b"execute-api:Invoke"))
+                && s.resources
+                    .iter()
+                    .any(|r| glob(r.as_bytes(), method_arn.as_bytes()))
+        };
+        if self.statements.iter().any(|s| !s.allow && applies(s)) {
+            Decision::ExplicitDeny
+        } else if self.statements.iter().any(|s| s.allow && applies(s)) {
+            Decision::Allow
+        } else {
+            Decision::NotAllowed
+        }
+    }
+}
+
+/// IAM-style wildcard match: `*` any run (empty included), `?` exactly one byte.
+pub fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == text[t]) {
+            p += 1;
+            t += 1;
+        } else if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, t));
+            p += 1;
+        } else if let Some((sp, st)) = star {
+            p = sp + 1;
+            t = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ARN: &str = "arn:aws:execute-api:local:000000000000:pets/prod/GET/pets/42";
+
+    fn policy(statements: &str) -> AuthResult {
+        let json = format!(
+            r#"{{"principalId":"user|a1","policyDocument":{{"Version":"2012-10-17","Statement":{statements}}},"context":{{"s":"x","n":1,"b":true}}}}"#
+        );
+        parse(json.as_bytes(), PayloadVersion::V1, false).expect("valid policy")
+    }
+
+    #[test]
+    fn glob_wildcards() {
+        assert!(glob(b"*", b""));
+        assert!(glob(b"a*c", b"abbbc"));
+        assert!(glob(b"a*c", b"ac"));
+        assert!(!glob(b"a*c", b"acb"));
+        assert!(glob(b"a?c", b"abc"));
+        assert!(!glob(b"a?c", b"ac"));
+        assert!(glob(b"*/GET/*", b"x/prod/GET/pets/1"));
+        assert!(!glob(b"*/POST/*", b"x/prod/GET/pets/1"));
+        assert!(glob(b"execute-api:*", b"execute-api:Invoke"));
+        assert!(glob(b"**a", b"bba"));
+    }
+
+    #[test]
+    fn allow_deny_and_explicit_deny_wins() {
+        let allow = policy(
+            r#"[{"Action":"execute-api:Invoke","Effect":"Allow","Resource":"arn:aws:execute-api:local:000000000000:pets/prod/GET/*"}]"#,
+        );
+        assert_eq!(allow.principal_id.as_deref(), Some("user|a1"));
+        assert_eq!(allow.decide(ARN), Decision::Allow);
+        assert_eq!(
+            allow.decide("arn:aws:execute-api:local:000000000000:pets/prod/POST/pets"),
+            Decision::NotAllowed
+        );
+        // 1.0 context values are stringified.
+        assert_eq!(allow.context["n"], Value::String("1".into()));
+        assert_eq!(allow.context["b"], Value::String("true".into()));
+        let both = policy(
+            r#"[{"Action":"execute-api:Invoke","Effect":"Allow","Resource":"*"},
+                {"Action":["execute-api:Invoke"],"Effect":"Deny","Resource":["*/prod/GET/pets/4?"]}]"#,
+        );
+        assert_eq!(both.decide(ARN), Decision::ExplicitDeny);
+        assert_eq!(
+            both.decide("arn:aws:execute-api:local:000000000000:pets/prod/GET/pets/420"),
+            Decision::Allow
+        );
+        // A statement about another action does not apply.
+        let other =
+            policy(r#"{"Action":"execute-api:InvalidateCache","Effect":"Allow","Resource":"*"}"#);
+        assert_eq!(other.decide(ARN), Decision::NotAllowed);
+    }
+
+    #[test]
+    fn usage_identifier_key() {
+        let r = parse(
+            br#"{"principalId":"p","policyDocument":{"Statement":[]},"usageIdentifierKey":"k-123"}"#,
+            PayloadVersion::V1,
+            false,
+        )
+        .expect("valid");
+        assert_eq!(r.usage_identifier_key.as_deref(), Some("k-123"));
+        assert_eq!(r.decide(ARN), Decision::NotAllowed, "no statement allows");
+        assert!(parse(
+            br#"{"principalId":"p","policyDocument":{"Statement":[]},"usageIdentifierKey":7}"#,
+            PayloadVersion::V1,
+            false
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn simple_responses_and_refusals() {
+        let yes = parse(
+            br#"{"isAuthorized":true,"context":{"list":[1,2]}}"#,
+            PayloadVersion::V2,
+            true,
+        )
+        .expect("valid");
+        assert_eq!(yes.decide(ARN), Decision::Allow);
+        assert_eq!(yes.context["list"], serde_json::json!([1, 2]));
+        let no = parse(br#"{"isAuthorized":false}"#, PayloadVersion::V2, true).expect("valid");
+        assert_eq!(no.decide(ARN), Decision::ExplicitDeny);
+        for bad in [
+            &br#"not json"#[..],
+            br#"[]"#,
+            br#"{"principalId":"x"}"#,
+            br#"{"principalId":"x","policyDocument":{"Statement":[{"Effect":"Maybe","Action":"*","Resource":"*"}]}}"#,
+            br#"{"principalId":"x","policyDocument":{"Statement":[]},"context":{"o":{"a":1}}}"#,
+            br#"{"principalId":"x","policyDocument":{"Statement":[]},"context":{"claims":"c"}}"#,
+        ] {
+            assert!(parse(bad, PayloadVersion::V1, false).is_err(), "{bad:?}");
+        }
+        assert!(parse(br#"{"isAuthorized":"yes"}"#, PayloadVersion::V2, true).is_err());
+    }
+}
