@@ -20,6 +20,7 @@ mod default_config;
 mod errors;
 mod inflight;
 mod keepalive;
+mod latency;
 mod pipelining;
 mod protocol;
 mod proxying;
