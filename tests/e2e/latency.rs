@@ -43,21 +43,42 @@ const REQUESTS: usize = 1000;
 /// a millisecond on an idle machine; a reactor paced by its 100 ms preemption timer takes tens.
 const MEDIAN_BOUND: Duration = Duration::from_millis(5);
 /// p99 bound: a quarter of glommio's 100 ms preemption-timer period, so answers paced by it on
-/// a few percent of the requests fail, and scheduling delays of a loaded machine do not.
+/// a few percent of the requests fail...
 const P99_BOUND: Duration = Duration::from_millis(25);
-/// Attempts at the p99 bound before the test fails.
+/// ... unless the machine itself is that slow: each request through the gateway is followed by
+/// one straight to the origin (no gateway, same load), and the gateway's p99 may be this many
+/// times the direct p99 (a request through the gateway crosses two more sockets and one more
+/// process, so it needs about twice the scheduling of a direct one).
+const P99_OVER_DIRECT: u32 = 4;
+/// Attempts at the p99 bound before the test fails (a busy machine's tail comes and goes; a
+/// timer-paced reactor misses in every attempt).
 const ATTEMPTS: usize = 3;
 
-/// Times `REQUESTS` sequential requests to `target` on one keep-alive connection (after a
-/// warm-up) and returns the sorted latencies.
-fn time_requests(gw: &Gateway, target: &str) -> Vec<Duration> {
+/// Sorted latencies of one run.
+struct Run {
+    gateway: Vec<Duration>,
+    direct: Vec<Duration>,
+}
+
+fn pct(sorted: &[Duration], p: usize) -> Duration {
+    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
+}
+
+/// Times `REQUESTS` sequential requests to `target` on one keep-alive connection to the
+/// gateway (after a warm-up), each followed by one on a keep-alive connection straight to the
+/// origin, so both see the same machine.
+fn time_requests(gw: &Gateway, origin: &Origin, target: &str) -> Run {
     let mut c = Client::connect(gw.addr);
+    let mut d = Client::connect(origin.addr);
     let request = get(target);
+    let direct_request = get("/echo/direct");
     for _ in 0..20 {
         let r = c.request(&request);
         assert_eq!(r.status, 200, "warm-up {target}: {r:?}");
+        assert_eq!(d.request(&direct_request).status, 200);
     }
-    let mut lat = Vec::with_capacity(REQUESTS);
+    let mut gateway = Vec::with_capacity(REQUESTS);
+    let mut direct = Vec::with_capacity(REQUESTS);
     for i in 0..REQUESTS {
         // A pause now and then, so the shard is idle and asleep when the request arrives.
         if i % 50 == 0 {
@@ -65,11 +86,16 @@ fn time_requests(gw: &Gateway, target: &str) -> Vec<Duration> {
         }
         let start = Instant::now();
         let r = c.request(&request);
-        lat.push(start.elapsed());
+        gateway.push(start.elapsed());
         assert_eq!(r.status, 200, "request {i} to {target}: {r:?}");
+        let start = Instant::now();
+        let r = d.request(&direct_request);
+        direct.push(start.elapsed());
+        assert_eq!(r.status, 200, "direct request {i}: {r:?}");
     }
-    lat.sort();
-    lat
+    gateway.sort();
+    direct.sort();
+    Run { gateway, direct }
 }
 
 fn check_latency(label: &str, env: &[(&str, &str)]) {
@@ -84,24 +110,31 @@ fn check_latency(label: &str, env: &[(&str, &str)]) {
         ("proxied", "/prod/echo/x"),
         ("answered by the gateway", "/prod/lone"),
     ] {
-        // Scheduling hiccups of a busy machine land in the tail of one attempt; a reactor
-        // paced by a timer misses the bounds in every attempt. The median has no retry: a
-        // loaded machine does not move it by milliseconds, a timer-paced reactor does.
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let lat = time_requests(&gw, target);
-            let p50 = lat[lat.len() / 2];
-            let p99 = lat[lat.len() * 99 / 100];
-            let max = lat[lat.len() - 1];
-            eprintln!("{label}, {what} (attempt {attempt}): p50 {p50:?}, p99 {p99:?}, max {max:?}");
+            let run = time_requests(&gw, &origin, target);
+            let (p50, p99, max) = (
+                pct(&run.gateway, 50),
+                pct(&run.gateway, 99),
+                pct(&run.gateway, 100),
+            );
+            let (d50, d99) = (pct(&run.direct, 50), pct(&run.direct, 99));
+            let p99_bound = P99_BOUND.max(d99 * P99_OVER_DIRECT);
+            eprintln!(
+                "{label}, {what} (attempt {attempt}): p50 {p50:?}, p99 {p99:?}, max {max:?}; \
+                 straight to the origin: p50 {d50:?}, p99 {d99:?}"
+            );
             let msg = format!(
                 "{label}, {what}: {REQUESTS} sequential requests took p50 {p50:?} (bound \
-                 {MEDIAN_BOUND:?}), p99 {p99:?} (bound {P99_BOUND:?}), max {max:?} in attempt \
-                 {attempt}: the shard waits for a timer instead of answering when the bytes arrive"
+                 {MEDIAN_BOUND:?}), p99 {p99:?} (bound {p99_bound:?}: {P99_BOUND:?}, or \
+                 {P99_OVER_DIRECT} x the p99 of requests straight to the origin, {d99:?}), max \
+                 {max:?} in attempt {attempt}: the shard waits for a timer instead of answering \
+                 when the bytes arrive"
             );
+            // No retry for the median: load does not move it by milliseconds, timer pacing does.
             assert!(p50 <= MEDIAN_BOUND, "{msg}");
-            if p99 <= P99_BOUND {
+            if p99 <= p99_bound {
                 break;
             }
             assert!(attempt < ATTEMPTS, "{msg}");

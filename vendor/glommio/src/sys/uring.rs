@@ -2122,6 +2122,9 @@ impl Reactor {
                 .or_else(Reactor::busy_ok)
                 .or_else(Reactor::again_ok)
                 .or_else(Reactor::intr_ok)?;
+            // That enter ran task work: collect what it posted now, so `need_preempt` (which
+            // reads the main ring's CQ depth) does not stop the task queues before they run.
+            consume_rings!(into &mut 0; lat_ring, poll_ring, main_ring);
         }
         Ok(should_sleep)
     }
