@@ -32,6 +32,7 @@ mod ops_access_log;
 mod ops_limits;
 mod ops_metrics;
 mod ops_shutdown;
+mod latency;
 mod pipelining;
 mod protocol;
 mod proxying;

@@ -173,6 +173,13 @@ pub(crate) struct Reactor {
     /// refcell) every time. Acquire during initialization
     preempt_ptr_head: *const u32,
     preempt_ptr_tail: *const AtomicU32,
+
+    /// tollgate patch (PATCHES.md #5): the main ring's CQ head and tail, and how many
+    /// completions waiting there make `need_preempt` true (in place of the stock throughput
+    /// preemption timer; `u32::MAX` in the stock loop).
+    throughput_ptr_head: *const u32,
+    throughput_ptr_tail: *const AtomicU32,
+    throughput_threshold: u32,
 }
 
 impl Reactor {
@@ -185,6 +192,8 @@ impl Reactor {
     ) -> io::Result<Reactor> {
         let sys = sys::Reactor::new(notifier, io_memory, ring_depth, blocking_thread)?;
         let (preempt_ptr_head, preempt_ptr_tail) = sys.preempt_pointers();
+        let (throughput_ptr_head, throughput_ptr_tail, throughput_threshold) =
+            sys.throughput_pointers();
         Ok(Reactor {
             sys,
             timers: RefCell::new(Timers::new()),
@@ -193,6 +202,9 @@ impl Reactor {
             record_io_latencies,
             preempt_ptr_head,
             preempt_ptr_tail: preempt_ptr_tail as _,
+            throughput_ptr_head,
+            throughput_ptr_tail: throughput_ptr_tail as _,
+            throughput_threshold,
         })
     }
 
@@ -206,7 +218,15 @@ impl Reactor {
 
     #[inline(always)]
     pub(crate) fn need_preempt(&self) -> bool {
-        unsafe { *self.preempt_ptr_head != (*self.preempt_ptr_tail).load(Ordering::Acquire) }
+        // SAFETY: both pairs point into ring mappings that live as long as `self.sys`.
+        unsafe {
+            *self.preempt_ptr_head != (*self.preempt_ptr_tail).load(Ordering::Acquire)
+                // tollgate patch (PATCHES.md #5): many main-ring completions wait.
+                || (*self.throughput_ptr_tail)
+                    .load(Ordering::Acquire)
+                    .wrapping_sub(*self.throughput_ptr_head)
+                    >= self.throughput_threshold
+        }
     }
 
     pub(crate) fn id(&self) -> usize {
@@ -865,14 +885,25 @@ impl Reactor {
     }
 
     /// Processes new events, blocking until the first event or the timeout.
-    pub(crate) fn react(&self, timeout: impl Fn() -> Option<Duration>) -> io::Result<bool> {
+    ///
+    /// tollgate patch (PATCHES.md #5): `may_defer`: no task queue is waiting to run, so the
+    /// main ring's submissions may wait for the sleep that follows (see `sys::Reactor::wait`).
+    pub(crate) fn react(
+        &self,
+        timeout: impl Fn() -> Option<Duration>,
+        may_defer: bool,
+    ) -> io::Result<bool> {
         // Process ready timers.
         let (next_timer, woke) = self.process_external_events();
 
         // Block on I/O events.
-        match self
-            .sys
-            .wait(timeout, next_timer, woke, || self.process_shared_channels())
+        match self.sys.wait(
+            timeout,
+            next_timer,
+            woke,
+            may_defer,
+            || self.process_shared_channels(),
+        )
         {
             // Don't wait for the next loop to process timers or shared channels
             Ok(true) => {

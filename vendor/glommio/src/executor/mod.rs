@@ -1325,7 +1325,12 @@ impl LocalExecutor {
         loop {
             self.reactor.sys.install_eventfd();
             if self.need_preempt() {
-                break;
+                // tollgate patch (PATCHES.md #6): preempted before a queue ran (a latency-ring
+                // completion landed since the last poll, e.g. the eventfd read a remote wake-up
+                // completed): tasks may be runnable. Stock glommio returned `false` here and
+                // the caller parked, sleeping with runnable tasks until some other event; say
+                // so instead, and the caller polls I/O (clearing the preemption) and comes back.
+                return ran || !self.queues.borrow().active_executors.is_empty();
             }
             if !self.run_one_task_queue() {
                 return false;
@@ -1333,7 +1338,6 @@ impl LocalExecutor {
                 ran = true;
             }
         }
-        ran
     }
 
     fn run_one_task_queue(&self) -> bool {
@@ -1348,6 +1352,14 @@ impl LocalExecutor {
         let queue = candidate.unwrap();
         tq.active_executing = Some(queue.clone());
         drop(tq);
+
+        // tollgate patch (PATCHES.md #5): the batched reactor loop arms the latency
+        // preemption timer only when a task queue runs (and only if none is in flight).
+        if self.reactor.sys.batched() {
+            self.reactor
+                .sys
+                .arm_preempt_timer(self.preempt_timer_duration());
+        }
 
         let time = {
             let now = Instant::now();
@@ -1453,6 +1465,7 @@ impl LocalExecutor {
             let cx = &mut Context::from_waker(&waker);
 
             let spin_before_park = self.spin_before_park().unwrap_or_default();
+            let batched = this.reactor.sys.batched();
 
             let future = this
                 .spawn_into(future, TaskQueueHandle::default())
@@ -1475,8 +1488,11 @@ impl LocalExecutor {
                 // requests that are latency sensitive we want them out of the
                 // ring ASAP (before we run the task queues). We will also use
                 // the opportunity to install the timer.
+                // tollgate patch (PATCHES.md #5): with no task queue to run, the batched
+                // reactor may leave submissions for the park that follows.
+                let may_defer = batched && this.queues.borrow().active_executors.is_empty();
                 this.parker
-                    .poll_io(|| Some(this.preempt_timer_duration()))
+                    .poll_io(|| Some(this.preempt_timer_duration()), may_defer)
                     .expect("Failed to poll io! This is actually pretty bad!");
 
                 // run user code
@@ -1493,6 +1509,14 @@ impl LocalExecutor {
                         // test again here. We can't test *just* here because the main
                         // future is probably the one setting up the task queues and etc.
                         break t.unwrap();
+                    } else if batched && spin_before_park.is_zero() {
+                        // tollgate patch (PATCHES.md #5): without spinning, park at once:
+                        // it polls everything `spin_poll_io` would, and submits what the
+                        // turn queued with the same `io_uring_enter` that sleeps.
+                        this.parker
+                            .park()
+                            .expect("Failed to park! This is actually pretty bad!");
+                        pre_time = Instant::now();
                     } else {
                         while !this.reactor.spin_poll_io().unwrap() {
                             if pre_time.elapsed() > spin_before_park {

@@ -196,6 +196,53 @@ impl IoUring {
         .map(drop)
     }
 
+    /// tollgate patch (PATCHES.md #5): true if the kernel takes `IORING_ENTER_EXT_ARG`, so
+    /// a wait can carry its own timeout instead of a `TIMEOUT` SQE.
+    pub fn has_ext_arg(&self) -> bool {
+        self.ring.features & uring_sys::IORING_FEAT_EXT_ARG != 0
+    }
+
+    /// tollgate patch (PATCHES.md #5): one `io_uring_enter` that submits every prepared SQE,
+    /// runs pending task work and waits until `min_complete` completions are in the CQ ring
+    /// or `timeout` has passed (`IORING_ENTER_EXT_ARG`, no `TIMEOUT` SQE; only call this when
+    /// `has_ext_arg`). Returns how many SQEs were submitted; a timeout or a signal is not an
+    /// error (`ETIME`, `EINTR` give `Ok(0)` and leave unsubmitted SQEs for the next call).
+    pub fn submit_and_wait_timeout(
+        &mut self,
+        min_complete: u32,
+        timeout: Option<Duration>,
+    ) -> io::Result<u32> {
+        let ts = timeout.map(|d| uring_sys::__kernel_timespec {
+            tv_sec: d.as_secs().min(i64::MAX as u64) as _,
+            tv_nsec: d.subsec_nanos() as _,
+        });
+        let arg = uring_sys::io_uring_getevents_arg {
+            ts: ts.as_ref().map_or(0, |t| t as *const _ as u64),
+            ..Default::default()
+        };
+        // SAFETY: the ring is initialised; `arg` and `ts` outlive the call.
+        let ret = unsafe {
+            let to_submit = uring_sys::__io_uring_flush_sq(&mut self.ring);
+            libc::syscall(
+                libc::SYS_io_uring_enter,
+                self.ring.ring_fd,
+                to_submit.max(0) as libc::c_uint,
+                min_complete as libc::c_uint,
+                uring_sys::IORING_ENTER_GETEVENTS | uring_sys::IORING_ENTER_EXT_ARG,
+                &arg as *const uring_sys::io_uring_getevents_arg,
+                std::mem::size_of::<uring_sys::io_uring_getevents_arg>(),
+            )
+        };
+        if ret >= 0 {
+            return Ok(ret as u32);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::ETIME) | Some(libc::EINTR) => Ok(0),
+            _ => Err(err),
+        }
+    }
+
     /// Returns the `SubmissionQueue` part of the `IoUring`.
     pub fn sq(&self) -> SubmissionQueue<'_> {
         SubmissionQueue::new(self)

@@ -307,6 +307,10 @@ impl SleepNotifier {
     }
 
     pub(crate) fn notify(&self, force: bool) {
+        // tollgate patch (PATCHES.md #5): orders what the caller published (a channel item, a
+        // queued waker) before the read of `should_notify`; pairs with the fence after
+        // `prepare_to_sleep` in the batched reactor loop, which has no `membarrier()`.
+        std::sync::atomic::fence(Ordering::SeqCst);
         if self
             .should_notify
             .compare_exchange(true, false, Ordering::Relaxed, Ordering::Relaxed)
@@ -344,7 +348,8 @@ impl SleepNotifier {
         // This will allow this `eventfd` to be notified. This should not happen
         // for the placeholder (disconnected) case.
         assert_ne!(self.id, usize::MAX);
-        self.should_notify.store(true, Ordering::Relaxed);
+        // tollgate patch (PATCHES.md #5): SeqCst, followed by a SeqCst fence in the caller.
+        self.should_notify.store(true, Ordering::SeqCst);
     }
 
     pub(super) fn wake_up(&self) {

@@ -287,6 +287,12 @@ impl Source {
         self.inner.borrow_mut().wakers.waiters.push(waker)
     }
 
+    /// tollgate patch (PATCHES.md #5): true while the request is queued or in the kernel,
+    /// i.e. until its completion has been consumed.
+    pub(super) fn in_flight(&self) -> bool {
+        self.inner.borrow().enqueued.is_some()
+    }
+
     pub(super) fn is_installed(&self) -> Option<bool> {
         match &self.inner.borrow().source_type {
             SourceType::ForeignNotifier(_, installed) => Some(*installed),

@@ -900,6 +900,15 @@ struct SleepableRing {
     lean: Option<LeanRef>,
 }
 
+/// tollgate patch: `GLOMMIO_STOCK_RINGS=1` in the environment (read once per process) gives
+/// stock glommio 0.9 behaviour: rings set up with flags 0 (PATCHES.md #1) and the stock
+/// reactor loop (PATCHES.md #5: preemption timers re-armed every turn, `membarrier` before
+/// sleeping, one `io_uring_enter` per ring per turn).
+pub(crate) fn stock_rings() -> bool {
+    static STOCK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *STOCK.get_or_init(|| std::env::var_os("GLOMMIO_STOCK_RINGS").is_some_and(|v| v == "1"))
+}
+
 /// tollgate patch: sets a sleepable ring up with `COOP_TASKRUN | TASKRUN_FLAG |
 /// SINGLE_ISSUER` so completions do not cost a cross-CPU IPI each (the reactor runs the task
 /// work itself, see `needs_kernel_enter`). Kernels older than 6.0 refuse `SINGLE_ISSUER` and
@@ -909,7 +918,7 @@ struct SleepableRing {
 /// (flags 0); it exists so benchmarks can compare both in one run with one binary.
 fn new_sleepable_ring(size: u32, name: &str) -> io::Result<iou::IoUring> {
     use iou::SetupFlags as F;
-    if std::env::var_os("GLOMMIO_STOCK_RINGS").is_some_and(|v| v == "1") {
+    if stock_rings() {
         return iou::IoUring::new(size);
     }
     let attempts = [
@@ -1090,6 +1099,90 @@ impl SleepableRing {
         }
     }
 
+    /// tollgate patch (PATCHES.md #5): writes what waits for this ring (lean SQEs first, then
+    /// glommio's queue) into the SQ ring. With `dispatch` it enters the kernel if there is
+    /// anything to submit or task work to run; without, only when the SQ ring is full (so
+    /// the caller can submit everything together with its wait).
+    fn fill_submission_queue(&mut self, dispatch: bool) -> io::Result<usize> {
+        let mut submitted = 0;
+        if let Some(lean) = self.lean.clone() {
+            // More lean operations than the SQ holds (hundreds of busy sockets): submit a
+            // full SQ and go on, so glommio's own queue is never starved.
+            while !lean.borrow_mut().fill_sqes(&mut self.ring) {
+                let n = self.submit_sqes()?;
+                submitted += n;
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        let q = self.submission_queue();
+        let mut queue = q.borrow_mut();
+        Ok(submitted + self.consume_sqe_queue(&mut queue.submissions, dispatch)?)
+    }
+
+    /// tollgate patch (PATCHES.md #5): like `can_sleep`, for a sleep that submits the SQ
+    /// ring's SQEs and runs pending task work in the same `io_uring_enter` (`sleep_batched`):
+    /// SQEs already in the SQ ring and task work waiting for the kernel do not prevent it.
+    fn can_sleep_submitting(&self) -> bool {
+        self.submission_queue.borrow().is_empty()
+            && self.waiting_kernel_collection() == 0
+            && self.lean.as_ref().is_none_or(|l| !l.borrow().has_pending())
+    }
+
+    /// tollgate patch (PATCHES.md #5): sleeps in one `io_uring_enter(GETEVENTS,
+    /// min_complete = 1)` that also submits every SQE in the SQ ring; `timeout` (the next
+    /// user timer) rides on the same call (`IORING_ENTER_EXT_ARG`), so no `TIMEOUT` SQE is
+    /// armed and none is left to cancel. The `POLL_ADD` on the latency ring's fd that wakes
+    /// this ring (`link`) stays armed across sleeps and is re-armed only after it fired.
+    fn sleep_batched(
+        &mut self,
+        link: &mut Option<Source>,
+        link_fd: RawFd,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        if link.as_ref().is_none_or(|l| !l.in_flight()) {
+            let armed = if let Some(mut sqe) = self.ring.sq().prepare_sqe() {
+                let src = Source::new(
+                    IoRequirements::default(),
+                    link_fd,
+                    SourceType::LinkRings,
+                    None,
+                    None,
+                );
+                let id = self
+                    .source_map
+                    .borrow_mut()
+                    .add_source(&src, self.submission_queue.clone());
+                let op = UringDescriptor {
+                    fd: link_fd,
+                    flags: SubmissionFlags::empty(),
+                    user_data: to_user_data(id),
+                    args: UringOpDescriptor::PollAdd(common_flags() | read_flags()),
+                };
+                fill_sqe(
+                    &mut sqe,
+                    &op,
+                    DmaBuffer::new,
+                    &mut self.source_map.borrow_mut(),
+                );
+                *link = Some(src);
+                true
+            } else {
+                false
+            };
+            if !armed {
+                // The SQ ring is full: submit it and do not sleep (nothing would tell us
+                // about latency-ring completions).
+                self.submit_sqes()?;
+                return Ok(());
+            }
+        }
+        let n = self.ring.submit_and_wait_timeout(1, timeout)? as usize;
+        self.in_kernel += n;
+        Ok(())
+    }
+
     fn sleep(&mut self, link: &Source) -> io::Result<usize> {
         assert_eq!(
             self.waiting_kernel_submission(),
@@ -1190,21 +1283,7 @@ impl UringCommon for SleepableRing {
 
     /// tollgate patch: lean socket SQEs are written first, then glommio's own queue.
     fn consume_submission_queue(&mut self) -> io::Result<usize> {
-        let mut submitted = 0;
-        if let Some(lean) = self.lean.clone() {
-            // More lean operations than the SQ holds (hundreds of busy sockets): submit a
-            // full SQ and go on, so glommio's own queue is never starved.
-            while !lean.borrow_mut().fill_sqes(&mut self.ring) {
-                let n = self.submit_sqes()?;
-                submitted += n;
-                if n == 0 {
-                    break;
-                }
-            }
-        }
-        let q = self.submission_queue();
-        let mut queue = q.borrow_mut();
-        Ok(submitted + self.consume_sqe_queue(&mut queue.submissions, true)?)
+        self.fill_submission_queue(true)
     }
 
     fn waiting_kernel_submission(&self) -> usize {
@@ -1323,6 +1402,13 @@ pub(crate) struct Reactor {
     /// tollgate patch: the lean socket path, started on first use (`None` inside: the kernel
     /// lacks it, and readiness polling is used).
     lean: RefCell<Option<Option<LeanRef>>>,
+
+    /// tollgate patch (PATCHES.md #5): the batched reactor loop (`wait_batched`) is in use;
+    /// false under `GLOMMIO_STOCK_RINGS=1` or on kernels without `IORING_FEAT_EXT_ARG`.
+    batched: bool,
+    /// tollgate patch (PATCHES.md #5): the main ring's `POLL_ADD` on the latency ring's fd,
+    /// kept armed across sleeps (batched loop only).
+    link_src: RefCell<Option<Source>>,
 }
 
 pub(crate) fn common_flags() -> PollFlags {
@@ -1420,6 +1506,7 @@ impl Reactor {
         }
 
         let link_fd = latency_ring.ring_fd();
+        let batched = !stock_rings() && main_ring.ring.has_ext_arg();
 
         let eventfd_src = Source::new(
             IoRequirements::default(),
@@ -1446,6 +1533,8 @@ impl Reactor {
             source_map,
             rings_depth: ring_depth,
             lean: RefCell::new(None),
+            batched,
+            link_src: RefCell::new(None),
         })
     }
 
@@ -1913,7 +2002,168 @@ impl Reactor {
     ///   to the point where we *leave* this method. For instance: if we spin
     ///   here for 3ms and the preempt timer is 10ms that would leave the next
     ///   task queue just 7ms to run.
+    ///
+    /// tollgate patch (PATCHES.md #5): unless `GLOMMIO_STOCK_RINGS=1`, this runs
+    /// `wait_batched` instead; `may_defer` lets it leave the main ring's SQEs for the sleep
+    /// that follows (the caller has no task queue to run).
     pub(crate) fn wait<Preempt, F>(
+        &self,
+        preempt_timer: Preempt,
+        user_timer: Option<Duration>,
+        woke: usize,
+        may_defer: bool,
+        process_remote_channels: F,
+    ) -> io::Result<bool>
+    where
+        Preempt: Fn() -> Option<Duration>,
+        F: Fn() -> usize,
+    {
+        if self.batched {
+            self.wait_batched(
+                preempt_timer,
+                user_timer,
+                woke,
+                may_defer,
+                process_remote_channels,
+            )
+        } else {
+            self.wait_stock(preempt_timer, user_timer, woke, process_remote_channels)
+        }
+    }
+
+    /// tollgate patch (PATCHES.md #5): true when the batched reactor loop is in use; the
+    /// executor then arms the latency preemption timer itself (`arm_preempt_timer`) and
+    /// parks without a separate non-sleeping poll first.
+    pub(crate) fn batched(&self) -> bool {
+        self.batched
+    }
+
+    /// tollgate patch (PATCHES.md #5): the batched reactor loop. What it does per turn,
+    /// against stock glommio (`wait_stock`):
+    ///
+    /// * No throughput preemption timer (a `TIMEOUT` counting `ring_depth` main-ring
+    ///   completions, linked to an eventfd write, re-armed and cancelled every turn):
+    ///   `need_preempt` reads the main ring's CQ depth directly (`throughput_pointers`).
+    /// * No latency preemption timer armed here and none cancelled: the executor arms one
+    ///   when a task queue is about to run and none is in flight (`arm_preempt_timer`); it
+    ///   stays armed until it fires, so it costs at most one `TIMEOUT` SQE per preemption
+    ///   period, not two SQEs per turn.
+    /// * The main ring's SQEs are submitted by the same `io_uring_enter` that sleeps
+    ///   (`sleep_batched`), and the user timer rides on that call as a wait timeout; a turn
+    ///   that does not sleep submits them with one enter (or leaves them to the sleep that
+    ///   follows when `may_defer` and nothing woke). The latency and poll rings are entered
+    ///   only when they hold something (accepts, connects, the preemption timer, disk I/O).
+    /// * No `membarrier()` before sleeping: the sleeping flag is stored and followed by a
+    ///   `SeqCst` fence, and every remote waker runs a `SeqCst` fence between publishing its
+    ///   message and reading the flag (`SleepNotifier::notify`), so at least one side sees
+    ///   the other: either this thread finds the message in `process_remote_channels` and
+    ///   does not sleep, or the remote side finds the flag and writes the eventfd, whose
+    ///   read completes in the latency ring and wakes the sleep through the link poll.
+    fn wait_batched<Preempt, F>(
+        &self,
+        preempt_timer: Preempt,
+        user_timer: Option<Duration>,
+        mut woke: usize,
+        may_defer: bool,
+        process_remote_channels: F,
+    ) -> io::Result<bool>
+    where
+        Preempt: Fn() -> Option<Duration>,
+        F: Fn() -> usize,
+    {
+        woke += self.flush_syscall_thread();
+
+        let mut poll_ring = self.poll_ring.borrow_mut();
+        let mut main_ring = self.main_ring.borrow_mut();
+        let mut lat_ring = self.latency_ring.borrow_mut();
+
+        consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
+        // Cancellations go into the SQ rings (entering only if a ring is full)...
+        flush_cancellations!(into &mut woke; lat_ring, poll_ring, main_ring);
+        // ... the latency and poll rings are submitted if they hold anything ...
+        flush_rings!(lat_ring, poll_ring)?;
+        // ... and the main ring's SQEs are written, to go in with the sleep or below.
+        main_ring
+            .fill_submission_queue(false)
+            .or_else(Reactor::busy_ok)
+            .or_else(Reactor::again_ok)
+            .or_else(Reactor::intr_ok)?;
+        consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
+
+        let should_sleep = preempt_timer().is_none()
+            && (woke == 0)
+            && poll_ring.can_sleep()
+            && main_ring.can_sleep_submitting()
+            && lat_ring.can_sleep();
+
+        let mut slept = false;
+        if should_sleep && self.eventfd_src.is_installed().unwrap_or(false) {
+            // From here on remote executors write our eventfd (see the fences above).
+            self.notifier.prepare_to_sleep();
+            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+            let events = process_remote_channels() + self.flush_syscall_thread();
+            if events == 0 {
+                main_ring
+                    .sleep_batched(&mut self.link_src.borrow_mut(), self.link_fd, user_timer)
+                    .or_else(Reactor::busy_ok)
+                    .or_else(Reactor::again_ok)
+                    .or_else(Reactor::intr_ok)?;
+                slept = true;
+            }
+            // Woke up (or did not sleep), so no need to notify us anymore.
+            self.notifier.wake_up();
+            if slept {
+                consume_rings!(into &mut 0; lat_ring, poll_ring, main_ring);
+            }
+        }
+        if !slept && !(may_defer && woke == 0) && main_ring.needs_kernel_enter() {
+            main_ring
+                .submit_sqes()
+                .or_else(Reactor::busy_ok)
+                .or_else(Reactor::again_ok)
+                .or_else(Reactor::intr_ok)?;
+            // That enter ran task work: collect what it posted now, so `need_preempt` (which
+            // reads the main ring's CQ depth) does not stop the task queues before they run.
+            consume_rings!(into &mut 0; lat_ring, poll_ring, main_ring);
+        }
+        Ok(should_sleep)
+    }
+
+    /// tollgate patch (PATCHES.md #5): called by the executor when a task queue is about to
+    /// run (batched loop only). Arms the latency preemption timer unless one is in flight;
+    /// it is never cancelled, so it fires at most once per `d` of activity (and at most once
+    /// after the shard goes idle), and `need_preempt` turns true when it does.
+    pub(crate) fn arm_preempt_timer(&self, d: Duration) {
+        let current = self.latency_preemption_timeout_src.take();
+        if let Some(src) = current {
+            if src.in_flight() {
+                self.latency_preemption_timeout_src.set(Some(src));
+                return;
+            }
+        }
+        let mut lat_ring = self.latency_ring.borrow_mut();
+        let src = lat_ring.prepare_latency_preemption_timer(d);
+        self.latency_preemption_timeout_src.set(Some(src));
+        // An error leaves the timer queued for the next turn's submission.
+        let _ = lat_ring.consume_submission_queue();
+    }
+
+    /// tollgate patch (PATCHES.md #5): the main ring's CQ head and tail and the depth at
+    /// which `need_preempt` turns true (the stock throughput timer's count; `u32::MAX`, never,
+    /// in the stock loop, which arms that timer instead).
+    pub(crate) fn throughput_pointers(&self) -> (*const u32, *const u32, u32) {
+        let mut main_ring = self.main_ring.borrow_mut();
+        let cq = unsafe { &main_ring.ring.raw_mut().cq };
+        let threshold = if self.batched {
+            self.ring_depth() as u32
+        } else {
+            u32::MAX
+        };
+        (cq.khead, cq.ktail, threshold)
+    }
+
+    /// Stock glommio's reactor turn (`GLOMMIO_STOCK_RINGS=1`, PATCHES.md #5).
+    fn wait_stock<Preempt, F>(
         &self,
         preempt_timer: Preempt,
         user_timer: Option<Duration>,
