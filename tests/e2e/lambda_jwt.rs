@@ -1,5 +1,5 @@
 //! JWT authorizers of an HTTP API end to end (guide L40425-40500, L43880-43910), with keys the
-//! test generates (`openssl`) and tokens it signs: valid RS256 / ES256 tokens (claims and
+//! test makes (checked-in RSA keys in `fixtures/`, P-256 keys from rcgen) and tokens it signs: valid RS256 / ES256 tokens (claims and
 //! scopes reach the function), expired, not yet valid, wrong issuer, wrong audience, bad
 //! signature, missing scope, HMAC refused; keys from a file and from a JWKS URL fetched in the
 //! background, with a rotated key picked up after a token names it.
@@ -9,26 +9,10 @@ use crate::harness::{Gateway, Server, TempDir};
 use crate::lambda_server::{FunctionServer, Reply};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const ISSUER: &str = "https://issuer.test";
-
-fn openssl(args: &[&str], dir: &Path) -> Vec<u8> {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
 
 fn b64url(bytes: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -50,52 +34,38 @@ struct Key {
     jwk: Value,
 }
 
-fn rsa_key(dir: &Path, kid: &'static str) -> Key {
-    let pem = format!("{kid}.pem");
-    openssl(&["genrsa", "-out", &pem, "2048"], dir);
-    let der = openssl(
-        &["rsa", "-in", &pem, "-outform", "DER", "-traditional"],
-        dir,
-    );
-    let modulus = String::from_utf8(openssl(&["rsa", "-in", &pem, "-noout", "-modulus"], dir))
-        .expect("ascii");
-    let hex = modulus.trim().trim_start_matches("Modulus=");
+/// A checked-in test RSA key (`fixtures/`): `kid` is `a` or `b`.
+fn rsa_key(kid: &'static str) -> Key {
+    let (der, modulus): (&[u8], &str) = match kid {
+        "a" => (
+            include_bytes!("fixtures/jwt-rsa-a.der"),
+            include_str!("fixtures/jwt-rsa-a.modulus"),
+        ),
+        _ => (
+            include_bytes!("fixtures/jwt-rsa-b.der"),
+            include_str!("fixtures/jwt-rsa-b.modulus"),
+        ),
+    };
+    let hex = modulus.trim();
     let n: Vec<u8> = (0..hex.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
         .collect();
     Key {
         alg: Algorithm::RS256,
-        enc: EncodingKey::from_rsa_der(&der),
+        enc: EncodingKey::from_rsa_der(der),
         jwk: json!({"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256", "n": b64url(&n), "e": "AQAB"}),
     }
 }
 
-fn ec_key(dir: &Path, kid: &'static str) -> Key {
-    let pem = format!("{kid}.pem");
-    openssl(
-        &[
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            &pem,
-        ],
-        dir,
-    );
-    let p8 = openssl(
-        &[
-            "pkcs8", "-topk8", "-nocrypt", "-in", &pem, "-outform", "DER",
-        ],
-        dir,
-    );
-    let public = openssl(&["ec", "-in", &pem, "-pubout", "-outform", "DER"], dir);
+/// A fresh P-256 key (rcgen): PKCS#8 for signing, the uncompressed point for the JWK.
+fn ec_key(kid: &'static str) -> Key {
+    let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("P-256 key");
+    let public = kp.public_key_raw();
     let point = &public[public.len() - 64..];
     Key {
         alg: Algorithm::ES256,
-        enc: EncodingKey::from_ec_der(&p8),
+        enc: EncodingKey::from_ec_der(&kp.serialize_der()),
         jwk: json!({"kty": "EC", "kid": kid, "crv": "P-256", "x": b64url(&point[..32]), "y": b64url(&point[32..])}),
     }
 }
@@ -143,9 +113,9 @@ struct Setup {
 
 fn setup() -> Setup {
     let dir = TempDir::new("jwt");
-    let a = rsa_key(&dir.path, "a");
-    let b = rsa_key(&dir.path, "b");
-    let ec = ec_key(&dir.path, "ec");
+    let a = rsa_key("a");
+    let b = rsa_key("b");
+    let ec = ec_key("ec");
     let file = dir.write("jwks.json", &jwks(&[&a, &ec]));
     let served = Arc::new(Mutex::new(jwks(&[&a])));
     let s = served.clone();
