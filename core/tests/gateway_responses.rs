@@ -1,14 +1,15 @@
 //! `[[apis.gateway_responses]]` through the public loader: valid customisations reach the
 //! API's table (checked by rendering), and each refusal is reported at its line and column with
-//! its reason. A counting allocator (this test binary only) shows that rendering a customised
-//! response into a reserved buffer allocates nothing.
+//! its reason. The shared counting allocator (`support/counting_alloc.rs`) shows that rendering
+//! a customised response into a reserved buffer allocates nothing.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
 use tollgate_core::config::{load_str, ConfigError};
 use tollgate_core::gateway::responses::{ErrorContext, ResponseType};
 use tollgate_core::gateway::Gateway;
+
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::{allocations_during, assert_counter_sees_allocations};
 
 const HEAD: &str = r#"[[listeners]]
 address = "127.0.0.1"
@@ -320,45 +321,6 @@ fn every_error_in_one_file_is_reported() {
     assert!(messages[3].starts_with("unknown variable `$nope`"));
 }
 
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    /// Only the measuring thread's allocations count (the harness runs other tests at once).
-    static MEASURING: Cell<bool> = const { Cell::new(false) };
-}
-
-fn note_allocation() {
-    if MEASURING.try_with(Cell::get).unwrap_or(false) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        System.alloc(layout)
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        System.alloc_zeroed(layout)
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation();
-        System.realloc(ptr, layout, new_size)
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
 #[test]
 fn rendering_a_customised_response_does_not_allocate() {
     let g = load(
@@ -384,18 +346,17 @@ fn rendering_a_customised_response_does_not_allocate() {
         head_request: false,
     };
     let mut out = Vec::with_capacity(4096);
-    MEASURING.with(|m| m.set(true));
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    for ty in [
-        ResponseType::MissingAuthenticationToken,
-        ResponseType::Throttled,
-        ResponseType::IntegrationTimeout,
-    ] {
-        out.clear();
-        api.responses.write(ty, &ctx, &mut out);
-    }
-    let made = ALLOCATIONS.load(Ordering::Relaxed) - before;
-    MEASURING.with(|m| m.set(false));
+    assert_counter_sees_allocations();
+    let ((), made) = allocations_during(|| {
+        for ty in [
+            ResponseType::MissingAuthenticationToken,
+            ResponseType::Throttled,
+            ResponseType::IntegrationTimeout,
+        ] {
+            out.clear();
+            api.responses.write(ty, &ctx, &mut out);
+        }
+    });
     assert_eq!(made, 0);
     // The buffer holds the last one, the built-in 5xx; the 4xx were customised.
     assert!(out.starts_with(b"HTTP/1.1 504 "));

@@ -1,14 +1,11 @@
 //! Proves the per-request work makes no heap allocation: `request::parse` on a typical
 //! request, `ChunkedDecoder::feed`, protocol refusals (`pipeline::refuse`) into a pre-reserved buffer,
 //! `RequestIds::next`, and the pipeline's phases (context, dispatch, integration request and
-//! response, every failure's gateway response) into pre-reserved buffers. A counting global allocator (this test binary only) counts every
-//! allocation made by the thread under test.
+//! response, every failure's gateway response) into pre-reserved buffers. The shared counting
+//! global allocator (`support/counting_alloc.rs`) counts every allocation made by the thread
+//! under test.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::Instant;
 use tollgate_core::config;
 use tollgate_core::forward::ClientInfo;
@@ -19,60 +16,9 @@ use tollgate_core::http::{request, response, BodyKind, MAX_HEADERS};
 use tollgate_core::pipeline::{self, Context, Failure, Integration};
 use tollgate_core::request_id::RequestIds;
 
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    /// Only allocations on a thread that is measuring count (the test harness runs other
-    /// threads, which may allocate at any time).
-    static MEASURING: Cell<bool> = const { Cell::new(false) };
-}
-
-fn note_allocation() {
-    // `try_with`: the thread-local may be gone while a thread shuts down.
-    if MEASURING.try_with(Cell::get).unwrap_or(false) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        System.alloc(layout)
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        System.alloc_zeroed(layout)
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation();
-        System.realloc(ptr, layout, new_size)
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Tests in this binary run on parallel threads; measure one at a time so the global count is
-/// only this test's.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// Runs `f` and returns how many allocations it made on this thread.
-fn allocations_in(f: impl FnOnce()) -> u64 {
-    let _guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
-    MEASURING.with(|m| m.set(true));
-    f();
-    MEASURING.with(|m| m.set(false));
-    ALLOCATIONS.load(Ordering::SeqCst) - before
-}
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::{allocations_during, assert_counter_sees_allocations};
 
 const REQUEST: &[u8] = b"POST /prod/pets/42/toys?color=red&size=2 HTTP/1.1\r\n\
 Host: abc123.execute-api.us-east-1.amazonaws.com\r\n\
@@ -91,18 +37,14 @@ Expect: 100-continue\r\n\
 
 #[test]
 fn control_the_counter_sees_allocations() {
-    let n = allocations_in(|| {
-        let v: Vec<u8> = Vec::with_capacity(std::hint::black_box(64));
-        std::hint::black_box(v);
-    });
-    assert!(n >= 1, "the counting allocator must see a Vec allocation");
+    assert_counter_sees_allocations();
 }
 
 #[test]
 fn request_parse_does_not_allocate() {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut checked = 0;
-    let n = allocations_in(|| {
+    let ((), n) = allocations_during(|| {
         for _ in 0..100 {
             let head = request::parse(REQUEST, &mut headers, 10_240)
                 .ok()
@@ -124,7 +66,7 @@ fn request_parse_does_not_allocate() {
 fn response_parse_does_not_allocate() {
     let raw = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nServer: origin\r\nDate: Tue, 02 May 2017 03:15:47 GMT\r\n\r\n";
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let n = allocations_in(|| {
+    let ((), n) = allocations_during(|| {
         let body = response::parse(raw, &mut headers, 8192, false)
             .ok()
             .flatten()
@@ -138,7 +80,7 @@ fn response_parse_does_not_allocate() {
 fn chunked_feed_does_not_allocate() {
     let body: &[u8] =
         b"1a;name=\"v\"\r\nabcdefghijklmnopqrstuvwxyz\r\n3\r\nxyz\r\n0\r\nX-Checksum: 1234\r\n\r\nNEXT";
-    let n = allocations_in(|| {
+    let ((), n) = allocations_during(|| {
         let mut total = 0usize;
         let mut d = ChunkedDecoder::new();
         let r = d.feed(body, |s| total += s.len());
@@ -179,7 +121,7 @@ fn refusals_do_not_allocate_into_a_reserved_buffer() {
         GatewayError::NotImplemented,
         GatewayError::VersionNotSupported,
     ];
-    let n = allocations_in(|| {
+    let ((), n) = allocations_during(|| {
         for err in all {
             for (close, head) in [(false, false), (true, false), (false, true), (true, true)] {
                 out.clear();
@@ -234,7 +176,7 @@ fn pipeline_phases_do_not_allocate() {
     ];
     let mut out: Vec<u8> = Vec::with_capacity(4096);
     let start = Instant::now();
-    let n = allocations_in(|| {
+    let ((), n) = allocations_during(|| {
         for _ in 0..10 {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let head = request::parse(req, &mut headers, 8192)
@@ -277,7 +219,7 @@ fn pipeline_phases_do_not_allocate() {
 fn request_ids_do_not_allocate() {
     let mut ids = RequestIds::new(0x1234_5678);
     let mut last = [0u8; 36];
-    let n = allocations_in(|| {
+    let ((), n) = allocations_during(|| {
         for _ in 0..1000 {
             let id = ids.next();
             assert_ne!(id, last);

@@ -1,60 +1,11 @@
 //! Proves that a traffic-control decision makes no heap allocation: key lookup (ahash map on
 //! the borrowed header value), the five-level throttle chain, the quota lease (and its refill
-//! from the shared store) and the rejections. A counting global allocator (this test binary
-//! only) counts every allocation made by the thread under test.
+//! from the shared store) and the rejections. The shared counting global allocator
+//! (`support/counting_alloc.rs`) counts every allocation made by the thread under test.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    /// Only allocations on a thread that is measuring count.
-    static MEASURING: Cell<bool> = const { Cell::new(false) };
-}
-
-fn note_allocation() {
-    if MEASURING.try_with(Cell::get).unwrap_or(false) {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        System.alloc(layout)
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_allocation();
-        System.alloc_zeroed(layout)
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_allocation();
-        System.realloc(ptr, layout, new_size)
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Runs `f` and returns how many allocations it made on this thread (one test in this binary,
-/// so the global count is only this thread's).
-fn allocations_in(f: impl FnOnce()) -> u64 {
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
-    MEASURING.with(|m| m.set(true));
-    f();
-    MEASURING.with(|m| m.set(false));
-    ALLOCATIONS.load(Ordering::SeqCst) - before
-}
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::{allocations_during, assert_counter_sees_allocations};
 
 use tollgate_core::config::load_str;
 use tollgate_core::gateway::responses::ResponseType;
@@ -106,14 +57,7 @@ fn route(g: &Gateway) -> RouteLimits {
 
 #[test]
 fn a_decision_does_not_allocate() {
-    let control = allocations_in(|| {
-        let v: Vec<u8> = Vec::with_capacity(std::hint::black_box(64));
-        std::hint::black_box(v);
-    });
-    assert!(
-        control >= 1,
-        "the counting allocator must see a Vec allocation"
-    );
+    assert_counter_sees_allocations();
 
     let g = load_str("t.toml", CONFIG).unwrap_or_else(|e| panic!("{e:?}"));
     let route = route(&g);
@@ -125,7 +69,7 @@ fn a_decision_does_not_allocate() {
         None,
     ];
     let mut outcomes = [0u32; 4];
-    let n = allocations_in(|| {
+    let ((), n) = allocations_during(|| {
         for i in 0..4_000u64 {
             let now = Now {
                 // 4,000 requests over 4 s: throttles refill and refuse, the quota runs out.
