@@ -508,3 +508,85 @@ fn every_error_in_a_file_is_reported() {
         .windows(2)
         .all(|w| (w[0].line, w[0].column) <= (w[1].line, w[1].column)));
 }
+
+/// The bounded integer keys of `[[apis.authorizers]]` (a Lambda and a JWT authorizer): each
+/// value out of its range is reported at the value with the range, and the values in range load.
+#[test]
+fn authorizer_numbers_out_of_range_are_reported_at_the_value() {
+    let authorizers = |cache: i64, timeout: i64, refresh: i64, cooldown: i64| {
+        with_listener(&format!(
+            r#"[[apis]]
+name = "svc"
+protocol = "http"
+  [[apis.stages]]
+  name = "$default"
+  [[apis.authorizers]]
+  name = "req"
+  type = "request"
+  uri = "http://127.0.0.1:9001/2015-03-31/functions/f/invocations"
+  identity_sources = ["$request.header.X-A"]
+  cache_entries = {cache}
+  timeout_ms = {timeout}
+  [[apis.authorizers]]
+  name = "jwt"
+  type = "jwt"
+  identity_sources = ["$request.header.Authorization"]
+  issuer = "https://issuer.test"
+  audiences = ["api"]
+  jwks_uri = "http://127.0.0.1:9002/keys"
+  jwks_refresh_seconds = {refresh}
+  jwks_cooldown_ms = {cooldown}
+  [[apis.routes]]
+  key = "GET /x"
+  integration = {{ type = "mock" }}
+"#
+        ))
+    };
+    // At the ends of each range: loads.
+    for (cache, timeout, refresh, cooldown) in
+        [(1, 50, 60, 100), (1_000_000, 10_000, 86_400, 3_600_000)]
+    {
+        let text = authorizers(cache, timeout, refresh, cooldown);
+        if let Err(e) = load_str("test.toml", &text) {
+            panic!("{e:?}");
+        }
+    }
+    // One past each end: four errors, in file order.
+    for (cache, timeout, refresh, cooldown) in
+        [(0, 49, 59, 99), (1_000_001, 10_001, 86_401, 3_600_001)]
+    {
+        let text = authorizers(cache, timeout, refresh, cooldown);
+        let errors = errors_of(&text);
+        let got: Vec<(&str, (u32, u32))> = errors
+            .iter()
+            .map(|e| (e.message.as_str(), (e.line, e.column)))
+            .collect();
+        let want = [
+            (
+                "`cache_entries` must be between 1 and 1000000",
+                format!("cache_entries = {cache}"),
+            ),
+            (
+                "`timeout_ms` must be between 50 and 10000",
+                format!("timeout_ms = {timeout}"),
+            ),
+            (
+                "`jwks_refresh_seconds` must be between 60 and 86400",
+                format!("jwks_refresh_seconds = {refresh}"),
+            ),
+            (
+                "`jwks_cooldown_ms` must be between 100 and 3600000",
+                format!("jwks_cooldown_ms = {cooldown}"),
+            ),
+        ];
+        let want: Vec<(&str, (u32, u32))> = want
+            .iter()
+            .map(|(m, at)| {
+                let (line, column) = position_of(&text, at);
+                let value_column = column + at.find('=').map_or(0, |i| i as u32 + 2);
+                (*m, (line, value_column))
+            })
+            .collect();
+        assert_eq!(got, want);
+    }
+}

@@ -114,13 +114,7 @@ const MAPPING_KEYS: &[&str] = &["path", "api", "stage"];
 /// Parses `text`; `None` after a syntax error (reported). Everything else that is wrong with
 /// the shape of the file is reported and left out of the model.
 pub(crate) fn decode(text: &str, d: &mut Diagnostics<'_>) -> Option<Config> {
-    let doc = match ImDocument::parse(text) {
-        Ok(doc) => doc,
-        Err(e) => {
-            d.error(e.span().unwrap_or(0..0), plain_message(e.message()));
-            return None;
-        }
-    };
+    let doc = parse(text, d)?;
     let root = Fields::new(doc.as_table(), 0..0);
     root.check_keys(ROOT_KEYS, d);
     let mut config = Config::default();
@@ -196,13 +190,7 @@ pub(crate) fn decode(text: &str, d: &mut Diagnostics<'_>) -> Option<Config> {
 
 /// Parses an `api_keys_file` (only `[[api_keys]]` tables); `None` after a syntax error.
 pub(crate) fn decode_keys_file(text: &str, d: &mut Diagnostics<'_>) -> Option<Vec<ApiKey>> {
-    let doc = match ImDocument::parse(text) {
-        Ok(doc) => doc,
-        Err(e) => {
-            d.error(e.span().unwrap_or(0..0), plain_message(e.message()));
-            return None;
-        }
-    };
+    let doc = parse(text, d)?;
     let root = Fields::new(doc.as_table(), 0..0);
     root.check_keys(KEYS_FILE_ROOT_KEYS, d);
     Some(api_keys(&root, d))
@@ -312,6 +300,17 @@ fn domain_tls(t: &Fields<'_>, mut dom: Domain, d: &mut Diagnostics<'_>) -> Domai
         dom.truststore = m.required(m.string("truststore", d), "truststore", "`mutual_tls`", d);
     }
     dom
+}
+
+/// The TOML document of `text`; `None` after a syntax error (reported at its position).
+fn parse<'t>(text: &'t str, d: &mut Diagnostics<'_>) -> Option<ImDocument<&'t str>> {
+    match ImDocument::parse(text) {
+        Ok(doc) => Some(doc),
+        Err(e) => {
+            d.error(e.span().unwrap_or(0..0), plain_message(e.message()));
+            None
+        }
+    }
 }
 
 /// toml's parse message on one line (`invalid table header\nexpected ...` → `...: expected ...`).

@@ -16,6 +16,7 @@ use crate::lambda::{
     Authorizer, AuthorizerKind, ContextVariable, IdentitySource, JwksSource, JwtSettings,
     LambdaTarget, PayloadVersion,
 };
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 /// API Gateway's authorizer cache TTL: default 300 s, at most 3600 s (L13819-13860).
@@ -425,34 +426,22 @@ pub(super) fn authorizers(
                 None
             }
         };
-        let cache_entries = match &a.cache_entries {
-            None => DEFAULT_CACHE_ENTRIES,
-            Some(c) if (1..=MAX_CACHE_ENTRIES).contains(&c.value) => c.value,
-            Some(c) => {
-                d.error(
-                    c.span.clone(),
-                    format!("`cache_entries` must be between 1 and {MAX_CACHE_ENTRIES}"),
-                );
-                ok = false;
-                1
-            }
-        };
-        let timeout = match &a.timeout_ms {
-            None => DEFAULT_AUTHORIZER_TIMEOUT_MS,
-            Some(t) if (MIN_TIMEOUT_MS..=DEFAULT_AUTHORIZER_TIMEOUT_MS).contains(&t.value) => {
-                t.value
-            }
-            Some(t) => {
-                d.error(
-                    t.span.clone(),
-                    format!(
-                        "`timeout_ms` must be between {MIN_TIMEOUT_MS} and {DEFAULT_AUTHORIZER_TIMEOUT_MS}"
-                    ),
-                );
-                ok = false;
-                0
-            }
-        };
+        let cache_entries = bounded(
+            a.cache_entries.as_ref(),
+            "cache_entries",
+            1..=MAX_CACHE_ENTRIES,
+            DEFAULT_CACHE_ENTRIES,
+            &mut ok,
+            d,
+        );
+        let timeout = bounded(
+            a.timeout_ms.as_ref(),
+            "timeout_ms",
+            MIN_TIMEOUT_MS..=DEFAULT_AUTHORIZER_TIMEOUT_MS,
+            DEFAULT_AUTHORIZER_TIMEOUT_MS,
+            &mut ok,
+            d,
+        );
         let target = match (&a.uri, kind) {
             (Some(u), Some(AuthorizerKind::Jwt)) => {
                 d.error(
@@ -605,30 +594,22 @@ fn jwt_settings(
             None
         }
     };
-    let refresh = match &a.jwks_refresh_seconds {
-        None => 7200,
-        Some(r) if (60..=86_400).contains(&r.value) => r.value,
-        Some(r) => {
-            d.error(
-                r.span.clone(),
-                "`jwks_refresh_seconds` must be between 60 and 86400",
-            );
-            ok = false;
-            7200
-        }
-    };
-    let cooldown = match &a.jwks_cooldown_ms {
-        None => 10_000,
-        Some(c) if (100..=3_600_000).contains(&c.value) => c.value,
-        Some(c) => {
-            d.error(
-                c.span.clone(),
-                "`jwks_cooldown_ms` must be between 100 and 3600000",
-            );
-            ok = false;
-            10_000
-        }
-    };
+    let refresh = bounded(
+        a.jwks_refresh_seconds.as_ref(),
+        "jwks_refresh_seconds",
+        60..=86_400,
+        7200,
+        &mut ok,
+        d,
+    );
+    let cooldown = bounded(
+        a.jwks_cooldown_ms.as_ref(),
+        "jwks_cooldown_ms",
+        100..=3_600_000,
+        10_000,
+        &mut ok,
+        d,
+    );
     let (Some(issuer), Some(source), true) = (issuer, source, ok) else {
         return None;
     };
@@ -638,6 +619,33 @@ fn jwt_settings(
         refresh: Duration::from_secs(refresh.unsigned_abs()),
         cooldown: Duration::from_millis(cooldown.unsigned_abs()),
     }))
+}
+
+/// An optional integer key: `default` when absent, the value when within `range`; otherwise it
+/// is reported (`` `key` must be between LO and HI ``), `*ok` is cleared (the entry is refused)
+/// and `default` is returned.
+fn bounded(
+    v: Option<&Spanned<i64>>,
+    key: &str,
+    range: RangeInclusive<i64>,
+    default: i64,
+    ok: &mut bool,
+    d: &mut Diagnostics<'_>,
+) -> i64 {
+    let Some(v) = v else { return default };
+    if range.contains(&v.value) {
+        return v.value;
+    }
+    d.error(
+        v.span.clone(),
+        format!(
+            "`{key}` must be between {} and {}",
+            range.start(),
+            range.end()
+        ),
+    );
+    *ok = false;
+    default
 }
 
 /// The index of the authorizer a route names (reported when unknown).
