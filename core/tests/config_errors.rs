@@ -2,28 +2,11 @@
 //! its file, line, column and reason (one small bad config per row), and every error of a file
 //! is reported, in file order.
 
-use tollgate_core::config::{load_str, ConfigError};
+use tollgate_core::config::load_str;
 
-/// `(line, column)`, 1-based, of the first occurrence of `marker` in `text`.
-fn position_of(text: &str, marker: &str) -> (u32, u32) {
-    let offset = text
-        .find(marker)
-        .unwrap_or_else(|| panic!("marker {marker:?} is not in the config"));
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let column = before[before.rfind('\n').map_or(0, |i| i + 1)..]
-        .chars()
-        .count()
-        + 1;
-    (line as u32, column as u32)
-}
-
-fn errors_of(text: &str) -> Vec<ConfigError> {
-    match load_str("test.toml", text) {
-        Ok(_) => panic!("config loaded without errors:\n{text}"),
-        Err(errors) => errors,
-    }
-}
+#[path = "support/config_text.rs"]
+mod config_text;
+use config_text::{errors_of, position_of};
 
 const LISTENER: &str = "[[listeners]]\naddress = \"127.0.0.1\"\nport = 8080\n";
 

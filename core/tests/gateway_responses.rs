@@ -10,6 +10,9 @@ use tollgate_core::gateway::Gateway;
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;
 use counting_alloc::{allocations_during, assert_counter_sees_allocations};
+#[path = "support/config_text.rs"]
+mod config_text;
+use config_text::{errors_of, position_of};
 
 const HEAD: &str = r#"[[listeners]]
 address = "127.0.0.1"
@@ -41,21 +44,9 @@ fn load(responses: &str) -> Gateway {
 /// The single error of `responses`, with the (line, column) of `marker` in the whole text.
 fn refused(responses: &str, marker: &str) -> (ConfigError, (u32, u32)) {
     let text = config(responses);
-    let mut errors = match load_str("test.toml", &text) {
-        Ok(_) => panic!("loaded without errors:\n{text}"),
-        Err(e) => e,
-    };
+    let mut errors = errors_of(&text);
     assert_eq!(errors.len(), 1, "{errors:#?}");
-    let offset = text
-        .find(marker)
-        .unwrap_or_else(|| panic!("{marker:?} not in the config"));
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let column = before[before.rfind('\n').map_or(0, |i| i + 1)..]
-        .chars()
-        .count()
-        + 1;
-    (errors.remove(0), (line as u32, column as u32))
+    (errors.remove(0), position_of(&text, marker))
 }
 
 fn assert_refused(responses: &str, marker: &str, reason: &str) {

@@ -4,12 +4,16 @@
 //! line and column; `api_keys_file` errors name that file; key values never appear in errors
 //! or in `Debug` output.
 
-use tollgate_core::config::{load_file, load_str, ConfigError};
+use tollgate_core::config::{load_file, load_str};
 use tollgate_core::gateway::responses::ResponseType;
 use tollgate_core::gateway::{Gateway, Resolved};
 use tollgate_core::method::Method;
 use tollgate_core::traffic::quota::AtomicQuotaStore;
 use tollgate_core::traffic::{Decision, KeySource, Now, RouteLimits, ShardTraffic};
+
+#[path = "support/config_text.rs"]
+mod config_text;
+use config_text::{errors_of, position_of};
 
 const ALICE: &str = "alice0123456789abcdefXYZ";
 const BOB: &str = "bob0123456789abcdefghijXYZ";
@@ -198,27 +202,6 @@ fn plan_throttles_are_per_key_and_shared_by_the_plan_stages() {
         free += usize::from(g.traffic.decide(&health, None, &mut shard, &store, NOW) == FREE);
     }
     assert_eq!(free, 4);
-}
-
-/// `(line, column)` of the first `marker` in `text`.
-fn position_of(text: &str, marker: &str) -> (u32, u32) {
-    let offset = text
-        .find(marker)
-        .unwrap_or_else(|| panic!("marker {marker:?} is not in the config"));
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let column = before[before.rfind('\n').map_or(0, |i| i + 1)..]
-        .chars()
-        .count()
-        + 1;
-    (line as u32, column as u32)
-}
-
-fn errors_of(text: &str) -> Vec<ConfigError> {
-    match load_str("t.toml", text) {
-        Ok(_) => panic!("config loaded without errors:\n{text}"),
-        Err(errors) => errors,
-    }
 }
 
 /// `config()` with `from` replaced by `to` must fail with exactly one error, at the first
