@@ -466,7 +466,9 @@ fn mock(
     })
 }
 
-fn proxy_timeout(
+/// An integration's `timeout_ms` (http_proxy and aws_proxy): within API Gateway's range for the
+/// API's protocol, else reported and the default.
+pub(super) fn proxy_timeout(
     t: Option<&Spanned<i64>>,
     protocol: Protocol,
     d: &mut Diagnostics<'_>,

@@ -4,9 +4,7 @@
 //! timeout), `binary_media_types`, and route `authorizer` references. Self-contained: called
 //! from `compile`.
 
-use super::compile::{
-    Upstreams, DEFAULT_TIMEOUT_MS, MAX_HTTP_TIMEOUT_MS, MAX_REST_TIMEOUT_MS, MIN_TIMEOUT_MS,
-};
+use super::compile::{proxy_timeout, Upstreams, MIN_TIMEOUT_MS};
 use super::diagnostics::{Diagnostics, Spanned};
 use super::model::{self, Text};
 use super::uri::{self, Piece};
@@ -98,7 +96,7 @@ pub(super) fn targets(
     d: &mut Diagnostics<'_>,
 ) -> Vec<Target> {
     let version = payload_version(version, protocol, d);
-    let timeout = timeout(timeout_ms, protocol, d);
+    let timeout = proxy_timeout(timeout_ms, protocol, d);
     let Some(uri) = uri else { return Vec::new() };
     let pieces = match uri::pieces(&uri.value) {
         Ok(p) => p,
@@ -153,24 +151,6 @@ pub(super) fn targets(
         return Vec::new();
     }
     out
-}
-
-fn timeout(t: Option<&Spanned<i64>>, protocol: Protocol, d: &mut Diagnostics<'_>) -> Duration {
-    let default = Duration::from_millis(DEFAULT_TIMEOUT_MS);
-    let Some(t) = t else { return default };
-    let max = match protocol {
-        Protocol::Rest => MAX_REST_TIMEOUT_MS,
-        Protocol::Http => MAX_HTTP_TIMEOUT_MS,
-    };
-    if (MIN_TIMEOUT_MS..=max).contains(&t.value) {
-        Duration::from_millis(t.value.unsigned_abs())
-    } else {
-        d.error(
-            t.span.clone(),
-            format!("`timeout_ms` must be between {MIN_TIMEOUT_MS} and {max}"),
-        );
-        default
-    }
 }
 
 /// `binary_media_types`: `type/subtype`, `type/*` or `*/*`.
@@ -774,7 +754,7 @@ mod tests {
             rest(&format!(
                 r#"{{ type = "aws_proxy", uri = "{FN}", timeout_ms = 40000 }}"#
             )),
-            ["`timeout_ms` must be between 50 and 29000"]
+            ["`timeout_ms` must be between 50 and 29000 for rest APIs"]
         );
         assert!(rest(&format!(
             r#"{{ type = "aws_proxy", uri = "{FN}", status = 200 }}"#
