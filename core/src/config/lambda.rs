@@ -331,54 +331,40 @@ pub(super) fn authorizers(
                 0
             }
         };
+        // Where an identity-source mistake is reported: the list, else the authorizer.
+        let at = a.identity_sources.as_ref().map_or(&a.span, |l| &l.span);
         match kind {
             // A refused identity source was reported already.
             _ if !sources_ok => {}
             Some(AuthorizerKind::Token) if sources.len() != 1 => {
-                let at = a
-                    .identity_sources
-                    .as_ref()
-                    .map_or(a.span.clone(), |l| l.span.clone());
                 if a.identity_sources.is_none() {
                     // The token source defaults to the Authorization header.
                     sources.push(IdentitySource::Header("Authorization".into()));
                 } else {
                     d.error(
-                        at,
+                        at.clone(),
                         "a token authorizer has exactly one identity source: the token header",
                     );
                     ok = false;
                 }
             }
             Some(AuthorizerKind::Token) if !matches!(sources[0], IdentitySource::Header(_)) => {
-                let at = a
-                    .identity_sources
-                    .as_ref()
-                    .map_or(a.span.clone(), |l| l.span.clone());
                 d.error(
-                    at,
+                    at.clone(),
                     "a token authorizer's identity source is a header (method.request.header.NAME)",
                 );
                 ok = false;
             }
             Some(AuthorizerKind::Jwt) if sources.len() != 1 => {
-                let at = a
-                    .identity_sources
-                    .as_ref()
-                    .map_or(a.span.clone(), |l| l.span.clone());
                 d.error(
-                    at,
+                    at.clone(),
                     "a jwt authorizer has exactly one identity source: the token",
                 );
                 ok = false;
             }
             Some(AuthorizerKind::Request) if sources.is_empty() && ttl > 0 => {
-                let at = a
-                    .identity_sources
-                    .as_ref()
-                    .map_or(a.span.clone(), |l| l.span.clone());
                 d.error(
-                    at,
+                    at.clone(),
                     "a cached request authorizer needs at least one identity source (the cache key), or ttl_seconds = 0",
                 );
                 ok = false;
