@@ -15,30 +15,27 @@ fn with_listener(apis: &str) -> String {
     format!("{LISTENER}{apis}")
 }
 
-/// One REST API `svc` with stage `prod` (variable `backend`) and `routes` (TOML text).
-fn rest_api(routes: &str) -> String {
+/// One API `svc` of `protocol` with stage `stage` (variable `backend`) and `routes` (TOML text).
+fn one_api(protocol: &str, stage: &str, routes: &str) -> String {
     with_listener(&format!(
         r#"[[apis]]
 name = "svc"
-protocol = "rest"
+protocol = "{protocol}"
   [[apis.stages]]
-  name = "prod"
+  name = "{stage}"
   variables = {{ backend = "127.0.0.1:9000" }}
 {routes}"#
     ))
 }
 
-/// One HTTP API `svc` with the `$default` stage and `routes` (TOML text).
+/// One REST API `svc` with stage `prod`.
+fn rest_api(routes: &str) -> String {
+    one_api("rest", "prod", routes)
+}
+
+/// One HTTP API `svc` with the `$default` stage.
 fn http_api(routes: &str) -> String {
-    with_listener(&format!(
-        r#"[[apis]]
-name = "svc"
-protocol = "http"
-  [[apis.stages]]
-  name = "$default"
-  variables = {{ backend = "127.0.0.1:9000" }}
-{routes}"#
-    ))
+    one_api("http", "$default", routes)
 }
 
 fn route(key: &str, integration: &str) -> String {
