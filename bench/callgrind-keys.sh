@@ -10,14 +10,14 @@
 #
 # Usage: bench/callgrind-keys.sh [TOLLGATE_BIN] [ROUNDS] [SECONDS]
 #   defaults: target/release/tollgate, 3 rounds, 5 s per measurement
-# Needs valgrind, wrk, curl; builds the traffic and tollgate-bench release binaries (origin).
+# Needs valgrind, wrk, curl, ss; builds the traffic and tollgate-bench release binaries (origin).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOLLGATE=${1:-target/release/tollgate}; ROUNDS=${2:-3}; SECS=${3:-5}
 TARGET="${CARGO_TARGET_DIR:-target}/release"
 [ -n "${NO_BUILD:-}" ] || cargo build --release -q -p tollgate-bench --bin traffic --bin tollgate-bench
 [ -x "$TOLLGATE" ] || { echo "callgrind-keys.sh: no tollgate binary at $TOLLGATE" >&2; exit 1; }
-PORT=${PORT:-18480}; ORIGIN=${ORIGIN:-19480}
+PORT=${PORT:-24714}; ORIGIN=${ORIGIN:-24715}
 KEY=bench0gold0key000000000000000001
 
 W=$(mktemp -d "${TMPDIR:-/tmp}/tollgate-cgkeys.XXXXXX")
@@ -31,9 +31,21 @@ echo 'wrk.path = "/prod/items/8a7b6c5d"' >"$W/path.lua"
 OR=$!
 sleep 0.5
 
+# callgrind-proxy.sh stops tollgate without waiting: the next one may start only when the
+# port is free again (the graceful shutdown under valgrind takes a few seconds).
+port_free() {
+    for _ in $(seq 120); do
+        [ -z "$(ss -ltnH "sport = :$PORT" 2>/dev/null)" ] && return 0
+        sleep 0.5
+    done
+    echo "callgrind-keys.sh: port $PORT still in use after 60 s" >&2
+    exit 1
+}
+
 declare -A SUM
 for r in $(seq "$ROUNDS"); do
     for cfg in keys plain; do
+        port_free
         line=$(bench/callgrind-proxy.sh "$TOLLGATE" "$W/$cfg.toml" "$PORT" "$SECS" \
             -s "$W/path.lua" -H "x-api-key: $KEY")
         echo "round $r $cfg: $line"
