@@ -356,7 +356,11 @@ fn traffic_bench_configs_load() {
             .args(["config", mode, "18123", "19123"])
             .output()
             .expect("run traffic config");
-        assert!(out.status.success(), "traffic config {mode}: {}", out.status);
+        assert!(
+            out.status.success(),
+            "traffic config {mode}: {}",
+            out.status
+        );
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("port = 18123") && text.contains("127.0.0.1:19123"));
         let gw = tollgate_core::config::load_str("<traffic config>", &text)
@@ -376,5 +380,9 @@ fn traffic_bench_configs_load() {
         .args(["config", "nokeys", "1", "2"])
         .output()
         .expect("run traffic config");
-    assert_eq!(bad.status.code(), Some(2), "an unknown mode is a usage error");
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "an unknown mode is a usage error"
+    );
 }
