@@ -327,3 +327,62 @@ fn pipeline_bench_runs_the_request_pipeline() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn traffic_bench_decides_without_refusing() {
+    // The callgrind traffic bench: every keyed decision admitted with the key, none on the
+    // config without limits; a refusal or a missing key makes the binary fail.
+    for (mode, want) in [("keyed", "50 keyed"), ("open", "0 keyed")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_traffic"))
+            .args(["50", mode])
+            .output()
+            .expect("run traffic");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("50 iterations") && stdout.contains(want),
+            "traffic {mode} failed: {}\n{stdout}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn traffic_bench_configs_load() {
+    // `traffic config keys|plain` prints the configs bench/callgrind-keys.sh compares: both
+    // must load, on the given ports, and only `keys` may need an API key.
+    for (mode, required) in [("keys", true), ("plain", false)] {
+        let out = Command::new(env!("CARGO_BIN_EXE_traffic"))
+            .args(["config", mode, "18123", "19123"])
+            .output()
+            .expect("run traffic config");
+        assert!(
+            out.status.success(),
+            "traffic config {mode}: {}",
+            out.status
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("port = 18123") && text.contains("127.0.0.1:19123"));
+        let gw = tollgate_core::config::load_str("<traffic config>", &text)
+            .unwrap_or_else(|e| panic!("traffic config {mode} does not load: {e:?}\n{text}"));
+        assert_eq!(
+            gw.traffic.keys.len(),
+            if required { 2 } else { 0 },
+            "{mode}: keys"
+        );
+        assert_eq!(
+            text.contains("api_key_required = true"),
+            required,
+            "{mode}:\n{text}"
+        );
+    }
+    let bad = Command::new(env!("CARGO_BIN_EXE_traffic"))
+        .args(["config", "nokeys", "1", "2"])
+        .output()
+        .expect("run traffic config");
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "an unknown mode is a usage error"
+    );
+}

@@ -383,12 +383,12 @@ impl Traffic {
             }
         }
         if let Some((m, q)) = quota {
-            let day = q.period.start_day(now.unix_secs.div_euclid(86_400));
+            let today = now.unix_secs.div_euclid(86_400);
             let shards = shard.shards;
-            let admitted = shard
-                .leases
-                .get_mut(m)
-                .is_some_and(|lease| lease.try_take(store, m, day, q.limit, shards));
+            let admitted = shard.leases.get_mut(m).is_some_and(|lease| {
+                let day = lease.period_start(&q.period, today);
+                lease.try_take(store, m, day, q.limit, shards)
+            });
             if !admitted {
                 return Decision::Reject(ResponseType::QuotaExceeded);
             }

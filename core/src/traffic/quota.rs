@@ -15,6 +15,7 @@
 //! the count (period rollover). A store shared by several hosts (Redis) implements the same
 //! trait. The count granted is what is persisted (`state`): it never under-counts.
 
+use super::period::Period;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Largest block one lease takes.
@@ -155,9 +156,25 @@ impl QuotaStore for AtomicQuotaStore {
 pub struct QuotaLease {
     period_day: i64,
     left: u64,
+    /// The last UTC day asked about and the start of its period ([`QuotaLease::period_start`]).
+    day_start: Option<(i64, i64)>,
 }
 
 impl QuotaLease {
+    /// The first day of `period`'s period holding `day`, remembered for the last day asked:
+    /// the calendar arithmetic (a civil-date round trip for `MONTH`) runs once per day and
+    /// lease, not per request. A lease belongs to one membership, so to one plan's period.
+    pub fn period_start(&mut self, period: &Period, day: i64) -> i64 {
+        match self.day_start {
+            Some((d, start)) if d == day => start,
+            _ => {
+                let start = period.start_day(day);
+                self.day_start = Some((day, start));
+                start
+            }
+        }
+    }
+
     /// Admits one request of `counter` in the period starting on `period_day`: from the lease
     /// if it has some left for that period, else from a new block of the store. False when
     /// the quota is spent.
@@ -242,6 +259,26 @@ mod tests {
         assert_eq!(store.get(0), (5, 1));
         store.release(0, 4, 1);
         assert_eq!(store.get(0), (5, 1));
+    }
+
+    #[test]
+    fn period_start_is_remembered_per_day_and_matches_the_calendar() {
+        use super::super::period::PeriodKind;
+        // MONTH from day 15 (offset 14): day 0 (1970-01-01) is in the period from 1969-12-15,
+        // so a fresh lease must not take day 0 for a period start.
+        let month = Period::new(PeriodKind::Month, 14).expect("valid period");
+        let week = Period::new(PeriodKind::Week, 1).expect("valid period");
+        for period in [month, week] {
+            let mut lease = QuotaLease::default();
+            for day in [0, 0, -1, 20_000, 20_000, 20_001, 20_030, 19_999, 0] {
+                assert_eq!(
+                    lease.period_start(&period, day),
+                    period.start_day(day),
+                    "{period:?} day {day}"
+                );
+            }
+        }
+        assert_ne!(month.start_day(0), 0);
     }
 
     #[test]
