@@ -16,7 +16,15 @@ for tool in valgrind callgrind_control wrk curl; do
 done
 W=$(mktemp -d "${TMPDIR:-/tmp}/tollgate-cgproxy.XXXXXX")
 TG=
-cleanup() { [ -n "$TG" ] && kill "$TG" 2>/dev/null; rm -rf "$W"; }
+# valgrind may not pass SIGTERM on promptly: TERM, a short wait, then KILL.
+cleanup() {
+    if [ -n "$TG" ]; then
+        kill "$TG" 2>/dev/null || true
+        for _ in $(seq 20); do kill -0 "$TG" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$TG" 2>/dev/null || true
+    fi
+    rm -rf "$W"
+}
 trap cleanup EXIT INT TERM
 valgrind --tool=callgrind --callgrind-out-file="$W/cg.out" "$BIN" --config "$CONFIG" >"$W/tg.log" 2>&1 &
 TG=$!
