@@ -18,16 +18,17 @@
 # Usage: bench/lambda-cost.sh TOLLGATE_BIN TOLLGATE_BENCH_BIN [ROUNDS] [SECONDS] [CASES...]
 #   e.g. bench/lambda-cost.sh target/release/tollgate target/debug/tollgate-bench 3 4
 # TOLLGATE_BENCH_BIN runs the function server (`tollgate-bench functions`, not measured: any
-# build will do). Needs valgrind, wrk, curl, openssl, basenc, xxd. Prints one line per case and
-# round, then the median per case. Ports: 18480 (tollgate), 18481 (function server).
+# build will do). Needs valgrind, wrk, curl, openssl, basenc, xxd, ss. Prints one line per case and
+# round, then the median per case. Ports: $LAMBDA_COST_PORT (default 18480) for tollgate, the
+# next one for the function server.
 set -euo pipefail
 TG_BIN=$(realpath "$1"); FN_BIN=$(realpath "$2"); ROUNDS=${3:-3}; SECS=${4:-4}
 shift $(( $# >= 4 ? 4 : $# ))
 CASES=("$@")
 [ ${#CASES[@]} -gt 0 ] || CASES=(rest-plain rest-token rest-lambda http-plain http-rs256 http-es256 http-lambda)
 HERE=$(cd "$(dirname "$0")" && pwd)
-PORT=18480; FPORT=18481
-for tool in openssl basenc xxd valgrind wrk curl; do
+PORT=${LAMBDA_COST_PORT:-18480}; FPORT=$((PORT + 1))
+for tool in openssl basenc xxd valgrind wrk curl ss; do
     command -v "$tool" >/dev/null || { echo "lambda-cost.sh: $tool is not installed" >&2; exit 1; }
 done
 W=$(mktemp -d "${TMPDIR:-/tmp}/tollgate-lambda-cost.XXXXXX")
@@ -70,6 +71,7 @@ FNURL="http://127.0.0.1:$FPORT"
 cat >"$W/rest.toml" <<EOF
 [server]
 shards = 1
+drain_timeout_ms = 1000
 [[listeners]]
 address = "127.0.0.1"
 port = $PORT
@@ -98,6 +100,7 @@ EOF
 cat >"$W/http.toml" <<EOF
 [server]
 shards = 1
+drain_timeout_ms = 1000
 [[listeners]]
 address = "127.0.0.1"
 port = $PORT
@@ -150,9 +153,27 @@ FN=$!
 for _ in $(seq 100); do [ -s "$W/calls" ] && break; sleep 0.1; done
 calls() { sed -n 's/.*authorizer=\([0-9]*\).*/\1/p' "$W/calls"; }
 
+# callgrind-proxy.sh does not wait for the tollgate it stopped (under valgrind it takes a
+# moment to exit): wait until the port is free again.
+port_free() {
+    for _ in $(seq 150); do
+        ss -ltn | grep -q "127.0.0.1:$PORT " || return 0
+        sleep 0.2
+    done
+    # Still there after 30 s: if it is the tollgate of our own config, stop it hard.
+    local pid
+    pid=$(ss -ltnpH "sport = :$PORT" | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -1)
+    if [ -n "$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "--config $W/"; then
+        echo "lambda-cost.sh: tollgate $pid did not stop within 30 s of SIGTERM; killing it" >&2
+        kill -9 "$pid"; sleep 1; return 0
+    fi
+    echo "lambda-cost.sh: port $PORT stays busy" >&2; exit 1
+}
+
 # Each case answers 200 once, outside callgrind (tollgate started normally).
 for c in "${CASES[@]}"; do
     setup "$c"
+    port_free
     "$TG_BIN" --config "$W/$CONF.toml" >"$W/check.log" 2>&1 &
     TG=$!
     code=000
@@ -174,9 +195,10 @@ for r in $(seq "$ROUNDS"); do
     for c in "${CASES[@]}"; do
         setup "$c"
         printf 'wrk.path = "%s"\n' "$PATH_" >"$W/path.lua"
+        port_free
         before=$(calls)
         out=$(nice -n 5 "$HERE/callgrind-proxy.sh" "$TG_BIN" "$W/$CONF.toml" "$PORT" "$SECS" \
-            -s "$W/path.lua" -H "Authorization: $AUTH" 2>/dev/null)
+            -s "$W/path.lua" -H "Authorization: $AUTH" 2> >(grep -v '^sending command' >&2))
         sleep 1.2
         auth_calls=$(( $(calls) - before ))
         echo "round=$r case=$c $out authorizer_calls=$auth_calls"
