@@ -6,13 +6,15 @@
 //! time per request, memory and the ratios between them.
 //!
 //! Modules: [`procs`] (children that never outlive the harness, `/proc` sampling),
-//! [`origin`] (the benchmark origin), [`configs`] (equivalent proxy configs), [`load`]
+//! [`origin`] (the benchmark origin), [`functions`] (the Lambda function server of
+//! `lambda-cost.sh`), [`configs`] (equivalent proxy configs), [`load`]
 //! (tollgate-load and wrk), [`idle`] (the idle-connection client), [`run`] (the scenario and
 //! results model, process control and measurement, the scenario drivers), [`report`] (the
 //! tables; its prose is `templates/report.md`) and [`plot`] (RESULTS.md and SVGs), [`sysinfo`]
 //! (machine and versions).
 
 pub mod configs;
+pub mod functions;
 pub mod idle;
 pub mod load;
 pub mod origin;

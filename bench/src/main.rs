@@ -3,14 +3,15 @@
 //! load phases, 2 s for wrk, the sweep and two-shard phases; under 12 minutes), with the
 //! proxies of `--proxies` (default tollgate, tollgate-poll, tollgate-stock, nginx, HAProxy);
 //! writes RESULTS.md and SVG plots.
-//! The hidden `origin` subcommand is the benchmark origin the harness starts.
+//! The hidden `origin` subcommand is the benchmark origin the harness starts; the hidden
+//! `functions` subcommand is the Lambda function server of `bench/lambda-cost.sh`.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use tollgate_bench::run::{self, Options, ProxyKind, Scenario};
-use tollgate_bench::{origin, procs, report};
+use tollgate_bench::{functions, origin, procs, report};
 
 #[derive(Parser)]
 #[command(
@@ -78,6 +79,18 @@ enum Cmd {
         #[arg(long, default_value_t = 1200)]
         max_secs: u64,
     },
+    /// The Lambda function server of bench/lambda-cost.sh (Invoke API, fixed answers)
+    #[command(hide = true)]
+    Functions {
+        #[arg(long)]
+        port: u16,
+        /// Stop after this many seconds
+        #[arg(long, default_value_t = 1200)]
+        max_secs: u64,
+        /// Write the call counts to this file
+        #[arg(long, value_name = "FILE")]
+        stats: Option<PathBuf>,
+    },
 }
 
 /// target/release next to this program's own target directory.
@@ -96,14 +109,30 @@ fn default_bin_dir(exe: &std::path::Path) -> PathBuf {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Cmd::Origin { port, max_secs }) = cli.command {
-        return match origin::serve(port, max_secs) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("tollgate-bench origin: {e}");
-                ExitCode::FAILURE
-            }
-        };
+    match cli.command {
+        Some(Cmd::Origin { port, max_secs }) => {
+            return match origin::serve(port, max_secs) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("tollgate-bench origin: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Some(Cmd::Functions {
+            port,
+            max_secs,
+            stats,
+        }) => {
+            return match functions::serve(port, max_secs, stats) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("tollgate-bench functions: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        None => {}
     }
     procs::install_handlers();
     let program_start = std::time::Instant::now();

@@ -3,6 +3,8 @@
 //! run. Keep-alive and pipelining; bodies by path prefix: `/1k` → 1 KiB, `/64k` → 64 KiB,
 //! anything else → 0 bytes. Requests with a `Content-Length` body have it skipped; chunked
 //! request bodies are not supported (400 and close). Stops by itself after `max_secs`.
+//! The epoll loop is shared with the Lambda function server ([`crate::functions`]) through
+//! [`Answers`], which picks a pre-built response per request.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -62,8 +64,41 @@ pub enum Parsed {
     Bad,
 }
 
+/// Picks a pre-built response for each request (by method and path) and is told when the
+/// server loop turns (at least once a second).
+pub trait Answers {
+    /// The id of the answer to `method path`.
+    fn classify(&mut self, method: &str, path: &str) -> usize;
+    /// The complete response (head and body) of answer `id`.
+    fn response(&self, id: usize) -> &[u8];
+    /// Called once per turn of the server loop and when it stops.
+    fn tick(&mut self, _stopping: bool) {}
+}
+
+/// The origin's answers: the answer id is the body size.
+struct BodySizes([Vec<u8>; 3]);
+
+impl Answers for BodySizes {
+    fn classify(&mut self, _method: &str, path: &str) -> usize {
+        body_size_for(path.as_bytes())
+    }
+    fn response(&self, id: usize) -> &[u8] {
+        match id {
+            BODY_64K => &self.0[2],
+            BODY_1K => &self.0[1],
+            _ => &self.0[0],
+        }
+    }
+}
+
 /// Parses one request head at the start of `buf` (only what the origin needs).
 pub fn parse_request(buf: &[u8]) -> Parsed {
+    parse_head(buf, &mut |_, path| body_size_for(path.as_bytes()))
+}
+
+/// Parses one request head at the start of `buf`; `body` of the result is what `classify`
+/// says for its method and path.
+pub fn parse_head(buf: &[u8], classify: &mut dyn FnMut(&str, &str) -> usize) -> Parsed {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(buf) {
@@ -92,7 +127,7 @@ pub fn parse_request(buf: &[u8]) -> Parsed {
                     }
                 }
             }
-            let body = body_size_for(req.path.unwrap_or("/").as_bytes());
+            let body = classify(req.method.unwrap_or("GET"), req.path.unwrap_or("/"));
             Parsed::Request {
                 len,
                 body,
@@ -117,9 +152,14 @@ const LISTENER: u64 = u64::MAX;
 
 /// Serves on `127.0.0.1:port` until `max_secs` have passed.
 pub fn serve(port: u16, max_secs: u64) -> io::Result<()> {
+    let mut answers = BodySizes([response(0), response(BODY_1K), response(BODY_64K)]);
+    serve_with(port, max_secs, &mut answers)
+}
+
+/// Serves `answers` on `127.0.0.1:port` until `max_secs` have passed.
+pub fn serve_with(port: u16, max_secs: u64, answers: &mut dyn Answers) -> io::Result<()> {
     let listener = TcpListener::bind(("127.0.0.1", port))?;
     listener.set_nonblocking(true)?;
-    let responses = [response(0), response(BODY_1K), response(BODY_64K)];
     // SAFETY: plain syscall.
     let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
     if ep < 0 {
@@ -138,6 +178,7 @@ pub fn serve(port: u16, max_secs: u64) -> io::Result<()> {
     let end = Instant::now() + Duration::from_secs(max_secs);
     let mut scratch = vec![0u8; 64 * 1024];
     while Instant::now() < end {
+        answers.tick(false);
         // SAFETY: the events buffer is valid for its length.
         let n = unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), events.len() as i32, 1000) };
         if n < 0 {
@@ -192,7 +233,7 @@ pub fn serve(port: u16, max_secs: u64) -> io::Result<()> {
             let Some(Some(conn)) = conns.get_mut(idx) else {
                 continue;
             };
-            let keep = handle(conn, ev.events, &mut scratch, &responses);
+            let keep = handle(conn, ev.events, &mut scratch, answers);
             let fd = conn.stream.as_raw_fd();
             if !keep {
                 let _ = epoll_ctl(ep, libc::EPOLL_CTL_DEL, fd, 0, 0);
@@ -211,19 +252,15 @@ pub fn serve(port: u16, max_secs: u64) -> io::Result<()> {
             }
         }
     }
+    answers.tick(true);
     // SAFETY: closing our own epoll fd.
     unsafe { libc::close(ep) };
     Ok(())
 }
 
 /// Handles readiness on one connection; false: close it.
-/// `responses`: the pre-built 0-byte, 1 KiB and 64 KiB responses.
-fn handle(conn: &mut Conn, events: u32, scratch: &mut [u8], responses: &[Vec<u8>; 3]) -> bool {
-    let pick = |body: usize| match body {
-        BODY_64K => &responses[2],
-        BODY_1K => &responses[1],
-        _ => &responses[0],
-    };
+/// `answers`: the pre-built responses.
+fn handle(conn: &mut Conn, events: u32, scratch: &mut [u8], answers: &mut dyn Answers) -> bool {
     if events & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0 {
         loop {
             match conn.stream.read(scratch) {
@@ -248,7 +285,7 @@ fn handle(conn: &mut Conn, events: u32, scratch: &mut [u8], responses: &[Vec<u8>
         // Answer every complete request buffered (pipelining).
         let mut consumed = 0;
         while conn.skip == 0 && !conn.close_after_write {
-            match parse_request(&conn.inbuf[consumed..]) {
+            match parse_head(&conn.inbuf[consumed..], &mut |m, p| answers.classify(m, p)) {
                 Parsed::Partial => break,
                 Parsed::Bad => {
                     conn.out.extend_from_slice(BAD_REQUEST);
@@ -261,7 +298,7 @@ fn handle(conn: &mut Conn, events: u32, scratch: &mut [u8], responses: &[Vec<u8>
                     close,
                 } => {
                     consumed += len;
-                    conn.out.extend_from_slice(pick(body));
+                    conn.out.extend_from_slice(answers.response(body));
                     let avail = (conn.inbuf.len() - consumed) as u64;
                     let s = avail.min(content_length);
                     consumed += s as usize;

@@ -7,6 +7,7 @@
 use super::jwt::Keys;
 use super::policy::AuthResult;
 use super::JwksSource;
+use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -154,13 +155,19 @@ impl Caches {
 /// The cache key of a request: every identity source value, each length-prefixed so that
 /// `("ab", "c")` and `("a", "bc")` differ.
 pub fn key<S: AsRef<str>>(values: &[S]) -> Box<[u8]> {
-    let mut k = Vec::new();
+    Box::from(&key_buf(values)[..])
+}
+
+/// The cache key (as [`key`]) in a buffer that stays on the stack up to 256 bytes: a cached
+/// hit looks its result up without allocating.
+pub fn key_buf<S: AsRef<str>>(values: &[S]) -> SmallVec<[u8; 256]> {
+    let mut k = SmallVec::new();
     for v in values {
         let v = v.as_ref().as_bytes();
         k.extend_from_slice(&(v.len() as u32).to_le_bytes());
         k.extend_from_slice(v);
     }
-    k.into_boxed_slice()
+    k
 }
 
 #[cfg(test)]
@@ -180,6 +187,16 @@ mod tests {
 
     fn principal(r: Option<Rc<AuthResult>>) -> Option<String> {
         r.and_then(|r| r.principal_id.clone())
+    }
+
+    #[test]
+    fn key_buf_is_the_key() {
+        let long = "x".repeat(300);
+        for values in [vec!["a", "bc"], vec![""], vec![long.as_str(), "y"]] {
+            assert_eq!(&key_buf(&values)[..], &*key(&values));
+        }
+        assert_eq!(&*key(&["ab"]), &[2, 0, 0, 0, b'a', b'b'][..]);
+        assert_ne!(key(&["ab", "c"]), key(&["a", "bc"]));
     }
 
     #[test]

@@ -185,6 +185,10 @@ impl AuthResult {
 
 /// IAM-style wildcard match: `*` any run (empty included), `?` exactly one byte.
 pub fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    // A pattern matches its own text (`Action: "execute-api:Invoke"`): one compare.
+    if pattern == text {
+        return true;
+    }
     let (mut p, mut t) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
@@ -192,6 +196,11 @@ pub fn glob(pattern: &[u8], text: &[u8]) -> bool {
             p += 1;
             t += 1;
         } else if p < pattern.len() && pattern[p] == b'*' {
+            // A `*` that ends the pattern matches whatever text is left (`Resource: "*"`
+            // and `arn:...:api/*` decide without walking the ARN).
+            if pattern[p + 1..].iter().all(|&c| c == b'*') {
+                return true;
+            }
             star = Some((p, t));
             p += 1;
         } else if let Some((sp, st)) = star {
@@ -230,6 +239,16 @@ mod tests {
         assert!(!glob(b"*/POST/*", b"x/prod/GET/pets/1"));
         assert!(glob(b"execute-api:*", b"execute-api:Invoke"));
         assert!(glob(b"**a", b"bba"));
+        // Trailing stars (the early return) and stars before a literal tail.
+        assert!(glob(b"arn:*", b"arn:aws:execute-api"));
+        assert!(glob(b"arn:**", b"arn:"));
+        assert!(!glob(b"arn:*", b"ar"));
+        assert!(!glob(b"arn:*", b"xrn:aws"));
+        assert!(glob(b"a*b*", b"axxbyy"));
+        assert!(!glob(b"a*b*", b"axxcyy"));
+        assert!(glob(b"*", b"anything/at/all"));
+        assert!(glob(b"a?*", b"a?*"));
+        assert!(!glob(b"execute-api:Invoke", b"execute-api:Invoke2"));
     }
 
     #[test]

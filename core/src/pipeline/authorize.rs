@@ -15,8 +15,10 @@
 //! the Invoke API, or an invalid output), 500 AUTHORIZER_FAILURE (the function failed).
 //! HTTP APIs answer `Forbidden` / `Internal Server Error` texts instead.
 //!
-//! Cost: a route without an authorizer pays one branch. A cached hit pays the identity values,
-//! the cache key and the method ARN (small allocations) and one hash lookup.
+//! Cost: a route without an authorizer pays one branch. A cached hit pays one allocation (the
+//! method ARN, exact size), the identity values (borrowed from the head when sent once as
+//! UTF-8) and the cache key (on the stack up to 256 bytes), one hash lookup and the policy
+//! match (bench/RESULTS.md, "Lambda and authorizer cost").
 
 use super::lambda::event_request;
 use super::{Context, Failure};
@@ -27,6 +29,8 @@ use crate::lambda::event::EventRequest;
 use crate::lambda::jwt::{self, JwtError};
 use crate::lambda::policy::{self, AuthResult, Decision};
 use crate::lambda::{Authorizer, AuthorizerKind, PayloadVersion};
+use smallvec::SmallVec;
+use std::borrow::Cow;
 use std::rc::Rc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -85,10 +89,11 @@ pub fn authorize<'g>(
     let protocol = m.api.protocol;
     let request_id = ctx.request_id;
     let ev = event_request(head, m, &request_id, ctx.client.ip, wall);
-    let values: Vec<Option<String>> = a
+    // Borrowed from the head where possible: a cached hit allocates only the method ARN.
+    let values: SmallVec<[Option<Cow<'_, str>>; 4]> = a
         .identity_sources
         .iter()
-        .map(|s| ev.identity_value(s))
+        .map(|s| ev.identity_value_cow(s))
         .collect();
     if a.kind == AuthorizerKind::Jwt {
         let token = values.first().and_then(Option::as_deref);
@@ -113,9 +118,9 @@ pub fn authorize<'g>(
             }
         }
     }
-    let values: Vec<String> = values.into_iter().map(Option::unwrap_or_default).collect();
+    let texts: SmallVec<[&str; 4]> = values.iter().map(|v| v.as_deref().unwrap_or("")).collect();
     let method_arn = ev.method_arn();
-    let cache_key = cached.then(|| cache::key(&values));
+    let cache_key = cached.then(|| cache::key_buf(&texts));
     if let Some(key) = &cache_key {
         if let Some(hit) = caches.get_mut(a.id).and_then(|c| c.get(key, now)) {
             decide(&hit, &method_arn, protocol)?;
@@ -123,12 +128,13 @@ pub fn authorize<'g>(
             return Ok(Authorize::Done);
         }
     }
+    let values: Vec<String> = texts.iter().map(|v| v.to_string()).collect();
     let event = authorizer_event(&ev, a, protocol, &method_arn, &values);
     Ok(Authorize::Call(Box::new(AuthCall {
         authorizer: a,
         upstream: a.upstream as usize,
         event,
-        cache_key,
+        cache_key: cache_key.map(|k| Box::from(&k[..])),
         method_arn,
         protocol,
     })))
