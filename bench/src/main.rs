@@ -1,5 +1,5 @@
 //! The `tollgate-bench` command: `--quick` (1 round; 1 s load and wrk phases, 0.8 s for the
-//! connection sweep and the two-shard scenario; under 2 minutes) or `--full` (3 rounds; 4 s
+//! connection sweep and the two-shard scenario; under 2.5 minutes) or `--full` (3 rounds; 4 s
 //! load phases, 2 s for wrk, the sweep and two-shard phases; under 12 minutes), with the
 //! proxies of `--proxies` (default tollgate, tollgate-poll, tollgate-stock, nginx, HAProxy);
 //! writes RESULTS.md and SVG plots.
@@ -20,7 +20,7 @@ use tollgate_bench::{origin, procs, report};
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
-    /// 1 round, 1 s per load and wrk phase, 0.8 s per sweep phase (the default; < 2 min)
+    /// 1 round, 1 s per load and wrk phase, 0.8 s per sweep phase (the default; < 2.5 min)
     #[arg(long, conflicts_with = "full")]
     quick: bool,
     /// 3 rounds, 4 s per load phase, 2 s per wrk and sweep phase (quiet machine; < 12 min)
@@ -32,8 +32,9 @@ struct Cli {
     /// Override the number of rounds
     #[arg(long)]
     rounds: Option<usize>,
-    /// Scenarios, comma separated: plain (= plain-0,plain-1k), 64k, gateway, conns, 2-shards,
-    /// idle, all
+    /// Scenarios, comma separated: plain (= plain-0,plain-1k), 64k, gateway, gateway-keys
+    /// (tollgate only: with and without API key, usage plan, throttles, quota), conns,
+    /// 2-shards, idle, all
     #[arg(long, default_value = "all")]
     scenarios: String,
     /// Proxies to compare, comma separated, run in this order (tollgate-poll: tollgate with
