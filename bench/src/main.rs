@@ -248,10 +248,20 @@ fn main() -> ExitCode {
             .idle
             .iter()
             .flatten()
-            .any(|r| r.proxy == ProxyKind::Tollgate && r.failure.is_none());
+            .any(|r| r.proxy == ProxyKind::Tollgate && r.failure.is_none())
+        || res.keys.iter().any(|k| k.keys.ok() || k.plain.ok());
     if opts.proxies.contains(&ProxyKind::Tollgate) && !tollgate_measured {
         eprintln!("tollgate-bench: tollgate could not be measured (see RESULTS.md notes)");
         return ExitCode::FAILURE;
+    }
+    // gateway-keys refuses nothing by construction: a failed row (a non-2xx answer) fails the run.
+    if let Some(k) = &res.keys {
+        for (label, row) in [("keys", &k.keys), ("plain", &k.plain)] {
+            if let Some(why) = &row.failure {
+                eprintln!("tollgate-bench: gateway-keys, tollgate ({label}) failed: {why}");
+                return ExitCode::FAILURE;
+            }
+        }
     }
     ExitCode::SUCCESS
 }
