@@ -1,5 +1,5 @@
 //! The `tollgate-bench` command: `--quick` (1 round; 1 s load and wrk phases, 0.8 s for the
-//! connection sweep and the two-shard scenario; under 2 minutes) or `--full` (3 rounds; 4 s
+//! connection sweep and the two-shard scenario; under 2.5 minutes) or `--full` (3 rounds; 4 s
 //! load phases, 2 s for wrk, the sweep and two-shard phases; under 12 minutes), with the
 //! proxies of `--proxies` (default tollgate, tollgate-poll, tollgate-stock, nginx, HAProxy);
 //! writes RESULTS.md and SVG plots.
@@ -21,7 +21,7 @@ use tollgate_bench::{functions, origin, procs, report};
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
-    /// 1 round, 1 s per load and wrk phase, 0.8 s per sweep phase (the default; < 2 min)
+    /// 1 round, 1 s per load and wrk phase, 0.8 s per sweep phase (the default; < 2.5 min)
     #[arg(long, conflicts_with = "full")]
     quick: bool,
     /// 3 rounds, 4 s per load phase, 2 s per wrk and sweep phase (quiet machine; < 12 min)
@@ -33,8 +33,9 @@ struct Cli {
     /// Override the number of rounds
     #[arg(long)]
     rounds: Option<usize>,
-    /// Scenarios, comma separated: plain (= plain-0,plain-1k), 64k, gateway, conns, 2-shards,
-    /// idle, all
+    /// Scenarios, comma separated: plain (= plain-0,plain-1k), 64k, gateway, gateway-keys
+    /// (tollgate only: with and without API key, usage plan, throttles, quota), conns,
+    /// 2-shards, idle, all
     #[arg(long, default_value = "all")]
     scenarios: String,
     /// Proxies to compare, comma separated, run in this order (tollgate-poll: tollgate with
@@ -276,10 +277,20 @@ fn main() -> ExitCode {
             .idle
             .iter()
             .flatten()
-            .any(|r| r.proxy == ProxyKind::Tollgate && r.failure.is_none());
+            .any(|r| r.proxy == ProxyKind::Tollgate && r.failure.is_none())
+        || res.keys.iter().any(|k| k.keys.ok() || k.plain.ok());
     if opts.proxies.contains(&ProxyKind::Tollgate) && !tollgate_measured {
         eprintln!("tollgate-bench: tollgate could not be measured (see RESULTS.md notes)");
         return ExitCode::FAILURE;
+    }
+    // gateway-keys refuses nothing by construction: a failed row (a non-2xx answer) fails the run.
+    if let Some(k) = &res.keys {
+        for (label, row) in [("keys", &k.keys), ("plain", &k.plain)] {
+            if let Some(why) = &row.failure {
+                eprintln!("tollgate-bench: gateway-keys, tollgate ({label}) failed: {why}");
+                return ExitCode::FAILURE;
+            }
+        }
     }
     ExitCode::SUCCESS
 }

@@ -9,9 +9,9 @@
 
 use crate::plot;
 use crate::run::{
-    bound_of, cpu_list, median, median_of, one_line, IdleRow, LoadRow, LoadScenario, Options,
-    Phase, ProxyKind, Results, Scenario, SweepScenario, ALL_SCENARIOS, BOUND, OTHERS_NOTICEABLE,
-    SOCKET_PATH_ENV, STOCK_RINGS_ENV,
+    bound_of, cpu_list, median, median_of, one_line, IdleRow, KeysScenario, LoadRow, LoadScenario,
+    Options, Phase, ProxyKind, Results, Scenario, SweepScenario, ALL_SCENARIOS, BOUND,
+    KEYS_TARGET_RATIO, OTHERS_NOTICEABLE, SOCKET_PATH_ENV, STOCK_RINGS_ENV,
 };
 use std::fmt::{Display, Write as _};
 use std::path::Path;
@@ -70,6 +70,16 @@ const RATIO_OTHERS: [ProxyKind; 4] = [
 
 /// What a saturation mark cell shows when nothing saturated.
 const NOT_BOUND: &str = "—";
+
+/// The columns of the `gateway-keys` table.
+pub const KEYS_COLUMNS: [&str; 6] = [
+    "config",
+    "req/s (tollgate-load)",
+    "CPU µs/req",
+    "CPU0 / CPU1 busy",
+    "failed requests",
+    "bound",
+];
 
 /// The columns of the idle-connection table.
 pub const IDLE_COLUMNS: [&str; 7] = [
@@ -616,6 +626,7 @@ pub fn render(
         .loads
         .iter()
         .map(|s| load_section(res, s, latency_svgs))
+        .chain(res.keys.iter().map(|k| keys_section(o, k)))
         .chain(res.sweeps.iter().map(|s| sweep_section(o, s)))
         .collect();
     if let Some(rows) = &res.idle {
@@ -711,6 +722,71 @@ fn load_section(res: &Results, s: &LoadScenario, latency_svgs: &[(String, String
             ("rate", &rate),
             ("table", &load_table(s)),
             ("latency", &latency),
+            ("notes", &notes_block(&notes)),
+        ],
+    )
+}
+
+/// The `gateway-keys` section: the keys and plain rows and the CPU ratio against its target.
+fn keys_section(o: &Options, k: &KeysScenario) -> String {
+    let mut table = table_head(&KEYS_COLUMNS);
+    let mut notes: Vec<String> = Vec::new();
+    for (label, r) in [("keys", &k.keys), ("plain", &k.plain)] {
+        let busy = match (
+            median_of(&r.closed, |p| p.proxy_busy),
+            median_of(&r.closed, |p| p.client_busy),
+        ) {
+            (Some(a), Some(b)) => format!("{:.0}% / {:.0}%", a * 100.0, b * 100.0),
+            _ => "—".into(),
+        };
+        let name = if r.ok() {
+            format!("tollgate ({label})")
+        } else {
+            format!("tollgate ({label}) (FAILED, see notes)")
+        };
+        table.push_str(&table_row(&[
+            name,
+            opt(median_of(&r.closed, |p| p.rps), 0),
+            opt(median_of(&r.closed, |p| p.cpu_us_per_req), 2),
+            busy,
+            if r.closed.is_empty() {
+                "—".into()
+            } else {
+                r.closed.iter().map(|p| p.bad).sum::<u64>().to_string()
+            },
+            bound_of(&r.closed).unwrap_or(NOT_BOUND).to_string(),
+        ]));
+        if let Some(f) = &r.failure {
+            notes.push(fill(
+                part("not-measured"),
+                &[
+                    ("proxy", &format!("tollgate ({label})")),
+                    ("why", &one_line(f)),
+                ],
+            ));
+        }
+    }
+    notes.extend(k.notes.iter().cloned());
+    let verdict = match k.cpu_ratio() {
+        None => "not measured".to_string(),
+        Some(r) if r <= KEYS_TARGET_RATIO => format!("**{}** — met", fmt_num(r, 3)),
+        Some(r) => format!("**{}** — NOT met", fmt_num(r, 3)),
+    };
+    fill(
+        part("gateway-keys"),
+        &[
+            (
+                "title",
+                &Scenario::GatewayKeys.title(o.gateway_routes, o.idle_connections),
+            ),
+            ("path", &k.paths.first().map_or("", String::as_str)),
+            ("key", &crate::configs::TRAFFIC_KEY),
+            ("rounds", &o.rounds),
+            ("duration", &format!("{:.1}", o.duration.as_secs_f64())),
+            ("connections", &o.connections),
+            ("table", &table),
+            ("ratio", &verdict),
+            ("target", &fmt_num(KEYS_TARGET_RATIO, 2)),
             ("notes", &notes_block(&notes)),
         ],
     )
@@ -847,6 +923,11 @@ fn skipped_and_notes(res: &Results, plot_notes: &[String]) -> String {
                     .iter()
                     .flat_map(|s| &s.rows)
                     .flat_map(|r| r.phases.iter().flatten()),
+            )
+            .chain(
+                res.keys
+                    .iter()
+                    .flat_map(|k| k.keys.closed.iter().chain(&k.plain.closed)),
             )
     };
     let worst_p = phases().map(|p| p.others_proxy_cpu).fold(0.0, f64::max);

@@ -10,8 +10,8 @@ use std::time::Duration;
 use tollgate_bench::load::WrkResult;
 use tollgate_bench::report;
 use tollgate_bench::run::{
-    IdleRow, LoadRow, LoadScenario, Options, Phase, ProxyKind, Results, Scenario, SweepRow,
-    SweepScenario, ALL_SCENARIOS,
+    IdleRow, KeysScenario, LoadRow, LoadScenario, Options, Phase, ProxyKind, Results, Scenario,
+    SweepRow, SweepScenario, ALL_SCENARIOS,
 };
 
 /// A phase with distinct values everywhere, so that a column read from the wrong field shows.
@@ -88,6 +88,7 @@ fn fixture() -> Results {
         scenarios: vec![
             Scenario::Plain0,
             Scenario::Gateway,
+            Scenario::GatewayKeys,
             Scenario::Conns,
             Scenario::TwoShards,
             Scenario::Idle,
@@ -275,9 +276,37 @@ fn fixture() -> Results {
         loads: vec![plain, gateway],
         sweeps: vec![conns, two],
         idle: Some(idle),
+        keys: Some(keys_scenario(
+            vec![
+                phase(41_000.0, 21.7, 0.96, 0.81),
+                phase(40_500.0, 21.9, 0.97, 0.80),
+                phase(41_200.0, 21.5, 0.96, 0.82),
+            ],
+            vec![
+                phase(42_000.0, 20.6, 0.96, 0.82),
+                phase(42_400.0, 20.4, 0.95, 0.83),
+                phase(41_900.0, 20.8, 0.96, 0.82),
+            ],
+        )),
         skipped: vec!["wrk not installed: the wrk column is empty".into()],
         notes: vec!["tollgate-bench itself was a debug build.".into()],
         elapsed: Duration::from_millis(612_400),
+    }
+}
+
+/// A `gateway-keys` result: tollgate's keys and plain rows (closed loop only).
+fn keys_scenario(keys: Vec<Phase>, plain: Vec<Phase>) -> KeysScenario {
+    let row = |closed: Vec<Phase>| LoadRow {
+        open: Vec::new(),
+        wrk: Vec::new(),
+        closed,
+        ..load_row(ProxyKind::Tollgate, Vec::new(), &[], 30_000)
+    };
+    KeysScenario {
+        paths: vec!["/prod/items/8a7b6c5d".into()],
+        keys: row(keys),
+        plain: row(plain),
+        notes: Vec::new(),
     }
 }
 
@@ -560,6 +589,7 @@ fn sparse_report_is_unchanged() {
     res.opts.proxies = vec![ProxyKind::Nginx, ProxyKind::Tollgate];
     res.loads.clear();
     res.sweeps.clear();
+    res.keys = None;
     res.skipped.clear();
     res.notes.clear();
     let md = report::render(&res, &[], None, &[]);
@@ -577,9 +607,60 @@ fn empty_report_is_unchanged() {
     res.loads.clear();
     res.sweeps.clear();
     res.idle = None;
+    res.keys = None;
     res.skipped.clear();
     res.notes.clear();
     res.machine.clear();
     let md = report::render(&res, &[], None, &[]);
     check(&md, "RESULTS-empty.md");
+}
+
+/// The gateway-keys section: both rows with their medians, and the keys ÷ plain CPU ratio
+/// against the 1.10 target (met, not met, not measured when a row failed).
+#[test]
+fn gateway_keys_rows_and_ratio() {
+    let mut res = small();
+    let p = |rps, cpu| phase(rps, cpu, 0.9, 0.8);
+    // Medians: keys 22.0 (of 21, 22, 30), plain 20.0 (of 19, 20, 25): 1.100, exactly the target.
+    res.keys = Some(keys_scenario(
+        vec![p(40_000.0, 21.0), p(39_000.0, 22.0), p(30_000.0, 30.0)],
+        vec![p(41_000.0, 19.0), p(40_000.0, 20.0), p(35_000.0, 25.0)],
+    ));
+    let md = report::render(&res, &[], None, &[]);
+    assert!(md.contains("(`gateway-keys`)"), "{md}");
+    assert!(
+        md.contains("| tollgate (keys) | 39,000 | 22.00 | 90% / 80% | 0 | — |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| tollgate (plain) | 40,000 | 20.00 | 90% / 80% | 0 | — |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("CPU per request keys ÷ plain (medians): **1.100** — met (target ≤ 1.10"),
+        "{md}"
+    );
+    assert_in_order(
+        &md,
+        &[
+            "### Plain proxy",
+            "### Traffic control",
+            "### Connection sweep",
+        ],
+    );
+
+    let k = res.keys.as_mut().expect("set above");
+    k.keys.closed[0].cpu_us_per_req = 23.0; // median 23.0: 1.150
+    let md = report::render(&res, &[], None, &[]);
+    assert!(md.contains("**1.150** — NOT met"), "{md}");
+
+    let k = res.keys.as_mut().expect("set above");
+    k.plain.failure = Some("closed loop round 1: 3 of 9000 answers were not 2xx".into());
+    let md = report::render(&res, &[], None, &[]);
+    assert!(
+        md.contains("| tollgate (plain) (FAILED, see notes) |"),
+        "{md}"
+    );
+    assert!(md.contains("keys ÷ plain (medians): not measured"), "{md}");
+    assert!(md.contains("3 of 9000 answers were not 2xx"), "{md}");
 }

@@ -1,5 +1,5 @@
-//! Smoke test of the comparison harness: a quick run of the plain, connection-sweep and
-//! two-shard scenarios with tiny phases (`--duration-ms 300 --rounds 1`), using the debug
+//! Smoke test of the comparison harness: a quick run of the plain, gateway-keys,
+//! connection-sweep and two-shard scenarios with tiny phases (`--duration-ms 300 --rounds 1`), using the debug
 //! `tollgate` and `tollgate-load` from the same target directory (`--bin-dir`; `cargo test
 //! --workspace` builds them). It checks that RESULTS.md has every column and section with
 //! numbers for tollgate, tollgate-poll and tollgate-stock, and for nginx and HAProxy where they
@@ -110,7 +110,7 @@ fn quick_plain_run_reports_every_column() {
             "--rounds",
             "1",
             "--scenarios",
-            "plain,conns,2-shards",
+            "plain,gateway-keys,conns,2-shards",
         ])
         .arg("--out")
         .arg(&out.0)
@@ -296,6 +296,36 @@ fn quick_plain_run_reports_every_column() {
             );
         }
     }
+    // gateway-keys: tollgate on the keyed and the plain config, both measured (numbers, no
+    // failed request), and the keys ÷ plain CPU ratio with its target.
+    let section = "(`gateway-keys`)\n";
+    for name in ["tollgate (keys)", "tollgate (plain)"] {
+        let cells = row(&md, section, name)
+            .unwrap_or_else(|| panic!("no measured row {name:?} in {section}:\n{md}\n{log}"));
+        // config, rps, cpu, busy, failed, bound
+        assert_eq!(cells.len(), 6, "{name}: {cells:?}");
+        for (i, cell) in cells.iter().enumerate().take(5).skip(1) {
+            assert!(
+                numeric(cell),
+                "{name} gateway-keys: column {i} is {cell:?}:\n{md}\n{log}"
+            );
+        }
+        assert_eq!(cells[4], "0", "{name}: failed requests:\n{md}\n{log}");
+        assert!(bound_cell(cells[5]), "{name}: bound is {:?}", cells[5]);
+    }
+    let ratio_line = md
+        .lines()
+        .find(|l| l.starts_with("CPU per request keys ÷ plain (medians): **"))
+        .unwrap_or_else(|| panic!("no keys ÷ plain ratio:\n{md}\n{log}"));
+    let value = ratio_line
+        .split("**")
+        .nth(1)
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("ratio not a number: {ratio_line}"));
+    assert!(
+        value > 0.5 && value < 3.0 && ratio_line.contains("(target ≤ 1.10"),
+        "{ratio_line}"
+    );
     let bars = std::fs::read_to_string(out.0.join("throughput.svg")).unwrap_or_default();
     for needle in ["tollgate-poll", "tollgate-stock", "conns-256", "2-shards"] {
         assert!(bars.contains(needle), "throughput.svg lacks {needle:?}");

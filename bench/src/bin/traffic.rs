@@ -18,6 +18,7 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::ExitCode;
 use std::time::Instant;
+use tollgate_bench::configs::{tollgate_traffic as config_text, TRAFFIC_KEY as KEY};
 use tollgate_core::config;
 use tollgate_core::forward::ClientInfo;
 use tollgate_core::http::{request, MAX_HEADERS};
@@ -26,57 +27,9 @@ use tollgate_core::request_id::RequestIds;
 use tollgate_core::traffic::quota::AtomicQuotaStore;
 use tollgate_core::traffic::{Now, ShardTraffic};
 
-/// The API key the keyed requests carry (20–128 letters and digits).
-pub const KEY: &str = "bench0gold0key000000000000000001";
-
 /// Decisions per simulated second: the bucket clock advances by 1e9 / RATE ns per decision,
 /// far below every limit's rate.
 const SIMULATED_RATE: u64 = 1_000_000;
-
-/// The limits (after `[server]`): the account throttle (needed so that the others may be that high), an
-/// API key in a usage plan with a throttle and a quota on stage `prod`. Every limit is far above
-/// what the bench or a load test sends.
-const LIMITS: &str = r#"account_throttle = { rate = 1000000000.0, burst = 1000000000000 }
-
-[[api_keys]]
-name = "bench"
-value = "bench0gold0key000000000000000001"
-
-[[api_keys]]
-name = "other"
-value = "bench0gold0key000000000000000002"
-
-[[usage_plans]]
-name = "gold"
-throttle = { rate = 500000000.0, burst = 500000000000 }
-quota = { limit = 1000000000000, period = "MONTH" }
-keys = ["bench", "other"]
-  [[usage_plans.stages]]
-  api = "bench"
-  stage = "prod"
-"#;
-
-/// A proxy config: one shard, listener, one REST API with stage `prod` and route `GET /items/{id}` to the
-/// origin; with `keys`, the route needs an API key and the stage has a throttle (plus
-/// [`LIMITS`]).
-fn config_text(keys: bool, listen: u16, origin: u16) -> String {
-    let mut s = String::from("[server]\nshards = 1\n");
-    if keys {
-        s.push_str(LIMITS);
-    }
-    s.push_str(&format!(
-        "\n[[listeners]]\naddress = \"127.0.0.1\"\nport = {listen}\n\n\
-         [[apis]]\nname = \"bench\"\nprotocol = \"rest\"\n\n  [[apis.stages]]\n  name = \"prod\"\n"
-    ));
-    if keys {
-        s.push_str("  throttle = { rate = 900000000.0, burst = 900000000000 }\n");
-    }
-    s.push_str(&format!(
-        "\n  [[apis.routes]]\n  key = \"GET /items/{{id}}\"\n  api_key_required = {keys}\n  \
-         integration = {{ type = \"http_proxy\", uri = \"http://127.0.0.1:{origin}\" }}\n"
-    ));
-    s
-}
 
 /// A browser-like request head with the key (sent to both configs: the same bytes to parse).
 fn request_head() -> Vec<u8> {

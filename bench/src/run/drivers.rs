@@ -11,8 +11,8 @@ use crate::procs;
 use crate::run::control::{start_origin, Ctx, PhaseSpec, Proxy};
 use crate::run::results::Row;
 use crate::run::{
-    cpu_list, median_of, IdleRow, LoadRow, LoadScenario, Phase, ProxyKind, Scenario, SweepRow,
-    SweepScenario, OTHERS_NOTICEABLE, WARM_UP,
+    cpu_list, median_of, IdleRow, KeysScenario, LoadRow, LoadScenario, Phase, ProxyKind, Scenario,
+    SweepRow, SweepScenario, OTHERS_NOTICEABLE, WARM_UP,
 };
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -250,6 +250,147 @@ pub(super) fn run_load(
         rows,
         notes,
     })
+}
+
+/// The `gateway-keys` scenario: tollgate twice, on the traffic-control config (`keys`: API
+/// key, usage plan with throttle and quota, stage and account throttles) and on the same route
+/// without limits (`plain`), both sent the same request with the `x-api-key` header by
+/// tollgate-load; a warm-up each, then closed-loop phases alternating keys / plain per round.
+/// The limits are far above what the generator reaches: any non-2xx answer fails the row.
+pub(super) fn run_keys(
+    ctx: &mut Ctx<'_>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<KeysScenario, String> {
+    let opts = ctx.opts;
+    let scen = Scenario::GatewayKeys;
+    let file = ctx.temp.join("gateway-keys-scenario.toml");
+    std::fs::write(&file, configs::traffic_load_scenario()).map_err(|e| e.to_string())?;
+    let cpus = ctx.pinned.proxy.clone();
+    let mut rows = Vec::with_capacity(2);
+    let mut running = Vec::with_capacity(2);
+    for (label, keys) in [("keys", true), ("plain", false)] {
+        let mut row = LoadRow::new(ProxyKind::Tollgate);
+        let routes = Routes::Traffic { keys };
+        match ctx.start_proxy(
+            ProxyKind::Tollgate,
+            routes,
+            &format!("{}-{label}", scen.id()),
+            1,
+            &cpus,
+        ) {
+            Ok(p) => running.push(Some(p)),
+            Err(e) => {
+                progress(&format!("  tollgate ({label}): {e}"));
+                row.failure = Some(format!("did not start: {e}"));
+                running.push(None);
+            }
+        }
+        rows.push(row);
+    }
+    let labels = ["tollgate (keys)", "tollgate (plain)"];
+    let layout = ctx.pinned.clone();
+    let closed = |duration| PhaseSpec {
+        scenario_file: Some(&file),
+        ..PhaseSpec::closed(duration, opts.connections, &layout)
+    };
+    // Warm-up: opens the upstream connections; it must see only 2xx answers too.
+    let warm = closed(opts.duration.min(WARM_UP));
+    for i in 0..rows.len() {
+        let Some(p) = running[i].as_mut() else {
+            continue;
+        };
+        let why = match ctx.phase(p, scen, &warm) {
+            Ok((_, r)) => refused("warm-up", &r),
+            Err(e) => Some(format!("warm-up failed: {e}")),
+        };
+        if let Some(why) = why {
+            progress(&format!("  {}: FAILED: {why}", labels[i]));
+            rows[i].failure = Some(why);
+            running[i] = None;
+        }
+    }
+    let mut notes = Vec::new();
+    for round in 0..opts.rounds {
+        for i in 0..rows.len() {
+            let what = format!("closed-loop phase (round {})", round + 1);
+            let Some(result) = ctx.watched_phase(
+                &mut running,
+                i,
+                scen,
+                &closed(opts.duration),
+                &what,
+                &mut notes,
+            ) else {
+                continue;
+            };
+            let label = labels[i];
+            let kept = keep(
+                &mut rows[i],
+                &mut running[i],
+                result,
+                "closed loop",
+                progress,
+                |_, ph| {
+                    format!(
+                    "round {} {:<16} closed loop {:>9.0} req/s  {:>6.2} µs CPU/req  proxy CPU {:>3.0}%  client CPU {:>3.0}% (origin {:.0}%)",
+                    round + 1,
+                    label,
+                    ph.rps,
+                    ph.cpu_us_per_req,
+                    ph.proxy_busy * 100.0,
+                    ph.client_busy * 100.0,
+                    ph.origin_busy * 100.0,
+                )
+                },
+            );
+            if let Some((ph, r)) = kept {
+                match refused(&format!("closed loop round {}", round + 1), &r) {
+                    None => rows[i].closed.push(ph),
+                    Some(why) => {
+                        progress(&format!("  {label}: FAILED: {why}"));
+                        rows[i].failure = Some(why);
+                        running[i] = None;
+                    }
+                }
+            }
+        }
+        if procs::interrupted() {
+            return Err("interrupted".into());
+        }
+    }
+    record_peak_rss(&mut rows, running);
+    let plain = rows.pop().ok_or("no plain row")?;
+    let keys = rows.pop().ok_or("no keys row")?;
+    let res = KeysScenario {
+        paths: scen.paths(opts.gateway_routes),
+        keys,
+        plain,
+        notes,
+    };
+    match res.cpu_ratio() {
+        Some(r) => progress(&format!(
+            "  CPU per request keys ÷ plain: {r:.3} (target ≤ {:.2})",
+            crate::run::KEYS_TARGET_RATIO
+        )),
+        None => progress("  CPU per request keys ÷ plain: not measured"),
+    }
+    Ok(res)
+}
+
+/// Why a `gateway-keys` phase fails its row: any non-2xx answer (the limits must refuse
+/// nothing; warm-up's usual 1 % tolerance does not apply), or no 2xx answer at all.
+fn refused(phase: &str, r: &LoadResult) -> Option<String> {
+    if r.non_2xx > 0 || r.ok_2xx == 0 {
+        Some(format!(
+            "{phase}: {} of {} answers were not 2xx (status codes: {}; {} socket errors): the limits must refuse nothing",
+            r.non_2xx,
+            r.requests,
+            if r.codes.is_empty() { "none" } else { &r.codes },
+            r.errors
+        ))
+    } else {
+        None
+    }
 }
 
 /// The connection sweep (`conns`: the method's pinning, one worker each, closed loop at every

@@ -2,7 +2,7 @@
 //! says (tollgate three times from one binary: as built, `tollgate-poll` with
 //! `TOLLGATE_SOCKET_PATH=poll`, and `tollgate-stock` with `GLOMMIO_STOCK_RINGS=1` as well),
 //! drives every scenario with the proxies interleaved round by round (the classic ones with wrk and
-//! an open-loop phase, the connection sweep and the two-shard scenario closed loop only),
+//! an open-loop phase, `gateway-keys` tollgate only on two configs, closed loop, the connection sweep and the two-shard scenario closed loop only),
 //! samples CPU and memory from `/proc`, and collects what the report shows.
 //!
 //! Submodules, one concern each: `scenario` (what is compared and how long: proxies,
@@ -23,7 +23,7 @@ pub use scenario::*;
 use crate::procs::{self, TempDir};
 use crate::sysinfo;
 use control::{start_origin, Ctx, Layout, Ports};
-use drivers::{run_idle, run_load, run_sweep};
+use drivers::{run_idle, run_keys, run_load, run_sweep};
 use std::time::Instant;
 
 /// Runs the whole benchmark. `progress` gets one line per step.
@@ -106,13 +106,21 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Results, St
     let mut loads = Vec::new();
     let mut sweeps = Vec::new();
     let mut idle_rows = None;
+    let mut keys = None;
     for &scen in &opts.scenarios {
         if procs::interrupted() {
             return Err("interrupted".into());
         }
         let scen_start = Instant::now();
         progress(&format!("scenario {}", scen.id()));
-        if scen == Scenario::Idle {
+        if scen == Scenario::GatewayKeys {
+            if proxies.contains(&ProxyKind::Tollgate) {
+                keys = Some(run_keys(&mut ctx, progress)?);
+            } else {
+                progress("  skipped: tollgate is not among --proxies");
+                notes.push("The gateway-keys scenario runs tollgate only: tollgate was not among --proxies.".into());
+            }
+        } else if scen == Scenario::Idle {
             idle_rows = Some(run_idle(&mut ctx, &proxies, progress)?);
         } else if scen.is_sweep() {
             sweeps.push(run_sweep(&mut ctx, scen, &proxies, progress)?);
@@ -145,6 +153,7 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Results, St
         loads,
         sweeps,
         idle: idle_rows,
+        keys,
         skipped,
         notes,
         elapsed: started.elapsed(),

@@ -117,6 +117,33 @@ pub struct LoadScenario {
     pub notes: Vec<String>,
 }
 
+/// The `gateway-keys` scenario's results: tollgate on the same route and request with the
+/// traffic limits (`keys`) and without (`plain`), closed loop, measured round by round in turn.
+#[derive(Clone, Debug)]
+pub struct KeysScenario {
+    pub paths: Vec<String>,
+    /// tollgate on the config with the API key, usage plan, stage throttle and quota.
+    pub keys: LoadRow,
+    /// tollgate on the same route without any of them.
+    pub plain: LoadRow,
+    pub notes: Vec<String>,
+}
+
+/// The target of issue 14: keys ÷ plain CPU per request at most this.
+pub const KEYS_TARGET_RATIO: f64 = 1.10;
+
+impl KeysScenario {
+    /// The median CPU µs per request of keys ÷ that of plain (None unless both were measured).
+    pub fn cpu_ratio(&self) -> Option<f64> {
+        if !self.keys.ok() || !self.plain.ok() {
+            return None;
+        }
+        let k = median_of(&self.keys.closed, |p| p.cpu_us_per_req)?;
+        let p = median_of(&self.plain.closed, |p| p.cpu_us_per_req)?;
+        (p > 0.0).then(|| k / p)
+    }
+}
+
 /// One proxy's results in a closed-loop-only scenario (`conns`, `2-shards`).
 #[derive(Clone, Debug)]
 pub struct SweepRow {
@@ -240,6 +267,8 @@ pub struct Results {
     /// The connection sweep and the two-shard scenario, in report order.
     pub sweeps: Vec<SweepScenario>,
     pub idle: Option<Vec<IdleRow>>,
+    /// The `gateway-keys` scenario, when run.
+    pub keys: Option<KeysScenario>,
     /// Proxies (and wrk) left out, with the reason.
     pub skipped: Vec<String>,
     pub notes: Vec<String>,

@@ -99,6 +99,9 @@ pub enum Scenario {
     Plain1k,
     Body64k,
     Gateway,
+    /// tollgate only: the same REST route with an API key, usage plan, stage throttle and
+    /// quota, and without them, closed loop, interleaved per round.
+    GatewayKeys,
     /// Closed loop at several connection counts (`Options::sweep_connections`).
     Conns,
     /// Two workers/threads/shards allowed on CPUs 0 and 1, shared with origin and generator.
@@ -113,6 +116,7 @@ impl Scenario {
             Scenario::Plain1k => "plain-1k",
             Scenario::Body64k => "64k",
             Scenario::Gateway => "gateway",
+            Scenario::GatewayKeys => "gateway-keys",
             Scenario::Conns => "conns",
             Scenario::TwoShards => "2-shards",
             Scenario::Idle => "idle",
@@ -132,6 +136,10 @@ impl Scenario {
             Scenario::Gateway => format!(
                 "Gateway routing: a route with a path parameter among {gateway_routes} routes, 0-byte responses"
             ),
+            Scenario::GatewayKeys => {
+                "Traffic control: API key, usage plan, stage throttle and quota vs none, tollgate only"
+                    .into()
+            }
             Scenario::Conns => {
                 "Connection sweep: plain proxy, 1 route, 0-byte responses, closed loop".into()
             }
@@ -144,7 +152,7 @@ impl Scenario {
     }
 
     /// Parses a comma list: plain (= plain-0 + plain-1k), plain-0, plain-1k, 64k, gateway,
-    /// conns, 2-shards, idle, all.
+    /// gateway-keys, conns, 2-shards, idle, all.
     pub fn parse_list(s: &str) -> Result<Vec<Scenario>, String> {
         let mut v = Vec::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -154,13 +162,14 @@ impl Scenario {
                 "plain-1k" | "plain1k" => &[Scenario::Plain1k],
                 "64k" | "large" => &[Scenario::Body64k],
                 "gateway" | "routes" => &[Scenario::Gateway],
+                "gateway-keys" | "keys" | "traffic" => &[Scenario::GatewayKeys],
                 "conns" | "connections" | "sweep" => &[Scenario::Conns],
                 "2-shards" | "2shards" | "two-shards" | "shards" => &[Scenario::TwoShards],
                 "idle" => &[Scenario::Idle],
                 "all" => &ALL_SCENARIOS,
                 other => {
                     return Err(format!(
-                        "unknown scenario {other:?} (use plain, plain-0, plain-1k, 64k, gateway, conns, 2-shards, idle, all)"
+                        "unknown scenario {other:?} (use plain, plain-0, plain-1k, 64k, gateway, gateway-keys, conns, 2-shards, idle, all)"
                     ))
                 }
             };
@@ -194,6 +203,7 @@ impl Scenario {
             Scenario::Plain1k => vec!["/1k".into()],
             Scenario::Body64k => vec!["/64k".into()],
             Scenario::Gateway => configs::gateway_paths(gateway_routes),
+            Scenario::GatewayKeys => vec![configs::TRAFFIC_PATH.into()],
         }
     }
 
@@ -206,11 +216,12 @@ impl Scenario {
     }
 }
 
-pub const ALL_SCENARIOS: [Scenario; 7] = [
+pub const ALL_SCENARIOS: [Scenario; 8] = [
     Scenario::Plain0,
     Scenario::Plain1k,
     Scenario::Body64k,
     Scenario::Gateway,
+    Scenario::GatewayKeys,
     Scenario::Conns,
     Scenario::TwoShards,
     Scenario::Idle,
@@ -257,7 +268,7 @@ pub struct ModeTimes {
 }
 
 /// The phase lengths of `--full` (3 rounds) or `--quick` (1 round), sized so that every
-/// scenario with all five proxies fits in 12 and 2 minutes on a 2-CPU machine (the test
+/// scenario with all five proxies fits in 12 and 2.5 minutes on a 2-CPU machine (the test
 /// `time_budgets_hold` checks that).
 pub fn mode_times(full: bool) -> ModeTimes {
     let ms = Duration::from_millis;
@@ -299,6 +310,8 @@ pub fn planned_time(opts: &Options) -> Duration {
         secs += PER_SCENARIO
             + n * match s {
                 Scenario::Idle => IDLE_PER_PROXY,
+                // tollgate only, two configs: counted once for the proxy list.
+                Scenario::GatewayKeys => 0.0,
                 Scenario::Conns | Scenario::TwoShards => {
                     let counts = if *s == Scenario::Conns {
                         opts.sweep_connections.len() as f64
@@ -320,6 +333,14 @@ pub fn planned_time(opts: &Options) -> Duration {
             };
         if *s == Scenario::TwoShards {
             secs += PER_SCENARIO; // its own origin
+        }
+        if *s == Scenario::GatewayKeys {
+            // Two tollgate rows (keys, plain): warm-up and a closed-loop phase per round each.
+            let phases = 1.0 + rounds;
+            secs += 2.0
+                * (opts.duration.min(WARM_UP).as_secs_f64()
+                    + rounds * opts.duration.as_secs_f64()
+                    + phases * PER_PHASE);
         }
     }
     Duration::from_secs_f64(secs)
@@ -376,12 +397,13 @@ mod tests {
 
     #[test]
     fn time_budgets_hold() {
-        // Budgets: quick ≤ 2 min, full ≤ 12 min. The plan's overheads are those of a busy
-        // machine (a quick run planned at 110 s took 97 s with the load average at 3).
+        // Budgets: quick ≤ 2.5 min (2 min before gateway-keys), full ≤ 12 min. The plan's
+        // overheads are those of a busy machine (a quick run planned at 110 s took 97 s with
+        // the load average at 3).
         let quick = planned_time(&mode_options(false)).as_secs_f64();
         let full = planned_time(&mode_options(true)).as_secs_f64();
-        assert!(quick <= 115.0, "quick mode plans {quick:.0} s");
-        assert!(full <= 700.0, "full mode plans {full:.0} s");
+        assert!(quick <= 125.0, "quick mode plans {quick:.0} s");
+        assert!(full <= 720.0, "full mode plans {full:.0} s");
         assert!(quick > 60.0 && full > 400.0, "{quick} {full}");
     }
 
