@@ -1,11 +1,14 @@
 //! The admin listener (`[admin]`, loopback by default): `GET /metrics` (Prometheus text of
 //! every shard's counters, summed at scrape time), `GET /healthz` (the process answers) and
 //! `GET /readyz` (200 once every shard has bound its listeners, 503 before and while
-//! draining). It runs on its own plain thread, off the data plane: a scrape reads the shards'
+//! draining) and `GET /usage[?key=NAME][&plan=NAME]` (quota use per API key and usage plan for
+//! the current period, from the live counters, as `tollgate usage` prints it from the state
+//! file). It runs on its own plain thread, off the data plane: a scrape reads the shards'
 //! counters and never sends anything to a shard. One connection at a time, each answered and
 //! closed, with short timeouts, so a stuck client cannot hold it long.
 
 use crate::metrics::{self, Registry};
+use crate::traffic_state::{self, TrafficShared};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,7 +31,12 @@ const MAX_HEAD: usize = 8192;
 
 /// Binds the admin listener (an error to report before starting) and serves it on its own
 /// thread.
-pub fn start(addr: SocketAddr, reg: Arc<Registry>, control: Arc<Control>) -> Result<(), String> {
+pub fn start(
+    addr: SocketAddr,
+    reg: Arc<Registry>,
+    control: Arc<Control>,
+    traffic: Arc<TrafficShared>,
+) -> Result<(), String> {
     let listener = TcpListener::bind(addr)
         .map_err(|e| format!("tollgate: cannot listen on {addr} (admin): {e}"))?;
     std::thread::Builder::new()
@@ -37,7 +45,7 @@ pub fn start(addr: SocketAddr, reg: Arc<Registry>, control: Arc<Control>) -> Res
             for stream in listener.incoming() {
                 match stream {
                     Ok(s) => {
-                        let _ = serve(s, &reg, &control);
+                        let _ = serve(s, &reg, &control, &traffic);
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(50)),
                 }
@@ -47,7 +55,12 @@ pub fn start(addr: SocketAddr, reg: Arc<Registry>, control: Arc<Control>) -> Res
     Ok(())
 }
 
-fn serve(mut s: TcpStream, reg: &Registry, control: &Control) -> std::io::Result<()> {
+fn serve(
+    mut s: TcpStream,
+    reg: &Registry,
+    control: &Control,
+    traffic: &TrafficShared,
+) -> std::io::Result<()> {
     s.set_read_timeout(Some(IO_TIMEOUT))?;
     s.set_write_timeout(Some(IO_TIMEOUT))?;
     let mut head = Vec::with_capacity(1024);
@@ -62,7 +75,9 @@ fn serve(mut s: TcpStream, reg: &Registry, control: &Control) -> std::io::Result
     let line = head.split(|&b| b == b'\r').next().unwrap_or(&[]);
     let mut parts = line.split(|&b| b == b' ');
     let (method, target) = (parts.next().unwrap_or(&[]), parts.next().unwrap_or(&[]));
-    let path = target.split(|&b| b == b'?').next().unwrap_or(&[]);
+    let mut split = target.splitn(2, |&b| b == b'?');
+    let path = split.next().unwrap_or(&[]);
+    let query = split.next().unwrap_or(&[]);
     let (status, ctype, body) = if method != b"GET" && method != b"HEAD" {
         (
             "405 Method Not Allowed",
@@ -94,6 +109,19 @@ fn serve(mut s: TcpStream, reg: &Registry, control: &Control) -> std::io::Result
                     )
                 }
             }
+            b"/usage" => {
+                let key = query_param(query, b"key");
+                let plan = query_param(query, b"plan");
+                match traffic_state::live_usage(
+                    traffic,
+                    key.as_deref(),
+                    plan.as_deref(),
+                    traffic_state::unix_secs(),
+                ) {
+                    Ok(json) => ("200 OK", "application/json", json),
+                    Err(msg) => ("404 Not Found", "text/plain", format!("{msg}\n")),
+                }
+            }
             _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
         }
     };
@@ -106,4 +134,50 @@ fn serve(mut s: TcpStream, reg: &Registry, control: &Control) -> std::io::Result
         out.extend_from_slice(body.as_bytes());
     }
     s.write_all(&out)
+}
+
+/// The value of `name` in a query string (`a=1&b=2`), percent-decoded; `None` when absent or
+/// not valid UTF-8.
+fn query_param(query: &[u8], name: &[u8]) -> Option<String> {
+    let raw = query
+        .split(|&b| b == b'&')
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix(b"="))?;
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(raw.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::query_param;
+
+    #[test]
+    fn query_params_are_found_and_decoded() {
+        assert_eq!(query_param(b"key=alice", b"key").as_deref(), Some("alice"));
+        assert_eq!(
+            query_param(b"plan=gold&key=a%20b", b"key").as_deref(),
+            Some("a b")
+        );
+        assert_eq!(query_param(b"keys=x", b"key"), None);
+        assert_eq!(query_param(b"plan=gold", b"key"), None);
+        assert_eq!(query_param(b"key=%zz", b"key"), None);
+        assert_eq!(query_param(b"key=%4", b"key"), None);
+    }
 }

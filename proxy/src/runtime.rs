@@ -173,8 +173,10 @@ pub fn run(mut gateway: Gateway, shards: usize, path: SocketPath) -> Result<(), 
     let writers = Writers::start(&dests)?;
     let registry = Arc::new(Registry::new(&gateway, shards));
     let control = Arc::new(Control::default());
+    // Quota store, state file and rebalance exchange: created once, before any shard thread.
+    let traffic = traffic_state::start(&gateway, shards)?;
     if let Some(addr) = gateway.settings.admin {
-        admin::start(addr, registry.clone(), control.clone())?;
+        admin::start(addr, registry.clone(), control.clone(), traffic.clone())?;
     }
     let (tx, rx) = mpsc::channel::<Result<usize, String>>();
     let seed_base = SystemTime::now()
@@ -182,8 +184,6 @@ pub fn run(mut gateway: Gateway, shards: usize, path: SocketPath) -> Result<(), 
         .map_or(0, |d| d.as_nanos() as u64)
         ^ ((std::process::id() as u64) << 40);
     let mut threads = Vec::with_capacity(shards);
-    // Quota store, state file and rebalance exchange: created once, before any shard thread.
-    let traffic = traffic_state::start(&gateway, shards)?;
     net::configure(
         path,
         gateway.settings.receive_ring_buffers,

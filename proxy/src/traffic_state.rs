@@ -414,7 +414,52 @@ pub fn usage_report(
     plan: Option<&str>,
     unix_secs: i64,
 ) -> Result<String, String> {
-    let t = &gateway.traffic;
+    check_usage_filter(&gateway.traffic, key, plan)?;
+    let Some(path) = &gateway.settings.state_file else {
+        return Err(
+            "tollgate usage: the config has no `state_file`: quota counters live only in the running gateway's memory (ask its admin listener: GET /usage)"
+                .to_string(),
+        );
+    };
+    let entries = read_state(path)
+        .map_err(|e| {
+            format!(
+                "tollgate usage: quota state file {} is refused: {e}",
+                path.display()
+            )
+        })?
+        .unwrap_or_default();
+    Ok(render_usage(
+        &gateway.traffic,
+        &entries,
+        &path.display().to_string(),
+        key,
+        plan,
+        unix_secs,
+    ))
+}
+
+/// The same report from a running gateway's counters (the admin listener's `GET /usage`):
+/// what the shards have admitted, up to the last lease tick (100 ms).
+pub fn live_usage(
+    shared: &TrafficShared,
+    key: Option<&str>,
+    plan: Option<&str>,
+    unix_secs: i64,
+) -> Result<String, String> {
+    check_usage_filter(&shared.traffic, key, plan)?;
+    let entries = shared.traffic.state_entries(&shared.store);
+    Ok(render_usage(
+        &shared.traffic,
+        &entries,
+        "live",
+        key,
+        plan,
+        unix_secs,
+    ))
+}
+
+fn check_usage_filter(t: &Traffic, key: Option<&str>, plan: Option<&str>) -> Result<(), String> {
     if let Some(k) = key {
         if !t.keys.iter().any(|x| &*x.name == k) {
             return Err(format!(
@@ -429,25 +474,22 @@ pub fn usage_report(
             ));
         }
     }
-    let Some(path) = &gateway.settings.state_file else {
-        return Err(
-            "tollgate usage: the config has no `state_file`: quota counters live only in the running gateway's memory"
-                .to_string(),
-        );
-    };
-    let entries = read_state(path)
-        .map_err(|e| {
-            format!(
-                "tollgate usage: quota state file {} is refused: {e}",
-                path.display()
-            )
-        })?
-        .unwrap_or_default();
+    Ok(())
+}
+
+fn render_usage(
+    t: &Traffic,
+    entries: &[state::Entry],
+    source: &str,
+    key: Option<&str>,
+    plan: Option<&str>,
+    unix_secs: i64,
+) -> String {
     let mut out = String::from("{\n  \"source\": ");
-    json_string(&path.display().to_string(), &mut out);
+    json_string(source, &mut out);
     out.push_str(",\n  \"items\": [");
     let mut first = true;
-    for u in t.usage(&entries, unix_secs) {
+    for u in t.usage(entries, unix_secs) {
         if key.is_some_and(|k| k != &*u.key) || plan.is_some_and(|p| p != &*u.plan) {
             continue;
         }
@@ -467,7 +509,7 @@ pub fn usage_report(
         ));
     }
     out.push_str(if first { "]\n}\n" } else { "\n  ]\n}\n" });
-    Ok(out)
+    out
 }
 
 /// Seconds since the epoch now (UTC), for `usage_report`.

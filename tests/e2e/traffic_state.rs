@@ -199,3 +199,49 @@ fn a_state_file_that_cannot_be_written_stops_the_start() {
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("cannot write quota state"), "{out}");
 }
+
+/// The admin listener's `GET /usage` reports the live counters (no state file needed), in the
+/// same shape as `tollgate usage`, and refuses unknown names.
+#[test]
+fn admin_usage_reports_live_quota_counts() {
+    let dir = TempDir::new("live-usage");
+    let port = free_port();
+    let admin_port = free_port();
+    let text = format!(
+        "{}\n[admin]\nport = {admin_port}\n",
+        config_text(&two_shards(), port, &keyed_config(LIMIT, "", ""))
+    );
+    let config = dir.write("gateway.toml", &text);
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let args = [std::ffi::OsStr::new("--config"), config.as_os_str()];
+    let gw = Gateway::spawn(&args, addr, None);
+    wait_all_shards(&gw);
+    let admin: SocketAddr = ([127, 0, 0, 1], admin_port).into();
+    let sent = 9;
+    let got = statuses(addr, "/prod/keyed", Some(ALICE), sent);
+    assert!(got.iter().all(|c| *c == 200), "{got:?}");
+    // Shards hand back unused lease blocks at the next tick (100 ms): poll for the count.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let body = loop {
+        let (status, body) = crate::ops_support::admin_get(admin, "/usage?key=alice");
+        assert_eq!(status, 200, "{body}");
+        if body.contains(&format!("\"used\": {sent},")) || Instant::now() > deadline {
+            break body;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(body.contains("\"source\": \"live\""), "{body}");
+    assert!(body.contains("\"keyId\": \"alice\""), "{body}");
+    assert!(body.contains(&format!("\"used\": {sent},")), "{body}");
+    assert!(
+        body.contains(&format!("\"remaining\": {},", LIMIT as usize - sent)),
+        "{body}"
+    );
+    assert!(
+        !body.contains(ALICE),
+        "the key's value must never appear: {body}"
+    );
+    let (status, body) = crate::ops_support::admin_get(admin, "/usage?key=nobody");
+    assert_eq!(status, 404, "{body}");
+    drop(dir);
+}
