@@ -270,23 +270,24 @@ fn each_mistake_is_reported_at_its_position() {
         "\"day\"",
         "(did you mean `DAY`?)",
     );
+    // `offset`: requests subtracted from the limit in the initial period, 0 <= offset < limit.
     one_error(
         "period = \"DAY\", offset = 0",
-        "period = \"DAY\", offset = 1",
+        "period = \"WEEK\", offset = 2",
+        "2 }",
+        "`offset` must be between 0 and 1 (below `limit` = 2)",
+    );
+    one_error(
+        "period = \"DAY\", offset = 0",
+        "period = \"MONTH\", offset = -1",
+        "-1 }",
+        "`offset` must be between 0 and 1 (below `limit` = 2)",
+    );
+    one_error(
+        "limit = 2, period = \"DAY\", offset = 0",
+        "limit = 0, period = \"DAY\", offset = 1",
         "1 }",
-        "`offset` must be 0 for a DAY quota",
-    );
-    one_error(
-        "period = \"DAY\", offset = 0",
-        "period = \"WEEK\", offset = 7",
-        "7 }",
-        "`offset` must be between 0 and 6 for a WEEK quota",
-    );
-    one_error(
-        "period = \"DAY\", offset = 0",
-        "period = \"MONTH\", offset = 28",
-        "28 }",
-        "`offset` must be between 0 and 27 for a MONTH quota",
+        "`offset` must be 0 when `limit` is 0",
     );
     one_error(
         "limit = 2,",

@@ -624,20 +624,40 @@ fn quota(q: &model::Quota, d: &mut Diagnostics<'_>) -> Option<Quota> {
         }
         kind
     });
-    let offset = q.offset.as_ref().map_or(0, |o| o.value);
-    let period = kind.and_then(|k| match Period::new(k, offset) {
-        Ok(p) => Some(p),
-        Err(reason) => {
-            if let Some(o) = &q.offset {
-                d.error(o.span.clone(), reason);
-            }
-            None
-        }
-    });
+    let offset = quota_offset(q.offset.as_ref(), limit, d);
     Some(Quota {
         limit: limit?,
-        period: period?,
+        period: Period::new(kind?),
+        offset: offset?,
     })
+}
+
+/// `quota.offset`: requests subtracted from the limit in the initial period (API Gateway's
+/// `QuotaSettings.offset`), `0 <= offset < limit`; default 0. `None` after an error.
+fn quota_offset(
+    offset: Option<&Spanned<i64>>,
+    limit: Option<u64>,
+    d: &mut Diagnostics<'_>,
+) -> Option<u64> {
+    let Some(o) = offset else { return Some(0) };
+    match (u64::try_from(o.value), limit) {
+        (Ok(n), Some(l)) if n < l => Some(n),
+        (Ok(n), None) => Some(n),
+        (_, limit) => {
+            d.error(
+                o.span.clone(),
+                match limit {
+                    Some(0) => "`offset` must be 0 when `limit` is 0 (it is the number of requests subtracted from the limit in the initial period)".to_string(),
+                    Some(l) => format!(
+                        "`offset` must be between 0 and {} (below `limit` = {l}): it is the number of requests subtracted from the limit in the initial period",
+                        l - 1
+                    ),
+                    None => "`offset` must be 0 or more: it is the number of requests subtracted from the limit in the initial period".to_string(),
+                },
+            );
+            None
+        }
+    }
 }
 
 /// `[server] state_flush_ms`.

@@ -4,7 +4,7 @@
 //! - `bucket`: exact fixed-point token buckets and the `ShareBalancer` that splits each limit
 //!   into per-shard shares (every limit is per key / per stage / per account across all
 //!   shards, never per shard).
-//! - `period`: DAY / WEEK / MONTH quota periods on UTC boundaries with `offset`.
+//! - `period`: DAY / WEEK (from Monday) / MONTH quota periods on UTC boundaries.
 //! - `quota`: the shared quota counters (`QuotaStore`) and each shard's `QuotaLease`.
 //! - `state`: the quota state file format.
 //! - here: `Traffic` (what `config::compile` builds: keys, plans, the flat table of limits),
@@ -58,6 +58,9 @@ pub struct ApiKey {
 pub struct Quota {
     pub limit: u64,
     pub period: Period,
+    /// Requests subtracted from `limit` in the initial period of each key (the first period
+    /// a counter counts without a state-file entry for its plan and key); `< limit`.
+    pub offset: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -273,7 +276,10 @@ impl Traffic {
 
     /// Loads `entries` (from the state file) into `store`: each entry whose plan and key still
     /// exist, whose plan still has a quota and whose period is the current one (per the plan's
-    /// period now) sets that counter. Returns how many were restored.
+    /// period now) sets that counter. An entry of another period sets the counter to the
+    /// current period with 0 used (if no current entry set it): the key was counted before,
+    /// so its initial period is over and the quota's `offset` is not charged again. Returns
+    /// how many counters of the current period were restored.
     pub fn restore<S: QuotaStore + ?Sized>(
         &self,
         store: &S,
@@ -297,6 +303,8 @@ impl Traffic {
             if e.period_start == current * 86_400 {
                 store.set(m, current, e.used);
                 restored += 1;
+            } else if store.get(m) == (0, 0) {
+                store.set(m, current, 0);
             }
         }
         restored
@@ -387,7 +395,7 @@ impl Traffic {
             let shards = shard.shards;
             let admitted = shard.leases.get_mut(m).is_some_and(|lease| {
                 let day = lease.period_start(&q.period, today);
-                lease.try_take(store, m, day, q.limit, shards)
+                lease.try_take(store, m, day, q.limit, q.offset, shards)
             });
             if !admitted {
                 return Decision::Reject(ResponseType::QuotaExceeded);
@@ -511,7 +519,8 @@ mod tests {
             name: "gold".into(),
             quota: quota.map(|limit| Quota {
                 limit,
-                period: Period::new(PeriodKind::Day, 0).unwrap_or_else(|e| panic!("{e}")),
+                period: Period::new(PeriodKind::Day),
+                offset: 0,
             }),
         });
         let route_limit = plan_route.map(|b| Limit::new(0.0, b));
@@ -691,7 +700,8 @@ mod tests {
         let fresh = AtomicQuotaStore::new(2);
         assert_eq!(f.traffic.restore(&fresh, &back, NOW.unix_secs), 1);
         assert_eq!(fresh.get(0), (day, 4));
-        // A count from yesterday, or for a key no longer in the plan, is not restored.
+        // A count from yesterday, or for a key no longer in the plan, is not restored; the
+        // one from yesterday marks alice's counter as counted before (today at 0).
         let mut old = back.clone();
         old[0].period_start -= 86_400;
         old.push(state::Entry {
@@ -702,7 +712,54 @@ mod tests {
         });
         let other = AtomicQuotaStore::new(2);
         assert_eq!(f.traffic.restore(&other, &old, NOW.unix_secs), 0);
-        assert_eq!(other.get(0), (0, 0));
+        assert_eq!(other.get(0), (day, 0));
+        assert_eq!(other.get(1), (0, 0));
+    }
+
+    #[test]
+    fn the_offset_is_charged_once_per_key_and_survives_a_restart() {
+        let mut f = fixture(100, None, None, None, None, Some(10));
+        if let Some(q) = f.traffic.plans[0].quota.as_mut() {
+            q.offset = 6;
+        }
+        let admit = |store: &AtomicQuotaStore, now: Now| {
+            let mut shard = ShardTraffic::new(&f.traffic, 0, 1, 0);
+            let n = (0..20)
+                .filter(|_| {
+                    matches!(
+                        f.traffic
+                            .decide(&f.route, Some(KEY), &mut shard, store, now),
+                        Decision::Continue { .. }
+                    )
+                })
+                .count();
+            shard.release_leases(store);
+            n
+        };
+        // Initial period: 10 - 6.
+        let store = AtomicQuotaStore::new(2);
+        assert_eq!(admit(&store, NOW), 4);
+        // A restart in the same period resumes at 10 used: nothing more, not a new offset.
+        let entries = f.traffic.state_entries(&store);
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].used, 10);
+        let restarted = AtomicQuotaStore::new(2);
+        assert_eq!(f.traffic.restore(&restarted, &entries, NOW.unix_secs), 1);
+        assert_eq!(admit(&restarted, NOW), 0);
+        // The next day is a full period, in this process and after a restart into it.
+        let tomorrow = Now {
+            unix_secs: NOW.unix_secs + 86_400,
+            ..NOW
+        };
+        assert_eq!(admit(&store, tomorrow), 10);
+        let next_day = AtomicQuotaStore::new(2);
+        assert_eq!(
+            f.traffic.restore(&next_day, &entries, tomorrow.unix_secs),
+            0
+        );
+        assert_eq!(admit(&next_day, tomorrow), 10);
+        // Without any entry (a fresh state file), the key's first period is charged.
+        assert_eq!(admit(&AtomicQuotaStore::new(2), tomorrow), 4);
     }
 
     #[test]

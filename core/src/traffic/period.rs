@@ -1,12 +1,11 @@
-//! Quota periods on UTC boundaries: DAY, WEEK and MONTH with API Gateway's `offset`, and the
-//! civil-date arithmetic they need (days since 1970-01-01 ↔ year/month/day, proleptic
-//! Gregorian, leap years included), written by hand so no date crate is needed.
+//! Quota periods on UTC boundaries: DAY (from 00:00 UTC), WEEK (from Monday 00:00 UTC, as
+//! AWS starts weeks) and MONTH (from the 1st at 00:00 UTC), and the civil-date arithmetic they
+//! need (days since 1970-01-01 ↔ year/month/day, proleptic Gregorian, leap years included),
+//! written by hand so no date crate is needed.
 //!
-//! `offset` is the day the period starts, as API Gateway's `QuotaSettings.offset` documents
-//! it ("The day that a time period starts. For example, with a time period of WEEK, an offset
-//! of 0 starts on Sunday, and an offset of 1 starts on Monday."): DAY takes only 0 (midnight
-//! UTC), WEEK 0-6 (0 = Sunday, 1 = Monday, ... 6 = Saturday), MONTH 0-27 (the period starts on
-//! day `offset + 1` of the month, so every month has that day).
+//! A period has no start-day offset: API Gateway's `QuotaSettings.offset` is "the number of
+//! requests subtracted from the given limit in the initial time period", a count, which the
+//! quota store applies (`quota`), not a calendar shift.
 
 const SECS_PER_DAY: i64 = 86_400;
 
@@ -35,48 +34,21 @@ impl PeriodKind {
             PeriodKind::Month => "MONTH",
         }
     }
-
-    /// The largest `offset` allowed.
-    pub fn max_offset(self) -> u8 {
-        match self {
-            PeriodKind::Day => 0,
-            PeriodKind::Week => 6,
-            PeriodKind::Month => 27,
-        }
-    }
 }
 
-/// A quota period: its kind and start-day offset (checked).
+/// A quota period.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Period {
     kind: PeriodKind,
-    offset: u8,
 }
 
 impl Period {
-    /// The period, or the reason `offset` is not allowed for `kind`.
-    pub fn new(kind: PeriodKind, offset: i64) -> Result<Period, String> {
-        let max = kind.max_offset();
-        match u8::try_from(offset) {
-            Ok(o) if o <= max => Ok(Period { kind, offset: o }),
-            _ if max == 0 => Err("`offset` must be 0 for a DAY quota".to_string()),
-            _ => Err(format!(
-                "`offset` must be between 0 and {max} for a {} quota ({})",
-                kind.name(),
-                match kind {
-                    PeriodKind::Week => "the day the week starts: 0 = Sunday, 1 = Monday, ...",
-                    _ => "the period starts on day offset + 1 of the month",
-                }
-            )),
-        }
+    pub fn new(kind: PeriodKind) -> Period {
+        Period { kind }
     }
 
     pub fn kind(&self) -> PeriodKind {
         self.kind
-    }
-
-    pub fn offset(&self) -> u8 {
-        self.offset
     }
 
     /// The UTC day (days since 1970-01-01) the period holding `day` starts on.
@@ -84,19 +56,12 @@ impl Period {
         match self.kind {
             PeriodKind::Day => day,
             PeriodKind::Week => {
-                // 1970-01-01 was a Thursday: weekday 4 with Sunday = 0.
-                let weekday = (day + 4).rem_euclid(7);
-                day - (weekday - i64::from(self.offset)).rem_euclid(7)
+                // 1970-01-01 was a Thursday: weekday 3 with Monday = 0.
+                day - (day + 3).rem_euclid(7)
             }
             PeriodKind::Month => {
-                let (y, m, d) = civil_from_days(day);
-                let first = u32::from(self.offset) + 1;
-                if d >= first {
-                    days_from_civil(y, m, first)
-                } else {
-                    let (py, pm) = if m == 1 { (y - 1, 12) } else { (y, m - 1) };
-                    days_from_civil(py, pm, first)
-                }
+                let (y, m, _) = civil_from_days(day);
+                days_from_civil(y, m, 1)
             }
         }
     }
@@ -107,9 +72,9 @@ impl Period {
             PeriodKind::Day => start_day + 1,
             PeriodKind::Week => start_day + 7,
             PeriodKind::Month => {
-                let (y, m, d) = civil_from_days(start_day);
+                let (y, m, _) = civil_from_days(start_day);
                 let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-                days_from_civil(ny, nm, d)
+                days_from_civil(ny, nm, 1)
             }
         }
     }
@@ -176,83 +141,95 @@ mod tests {
 
     #[test]
     fn day_periods_start_at_midnight_utc() {
-        let p = Period::new(PeriodKind::Day, 0).unwrap();
+        let p = Period::new(PeriodKind::Day);
         let t = secs(2026, 11, 30, 23, 59, 59);
         assert_eq!(
             p.bounds(t),
             (secs(2026, 11, 30, 0, 0, 0), secs(2026, 12, 1, 0, 0, 0))
         );
         assert_eq!(p.bounds(t + 1).0, secs(2026, 12, 1, 0, 0, 0));
-        assert!(Period::new(PeriodKind::Day, 1).is_err());
+        // Before the epoch too.
+        assert_eq!(
+            p.bounds(secs(1969, 12, 31, 12, 0, 0)),
+            (secs(1969, 12, 31, 0, 0, 0), secs(1970, 1, 1, 0, 0, 0))
+        );
     }
 
     #[test]
-    fn week_offsets_name_the_first_day() {
-        // 2026-11-29 is a Sunday, 2026-11-30 a Monday.
-        let sunday = Period::new(PeriodKind::Week, 0).unwrap();
-        let monday = Period::new(PeriodKind::Week, 1).unwrap();
-        let t = secs(2026, 11, 30, 12, 0, 0);
+    fn weeks_start_on_monday() {
+        let p = Period::new(PeriodKind::Week);
+        // 2026-11-30 is a Monday, 2026-11-29 a Sunday.
+        let monday = secs(2026, 11, 30, 0, 0, 0);
+        for t in [
+            monday,
+            secs(2026, 12, 2, 12, 0, 0),
+            secs(2026, 12, 6, 23, 59, 59),
+        ] {
+            assert_eq!(p.bounds(t), (monday, secs(2026, 12, 7, 0, 0, 0)), "{t}");
+        }
+        // The last second of Sunday is still the previous week.
+        assert_eq!(p.bounds(monday - 1), (secs(2026, 11, 23, 0, 0, 0), monday));
+        // 1970-01-01 (a Thursday) is in the week from Monday 1969-12-29; a week across a year
+        // end and across 2024-02-29.
+        assert_eq!(p.bounds(0).0, secs(1969, 12, 29, 0, 0, 0));
         assert_eq!(
-            sunday.bounds(t),
-            (secs(2026, 11, 29, 0, 0, 0), secs(2026, 12, 6, 0, 0, 0))
+            p.bounds(secs(2027, 1, 1, 8, 0, 0)),
+            (secs(2026, 12, 28, 0, 0, 0), secs(2027, 1, 4, 0, 0, 0))
         );
         assert_eq!(
-            monday.bounds(t),
-            (secs(2026, 11, 30, 0, 0, 0), secs(2026, 12, 7, 0, 0, 0))
+            p.bounds(secs(2024, 3, 1, 0, 0, 0)),
+            (secs(2024, 2, 26, 0, 0, 0), secs(2024, 3, 4, 0, 0, 0))
         );
-        // The last second of Sunday is still the previous Monday week.
-        assert_eq!(
-            monday.bounds(secs(2026, 11, 29, 23, 59, 59)).0,
-            secs(2026, 11, 23, 0, 0, 0)
-        );
-        let saturday = Period::new(PeriodKind::Week, 6).unwrap();
-        assert_eq!(saturday.bounds(t).0, secs(2026, 11, 28, 0, 0, 0));
-        assert!(Period::new(PeriodKind::Week, 7).is_err());
-        assert!(Period::new(PeriodKind::Week, -1).is_err());
+        // Every week start over 40 years is a Monday, seven days apart.
+        let mut start = p.start_day(day(2000, 1, 1));
+        assert_eq!(start, day(1999, 12, 27));
+        while start < day(2040, 1, 1) {
+            assert_eq!((start + 3).rem_euclid(7), 0);
+            assert_eq!(p.start_day(start + 6), start);
+            let next = p.next_start_day(start);
+            assert_eq!(next, start + 7);
+            start = next;
+        }
     }
 
     #[test]
-    fn months_have_their_lengths_and_leap_years() {
-        let p = Period::new(PeriodKind::Month, 0).unwrap();
+    fn months_start_on_the_first_with_their_lengths_and_leap_years() {
+        let p = Period::new(PeriodKind::Month);
         assert_eq!(
             p.bounds(secs(2024, 2, 29, 23, 0, 0)),
             (secs(2024, 2, 1, 0, 0, 0), secs(2024, 3, 1, 0, 0, 0))
         );
         assert_eq!(
-            p.bounds(secs(2023, 2, 28, 0, 0, 0)).1,
-            secs(2023, 3, 1, 0, 0, 0)
+            p.bounds(secs(2023, 2, 28, 0, 0, 0)),
+            (secs(2023, 2, 1, 0, 0, 0), secs(2023, 3, 1, 0, 0, 0))
         );
         assert_eq!(
-            p.bounds(secs(2026, 12, 31, 23, 59, 59)).1,
-            secs(2027, 1, 1, 0, 0, 0)
+            p.bounds(secs(2026, 12, 31, 23, 59, 59)),
+            (secs(2026, 12, 1, 0, 0, 0), secs(2027, 1, 1, 0, 0, 0))
         );
         assert_eq!(
-            p.bounds(secs(2026, 4, 30, 1, 0, 0)).1,
+            p.bounds(secs(2026, 4, 30, 1, 0, 0)),
+            (secs(2026, 4, 1, 0, 0, 0), secs(2026, 5, 1, 0, 0, 0))
+        );
+        assert_eq!(
+            p.bounds(secs(2026, 5, 1, 0, 0, 0)).0,
             secs(2026, 5, 1, 0, 0, 0)
         );
-        // 1900 is not a leap year, 2000 is.
-        assert_eq!(day(1900, 3, 1) - day(1900, 2, 1), 28);
-        assert_eq!(day(2000, 3, 1) - day(2000, 2, 1), 29);
-    }
-
-    #[test]
-    fn month_offsets_move_the_first_day() {
-        let p = Period::new(PeriodKind::Month, 27).unwrap();
-        // Starts on the 28th: the 27th of March belongs to the period from February 28th.
-        assert_eq!(
-            p.bounds(secs(2025, 3, 27, 0, 0, 0)),
-            (secs(2025, 2, 28, 0, 0, 0), secs(2025, 3, 28, 0, 0, 0))
-        );
-        assert_eq!(
-            p.bounds(secs(2025, 3, 28, 0, 0, 0)).0,
-            secs(2025, 3, 28, 0, 0, 0)
-        );
-        // Across the year end.
-        let p = Period::new(PeriodKind::Month, 14).unwrap();
-        assert_eq!(
-            p.bounds(secs(2027, 1, 3, 0, 0, 0)),
-            (secs(2026, 12, 15, 0, 0, 0), secs(2027, 1, 15, 0, 0, 0))
-        );
-        assert!(Period::new(PeriodKind::Month, 28).is_err());
+        // Lengths over the years: 1900 and 2100 are not leap years, 2000 and 2024 are.
+        let lengths = |y: i64| -> Vec<i64> {
+            (1..=12)
+                .map(|m| {
+                    let (s, e) = p.bounds(secs(y, m, 15, 0, 0, 0));
+                    (e - s) / SECS_PER_DAY
+                })
+                .collect()
+        };
+        let common = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+        let leap = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+        assert_eq!(lengths(1900), common);
+        assert_eq!(lengths(2000), leap);
+        assert_eq!(lengths(2023), common);
+        assert_eq!(lengths(2024), leap);
+        assert_eq!(lengths(2100), common);
     }
 }

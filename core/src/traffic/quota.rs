@@ -12,7 +12,11 @@
 //!
 //! `AtomicQuotaStore` keeps one `AtomicU64` per counter packing the period (its first UTC day)
 //! and the count granted in it, updated with compare-and-swap: a lease in a new period resets
-//! the count (period rollover). A store shared by several hosts (Redis) implements the same
+//! the count (period rollover). A counter still at its initial word (day 0, count 0) has
+//! never counted anything: its first period starts at the plan's `offset` instead of 0 (API
+//! Gateway's "requests subtracted from the given limit in the initial time period"); later
+//! periods start at 0. A counter restored from the state file is not at its initial word, so
+//! a restart never pre-charges again. A store shared by several hosts (Redis) implements the same
 //! trait. The count granted is what is persisted (`state`): it never under-counts.
 
 use super::period::Period;
@@ -32,9 +36,17 @@ const MAX_DAY: u64 = (1 << (64 - COUNT_BITS)) - 1;
 /// The shared counters behind the shards' leases.
 pub trait QuotaStore: Send + Sync {
     /// Grants up to `block_size(limit - used, shards)` requests of `counter` in the period
-    /// starting on UTC day `period_day` (a newer period starts from 0). Returns how many were
-    /// granted; 0 means the quota is spent.
-    fn lease(&self, counter: usize, period_day: i64, limit: u64, shards: usize) -> u64;
+    /// starting on UTC day `period_day` (a newer period starts from 0, or from `initial` when
+    /// the counter has never counted: the quota's `offset`). Returns how many were granted;
+    /// 0 means the quota is spent.
+    fn lease(
+        &self,
+        counter: usize,
+        period_day: i64,
+        limit: u64,
+        initial: u64,
+        shards: usize,
+    ) -> u64;
     /// Gives back `n` unused requests of a lease taken in `period_day` (ignored if the counter
     /// has moved to another period).
     fn release(&self, counter: usize, period_day: i64, n: u64);
@@ -88,17 +100,25 @@ impl AtomicQuotaStore {
 }
 
 impl QuotaStore for AtomicQuotaStore {
-    fn lease(&self, counter: usize, period_day: i64, limit: u64, shards: usize) -> u64 {
+    fn lease(
+        &self,
+        counter: usize,
+        period_day: i64,
+        limit: u64,
+        initial: u64,
+        shards: usize,
+    ) -> u64 {
         let Some(slot) = self.slots.get(counter) else {
             return 0;
         };
         let mut current = slot.load(Ordering::Acquire);
         loop {
             let (day, used) = unpack(current);
-            // A newer period starts from zero; a shard whose clock is behind takes from the
+            // A newer period starts from zero (from `initial` for a counter that never
+            // counted: the initial period); a shard whose clock is behind takes from the
             // counter's period as it is.
             let (day, used) = if period_day > day {
-                (period_day, 0)
+                (period_day, if current == 0 { initial } else { 0 })
             } else {
                 (day, used)
             };
@@ -176,14 +196,15 @@ impl QuotaLease {
     }
 
     /// Admits one request of `counter` in the period starting on `period_day`: from the lease
-    /// if it has some left for that period, else from a new block of the store. False when
-    /// the quota is spent.
+    /// if it has some left for that period, else from a new block of the store (`initial`:
+    /// the quota's `offset`, see [`QuotaStore::lease`]). False when the quota is spent.
     pub fn try_take<S: QuotaStore + ?Sized>(
         &mut self,
         store: &S,
         counter: usize,
         period_day: i64,
         limit: u64,
+        initial: u64,
         shards: usize,
     ) -> bool {
         if self.period_day != period_day {
@@ -192,7 +213,7 @@ impl QuotaLease {
             self.left = 0;
         }
         if self.left == 0 {
-            self.left = store.lease(counter, period_day, limit, shards);
+            self.left = store.lease(counter, period_day, limit, initial, shards);
             if self.left == 0 {
                 return false;
             }
@@ -234,7 +255,7 @@ mod tests {
         let store = AtomicQuotaStore::new(1);
         let mut granted = 0;
         loop {
-            let g = store.lease(0, 100, 1_000, 2);
+            let g = store.lease(0, 100, 1_000, 0, 2);
             if g == 0 {
                 break;
             }
@@ -243,8 +264,8 @@ mod tests {
         assert_eq!(granted, 1_000);
         assert_eq!(store.get(0), (100, 1_000));
         // An older period does not reset; a newer one does.
-        assert_eq!(store.lease(0, 99, 1_000, 2), 0);
-        assert!(store.lease(0, 101, 1_000, 2) > 0);
+        assert_eq!(store.lease(0, 99, 1_000, 0, 2), 0);
+        assert!(store.lease(0, 101, 1_000, 0, 2) > 0);
         assert_eq!(store.get(0).0, 101);
     }
 
@@ -252,7 +273,7 @@ mod tests {
     fn release_returns_unused_requests_of_the_same_period_only() {
         let store = AtomicQuotaStore::new(1);
         let mut lease = QuotaLease::default();
-        assert!(lease.try_take(&store, 0, 5, 1_000, 1));
+        assert!(lease.try_take(&store, 0, 5, 1_000, 0, 1));
         let used = store.get(0).1;
         assert_eq!(used, 250);
         lease.release(&store, 0);
@@ -264,10 +285,10 @@ mod tests {
     #[test]
     fn period_start_is_remembered_per_day_and_matches_the_calendar() {
         use super::super::period::PeriodKind;
-        // MONTH from day 15 (offset 14): day 0 (1970-01-01) is in the period from 1969-12-15,
-        // so a fresh lease must not take day 0 for a period start.
-        let month = Period::new(PeriodKind::Month, 14).expect("valid period");
-        let week = Period::new(PeriodKind::Week, 1).expect("valid period");
+        // WEEK: day 0 (1970-01-01, a Thursday) is in the week from Monday 1969-12-29, so a
+        // fresh lease must not take day 0 for a period start.
+        let month = Period::new(PeriodKind::Month);
+        let week = Period::new(PeriodKind::Week);
         for period in [month, week] {
             let mut lease = QuotaLease::default();
             for day in [0, 0, -1, 20_000, 20_000, 20_001, 20_030, 19_999, 0] {
@@ -278,7 +299,52 @@ mod tests {
                 );
             }
         }
-        assert_ne!(month.start_day(0), 0);
+        assert_ne!(week.start_day(0), 0);
+    }
+
+    #[test]
+    fn the_offset_is_charged_in_the_initial_period_only() {
+        let store = AtomicQuotaStore::new(2);
+        let mut lease = QuotaLease::default();
+        // Limit 10, offset 7: 3 requests in the first period.
+        let mut admitted = 0;
+        while lease.try_take(&store, 0, 50, 10, 7, 1) {
+            admitted += 1;
+        }
+        assert_eq!(admitted, 3);
+        assert_eq!(store.get(0), (50, 10));
+        // The next period starts at 0: all 10.
+        let mut admitted = 0;
+        while lease.try_take(&store, 0, 51, 10, 7, 1) {
+            admitted += 1;
+        }
+        assert_eq!(admitted, 10);
+        // Counter 1 was untouched by counter 0's initial period.
+        assert_eq!(store.get(1), (0, 0));
+        assert_eq!(store.lease(1, 51, 10, 9, 1), 1);
+        assert_eq!(store.lease(1, 51, 10, 9, 1), 0);
+    }
+
+    #[test]
+    fn a_restored_counter_is_not_charged_the_offset_again() {
+        // As after a restart in the same period: the state file had (50, 4).
+        let store = AtomicQuotaStore::new(1);
+        store.set(0, 50, 4);
+        let mut lease = QuotaLease::default();
+        let mut admitted = 0;
+        while lease.try_take(&store, 0, 50, 10, 7, 1) {
+            admitted += 1;
+        }
+        assert_eq!(admitted, 6);
+        // Restored at 0 used in this period (seen before, an older period in the file).
+        let store = AtomicQuotaStore::new(1);
+        store.set(0, 50, 0);
+        let mut lease = QuotaLease::default();
+        let mut admitted = 0;
+        while lease.try_take(&store, 0, 50, 10, 7, 1) {
+            admitted += 1;
+        }
+        assert_eq!(admitted, 10);
     }
 
     #[test]
@@ -286,10 +352,10 @@ mod tests {
         let store = AtomicQuotaStore::new(1);
         let mut lease = QuotaLease::default();
         for _ in 0..3 {
-            assert!(lease.try_take(&store, 0, 1, 3, 1));
+            assert!(lease.try_take(&store, 0, 1, 3, 0, 1));
         }
-        assert!(!lease.try_take(&store, 0, 1, 3, 1));
-        assert!(lease.try_take(&store, 0, 2, 3, 1));
+        assert!(!lease.try_take(&store, 0, 1, 3, 0, 1));
+        assert!(lease.try_take(&store, 0, 2, 3, 0, 1));
         assert_eq!(store.get(0), (2, 1));
     }
 
@@ -308,7 +374,7 @@ mod tests {
                     // Each round, every connection of this shard sends one request.
                     while refused_in_a_row < mine * 4 {
                         for _ in 0..mine {
-                            if lease.try_take(&*store, 0, 20_000, limit, shards) {
+                            if lease.try_take(&*store, 0, 20_000, limit, 0, shards) {
                                 admitted += 1;
                                 refused_in_a_row = 0;
                             } else {
