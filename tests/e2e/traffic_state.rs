@@ -1,7 +1,8 @@
 //! Quota counts across restarts (2 shards): exact across a graceful stop (SIGTERM), within one
 //! flush interval across `kill -9`; a missing state file starts from 0 with a log line; a
 //! corrupt one is refused and left as it was (and `--reset-state` moves it aside); `tollgate
-//! usage` reports the counts from the file.
+//! usage` reports the counts from the file; a quota `offset` is charged in the initial period
+//! and kept (not charged again) across a restart.
 
 use crate::harness::{config_text, free_port, run_to_end, Gateway, TempDir};
 use crate::traffic::{keyed_config, statuses, two_shards, wait_all_shards, ALICE};
@@ -244,4 +245,45 @@ fn admin_usage_reports_live_quota_counts() {
     let (status, body) = crate::ops_support::admin_get(admin, "/usage?key=nobody");
     assert_eq!(status, 404, "{body}");
     drop(dir);
+}
+
+#[test]
+fn the_quota_offset_is_charged_in_the_initial_period_and_kept_across_a_restart() {
+    // WEEK quota of 40 with `offset = 30`: alice's first week (no state file yet) allows 10.
+    let dir = TempDir::new("offset");
+    let state = dir.path.join("quota.state");
+    let port = free_port();
+    let server = two_shards()
+        .with("state_file", &format!("{:?}", state.display().to_string()))
+        .with("state_flush_ms", "3600000");
+    let plans = keyed_config(LIMIT, "", "").replacen(
+        "period = \"DAY\" }",
+        "period = \"WEEK\", offset = 30 }",
+        1,
+    );
+    assert!(plans.contains("offset = 30"));
+    let s = Setup {
+        config: dir.write("gateway.toml", &config_text(&server, port, &plans)),
+        dir,
+        state,
+        addr: ([127, 0, 0, 1], port).into(),
+    };
+    let gw = s.start();
+    let got = statuses(s.addr, "/prod/keyed", Some(ALICE), 4);
+    assert!(got.iter().all(|c| *c == 200), "{got:?}");
+    signal_and_wait(&gw, libc::SIGTERM);
+    drop(gw);
+    // The pre-charged counter is in the state file: 30 + 4.
+    assert!(s.state.exists());
+    assert_eq!(usage_used(&s.config), 34);
+    // The restart resumes it and does not charge the offset again: exactly 6 left.
+    let gw = s.start();
+    assert!(
+        gw.wait_output("resumed 1 quota counter", Duration::from_secs(2)),
+        "{}",
+        gw.output()
+    );
+    let got = statuses(s.addr, "/prod/keyed", Some(ALICE), 9);
+    assert_eq!(got.iter().filter(|c| **c == 200).count(), 6, "{got:?}");
+    drop(gw);
 }
