@@ -484,7 +484,39 @@ fn jwt_settings(
     d: &mut Diagnostics<'_>,
 ) -> Option<Box<JwtSettings>> {
     let mut ok = true;
-    let issuer: Option<Box<str>> = match &a.issuer {
+    let issuer = jwt_issuer(a, d);
+    let audiences = jwt_audiences(a, &mut ok, d);
+    let source = jwks_source(a, upstreams, d);
+    let refresh = bounded(
+        a.jwks_refresh_seconds.as_ref(),
+        "jwks_refresh_seconds",
+        60..=86_400,
+        7200,
+        &mut ok,
+        d,
+    );
+    let cooldown = bounded(
+        a.jwks_cooldown_ms.as_ref(),
+        "jwks_cooldown_ms",
+        100..=3_600_000,
+        10_000,
+        &mut ok,
+        d,
+    );
+    let (Some(issuer), Some(source), true) = (issuer, source, ok) else {
+        return None;
+    };
+    Some(Box::new(JwtSettings {
+        config: JwtConfig { issuer, audiences },
+        source,
+        refresh: Duration::from_secs(refresh.unsigned_abs()),
+        cooldown: Duration::from_millis(cooldown.unsigned_abs()),
+    }))
+}
+
+/// A jwt authorizer's `issuer`: reported when missing or empty.
+fn jwt_issuer(a: &model::Authorizer, d: &mut Diagnostics<'_>) -> Option<Box<str>> {
+    match &a.issuer {
         Some(i) if !i.value.is_empty() => Some(i.value.as_str().into()),
         Some(i) => {
             d.error(i.span.clone(), "`issuer` is empty");
@@ -494,7 +526,11 @@ fn jwt_settings(
             d.error(a.span.clone(), "missing key `issuer` in a jwt authorizer");
             None
         }
-    };
+    }
+}
+
+/// A jwt authorizer's `audiences` (1 to MAX_AUDIENCES); a mistake is reported and clears `*ok`.
+fn jwt_audiences(a: &model::Authorizer, ok: &mut bool, d: &mut Diagnostics<'_>) -> Vec<Box<str>> {
     let audiences: Vec<Box<str>> = a
         .audiences
         .as_ref()
@@ -506,18 +542,27 @@ fn jwt_settings(
                 a.span.clone(),
                 "missing key `audiences` in a jwt authorizer",
             );
-            ok = false;
+            *ok = false;
         }
         Some(l) if l.value.is_empty() || l.value.len() > MAX_AUDIENCES => {
             d.error(
                 l.span.clone(),
                 format!("`audiences` has 1 to {MAX_AUDIENCES} entries"),
             );
-            ok = false;
+            *ok = false;
         }
         Some(_) => {}
     }
-    let source = match (&a.jwks_uri, &a.jwks_file) {
+    audiences
+}
+
+/// Where a jwt authorizer's keys come from: `jwks_uri` (an upstream) or `jwks_file` (read now).
+fn jwks_source(
+    a: &model::Authorizer,
+    upstreams: &mut Upstreams,
+    d: &mut Diagnostics<'_>,
+) -> Option<JwksSource> {
+    match (&a.jwks_uri, &a.jwks_file) {
         (Some(u), None) => match uri::parse_http(&u.value).and_then(|p| {
             let upstream = upstreams.index(p.host, p.port, p.authority, backend_tls(&p))?;
             let path = match (p.path, p.query) {
@@ -559,32 +604,7 @@ fn jwt_settings(
             );
             None
         }
-    };
-    let refresh = bounded(
-        a.jwks_refresh_seconds.as_ref(),
-        "jwks_refresh_seconds",
-        60..=86_400,
-        7200,
-        &mut ok,
-        d,
-    );
-    let cooldown = bounded(
-        a.jwks_cooldown_ms.as_ref(),
-        "jwks_cooldown_ms",
-        100..=3_600_000,
-        10_000,
-        &mut ok,
-        d,
-    );
-    let (Some(issuer), Some(source), true) = (issuer, source, ok) else {
-        return None;
-    };
-    Some(Box::new(JwtSettings {
-        config: JwtConfig { issuer, audiences },
-        source,
-        refresh: Duration::from_secs(refresh.unsigned_abs()),
-        cooldown: Duration::from_millis(cooldown.unsigned_abs()),
-    }))
+    }
 }
 
 /// An optional integer key: `default` when absent, the value when within `range`; otherwise it
