@@ -99,6 +99,31 @@ fn api(
             format!("API `{name}` has no stages: add at least one [[apis.stages]]"),
         );
     }
+    let (stages, throttles) = stages(a, protocol, name, d);
+
+    let authorizers = lambda::authorizers(&a.authorizers, protocol, authorizer_ids, upstreams, d);
+    let (routes, router) = routes(a, protocol, &stages, &authorizers, upstreams, d);
+    let api = Api {
+        name: name.into(),
+        protocol,
+        stages,
+        routes,
+        router,
+        responses: gateway_responses(&a.gateway_responses, d),
+        api_key_source: KeySource::Header,
+        binary_media_types: lambda::binary_media_types(&a.binary_media_types, d),
+        authorizers,
+    };
+    (api, throttles)
+}
+
+/// The API's stages, checked (names, duplicates, variables), and each stage's throttle.
+fn stages(
+    a: &model::Api,
+    protocol: Protocol,
+    name: &str,
+    d: &mut Diagnostics<'_>,
+) -> (Vec<Stage>, Vec<Option<Throttle>>) {
     let mut stages: Vec<Stage> = Vec::with_capacity(a.stages.len());
     let mut throttles = Vec::with_capacity(a.stages.len());
     for s in &a.stages {
@@ -137,8 +162,18 @@ fn api(
                 .collect(),
         });
     }
+    (stages, throttles)
+}
 
-    let authorizers = lambda::authorizers(&a.authorizers, protocol, authorizer_ids, upstreams, d);
+/// The API's routes, checked and added to its router, with their integrations and authorizers.
+fn routes(
+    a: &model::Api,
+    protocol: Protocol,
+    stages: &[Stage],
+    authorizers: &[crate::lambda::Authorizer],
+    upstreams: &mut Upstreams,
+    d: &mut Diagnostics<'_>,
+) -> (Vec<Route>, crate::router::Router) {
     let mut builder = RouterBuilder::new();
     let mut routes = Vec::with_capacity(a.routes.len());
     for r in &a.routes {
@@ -168,7 +203,7 @@ fn api(
             None => Vec::new(),
         };
         let authorizer =
-            lambda::route_authorizer(r.authorizer.as_ref(), &a.authorizers, &authorizers, d);
+            lambda::route_authorizer(r.authorizer.as_ref(), &a.authorizers, authorizers, d);
         let api_key_required = r.api_key_required.as_ref().is_some_and(|b| b.value);
         routes.push(Route {
             key: key.value.as_str().into(),
@@ -183,18 +218,7 @@ fn api(
                 .collect(),
         });
     }
-    let api = Api {
-        name: name.into(),
-        protocol,
-        stages,
-        routes,
-        router: builder.build(),
-        responses: gateway_responses(&a.gateway_responses, d),
-        api_key_source: KeySource::Header,
-        binary_media_types: lambda::binary_media_types(&a.binary_media_types, d),
-        authorizers,
-    };
-    (api, throttles)
+    (routes, builder.build())
 }
 
 /// The API's `[[apis.gateway_responses]]` on top of the built-ins; entries with an error are

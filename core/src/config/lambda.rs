@@ -247,234 +247,338 @@ pub(super) fn authorizers(
         );
     }
     let mut out: Vec<Authorizer> = Vec::with_capacity(entries.len());
-    for (i, a) in entries.iter().enumerate() {
-        let mut ok = true;
-        if let Some(n) = &a.name {
-            if entries[..i]
-                .iter()
-                .any(|b| b.name.as_ref().is_some_and(|m| m.value == n.value))
-            {
-                d.error(
-                    n.span.clone(),
-                    format!("another authorizer of this API is named `{}`", n.value),
-                );
-                ok = false;
-            }
+    for i in 0..entries.len() {
+        if let Some(a) = authorizer(entries, i, protocol, *next_id, upstreams, d) {
+            out.push(a);
+            *next_id += 1;
         }
-        let mut sources = Vec::new();
-        let kind = a.kind.as_ref().and_then(|k| match k.value.as_str() {
-            "token" => Some(AuthorizerKind::Token),
-            "request" => Some(AuthorizerKind::Request),
-            "jwt" if protocol == Protocol::Http => Some(AuthorizerKind::Jwt),
-            "jwt" => {
-                d.error(
-                    k.span.clone(),
-                    "JWT authorizers are only for http APIs: use a `token` or `request` Lambda authorizer",
-                );
-                None
-            }
-            other => {
-                d.error(
-                    k.span.clone(),
-                    format!(
-                        "unknown authorizer type `{other}`, expected `token`, `request` or `jwt`"
-                    ),
-                );
-                None
-            }
-        });
-        if kind == Some(AuthorizerKind::Jwt) && a.identity_sources.is_none() {
-            sources.push(IdentitySource::Header("Authorization".into()));
-        }
-        if kind == Some(AuthorizerKind::Token) && protocol == Protocol::Http {
-            if let Some(k) = &a.kind {
-                d.error(
-                    k.span.clone(),
-                    "http APIs have no TOKEN authorizers: use `request` with an identity source",
-                );
-            }
-            ok = false;
-        }
-        let version = payload_version(a.payload_format_version.as_ref(), protocol, d);
-        let simple = a.simple_responses.as_ref().is_some_and(|s| s.value);
-        if let Some(s) = &a.simple_responses {
-            if s.value && version != Some(PayloadVersion::V2) {
-                d.error(
-                    s.span.clone(),
-                    "simple responses need payload_format_version = \"2.0\" (http APIs)",
-                );
-                ok = false;
-            }
-        }
-        let mut sources_ok = true;
-        if let Some(list) = &a.identity_sources {
-            for s in &list.value {
-                match identity_source(&s.value, protocol) {
-                    Ok(src) => sources.push(src),
-                    Err(reason) => {
-                        d.error(s.span.clone(), reason);
-                        ok = false;
-                        sources_ok = false;
-                    }
-                }
-            }
-        }
-        let ttl = match &a.ttl_seconds {
-            None => DEFAULT_TTL_SECONDS,
-            Some(t) if (0..=MAX_TTL_SECONDS).contains(&t.value) => t.value,
-            Some(t) => {
-                d.error(
-                    t.span.clone(),
-                    format!("`ttl_seconds` must be between 0 (no cache) and {MAX_TTL_SECONDS}"),
-                );
-                ok = false;
-                0
-            }
-        };
-        // Where an identity-source mistake is reported: the list, else the authorizer.
-        let at = a.identity_sources.as_ref().map_or(&a.span, |l| &l.span);
-        match kind {
-            // A refused identity source was reported already.
-            _ if !sources_ok => {}
-            Some(AuthorizerKind::Token) if sources.len() != 1 => {
-                if a.identity_sources.is_none() {
-                    // The token source defaults to the Authorization header.
-                    sources.push(IdentitySource::Header("Authorization".into()));
-                } else {
-                    d.error(
-                        at.clone(),
-                        "a token authorizer has exactly one identity source: the token header",
-                    );
-                    ok = false;
-                }
-            }
-            Some(AuthorizerKind::Token) if !matches!(sources[0], IdentitySource::Header(_)) => {
-                d.error(
-                    at.clone(),
-                    "a token authorizer's identity source is a header (method.request.header.NAME)",
-                );
-                ok = false;
-            }
-            Some(AuthorizerKind::Jwt) if sources.len() != 1 => {
-                d.error(
-                    at.clone(),
-                    "a jwt authorizer has exactly one identity source: the token",
-                );
-                ok = false;
-            }
-            Some(AuthorizerKind::Request) if sources.is_empty() && ttl > 0 => {
-                d.error(
-                    at.clone(),
-                    "a cached request authorizer needs at least one identity source (the cache key), or ttl_seconds = 0",
-                );
-                ok = false;
-            }
-            _ => {}
-        }
-        let validation = match &a.validation_regex {
-            None => None,
-            Some(r) if kind == Some(AuthorizerKind::Token) => match regex::Regex::new(&r.value) {
-                Ok(re) => Some(re),
-                Err(e) => {
-                    let msg = e.to_string();
-                    let line = msg.lines().last().unwrap_or("invalid").trim().to_string();
-                    d.error(r.span.clone(), format!("invalid validation_regex: {line}"));
-                    ok = false;
-                    None
-                }
-            },
-            Some(r) => {
-                d.error(
-                    r.span.clone(),
-                    "validation_regex is only for token authorizers",
-                );
-                ok = false;
-                None
-            }
-        };
-        let cache_entries = bounded(
-            a.cache_entries.as_ref(),
-            "cache_entries",
-            1..=MAX_CACHE_ENTRIES,
-            DEFAULT_CACHE_ENTRIES,
-            &mut ok,
-            d,
-        );
-        let timeout = bounded(
-            a.timeout_ms.as_ref(),
-            "timeout_ms",
-            MIN_TIMEOUT_MS..=DEFAULT_AUTHORIZER_TIMEOUT_MS,
-            DEFAULT_AUTHORIZER_TIMEOUT_MS,
-            &mut ok,
-            d,
-        );
-        let target = match (&a.uri, kind) {
-            (Some(u), Some(AuthorizerKind::Jwt)) => {
-                d.error(
-                    u.span.clone(),
-                    "a jwt authorizer has no `uri`: give `jwks_uri` or `jwks_file`",
-                );
-                None
-            }
-            (None, Some(AuthorizerKind::Jwt)) => Some((0, Box::<str>::from(""))),
-            (Some(u), _) => match invoke_uri(&u.value, upstreams) {
-                Ok(t) => Some(t),
-                Err(reason) => {
-                    d.error(u.span.clone(), reason);
-                    None
-                }
-            },
-            (None, _) => {
-                d.error(a.span.clone(), "missing key `uri` in [[apis.authorizers]]");
-                None
-            }
-        };
-        let jwt = match kind {
-            Some(AuthorizerKind::Jwt) => {
-                let j = jwt_settings(a, upstreams, d);
-                if j.is_none() {
-                    ok = false;
-                }
-                j
-            }
-            _ => {
-                for (key, at) in [
-                    ("issuer", a.issuer.as_ref().map(|t| &t.span)),
-                    ("audiences", a.audiences.as_ref().map(|t| &t.span)),
-                    ("jwks_uri", a.jwks_uri.as_ref().map(|t| &t.span)),
-                    ("jwks_file", a.jwks_file.as_ref().map(|t| &t.span)),
-                ] {
-                    if let Some(at) = at {
-                        d.error(at.clone(), format!("`{key}` is only for jwt authorizers"));
-                        ok = false;
-                    }
-                }
-                None
-            }
-        };
-        let (Some(name), Some(kind), Some(version), Some((upstream, path)), true) =
-            (&a.name, kind, version, target, ok)
-        else {
-            continue;
-        };
-        out.push(Authorizer {
-            name: name.value.as_str().into(),
-            id: *next_id,
-            kind,
-            upstream,
-            path,
-            identity_sources: sources,
-            validation,
-            ttl: Duration::from_secs(ttl.unsigned_abs()),
-            cache_entries: cache_entries.unsigned_abs() as usize,
-            version,
-            simple_responses: simple,
-            timeout: Duration::from_millis(timeout.unsigned_abs()),
-            jwt,
-        });
-        *next_id += 1;
     }
     out
+}
+
+/// Entry `i` of the API's authorizers, numbered `id`; `None` (reported) when it has an error.
+fn authorizer(
+    entries: &[model::Authorizer],
+    i: usize,
+    protocol: Protocol,
+    id: u32,
+    upstreams: &mut Upstreams,
+    d: &mut Diagnostics<'_>,
+) -> Option<Authorizer> {
+    let a = &entries[i];
+    let mut ok = unique_name(entries, i, d);
+    let mut sources = Vec::new();
+    let kind = authorizer_kind(a, protocol, d);
+    if kind == Some(AuthorizerKind::Jwt) && a.identity_sources.is_none() {
+        sources.push(IdentitySource::Header("Authorization".into()));
+    }
+    if kind == Some(AuthorizerKind::Token) && protocol == Protocol::Http {
+        if let Some(k) = &a.kind {
+            d.error(
+                k.span.clone(),
+                "http APIs have no TOKEN authorizers: use `request` with an identity source",
+            );
+        }
+        ok = false;
+    }
+    let version = payload_version(a.payload_format_version.as_ref(), protocol, d);
+    let simple = a.simple_responses.as_ref().is_some_and(|s| s.value);
+    ok &= simple_responses_ok(a, version, d);
+    let sources_ok = identity_sources(a, protocol, &mut sources, d);
+    ok &= sources_ok;
+    let ttl = ttl_seconds(a, &mut ok, d);
+    ok &= source_count(a, kind, ttl, sources_ok, &mut sources, d);
+    let validation = validation_regex(a, kind, &mut ok, d);
+    let cache_entries = bounded(
+        a.cache_entries.as_ref(),
+        "cache_entries",
+        1..=MAX_CACHE_ENTRIES,
+        DEFAULT_CACHE_ENTRIES,
+        &mut ok,
+        d,
+    );
+    let timeout = bounded(
+        a.timeout_ms.as_ref(),
+        "timeout_ms",
+        MIN_TIMEOUT_MS..=DEFAULT_AUTHORIZER_TIMEOUT_MS,
+        DEFAULT_AUTHORIZER_TIMEOUT_MS,
+        &mut ok,
+        d,
+    );
+    let target = authorizer_target(a, kind, upstreams, d);
+    let jwt = jwt_or_stray_keys(a, kind, &mut ok, upstreams, d);
+    let (Some(name), Some(kind), Some(version), Some((upstream, path)), true) =
+        (&a.name, kind, version, target, ok)
+    else {
+        return None;
+    };
+    Some(Authorizer {
+        name: name.value.as_str().into(),
+        id,
+        kind,
+        upstream,
+        path,
+        identity_sources: sources,
+        validation,
+        ttl: Duration::from_secs(ttl.unsigned_abs()),
+        cache_entries: cache_entries.unsigned_abs() as usize,
+        version,
+        simple_responses: simple,
+        timeout: Duration::from_millis(timeout.unsigned_abs()),
+        jwt,
+    })
+}
+
+/// Whether `simple_responses` is allowed: only with payload version 2.0 (else reported).
+fn simple_responses_ok(
+    a: &model::Authorizer,
+    version: Option<PayloadVersion>,
+    d: &mut Diagnostics<'_>,
+) -> bool {
+    let mut ok = true;
+    if let Some(s) = &a.simple_responses {
+        if s.value && version != Some(PayloadVersion::V2) {
+            d.error(
+                s.span.clone(),
+                "simple responses need payload_format_version = \"2.0\" (http APIs)",
+            );
+            ok = false;
+        }
+    }
+    ok
+}
+
+/// Whether entry `i`'s name is not taken by an earlier authorizer of the API (else reported).
+fn unique_name(entries: &[model::Authorizer], i: usize, d: &mut Diagnostics<'_>) -> bool {
+    let a = &entries[i];
+    let mut ok = true;
+    if let Some(n) = &a.name {
+        if entries[..i]
+            .iter()
+            .any(|b| b.name.as_ref().is_some_and(|m| m.value == n.value))
+        {
+            d.error(
+                n.span.clone(),
+                format!("another authorizer of this API is named `{}`", n.value),
+            );
+            ok = false;
+        }
+    }
+    ok
+}
+
+/// The authorizer's `type`: `token`, `request` or (http APIs only) `jwt`; others are reported.
+fn authorizer_kind(
+    a: &model::Authorizer,
+    protocol: Protocol,
+    d: &mut Diagnostics<'_>,
+) -> Option<AuthorizerKind> {
+    a.kind.as_ref().and_then(|k| match k.value.as_str() {
+        "token" => Some(AuthorizerKind::Token),
+        "request" => Some(AuthorizerKind::Request),
+        "jwt" if protocol == Protocol::Http => Some(AuthorizerKind::Jwt),
+        "jwt" => {
+            d.error(
+                k.span.clone(),
+                "JWT authorizers are only for http APIs: use a `token` or `request` Lambda authorizer",
+            );
+            None
+        }
+        other => {
+            d.error(
+                k.span.clone(),
+                format!(
+                    "unknown authorizer type `{other}`, expected `token`, `request` or `jwt`"
+                ),
+            );
+            None
+        }
+    })
+}
+
+/// Appends the parsed `identity_sources` to `sources`; false when one was refused (reported).
+fn identity_sources(
+    a: &model::Authorizer,
+    protocol: Protocol,
+    sources: &mut Vec<IdentitySource>,
+    d: &mut Diagnostics<'_>,
+) -> bool {
+    let mut sources_ok = true;
+    if let Some(list) = &a.identity_sources {
+        for s in &list.value {
+            match identity_source(&s.value, protocol) {
+                Ok(src) => sources.push(src),
+                Err(reason) => {
+                    d.error(s.span.clone(), reason);
+                    sources_ok = false;
+                }
+            }
+        }
+    }
+    sources_ok
+}
+
+/// The cache `ttl_seconds` (0..=MAX_TTL_SECONDS, default 300); out of range clears `*ok`.
+fn ttl_seconds(a: &model::Authorizer, ok: &mut bool, d: &mut Diagnostics<'_>) -> i64 {
+    match &a.ttl_seconds {
+        None => DEFAULT_TTL_SECONDS,
+        Some(t) if (0..=MAX_TTL_SECONDS).contains(&t.value) => t.value,
+        Some(t) => {
+            d.error(
+                t.span.clone(),
+                format!("`ttl_seconds` must be between 0 (no cache) and {MAX_TTL_SECONDS}"),
+            );
+            *ok = false;
+            0
+        }
+    }
+}
+
+/// Checks the number and kind of identity sources for the authorizer type (a token source
+/// defaults to the Authorization header); false when refused (reported).
+fn source_count(
+    a: &model::Authorizer,
+    kind: Option<AuthorizerKind>,
+    ttl: i64,
+    sources_ok: bool,
+    sources: &mut Vec<IdentitySource>,
+    d: &mut Diagnostics<'_>,
+) -> bool {
+    let mut ok = true;
+    // Where an identity-source mistake is reported: the list, else the authorizer.
+    let at = a.identity_sources.as_ref().map_or(&a.span, |l| &l.span);
+    match kind {
+        // A refused identity source was reported already.
+        _ if !sources_ok => {}
+        Some(AuthorizerKind::Token) if sources.len() != 1 => {
+            if a.identity_sources.is_none() {
+                // The token source defaults to the Authorization header.
+                sources.push(IdentitySource::Header("Authorization".into()));
+            } else {
+                d.error(
+                    at.clone(),
+                    "a token authorizer has exactly one identity source: the token header",
+                );
+                ok = false;
+            }
+        }
+        Some(AuthorizerKind::Token) if !matches!(sources[0], IdentitySource::Header(_)) => {
+            d.error(
+                at.clone(),
+                "a token authorizer's identity source is a header (method.request.header.NAME)",
+            );
+            ok = false;
+        }
+        Some(AuthorizerKind::Jwt) if sources.len() != 1 => {
+            d.error(
+                at.clone(),
+                "a jwt authorizer has exactly one identity source: the token",
+            );
+            ok = false;
+        }
+        Some(AuthorizerKind::Request) if sources.is_empty() && ttl > 0 => {
+            d.error(
+                at.clone(),
+                "a cached request authorizer needs at least one identity source (the cache key), or ttl_seconds = 0",
+            );
+            ok = false;
+        }
+        _ => {}
+    }
+    ok
+}
+
+/// A token authorizer's compiled `validation_regex`; a bad or misplaced one clears `*ok`.
+fn validation_regex(
+    a: &model::Authorizer,
+    kind: Option<AuthorizerKind>,
+    ok: &mut bool,
+    d: &mut Diagnostics<'_>,
+) -> Option<regex::Regex> {
+    match &a.validation_regex {
+        None => None,
+        Some(r) if kind == Some(AuthorizerKind::Token) => match regex::Regex::new(&r.value) {
+            Ok(re) => Some(re),
+            Err(e) => {
+                let msg = e.to_string();
+                let line = msg.lines().last().unwrap_or("invalid").trim().to_string();
+                d.error(r.span.clone(), format!("invalid validation_regex: {line}"));
+                *ok = false;
+                None
+            }
+        },
+        Some(r) => {
+            d.error(
+                r.span.clone(),
+                "validation_regex is only for token authorizers",
+            );
+            *ok = false;
+            None
+        }
+    }
+}
+
+/// The Lambda function's (upstream, path) from `uri`; a jwt authorizer has none (`(0, "")`).
+fn authorizer_target(
+    a: &model::Authorizer,
+    kind: Option<AuthorizerKind>,
+    upstreams: &mut Upstreams,
+    d: &mut Diagnostics<'_>,
+) -> Option<(u32, Box<str>)> {
+    match (&a.uri, kind) {
+        (Some(u), Some(AuthorizerKind::Jwt)) => {
+            d.error(
+                u.span.clone(),
+                "a jwt authorizer has no `uri`: give `jwks_uri` or `jwks_file`",
+            );
+            None
+        }
+        (None, Some(AuthorizerKind::Jwt)) => Some((0, Box::<str>::from(""))),
+        (Some(u), _) => match invoke_uri(&u.value, upstreams) {
+            Ok(t) => Some(t),
+            Err(reason) => {
+                d.error(u.span.clone(), reason);
+                None
+            }
+        },
+        (None, _) => {
+            d.error(a.span.clone(), "missing key `uri` in [[apis.authorizers]]");
+            None
+        }
+    }
+}
+
+/// A jwt authorizer's settings; on other types the jwt-only keys are reported. Clears `*ok` on error.
+fn jwt_or_stray_keys(
+    a: &model::Authorizer,
+    kind: Option<AuthorizerKind>,
+    ok: &mut bool,
+    upstreams: &mut Upstreams,
+    d: &mut Diagnostics<'_>,
+) -> Option<Box<JwtSettings>> {
+    match kind {
+        Some(AuthorizerKind::Jwt) => {
+            let j = jwt_settings(a, upstreams, d);
+            if j.is_none() {
+                *ok = false;
+            }
+            j
+        }
+        _ => {
+            for (key, at) in [
+                ("issuer", a.issuer.as_ref().map(|t| &t.span)),
+                ("audiences", a.audiences.as_ref().map(|t| &t.span)),
+                ("jwks_uri", a.jwks_uri.as_ref().map(|t| &t.span)),
+                ("jwks_file", a.jwks_file.as_ref().map(|t| &t.span)),
+            ] {
+                if let Some(at) = at {
+                    d.error(at.clone(), format!("`{key}` is only for jwt authorizers"));
+                    *ok = false;
+                }
+            }
+            None
+        }
+    }
 }
 
 /// A JWT authorizer's issuer, audiences and keys (a `jwks_file` is read now).
@@ -484,7 +588,39 @@ fn jwt_settings(
     d: &mut Diagnostics<'_>,
 ) -> Option<Box<JwtSettings>> {
     let mut ok = true;
-    let issuer: Option<Box<str>> = match &a.issuer {
+    let issuer = jwt_issuer(a, d);
+    let audiences = jwt_audiences(a, &mut ok, d);
+    let source = jwks_source(a, upstreams, d);
+    let refresh = bounded(
+        a.jwks_refresh_seconds.as_ref(),
+        "jwks_refresh_seconds",
+        60..=86_400,
+        7200,
+        &mut ok,
+        d,
+    );
+    let cooldown = bounded(
+        a.jwks_cooldown_ms.as_ref(),
+        "jwks_cooldown_ms",
+        100..=3_600_000,
+        10_000,
+        &mut ok,
+        d,
+    );
+    let (Some(issuer), Some(source), true) = (issuer, source, ok) else {
+        return None;
+    };
+    Some(Box::new(JwtSettings {
+        config: JwtConfig { issuer, audiences },
+        source,
+        refresh: Duration::from_secs(refresh.unsigned_abs()),
+        cooldown: Duration::from_millis(cooldown.unsigned_abs()),
+    }))
+}
+
+/// A jwt authorizer's `issuer`: reported when missing or empty.
+fn jwt_issuer(a: &model::Authorizer, d: &mut Diagnostics<'_>) -> Option<Box<str>> {
+    match &a.issuer {
         Some(i) if !i.value.is_empty() => Some(i.value.as_str().into()),
         Some(i) => {
             d.error(i.span.clone(), "`issuer` is empty");
@@ -494,7 +630,11 @@ fn jwt_settings(
             d.error(a.span.clone(), "missing key `issuer` in a jwt authorizer");
             None
         }
-    };
+    }
+}
+
+/// A jwt authorizer's `audiences` (1 to MAX_AUDIENCES); a mistake is reported and clears `*ok`.
+fn jwt_audiences(a: &model::Authorizer, ok: &mut bool, d: &mut Diagnostics<'_>) -> Vec<Box<str>> {
     let audiences: Vec<Box<str>> = a
         .audiences
         .as_ref()
@@ -506,18 +646,27 @@ fn jwt_settings(
                 a.span.clone(),
                 "missing key `audiences` in a jwt authorizer",
             );
-            ok = false;
+            *ok = false;
         }
         Some(l) if l.value.is_empty() || l.value.len() > MAX_AUDIENCES => {
             d.error(
                 l.span.clone(),
                 format!("`audiences` has 1 to {MAX_AUDIENCES} entries"),
             );
-            ok = false;
+            *ok = false;
         }
         Some(_) => {}
     }
-    let source = match (&a.jwks_uri, &a.jwks_file) {
+    audiences
+}
+
+/// Where a jwt authorizer's keys come from: `jwks_uri` (an upstream) or `jwks_file` (read now).
+fn jwks_source(
+    a: &model::Authorizer,
+    upstreams: &mut Upstreams,
+    d: &mut Diagnostics<'_>,
+) -> Option<JwksSource> {
+    match (&a.jwks_uri, &a.jwks_file) {
         (Some(u), None) => match uri::parse_http(&u.value).and_then(|p| {
             let upstream = upstreams.index(p.host, p.port, p.authority, backend_tls(&p))?;
             let path = match (p.path, p.query) {
@@ -559,32 +708,7 @@ fn jwt_settings(
             );
             None
         }
-    };
-    let refresh = bounded(
-        a.jwks_refresh_seconds.as_ref(),
-        "jwks_refresh_seconds",
-        60..=86_400,
-        7200,
-        &mut ok,
-        d,
-    );
-    let cooldown = bounded(
-        a.jwks_cooldown_ms.as_ref(),
-        "jwks_cooldown_ms",
-        100..=3_600_000,
-        10_000,
-        &mut ok,
-        d,
-    );
-    let (Some(issuer), Some(source), true) = (issuer, source, ok) else {
-        return None;
-    };
-    Some(Box::new(JwtSettings {
-        config: JwtConfig { issuer, audiences },
-        source,
-        refresh: Duration::from_secs(refresh.unsigned_abs()),
-        cooldown: Duration::from_millis(cooldown.unsigned_abs()),
-    }))
+    }
 }
 
 /// An optional integer key: `default` when absent, the value when within `range`; otherwise it
