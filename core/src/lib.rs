@@ -12,6 +12,7 @@
 //! layer). Nothing here depends on glommio or does I/O other than reading config files and the
 //! certificate files they name.
 
+pub mod civil;
 pub mod config;
 pub mod forward;
 pub mod gateway;

@@ -1,6 +1,7 @@
 //! `$context.requestTime` (`04/Mar/2020:19:15:17 +0000`, CLF format in UTC) and
 //! `$context.requestTimeEpoch` (milliseconds) from a wall-clock time the caller read.
 
+use crate::civil::civil_from_days;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const MONTHS: [&str; 12] = [
@@ -11,20 +12,6 @@ const MONTHS: [&str; 12] = [
 pub fn epoch_ms(t: SystemTime) -> u64 {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// (year, month 1-12, day 1-31) of a day count since 1970-01-01 (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// `dd/Mon/yyyy:HH:MM:SS +0000`.

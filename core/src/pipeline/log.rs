@@ -5,6 +5,7 @@
 //! destination says.
 
 use super::Context;
+use crate::civil::civil_from_days;
 use crate::forward::push_decimal;
 use crate::gateway::access_log::{AccessLog, Piece, Var};
 use crate::gateway::responses::ResponseType;
@@ -192,20 +193,6 @@ fn clf_time(secs: u64, out: &mut Vec<u8>) {
     out.push(b':');
     two(out, t % 60);
     out.extend_from_slice(b" +0000");
-}
-
-/// Days since 1970-01-01 → (year, month 1-12, day 1-31) (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]
