@@ -252,9 +252,32 @@ pub fn run(mut gateway: Gateway, shards: usize, path: SocketPath) -> Result<(), 
     if let Some(a) = gateway.settings.admin {
         eprintln!("tollgate: admin listener on http://{a} (/metrics, /healthz, /readyz)");
     }
+    if let Some(i) = wait_for_exit(&set, &threads) {
+        // Keep the quota counts on this exit path too.
+        if let Err(msg) = traffic.persist() {
+            logging::event(format_args!("{msg}"));
+        }
+        return Err(format!("tollgate: shard {i} stopped"));
+    }
+    drain_and_stop(
+        &registry,
+        &control,
+        &traffic,
+        gateway.settings.state_file.as_deref(),
+        drain_timeout,
+        threads,
+    );
+    writers.finish(Duration::from_secs(1));
+    logging::event(format_args!("stopped"));
+    Ok(())
+}
+
+/// Waits for SIGTERM/SIGINT (`None`), handling SIGUSR1 (reopen the access logs) and SIGHUP on
+/// the way, or until a shard thread ends (`Some(its index)`).
+fn wait_for_exit(set: &libc::sigset_t, threads: &[std::thread::JoinHandle<()>]) -> Option<usize> {
     loop {
-        match wait_signal(&set, Duration::from_millis(200)) {
-            Some(libc::SIGTERM | libc::SIGINT) => break,
+        match wait_signal(set, Duration::from_millis(200)) {
+            Some(libc::SIGTERM | libc::SIGINT) => return None,
             Some(libc::SIGUSR1) => {
                 logging::event(format_args!("SIGUSR1: reopening the access log files"));
                 logging::reopen();
@@ -264,22 +287,29 @@ pub fn run(mut gateway: Gateway, shards: usize, path: SocketPath) -> Result<(), 
             )),
             _ => {
                 if let Some(i) = threads.iter().position(|t| t.is_finished()) {
-                    // Keep the quota counts on this exit path too.
-                    if let Err(msg) = traffic.persist() {
-                        logging::event(format_args!("{msg}"));
-                    }
-                    return Err(format!("tollgate: shard {i} stopped"));
+                    return Some(i);
                 }
             }
         }
     }
+}
+
+/// Graceful shutdown: every shard keeps serving (idle connections' next requests get
+/// `connection: close`) until nothing is in flight or `drain_timeout`, then the quota state
+/// is saved and the shards stop.
+fn drain_and_stop(
+    registry: &Registry,
+    control: &Control,
+    traffic: &TrafficShared,
+    state_file: Option<&std::path::Path>,
+    drain_timeout: Duration,
+    threads: Vec<std::thread::JoinHandle<()>>,
+) {
     logging::event(format_args!(
         "shutting down: no new connections; in-flight requests get up to {} ms",
         drain_timeout.as_millis()
     ));
     control.draining.store(true, Ordering::Release);
-    // Every shard keeps serving (idle connections' next requests get `connection: close`)
-    // until no request is in flight anywhere, or the drain timeout.
     let deadline = Instant::now() + drain_timeout;
     let in_flight = || -> u64 {
         registry
@@ -300,7 +330,7 @@ pub fn run(mut gateway: Gateway, shards: usize, path: SocketPath) -> Result<(), 
     // Quota counts: the shards hand back their unused leases, then the counts are written.
     match traffic.stop_and_persist() {
         Ok(()) => {
-            if let Some(path) = &gateway.settings.state_file {
+            if let Some(path) = state_file {
                 logging::event(format_args!("quota state saved to {}", path.display()));
             }
         }
@@ -316,9 +346,6 @@ pub fn run(mut gateway: Gateway, shards: usize, path: SocketPath) -> Result<(), 
             let _ = t.join();
         }
     }
-    writers.finish(Duration::from_secs(1));
-    logging::event(format_args!("stopped"));
-    Ok(())
 }
 
 async fn shard_main(
