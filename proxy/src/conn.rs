@@ -603,7 +603,6 @@ async fn proxy(
     upstream: usize,
     timeout: Duration,
 ) -> io::Result<bool> {
-    let s = &shard.gateway.settings;
     let Some(addr) = shard.gateway.upstreams.get(upstream).map(|u| u.addr) else {
         return answer(shard, c, ctx, Failure::Internal, BodyState::Unread).await;
     };
@@ -629,9 +628,49 @@ async fn proxy(
         _ => {}
     }
 
-    let mut attempt = 0;
     let began = Instant::now();
-    let (mut up, plan) = loop {
+    let (up, plan) = match backend_response(shard, c, ctx, &mut x).await {
+        Ok(r) => r,
+        Err(None) => return Ok(false),
+        Err(Some((f, detail))) => {
+            c.outcome.integration_latency_ms = Some(ms_since(began));
+            if let Some(detail) = detail {
+                upstream_failed(shard, &mut c.outcome, x.addr, f, detail);
+            }
+            return answer(shard, c, ctx, f, x.body).await;
+        }
+    };
+    let o = &mut c.outcome;
+    o.integration_latency_ms = Some(ms_since(began));
+    o.integration_status = Some(plan.status);
+    o.status = plan.status;
+    o.response_length = match plan.body {
+        _ if ctx.head_request() => Some(0),
+        BodyKind::None => Some(0),
+        BodyKind::Length(n) => Some(n),
+        BodyKind::Chunked | BodyKind::UntilClose => None,
+    };
+
+    send_response(shard, c, &x, up, plan).await
+}
+
+fn ms_since(t: Instant) -> u64 {
+    t.elapsed().as_millis() as u64
+}
+
+/// Gets the backend's response head for a proxied request: a pooled or new connection, the
+/// exchange, one retry on a fresh connection when a pooled one turns out stale. `Err(None)`:
+/// the client connection is unusable (drop it); `Err(Some((failure, detail)))`: answer
+/// `failure`, and log an upstream failure with `detail` when there is one.
+async fn backend_response(
+    shard: &Shard,
+    c: &mut Client,
+    ctx: &Context<'_>,
+    x: &mut Exchange,
+) -> Result<(UpConn, ResponsePlan), Option<(Failure, Option<&'static str>)>> {
+    let s = &shard.gateway.settings;
+    let mut attempt = 0;
+    loop {
         attempt += 1;
         let pooled = shard.pools.borrow_mut().take(x.upstream, Instant::now());
         let mut up = match pooled {
@@ -648,55 +687,42 @@ async fn proxy(
                         } else {
                             Failure::BackendFailed
                         };
-                        c.outcome.integration_latency_ms = Some(ms_since(began));
-                        upstream_failed(shard, &mut c.outcome, x.addr, f, io_error_name(&e));
-                        return answer(shard, c, ctx, f, x.body).await;
+                        return Err(Some((f, Some(io_error_name(&e)))));
                     }
                 }
             }
         };
-        match exchange(shard, c, ctx, &mut up, &mut x).await {
-            Ok(plan) => break (up, plan),
+        match exchange(shard, c, ctx, &mut up, x).await {
+            Ok(plan) => return Ok((up, plan)),
             Err(Attempt::Stale) if up.reused && attempt == 1 => continue,
             Err(Attempt::Stale) => {
-                let f = Failure::BackendFailed;
-                c.outcome.integration_latency_ms = Some(ms_since(began));
-                upstream_failed(shard, &mut c.outcome, x.addr, f, "closed or reset");
-                return answer(shard, c, ctx, f, x.body).await;
+                return Err(Some((Failure::BackendFailed, Some("closed or reset"))))
             }
             Err(Attempt::Fail(f)) => {
-                c.outcome.integration_latency_ms = Some(ms_since(began));
                 let detail = match f {
-                    Failure::IntegrationTimeout => "no response head in time",
-                    Failure::BadBackendResponse => "malformed response head",
-                    _ => "closed or reset",
+                    Failure::IntegrationTimeout => Some("no response head in time"),
+                    Failure::BadBackendResponse => Some("malformed response head"),
+                    Failure::BackendFailed => Some("closed or reset"),
+                    _ => None,
                 };
-                if matches!(
-                    f,
-                    Failure::IntegrationTimeout
-                        | Failure::BadBackendResponse
-                        | Failure::BackendFailed
-                ) {
-                    upstream_failed(shard, &mut c.outcome, x.addr, f, detail);
-                }
-                return answer(shard, c, ctx, f, x.body).await;
+                return Err(Some((f, detail)));
             }
-            Err(Attempt::Drop) => return Ok(false),
+            Err(Attempt::Drop) => return Err(None),
         }
-    };
-    let o = &mut c.outcome;
-    o.integration_latency_ms = Some(ms_since(began));
-    o.integration_status = Some(plan.status);
-    o.status = plan.status;
-    o.response_length = match plan.body {
-        _ if ctx.head_request() => Some(0),
-        BodyKind::None => Some(0),
-        BodyKind::Length(n) => Some(n),
-        BodyKind::Chunked | BodyKind::UntilClose => None,
-    };
+    }
+}
 
-    // `out` holds the client head; send it with the body bytes that came along if they are
-    // few, then stream the rest.
+/// Sends the client head in `out` (with the body bytes that came along, if few) and streams
+/// the rest of the response body; the backend connection goes back to the pool when it can
+/// carry another request.
+async fn send_response(
+    shard: &Shard,
+    c: &mut Client,
+    x: &Exchange,
+    mut up: UpConn,
+    plan: ResponsePlan,
+) -> io::Result<bool> {
+    let s = &shard.gateway.settings;
     let mut framing = Framing::response(plan.body, plan.relay);
     if let BodyKind::Length(n) = plan.body {
         let take = (n as usize).min(up.buf.len());
@@ -737,10 +763,6 @@ async fn proxy(
         // The client already has part of the response: closing is the only honest signal.
         Err(_) => Ok(false),
     }
-}
-
-fn ms_since(t: Instant) -> u64 {
-    t.elapsed().as_millis() as u64
 }
 
 /// What one look at the backend's buffer found.
