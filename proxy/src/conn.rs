@@ -26,7 +26,6 @@
 
 use crate::buffer::Buf;
 use crate::lambda;
-use crate::logging;
 use crate::metrics::ShardMetrics;
 use crate::net::Conn;
 use crate::relay::{self, Framing, Limits, RelayError};
@@ -317,10 +316,10 @@ fn upstream_failed(
     ShardMetrics::inc(counter);
     o.integration_error = Some(detail);
     if let Some(n) = shard.upstream_lines[kind].due(Instant::now()) {
-        logging::event(format_args!(
-            "shard {}: upstream {addr}: {what} ({detail}); {n} since the last such line",
-            shard.index
-        ));
+        log::warn!(
+            shard = shard.index, upstream:% = addr, kind = what, detail = detail, count = n;
+            "upstream {what} ({detail})"
+        );
     }
 }
 

@@ -1,6 +1,14 @@
-//! Logs: the gateway's own log (stderr: library messages through the `log` facade, such as
-//! glommio's io_uring fallback warning, and rate-limited event lines), and the writing of
-//! access log lines.
+//! Logs: the gateway's own log on stderr, and the writing of access log lines.
+//!
+//! Gateway log: every line goes through the `log` facade (with its `kv` feature for fields):
+//! the gateway's own events (`log::info!(shard = 0, count = 3; "...")`) and library messages
+//! (glommio, rustls). [`init`] installs one logger with a level (`--log-level` /
+//! `TOLLGATE_LOG`; library messages stay at `warn` and above unless the level is `debug` or
+//! `trace`) and a format (`--log-format` / `TOLLGATE_LOG_FORMAT`): `text` lines
+//! (`tollgate: info: message key=value`) or `json` lines (`{"time", "level", "message",
+//! fields...}`). Each line is built in a buffer and written with one `write` so lines of
+//! different shards never interleave. Repeated events (upstream failures, failed accepts) go
+//! through [`RateLimited`], one line per interval with the count of the ones held back.
 //!
 //! Access logs: each shard appends its rendered lines to its own buffer per destination
 //! ([`ShardLog`]), with no lock and no system call on a request's path. A full buffer
@@ -13,54 +21,218 @@
 //! are opened for appending and reopened by their writer after SIGUSR1 ([`reopen`]).
 
 use crate::metrics::ShardMetrics;
+use log::kv::{Key, Value, VisitSource};
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use std::cell::{Cell, RefCell};
+use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tollgate_core::gateway::access_log::Destination;
 
-struct Stderr;
+/// The gateway log's line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// `tollgate: <level>: <message> key=value ...`
+    Text,
+    /// One JSON object per line: `time`, `level`, `message`, then the event's fields.
+    Json,
+}
+
+/// Our own events' target prefix (module paths of this crate).
+const OURS: &str = "tollgate";
+
+struct Stderr {
+    level: AtomicUsize,
+    json: AtomicBool,
+}
+
+static LOGGER: Stderr = Stderr {
+    level: AtomicUsize::new(LevelFilter::Info as usize),
+    json: AtomicBool::new(false),
+};
+
+fn filter_from(n: usize) -> LevelFilter {
+    match n {
+        0 => LevelFilter::Off,
+        1 => LevelFilter::Error,
+        2 => LevelFilter::Warn,
+        3 => LevelFilter::Info,
+        4 => LevelFilter::Debug,
+        _ => LevelFilter::Trace,
+    }
+}
+
+/// Whether a record of `level` from `target` passes `max`: ours at `max`, libraries' at
+/// `warn` and above unless `max` is `debug` or `trace`.
+fn passes(max: LevelFilter, level: Level, target: &str) -> bool {
+    let cap = if target.starts_with(OURS) || max >= LevelFilter::Debug {
+        max
+    } else {
+        max.min(LevelFilter::Warn)
+    };
+    level <= cap
+}
 
 impl Log for Stderr {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.level() <= Level::Warn
+        passes(
+            filter_from(self.level.load(Ordering::Relaxed)),
+            metadata.level(),
+            metadata.target(),
+        )
     }
 
     fn log(&self, record: &Record<'_>) {
-        if self.enabled(record.metadata()) {
-            let level = record.level().as_str().to_ascii_lowercase();
-            // One write per line so lines from different shards do not interleave.
-            let line = format!(
-                "tollgate: {level}: {}: {}\n",
-                record.target(),
-                record.args()
-            );
-            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        if !self.enabled(record.metadata()) {
+            return;
         }
+        let line = if self.json.load(Ordering::Relaxed) {
+            json_line(record, SystemTime::now())
+        } else {
+            text_line(record)
+        };
+        // One write per line so lines from different shards do not interleave.
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 
     fn flush(&self) {}
 }
 
-static LOGGER: Stderr = Stderr;
-
-/// Installs the stderr sink (warnings and errors only). Call once, first thing in `main`.
-pub fn init() {
+/// Installs the stderr logger with `level` and `format`. Call once, first thing in `main`.
+pub fn init(level: LevelFilter, format: Format) {
+    LOGGER.level.store(level as usize, Ordering::Relaxed);
+    LOGGER.json.store(format == Format::Json, Ordering::Relaxed);
     if log::set_logger(&LOGGER).is_ok() {
-        log::set_max_level(LevelFilter::Warn);
+        log::set_max_level(level);
     }
 }
 
-/// One line on stderr, written at once.
+/// One info line without fields (the events that have none).
 pub fn event(line: std::fmt::Arguments<'_>) {
-    let line = format!("tollgate: {line}\n");
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    log::info!(target: OURS, "{line}");
+}
+
+/// `tollgate: <level>: [<target>: ]<message>[ key=value]...`
+fn text_line(record: &Record<'_>) -> String {
+    let mut line = String::with_capacity(128);
+    let _ = write!(
+        line,
+        "tollgate: {}: ",
+        record.level().as_str().to_ascii_lowercase()
+    );
+    if !record.target().starts_with(OURS) {
+        let _ = write!(line, "{}: ", record.target());
+    }
+    let _ = write!(line, "{}", record.args());
+    let mut fields = TextFields(&mut line);
+    let _ = record.key_values().visit(&mut fields);
+    line.push('\n');
+    line
+}
+
+struct TextFields<'a>(&'a mut String);
+
+impl<'kvs> VisitSource<'kvs> for TextFields<'_> {
+    fn visit_pair(&mut self, key: Key<'kvs>, value: Value<'kvs>) -> Result<(), log::kv::Error> {
+        let v = value.to_string();
+        if v.is_empty() || v.contains(|c: char| c == ' ' || c == '"' || c == '=' || c.is_control())
+        {
+            let _ = write!(self.0, " {key}={v:?}");
+        } else {
+            let _ = write!(self.0, " {key}={v}");
+        }
+        Ok(())
+    }
+}
+
+/// `{"time":"...Z","level":"info",["target":"...",]"message":"...",<fields>}`
+fn json_line(record: &Record<'_>, now: SystemTime) -> String {
+    let mut line = String::with_capacity(192);
+    line.push_str("{\"time\":\"");
+    rfc3339_millis(now, &mut line);
+    let _ = write!(
+        line,
+        "\",\"level\":\"{}\"",
+        record.level().as_str().to_ascii_lowercase()
+    );
+    if !record.target().starts_with(OURS) {
+        line.push_str(",\"target\":");
+        json_string(record.target(), &mut line);
+    }
+    line.push_str(",\"message\":");
+    match record.args().as_str() {
+        Some(s) => json_string(s, &mut line),
+        None => json_string(&record.args().to_string(), &mut line),
+    }
+    let mut fields = JsonFields(&mut line);
+    let _ = record.key_values().visit(&mut fields);
+    line.push_str("}\n");
+    line
+}
+
+struct JsonFields<'a>(&'a mut String);
+
+impl<'kvs> VisitSource<'kvs> for JsonFields<'_> {
+    fn visit_pair(&mut self, key: Key<'kvs>, value: Value<'kvs>) -> Result<(), log::kv::Error> {
+        self.0.push(',');
+        json_string(key.as_str(), self.0);
+        self.0.push(':');
+        if let Some(n) = value.to_u64() {
+            let _ = write!(self.0, "{n}");
+        } else if let Some(n) = value.to_i64() {
+            let _ = write!(self.0, "{n}");
+        } else if let Some(b) = value.to_bool() {
+            let _ = write!(self.0, "{b}");
+        } else if let Some(f) = value.to_f64().filter(|f| f.is_finite()) {
+            let _ = write!(self.0, "{f}");
+        } else if let Some(s) = value.to_borrowed_str() {
+            json_string(s, self.0);
+        } else {
+            json_string(&value.to_string(), self.0);
+        }
+        Ok(())
+    }
+}
+
+/// `s` as a JSON string (quotes, backslashes and control characters escaped).
+fn json_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC).
+fn rfc3339_millis(t: SystemTime, out: &mut String) {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (y, m, day) = tollgate_core::civil::civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    let _ = write!(
+        out,
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60,
+        d.subsec_millis()
+    );
 }
 
 /// An event line printed at most once per `every`, with the count of the ones held back.
@@ -215,7 +387,10 @@ fn write_loop(mut out: Out, rx: Receiver<Vec<u8>>) {
                 seen = now;
                 match open(path, false) {
                     Ok(f) => *file = Some(f),
-                    Err(e) => event(format_args!("cannot reopen the access log {path}: {e}")),
+                    Err(e) => log::error!(
+                        path = &**path, error:% = e;
+                        "cannot reopen the access log"
+                    ),
                 }
             }
         }
@@ -226,7 +401,7 @@ fn write_loop(mut out: Out, rx: Receiver<Vec<u8>>) {
             Out::File { file: None, .. } => Ok(()),
         };
         if let Err(e) = r {
-            event(format_args!("access log write failed: {e}"));
+            log::error!(error:% = e; "access log write failed");
         }
     }
 }
@@ -315,6 +490,77 @@ fn hand_over(s: &Sink, buf: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_lines_parse_with_their_fields() {
+        let kvs: [(&str, Value<'_>); 4] = [
+            ("shard", Value::from(1u64)),
+            ("upstream", Value::from("10.0.0.1:80")),
+            ("ok", Value::from(false)),
+            ("quote", Value::from("a \"b\"\n")),
+        ];
+        let args = format_args!("upstream {} failed", "connect");
+        let record = Record::builder()
+            .level(Level::Warn)
+            .target("tollgate::conn")
+            .args(args)
+            .key_values(&kvs)
+            .build();
+        let t = UNIX_EPOCH + Duration::from_millis(1_764_500_000_123);
+        let line = json_line(&record, t);
+        assert!(line.ends_with("}\n"), "{line}");
+        let v: serde_json::Value =
+            serde_json::from_str(line.trim_end()).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert_eq!(v["time"], "2025-11-30T10:53:20.123Z");
+        assert_eq!(v["level"], "warn");
+        assert_eq!(v["message"], "upstream connect failed");
+        assert_eq!(v["shard"], 1);
+        assert_eq!(v["upstream"], "10.0.0.1:80");
+        assert_eq!(v["ok"], false);
+        assert_eq!(v["quote"], "a \"b\"\n");
+        assert!(v.get("target").is_none(), "our own target is left out");
+
+        let foreign = Record::builder()
+            .level(Level::Warn)
+            .target("glommio::sys")
+            .args(format_args!("x"))
+            .build();
+        let v: serde_json::Value =
+            serde_json::from_str(json_line(&foreign, t).trim_end()).unwrap_or_default();
+        assert_eq!(v["target"], "glommio::sys");
+    }
+
+    #[test]
+    fn text_lines_carry_level_and_fields() {
+        let kvs: [(&str, Value<'_>); 2] = [
+            ("count", Value::from(3u64)),
+            ("error", Value::from("Too many open files")),
+        ];
+        let record = Record::builder()
+            .level(Level::Warn)
+            .target("tollgate::runtime")
+            .args(format_args!("accept failed"))
+            .key_values(&kvs)
+            .build();
+        assert_eq!(
+            text_line(&record),
+            "tollgate: warn: accept failed count=3 error=\"Too many open files\"\n"
+        );
+    }
+
+    #[test]
+    fn levels_filter_ours_and_libraries() {
+        use LevelFilter as F;
+        assert!(passes(F::Info, Level::Info, "tollgate::runtime"));
+        assert!(!passes(F::Info, Level::Debug, "tollgate::runtime"));
+        assert!(!passes(F::Error, Level::Warn, "tollgate::conn"));
+        assert!(passes(F::Error, Level::Error, "tollgate::conn"));
+        // Libraries: warn and above, unless asked for debug or trace.
+        assert!(!passes(F::Info, Level::Info, "glommio"));
+        assert!(passes(F::Info, Level::Warn, "rustls"));
+        assert!(passes(F::Debug, Level::Debug, "glommio"));
+        assert!(!passes(F::Error, Level::Warn, "glommio"));
+    }
 
     #[test]
     fn rate_limited_lines() {

@@ -1,6 +1,7 @@
-//! The `tollgate` binary: command line, config loading (embedded demo config when none is
-//! given), `tollgate validate` and `tollgate doctor`. The data plane lives in the modules
-//! below; signals are taken by `runtime` once the shards run.
+//! The `tollgate` binary: command line (`tollgate [run] --config FILE`, `validate`, `doctor`,
+//! `usage`, `--version`, `--help`; log level and format), config loading (embedded demo
+//! config when none is given). The data plane lives in the modules below; signals are taken
+//! by `runtime` once the shards run.
 
 mod admin;
 mod buffer;
@@ -25,25 +26,56 @@ use tollgate_core::config;
 #[command(
     name = "tollgate",
     version,
-    about = "An API gateway with Amazon API Gateway semantics on a thread-per-core io_uring data plane"
+    about = "An API gateway with Amazon API Gateway semantics on a thread-per-core io_uring data plane",
+    after_help = "Without a subcommand, tollgate runs (same as `tollgate run`)."
 )]
 struct Cli {
     /// Config file (TOML; see tuning/CONFIG.md). Without it, the built-in demo config is served.
     #[arg(long, short = 'c', global = true)]
     config: Option<PathBuf>,
     /// Number of shards (overrides `server.shards`; default one per allowed CPU).
-    #[arg(long)]
+    #[arg(long, global = true)]
     shards: Option<usize>,
     /// Start even if the quota `state_file` is corrupt: it is moved aside
     /// (`<state_file>.corrupt-<time>`) and every quota starts from 0.
-    #[arg(long)]
+    #[arg(long, global = true)]
     reset_state: bool,
+    /// Gateway log level (the flag wins over TOLLGATE_LOG). Library messages show from
+    /// `warn` unless the level is `debug` or `trace`.
+    #[arg(long, env = "TOLLGATE_LOG", value_enum, default_value_t = LogLevel::Info, global = true)]
+    log_level: LogLevel,
+    /// Gateway log format: `text` lines or `json` lines (time, level, message, fields).
+    #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_enum, default_value_t = logging::Format::Text, global = true)]
+    log_format: logging::Format,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    fn filter(self) -> log::LevelFilter {
+        match self {
+            LogLevel::Error => log::LevelFilter::Error,
+            LogLevel::Warn => log::LevelFilter::Warn,
+            LogLevel::Info => log::LevelFilter::Info,
+            LogLevel::Debug => log::LevelFilter::Debug,
+            LogLevel::Trace => log::LevelFilter::Trace,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the config (the default when no subcommand is given).
+    Run,
     /// Check config files and report every error with file, line and column.
     Validate {
         #[arg(required = true)]
@@ -76,8 +108,8 @@ const MMAP_THRESHOLD: libc::c_int = 256 * 1024;
 fn main() -> ExitCode {
     // SAFETY: mallopt only tunes the allocator; called before any thread starts.
     unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) };
-    logging::init();
     let cli = Cli::parse();
+    logging::init(cli.log_level.filter(), cli.log_format);
     match cli.command {
         Some(Command::Validate { files }) => return validate(&files),
         Some(Command::Doctor) => {
@@ -93,7 +125,7 @@ fn main() -> ExitCode {
         Some(Command::Usage { key, plan }) => {
             return usage(cli.config.as_deref(), key.as_deref(), plan.as_deref())
         }
-        None => {}
+        Some(Command::Run) | None => {}
     }
     traffic_state::set_reset_state(cli.reset_state);
     let gateway = match &cli.config {
@@ -103,19 +135,18 @@ fn main() -> ExitCode {
                 for e in &errors {
                     eprintln!("{e}");
                 }
-                eprintln!(
-                    "tollgate: {} has {} error(s); not starting",
-                    path.display(),
-                    errors.len()
+                log::error!(
+                    config:% = path.display(), errors = errors.len();
+                    "the config has errors; not starting"
                 );
                 return ExitCode::FAILURE;
             }
         },
         None => match config::load_str("<built-in demo config>", config::DEFAULT_CONFIG) {
             Ok(g) => {
-                eprintln!("tollgate: no --config given: serving the built-in demo config.");
+                log::info!("no --config given: serving the built-in demo config");
                 if let Some(a) = g.listeners.first() {
-                    eprintln!("tollgate: try `curl http://{a}/demo/pets` — run `tollgate --config FILE` to serve your own APIs (see tuning/CONFIG.md)");
+                    log::info!("try `curl http://{a}/demo/pets` — run `tollgate --config FILE` to serve your own APIs (see tuning/CONFIG.md)");
                 }
                 g
             }
@@ -136,17 +167,23 @@ fn main() -> ExitCode {
     let path = match runtime::socket_path_from_env() {
         Ok(p) => p,
         Err(msg) => {
-            eprintln!("{msg}");
+            fatal(&msg);
             return ExitCode::FAILURE;
         }
     };
     match runtime::run(gateway, shards, path) {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
-            eprintln!("{msg}");
+            fatal(&msg);
             ExitCode::FAILURE
         }
     }
+}
+
+/// A start-up or run error message (written as `tollgate: ...`) as an error line.
+fn fatal(msg: &str) {
+    let msg = msg.strip_prefix("tollgate: ").unwrap_or(msg);
+    log::error!("{msg}");
 }
 
 /// `tollgate usage --config FILE [--key NAME] [--plan NAME]`.

@@ -243,14 +243,15 @@ pub fn run(mut gateway: Gateway, shards: usize, path: SocketPath) -> Result<(), 
             None => format!("http://{a}"),
         })
         .collect();
-    eprintln!(
-        "tollgate: listening on {} ({shards} shard{}{})",
-        addrs.join(", "),
+    let listeners = addrs.join(", ");
+    log::info!(
+        listeners = listeners.as_str(), shards = shards, pinned = pin;
+        "listening on {listeners} ({shards} shard{}{})",
         if shards == 1 { "" } else { "s" },
         if pin { ", pinned" } else { "" }
     );
     if let Some(a) = gateway.settings.admin {
-        eprintln!("tollgate: admin listener on http://{a} (/metrics, /healthz, /readyz)");
+        log::info!(admin:% = a; "admin listener on http://{a} (/metrics, /healthz, /readyz)");
     }
     if let Some(i) = wait_for_exit(&set, &threads) {
         // Keep the quota counts on this exit path too.
@@ -414,10 +415,10 @@ async fn accept_loop(shard: Rc<Shard>, listener: Listener) {
             Err(e) => {
                 ShardMetrics::inc(&shard.metrics.accept_errors);
                 if let Some(n) = shard.accept_lines.due(Instant::now()) {
-                    logging::event(format_args!(
-                        "shard {}: accept failed: {e} ({n} since the last such line; backing off)",
-                        shard.index
-                    ));
+                    log::warn!(
+                        shard = shard.index, error:% = e, count = n;
+                        "accept failed: {e}; backing off"
+                    );
                 }
                 glommio::timer::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_millis(500));
