@@ -268,6 +268,9 @@ fn finish(shard: &Shard, c: &mut Client, ctx: &Context<'_>) {
         o.response_latency_ms,
         o.integration_latency_ms,
     );
+    if let Some((ty, _)) = o.error {
+        shard.metrics.rejected(series, ty);
+    }
     if let Some(log) = pipeline::access_log(ctx) {
         shard
             .log
@@ -349,8 +352,17 @@ fn prepare<'g>(
         None => None,
         Some(_) => {
             let mut caches = shard.auth_caches.borrow_mut();
-            match pipeline::authorize(head, m, ctx, &mut caches, Instant::now(), SystemTime::now())?
+            let decided =
+                pipeline::authorize(head, m, ctx, &mut caches, Instant::now(), SystemTime::now());
+            if let Some(a) = m
+                .route
+                .authorizer
+                .and_then(|i| m.api.authorizers.get(i as usize))
             {
+                let (hits, misses) = caches.counts(a.id);
+                shard.metrics.auth_cache(a.id, hits, misses);
+            }
+            match decided? {
                 Authorize::Done => None,
                 Authorize::Call(call) => Some(call),
             }
@@ -397,9 +409,10 @@ async fn authorize<'g>(
             Ok(leader) => Some(leader),
             Err(()) => {
                 let mut caches = shard.auth_caches.borrow_mut();
-                if let Some(decided) =
-                    pipeline::authorize_cached(call, ctx, &mut caches, Instant::now())
-                {
+                let cached = pipeline::authorize_cached(call, ctx, &mut caches, Instant::now());
+                let (hits, misses) = caches.counts(a.id);
+                shard.metrics.auth_cache(a.id, hits, misses);
+                if let Some(decided) = cached {
                     return decided;
                 }
                 None

@@ -6,11 +6,16 @@
 //! ([`render`]). Request metrics are named after API Gateway's (Count, 4XXError, 5XXError,
 //! Latency, IntegrationLatency; guide L38611-38735) and labelled with api, stage and route
 //! (the route key; "" when no route matched). Requests that reached no stage are counted
-//! under empty api and stage labels.
+//! under empty api and stage labels. Besides those: 429 THROTTLED and QUOTA_EXCEEDED answers
+//! per series, authorizer cache hits and misses per authorizer (the shard copies its cache's
+//! counters after each lookup), idle backend connections per upstream (a gauge the shard's
+//! pool stores on every park, take and reap), and per-shard counters and gauges. Every name
+//! is documented in `tuning/CONFIG.md` ("Metrics").
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use tollgate_core::gateway::responses::ResponseType;
 use tollgate_core::gateway::{Api, Gateway, Route, Stage};
 
 /// Upper bounds (ms) of the latency histogram buckets; `+Inf` is the count.
@@ -19,7 +24,8 @@ pub const BUCKETS_MS: [u64; 14] = [
 ];
 
 /// Counters per series: count, 4xx, 5xx, latency sum, integration latency sum and count,
-/// then the latency buckets and the integration latency buckets.
+/// then the latency buckets and the integration latency buckets, then the throttled and
+/// quota-rejected counts.
 const COUNT: usize = 0;
 const E4XX: usize = 1;
 const E5XX: usize = 2;
@@ -28,7 +34,9 @@ const ILAT_SUM: usize = 4;
 const ILAT_COUNT: usize = 5;
 const LAT_BUCKETS: usize = 6;
 const ILAT_BUCKETS: usize = LAT_BUCKETS + BUCKETS_MS.len();
-const PER_SERIES: usize = ILAT_BUCKETS + BUCKETS_MS.len();
+const THROTTLED: usize = ILAT_BUCKETS + BUCKETS_MS.len();
+const QUOTA: usize = THROTTLED + 1;
+const PER_SERIES: usize = QUOTA + 1;
 
 /// The series: one per (api, stage, route or none), plus one for requests that reached no
 /// stage. Built once from the gateway; shared by the shards and the scrape.
@@ -37,6 +45,10 @@ pub struct Layout {
     labels: Vec<[Box<str>; 3]>,
     /// Per API: index of its first series and its stage count.
     apis: Vec<(usize, usize)>,
+    /// `(api, authorizer)` label values, indexed by `Authorizer::id`.
+    authorizers: Vec<[Box<str>; 2]>,
+    /// `(upstream address, host, scheme)` label values, indexed like `Gateway::upstreams`.
+    upstreams: Vec<[Box<str>; 3]>,
 }
 
 impl Layout {
@@ -52,7 +64,34 @@ impl Layout {
                 }
             }
         }
-        Layout { labels, apis }
+        let mut auth: Vec<(u32, [Box<str>; 2])> = gw
+            .apis
+            .iter()
+            .flat_map(|api| {
+                api.authorizers
+                    .iter()
+                    .map(|a| (a.id, [api.name.clone(), a.name.clone()]))
+            })
+            .collect();
+        auth.sort_by_key(|(id, _)| *id);
+        let upstreams = gw
+            .upstreams
+            .iter()
+            .map(|u| {
+                let scheme = if u.tls.is_some() { "https" } else { "http" };
+                [
+                    u.addr.to_string().into(),
+                    u.host_header.clone(),
+                    scheme.into(),
+                ]
+            })
+            .collect();
+        Layout {
+            labels,
+            apis,
+            authorizers: auth.into_iter().map(|(_, l)| l).collect(),
+            upstreams,
+        }
     }
 
     /// The series of a request from where dispatch got (the references point into `gw`).
@@ -98,6 +137,10 @@ fn add(a: &AtomicU64, n: u64) {
 pub struct ShardMetrics {
     pub shard: usize,
     series: Box<[AtomicU64]>,
+    /// Per authorizer: cache hits, then misses (copies of the shard's cache counters).
+    auth_cache: Box<[AtomicU64]>,
+    /// Idle (pooled) backend connections per upstream: the shard's pools store them.
+    pub pool_idle: Arc<[AtomicU64]>,
     pub open_connections: AtomicU64,
     /// Requests between a parsed head and their end (also read by the drain).
     pub in_flight: AtomicU64,
@@ -115,6 +158,12 @@ impl ShardMetrics {
         ShardMetrics {
             shard,
             series: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            auth_cache: (0..layout.authorizers.len() * 2)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            pool_idle: (0..layout.upstreams.len())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
             open_connections: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             upstream_connect_errors: AtomicU64::new(0),
@@ -157,6 +206,28 @@ impl ShardMetrics {
             if let Some(b) = bucket(ms) {
                 add(&s[ILAT_BUCKETS + b], 1);
             }
+        }
+    }
+
+    /// Counts a 429 of `series` by its gateway response type (THROTTLED or QUOTA_EXCEEDED;
+    /// other types are counted by `request` alone).
+    pub fn rejected(&self, series: usize, ty: ResponseType) {
+        let at = match ty {
+            ResponseType::Throttled => THROTTLED,
+            ResponseType::QuotaExceeded => QUOTA,
+            _ => return,
+        };
+        if let Some(a) = self.series.get(series * PER_SERIES + at) {
+            add(a, 1);
+        }
+    }
+
+    /// Publishes authorizer `id`'s cache counters (totals kept by the shard's cache).
+    pub fn auth_cache(&self, id: u32, hits: u64, misses: u64) {
+        let i = id as usize * 2;
+        if let (Some(h), Some(m)) = (self.auth_cache.get(i), self.auth_cache.get(i + 1)) {
+            h.store(hits, Relaxed);
+            m.store(misses, Relaxed);
         }
     }
 
@@ -244,6 +315,16 @@ pub fn render(reg: &Registry) -> String {
             "tollgate_5xxerror_total",
             "Requests answered with a 5xx status (API Gateway 5XXError).",
             E5XX,
+        ),
+        (
+            "tollgate_throttled_total",
+            "Requests refused with 429 THROTTLED (a throttle bucket was empty).",
+            THROTTLED,
+        ),
+        (
+            "tollgate_quota_exceeded_total",
+            "Requests refused with 429 QUOTA_EXCEEDED (the usage plan quota was used up).",
+            QUOTA,
         ),
     ];
     for (name, help, at) in counters {
@@ -345,6 +426,8 @@ pub fn render(reg: &Registry) -> String {
             |m| &m.access_log_dropped,
         ),
     ];
+    render_auth_cache(reg, &mut out);
+    render_pool_idle(reg, &mut out);
     for (name, kind, help, get) in per_shard {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for m in &reg.shards {
@@ -357,6 +440,58 @@ pub fn render(reg: &Registry) -> String {
         }
     }
     out
+}
+
+/// `tollgate_authorizer_cache_{hits,misses}_total{api,authorizer}`, summed over the shards.
+fn render_auth_cache(reg: &Registry, out: &mut String) {
+    let families = [
+        (
+            "tollgate_authorizer_cache_hits_total",
+            "Authorizer lookups answered from the shard's result cache.",
+            0,
+        ),
+        (
+            "tollgate_authorizer_cache_misses_total",
+            "Authorizer lookups that found no live cached result (an authorizer call follows).",
+            1,
+        ),
+    ];
+    for (name, help, at) in families {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (i, [api, auth]) in reg.layout.authorizers.iter().enumerate() {
+            let total: u64 = reg
+                .shards
+                .iter()
+                .filter_map(|m| m.auth_cache.get(i * 2 + at))
+                .map(|a| a.load(Relaxed))
+                .fold(0, u64::wrapping_add);
+            out.push_str(name);
+            out.push_str("{api=\"");
+            escape_label(api, out);
+            out.push_str("\",authorizer=\"");
+            escape_label(auth, out);
+            let _ = writeln!(out, "\"}} {total}");
+        }
+    }
+}
+
+/// `tollgate_upstream_idle_connections{shard,upstream,host,scheme}`: each shard's pool size.
+fn render_pool_idle(reg: &Registry, out: &mut String) {
+    let name = "tollgate_upstream_idle_connections";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Idle keep-alive backend connections pooled, per shard and upstream.\n# TYPE {name} gauge"
+    );
+    for m in &reg.shards {
+        for (i, [addr, host, scheme]) in reg.layout.upstreams.iter().enumerate() {
+            let n = m.pool_idle.get(i).map_or(0, |a| a.load(Relaxed));
+            let _ = write!(out, "{name}{{shard=\"{}\",upstream=\"", m.shard);
+            escape_label(addr, out);
+            out.push_str("\",host=\"");
+            escape_label(host, out);
+            let _ = writeln!(out, "\",scheme=\"{scheme}\"}} {n}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -409,7 +544,20 @@ protocol = "rest"
         assert_eq!(reg.layout.series(&gw, Some(api), Some(&copy), None), 0);
         reg.shards[0].request(s, 200, 3, Some(2));
         reg.shards[1].request(s, 503, 40_000, None);
+        reg.shards[0].rejected(s, ResponseType::Throttled);
+        reg.shards[1].rejected(s, ResponseType::Throttled);
+        reg.shards[1].rejected(s, ResponseType::QuotaExceeded);
+        reg.shards[1].rejected(s, ResponseType::AccessDenied);
         let text = render(&reg);
+        let l = "api=\"a\",stage=\"beta\",route=\"GET /y\"";
+        assert!(
+            text.contains(&format!("tollgate_throttled_total{{{l}}} 2\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("tollgate_quota_exceeded_total{{{l}}} 1\n")),
+            "{text}"
+        );
         let l = "api=\"a\",stage=\"beta\",route=\"GET /y\"";
         assert!(
             text.contains(&format!("tollgate_count_total{{{l}}} 2\n")),

@@ -84,6 +84,7 @@ impl Shard {
             gateway.upstreams.len(),
             s.upstream_pool_size,
             s.upstream_idle_timeout,
+            ops.metrics.pool_idle.clone(),
         );
         // One size for client and backend buffers: a request or response head must fit.
         let buf_size = s.read_buffer_bytes.max(s.max_header_bytes + 1);

@@ -32,7 +32,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
@@ -67,6 +67,11 @@ impl<T> IdleSet<T> {
 
     fn len(&self) -> usize {
         self.len
+    }
+
+    /// Entries parked for `upstream`.
+    fn len_of(&self, upstream: usize) -> usize {
+        self.lists.get(upstream).map_or(0, VecDeque::len)
     }
 
     /// Whether `upstream` has room for one more idle entry.
@@ -163,12 +168,28 @@ impl Wake for NoWake {
 /// What the pools and their reaper task share.
 struct Shared {
     idle: RefCell<IdleSet<UpConn>>,
+    /// Idle connections per upstream, published for the metrics scrape (only this shard
+    /// writes them).
+    gauges: Arc<[AtomicU64]>,
     readiness: Arc<Readiness>,
     /// `readiness` as a waker, registered with every parked connection.
     waker: Waker,
 }
 
 impl Shared {
+    /// Stores `upstream`'s idle count in its gauge (a relaxed store on this shard's line).
+    fn publish(&self, idle: &IdleSet<UpConn>, upstream: usize) {
+        if let Some(g) = self.gauges.get(upstream) {
+            g.store(idle.len_of(upstream) as u64, Ordering::Relaxed);
+        }
+    }
+
+    fn publish_all(&self, idle: &IdleSet<UpConn>) {
+        for u in 0..self.gauges.len() {
+            self.publish(idle, u);
+        }
+    }
+
     fn wake_reaper(&self) {
         if let Some(w) = self.readiness.reaper.get() {
             w.wake_by_ref();
@@ -183,7 +204,14 @@ pub struct Pools {
 }
 
 impl Pools {
-    pub fn new(upstreams: usize, cap: usize, idle_timeout: Duration) -> Pools {
+    /// Pools for `upstreams` backends, each holding at most `cap` idle connections for
+    /// `idle_timeout`; `gauges` (one per upstream, or none) get the idle counts.
+    pub fn new(
+        upstreams: usize,
+        cap: usize,
+        idle_timeout: Duration,
+        gauges: Arc<[AtomicU64]>,
+    ) -> Pools {
         let readiness = Arc::new(Readiness {
             fired: AtomicBool::new(false),
             reaper: OnceLock::new(),
@@ -191,6 +219,7 @@ impl Pools {
         Pools {
             shared: Rc::new(Shared {
                 idle: RefCell::new(IdleSet::new(upstreams, cap, idle_timeout)),
+                gauges,
                 waker: Waker::from(readiness.clone()),
                 readiness,
             }),
@@ -204,14 +233,17 @@ impl Pools {
     pub fn take(&mut self, upstream: usize, now: Instant) -> Option<UpConn> {
         let mut idle = self.shared.idle.borrow_mut();
         let mut cx = Context::from_waker(&self.noop);
+        let mut found = None;
         while let Some(mut c) = idle.pop(upstream, now) {
             if c.conn.poll_idle(&mut cx).is_pending() {
                 c.reused = true;
-                return Some(c);
+                found = Some(c);
+                break;
             }
             // EOF, a reset or stray bytes while parked: closed here (dropped).
         }
-        None
+        self.shared.publish(&idle, upstream);
+        found
     }
 
     /// Returns a connection whose last exchange ended cleanly. It is closed instead if the
@@ -229,7 +261,9 @@ impl Pools {
             return;
         }
         let was_empty = idle.len() == 0;
-        if idle.push(upstream, c, now).is_ok() && was_empty {
+        let parked = idle.push(upstream, c, now).is_ok();
+        self.shared.publish(&idle, upstream);
+        if parked && was_empty {
             drop(idle);
             // The reaper has no expiry to wait for while nothing is parked: start it, or
             // wake it so that it sets its timer.
@@ -275,6 +309,7 @@ async fn reap(shared: Weak<Shared>) {
                 idle.retain(|c| c.conn.poll_idle(&mut wcx).is_pending());
             }
             idle.expire(now);
+            sh.publish_all(&idle);
             let next = idle.next_expiry();
             drop(idle);
             let Some(at) = next else {
@@ -483,7 +518,9 @@ mod tests {
                 .expect("executor (ulimit -l?)")
                 .run(async move {
                     let bufs = BufPool::new(1024, 4);
-                    let mut pools = Pools::new(1, 8, timeout);
+                    let gauges: Arc<[AtomicU64]> = Arc::from([AtomicU64::new(0)]);
+                    let gauge = || gauges[0].load(Ordering::Relaxed);
+                    let mut pools = Pools::new(1, 8, timeout, gauges.clone());
                     for _ in 0..4 {
                         let conn = net::connect_on(path, addr, Duration::from_secs(5))
                             .await
@@ -497,14 +534,19 @@ mod tests {
                     }
                     let parked = Instant::now();
                     assert_eq!(pools.idle(), 4, "{path:?}");
+                    assert_eq!(gauge(), 4, "{path:?}: the scrape's gauge");
                     // The backend closes two: they go long before the idle timeout.
                     close.send(()).expect("backend");
                     let early = idle_becomes(&pools, 2, Duration::from_millis(2500)).await;
                     let early = early && parked.elapsed() < timeout;
+                    if early {
+                        assert_eq!(gauge(), 2, "{path:?}: gauge after the backend closed");
+                    }
                     // The other two go when the timeout passes, with nothing taken meanwhile.
                     let late = idle_becomes(&pools, 0, timeout + Duration::from_secs(3)).await;
                     assert!(parked.elapsed() >= timeout, "{path:?}: expired early");
                     assert!(pools.take(0, Instant::now()).is_none());
+                    assert_eq!(gauge(), 0, "{path:?}: gauge after expiry");
                     (early, late)
                 });
             assert!(early, "{path:?}: closed by the backend, still pooled");

@@ -24,6 +24,9 @@ pub struct Cache {
     cap: usize,
     ttl: Duration,
     tick: u64,
+    /// Lookups answered from the cache / not (for the shard's metrics).
+    hits: u64,
+    misses: u64,
 }
 
 impl Cache {
@@ -33,6 +36,8 @@ impl Cache {
             cap,
             ttl,
             tick: 0,
+            hits: 0,
+            misses: 0,
         }
     }
 
@@ -51,14 +56,24 @@ impl Cache {
         match self.map.get_mut(key) {
             Some(e) if e.expires > now => {
                 e.used = tick;
+                self.hits += 1;
                 Some(e.result.clone())
             }
             Some(_) => {
                 self.map.remove(key);
+                self.misses += 1;
                 None
             }
-            None => None,
+            None => {
+                self.misses += 1;
+                None
+            }
         }
+    }
+
+    /// Lookups so far: `(hits, misses)`.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.hits, self.misses)
     }
 
     /// Stores `result` under `key` for the TTL (nothing when the TTL or capacity is 0).
@@ -150,6 +165,11 @@ impl Caches {
     pub fn get_mut(&mut self, id: u32) -> Option<&mut Cache> {
         self.caches.get_mut(id as usize)
     }
+
+    /// Authorizer `id`'s cache lookups so far: `(hits, misses)`.
+    pub fn counts(&self, id: u32) -> (u64, u64) {
+        self.caches.get(id as usize).map_or((0, 0), Cache::counts)
+    }
 }
 
 /// The cache key of a request: every identity source value, each length-prefixed so that
@@ -217,6 +237,11 @@ mod tests {
             None
         );
         assert!(c.is_empty());
+        assert_eq!(
+            c.counts(),
+            (2, 3),
+            "hits, misses (an expired entry is a miss)"
+        );
         // TTL 0: nothing is kept.
         let mut off = Cache::new(8, Duration::ZERO);
         off.put(key(&["a"]), result("a"), t0);
