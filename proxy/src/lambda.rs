@@ -265,9 +265,10 @@ async fn jwks_task(shard: Rc<Shard>, api: usize, index: usize) {
                 true
             }
             Err(e) => {
-                eprintln!(
-                    "tollgate: shard {}: authorizer `{}`: JWKS fetch failed: {e}",
-                    shard.index, auth.name
+                log::warn!(
+                    shard = shard.index, authorizer = &*auth.name;
+                    "authorizer `{}`: JWKS fetch failed: {e}",
+                    auth.name
                 );
                 false
             }

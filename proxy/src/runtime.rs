@@ -324,9 +324,7 @@ fn drain_and_stop(
     }
     let cut = in_flight();
     if cut > 0 {
-        logging::event(format_args!(
-            "drain timeout: {cut} request(s) still in flight are cut"
-        ));
+        log::warn!(cut = cut; "drain timeout: {cut} request(s) still in flight are cut");
     }
     // Quota counts: the shards hand back their unused leases, then the counts are written.
     match traffic.stop_and_persist() {

@@ -275,8 +275,8 @@ pub fn start(gateway: &Gateway, shards: usize) -> Result<Arc<TrafficShared>, Str
     let unix = i64::try_from(unix_now().as_secs()).unwrap_or(i64::MAX);
     match read_state(&path) {
         Ok(None) => {
-            eprintln!(
-                "tollgate: quota state file {} does not exist yet: every quota starts from 0",
+            log::info!(
+                "quota state file {} does not exist yet: every quota starts from 0",
                 path.display()
             );
             // Create it now: a path that cannot be written fails here, not at every flush.
@@ -284,8 +284,8 @@ pub fn start(gateway: &Gateway, shards: usize) -> Result<Arc<TrafficShared>, Str
         }
         Ok(Some(entries)) => {
             let n = shared.traffic.restore(&shared.store, &entries, unix);
-            eprintln!(
-                "tollgate: resumed {n} quota counter(s) of the current period from {}",
+            log::info!(
+                "resumed {n} quota counter(s) of the current period from {}",
                 path.display()
             );
             *lock(&shared.written) = shared.state_text();
@@ -300,8 +300,8 @@ pub fn start(gateway: &Gateway, shards: usize) -> Result<Arc<TrafficShared>, Str
                     path.display()
                 )
             })?;
-            eprintln!(
-                "tollgate: quota state file {} is refused ({e}); --reset-state: moved it to {} and every quota starts from 0",
+            log::warn!(
+                "quota state file {} is refused ({e}); --reset-state: moved it to {} and every quota starts from 0",
                 path.display(),
                 aside.display()
             );
@@ -333,13 +333,13 @@ fn flush_loop(shared: &TrafficShared, every: Duration) {
             // A failing write is said once, not at every interval (and again once it works).
             match shared.persist() {
                 Err(msg) if last_error.as_deref() != Some(msg.as_str()) => {
-                    eprintln!("{msg}");
+                    log::error!("{}", msg.strip_prefix("tollgate: ").unwrap_or(&msg));
                     last_error = Some(msg);
                 }
                 Err(_) => {}
                 Ok(()) => {
                     if last_error.take().is_some() {
-                        eprintln!("tollgate: quota state written again");
+                        log::info!("quota state written again");
                     }
                 }
             }
