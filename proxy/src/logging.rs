@@ -118,6 +118,11 @@ pub fn event(line: std::fmt::Arguments<'_>) {
     log::info!(target: OURS, "{line}");
 }
 
+/// An error message written as `tollgate: ...` (start-up and run errors) as an error line.
+pub fn error(msg: &str) {
+    log::error!(target: OURS, "{}", msg.strip_prefix("tollgate: ").unwrap_or(msg));
+}
+
 /// `tollgate: <level>: [<target>: ]<message>[ key=value]...`
 fn text_line(record: &Record<'_>) -> String {
     let mut line = String::with_capacity(128);

@@ -167,23 +167,17 @@ fn main() -> ExitCode {
     let path = match runtime::socket_path_from_env() {
         Ok(p) => p,
         Err(msg) => {
-            fatal(&msg);
+            logging::error(&msg);
             return ExitCode::FAILURE;
         }
     };
     match runtime::run(gateway, shards, path) {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
-            fatal(&msg);
+            logging::error(&msg);
             ExitCode::FAILURE
         }
     }
-}
-
-/// A start-up or run error message (written as `tollgate: ...`) as an error line.
-fn fatal(msg: &str) {
-    let msg = msg.strip_prefix("tollgate: ").unwrap_or(msg);
-    log::error!("{msg}");
 }
 
 /// `tollgate usage --config FILE [--key NAME] [--plan NAME]`.

@@ -256,7 +256,7 @@ pub fn run(mut gateway: Gateway, shards: usize, path: SocketPath) -> Result<(), 
     if let Some(i) = wait_for_exit(&set, &threads) {
         // Keep the quota counts on this exit path too.
         if let Err(msg) = traffic.persist() {
-            logging::event(format_args!("{msg}"));
+            logging::error(&msg);
         }
         return Err(format!("tollgate: shard {i} stopped"));
     }
@@ -333,7 +333,7 @@ fn drain_and_stop(
                 logging::event(format_args!("quota state saved to {}", path.display()));
             }
         }
-        Err(msg) => logging::event(format_args!("{msg}")),
+        Err(msg) => logging::error(&msg),
     }
     control.stop.store(true, Ordering::Release);
     let deadline = Instant::now() + Duration::from_secs(1);
