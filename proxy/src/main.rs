@@ -42,10 +42,10 @@ struct Cli {
     reset_state: bool,
     /// Gateway log level (the flag wins over TOLLGATE_LOG). Library messages show from
     /// `warn` unless the level is `debug` or `trace`.
-    #[arg(long, env = "TOLLGATE_LOG", value_enum, default_value_t = LogLevel::Info, global = true)]
+    #[arg(long, env = "TOLLGATE_LOG", value_enum, ignore_case = true, default_value_t = LogLevel::Info, global = true)]
     log_level: LogLevel,
     /// Gateway log format: `text` lines or `json` lines (time, level, message, fields).
-    #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_enum, default_value_t = logging::Format::Text, global = true)]
+    #[arg(long, env = "TOLLGATE_LOG_FORMAT", value_enum, ignore_case = true, default_value_t = logging::Format::Text, global = true)]
     log_format: logging::Format,
     #[command(subcommand)]
     command: Option<Command>,
