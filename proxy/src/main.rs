@@ -4,6 +4,7 @@
 
 mod admin;
 mod buffer;
+mod cluster;
 mod conn;
 mod doctor;
 mod lambda;

@@ -356,6 +356,7 @@ pub fn render(reg: &Registry) -> String {
             );
         }
     }
+    crate::cluster::render_metrics(&mut out);
     out
 }
 

@@ -342,7 +342,6 @@ fn plain_message(message: &str) -> String {
 fn cluster_section(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Cluster {
     t.check_keys(CLUSTER_KEYS, d);
     Cluster {
-        span: t.span.clone(),
         redis: t.required(t.string("redis", d), "redis", "[cluster]", d),
         sync_interval_ms: t.int("sync_interval_ms", d),
         key_prefix: t.string("key_prefix", d),

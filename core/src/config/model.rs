@@ -38,7 +38,6 @@ pub(crate) struct Admin {
 /// `[cluster]`: quotas and throttles shared through Redis.
 #[derive(Debug)]
 pub(crate) struct Cluster {
-    pub span: Range<usize>,
     pub redis: Option<Text>,
     pub sync_interval_ms: Option<Spanned<i64>>,
     pub key_prefix: Option<Text>,

@@ -22,7 +22,7 @@
 //!   across hosts; the result is the host's own limit, which its shards then share.
 
 use super::bucket::Limit;
-use super::quota::QuotaStore;
+use super::quota::{AtomicQuotaStore, QuotaStore};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -124,6 +124,54 @@ pub fn fallback_share(limit: Limit, last_known_hosts: usize) -> Limit {
     Limit {
         rate_milli: limit.rate_milli / n,
         burst: (limit.burst / n).max(u64::from(limit.burst > 0)),
+    }
+}
+
+/// The quota store a host's shards lease from: the in-process counters, or (with
+/// `[cluster]`) the stock leased from Redis. One branch per lease refill, none per request.
+#[derive(Debug)]
+pub enum HostQuotaStore {
+    Local(AtomicQuotaStore),
+    Cluster(HostStock),
+}
+
+impl HostQuotaStore {
+    /// The cluster stock, if this is one.
+    pub fn cluster(&self) -> Option<&HostStock> {
+        match self {
+            HostQuotaStore::Cluster(s) => Some(s),
+            HostQuotaStore::Local(_) => None,
+        }
+    }
+}
+
+impl QuotaStore for HostQuotaStore {
+    fn lease(&self, c: usize, day: i64, limit: u64, initial: u64, shards: usize) -> u64 {
+        match self {
+            HostQuotaStore::Local(s) => s.lease(c, day, limit, initial, shards),
+            HostQuotaStore::Cluster(s) => s.lease(c, day, limit, initial, shards),
+        }
+    }
+
+    fn release(&self, c: usize, day: i64, n: u64) {
+        match self {
+            HostQuotaStore::Local(s) => s.release(c, day, n),
+            HostQuotaStore::Cluster(s) => s.release(c, day, n),
+        }
+    }
+
+    fn get(&self, c: usize) -> (i64, u64) {
+        match self {
+            HostQuotaStore::Local(s) => s.get(c),
+            HostQuotaStore::Cluster(s) => s.get(c),
+        }
+    }
+
+    fn set(&self, c: usize, day: i64, used: u64) {
+        match self {
+            HostQuotaStore::Local(s) => s.set(c, day, used),
+            HostQuotaStore::Cluster(s) => s.set(c, day, used),
+        }
     }
 }
 
