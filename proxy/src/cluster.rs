@@ -52,7 +52,7 @@ const LOG_EVERY: Duration = Duration::from_secs(5);
 const FIRST_SYNC_WAIT: Duration = Duration::from_secs(2);
 /// How long the exit path waits for the stock to be given back.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(1);
-/// How often the sync thread looks for leases refused for an empty stock between syncs.
+/// Longest sleep between looks at the stop flag and at misses (a miss also wakes the thread).
 const MISS_POLL: Duration = Duration::from_millis(10);
 /// A spent counter (Redis said nothing is left) is asked again at most every this many syncs.
 const SPENT_RETRY_TICKS: u32 = 5;
@@ -324,6 +324,8 @@ struct Sync {
     attempts: u64,
     epoch: Option<String>,
     last_ok: Instant,
+    /// When the last regular quota sync ran.
+    last_sync: Instant,
     failed_open: bool,
     /// Since when Redis is unreachable (for the log).
     down_since: Option<Instant>,
@@ -387,6 +389,7 @@ pub fn start(shared: Arc<TrafficShared>, settings: ClusterSettings) -> Result<()
         attempts: 0,
         epoch: None,
         last_ok: Instant::now(),
+        last_sync: Instant::now(),
         failed_open: false,
         down_since: None,
         backoff: settings.sync_interval,
@@ -418,6 +421,9 @@ impl Sync {
     }
 
     fn run(&mut self, first: &mpsc::Sender<()>) {
+        if let Some(s) = self.stock() {
+            s.set_waker(std::thread::current());
+        }
         self.tick(false);
         let _ = first.send(());
         loop {
@@ -446,7 +452,7 @@ impl Sync {
                     }
                 }
                 let left = deadline.saturating_duration_since(Instant::now());
-                std::thread::sleep(left.min(MISS_POLL));
+                std::thread::park_timeout(left.min(MISS_POLL));
             }
             if !self.link().is_some_and(|l| l.stop.load(Ordering::Acquire)) {
                 self.tick(false);
@@ -568,6 +574,10 @@ impl Sync {
         let Some(conn) = self.conn.as_mut() else {
             return Ok(());
         };
+        let last_sync = self.last_sync;
+        if mode == Mode::Sync {
+            self.last_sync = Instant::now();
+        }
         for (pos, c) in self.counters.iter_mut().enumerate() {
             let (taken, held_here) = stock.counts(c.index);
             if mode == Mode::Sync {
@@ -585,11 +595,17 @@ impl Sync {
                 // Spent counters are asked again by the regular syncs only.
                 Mode::Refill if held_here > 0 || c.spent => 0,
                 // An empty stock: at least what the last interval consumed.
-                Mode::Refill => logic::refill_want(
-                    0,
-                    c.consumed.max(taken.saturating_sub(c.last_taken)),
-                    shards,
-                ),
+                Mode::Refill => {
+                    // The consumption since the last sync, extrapolated to a whole interval.
+                    let since = taken.saturating_sub(c.last_taken);
+                    let elapsed = last_sync.elapsed().max(Duration::from_millis(1));
+                    let projected = u64::try_from(
+                        u128::from(since) * self.settings.sync_interval.as_micros()
+                            / elapsed.as_micros(),
+                    )
+                    .unwrap_or(u64::MAX);
+                    logic::refill_want(0, c.consumed.max(projected), shards)
+                }
                 Mode::Sync => logic::refill_want(held_here, c.consumed, shards),
             };
             if c.spent && want > 0 {
@@ -647,6 +663,7 @@ impl Sync {
             c.held = (c.held + owed).saturating_sub(back) + grant;
             c.known = true;
             c.spent = used >= c.limit;
+            stock.set_spent(c.index, c.spent);
             stock.stock_up(c.index, grant);
             stock.set_global(c.index, used);
         }

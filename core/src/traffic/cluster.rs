@@ -186,6 +186,8 @@ struct Slot {
     taken: AtomicU64,
     /// The period's count in Redis, as of the last sync (what `get` reports).
     global: AtomicU64,
+    /// Redis said nothing is left: a miss does not wake the sync thread.
+    spent: AtomicBool,
 }
 
 /// The host-local quota store in cluster mode (see the module doc).
@@ -195,6 +197,8 @@ pub struct HostStock {
     fail_open: AtomicBool,
     /// Leases refused because the stock was empty (the sync thread refills those first).
     misses: AtomicU64,
+    /// The sync thread, woken (unparked) by a miss on a counter that is not spent.
+    waker: std::sync::OnceLock<std::thread::Thread>,
 }
 
 fn day_word(day: i64) -> u64 {
@@ -211,6 +215,7 @@ impl HostStock {
             slots: (0..counters).map(|_| Slot::default()).collect(),
             fail_open: AtomicBool::new(false),
             misses: AtomicU64::new(0),
+            waker: std::sync::OnceLock::new(),
         }
     }
 
@@ -228,6 +233,28 @@ impl HostStock {
 
     pub fn fail_open(&self) -> bool {
         self.fail_open.load(Ordering::Acquire)
+    }
+
+    /// The thread a miss wakes (the sync thread, once).
+    pub fn set_waker(&self, t: std::thread::Thread) {
+        let _ = self.waker.set(t);
+    }
+
+    /// Whether Redis said counter `c` is spent (misses on it do not wake the sync thread).
+    pub fn set_spent(&self, c: usize, spent: bool) {
+        if let Some(s) = self.slots.get(c) {
+            s.spent.store(spent, Ordering::Relaxed);
+        }
+    }
+
+    fn miss(&self, s: &Slot) {
+        if s.spent.load(Ordering::Relaxed) {
+            return;
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        if let Some(t) = self.waker.get() {
+            t.unpark();
+        }
     }
 
     /// Leases refused for an empty stock since the last call (sync thread).
@@ -260,6 +287,7 @@ impl HostStock {
         let stock = s.stock.swap(0, Ordering::AcqRel);
         let taken = s.taken.swap(0, Ordering::AcqRel);
         s.global.store(0, Ordering::Release);
+        s.spent.store(false, Ordering::Relaxed);
         (stock, taken)
     }
 
@@ -315,7 +343,7 @@ impl QuotaStore for HostStock {
         // A shard whose clock is behind takes from the stock's period as it is; one ahead
         // waits for the sync thread to start its period.
         if period_day > word_day(s.day.load(Ordering::Acquire)) {
-            self.misses.fetch_add(1, Ordering::Relaxed);
+            self.miss(s);
             return 0;
         }
         let mut grant = 0;
@@ -326,7 +354,7 @@ impl QuotaStore for HostStock {
                 (grant > 0).then(|| v - grant)
             });
         if ok.is_err() {
-            self.misses.fetch_add(1, Ordering::Relaxed);
+            self.miss(s);
             return 0;
         }
         s.taken.fetch_add(grant, Ordering::AcqRel);
