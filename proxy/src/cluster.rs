@@ -324,8 +324,6 @@ struct Sync {
     attempts: u64,
     epoch: Option<String>,
     last_ok: Instant,
-    /// When the last regular quota sync ran.
-    last_sync: Instant,
     failed_open: bool,
     /// Since when Redis is unreachable (for the log).
     down_since: Option<Instant>,
@@ -389,7 +387,6 @@ pub fn start(shared: Arc<TrafficShared>, settings: ClusterSettings) -> Result<()
         attempts: 0,
         epoch: None,
         last_ok: Instant::now(),
-        last_sync: Instant::now(),
         failed_open: false,
         down_since: None,
         backoff: settings.sync_interval,
@@ -574,10 +571,6 @@ impl Sync {
         let Some(conn) = self.conn.as_mut() else {
             return Ok(());
         };
-        let last_sync = self.last_sync;
-        if mode == Mode::Sync {
-            self.last_sync = Instant::now();
-        }
         for (pos, c) in self.counters.iter_mut().enumerate() {
             let (taken, held_here) = stock.counts(c.index);
             if mode == Mode::Sync {
@@ -595,17 +588,14 @@ impl Sync {
                 // Spent counters are asked again by the regular syncs only.
                 Mode::Refill if held_here > 0 || c.spent => 0,
                 // An empty stock: at least what the last interval consumed.
-                Mode::Refill => {
-                    // The consumption since the last sync, extrapolated to a whole interval.
-                    let since = taken.saturating_sub(c.last_taken);
-                    let elapsed = last_sync.elapsed().max(Duration::from_millis(1));
-                    let projected = u64::try_from(
-                        u128::from(since) * self.settings.sync_interval.as_micros()
-                            / elapsed.as_micros(),
-                    )
-                    .unwrap_or(u64::MAX);
-                    logic::refill_want(0, c.consumed.max(projected), shards)
-                }
+                // What the last interval consumed, or more if this one already did: the
+                // stock doubles at each miss while a burst ramps up, and stays within two
+                // intervals of consumption (the bound of what a killed host loses).
+                Mode::Refill => logic::refill_want(
+                    0,
+                    c.consumed.max(taken.saturating_sub(c.last_taken)),
+                    shards,
+                ),
                 Mode::Sync => logic::refill_want(held_here, c.consumed, shards),
             };
             if c.spent && want > 0 {
