@@ -5,8 +5,9 @@
 //! on one); Redis stopped mid-run: requests go on being served (failing open after
 //! `fail_open_after_ms`), the outage is logged, and once Redis is back (empty) the counts are
 //! reconciled (`tollgate usage` reads them from Redis); one host killed with `kill -9`: the
-//! other goes on and the total stays within the documented bound (what the dead host held).
-//! The Redis ops counter stays far below the request rate.
+//! other goes on and the total stays within the documented bound (what the dead host held);
+//! a quota `offset` is charged once per plan and key, not again by new processes. The Redis
+//! ops counter stays far below the request rate.
 
 use crate::client::{Client, Response};
 use crate::harness::{free_port, run_to_end, Gateway, Server, TempDir};
@@ -469,4 +470,50 @@ fn cluster_host_killed_with_sigkill_loses_at_most_its_leases() {
         LIMIT - total
     );
     assert_eq!(counts.iter().map(|c| c.other()).sum::<u64>(), 0);
+}
+
+/// The period's count of alice in plan gold, read with `redis-cli`.
+fn redis_count(redis: &Redis) -> Option<u64> {
+    let day = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400);
+    let out = Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "GET"])
+        .arg(format!("e2e:q:4:gold:alice:{day}"))
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+#[test]
+fn cluster_quota_offset_is_charged_once_per_plan_and_key() {
+    let redis = Redis::start();
+    // Limit 10, offset 6: 4 requests in the key's initial period, across both hosts.
+    let apis = keyed_config(10, "", "").replace(
+        "quota = { limit = 10, period = \"DAY\" }",
+        "quota = { limit = 10, period = \"DAY\", offset = 6 }",
+    );
+    assert!(apis.contains("offset = 6"));
+    let a = host(&apis, &redis, 1000);
+    let b = host(&apis, &redis, 1000);
+    let mut admitted = 0;
+    for i in 0..20 {
+        let addr = if i % 2 == 0 { a.gw.addr } else { b.gw.addr };
+        let r = Client::connect(addr).request(&get_with_key("/prod/keyed", Some(ALICE)));
+        admitted += u64::from(r.status == 200);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(admitted, 4);
+    assert_eq!(redis_count(&redis), Some(10));
+    // New processes (they never counted this key themselves): the marker in Redis says the
+    // key was counted before, so the offset is not charged again.
+    drop((a, b));
+    let c = host(&apis, &redis, 1000);
+    let r = Client::connect(c.gw.addr).request(&get_with_key("/prod/keyed", Some(ALICE)));
+    assert_eq!(r.status, 429);
+    assert_eq!(
+        redis_count(&redis),
+        Some(10),
+        "the offset was charged again"
+    );
 }
