@@ -131,17 +131,27 @@ struct Stats {
     ops: AtomicU64,
 }
 
-static STATS: Stats = Stats {
-    enabled: AtomicBool::new(false),
-    up: AtomicBool::new(false),
-    fail_open: AtomicBool::new(false),
-    errors: AtomicU64::new(0),
-    ops: AtomicU64::new(0),
-};
+impl Stats {
+    const fn new() -> Stats {
+        Stats {
+            enabled: AtomicBool::new(false),
+            up: AtomicBool::new(false),
+            fail_open: AtomicBool::new(false),
+            errors: AtomicU64::new(0),
+            ops: AtomicU64::new(0),
+        }
+    }
+}
+
+static STATS: Stats = Stats::new();
 
 /// Appends the cluster metrics to a Prometheus text exposition (nothing without `[cluster]`).
 pub fn render_metrics(out: &mut String) {
-    if !STATS.enabled.load(Ordering::Relaxed) {
+    render_stats(&STATS, out);
+}
+
+fn render_stats(stats: &Stats, out: &mut String) {
+    if !stats.enabled.load(Ordering::Relaxed) {
         return;
     }
     let metrics: [(&str, &str, &str, u64); 4] = [
@@ -149,25 +159,25 @@ pub fn render_metrics(out: &mut String) {
             "tollgate_cluster_redis_up",
             "gauge",
             "1 when the last sync with Redis succeeded.",
-            u64::from(STATS.up.load(Ordering::Relaxed)),
+            u64::from(stats.up.load(Ordering::Relaxed)),
         ),
         (
             "tollgate_cluster_fail_open",
             "gauge",
             "1 while quotas are unchecked and throttles fall back (Redis gone longer than fail_open_after_ms).",
-            u64::from(STATS.fail_open.load(Ordering::Relaxed)),
+            u64::from(stats.fail_open.load(Ordering::Relaxed)),
         ),
         (
             "tollgate_cluster_redis_errors_total",
             "counter",
             "Failed Redis connections and calls.",
-            STATS.errors.load(Ordering::Relaxed),
+            stats.errors.load(Ordering::Relaxed),
         ),
         (
             "tollgate_cluster_redis_ops_total",
             "counter",
             "Redis commands sent by this host (scripts count one each).",
-            STATS.ops.load(Ordering::Relaxed),
+            stats.ops.load(Ordering::Relaxed),
         ),
     ];
     for (name, kind, help, v) in metrics {
@@ -218,7 +228,13 @@ impl Link {
         })
     }
 
-    fn set_host_limit(&self, b: usize, l: Limit) {
+    /// Demand handed in since the last sync for limit `b` (tests).
+    #[cfg(test)]
+    pub fn demand(&self, b: usize) -> u64 {
+        self.demand.get(b).map_or(0, |d| d.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_host_limit(&self, b: usize, l: Limit) {
         if let (Some(r), Some(c)) = (self.rate_milli.get(b), self.burst.get(b)) {
             r.store(l.rate_milli, Ordering::Relaxed);
             c.store(l.burst, Ordering::Relaxed);
@@ -840,20 +856,21 @@ mod tests {
 
     #[test]
     fn metrics_render_only_with_a_cluster() {
+        let stats = Stats::new();
         let mut out = String::new();
-        if !STATS.enabled.load(Ordering::Relaxed) {
-            render_metrics(&mut out);
-            assert!(out.is_empty());
-        }
-        STATS.enabled.store(true, Ordering::Relaxed);
-        render_metrics(&mut out);
-        for name in [
-            "tollgate_cluster_redis_up ",
-            "tollgate_cluster_fail_open ",
-            "tollgate_cluster_redis_errors_total ",
-            "tollgate_cluster_redis_ops_total ",
+        render_stats(&stats, &mut out);
+        assert!(out.is_empty());
+        stats.enabled.store(true, Ordering::Relaxed);
+        stats.up.store(true, Ordering::Relaxed);
+        stats.ops.store(42, Ordering::Relaxed);
+        render_stats(&stats, &mut out);
+        for line in [
+            "tollgate_cluster_redis_up 1",
+            "tollgate_cluster_fail_open 0",
+            "tollgate_cluster_redis_errors_total 0",
+            "tollgate_cluster_redis_ops_total 42",
         ] {
-            assert!(out.contains(name), "{out}");
+            assert!(out.lines().any(|l| l == line), "{out}");
         }
     }
 }

@@ -664,6 +664,43 @@ protocol = "rest"
     }
 
     #[test]
+    fn with_a_cluster_the_round_reports_demand_and_splits_the_hosts_part() {
+        let text = "[[listeners]]\naddress = \"127.0.0.1\"\nport = 8080\n\
+            [cluster]\nredis = \"redis://127.0.0.1:1/0\"\n\
+            [[apis]]\nname = \"a\"\nprotocol = \"rest\"\n\
+            [[apis.stages]]\nname = \"prod\"\nthrottle = { rate = 0.0, burst = 10 }\n\
+            [[apis.routes]]\nkey = \"GET /x\"\nintegration = { type = \"mock\", status = 200 }\n";
+        let gw = config::load_str("<cluster>", text).unwrap_or_else(|e| panic!("{e:?}"));
+        let shared = TrafficShared::new(&gw, 2);
+        assert!(
+            shared.store.cluster().is_some(),
+            "the host stock is the store"
+        );
+        let link = shared.link.as_ref().expect("a cluster link");
+        let stage = open_route(&gw).stage_bucket as usize;
+        let mut a = shared.shard_state(0);
+        let mut b = shared.shard_state(1);
+        // Until a sync, the host has the whole limit: 5 tokens per shard.
+        assert_eq!(admitted(&gw, &shared, &mut a, 20), 5);
+        // The sync thread says this host's part is 4 tokens (another host has the rest).
+        link.set_host_limit(
+            stage,
+            tollgate_core::traffic::bucket::Limit {
+                rate_milli: 0,
+                burst: 4,
+            },
+        );
+        let now = shared.mono_ns(Instant::now());
+        assert!(!shared.report(0, &mut a, now));
+        assert!(shared.report(1, &mut b, now));
+        assert!(shared.collect(0, &mut a, now));
+        assert_eq!(link.demand(stage), 20, "a's 20 requests asked for a token");
+        // b's 5 unused tokens are pooled, but the host's part holds 4.
+        let got = admitted(&gw, &shared, &mut a, 20) + admitted(&gw, &shared, &mut b, 20);
+        assert_eq!(got, 4);
+    }
+
+    #[test]
     fn state_file_round_trip_and_refusals() {
         let dir = std::env::temp_dir().join(format!("tollgate-state-unit-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
