@@ -483,16 +483,12 @@ impl Sync {
         }
         if self.conn.is_some() {
             let mode = if last { Mode::Last } else { Mode::Sync };
-            let r =
-                self.sync_quotas(mode).and_then(
-                    |()| {
-                        if last {
-                            Ok(())
-                        } else {
-                            self.sync_throttles()
-                        }
-                    },
-                );
+            let r = self.sync_quotas(mode);
+            let r = if last {
+                r
+            } else {
+                r.and_then(|()| self.sync_throttles())
+            };
             match r {
                 Ok(()) => self.succeeded(),
                 Err(e) => self.failed(&e),
