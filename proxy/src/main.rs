@@ -5,6 +5,7 @@
 
 mod admin;
 mod buffer;
+mod cluster;
 mod conn;
 mod doctor;
 mod lambda;

@@ -439,6 +439,7 @@ pub fn render(reg: &Registry) -> String {
             );
         }
     }
+    crate::cluster::render_metrics(&mut out);
     out
 }
 

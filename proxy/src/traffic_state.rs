@@ -20,6 +20,7 @@
 //! Per request, none of this is touched: the shard's `ShardTraffic` is plain data and the
 //! quota store is only reached when a lease is empty.
 
+use crate::cluster::{self, Link};
 use crate::shard::Shard;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tollgate_core::gateway::Gateway;
 use tollgate_core::traffic::bucket::{ShardReport, Share, ShareBalancer};
+use tollgate_core::traffic::cluster::{HostQuotaStore, HostStock};
 use tollgate_core::traffic::period::civil_from_days;
 use tollgate_core::traffic::quota::AtomicQuotaStore;
 use tollgate_core::traffic::{state, ShardTraffic, Traffic};
@@ -54,7 +56,11 @@ pub fn set_reset_state(on: bool) {
 
 /// What every shard shares (see the module doc).
 pub struct TrafficShared {
-    pub store: AtomicQuotaStore,
+    /// The in-process counters, or with `[cluster]` the stock leased from Redis.
+    pub store: HostQuotaStore,
+    /// With `[cluster]`: the exchange with the `tollgate-cluster` sync thread (demand per
+    /// limit in, the host's part of each limit out).
+    pub link: Option<Link>,
     /// Bucket time is nanoseconds since this instant, on every shard.
     pub epoch: Instant,
     pub shards: usize,
@@ -100,8 +106,15 @@ impl TrafficShared {
         let shards = shards.max(1);
         let buckets = traffic.limits.len();
         let active = traffic.account_limited || buckets > 1 || !traffic.memberships.is_empty();
+        let clustered = active && gateway.settings.cluster.is_some();
+        let counters = traffic.memberships.len();
         TrafficShared {
-            store: AtomicQuotaStore::new(traffic.memberships.len()),
+            store: if clustered {
+                HostQuotaStore::Cluster(HostStock::new(counters))
+            } else {
+                HostQuotaStore::Local(AtomicQuotaStore::new(counters))
+            },
+            link: clustered.then(|| Link::new(&traffic.limits)),
             epoch: Instant::now(),
             shards,
             active,
@@ -156,6 +169,9 @@ impl TrafficShared {
                 for (s, c) in r.column.iter_mut().enumerate() {
                     *c = r.reports[s][b];
                 }
+                if let Some(link) = &self.link {
+                    cluster_round(link, b, balancer, &r.column);
+                }
                 balancer.rebalance(&r.column, &mut r.out);
                 for (s, share) in r.out.iter().enumerate() {
                     r.shares[s][b] = *share;
@@ -167,6 +183,11 @@ impl TrafficShared {
             return true;
         }
         false
+    }
+
+    /// The compiled traffic tables (limits, plans, keys, memberships).
+    pub fn tables(&self) -> &Traffic {
+        &self.traffic
     }
 
     /// Installs shard `i`'s new shares if the round is complete; whether it did.
@@ -215,7 +236,22 @@ impl TrafficShared {
         {
             std::thread::sleep(Duration::from_millis(5));
         }
+        if let Some(link) = &self.link {
+            // The leases are back in the host stock: give it back to Redis.
+            link.shutdown();
+        }
         self.persist()
+    }
+}
+
+/// With `[cluster]`, in a rebalance round, for limit `b`: hands the host's demand to the sync
+/// thread and splits the host's part of the limit (not the whole limit) over the shards.
+fn cluster_round(link: &Link, b: usize, balancer: &mut ShareBalancer, column: &[ShardReport]) {
+    link.add_demand(b, column.iter().map(|r| r.demand).sum());
+    if let Some(host) = link.host_limit(b) {
+        if balancer.limit() != host {
+            balancer.set_limit(host);
+        }
     }
 }
 
@@ -269,6 +305,9 @@ fn read_state(path: &Path) -> Result<Option<Vec<state::Entry>>, String> {
 /// non-zero.
 pub fn start(gateway: &Gateway, shards: usize) -> Result<Arc<TrafficShared>, String> {
     let shared = Arc::new(TrafficShared::new(gateway, shards));
+    if let (Some(settings), Some(_)) = (&gateway.settings.cluster, &shared.link) {
+        cluster::start(shared.clone(), settings.clone())?;
+    }
     let Some(path) = shared.state_file.clone() else {
         return Ok(shared);
     };
@@ -415,6 +454,17 @@ pub fn usage_report(
     unix_secs: i64,
 ) -> Result<String, String> {
     check_usage_filter(&gateway.traffic, key, plan)?;
+    if let Some(c) = &gateway.settings.cluster {
+        let entries = cluster::usage_entries(gateway, unix_secs)?;
+        return Ok(render_usage(
+            &gateway.traffic,
+            &entries,
+            &format!("redis {}", c.redis),
+            key,
+            plan,
+            unix_secs,
+        ));
+    }
     let Some(path) = &gateway.settings.state_file else {
         return Err(
             "tollgate usage: the config has no `state_file`: quota counters live only in the running gateway's memory (ask its admin listener: GET /usage)"
@@ -611,6 +661,43 @@ protocol = "rest"
         let got_b = admitted(&gw, &shared, &mut b, 20);
         assert_eq!(got_a + got_b, 5);
         assert!(got_a >= 4, "a got {got_a}");
+    }
+
+    #[test]
+    fn with_a_cluster_the_round_reports_demand_and_splits_the_hosts_part() {
+        let text = "[[listeners]]\naddress = \"127.0.0.1\"\nport = 8080\n\
+            [cluster]\nredis = \"redis://127.0.0.1:1/0\"\n\
+            [[apis]]\nname = \"a\"\nprotocol = \"rest\"\n\
+            [[apis.stages]]\nname = \"prod\"\nthrottle = { rate = 0.0, burst = 10 }\n\
+            [[apis.routes]]\nkey = \"GET /x\"\nintegration = { type = \"mock\", status = 200 }\n";
+        let gw = config::load_str("<cluster>", text).unwrap_or_else(|e| panic!("{e:?}"));
+        let shared = TrafficShared::new(&gw, 2);
+        assert!(
+            shared.store.cluster().is_some(),
+            "the host stock is the store"
+        );
+        let link = shared.link.as_ref().expect("a cluster link");
+        let stage = open_route(&gw).stage_bucket as usize;
+        let mut a = shared.shard_state(0);
+        let mut b = shared.shard_state(1);
+        // Until a sync, the host has the whole limit: 5 tokens per shard.
+        assert_eq!(admitted(&gw, &shared, &mut a, 20), 5);
+        // The sync thread says this host's part is 4 tokens (another host has the rest).
+        link.set_host_limit(
+            stage,
+            tollgate_core::traffic::bucket::Limit {
+                rate_milli: 0,
+                burst: 4,
+            },
+        );
+        let now = shared.mono_ns(Instant::now());
+        assert!(!shared.report(0, &mut a, now));
+        assert!(shared.report(1, &mut b, now));
+        assert!(shared.collect(0, &mut a, now));
+        assert_eq!(link.demand(stage), 20, "a's 20 requests asked for a token");
+        // b's 5 unused tokens are pooled, but the host's part holds 4.
+        let got = admitted(&gw, &shared, &mut a, 20) + admitted(&gw, &shared, &mut b, 20);
+        assert_eq!(got, 4);
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod util;
 mod bodies;
 mod chunked;
 mod cli;
+mod cluster;
 mod default_config;
 mod errors;
 mod gateway_responses;

@@ -8,7 +8,7 @@ use super::diagnostics::{Diagnostics, Spanned};
 use super::model::{self, Config, Integration, Text};
 use super::traffic::{self as traffic_config, KeysFile};
 use super::uri::{self, Piece};
-use super::{decode, dispatch, lambda, ops, settings, validate};
+use super::{cluster, decode, dispatch, lambda, ops, settings, validate};
 use crate::gateway::responses::{
     self, BodyTemplate, CustomResponse, GatewayResponses, ResponseType, TemplateError,
 };
@@ -41,6 +41,7 @@ pub(crate) fn compile(
     let mut settings = settings::settings(&cfg.server, base, d);
     let listeners = settings::listeners(cfg, d);
     settings.admin = ops::admin(cfg, &listeners, d);
+    settings.cluster = cluster::compile(cfg, d);
     let mut upstreams = Upstreams::default();
     let mut apis = Vec::with_capacity(cfg.apis.len());
     let mut throttles = Vec::with_capacity(cfg.apis.len());

@@ -5,8 +5,9 @@
 
 use super::diagnostics::{Diagnostics, Spanned};
 use super::model::{
-    AccessLog, Admin, Api, ApiKey, Authorizer, Config, Domain, GatewayResponse, Integration,
-    Listener, Mapping, PlanStage, Quota, Route, Server, Stage, Text, Throttle, TlsFiles, UsagePlan,
+    AccessLog, Admin, Api, ApiKey, Authorizer, Cluster, Config, Domain, GatewayResponse,
+    Integration, Listener, Mapping, PlanStage, Quota, Route, Server, Stage, Text, Throttle,
+    TlsFiles, UsagePlan,
 };
 use crate::gateway::Protocol;
 use std::ops::Range;
@@ -20,6 +21,7 @@ const ROOT_KEYS: &[&str] = &[
     "api_keys",
     "usage_plans",
     "admin",
+    "cluster",
 ];
 /// The root of an `api_keys_file`.
 const KEYS_FILE_ROOT_KEYS: &[&str] = &["api_keys"];
@@ -68,6 +70,12 @@ const STAGE_KEYS: &[&str] = &[
 ];
 const ACCESS_LOG_KEYS: &[&str] = &["destination", "format"];
 const ADMIN_KEYS: &[&str] = &["address", "port"];
+const CLUSTER_KEYS: &[&str] = &[
+    "redis",
+    "sync_interval_ms",
+    "key_prefix",
+    "fail_open_after_ms",
+];
 const THROTTLE_KEYS: &[&str] = &["rate", "burst"];
 const ROUTE_KEYS: &[&str] = &[
     "key",
@@ -128,6 +136,9 @@ pub(crate) fn decode(text: &str, d: &mut Diagnostics<'_>) -> Option<Config> {
             address: admin.string("address", d),
             port: admin.int("port", d),
         });
+    }
+    if let Some(c) = root.table("cluster", d) {
+        config.cluster = Some(cluster_section(&c, d));
     }
     let listeners = root.tables("listeners", d);
     if let Some((item, span)) = root.get("listeners") {
@@ -324,6 +335,17 @@ fn plain_message(message: &str) -> String {
         "invalid TOML".to_string()
     } else {
         parts.join(": ")
+    }
+}
+
+/// `[cluster]`: every key but `redis` optional.
+fn cluster_section(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Cluster {
+    t.check_keys(CLUSTER_KEYS, d);
+    Cluster {
+        redis: t.required(t.string("redis", d), "redis", "[cluster]", d),
+        sync_interval_ms: t.int("sync_interval_ms", d),
+        key_prefix: t.string("key_prefix", d),
+        fail_open_after_ms: t.int("fail_open_after_ms", d),
     }
 }
 

@@ -12,6 +12,7 @@
 //! turned into `ConfigError`s in file order. The keys and rules are documented in
 //! tuning/CONFIG.md.
 
+mod cluster;
 mod compile;
 mod decode;
 mod diagnostics;

@@ -23,6 +23,8 @@ pub(crate) struct Config {
     pub usage_plans: Vec<UsagePlan>,
     /// `[admin]`, if written.
     pub admin: Option<Admin>,
+    /// `[cluster]`, if written.
+    pub cluster: Option<Cluster>,
 }
 
 /// `[admin]`: the admin listener (metrics, health).
@@ -31,6 +33,15 @@ pub(crate) struct Admin {
     pub span: Range<usize>,
     pub address: Option<Text>,
     pub port: Option<Spanned<i64>>,
+}
+
+/// `[cluster]`: quotas and throttles shared through Redis.
+#[derive(Debug)]
+pub(crate) struct Cluster {
+    pub redis: Option<Text>,
+    pub sync_interval_ms: Option<Spanned<i64>>,
+    pub key_prefix: Option<Text>,
+    pub fail_open_after_ms: Option<Spanned<i64>>,
 }
 
 /// A stage's `access_log = { destination, format }`.

@@ -50,6 +50,8 @@ pub struct Settings {
     pub drain_timeout: Duration,
     /// The admin listener (`[admin]`: `/metrics`, `/healthz`, `/readyz`); `None`: none.
     pub admin: Option<std::net::SocketAddr>,
+    /// `[cluster]`: quotas and throttles shared with other hosts through Redis.
+    pub cluster: Option<crate::traffic::cluster::ClusterSettings>,
 }
 
 impl Default for Settings {
@@ -78,6 +80,7 @@ impl Default for Settings {
             api_keys_file: None,
             drain_timeout: Duration::from_secs(30),
             admin: None,
+            cluster: None,
         }
     }
 }

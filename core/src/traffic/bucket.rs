@@ -199,6 +199,17 @@ impl ShareBalancer {
         self.smoothed.len()
     }
 
+    /// The limit being split.
+    pub fn limit(&self) -> Limit {
+        self.limit
+    }
+
+    /// Splits `limit` from the next rebalance on (a host's part of a limit shared with other
+    /// hosts, `traffic::cluster`); the smoothed demand is kept.
+    pub fn set_limit(&mut self, limit: Limit) {
+        self.limit = limit;
+    }
+
     /// The starting shares: equal, full buckets.
     pub fn initial(&self) -> Vec<Share> {
         let weights = vec![1u64; self.shards()];

@@ -7,6 +7,7 @@
 //! - `period`: DAY / WEEK (from Monday) / MONTH quota periods on UTC boundaries.
 //! - `quota`: the shared quota counters (`QuotaStore`) and each shard's `QuotaLease`.
 //! - `state`: the quota state file format.
+//! - `cluster`: quotas and throttles shared by several hosts through Redis (pure logic).
 //! - here: `Traffic` (what `config::compile` builds: keys, plans, the flat table of limits),
 //!   `RouteLimits` (one per route per stage: the resolved chain, as indexes), `ShardTraffic`
 //!   (one shard's buckets and leases, with the report / assign / release steps of a
@@ -19,6 +20,7 @@
 //! spends quota only when no throttle refused it, so a refused request costs nothing.
 
 pub mod bucket;
+pub mod cluster;
 pub mod period;
 pub mod quota;
 pub mod state;

@@ -1,0 +1,872 @@
+//! `[cluster]`: quotas and throttles shared by several hosts through Redis — the host's one
+//! sync thread (`tollgate-cluster`) and the only code that talks to Redis.
+//!
+//! The shards never wait for Redis: they lease quota from the host's `HostStock` (the quota
+//! store of `traffic_state` in cluster mode) and throttle with their own buckets. This thread,
+//! every `sync_interval` (and at each UTC midnight, where quota periods roll):
+//! - **quotas**: per counter, one Lua script call (pipelined, one round trip for all counters
+//!   that need one) that atomically adds what the host owes (requests admitted while failed
+//!   open, or everything after Redis lost its data), gives back idle stock, and grants a new
+//!   block (`used + n ≤ limit`, at most 1/8 of what is left, `PEXPIREAT` at the period end,
+//!   the quota's `offset` charged once per plan and key through a `SET NX` marker). Only
+//!   counters whose stock is below its low-water mark, idle, or owed are called, so the ops
+//!   per second do not grow with the request rate beyond lease refills (≤ 1 per counter per
+//!   interval).
+//! - **throttles**: one Lua call publishes the host's smoothed demand per limit (a hash with
+//!   an expiry per host, hosts in a sorted set by last sync) and returns every limit's total;
+//!   the host's part of each limit (`traffic::cluster::host_share`: the demand rule
+//!   `ShareBalancer` uses across shards) goes to `Link`, which the shards' rebalance round
+//!   hands to its balancers as the host's limit.
+//! - **Redis down or slow** (every call has a timeout): the shards go on with the stock and
+//!   shares in hand; after `fail_open_after` without a successful sync the store fails open
+//!   (quota unchecked, admitted requests counted) and every throttle falls back to
+//!   rate / last-known-hosts; errors are logged at most once per `LOG_EVERY`, the state
+//!   changes once each; reconnects back off (sync interval doubling to `MAX_BACKOFF`); once
+//!   back, the counts admitted meanwhile are added to Redis. A changed `epoch` key means Redis
+//!   lost its data (restart without persistence): the host adds everything it holds again.
+//! - **exit** (`Link::shutdown`, after the shards gave back their leases): the stock goes back
+//!   to Redis.
+//! - `usage_entries`: `tollgate usage` reads the counters of the current periods from Redis.
+//!
+//! Metrics (`render_metrics`, one cluster per process): `tollgate_cluster_redis_up`,
+//! `tollgate_cluster_fail_open`, `tollgate_cluster_redis_errors_total`,
+//! `tollgate_cluster_redis_ops_total`.
+
+use crate::traffic_state::TrafficShared;
+use redis::{Connection, RedisResult};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tollgate_core::gateway::Gateway;
+use tollgate_core::traffic::bucket::Limit;
+use tollgate_core::traffic::cluster::{self as logic, ClusterSettings, HostStock};
+use tollgate_core::traffic::period::Period;
+use tollgate_core::traffic::{state, Traffic};
+
+/// Longest wait between reconnect attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// At most one Redis error line per this long (the others are counted in the next line).
+const LOG_EVERY: Duration = Duration::from_secs(5);
+/// How long `start` waits for the first sync before the shards start serving.
+const FIRST_SYNC_WAIT: Duration = Duration::from_secs(2);
+/// How long the exit path waits for the stock to be given back.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(1);
+/// Longest sleep between looks at the stop flag and at misses (a miss also wakes the thread).
+const MISS_POLL: Duration = Duration::from_millis(10);
+/// A spent counter (Redis said nothing is left) is asked again at most every this many syncs.
+const SPENT_RETRY_TICKS: u32 = 5;
+
+/// The quota lease script: KEYS = count, seen marker; ARGV = limit, want, expire_at_ms,
+/// offset, add (signed: owed > 0, returned < 0), known (1: this host counted the key before,
+/// never charge the offset), max block, remaining divisor. Returns `{grant, used}`;
+/// `{0, -1}` when the period is over by Redis's clock.
+const LEASE_LUA: &str = r"
+local limit = tonumber(ARGV[1])
+local want = tonumber(ARGV[2])
+local expire_at = tonumber(ARGV[3])
+local offset = tonumber(ARGV[4])
+local add = tonumber(ARGV[5])
+local known = ARGV[6] == '1'
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if now >= expire_at then return {0, -1} end
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+if redis.call('SET', KEYS[2], '1', 'NX') and not known then used = used + offset end
+used = math.max(0, used + add)
+local grant = 0
+local remaining = limit - used
+if remaining > 0 and want > 0 then
+  grant = math.min(want, tonumber(ARGV[7]), math.max(1, math.floor(remaining / tonumber(ARGV[8]))), remaining)
+end
+used = used + grant
+redis.call('SET', KEYS[1], string.format('%.0f', used))
+redis.call('PEXPIREAT', KEYS[1], expire_at)
+return {grant, used}
+";
+
+/// The demand script: ARGV = prefix, host id, ttl_ms, then (limit index, smoothed demand)
+/// pairs. Returns `{hosts, index, total, index, total, ...}` over the hosts seen within ttl.
+const DEMAND_LUA: &str = r"
+local prefix, host, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local hosts = prefix .. 'hosts'
+redis.call('ZADD', hosts, now, host)
+redis.call('ZREMRANGEBYSCORE', hosts, '-inf', now - ttl)
+redis.call('PEXPIRE', hosts, ttl * 10)
+local mine = prefix .. 'd:' .. host
+redis.call('DEL', mine)
+local i = 4
+while i <= #ARGV do
+  local j = math.min(i + 199, #ARGV)
+  redis.call('HSET', mine, unpack(ARGV, i, j))
+  i = j + 1
+end
+if #ARGV >= 4 then redis.call('PEXPIRE', mine, ttl) end
+local members = redis.call('ZRANGE', hosts, 0, -1)
+local totals, order = {}, {}
+for _, h in ipairs(members) do
+  local kv = redis.call('HGETALL', prefix .. 'd:' .. h)
+  for k = 1, #kv, 2 do
+    local f = kv[k]
+    if totals[f] == nil then totals[f] = 0; order[#order + 1] = f end
+    totals[f] = totals[f] + tonumber(kv[k + 1])
+  end
+end
+local out = {tostring(#members)}
+for _, f in ipairs(order) do
+  out[#out + 1] = f
+  out[#out + 1] = string.format('%.0f', totals[f])
+end
+return out
+";
+
+/// Process-wide cluster metrics (a process runs at most one cluster link).
+struct Stats {
+    enabled: AtomicBool,
+    up: AtomicBool,
+    fail_open: AtomicBool,
+    errors: AtomicU64,
+    ops: AtomicU64,
+}
+
+impl Stats {
+    const fn new() -> Stats {
+        Stats {
+            enabled: AtomicBool::new(false),
+            up: AtomicBool::new(false),
+            fail_open: AtomicBool::new(false),
+            errors: AtomicU64::new(0),
+            ops: AtomicU64::new(0),
+        }
+    }
+}
+
+static STATS: Stats = Stats::new();
+
+/// Appends the cluster metrics to a Prometheus text exposition (nothing without `[cluster]`).
+pub fn render_metrics(out: &mut String) {
+    render_stats(&STATS, out);
+}
+
+fn render_stats(stats: &Stats, out: &mut String) {
+    if !stats.enabled.load(Ordering::Relaxed) {
+        return;
+    }
+    let metrics: [(&str, &str, &str, u64); 4] = [
+        (
+            "tollgate_cluster_redis_up",
+            "gauge",
+            "1 when the last sync with Redis succeeded.",
+            u64::from(stats.up.load(Ordering::Relaxed)),
+        ),
+        (
+            "tollgate_cluster_fail_open",
+            "gauge",
+            "1 while quotas are unchecked and throttles fall back (Redis gone longer than fail_open_after_ms).",
+            u64::from(stats.fail_open.load(Ordering::Relaxed)),
+        ),
+        (
+            "tollgate_cluster_redis_errors_total",
+            "counter",
+            "Failed Redis connections and calls.",
+            stats.errors.load(Ordering::Relaxed),
+        ),
+        (
+            "tollgate_cluster_redis_ops_total",
+            "counter",
+            "Redis commands sent by this host (scripts count one each).",
+            stats.ops.load(Ordering::Relaxed),
+        ),
+    ];
+    for (name, kind, help, v) in metrics {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+        );
+    }
+}
+
+/// What the shards' rebalance rounds and the sync thread exchange: per limit (bucket index),
+/// the demand seen since the last sync and the host's part of the limit.
+pub struct Link {
+    demand: Box<[AtomicU64]>,
+    rate_milli: Box<[AtomicU64]>,
+    burst: Box<[AtomicU64]>,
+    stop: AtomicBool,
+    done: AtomicBool,
+}
+
+impl Link {
+    /// Until the first sync, the host's part of each limit is the whole limit.
+    pub fn new(limits: &[Limit]) -> Link {
+        Link {
+            demand: limits.iter().map(|_| AtomicU64::new(0)).collect(),
+            rate_milli: limits
+                .iter()
+                .map(|l| AtomicU64::new(l.rate_milli))
+                .collect(),
+            burst: limits.iter().map(|l| AtomicU64::new(l.burst)).collect(),
+            stop: AtomicBool::new(false),
+            done: AtomicBool::new(false),
+        }
+    }
+
+    /// A rebalance round's demand for limit `b` (requests that asked for a token).
+    pub fn add_demand(&self, b: usize, n: u64) {
+        if let Some(d) = self.demand.get(b) {
+            d.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// The host's part of limit `b`.
+    pub fn host_limit(&self, b: usize) -> Option<Limit> {
+        Some(Limit {
+            rate_milli: self.rate_milli.get(b)?.load(Ordering::Relaxed),
+            burst: self.burst.get(b)?.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Demand handed in since the last sync for limit `b` (tests).
+    #[cfg(test)]
+    pub fn demand(&self, b: usize) -> u64 {
+        self.demand.get(b).map_or(0, |d| d.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_host_limit(&self, b: usize, l: Limit) {
+        if let (Some(r), Some(c)) = (self.rate_milli.get(b), self.burst.get(b)) {
+            r.store(l.rate_milli, Ordering::Relaxed);
+            c.store(l.burst, Ordering::Relaxed);
+        }
+    }
+
+    /// The exit path: the sync thread gives the stock back to Redis (waits at most
+    /// `SHUTDOWN_WAIT`). Call it after the shards gave back their leases.
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::Release);
+        let deadline = Instant::now() + SHUTDOWN_WAIT;
+        while !self.done.load(Ordering::Acquire) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+fn unix_ms() -> u64 {
+    u64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(u64::MAX)
+}
+
+/// `{prefix}q:{plan length}:{plan}:{key}:` (the period's first day is appended): the length
+/// keeps names with `:` apart.
+fn count_base(prefix: &str, plan: &str, key: &str) -> String {
+    format!("{prefix}q:{}:{plan}:{key}:", plan.len())
+}
+
+fn seen_key(prefix: &str, plan: &str, key: &str) -> String {
+    format!("{prefix}seen:{}:{plan}:{key}", plan.len())
+}
+
+/// One quota counter (membership with a quota) as the sync thread follows it.
+struct Counter {
+    index: usize,
+    base: String,
+    seen: String,
+    limit: u64,
+    offset: u64,
+    period: Period,
+    /// First day of the period being leased (`i64::MIN`: none yet).
+    day: i64,
+    /// What Redis counts for this host in the period.
+    held: u64,
+    last_taken: u64,
+    /// Consumption in the last regular sync interval.
+    consumed: u64,
+    idle: u32,
+    /// Redis said nothing is left; asked again every `SPENT_RETRY_TICKS` only.
+    spent: bool,
+    spent_ticks: u32,
+    /// A lease call succeeded once in this process: the offset is never charged again.
+    known: bool,
+}
+
+impl Counter {
+    fn key(&self) -> String {
+        format!("{}{}", self.base, self.day)
+    }
+
+    fn expire_at_ms(&self) -> u64 {
+        u64::try_from(self.period.next_start_day(self.day))
+            .unwrap_or(0)
+            .saturating_mul(86_400_000)
+    }
+}
+
+/// What a quota sync does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The regular sync: measure consumption, refill, give idle stock back, pay debts.
+    Sync,
+    /// Between syncs, after a miss: refill empty stocks only (consumption is not measured).
+    Refill,
+    /// The exit path: give everything back, lease nothing.
+    Last,
+}
+
+struct Conn {
+    conn: Connection,
+    lease_sha: String,
+    demand_sha: String,
+}
+
+struct Sync {
+    shared: Arc<TrafficShared>,
+    settings: ClusterSettings,
+    client: Option<redis::Client>,
+    conn: Option<Conn>,
+    counters: Vec<Counter>,
+    limits: Vec<Limit>,
+    smoothed: Vec<u64>,
+    totals: Vec<u64>,
+    hosts: usize,
+    host_id: String,
+    /// Connections made (for the epoch candidate); `epoch`: the value Redis had when we
+    /// last connected.
+    attempts: u64,
+    epoch: Option<String>,
+    last_ok: Instant,
+    failed_open: bool,
+    /// Since when Redis is unreachable (for the log).
+    down_since: Option<Instant>,
+    backoff: Duration,
+    next_attempt: Instant,
+    last_log: Option<Instant>,
+    suppressed: u64,
+}
+
+fn counters(t: &Traffic, prefix: &str) -> Vec<Counter> {
+    let mut out = Vec::new();
+    for (index, m) in t.memberships.iter().enumerate() {
+        let (Some(plan), Some(key)) = (t.plans.get(m.plan as usize), t.keys.get(m.key as usize))
+        else {
+            continue;
+        };
+        let Some(q) = plan.quota else { continue };
+        out.push(Counter {
+            index,
+            base: count_base(prefix, &plan.name, &key.name),
+            seen: seen_key(prefix, &plan.name, &key.name),
+            limit: q.limit,
+            offset: q.offset,
+            period: q.period,
+            day: i64::MIN,
+            held: 0,
+            last_taken: 0,
+            consumed: 0,
+            idle: 0,
+            spent: false,
+            spent_ticks: 0,
+            known: false,
+        });
+    }
+    out
+}
+
+/// Starts the `tollgate-cluster` thread for `shared` (whose store is a `HostStock` and whose
+/// `link` is set) and waits for its first sync (at most `FIRST_SYNC_WAIT`), so the shards
+/// start with stock when Redis is there.
+pub fn start(shared: Arc<TrafficShared>, settings: ClusterSettings) -> Result<(), String> {
+    let client = redis::Client::open(settings.redis.as_str())
+        .map_err(|e| format!("tollgate: [cluster] redis `{}`: {e}", settings.redis))?;
+    let t = shared.tables();
+    let limits = t.limits.clone();
+    let nonce = format!(
+        "{:x}{:x}",
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos()
+    );
+    let mut sync = Sync {
+        counters: counters(t, &settings.key_prefix),
+        smoothed: vec![0; limits.len()],
+        totals: vec![0; limits.len()],
+        limits,
+        hosts: 1,
+        host_id: nonce,
+        attempts: 0,
+        epoch: None,
+        last_ok: Instant::now(),
+        failed_open: false,
+        down_since: None,
+        backoff: settings.sync_interval,
+        next_attempt: Instant::now(),
+        last_log: None,
+        suppressed: 0,
+        client: Some(client),
+        conn: None,
+        shared,
+        settings,
+    };
+    STATS.enabled.store(true, Ordering::Relaxed);
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("tollgate-cluster".to_string())
+        .spawn(move || sync.run(&tx))
+        .map_err(|e| format!("tollgate: cannot start the cluster sync thread: {e}"))?;
+    let _ = rx.recv_timeout(FIRST_SYNC_WAIT);
+    Ok(())
+}
+
+impl Sync {
+    fn stock(&self) -> Option<&HostStock> {
+        self.shared.store.cluster()
+    }
+
+    fn link(&self) -> Option<&Link> {
+        self.shared.link.as_ref()
+    }
+
+    fn run(&mut self, first: &mpsc::Sender<()>) {
+        if let Some(s) = self.stock() {
+            s.set_waker(std::thread::current());
+        }
+        self.tick(false);
+        let _ = first.send(());
+        loop {
+            let stopping = self.link().is_some_and(|l| l.stop.load(Ordering::Acquire));
+            if stopping {
+                self.tick(true);
+                if let Some(l) = self.link() {
+                    l.done.store(true, Ordering::Release);
+                }
+                return;
+            }
+            // Sleep to the next sync, or to just past the next UTC midnight (periods roll
+            // there), in slices so a shutdown is seen quickly.
+            let now = unix_ms();
+            let to_midnight = 86_400_000 - now % 86_400_000 + 1;
+            let interval = u64::try_from(self.settings.sync_interval.as_millis()).unwrap_or(100);
+            let deadline = Instant::now() + Duration::from_millis(interval.min(to_midnight));
+            while Instant::now() < deadline {
+                if self.link().is_some_and(|l| l.stop.load(Ordering::Acquire)) {
+                    break;
+                }
+                // A shard found its stock empty: refill now, not at the next sync.
+                if self.conn.is_some() && self.stock().is_some_and(|s| s.take_misses() > 0) {
+                    if let Err(e) = self.sync_quotas(Mode::Refill) {
+                        self.failed(&e);
+                    }
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                std::thread::park_timeout(left.min(MISS_POLL));
+            }
+            if !self.link().is_some_and(|l| l.stop.load(Ordering::Acquire)) {
+                self.tick(false);
+            }
+        }
+    }
+
+    /// One sync (`last`: the exit path; return everything, lease nothing).
+    fn tick(&mut self, last: bool) {
+        self.roll_periods();
+        if self.conn.is_none() && Instant::now() >= self.next_attempt {
+            if let Err(e) = self.connect() {
+                self.failed(&e);
+            }
+        }
+        if self.conn.is_some() {
+            let mode = if last { Mode::Last } else { Mode::Sync };
+            let r = self.sync_quotas(mode);
+            let r = if last {
+                r
+            } else {
+                r.and_then(|()| self.sync_throttles())
+            };
+            match r {
+                Ok(()) => self.succeeded(),
+                Err(e) => self.failed(&e),
+            }
+        }
+        self.check_fail_open();
+    }
+
+    /// Starts the current period (by this host's clock) of every counter whose period
+    /// changed. The old period's stock is dropped (its count expires with it).
+    fn roll_periods(&mut self) {
+        let today = i64::try_from(unix_ms() / 86_400_000).unwrap_or(0);
+        let Some(stock) = self.shared.store.cluster() else {
+            return;
+        };
+        for c in &mut self.counters {
+            let day = c.period.start_day(today);
+            if day != c.day {
+                stock.roll(c.index, day);
+                c.day = day;
+                c.held = 0;
+                c.last_taken = 0;
+                c.idle = 0;
+                c.spent = false;
+            }
+        }
+    }
+
+    fn timeout(&self) -> Duration {
+        self.settings
+            .fail_open_after
+            .clamp(Duration::from_millis(50), Duration::from_secs(1))
+    }
+
+    fn connect(&mut self) -> RedisResult<()> {
+        let timeout = self.timeout();
+        let Some(client) = &self.client else {
+            return Ok(());
+        };
+        let mut conn = client.get_connection_with_timeout(timeout)?;
+        conn.set_read_timeout(Some(timeout))?;
+        conn.set_write_timeout(Some(timeout))?;
+        let lease_sha: String = redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(LEASE_LUA)
+            .query(&mut conn)?;
+        let demand_sha: String = redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(DEMAND_LUA)
+            .query(&mut conn)?;
+        let epoch_key = format!("{}epoch", self.settings.key_prefix);
+        // A fresh candidate per connection: after Redis lost its data, whoever sets the key
+        // first sets a value no host remembers.
+        self.attempts += 1;
+        let candidate = format!("{}-{}", self.host_id, self.attempts);
+        let (_, epoch): (Option<String>, String) = redis::pipe()
+            .cmd("SET")
+            .arg(&epoch_key)
+            .arg(&candidate)
+            .arg("NX")
+            .cmd("GET")
+            .arg(&epoch_key)
+            .query(&mut conn)?;
+        STATS.ops.fetch_add(4, Ordering::Relaxed);
+        if self.epoch.as_ref().is_some_and(|e| *e != epoch) {
+            eprintln!(
+                "tollgate: cluster: Redis {} lost its counters (restarted without persistence?): this host adds back the quota it admitted or holds",
+                self.settings.redis
+            );
+            for c in &mut self.counters {
+                c.held = 0;
+                c.spent = false;
+            }
+        }
+        self.epoch = Some(epoch);
+        self.conn = Some(Conn {
+            conn,
+            lease_sha,
+            demand_sha,
+        });
+        Ok(())
+    }
+
+    fn sync_quotas(&mut self, mode: Mode) -> RedisResult<()> {
+        let Some(stock) = self.shared.store.cluster() else {
+            return Ok(());
+        };
+        let shards = self.shared.shards;
+        let mut pipe = redis::pipe();
+        // (counter position, withdrawn, owed)
+        let mut batch: Vec<(usize, u64, u64)> = Vec::new();
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(());
+        };
+        for (pos, c) in self.counters.iter_mut().enumerate() {
+            let (taken, held_here) = stock.counts(c.index);
+            if mode == Mode::Sync {
+                c.consumed = taken.saturating_sub(c.last_taken);
+                c.idle = if taken == c.last_taken {
+                    c.idle.saturating_add(1)
+                } else {
+                    0
+                };
+                c.last_taken = taken;
+            }
+            let owed = (taken + held_here).saturating_sub(c.held);
+            let mut want = match mode {
+                Mode::Last => 0,
+                // Spent counters are asked again by the regular syncs only.
+                Mode::Refill if held_here > 0 || c.spent => 0,
+                // An empty stock: at least what the last interval consumed.
+                // What the last interval consumed, or more if this one already did: the
+                // stock doubles at each miss while a burst ramps up, and stays within two
+                // intervals of consumption (the bound of what a killed host loses).
+                Mode::Refill => logic::refill_want(
+                    0,
+                    c.consumed.max(taken.saturating_sub(c.last_taken)),
+                    shards,
+                ),
+                Mode::Sync => logic::refill_want(held_here, c.consumed, shards),
+            };
+            if c.spent && want > 0 {
+                c.spent_ticks += 1;
+                if c.spent_ticks < SPENT_RETRY_TICKS {
+                    want = 0;
+                } else {
+                    c.spent_ticks = 0;
+                }
+            }
+            let give_back = match mode {
+                Mode::Last => held_here,
+                Mode::Refill => 0,
+                Mode::Sync => logic::idle_return(held_here, c.idle, shards, c.spent),
+            };
+            if owed == 0 && want == 0 && give_back == 0 {
+                continue;
+            }
+            let back = stock.withdraw(c.index, give_back);
+            let add = i128::from(owed) - i128::from(back);
+            pipe.cmd("EVALSHA")
+                .arg(&conn.lease_sha)
+                .arg(2)
+                .arg(c.key())
+                .arg(&c.seen)
+                .arg(c.limit)
+                .arg(want)
+                .arg(c.expire_at_ms())
+                .arg(c.offset)
+                .arg(add.to_string())
+                .arg(if c.known { "1" } else { "0" })
+                .arg(logic::MAX_HOST_BLOCK)
+                .arg(logic::REMAINING_DIVISOR);
+            batch.push((pos, back, owed));
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        STATS
+            .ops
+            .fetch_add(u64::try_from(batch.len()).unwrap_or(0), Ordering::Relaxed);
+        // On an error the withdrawn stock is dropped and the debt kept: Redis may count a
+        // few requests nobody admitted (under-admission), never the reverse.
+        let results: Vec<(i64, i64)> = pipe.query(&mut conn.conn)?;
+        for ((pos, back, owed), (grant, used)) in batch.into_iter().zip(results) {
+            let Some(c) = self.counters.get_mut(pos) else {
+                continue;
+            };
+            if used < 0 {
+                // The period is over by Redis's clock: nothing was counted.
+                continue;
+            }
+            let grant = u64::try_from(grant).unwrap_or(0);
+            let used = u64::try_from(used).unwrap_or(0);
+            c.held = (c.held + owed).saturating_sub(back) + grant;
+            c.known = true;
+            c.spent = used >= c.limit;
+            stock.set_spent(c.index, c.spent);
+            stock.stock_up(c.index, grant);
+            stock.set_global(c.index, used);
+        }
+        Ok(())
+    }
+
+    fn sync_throttles(&mut self) -> RedisResult<()> {
+        let Some(link) = self.shared.link.as_ref() else {
+            return Ok(());
+        };
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(());
+        };
+        let ttl = (self.settings.sync_interval * 5).max(Duration::from_millis(500));
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(&conn.demand_sha)
+            .arg(0)
+            .arg(&self.settings.key_prefix)
+            .arg(&self.host_id)
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(500));
+        for (b, s) in self.smoothed.iter_mut().enumerate() {
+            let d = link
+                .demand
+                .get(b)
+                .map_or(0, |d| d.swap(0, Ordering::Relaxed));
+            *s = logic::smooth(*s, d);
+            if *s > 0 {
+                cmd.arg(b).arg(*s);
+            }
+        }
+        STATS.ops.fetch_add(1, Ordering::Relaxed);
+        let reply: Vec<String> = cmd.query(&mut conn.conn)?;
+        let mut it = reply.iter();
+        self.hosts = it
+            .next()
+            .and_then(|h| h.parse::<usize>().ok())
+            .unwrap_or(1)
+            .max(1);
+        self.totals.iter_mut().for_each(|t| *t = 0);
+        while let (Some(b), Some(t)) = (it.next(), it.next()) {
+            if let (Ok(b), Ok(t)) = (b.parse::<usize>(), t.parse::<u64>()) {
+                if let Some(slot) = self.totals.get_mut(b) {
+                    *slot = t;
+                }
+            }
+        }
+        for (b, limit) in self.limits.iter().enumerate() {
+            let own = self.smoothed.get(b).copied().unwrap_or(0);
+            let total = self.totals.get(b).copied().unwrap_or(0);
+            link.set_host_limit(b, logic::host_share(*limit, own, total, self.hosts));
+        }
+        Ok(())
+    }
+
+    fn succeeded(&mut self) {
+        self.last_ok = Instant::now();
+        self.backoff = self.settings.sync_interval;
+        STATS.up.store(true, Ordering::Relaxed);
+        if let Some(since) = self.down_since.take() {
+            eprintln!(
+                "tollgate: cluster: Redis {} reachable again after {} ms{}",
+                self.settings.redis,
+                since.elapsed().as_millis(),
+                if self.failed_open {
+                    "; quotas and throttles are shared again, the requests admitted meanwhile were added to the Redis counters"
+                } else {
+                    ""
+                }
+            );
+        }
+        if self.failed_open {
+            self.failed_open = false;
+            if let Some(s) = self.stock() {
+                s.set_fail_open(false);
+            }
+            STATS.fail_open.store(false, Ordering::Relaxed);
+        }
+    }
+
+    fn failed(&mut self, e: &redis::RedisError) {
+        self.conn = None;
+        STATS.errors.fetch_add(1, Ordering::Relaxed);
+        STATS.up.store(false, Ordering::Relaxed);
+        let now = Instant::now();
+        self.next_attempt = now + self.backoff;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        if self.down_since.is_none() {
+            self.down_since = Some(now);
+            eprintln!(
+                "tollgate: cluster: Redis {} unreachable ({e}): serving from the quota leases and throttle shares in hand; quotas fail open after {} ms",
+                self.settings.redis,
+                self.settings.fail_open_after.as_millis()
+            );
+            self.last_log = Some(now);
+            return;
+        }
+        if self
+            .last_log
+            .is_some_and(|t| now.duration_since(t) < LOG_EVERY)
+        {
+            self.suppressed += 1;
+            return;
+        }
+        eprintln!(
+            "tollgate: cluster: Redis {} still unreachable ({e}; {} more error(s) since the last line)",
+            self.settings.redis, self.suppressed
+        );
+        self.suppressed = 0;
+        self.last_log = Some(now);
+    }
+
+    fn check_fail_open(&mut self) {
+        if self.failed_open
+            || self.conn.is_some()
+            || self.last_ok.elapsed() < self.settings.fail_open_after
+        {
+            return;
+        }
+        self.failed_open = true;
+        STATS.fail_open.store(true, Ordering::Relaxed);
+        if let Some(s) = self.stock() {
+            s.set_fail_open(true);
+        }
+        if let Some(link) = self.link() {
+            for (b, l) in self.limits.iter().enumerate() {
+                link.set_host_limit(b, logic::fallback_share(*l, self.hosts));
+            }
+        }
+        eprintln!(
+            "tollgate: cluster: no Redis for {} ms: failing open — quotas are not checked (requests admitted are counted and added to Redis when it is back), throttles use rate / {} host(s) last seen",
+            self.last_ok.elapsed().as_millis(),
+            self.hosts
+        );
+    }
+}
+
+/// `tollgate usage` with `[cluster]`: the current period's count of every quota counter,
+/// from Redis (what hosts leased: the requests admitted plus the small blocks still held).
+pub fn usage_entries(gw: &Gateway, unix_secs: i64) -> Result<Vec<state::Entry>, String> {
+    let Some(settings) = &gw.settings.cluster else {
+        return Ok(Vec::new());
+    };
+    let fail = |e: redis::RedisError| format!("tollgate usage: Redis {}: {e}", settings.redis);
+    let client = redis::Client::open(settings.redis.as_str()).map_err(fail)?;
+    let mut conn = client
+        .get_connection_with_timeout(Duration::from_secs(2))
+        .map_err(fail)?;
+    let t = &gw.traffic;
+    let today = unix_secs.div_euclid(86_400);
+    let mut out = Vec::new();
+    for c in counters(t, &settings.key_prefix) {
+        let Some(m) = t.memberships.get(c.index) else {
+            continue;
+        };
+        let (Some(plan), Some(key)) = (t.plans.get(m.plan as usize), t.keys.get(m.key as usize))
+        else {
+            continue;
+        };
+        let day = c.period.start_day(today);
+        let used: Option<u64> = redis::cmd("GET")
+            .arg(format!("{}{day}", c.base))
+            .query(&mut conn)
+            .map_err(fail)?;
+        out.push(state::Entry {
+            plan: plan.name.to_string(),
+            key: key.name.to_string(),
+            period_start: day * 86_400,
+            used: used.unwrap_or(0),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_names_keep_plan_and_key_apart() {
+        assert_ne!(count_base("t:", "a:b", "c"), count_base("t:", "a", "b:c"));
+        assert_eq!(count_base("t:", "gold", "alice"), "t:q:4:gold:alice:");
+        assert_eq!(seen_key("t:", "gold", "alice"), "t:seen:4:gold:alice");
+    }
+
+    #[test]
+    fn metrics_render_only_with_a_cluster() {
+        let stats = Stats::new();
+        let mut out = String::new();
+        render_stats(&stats, &mut out);
+        assert!(out.is_empty());
+        stats.enabled.store(true, Ordering::Relaxed);
+        stats.up.store(true, Ordering::Relaxed);
+        stats.ops.store(42, Ordering::Relaxed);
+        render_stats(&stats, &mut out);
+        for line in [
+            "tollgate_cluster_redis_up 1",
+            "tollgate_cluster_fail_open 0",
+            "tollgate_cluster_redis_errors_total 0",
+            "tollgate_cluster_redis_ops_total 42",
+        ] {
+            assert!(out.lines().any(|l| l == line), "{out}");
+        }
+    }
+}

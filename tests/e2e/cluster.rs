@@ -1,0 +1,519 @@
+//! `[cluster]`: two tollgate hosts (2 shards each, their own loopback ports) sharing one Redis
+//! (`redis-server` on a free loopback port, no persistence, started and stopped by the test):
+//! a quota of 1,000 hit through both hosts from 64 connections admits 1,000–1,001; a stage
+//! throttle of 50/s holds across both hosts over 10 s within ±10 % (traffic on both hosts and
+//! on one); Redis stopped mid-run: requests go on being served (failing open after
+//! `fail_open_after_ms`), the outage is logged, and once Redis is back (empty) the counts are
+//! reconciled (`tollgate usage` reads them from Redis); one host killed with `kill -9`: the
+//! other goes on and the total stays within the documented bound (what the dead host held);
+//! a quota `offset` is charged once per plan and key, not again by new processes. The Redis
+//! ops counter stays far below the request rate.
+
+use crate::client::{Client, Response};
+use crate::harness::{free_port, run_to_end, Gateway, Server, TempDir};
+use crate::traffic::{get_with_key, keyed_config, wait_all_shards, ALICE};
+use std::io::Write as _;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A `redis-server` on a loopback port, killed on drop.
+struct Redis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let mut r = Redis {
+            port: free_port(),
+            child: None,
+        };
+        r.restart();
+        r
+    }
+
+    /// Starts (again) on the same port, empty.
+    fn restart(&mut self) {
+        self.stop();
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start redis-server (is it installed?): {e}"));
+        self.child = Some(child);
+        let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
+        let start = Instant::now();
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "redis-server did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One host: its config file (kept for `tollgate usage`) and its process.
+struct Host {
+    gw: Gateway,
+    config: PathBuf,
+    admin: SocketAddr,
+    _dir: TempDir,
+}
+
+fn cluster_section(redis: &Redis, fail_open_after_ms: u64) -> String {
+    format!(
+        "\n[cluster]\nredis = \"{}\"\nsync_interval_ms = 100\nkey_prefix = \"e2e:\"\nfail_open_after_ms = {fail_open_after_ms}\n",
+        redis.url()
+    )
+}
+
+fn host(apis: &str, redis: &Redis, fail_open_after_ms: u64) -> Host {
+    let dir = TempDir::new("cluster");
+    let port = free_port();
+    let admin_port = free_port();
+    let server = Server::default().with("shards", "2");
+    let text = format!(
+        "{}\n[admin]\naddress = \"127.0.0.1\"\nport = {admin_port}\n{}",
+        crate::harness::config_text(&server, port, apis),
+        cluster_section(redis, fail_open_after_ms)
+    );
+    let config = dir.write("gateway.toml", &text);
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let args = [std::ffi::OsStr::new("--config"), config.as_os_str()];
+    let gw = Gateway::spawn(&args, addr, None);
+    wait_all_shards(&gw);
+    Host {
+        gw,
+        config,
+        admin: ([127, 0, 0, 1], admin_port).into(),
+        _dir: dir,
+    }
+}
+
+/// Counts of one client run.
+#[derive(Default)]
+struct Counts {
+    ok: AtomicU64,
+    refused: AtomicU64,
+    other: AtomicU64,
+    /// Admitted per 100 ms window since the start (for the per-interval rate).
+    windows: Mutex<Vec<u64>>,
+}
+
+impl Counts {
+    fn ok(&self) -> u64 {
+        self.ok.load(Ordering::Relaxed)
+    }
+    fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+    fn other(&self) -> u64 {
+        self.other.load(Ordering::Relaxed)
+    }
+}
+
+/// Client threads: `conns[i]` keep-alive connections to `addrs[i]`, pausing `pause` between
+/// requests, until `stop` is set or `deadline`. A connection that fails (its host was
+/// killed) ends its thread. Counts per host.
+fn drive(
+    addrs: &[SocketAddr],
+    conns: &[usize],
+    path: &'static str,
+    key: Option<&'static str>,
+    pause: Duration,
+    stop: &Arc<AtomicBool>,
+    deadline: Instant,
+) -> (Vec<Arc<Counts>>, Vec<std::thread::JoinHandle<()>>) {
+    let counts: Vec<Arc<Counts>> = addrs.iter().map(|_| Arc::default()).collect();
+    let started = Instant::now();
+    let mut threads = Vec::new();
+    for (h, (&addr, &n)) in addrs.iter().zip(conns).enumerate() {
+        for _ in 0..n {
+            let (counts, stop) = (counts[h].clone(), stop.clone());
+            threads.push(std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                let r = get_with_key(path, key);
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    if c.stream.write_all(&r).is_err() {
+                        return;
+                    }
+                    let Ok(resp) = c.try_read_response(false) else {
+                        return;
+                    };
+                    match resp.status {
+                        200 => {
+                            counts.ok.fetch_add(1, Ordering::Relaxed);
+                            let w = (started.elapsed().as_millis() / 100) as usize;
+                            let mut ws = counts.windows.lock().unwrap_or_else(|e| e.into_inner());
+                            if ws.len() <= w {
+                                ws.resize(w + 1, 0);
+                            }
+                            ws[w] += 1;
+                        }
+                        429 => {
+                            counts.refused.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {
+                            counts.other.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    if !pause.is_zero() {
+                        std::thread::sleep(pause);
+                    }
+                }
+            }));
+        }
+    }
+    (counts, threads)
+}
+
+fn join(threads: Vec<std::thread::JoinHandle<()>>) {
+    for t in threads {
+        t.join().expect("client thread");
+    }
+}
+
+/// Waits until no request was admitted anywhere for `quiet` (at most until `deadline`).
+fn wait_quiet(counts: &[Arc<Counts>], quiet: Duration, deadline: Instant) {
+    let total = || counts.iter().map(|c| c.ok()).sum::<u64>();
+    let mut last = total();
+    let mut since = Instant::now();
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = total();
+        if now != last {
+            last = now;
+            since = Instant::now();
+        } else if since.elapsed() >= quiet {
+            return;
+        }
+    }
+}
+
+/// `used` of alice in `tollgate usage --config <config> --key alice` (read from Redis).
+fn usage_used(config: &Path) -> u64 {
+    let (code, out) = run_to_end(&[
+        Path::new("usage"),
+        Path::new("--config"),
+        config,
+        Path::new("--key"),
+        Path::new("alice"),
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("\"source\": \"redis redis://"), "{out}");
+    let at = out.find("\"used\": ").unwrap_or_else(|| panic!("{out}"));
+    out[at + 8..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"))
+}
+
+/// A metric's value from the host's admin listener.
+fn metric(admin: SocketAddr, name: &str) -> u64 {
+    let r: Response = Client::connect(admin).request(&crate::client::get("/metrics"));
+    let body = r.body_str();
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in:\n{body}"))
+}
+
+#[test]
+fn cluster_quota_of_1000_across_two_hosts_from_64_connections() {
+    let redis = Redis::start();
+    let apis = keyed_config(1000, "", "");
+    let a = host(&apis, &redis, 1000);
+    let b = host(&apis, &redis, 1000);
+    let ops_before = metric(a.admin, "tollgate_cluster_redis_ops_total");
+    let started = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (counts, threads) = drive(
+        &[a.gw.addr, b.gw.addr],
+        &[32, 32],
+        "/prod/keyed",
+        Some(ALICE),
+        Duration::ZERO,
+        &stop,
+        deadline,
+    );
+    // Until nothing was admitted for 1.5 s (every host's stock is spent).
+    wait_quiet(&counts, Duration::from_millis(1500), deadline);
+    stop.store(true, Ordering::Relaxed);
+    join(threads);
+    let elapsed = started.elapsed().as_secs_f64();
+    let ok: u64 = counts.iter().map(|c| c.ok()).sum();
+    let refused: u64 = counts.iter().map(|c| c.refused()).sum();
+    let other: u64 = counts.iter().map(|c| c.other()).sum();
+    eprintln!(
+        "admitted {ok} (a {}, b {}), refused {refused}",
+        counts[0].ok(),
+        counts[1].ok()
+    );
+    assert_eq!(other, 0);
+    assert!(refused >= 200, "the quota was never reached: {ok} admitted");
+    assert!(
+        counts[0].ok() > 0 && counts[1].ok() > 0,
+        "both hosts admitted"
+    );
+    assert!((1000..=1001).contains(&ok), "a quota of 1000 admitted {ok}");
+    // The Redis ops of host a do not follow the request rate: at most one demand call and
+    // one lease call per counter per 100 ms sync (plus reconnects), while thousands of
+    // requests per second were answered.
+    let ops = metric(a.admin, "tollgate_cluster_redis_ops_total") - ops_before;
+    let per_second = ops as f64 / elapsed;
+    let requests_per_second = (ok + refused) as f64 / elapsed;
+    eprintln!("host a: {per_second:.1} Redis ops/s for {requests_per_second:.0} requests/s");
+    assert!(per_second <= 40.0, "{ops} Redis ops in {elapsed:.1} s");
+    assert_eq!(metric(a.admin, "tollgate_cluster_redis_up"), 1);
+    assert_eq!(metric(a.admin, "tollgate_cluster_fail_open"), 0);
+    assert_eq!(usage_used(&b.config), 1000);
+}
+
+fn throttle_run(shape: &str, conns: [usize; 2]) {
+    const RATE: f64 = 50.0;
+    const BURST: u64 = 10;
+    const WINDOW: Duration = Duration::from_secs(10);
+    let redis = Redis::start();
+    let stage = format!("throttle = {{ rate = {RATE:.1}, burst = {BURST} }}");
+    let apis = keyed_config(1_000_000, "", &stage);
+    let a = host(&apis, &redis, 1000);
+    let b = host(&apis, &redis, 1000);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (counts, threads) = drive(
+        &[a.gw.addr, b.gw.addr],
+        &conns,
+        "/prod/open",
+        None,
+        Duration::from_millis(10),
+        &stop,
+        Instant::now() + WINDOW,
+    );
+    join(threads);
+    let ok: u64 = counts.iter().map(|c| c.ok()).sum();
+    let refused: u64 = counts.iter().map(|c| c.refused()).sum();
+    let want = RATE * WINDOW.as_secs_f64() + BURST as f64;
+    eprintln!(
+        "{shape}: admitted {ok} (a {}, b {}), refused {refused}, want {want} ±10 %",
+        counts[0].ok(),
+        counts[1].ok()
+    );
+    assert_eq!(counts.iter().map(|c| c.other()).sum::<u64>(), 0);
+    assert!(refused > ok, "{shape}: the load did not exceed the limit");
+    let error = (ok as f64 - want) / want;
+    assert!(
+        error.abs() <= 0.10,
+        "{shape}: admitted {ok} in {WINDOW:?} across two hosts, want {want} ±10 % (off by {:.1} %)",
+        error * 100.0
+    );
+}
+
+#[test]
+fn cluster_stage_throttle_of_50_per_second_across_both_hosts() {
+    throttle_run("both hosts", [16, 16]);
+}
+
+#[test]
+fn cluster_stage_throttle_of_50_per_second_with_traffic_on_one_host() {
+    throttle_run("one host", [16, 0]);
+}
+
+#[test]
+fn cluster_redis_outage_fails_open_and_reconciles() {
+    let mut redis = Redis::start();
+    let apis = keyed_config(1_000_000, "", "");
+    let a = host(&apis, &redis, 300);
+    let b = host(&apis, &redis, 300);
+    let run = |ms: u64| {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (counts, threads) = drive(
+            &[a.gw.addr, b.gw.addr],
+            &[4, 4],
+            "/prod/keyed",
+            Some(ALICE),
+            Duration::from_millis(2),
+            &stop,
+            Instant::now() + Duration::from_millis(ms),
+        );
+        join(threads);
+        let ok: u64 = counts.iter().map(|c| c.ok()).sum();
+        let refused: u64 = counts.iter().map(|c| c.refused()).sum();
+        let other: u64 = counts.iter().map(|c| c.other()).sum();
+        (ok, refused, other)
+    };
+    let before = run(1000);
+    // A key's first burst on a host can find its stock (one request per shard) empty for one
+    // Redis round trip: a few refusals at the very start, none later.
+    assert_eq!(before.2, 0, "before the outage: {before:?}");
+    assert!(before.1 * 50 <= before.0, "before the outage: {before:?}");
+    redis.stop();
+    // Within the grace (300 ms) the leases in hand serve; once they are spent some requests
+    // may be refused until the hosts fail open. No request fails otherwise.
+    let grace = run(700);
+    assert_eq!(grace.2, 0, "during the grace: {grace:?}");
+    // Failed open: every request is served.
+    let open = run(1500);
+    assert!(open.0 > 0, "{open:?}");
+    assert_eq!((open.1, open.2), (0, 0), "failed open: {open:?}");
+    for h in [&a, &b] {
+        let out = h.gw.output();
+        assert!(out.contains("unreachable"), "{out}");
+        assert!(out.contains("failing open"), "{out}");
+        assert_eq!(metric(h.admin, "tollgate_cluster_fail_open"), 1);
+        assert_eq!(metric(h.admin, "tollgate_cluster_redis_up"), 0);
+        assert!(metric(h.admin, "tollgate_cluster_redis_errors_total") >= 1);
+    }
+    // Redis comes back empty (no persistence): both hosts add back what they admitted.
+    redis.restart();
+    for h in [&a, &b] {
+        assert!(
+            h.gw.wait_output("reachable again", Duration::from_secs(5)),
+            "{}",
+            h.gw.output()
+        );
+    }
+    let after = run(500);
+    assert_eq!((after.1, after.2), (0, 0), "after the outage: {after:?}");
+    // Idle stock above one request per shard goes back after two idle syncs.
+    std::thread::sleep(Duration::from_millis(800));
+    let admitted = before.0 + grace.0 + open.0 + after.0;
+    let used = usage_used(&a.config);
+    eprintln!("admitted {admitted}, Redis counts {used}");
+    // Redis counts every admitted request, plus at most one request per shard still held
+    // by each host (2 hosts × 2 shards).
+    assert!(
+        (admitted..=admitted + 4).contains(&used),
+        "admitted {admitted}, Redis counts {used}"
+    );
+    assert_eq!(metric(a.admin, "tollgate_cluster_fail_open"), 0);
+}
+
+#[test]
+fn cluster_host_killed_with_sigkill_loses_at_most_its_leases() {
+    const LIMIT: u64 = 5000;
+    let redis = Redis::start();
+    let apis = keyed_config(LIMIT, "", "");
+    let a = host(&apis, &redis, 1000);
+    let b = host(&apis, &redis, 1000);
+    let stop = Arc::new(AtomicBool::new(false));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (counts, threads) = drive(
+        &[a.gw.addr, b.gw.addr],
+        &[16, 16],
+        "/prod/keyed",
+        Some(ALICE),
+        Duration::from_millis(1),
+        &stop,
+        deadline,
+    );
+    // Once a fifth of the quota is spent, kill b.
+    while counts.iter().map(|c| c.ok()).sum::<u64>() < LIMIT / 5 {
+        assert!(Instant::now() < deadline, "no progress");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let b_pid = b.gw.pid();
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(
+        unsafe { libc::kill(b_pid as libc::pid_t, libc::SIGKILL) },
+        0
+    );
+    let b_ok_at_kill = counts[1].ok();
+    wait_quiet(&counts, Duration::from_millis(1500), deadline);
+    stop.store(true, Ordering::Relaxed);
+    join(threads);
+    let a_ok = counts[0].ok();
+    let b_ok = counts[1].ok();
+    let total = a_ok + b_ok;
+    // The bound (CONFIG.md, "Cluster"): a killed host loses what it held — its stock (at
+    // most two sync intervals of what it admitted) and its shards' leases — plus the
+    // requests admitted whose responses never left it (one per connection).
+    let windows = counts[1]
+        .windows
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let per_interval = windows.iter().copied().max().unwrap_or(0);
+    let bound = 3 * per_interval + 16;
+    eprintln!(
+        "admitted {total} (a {a_ok}, b {b_ok}, b at the kill {b_ok_at_kill}), b's busiest 100 ms: {per_interval}, bound {bound}"
+    );
+    assert!(a_ok > LIMIT / 2, "a went on after b died: {a_ok}");
+    assert!(total <= LIMIT, "over-admitted: {total}");
+    assert!(
+        total + bound >= LIMIT,
+        "lost {} > bound {bound}",
+        LIMIT - total
+    );
+    assert_eq!(counts.iter().map(|c| c.other()).sum::<u64>(), 0);
+}
+
+/// The period's count of alice in plan gold, read with `redis-cli`.
+fn redis_count(redis: &Redis) -> Option<u64> {
+    let day = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400);
+    let out = Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "GET"])
+        .arg(format!("e2e:q:4:gold:alice:{day}"))
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+#[test]
+fn cluster_quota_offset_is_charged_once_per_plan_and_key() {
+    let redis = Redis::start();
+    // Limit 10, offset 6: 4 requests in the key's initial period, across both hosts.
+    let apis = keyed_config(10, "", "").replace(
+        "quota = { limit = 10, period = \"DAY\" }",
+        "quota = { limit = 10, period = \"DAY\", offset = 6 }",
+    );
+    assert!(apis.contains("offset = 6"));
+    let a = host(&apis, &redis, 1000);
+    let b = host(&apis, &redis, 1000);
+    let mut admitted = 0;
+    for i in 0..20 {
+        let addr = if i % 2 == 0 { a.gw.addr } else { b.gw.addr };
+        let r = Client::connect(addr).request(&get_with_key("/prod/keyed", Some(ALICE)));
+        admitted += u64::from(r.status == 200);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(admitted, 4);
+    assert_eq!(redis_count(&redis), Some(10));
+    // New processes (they never counted this key themselves): the marker in Redis says the
+    // key was counted before, so the offset is not charged again.
+    drop((a, b));
+    let c = host(&apis, &redis, 1000);
+    let r = Client::connect(c.gw.addr).request(&get_with_key("/prod/keyed", Some(ALICE)));
+    assert_eq!(r.status, 429);
+    assert_eq!(
+        redis_count(&redis),
+        Some(10),
+        "the offset was charged again"
+    );
+}
