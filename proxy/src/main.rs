@@ -11,6 +11,7 @@ mod logging;
 mod metrics;
 mod net;
 mod relay;
+mod reload;
 mod runtime;
 mod shard;
 mod traffic_state;
@@ -140,7 +141,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime::run(gateway, shards, path) {
+    match runtime::run(gateway, shards, path, cli.config.clone()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
             eprintln!("{msg}");

@@ -80,6 +80,31 @@ impl Layout {
     }
 }
 
+impl Layout {
+    /// Every series' `(api, stage, route)` labels, by series index.
+    pub fn all_labels(&self) -> &[[Box<str>; 3]] {
+        &self.labels
+    }
+
+    /// The series labelled `(api, stage, route)`, if there is one (used once per reload).
+    pub fn find(&self, api: &str, stage: &str, route: &str) -> Option<usize> {
+        self.labels
+            .iter()
+            .position(|[a, s, r]| &**a == api && &**s == stage && &**r == route)
+    }
+}
+
+/// Configuration reloads, for the scrape (written by the main thread, `reload`).
+#[derive(Default)]
+pub struct ReloadStatus {
+    /// 1 at start, +1 per successful reload.
+    pub generation: AtomicU64,
+    /// The last reload's result: 1 success, 0 failure (1 before any reload).
+    pub last_success: AtomicU64,
+    /// When the last reload attempt ended (seconds since the epoch; 0: none yet).
+    pub last_time: AtomicU64,
+}
+
 /// The index of `item` in `slice` when it is one of its elements (address arithmetic only).
 fn index_in<T>(slice: &[T], item: &T) -> Option<usize> {
     let size = std::mem::size_of::<T>().max(1);
@@ -179,6 +204,7 @@ fn bucket(ms: u64) -> Option<usize> {
 pub struct Registry {
     pub layout: Arc<Layout>,
     pub shards: Vec<Arc<ShardMetrics>>,
+    pub reload: ReloadStatus,
 }
 
 impl Registry {
@@ -187,7 +213,14 @@ impl Registry {
         let shards = (0..shards)
             .map(|i| Arc::new(ShardMetrics::new(i, &layout)))
             .collect();
-        Registry { layout, shards }
+        let reload = ReloadStatus::default();
+        reload.generation.store(1, Relaxed);
+        reload.last_success.store(1, Relaxed);
+        Registry {
+            layout,
+            shards,
+            reload,
+        }
     }
 }
 
@@ -356,7 +389,36 @@ pub fn render(reg: &Registry) -> String {
             );
         }
     }
+    render_reload(&reg.reload, &mut out);
     out
+}
+
+/// `tollgate_config_generation` and the last reload's result and time.
+fn render_reload(r: &ReloadStatus, out: &mut String) {
+    let gauges = [
+        (
+            "tollgate_config_generation",
+            "The configuration in force: 1 at start, +1 per successful reload.",
+            &r.generation,
+        ),
+        (
+            "tollgate_config_last_reload_success",
+            "Whether the last reload succeeded (1) or failed (0); 1 before any reload.",
+            &r.last_success,
+        ),
+        (
+            "tollgate_config_last_reload_timestamp_seconds",
+            "When the last reload attempt ended (seconds since the epoch; 0: none yet).",
+            &r.last_time,
+        ),
+    ];
+    for (name, help, v) in gauges {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}",
+            v.load(Relaxed)
+        );
+    }
 }
 
 #[cfg(test)]

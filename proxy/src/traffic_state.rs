@@ -20,7 +20,7 @@
 //! Per request, none of this is touched: the shard's `ShardTraffic` is plain data and the
 //! quota store is only reached when a lease is empty.
 
-use crate::shard::Shard;
+use crate::shard::{Gen, Shard};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -31,7 +31,8 @@ use tollgate_core::gateway::Gateway;
 use tollgate_core::traffic::bucket::{ShardReport, Share, ShareBalancer};
 use tollgate_core::traffic::period::civil_from_days;
 use tollgate_core::traffic::quota::AtomicQuotaStore;
-use tollgate_core::traffic::{state, ShardTraffic, Traffic};
+use tollgate_core::traffic::quota::QuotaStore;
+use tollgate_core::traffic::{state, ShardTraffic, Traffic, NONE};
 
 /// How often shards rebalance bucket shares and hand back unused quota leases.
 pub const REBALANCE: Duration = Duration::from_millis(100);
@@ -70,6 +71,8 @@ pub struct TrafficShared {
     /// Serialises writes of the state file (the flush thread and the exit path); holds the
     /// last text written, so an unchanged state is not rewritten.
     written: Mutex<String>,
+    /// A config reload replaced this state (`successor`): its flush thread stops.
+    retired: AtomicBool,
 }
 
 /// One rebalance round: per shard, its reports (one per bucket) and, once every shard
@@ -119,6 +122,7 @@ impl TrafficShared {
             stopping: AtomicBool::new(false),
             released: AtomicUsize::new(0),
             written: Mutex::new(String::new()),
+            retired: AtomicBool::new(false),
         }
     }
 
@@ -329,6 +333,9 @@ fn flush_loop(shared: &TrafficShared, every: Duration) {
     loop {
         let left = next.saturating_duration_since(Instant::now());
         std::thread::sleep(left);
+        if shared.retired.load(Ordering::Acquire) {
+            return;
+        }
         if Instant::now() >= next {
             // A failing write is said once, not at every interval (and again once it works).
             match shared.persist() {
@@ -348,42 +355,235 @@ fn flush_loop(shared: &TrafficShared, every: Duration) {
     }
 }
 
-/// Starts shard `shard`'s rebalance task (nothing when no limit or quota is configured).
-pub fn spawn_rebalance(shard: Rc<Shard>) {
-    if !shard.traffic.active {
+/// Starts shard `shard`'s rebalance task for configuration generation `gen` (nothing when it
+/// has no limit or quota); the task ends once a reload replaced `gen`.
+pub fn spawn_rebalance(shard: Rc<Shard>, gen: Rc<Gen>) {
+    if !gen.traffic.active {
         return;
     }
-    glommio::spawn_local(rebalance_loop(shard)).detach();
+    glommio::spawn_local(rebalance_loop(shard, gen)).detach();
 }
 
-async fn rebalance_loop(shard: Rc<Shard>) {
-    let shared = shard.traffic.clone();
+async fn rebalance_loop(shard: Rc<Shard>, gen: Rc<Gen>) {
+    let shared = gen.traffic.clone();
     let period = u64::try_from(REBALANCE.as_nanos()).unwrap_or(u64::MAX);
     let mut released = false;
-    loop {
+    while shard.is_current(&gen) {
         // Sleep to the next boundary of the shared epoch: all shards report together.
         let now = shared.mono_ns(Instant::now());
         let next = (now / period + 1) * period;
         glommio::timer::sleep(Duration::from_nanos(next - now)).await;
-        shard.refresh_clock();
+        if !shard.is_current(&gen) {
+            break;
+        }
+        shard.refresh_clock(&shared);
         // Unused quota leases go back every tick: the store counts what was admitted.
-        shard.limits.borrow_mut().release_leases(&shared.store);
+        gen.limits.borrow_mut().release_leases(&shared.store);
         if shared.stopping.load(Ordering::Acquire) && !released {
             released = true;
             shared.released.fetch_add(1, Ordering::AcqRel);
         }
         let now = shared.mono_ns(Instant::now());
-        if shared.report(shard.index, &mut shard.limits.borrow_mut(), now) {
+        if shared.report(shard.index, &mut gen.limits.borrow_mut(), now) {
             continue;
         }
         for _ in 0..COLLECT_POLLS {
             glommio::timer::sleep(COLLECT_POLL).await;
             let now = shared.mono_ns(Instant::now());
-            if shared.collect(shard.index, &mut shard.limits.borrow_mut(), now) {
+            if shared.collect(shard.index, &mut gen.limits.borrow_mut(), now) {
                 break;
             }
         }
     }
+}
+
+// ---- Config reload: what carries over from one configuration's traffic state to the next.
+
+/// A stable name per bucket of `gw` (index = bucket id; `None` for a bucket nothing names),
+/// so a reload can match the buckets of two configs: the account, a stage, a stage's route
+/// throttle, a key's plan throttle, a key's plan route throttle.
+pub fn bucket_names(gw: &Gateway) -> Vec<Option<String>> {
+    let t = &gw.traffic;
+    let mut names: Vec<Option<String>> = vec![None; t.limits.len()];
+    let mut name = |b: u32, n: String| {
+        if let Some(slot) = names.get_mut(b as usize) {
+            slot.get_or_insert(n);
+        }
+    };
+    name(
+        tollgate_core::traffic::ACCOUNT_BUCKET,
+        "account".to_string(),
+    );
+    for m in &t.memberships {
+        let (Some(p), Some(k)) = (t.plans.get(m.plan as usize), t.keys.get(m.key as usize)) else {
+            continue;
+        };
+        if m.throttle_bucket != NONE {
+            name(m.throttle_bucket, format!("plan\0{}\0{}", p.name, k.name));
+        }
+    }
+    for api in &gw.apis {
+        for route in &api.routes {
+            for (stage, rl) in api.stages.iter().zip(route.limits.iter()) {
+                let at = format!("{}\0{}", api.name, stage.name);
+                if rl.stage_bucket != NONE {
+                    name(rl.stage_bucket, format!("stage\0{at}"));
+                }
+                if rl.stage_route_bucket != NONE {
+                    name(
+                        rl.stage_route_bucket,
+                        format!("stage-route\0{at}\0{}", route.key),
+                    );
+                }
+                let Some(bindings) = t.bindings.get(rl.stage_slot as usize) else {
+                    continue;
+                };
+                for b in bindings.iter().filter(|b| b.membership != NONE) {
+                    let (Some(m), Some(ps)) = (
+                        t.memberships.get(b.membership as usize),
+                        t.plan_stages.get(b.plan_stage as usize),
+                    ) else {
+                        continue;
+                    };
+                    let Some(&off) = ps.routes.get(rl.route as usize) else {
+                        continue;
+                    };
+                    let (Some(p), Some(k)) =
+                        (t.plans.get(m.plan as usize), t.keys.get(m.key as usize))
+                    else {
+                        continue;
+                    };
+                    if off != NONE {
+                        name(
+                            m.route_base.saturating_add(off),
+                            format!("plan-route\0{}\0{}\0{at}\0{}", p.name, k.name, route.key),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    names
+}
+
+/// The traffic state for `gateway` replacing `old` on a reload: the same clock epoch (bucket
+/// times stay comparable), and every quota counter of a plan and key both configs have, with
+/// the same quota period, carried over with its count. Returns it with the counters as they
+/// were copied (for `settle`). Its flush thread starts with `hand_over`.
+pub fn successor(
+    old: &TrafficShared,
+    gateway: &Gateway,
+) -> (Arc<TrafficShared>, Vec<state::Entry>) {
+    let mut new = TrafficShared::new(gateway, old.shards);
+    new.epoch = old.epoch;
+    let seeded = old.traffic.state_entries(&old.store);
+    new.traffic.restore(&new.store, &seeded, unix_secs());
+    *lock(&new.written) = lock(&old.written).clone();
+    (Arc::new(new), seeded)
+}
+
+/// Once every shard runs on `new`: what `old`'s counters took since `successor` copied them
+/// (leases the shards took in between; leases they gave back) is applied to `new`'s, so no
+/// admitted request goes uncounted. Then `old`'s flush thread stops and `new`'s starts (with
+/// a state file).
+pub fn hand_over(
+    old: &TrafficShared,
+    new: &Arc<TrafficShared>,
+    seeded: &[state::Entry],
+    flush_every: Duration,
+) -> Result<(), String> {
+    for now in old.traffic.state_entries(&old.store) {
+        let before = seeded
+            .iter()
+            .find(|e| e.plan == now.plan && e.key == now.key && e.period_start == now.period_start)
+            .map_or(0, |e| e.used);
+        let Some(m) = new.traffic.membership(&now.plan, &now.key) else {
+            continue;
+        };
+        let day = now.period_start.div_euclid(86_400);
+        if new.store.get(m).0 != day {
+            continue;
+        }
+        if now.used > before {
+            add_used(&new.store, m, day, now.used - before);
+        } else if now.used < before {
+            new.store.release(m, day, before - now.used);
+        }
+    }
+    old.retired.store(true, Ordering::Release);
+    if new.state_file.is_some() {
+        let flusher = new.clone();
+        std::thread::Builder::new()
+            .name("tollgate-state".to_string())
+            .spawn(move || flush_loop(&flusher, flush_every))
+            .map_err(|e| format!("tollgate: cannot start the quota state thread: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Adds `n` to counter `m` of period `day` (through the store's own lease and release, so
+/// shards leasing at the same time lose nothing).
+fn add_used(store: &AtomicQuotaStore, m: usize, day: i64, mut n: u64) {
+    while n > 0 {
+        let got = store.lease(m, day, tollgate_core::traffic::quota::MAX_LIMIT, 0, 1);
+        if got == 0 {
+            return;
+        }
+        if got > n {
+            store.release(m, day, got - n);
+            return;
+        }
+        n -= got;
+    }
+}
+
+/// On the shard, when it swaps from `old` to `new`: the throttle buckets whose name and
+/// limit are unchanged keep their tokens (a changed limit starts a fresh bucket), and the
+/// unused quota leases of unchanged plans (same key, same quota) move over; the others go
+/// back to the old store (`hand_over` accounts for them). Returns (buckets kept, leases kept).
+pub fn carry_over(old: &Gen, new: &Gen) -> (usize, usize) {
+    let old_names = bucket_names(&old.gateway);
+    let new_names = bucket_names(&new.gateway);
+    let (ot, nt) = (&old.gateway.traffic, &new.gateway.traffic);
+    let mut from = old.limits.borrow_mut();
+    let mut to = new.limits.borrow_mut();
+    let mut buckets = 0;
+    for (j, name) in new_names.iter().enumerate() {
+        let Some(name) = name else { continue };
+        let Some(i) = old_names.iter().position(|n| n.as_ref() == Some(name)) else {
+            continue;
+        };
+        if ot.limits.get(i) == nt.limits.get(j) {
+            if let (Some(b), Some(slot)) = (from.buckets.get(i), to.buckets.get_mut(j)) {
+                *slot = b.clone();
+                buckets += 1;
+            }
+        }
+    }
+    let mut leases = 0;
+    for (i, m) in ot.memberships.iter().enumerate() {
+        let (Some(p), Some(k)) = (ot.plans.get(m.plan as usize), ot.keys.get(m.key as usize))
+        else {
+            continue;
+        };
+        let target = nt.membership(&p.name, &k.name).filter(|&j| {
+            nt.memberships
+                .get(j)
+                .and_then(|nm| nt.plans.get(nm.plan as usize))
+                .is_some_and(|np| np.quota == p.quota)
+        });
+        match (target, from.leases.get_mut(i)) {
+            (Some(j), Some(lease)) => {
+                if let Some(slot) = to.leases.get_mut(j) {
+                    *slot = std::mem::take(lease);
+                    leases += 1;
+                }
+            }
+            (None, Some(lease)) => lease.release(&old.traffic.store, i),
+            _ => {}
+        }
+    }
+    (buckets, leases)
 }
 
 /// `YYYY-MM-DD` of a UTC day number.
