@@ -300,10 +300,15 @@ pub type StartAccept<'a> = &'a dyn Fn(Rc<Listener>) -> glommio::Task<()>;
 /// generation is built with what carries over (buckets, quota leases, idle backend
 /// connections of unchanged upstreams) and swapped in, removed listeners close (their
 /// connections finish) and the generation's background tasks start.
-pub fn apply(shard: &Rc<Shard>, bound: &mut Bound, order: Order, start: StartAccept<'_>) {
+pub async fn apply(shard: &Rc<Shard>, bound: &mut Bound, order: Order, start: StartAccept<'_>) {
     let index = shard.index;
     let reply = order.reply.clone();
     let result = apply_inner(shard, bound, order, start);
+    // The accept tasks of removed listeners were cancelled: let them be dropped (closing
+    // their sockets) and the reactor cancel their pending accepts before answering, so that
+    // once `POST /reload` answers, the removed addresses refuse connections.
+    glommio::executor().yield_now().await;
+    glommio::timer::sleep(Duration::from_millis(2)).await;
     let _ = reply.send((index, result));
 }
 

@@ -435,7 +435,7 @@ async fn shard_main(
         glommio::timer::sleep(DRAIN_POLL).await;
         // A reload: between two requests of this shard's event loop, like every task switch.
         while let Ok(order) = orders.try_recv() {
-            reload::apply(&shard, &mut accepting, order, &start);
+            reload::apply(&shard, &mut accepting, order, &start).await;
         }
     }
     // Dropping the accept tasks cancels them and closes the listeners.
