@@ -129,8 +129,7 @@ fn refusal(e: HeadError) -> GatewayError {
 /// the configuration current once its first byte is there (a reload swaps it between
 /// requests), held to its end.
 async fn serve_one(shard: &Shard, c: &mut Client) -> io::Result<bool> {
-    let idle_timeout = shard.generation().gateway.settings.idle_timeout;
-    let idle_deadline = Instant::now() + idle_timeout;
+    let idle_deadline = Instant::now() + shard.idle_timeout();
     let waited = c.buf.is_empty();
     if waited {
         // Idle between requests: hold no buffer while waiting for the next one.
@@ -142,6 +141,7 @@ async fn serve_one(shard: &Shard, c: &mut Client) -> io::Result<bool> {
     serve_turn(&Turn::new(shard, &gen), c, idle_deadline, waited).await
 }
 
+/// `serve_one` once the request's first bytes are there, on the generation it holds.
 async fn serve_turn(
     shard: &Turn<'_>,
     c: &mut Client,
@@ -276,7 +276,7 @@ fn finish(shard: &Turn<'_>, c: &mut Client, ctx: &Context<'_>) {
     o.response_latency_ms = ctx.started.elapsed().as_millis() as u64;
     let series = shard
         .layout
-        .series(&shard.gateway, ctx.api, ctx.stage, ctx.route);
+        .series(shard.gateway, ctx.api, ctx.stage, ctx.route);
     shard.metrics.request(
         series,
         o.status,
@@ -543,7 +543,7 @@ async fn answer(
         };
     c.out.clear();
     c.outcome.error = failure.answer().map(|a| (a.ty, a.message));
-    let close = pipeline::respond(&shard.gateway, ctx, failure, close, &mut c.out);
+    let close = pipeline::respond(shard.gateway, ctx, failure, close, &mut c.out);
     send_local(shard, c, ctx, close, body == BodyState::Unread).await
 }
 
@@ -579,7 +579,7 @@ async fn send_local(
         if let Some(f) = failure {
             c.out.clear();
             c.outcome.error = f.answer().map(|a| (a.ty, a.message));
-            close = pipeline::respond(&shard.gateway, ctx, f, true, &mut c.out);
+            close = pipeline::respond(shard.gateway, ctx, f, true, &mut c.out);
         }
     }
     record_local(&mut c.outcome, &c.out);

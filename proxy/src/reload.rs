@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use tollgate_core::config;
 use tollgate_core::gateway::access_log::Destination;
 use tollgate_core::gateway::Gateway;
+use tollgate_core::lambda::Authorizer;
 
 /// How long the main thread waits for every shard to swap.
 const SHARD_WAIT: Duration = Duration::from_secs(10);
@@ -339,6 +340,7 @@ fn apply_inner(
     let new = Gen::new(shard.index, gw, order.traffic, &shard.registry_layout);
     traffic_state::carry_over(&old, &new);
     carry_pools(&old, &new);
+    carry_authorizers(&old, &new);
     let prev = shard.swap(new);
     drop(prev);
     // Removed listeners: dropping the accept task closes the socket; their connections
@@ -366,5 +368,118 @@ fn carry_pools(old: &Gen, new: &Gen) {
                 to.put(j, c, now);
             }
         }
+    }
+}
+
+/// Whether authorizer `a` of `ga` and `b` of `gb` are configured alike (same API and name,
+/// same settings, the same backend), so `b` may keep `a`'s cached results and JWKS keys.
+fn same_authorizer(
+    ga: &Gateway,
+    api_a: &str,
+    a: &Authorizer,
+    gb: &Gateway,
+    api_b: &str,
+    b: &Authorizer,
+) -> bool {
+    api_a == api_b
+        && a.name == b.name
+        && a.kind == b.kind
+        && a.path == b.path
+        && ga.upstreams.get(a.upstream as usize) == gb.upstreams.get(b.upstream as usize)
+        && a.identity_sources == b.identity_sources
+        && a.validation.as_ref().map(|r| r.as_str()) == b.validation.as_ref().map(|r| r.as_str())
+        && a.ttl == b.ttl
+        && a.cache_entries == b.cache_entries
+        && a.version == b.version
+        && a.simple_responses == b.simple_responses
+        && a.timeout == b.timeout
+        // The JWT settings have no equality of their own; their debug form is complete (a
+        // JWKS upstream's index in it makes a moved upstream count as a change: a fresh cache).
+        && format!("{:?}", a.jwt) == format!("{:?}", b.jwt)
+}
+
+/// Authorizers configured as before keep their cached results and their fetched JWKS keys
+/// (so a JWT authorizer does not refuse tokens until its first fetch in the new
+/// generation); the others start empty.
+fn carry_authorizers(old: &Gen, new: &Gen) {
+    let mut from = old.auth_caches.borrow_mut();
+    let mut to = new.auth_caches.borrow_mut();
+    for nb in &new.gateway.apis {
+        for b in &nb.authorizers {
+            let found = old.gateway.apis.iter().find_map(|na| {
+                na.authorizers
+                    .iter()
+                    .find(|a| same_authorizer(&old.gateway, &na.name, a, &new.gateway, &nb.name, b))
+            });
+            let Some(a) = found else { continue };
+            if let (Some(x), Some(y)) = (from.get_mut(a.id), to.get_mut(b.id)) {
+                std::mem::swap(x, y);
+            }
+            if let Some(keys) = from.jwks(a.id) {
+                to.set_jwks(b.id, (*keys).clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+[[listeners]]
+address = "127.0.0.1"
+port = 8080
+
+[[apis]]
+name = "a"
+protocol = "rest"
+  [[apis.stages]]
+  name = "prod"
+  access_log = { destination = "stdout", format = "clf" }
+  [[apis.routes]]
+  key = "GET /x"
+  integration = { type = "mock", status = 200, body = "" }
+"#;
+
+    fn gateway(text: &str) -> Gateway {
+        config::load_str("<reload tests>", text).unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    fn reloader(path: Option<PathBuf>) -> (Reloader, Arc<Registry>) {
+        let mut gw = gateway(CONFIG);
+        let dests = tollgate_core::gateway::access_log::destinations(&mut gw);
+        let registry = Arc::new(Registry::new(&gw, 1));
+        let traffic = traffic_state::start(&gw, 1).expect("traffic");
+        let r = Reloader::new(path, gw, dests, traffic, Vec::new(), registry.clone());
+        (r, registry)
+    }
+
+    #[test]
+    fn without_a_config_file_a_reload_says_so_and_counts_as_failed() {
+        let (mut r, reg) = reloader(None);
+        let err = r.reload("test").expect_err("nothing to reload");
+        assert_eq!(err.status, 409);
+        assert!(
+            err.message.contains("built-in demo config"),
+            "{}",
+            err.message
+        );
+        assert_eq!(reg.reload.last_success.load(Ordering::Relaxed), 0);
+        assert_eq!(reg.reload.generation.load(Ordering::Relaxed), 1);
+        assert!(reg.reload.last_time.load(Ordering::Relaxed) > 0);
+    }
+
+    #[test]
+    fn restart_only_settings_and_new_log_destinations_are_refused() {
+        let (r, _) = reloader(Some(PathBuf::from("g.toml")));
+        let mut same = gateway(CONFIG);
+        assert_eq!(r.check("g.toml", &mut same), Ok(()));
+        let mut shards = gateway(&format!("[server]\nshards = 3\n{CONFIG}"));
+        let e = r.check("g.toml", &mut shards).expect_err("shards");
+        assert!(e.starts_with("g.toml: server.shards cannot change"), "{e}");
+        let mut log = gateway(&CONFIG.replace("\"stdout\"", "\"/tmp/tollgate-new.log\""));
+        let e = r.check("g.toml", &mut log).expect_err("new destination");
+        assert!(e.contains("needs a restart"), "{e}");
     }
 }

@@ -197,6 +197,13 @@ impl Shard {
         self.gen.borrow().clone()
     }
 
+    /// How long a connection may wait for its next request (from the current configuration;
+    /// read before the wait, without taking the generation).
+    #[inline]
+    pub fn idle_timeout(&self) -> Duration {
+        self.gen.borrow().gateway.settings.idle_timeout
+    }
+
     /// Whether `gen` is still the configuration new requests get.
     pub fn is_current(&self, gen: &Rc<Gen>) -> bool {
         Rc::ptr_eq(&self.gen.borrow(), gen)

@@ -849,4 +849,143 @@ protocol = "rest"
         assert!(usage_report(&gw, None, None, unix_secs()).is_err());
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    fn gen_for(text: &str, shared: Arc<TrafficShared>) -> Gen {
+        let gw = config::load_str("<carry tests>", text).unwrap_or_else(|e| panic!("{e:?}"));
+        let layout = crate::metrics::Layout::new(&gw);
+        Gen::new(0, gw, shared, &layout)
+    }
+
+    const CARRY: &str = r#"
+[[listeners]]
+address = "127.0.0.1"
+port = 8080
+
+[[apis]]
+name = "a"
+protocol = "rest"
+  [[apis.stages]]
+  name = "prod"
+  throttle = { rate = 0.0, burst = 10 }
+  route_throttles = { "GET /x" = { rate = 0.0, burst = 4 } }
+  [[apis.routes]]
+  key = "GET /x"
+  integration = { type = "mock", status = 200, body = "" }
+"#;
+
+    #[test]
+    fn buckets_are_named_by_what_they_limit() {
+        let gw = config::load_str("<names>", CARRY).unwrap_or_else(|e| panic!("{e:?}"));
+        let names = bucket_names(&gw);
+        assert_eq!(names.len(), gw.traffic.limits.len());
+        assert_eq!(names[0].as_deref(), Some("account"));
+        assert!(names.contains(&Some("stage\0a\0prod".to_string())));
+        assert!(names.contains(&Some("stage-route\0a\0prod\0GET /x".to_string())));
+    }
+
+    #[test]
+    fn unchanged_buckets_keep_their_tokens_and_changed_ones_start_fresh() {
+        let gw = config::load_str("<carry>", CARRY).unwrap_or_else(|e| panic!("{e:?}"));
+        let shared = Arc::new(TrafficShared::new(&gw, 1));
+        let old = gen_for(CARRY, shared.clone());
+        // 3 of the route's 4 tokens (and 3 of the stage's 10).
+        assert_eq!(admitted(&gw, &shared, &mut old.limits.borrow_mut(), 3), 3);
+        // Same limits: 1 left (the route's bucket is the tightest).
+        let (next, _) = successor(&shared, &gw);
+        let same = gen_for(CARRY, next);
+        let (kept, _) = carry_over(&old, &same);
+        assert_eq!(kept, gw.traffic.limits.len(), "every bucket matched");
+        assert_eq!(
+            admitted(&gw, &same.traffic, &mut same.limits.borrow_mut(), 5),
+            1
+        );
+        // The route's limit changed to 6: a fresh bucket of 6, but the stage's (unchanged)
+        // has 7 of 10 left after the 3 before: 6 pass.
+        let changed_text = CARRY.replace("burst = 4", "burst = 6");
+        let changed_gw =
+            config::load_str("<changed>", &changed_text).unwrap_or_else(|e| panic!("{e:?}"));
+        let (next, _) = successor(&shared, &changed_gw);
+        let changed = gen_for(&changed_text, next);
+        carry_over(&old, &changed);
+        assert_eq!(
+            admitted(
+                &changed_gw,
+                &changed.traffic,
+                &mut changed.limits.borrow_mut(),
+                10
+            ),
+            6
+        );
+        // The stage's bucket carried over: only 1 of its 10 is left after those 6 + 3.
+        let stage_only = CARRY.replace(
+            "  route_throttles = { \"GET /x\" = { rate = 0.0, burst = 4 } }\n",
+            "",
+        );
+        let stage_gw = config::load_str("<stage>", &stage_only).unwrap_or_else(|e| panic!("{e:?}"));
+        let (next, _) = successor(&changed.traffic, &stage_gw);
+        let stage = gen_for(&stage_only, next);
+        carry_over(&changed, &stage);
+        assert_eq!(
+            admitted(&stage_gw, &stage.traffic, &mut stage.limits.borrow_mut(), 5),
+            1
+        );
+    }
+
+    #[test]
+    fn quota_counts_carry_over_and_later_leases_are_added() {
+        let gw = gateway(None);
+        let shared = Arc::new(TrafficShared::new(&gw, 1));
+        let day = unix_secs().div_euclid(86_400);
+        shared.store.set(0, day, 42);
+        let (next, seeded) = successor(&shared, &gw);
+        assert_eq!(next.store.get(0), (day, 42), "copied by plan and key");
+        assert_eq!(next.epoch, shared.epoch, "one bucket clock");
+        // A shard took 8 more from the old store before it swapped.
+        shared.store.set(0, day, 50);
+        hand_over(&shared, &next, &seeded, Duration::from_secs(1)).expect("hand over");
+        assert_eq!(next.store.get(0), (day, 50));
+        assert!(shared.retired.load(Ordering::Acquire));
+        // A plan whose quota period changed does not keep the count.
+        let weekly = config::load_str(
+            "<weekly>",
+            &format!(
+                r#"
+[[listeners]]
+address = "127.0.0.1"
+port = 8080
+[[api_keys]]
+name = "alice"
+value = "alice0123456789abcdefghij"
+[[usage_plans]]
+name = "gold"
+quota = {{ limit = 100, period = "WEEK" }}
+keys = ["alice"]
+  [[usage_plans.stages]]
+  api = "a"
+  stage = "prod"
+[[apis]]
+name = "a"
+protocol = "rest"
+  [[apis.stages]]
+  name = "prod"
+  [[apis.routes]]
+  key = "GET /x"
+  integration = {{ type = "mock", status = 200, body = "" }}
+"#
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let (weekly_shared, _) = successor(&next, &weekly);
+        let week_start = weekly.traffic.plans[0]
+            .quota
+            .map_or(day, |q| q.period.start_day(day));
+        if week_start != day {
+            // (On a Monday both periods start the same day: the count is the same period's.)
+            assert_eq!(
+                weekly_shared.store.get(0).1,
+                0,
+                "another period: not carried"
+            );
+        }
+    }
 }
