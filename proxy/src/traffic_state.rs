@@ -948,8 +948,7 @@ protocol = "rest"
         // A plan whose quota period changed does not keep the count.
         let weekly = config::load_str(
             "<weekly>",
-            &format!(
-                r#"
+            r#"
 [[listeners]]
 address = "127.0.0.1"
 port = 8080
@@ -958,7 +957,7 @@ name = "alice"
 value = "alice0123456789abcdefghij"
 [[usage_plans]]
 name = "gold"
-quota = {{ limit = 100, period = "WEEK" }}
+quota = { limit = 100, period = "WEEK" }
 keys = ["alice"]
   [[usage_plans.stages]]
   api = "a"
@@ -970,9 +969,8 @@ protocol = "rest"
   name = "prod"
   [[apis.routes]]
   key = "GET /x"
-  integration = {{ type = "mock", status = 200, body = "" }}
-"#
-            ),
+  integration = { type = "mock", status = 200, body = "" }
+"#,
         )
         .unwrap_or_else(|e| panic!("{e:?}"));
         let (weekly_shared, _) = successor(&next, &weekly);
