@@ -5,7 +5,8 @@
 //! keeps the old config serving and reports file:line; throttle buckets and quota counts of
 //! unchanged limits carry over (a changed limit starts fresh); listeners are added and removed
 //! (an address another process holds fails the reload); a rotated TLS certificate is what new
-//! handshakes get, while an established TLS connection goes on.
+//! handshakes get, while an established TLS connection goes on; an unchanged authorizer keeps
+//! its result cache, a changed one starts empty.
 
 use crate::client::{get, Client};
 use crate::harness::{free_port, Gateway, TempDir};
@@ -704,4 +705,70 @@ fn a_config_file_that_is_gone_is_a_reload_error() {
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("cannot read the config file"), "{body}");
     assert_eq!(r.status("/prod/a"), (200, "one".to_string()));
+}
+
+#[test]
+fn an_unchanged_authorizer_keeps_its_cache_and_a_changed_one_starts_empty() {
+    use crate::lambda_server::{FunctionServer, Reply};
+    use serde_json::json;
+    let fs = FunctionServer::start(|_, _| {
+        Reply::value(json!({
+            "principalId": "u",
+            "policyDocument": {"Version": "2012-10-17", "Statement": [
+                {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": "*"}
+            ]},
+        }))
+    });
+    let uri = fs.uri("token_auth");
+    let config = move |port: u16, admin: u16, ttl: u32, extra: &str| {
+        format!(
+            r#"{}{}[[apis]]
+name = "a"
+protocol = "rest"
+  [[apis.stages]]
+  name = "prod"
+  [[apis.authorizers]]
+  name = "tokens"
+  type = "token"
+  uri = "{uri}"
+  identity_sources = ["method.request.header.Authorization"]
+  ttl_seconds = {ttl}
+  [[apis.routes]]
+  key = "GET /p"
+  authorizer = "tokens"
+  integration = {{ type = "mock", status = 200, body = "p" }}
+{extra}"#,
+            server(1, admin),
+            listener(port)
+        )
+    };
+    let r = {
+        let config = config.clone();
+        Reloadable::start(move |port, admin| config(port, admin, 300, ""))
+    };
+    let (port, admin) = (r.gw.addr.port(), r.admin.port());
+    let call = || {
+        let resp = Client::connect(r.gw.addr).request(&crate::client::req(
+            "GET",
+            "/prod/p",
+            &[("Authorization", "Bearer t1")],
+            b"",
+        ));
+        assert_eq!(resp.status, 200, "{}", resp.body_str());
+    };
+    call();
+    call();
+    assert_eq!(fs.count("token_auth"), 1, "cached");
+    // Same authorizer, another route: the cache stays.
+    r.rewrite(&config(port, admin, 300, &mock("GET /q", "q")));
+    assert_eq!(r.reload().0, 200);
+    call();
+    assert_eq!(fs.count("token_auth"), 1, "the cache carried over");
+    // The authorizer's TTL changed: its cache starts empty.
+    r.rewrite(&config(port, admin, 200, ""));
+    assert_eq!(r.reload().0, 200);
+    call();
+    assert_eq!(fs.count("token_auth"), 2, "a changed authorizer asks again");
+    call();
+    assert_eq!(fs.count("token_auth"), 2);
 }
