@@ -501,7 +501,15 @@ pub fn hand_over(
             continue;
         };
         let day = now.period_start.div_euclid(86_400);
-        if new.store.get(m).0 != day {
+        // Only into the same period of the new plan's quota (as `successor` copied).
+        let period = new
+            .traffic
+            .memberships
+            .get(m)
+            .and_then(|ms| new.traffic.plans.get(ms.plan as usize))
+            .and_then(|p| p.quota)
+            .map(|q| q.period.start_day(day));
+        if period != Some(day) {
             continue;
         }
         if now.used > before {
@@ -945,6 +953,13 @@ protocol = "rest"
         hand_over(&shared, &next, &seeded, Duration::from_secs(1)).expect("hand over");
         assert_eq!(next.store.get(0), (day, 50));
         assert!(shared.retired.load(Ordering::Acquire));
+        // A key's first lease taken while the shards swapped (nothing to copy before).
+        let fresh = Arc::new(TrafficShared::new(&gw, 1));
+        let (next, seeded) = successor(&fresh, &gw);
+        assert_eq!(next.store.get(0), (0, 0));
+        fresh.store.set(0, day, 8);
+        hand_over(&fresh, &next, &seeded, Duration::from_secs(1)).expect("hand over");
+        assert_eq!(next.store.get(0), (day, 8));
         // A plan whose quota period changed does not keep the count.
         let weekly = config::load_str(
             "<weekly>",
