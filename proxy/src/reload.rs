@@ -29,6 +29,7 @@ use tollgate_core::config;
 use tollgate_core::gateway::access_log::Destination;
 use tollgate_core::gateway::Gateway;
 use tollgate_core::lambda::Authorizer;
+use tollgate_core::tls::{Identity, Tls};
 
 /// How long the main thread waits for every shard to swap.
 const SHARD_WAIT: Duration = Duration::from_secs(10);
@@ -330,13 +331,18 @@ fn apply_inner(
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         added.push((addr, Rc::new(l)));
     }
-    for (addr, l, _) in bound.iter() {
-        if gw.listeners.contains(addr) {
-            l.set_tls(&gw.tls)
-                .map_err(|e| format!("listener {addr}: TLS: {e}"))?;
+    let old = shard.generation();
+    // Unchanged certificates (same files, same contents): the listeners keep their rustls
+    // configs (no rebuild on every shard, TLS 1.2 session-id caches kept). Session tickets
+    // resume across a reload either way (the ticket key is the process's, `net`).
+    if !same_tls(&old.gateway.tls, &gw.tls) {
+        for (addr, l, _) in bound.iter() {
+            if gw.listeners.contains(addr) {
+                l.set_tls(&gw.tls)
+                    .map_err(|e| format!("listener {addr}: TLS: {e}"))?;
+            }
         }
     }
-    let old = shard.generation();
     let new = Gen::new(shard.index, gw, order.traffic, &shard.registry_layout);
     traffic_state::carry_over(&old, &new);
     carry_pools(&old, &new);
@@ -354,6 +360,30 @@ fn apply_inner(
     traffic_state::spawn_rebalance(shard.clone(), gen.clone());
     crate::lambda::start_jwks_refresh(shard, &gen);
     Ok(())
+}
+
+fn same_identity(a: &Identity, b: &Identity) -> bool {
+    a.chain == b.chain
+        && a.key.secret_der() == b.key.secret_der()
+        && a.certificate_file == b.certificate_file
+}
+
+/// Whether two configs' edge TLS is the same: listeners, certificates and keys (contents, as
+/// read by this load), domains, policies and truststores.
+fn same_tls(a: &Tls, b: &Tls) -> bool {
+    a.mutual_tls == b.mutual_tls
+        && a.listeners.len() == b.listeners.len()
+        && a.listeners
+            .iter()
+            .zip(&b.listeners)
+            .all(|((x, i), (y, j))| x == y && same_identity(i, j))
+        && a.domains.len() == b.domains.len()
+        && a.domains.iter().zip(&b.domains).all(|(x, y)| {
+            x.name == y.name
+                && x.policy == y.policy
+                && x.truststore == y.truststore
+                && same_identity(&x.identity, &y.identity)
+        })
 }
 
 /// Idle backend connections of upstreams both generations have (same address, `Host` and

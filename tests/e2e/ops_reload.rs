@@ -564,9 +564,8 @@ impl Ca {
 
 type Tls = StreamOwned<ClientConnection, TcpStream>;
 
-/// A fresh client config each time (no session to resume: every handshake sees the
-/// certificate).
-fn tls_connect(addr: SocketAddr, ca: &Ca) -> Tls {
+/// A client config trusting `ca` (with its own session store).
+fn tls_client(ca: &Ca) -> Arc<ClientConfig> {
     let mut roots = RootCertStore::empty();
     roots.add(ca.cert.der().clone()).expect("root");
     let mut cfg =
@@ -576,10 +575,20 @@ fn tls_connect(addr: SocketAddr, ca: &Ca) -> Tls {
             .with_root_certificates(roots)
             .with_no_client_auth();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(cfg)
+}
+
+/// A fresh client config each time (no session to resume: every handshake sees the
+/// certificate).
+fn tls_connect(addr: SocketAddr, ca: &Ca) -> Tls {
+    tls_connect_with(addr, &tls_client(ca))
+}
+
+fn tls_connect_with(addr: SocketAddr, cfg: &Arc<ClientConfig>) -> Tls {
     let tcp = TcpStream::connect_timeout(&addr, IO).expect("connect");
     tcp.set_read_timeout(Some(IO)).expect("timeout");
     let name = ServerName::try_from("localhost").expect("name");
-    let conn = ClientConnection::new(Arc::new(cfg), name).expect("client");
+    let conn = ClientConnection::new(cfg.clone(), name).expect("client");
     let mut s = StreamOwned::new(conn, tcp);
     while s.conn.is_handshaking() {
         s.conn.complete_io(&mut s.sock).expect("handshake");
@@ -652,6 +661,28 @@ fn a_rotated_certificate_is_served_to_new_handshakes_after_reload() {
     let mut established = tls_connect(r.gw.addr, &ca);
     assert_eq!(presented(&established), old.2);
     assert_eq!(tls_get(&mut established, "/prod/a"), 200);
+
+    // Sessions from before a reload resume after it (the ticket key is the process's): each
+    // client with its own session store, one connection before and one after.
+    let clients: Vec<Arc<ClientConfig>> = (0..10)
+        .map(|_| {
+            let cfg = tls_client(&ca);
+            let mut s = tls_connect_with(r.gw.addr, &cfg);
+            assert_eq!(tls_get(&mut s, "/prod/a"), 200, "and the tickets are taken");
+            cfg
+        })
+        .collect();
+    assert_eq!(r.reload().0, 200);
+    let resumed = clients
+        .iter()
+        .filter(|cfg| {
+            let mut s = tls_connect_with(r.gw.addr, cfg);
+            let kind = s.conn.handshake_kind();
+            assert_eq!(tls_get(&mut s, "/prod/a"), 200);
+            kind == Some(rustls::HandshakeKind::Resumed)
+        })
+        .count();
+    assert_eq!(resumed, clients.len(), "sessions resumed after a reload");
 
     // Rotation in place: the files get the new pair (written aside, renamed).
     std::fs::write(dir.path.join("edge.pem.new"), &new.0).expect("write");
