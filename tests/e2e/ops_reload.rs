@@ -6,7 +6,8 @@
 //! unchanged limits carry over (a changed limit starts fresh); listeners are added and removed
 //! (an address another process holds fails the reload); a rotated TLS certificate is what new
 //! handshakes get, while an established TLS connection goes on; an unchanged authorizer keeps
-//! its result cache, a changed one starts empty.
+//! its result cache, a changed one starts empty; idle backend connections of an unchanged
+//! upstream are reused, those of a removed one closed.
 
 use crate::client::{get, Client};
 use crate::harness::{free_port, Gateway, TempDir};
@@ -802,4 +803,43 @@ protocol = "rest"
     assert_eq!(fs.count("token_auth"), 2, "a changed authorizer asks again");
     call();
     assert_eq!(fs.count("token_auth"), 2);
+}
+
+#[test]
+fn idle_backend_connections_of_unchanged_upstreams_are_kept_and_others_closed() {
+    let o1 = Origin::start();
+    let o2 = Origin::start();
+    let config = |port: u16, admin: u16, backend: SocketAddr, extra: &str| {
+        format!(
+            "{}{}{}",
+            server(1, admin),
+            listener(port),
+            api(&format!(
+                "  [[apis.routes]]\n  key = \"ANY /o/{{proxy+}}\"\n  integration = {{ type = \"http_proxy\", uri = \"http://{backend}/{{proxy}}\", timeout_ms = 5000 }}\n{extra}"
+            ))
+        )
+    };
+    let o1_addr = o1.addr;
+    let r = Reloadable::start(move |port, admin| config(port, admin, o1_addr, ""));
+    let (port, admin) = (r.gw.addr.port(), r.admin.port());
+    assert_eq!(r.status("/prod/o/x").0, 200);
+    assert_eq!(o1.connections(), 1);
+    // The same upstream (another route added): its idle connection is reused.
+    r.rewrite(&config(port, admin, o1.addr, &mock("GET /m", "m")));
+    assert_eq!(r.reload().0, 200);
+    assert_eq!(r.status("/prod/o/y").0, 200);
+    assert_eq!(o1.connections(), 1, "the pooled connection carried over");
+    // Another upstream, then back: the first one's idle connection was closed meanwhile.
+    r.rewrite(&config(port, admin, o2.addr, ""));
+    assert_eq!(r.reload().0, 200);
+    assert_eq!(r.status("/prod/o/z").0, 200);
+    assert_eq!(o2.connections(), 1);
+    r.rewrite(&config(port, admin, o1.addr, ""));
+    assert_eq!(r.reload().0, 200);
+    assert_eq!(r.status("/prod/o/w").0, 200);
+    assert_eq!(
+        o1.connections(),
+        2,
+        "a fresh connection: the old one was closed"
+    );
 }
