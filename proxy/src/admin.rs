@@ -10,8 +10,7 @@
 //! closed, with short timeouts, so a stuck client cannot hold it long.
 
 use crate::metrics::{self, Registry};
-use crate::reload::Reloader;
-use crate::runtime::lock_reloader;
+use crate::reload::{self, Reloader};
 use crate::traffic_state;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -96,7 +95,7 @@ fn serve(
                 "shutting down: no reload\n".to_string(),
             )
         } else {
-            match lock_reloader(reloader).reload("POST /reload") {
+            match reload::lock(reloader).reload("POST /reload") {
                 Ok(msg) => ("200 OK".to_string(), "text/plain", format!("{msg}\n")),
                 Err(r) => (
                     format!("{} {}", r.status, reason(r.status)),
@@ -161,7 +160,7 @@ fn get(
         b"/usage" => {
             let key = query_param(query, b"key");
             let plan = query_param(query, b"plan");
-            let traffic = lock_reloader(reloader).traffic();
+            let traffic = reload::lock(reloader).traffic();
             match traffic_state::live_usage(
                 &traffic,
                 key.as_deref(),

@@ -16,14 +16,13 @@
 use crate::logging;
 use crate::metrics::Registry;
 use crate::net::{self, Listener};
-use crate::runtime;
 use crate::shard::{Gen, Shard};
 use crate::traffic_state::{self, TrafficShared};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tollgate_core::config;
 use tollgate_core::gateway::access_log::Destination;
@@ -33,6 +32,35 @@ use tollgate_core::tls::{Identity, Tls};
 
 /// How long the main thread waits for every shard to swap.
 const SHARD_WAIT: Duration = Duration::from_secs(10);
+
+/// The reloader, whoever held it last (a panic while reloading leaves it usable).
+pub fn lock(r: &Mutex<Reloader>) -> MutexGuard<'_, Reloader> {
+    r.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Fails when some other socket already listens on `addr` (at start, `runtime`, and for a
+/// listener a reload adds). Our listeners use
+/// `SO_REUSEPORT`, so a second gateway would bind beside the first and silently take part of
+/// its connections: a probe bound without it (but with `SO_REUSEADDR`, so connections in
+/// TIME_WAIT do not count) finds out first.
+pub fn check_free(addr: SocketAddr) -> Result<(), String> {
+    use socket2::{Domain, Socket, Type};
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, None).and_then(|s| {
+        s.set_reuse_address(true)?;
+        if addr.is_ipv6() {
+            s.set_only_v6(true)?;
+        }
+        s.bind(&addr.into())?;
+        Ok(s)
+    });
+    match probe {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(format!(
+            "tollgate: cannot listen on {addr}: another process already listens there (is another tollgate running?); not starting"
+        )),
+        Err(e) => Err(format!("tollgate: cannot listen on {addr}: {e}")),
+    }
+}
 
 /// A new configuration for one shard.
 pub struct Order {
@@ -259,7 +287,7 @@ impl Reloader {
         }
         for &addr in &gw.listeners {
             if !self.running.listeners.contains(&addr) {
-                runtime::check_free(addr).map_err(|e| format!("{file}: new listener: {e}"))?;
+                check_free(addr).map_err(|e| format!("{file}: new listener: {e}"))?;
             }
             if let Some(id) = gw.tls.listener(addr) {
                 net::Edge::new(&gw.tls, id)

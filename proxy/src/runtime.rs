@@ -24,11 +24,10 @@ use crate::reload::{self, Bound, Order, Reloader};
 use crate::shard::{Ops, Shard};
 use crate::traffic_state::{self, TrafficShared};
 use glommio::{LocalExecutorBuilder, Placement};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tollgate_core::gateway::access_log;
 use tollgate_core::gateway::Gateway;
@@ -111,29 +110,6 @@ pub fn raise_nofile_limit() {
     }
 }
 
-/// Fails when some other socket already listens on `addr`. Our listeners use
-/// `SO_REUSEPORT`, so a second gateway would bind beside the first and silently take part of
-/// its connections: a probe bound without it (but with `SO_REUSEADDR`, so connections in
-/// TIME_WAIT do not count) finds out first.
-pub fn check_free(addr: SocketAddr) -> Result<(), String> {
-    use socket2::{Domain, Socket, Type};
-    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, None).and_then(|s| {
-        s.set_reuse_address(true)?;
-        if addr.is_ipv6() {
-            s.set_only_v6(true)?;
-        }
-        s.bind(&addr.into())?;
-        Ok(s)
-    });
-    match probe {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(format!(
-            "tollgate: cannot listen on {addr}: another process already listens there (is another tollgate running?); not starting"
-        )),
-        Err(e) => Err(format!("tollgate: cannot listen on {addr}: {e}")),
-    }
-}
-
 /// The signals the main thread takes; blocked in every thread (the mask is inherited).
 fn signal_set() -> libc::sigset_t {
     // SAFETY: sigset_t is plain data initialised by sigemptyset.
@@ -161,11 +137,6 @@ fn wait_signal(set: &libc::sigset_t, timeout: Duration) -> Option<i32> {
 /// How often a shard looks at the process's drain flag.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 
-/// The reloader, whoever held it last (a panic while reloading leaves it usable).
-pub fn lock_reloader(r: &Mutex<Reloader>) -> MutexGuard<'_, Reloader> {
-    r.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Runs the gateway until SIGTERM/SIGINT (then `Ok`, after draining) or until a shard fails
 /// (the message to print). `config` is the file to re-read on reload (`None`: the embedded
 /// demo config, which cannot be reloaded).
@@ -179,7 +150,7 @@ pub fn run(
     // SAFETY: blocks the set in this thread before any other thread starts.
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
     for &addr in &gateway.listeners {
-        check_free(addr)?;
+        reload::check_free(addr)?;
     }
     let cpus = allowed_cpus();
     let pin = gateway.settings.pin_cpus;
@@ -283,7 +254,7 @@ pub fn run(
     let exit = wait_for_exit(&set, &threads, &reloader);
     // The configuration in force now (reloads may have replaced the start-up one).
     let (traffic, drain_timeout) = {
-        let r = lock_reloader(&reloader);
+        let r = reload::lock(&reloader);
         (r.traffic(), r.running().settings.drain_timeout)
     };
     if let Some(i) = exit {
@@ -323,7 +294,7 @@ fn wait_for_exit(
             }
             Some(libc::SIGHUP) => {
                 // The outcome is logged (and counted) by `reload`.
-                let _ = lock_reloader(reloader).reload("SIGHUP");
+                let _ = reload::lock(reloader).reload("SIGHUP");
             }
             _ => {
                 if let Some(i) = threads.iter().position(|t| t.is_finished()) {
