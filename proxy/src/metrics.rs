@@ -85,13 +85,6 @@ impl Layout {
     pub fn all_labels(&self) -> &[[Box<str>; 3]] {
         &self.labels
     }
-
-    /// The series labelled `(api, stage, route)`, if there is one (used once per reload).
-    pub fn find(&self, api: &str, stage: &str, route: &str) -> Option<usize> {
-        self.labels
-            .iter()
-            .position(|[a, s, r]| &**a == api && &**s == stage && &**r == route)
-    }
 }
 
 /// Configuration reloads, for the scrape (written by the main thread, `reload`).

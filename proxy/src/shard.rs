@@ -118,13 +118,20 @@ pub struct Series {
 impl Series {
     fn new(gw: &Gateway, registry: &Layout) -> Series {
         let local = Layout::new(gw);
+        let index: std::collections::HashMap<(&str, &str, &str), usize> = registry
+            .all_labels()
+            .iter()
+            .enumerate()
+            .map(|(i, [a, s, r])| ((&**a, &**s, &**r), i))
+            .collect();
         let to_registry = local
             .all_labels()
             .iter()
             .map(|[a, s, r]| {
-                registry
-                    .find(a, s, r)
-                    .or_else(|| registry.find(a, s, ""))
+                index
+                    .get(&(&**a, &**s, &**r))
+                    .or_else(|| index.get(&(&**a, &**s, "")))
+                    .copied()
                     .unwrap_or(0)
             })
             .collect();

@@ -395,10 +395,23 @@ fn a_bad_file_keeps_the_old_config_and_reports_file_and_line() {
             mock("GET /b", "bee")
         ))
     ));
+    let series = |route: &str| {
+        r.metric(
+            "tollgate_count_total",
+            &[("api", "a"), ("stage", "prod"), ("route", route)],
+        )
+        .unwrap_or(0.0)
+    };
+    let (a_before, none_before) = (series("GET /a"), series(""));
     let (status, body) = r.reload();
     assert_eq!(status, 200, "{body}");
     assert_eq!(r.status("/prod/b"), (200, "bee".to_string()));
+    assert_eq!(r.status("/prod/a"), (200, "one".to_string()));
     assert_eq!(r.metric("tollgate_config_generation", &[]), Some(2.0));
+    // Metrics after the reload: a route the process started with keeps its series; one the
+    // reload added is counted in its stage's route-less series.
+    assert_eq!(series("GET /a"), a_before + 1.0);
+    assert_eq!(series(""), none_before + 1.0);
     assert_eq!(
         r.metric("tollgate_config_last_reload_success", &[]),
         Some(1.0)
