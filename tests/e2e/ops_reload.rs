@@ -7,7 +7,8 @@
 //! (an address another process holds fails the reload); a rotated TLS certificate is what new
 //! handshakes get, while an established TLS connection goes on; an unchanged authorizer keeps
 //! its result cache, a changed one starts empty; idle backend connections of an unchanged
-//! upstream are reused, those of a removed one closed.
+//! upstream are reused, those of a removed one closed; quota counts taken before and after a
+//! reload (2 shards holding leases) are saved exactly at exit.
 
 use crate::client::{get, Client};
 use crate::harness::{free_port, Gateway, TempDir};
@@ -854,5 +855,62 @@ fn idle_backend_connections_of_unchanged_upstreams_are_kept_and_others_closed() 
         o1.connections(),
         2,
         "a fresh connection: the old one was closed"
+    );
+}
+
+#[test]
+fn quota_counts_taken_before_and_after_a_reload_are_saved_exactly_at_exit() {
+    let state = TempDir::new("reload-state");
+    let state_file = state.path.join("quota.state").display().to_string();
+    let config = move |port: u16, admin: u16, extra: &str| {
+        traffic_config(port, admin, 1000, 4, extra).replacen(
+            "shards = 1\n",
+            &format!("shards = 2\nstate_file = \"{state_file}\"\nstate_flush_ms = 3600000\n"),
+            1,
+        )
+    };
+    let mut r = {
+        let config = config.clone();
+        Reloadable::start(move |port, admin| config(port, admin, ""))
+    };
+    let (port, admin) = (r.gw.addr.port(), r.admin.port());
+    let keyed = crate::client::req("GET", "/prod/keyed", &[("x-api-key", ALICE)], b"");
+    // Several connections (both shards hold leases when the reload comes).
+    for _ in 0..5 {
+        let mut c = Client::connect(r.gw.addr);
+        for _ in 0..5 {
+            assert_eq!(c.request(&keyed).status, 200);
+        }
+    }
+    r.rewrite(&config(port, admin, &mock("GET /n", "new")));
+    assert_eq!(r.reload().0, 200);
+    for _ in 0..2 {
+        let mut c = Client::connect(r.gw.addr);
+        for _ in 0..5 {
+            assert_eq!(c.request(&keyed).status, 200);
+        }
+    }
+    signal(r.gw.pid(), libc::SIGTERM);
+    assert!(
+        r.gw.wait_exit(Duration::from_secs(10)).is_some(),
+        "{}",
+        r.gw.output()
+    );
+    assert!(
+        r.gw.output().contains("quota state saved"),
+        "{}",
+        r.gw.output()
+    );
+    let (code, out) = crate::harness::run_to_end(&[
+        std::path::Path::new("usage"),
+        std::path::Path::new("--config"),
+        &r.path,
+        std::path::Path::new("--key"),
+        std::path::Path::new("alice"),
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("\"used\": 35,"),
+        "25 before + 10 after the reload: {out}"
     );
 }
