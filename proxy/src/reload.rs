@@ -6,8 +6,11 @@
 //!
 //! Hand-over: every shard has a channel of `Order`s that its control loop (`runtime`, which
 //! already wakes every 20 ms for the drain flag) polls with `try_recv`; requests never look at
-//! it. A shard swaps its `Rc<Gen>` (`Shard::swap`); a request holds the generation it started
-//! on to its end, and a connection's next request takes the new one.
+//! it. (glommio's own cross-executor channels need both ends connected inside executors — the
+//! main and admin threads are not — and wake the shard through its eventfd; the timer the
+//! shard already runs makes a remote wake-up unnecessary, at the price of up to 20 ms.) A
+//! shard swaps its `Rc<Gen>` (`Shard::swap`); a request holds the generation it started on to
+//! its end, and a connection's next request takes the new one.
 //!
 //! What a running process cannot change (shards, pinning, buffer sizes, receive rings, admin
 //! listener, state file, a new access log destination) makes the reload fail with the running
