@@ -17,8 +17,9 @@ use crate::report::Summary;
 use crate::scenario::{RequestSet, Rng};
 use crate::schedule::{ns_to_us, Due, Sample, Schedule};
 use crate::stats::{Progress, Stats};
-use crate::tls::{Handshake, TlsClient, TlsConn};
+use crate::tls::{ClientConfig, Handshake, TlsClient, TlsConn};
 use crate::{Config, Error, Mode};
+use std::sync::Arc;
 
 /// Housekeeping period: timeouts, reconnect back-off, progress counters.
 const TICK_NS: u64 = 10_000_000;
@@ -170,6 +171,8 @@ struct Conn {
     sock: Option<Socket>,
     /// The TLS session on `sock` (TLS runs only).
     tls: Option<Box<TlsConn>>,
+    /// TLS runs: this connection slot's client config (its own session store with --resume).
+    tls_config: Option<Arc<ClientConfig>>,
     phase: Phase,
     rbuf: Vec<u8>,
     rstart: usize,
@@ -254,6 +257,7 @@ fn worker(
             gen: 0,
             sock: None,
             tls: None,
+            tls_config: tls.map(TlsClient::slot_config),
             phase: Phase::Down(0),
             rbuf: vec![0; RBUF_INITIAL],
             rstart: 0,
@@ -388,9 +392,9 @@ fn connect(c: &mut Conn, ctx: &mut Ctx<'_>, now: u64) {
     }
     let res = Socket::connect(&ctx.addr).and_then(|s| {
         ctx.ep.add(s.fd(), c.tag())?;
-        let tls = match ctx.tls {
-            Some(t) => Some(Box::new(t.connect()?)),
-            None => None,
+        let tls = match (ctx.tls, &c.tls_config) {
+            (Some(t), Some(config)) => Some(Box::new(t.connect(config)?)),
+            _ => None,
         };
         Ok((s, tls))
     });

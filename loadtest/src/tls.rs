@@ -16,9 +16,8 @@ use rustls::client::Resumption;
 use rustls::crypto::{ring, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{
-    ClientConfig, ClientConnection, DigitallySignedStruct, HandshakeKind, SignatureScheme,
-};
+pub use rustls::ClientConfig;
+use rustls::{ClientConnection, DigitallySignedStruct, HandshakeKind, SignatureScheme};
 
 use crate::conn::Socket;
 use crate::Error;
@@ -95,7 +94,7 @@ impl TlsClient {
         };
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         config.resumption = if opts.resume {
-            Resumption::in_memory_sessions(4096)
+            Resumption::in_memory_sessions(4)
         } else {
             Resumption::disabled()
         };
@@ -112,9 +111,23 @@ impl TlsClient {
         self.resume
     }
 
-    /// A new session for one connection.
-    pub fn connect(&self) -> io::Result<TlsConn> {
-        let conn = ClientConnection::new(self.config.clone(), self.name.clone())
+    /// The config of one connection slot: with `--resume`, its own session store (one client
+    /// per connection, resuming its own tickets: a store shared by all connections keeps only
+    /// a few tickets per server, and concurrent connections would find none); else the shared
+    /// config.
+    pub fn slot_config(&self) -> Arc<ClientConfig> {
+        if self.resume {
+            let mut c = (*self.config).clone();
+            c.resumption = Resumption::in_memory_sessions(4);
+            Arc::new(c)
+        } else {
+            self.config.clone()
+        }
+    }
+
+    /// A new session for one connection of a slot (`config` from [`TlsClient::slot_config`]).
+    pub fn connect(&self, config: &Arc<ClientConfig>) -> io::Result<TlsConn> {
+        let conn = ClientConnection::new(config.clone(), self.name.clone())
             .map_err(|e| io::Error::new(io::ErrorKind::Other, e))?;
         Ok(TlsConn {
             conn,
@@ -316,6 +329,9 @@ mod tests {
         )
         .expect("config");
         assert!(yes.resumes());
+        // A store per connection slot with --resume; one shared config without.
+        assert!(!Arc::ptr_eq(&yes.slot_config(), &yes.slot_config()));
+        assert!(Arc::ptr_eq(&c.slot_config(), &c.slot_config()));
         assert!(matches!(yes.name, ServerName::DnsName(_)));
         assert_eq!(yes.config.alpn_protocols, vec![b"http/1.1".to_vec()]);
         // One suite and one group, whatever the server prefers.
