@@ -1,6 +1,6 @@
 //! The `tollgate-bench` command: `--quick` (1 round; 1 s load and wrk phases, 0.8 s for the
-//! connection sweep and the two-shard scenario; under 2.5 minutes) or `--full` (3 rounds; 4 s
-//! load phases, 2 s for wrk, the sweep and two-shard phases; under 12 minutes), with the
+//! connection sweep and the two-shard scenario; under 3 minutes) or `--full` (3 rounds; 4 s
+//! load phases, 2 s for wrk, the sweep and two-shard phases; under 16 minutes), with the
 //! proxies of `--proxies` (default tollgate, tollgate-poll, tollgate-stock, nginx, HAProxy);
 //! writes RESULTS.md and SVG plots.
 //! The hidden `origin` subcommand is the benchmark origin the harness starts; the hidden
@@ -22,10 +22,10 @@ use tollgate_bench::{functions, origin, procs, report};
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
-    /// 1 round, 1 s per load and wrk phase, 0.8 s per sweep phase (the default; < 2.5 min)
+    /// 1 round, 1 s per load and wrk phase, 0.8 s per sweep phase (the default; < 3 min)
     #[arg(long, conflicts_with = "full")]
     quick: bool,
-    /// 3 rounds, 4 s per load phase, 2 s per wrk and sweep phase (quiet machine; < 12 min)
+    /// 3 rounds, 4 s per load phase, 2 s per wrk and sweep phase (quiet machine; < 16 min)
     #[arg(long)]
     full: bool,
     /// Override the length of each load and wrk phase, in milliseconds (sweep phases: half)

@@ -315,7 +315,7 @@ pub struct ModeTimes {
 }
 
 /// The phase lengths of `--full` (3 rounds) or `--quick` (1 round), sized so that every
-/// scenario with all five proxies fits in 12 and 2.5 minutes on a 2-CPU machine (the test
+/// scenario with all five proxies fits in 16 and 3 minutes on a 2-CPU machine (the test
 /// `time_budgets_hold` checks that).
 pub fn mode_times(full: bool) -> ModeTimes {
     let ms = Duration::from_millis;
