@@ -243,7 +243,7 @@ impl Summary {
             errors: self.stats.errors,
             connects: self.stats.connects,
             new_conn_per_request: self.new_conn_per_request,
-            tls: self.tls.then(|| TlsReport {
+            tls: self.tls.then_some(TlsReport {
                 full_handshakes: self.stats.tls_full,
                 resumed_handshakes: self.stats.tls_resumed,
             }),

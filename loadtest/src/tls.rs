@@ -127,8 +127,8 @@ impl TlsClient {
 
     /// A new session for one connection of a slot (`config` from [`TlsClient::slot_config`]).
     pub fn connect(&self, config: &Arc<ClientConfig>) -> io::Result<TlsConn> {
-        let conn = ClientConnection::new(config.clone(), self.name.clone())
-            .map_err(|e| io::Error::new(io::ErrorKind::Other, e))?;
+        let conn =
+            ClientConnection::new(config.clone(), self.name.clone()).map_err(io::Error::other)?;
         Ok(TlsConn {
             conn,
             eof: false,
