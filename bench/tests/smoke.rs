@@ -412,6 +412,9 @@ fn issue_scenarios_report_their_rows() {
         "fixed-rate,access-log,scrape,https",
         "--fixed-rates",
         "200,400",
+        // Fewer than the default 64: the debug builds' warm-ups on a shared machine.
+        "--connections",
+        "16",
         "--proxies",
         "tollgate,nginx,haproxy",
     ]) else {

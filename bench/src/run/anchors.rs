@@ -9,8 +9,10 @@ use crate::procs;
 use crate::run::control::{Ctx, PhaseSpec};
 use crate::run::drivers::{keep, record_peak_rss, start_all};
 use crate::run::{
-    anchors, FixedRateScenario, HttpsMode, HttpsScenario, ProxyKind, Scenario, SweepRow, WARM_UP,
+    anchors, FixedRateScenario, HttpsMode, HttpsScenario, ProxyKind, Scenario, SweepRow,
+    HTTPS_WARM_UP, WARM_UP,
 };
+
 use std::path::Path;
 
 pub(super) fn run_fixed(
@@ -170,7 +172,8 @@ pub(super) fn run_https(
         tls: Some(mode.load_args()),
         ..PhaseSpec::closed(duration, opts.connections, &layout)
     };
-    let warm = spec(HttpsMode::KeepAlive, opts.duration.min(WARM_UP));
+    // Longer than the other warm-ups: 64 handshakes must complete within it.
+    let warm = spec(HttpsMode::KeepAlive, opts.duration.min(HTTPS_WARM_UP));
     ctx.warm_up(&mut running, &mut rows, scen, &warm, progress);
     let mut notes = Vec::new();
     for round in 0..opts.rounds {

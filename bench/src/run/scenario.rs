@@ -386,6 +386,10 @@ impl HttpsMode {
     }
 }
 
+/// The `https` scenario's warm-up (at most the phase length): longer than [`WARM_UP`], as every
+/// connection's handshake must complete within it.
+pub const HTTPS_WARM_UP: Duration = Duration::from_secs(1);
+
 /// Each proxy's warm-up phase at the start of a load scenario (at most the phase length).
 pub const WARM_UP: Duration = Duration::from_millis(250);
 
@@ -442,6 +446,7 @@ pub fn planned_time(opts: &Options) -> Duration {
             }
             Scenario::Https => {
                 let phases = rounds * HttpsMode::ALL.len() as f64;
+                let warm = opts.duration.min(HTTPS_WARM_UP).as_secs_f64();
                 secs += anchors * (warm + phases * d + (1.0 + phases) * PER_PHASE);
             }
             Scenario::AccessLog | Scenario::Scrape => {
