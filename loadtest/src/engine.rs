@@ -712,6 +712,11 @@ fn on_readable(c: &mut Conn, ctx: &mut Ctx<'_>, hup: bool, now: u64) {
             }
         }
     }
+    // TLS: plaintext rustls would not take before the handshake (over its buffer limit) waits
+    // in `wbuf`, and no writable edge may come for it: the handshake's end is read here.
+    if c.tls.is_some() && c.wpos < c.wbuf.len() && !flush(c, ctx, now) {
+        return;
+    }
     send_more(c, ctx, now);
 }
 

@@ -258,11 +258,16 @@ impl TlsConn {
         self.conn.wants_write()
     }
 
-    /// Takes plaintext (buffered by rustls until the handshake is done) and sends what it can.
-    /// Returns how much plaintext was taken.
+    /// Takes plaintext (buffered by rustls until the handshake is done, up to its limit) and
+    /// sends what it can. Returns how much plaintext was taken; `WouldBlock` when none could be
+    /// (the caller keeps it and offers it again when the handshake is done or the socket
+    /// drains).
     pub fn write(&mut self, sock: &Socket, buf: &[u8]) -> io::Result<usize> {
         let n = self.conn.writer().write(buf)?;
         self.flush(sock)?;
+        if n == 0 && !buf.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
         Ok(n)
     }
 

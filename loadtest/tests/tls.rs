@@ -23,7 +23,8 @@ fn certificate() -> (String, String) {
     (ck.cert.pem(), ck.key_pair.serialize_pem())
 }
 
-/// A TLS 1.3 HTTP/1.1 server answering `200 ok` to every request, keep-alive.
+/// A TLS 1.3 HTTP/1.1 server answering `200 ok` to every request once its body
+/// (`Content-Length`) is in, keep-alive.
 fn tls_server(cert_pem: &str, key_pem: &str) -> SocketAddr {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<_, _>>()
@@ -54,6 +55,8 @@ fn tls_server(cert_pem: &str, key_pem: &str) -> SocketAddr {
                 let mut tls = rustls::StreamOwned::new(conn, s);
                 let mut buf = vec![0u8; 16 * 1024];
                 let mut have = 0;
+                // Body bytes of the current request still to come (read and dropped).
+                let mut skip = 0usize;
                 loop {
                     let n = match tls.read(&mut buf[have..]) {
                         Ok(0) | Err(_) => return,
@@ -61,9 +64,39 @@ fn tls_server(cert_pem: &str, key_pem: &str) -> SocketAddr {
                     };
                     have += n;
                     let mut start = 0;
-                    while let Some(end) = buf[start..have].windows(4).position(|w| w == b"\r\n\r\n")
-                    {
+                    loop {
+                        if skip > 0 {
+                            let k = skip.min(have - start);
+                            skip -= k;
+                            start += k;
+                            if skip > 0 {
+                                break;
+                            }
+                            // The whole request is in: answer it.
+                            if tls
+                                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                                .is_err()
+                            {
+                                return;
+                            }
+                            continue;
+                        }
+                        let Some(end) = buf[start..have].windows(4).position(|w| w == b"\r\n\r\n")
+                        else {
+                            break;
+                        };
+                        let head =
+                            String::from_utf8_lossy(&buf[start..start + end]).to_ascii_lowercase();
                         start += end + 4;
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if length > 0 {
+                            skip = length;
+                            continue;
+                        }
                         if tls
                             .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                             .is_err()
@@ -84,9 +117,13 @@ fn tls_server(cert_pem: &str, key_pem: &str) -> SocketAddr {
 }
 
 fn config(addr: SocketAddr, tls: TlsOptions) -> Config {
+    config_with(addr, tls, RequestSpec::get("/t"))
+}
+
+fn config_with(addr: SocketAddr, tls: TlsOptions, spec: RequestSpec) -> Config {
     let t = target::resolve(&format!("https://{addr}/t"), false).expect("loopback target");
     assert!(t.url.https);
-    let reqs = RequestSet::build(&[RequestSpec::get("/t")], &t.url.host_header).expect("request");
+    let reqs = RequestSet::build(&[spec], &t.url.host_header).expect("request");
     let mut cfg = Config::new(t, reqs);
     cfg.tls = Some(tls);
     cfg.duration = Duration::from_secs(10);
@@ -204,4 +241,39 @@ fn a_certificate_from_another_ca_is_refused() {
     assert_eq!(s.stats.completed, 0, "{}", s.render());
     assert!(s.stats.errors.total() > 0, "{}", s.render());
     assert_eq!(s.stats.tls_full + s.stats.tls_resumed, 0);
+}
+
+/// A request larger than what rustls buffers before the handshake (64 KiB) on a new
+/// connection: the rest waits in the generator's write buffer and goes once the handshake is
+/// done.
+#[test]
+fn a_request_larger_than_the_handshake_buffer() {
+    let (cert, key) = certificate();
+    let addr = tls_server(&cert, &key);
+    let spec = RequestSpec {
+        method: "POST".into(),
+        body_size: 200_000,
+        ..RequestSpec::get("/t")
+    };
+    let mut cfg = config_with(
+        addr,
+        TlsOptions {
+            resume: false,
+            ca_file: None,
+        },
+        spec,
+    );
+    cfg.connections = 2;
+    cfg.max_requests = Some(20);
+    cfg.new_conn_per_request = true;
+    cfg.timeout = Duration::from_secs(3);
+    let s = run(&cfg).expect("run");
+    assert_eq!(s.stats.completed, 20, "{}", s.render());
+    assert_eq!(s.stats.errors.total(), 0, "{:?}", s.stats.errors);
+    // Every body went out whole: the server answers only after reading it.
+    assert!(
+        s.stats.bytes_written > 20 * 200_000,
+        "{}",
+        s.stats.bytes_written
+    );
 }
