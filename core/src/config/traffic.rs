@@ -144,7 +144,34 @@ pub(crate) fn compile(
     }
     drop(values);
 
-    // api_key_source, and route keys must not be required where API keys do not exist.
+    key_sources(cfg, apis, d);
+    let (slot_base, slots) = stage_limits(cfg, apis, stage_throttles, account, &mut traffic, d);
+    traffic.bindings = vec![vec![Binding::UNBOUND; traffic.keys.len()].into(); slots as usize];
+
+    // Usage plans.
+    let key_refs: Vec<&str> = key_names.iter().map(String::as_str).collect();
+    // For "key in two plans on one stage": (slot, key) → plan name.
+    let mut bound: Vec<Vec<Option<u32>>> = vec![vec![None; traffic.keys.len()]; slots as usize];
+    for (pi, p) in cfg.usage_plans.iter().enumerate() {
+        plan(
+            pi,
+            p,
+            cfg,
+            apis,
+            &slot_base,
+            &key_refs,
+            account,
+            &mut bound,
+            &mut traffic,
+            d,
+        );
+    }
+    traffic
+}
+
+/// Each API's `api_key_source` (copied into its routes' limits); route keys must not be
+/// required where API keys do not exist (http APIs).
+fn key_sources(cfg: &Config, apis: &mut [Api], d: &mut Diagnostics<'_>) {
     for (a, api) in cfg.apis.iter().zip(apis.iter_mut()) {
         if let Some(src) = &a.api_key_source {
             match src.value.as_str() {
@@ -175,8 +202,18 @@ pub(crate) fn compile(
             }
         }
     }
+}
 
-    // Stage buckets, stage route buckets, stage slots.
+/// Stage buckets, stage route buckets and stage slots in every route's limits; returns each
+/// API's first slot and the number of slots.
+fn stage_limits(
+    cfg: &Config,
+    apis: &mut [Api],
+    stage_throttles: &[Vec<Option<Throttle>>],
+    account: Throttle,
+    traffic: &mut Traffic,
+    d: &mut Diagnostics<'_>,
+) -> (Vec<u32>, u32) {
     let mut slot_base = Vec::with_capacity(apis.len());
     let mut slots = 0u32;
     for (ai, (a, api)) in cfg.apis.iter().zip(apis.iter_mut()).enumerate() {
@@ -217,27 +254,7 @@ pub(crate) fn compile(
         }
         slots += u32::try_from(api.stages.len()).unwrap_or(0);
     }
-    traffic.bindings = vec![vec![Binding::UNBOUND; traffic.keys.len()].into(); slots as usize];
-
-    // Usage plans.
-    let key_refs: Vec<&str> = key_names.iter().map(String::as_str).collect();
-    // For "key in two plans on one stage": (slot, key) → plan name.
-    let mut bound: Vec<Vec<Option<u32>>> = vec![vec![None; traffic.keys.len()]; slots as usize];
-    for (pi, p) in cfg.usage_plans.iter().enumerate() {
-        plan(
-            pi,
-            p,
-            cfg,
-            apis,
-            &slot_base,
-            &key_refs,
-            account,
-            &mut bound,
-            &mut traffic,
-            d,
-        );
-    }
-    traffic
+    (slot_base, slots)
 }
 
 fn add_keys(
