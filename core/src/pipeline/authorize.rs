@@ -123,9 +123,7 @@ pub fn authorize<'g>(
     let cache_key = cached.then(|| cache::key_buf(&texts));
     if let Some(key) = &cache_key {
         if let Some(hit) = caches.get_mut(a.id).and_then(|c| c.get(key, now)) {
-            decide(&hit, &method_arn, protocol)?;
-            ctx.authorizer = Some(hit);
-            return Ok(Authorize::Done);
+            return decided(hit, &method_arn, protocol, ctx).map(|()| Authorize::Done);
         }
     }
     let values: Vec<String> = texts.iter().map(|v| v.to_string()).collect();
@@ -226,6 +224,19 @@ fn decide(result: &AuthResult, method_arn: &str, protocol: Protocol) -> Result<(
     }
 }
 
+/// Puts `result` in the context (an allowed request's integration and log, a denied one's
+/// gateway response and log quote it) and decides.
+fn decided(
+    result: Rc<AuthResult>,
+    method_arn: &str,
+    protocol: Protocol,
+    ctx: &mut Context<'_>,
+) -> Result<(), Failure> {
+    let d = decide(&result, method_arn, protocol);
+    ctx.authorizer = Some(result);
+    d
+}
+
 /// The error message of a function error document (`{"errorMessage": "..."}`).
 fn error_message(doc: &[u8]) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(doc).ok()?;
@@ -250,7 +261,7 @@ pub fn authorize_cached<'g>(
 ) -> Option<Result<(), Failure>> {
     let key = call.cache_key.as_deref()?;
     let hit = caches.get_mut(call.authorizer.id)?.get(key, now)?;
-    Some(decide(&hit, &call.method_arn, call.protocol).map(|()| ctx.authorizer = Some(hit)))
+    Some(decided(hit, &call.method_arn, call.protocol, ctx))
 }
 
 /// Phase 2, after the authorizer answered: caches its output and decides.
@@ -283,9 +294,7 @@ pub fn authorize_result<'g>(
     if let (Some(key), Some(cache)) = (&call.cache_key, caches.get_mut(a.id)) {
         cache.put(key.clone(), result.clone(), now);
     }
-    decide(&result, &call.method_arn, protocol)?;
-    ctx.authorizer = Some(result);
-    Ok(())
+    decided(result, &call.method_arn, protocol, ctx)
 }
 
 #[cfg(test)]
@@ -330,7 +339,7 @@ mod tests {
                     protocol: Protocol::Rest,
                 },
                 "HTTP/1.1 403 Forbidden AccessDeniedException",
-                r#"{"message":"User is not authorized to access this resource with an explicit deny"}"#,
+                r#"{"Message":"User is not authorized to access this resource with an explicit deny"}"#,
             ),
             (
                 Failure::Denied {
@@ -338,7 +347,7 @@ mod tests {
                     protocol: Protocol::Rest,
                 },
                 "HTTP/1.1 403 Forbidden AccessDeniedException",
-                r#"{"message":"User is not authorized to access this resource"}"#,
+                r#"{"Message":"User is not authorized to access this resource"}"#,
             ),
             (
                 Failure::Denied {

@@ -51,7 +51,11 @@ pub struct Context<'g> {
     /// Set by throttle and quota on a route that required an API key: the key's index in
     /// `Gateway::traffic.keys` (logs show its name, never its value).
     pub api_key: Option<u32>,
-    /// The Lambda authorizer's result that allowed the request (phase 2).
+    /// That key's configured name (`$context.identity.apiKeyId`), set with `api_key`.
+    pub api_key_name: Option<&'g str>,
+    /// The authorizer's result (phase 2): the one that allowed the request, or the policy that
+    /// denied it (a deny's gateway response and log line may quote its principal and context,
+    /// as API Gateway's do).
     pub authorizer: Option<Rc<AuthResult>>,
     /// Method token, then path as sent (stage prefix included, query excluded).
     sent: SmallVec<[u8; SENT_INLINE]>,
@@ -83,6 +87,7 @@ impl<'g> Context<'g> {
             route: None,
             tls: None,
             api_key: None,
+            api_key_name: None,
             authorizer: None,
             sent,
             method_len: head.method_str.len(),
