@@ -132,7 +132,7 @@ fn value(v: &Var, ctx: &Context<'_>, o: &Outcome, json: bool, out: &mut Vec<u8>)
             }
         }
         Var::ErrorResponseType => text(out, o.error.map_or("", |(t, _)| t.name()).as_bytes()),
-        Var::ApiKeyId => text(out, ctx.api_key_name.unwrap_or("").as_bytes()),
+        Var::ApiKeyId => text(out, ctx.api_key_name().unwrap_or("").as_bytes()),
         Var::PrincipalId => authorizer_value(ctx, AuthorizerName::PrincipalId, json, out),
         Var::Claim(c) => authorizer_value(ctx, AuthorizerName::Claim(c), json, out),
         Var::AuthorizerKey(k) => authorizer_value(ctx, AuthorizerName::Key(k), json, out),
@@ -330,6 +330,10 @@ protocol = "rest"
 address = "127.0.0.1"
 port = 8080
 
+[[api_keys]]
+name = "alice"
+value = "alice0123456789abcdefghij"
+
 [[apis]]
 name = "shop"
 protocol = "rest"
@@ -344,7 +348,7 @@ protocol = "rest"
   integration = { type = "mock", status = 200, body = "ok" }
 "#;
 
-    fn auth_line(raw: &[u8], auth: Option<AuthResult>, key: Option<&'static str>) -> String {
+    fn auth_line(raw: &[u8], auth: Option<AuthResult>, key: bool) -> String {
         let gw = match crate::config::load_str("<log tests>", AUTH_LOGGED) {
             Ok(g) => g,
             Err(e) => panic!("config: {e:?}"),
@@ -353,7 +357,7 @@ protocol = "rest"
         with_head(raw, |head, ctx| {
             let _ = super::super::dispatch(&gw, head, ctx);
             ctx.authorizer = auth.map(std::rc::Rc::new);
-            ctx.api_key_name = key;
+            ctx.api_key = key.then_some(0);
             assert!(log(ctx, &Outcome::default(), &mut out));
         });
         String::from_utf8(out).expect("utf-8 line")
@@ -375,12 +379,12 @@ protocol = "rest"
         let id = std::str::from_utf8(&ID).expect("ascii");
         let raw = b"GET /clf/pets/1 HTTP/1.1\r\nhost: a\r\n\r\n";
         assert_eq!(
-            auth_line(raw, Some(lambda.clone()), Some("alice")),
+            auth_line(raw, Some(lambda.clone()), true),
             format!("{id} p=user-9 t=t \"1\" n=7 l=[\"a\",true] c=- r=- k=alice\n")
         );
         // Without an authorizer result or a key: `-` everywhere.
         assert_eq!(
-            auth_line(raw, None, None),
+            auth_line(raw, None, false),
             format!("{id} p=- t=- n=- l=- c=- r=- k=-\n")
         );
         // A JWT result: claims, no context keys.
@@ -397,14 +401,14 @@ protocol = "rest"
             jwt_scopes: Some(Vec::new()),
         };
         assert_eq!(
-            auth_line(raw, Some(jwt), None),
+            auth_line(raw, Some(jwt), false),
             format!("{id} p=u-1 t=- n=- l=- c=u-1 r=admin k=-\n")
         );
         // JSON formats escape the values (the line stays valid JSON).
         let l = auth_line(
             b"GET /json/pets/1 HTTP/1.1\r\nhost: a\r\n\r\n",
             Some(lambda),
-            Some("alice"),
+            true,
         );
         let v: serde_json::Value = serde_json::from_str(&l).expect("valid JSON line");
         assert_eq!(v["p"], "user-9");

@@ -194,7 +194,7 @@ pub fn error_context<'c>(
         close,
         head_request: ctx.head_request(),
         authorizer: ctx.authorizer.as_deref(),
-        api_key_id: ctx.api_key_name,
+        api_key_id: ctx.api_key_name(),
         policy_denial: false,
     }
 }

@@ -60,10 +60,10 @@ pub fn throttle_input<'g>(
 /// Runs the phase: `Ok` to go on (with `ctx.api_key` set when the route required a key), or
 /// the failure to answer. `now` is called once. With `api_key_source = "AUTHORIZER"` the key
 /// is the authorizer's `usageIdentifierKey` (so this runs after the authorize phase).
-pub fn throttle_apply<'g, S: QuotaStore + ?Sized>(
-    gw: &'g Gateway,
+pub fn throttle_apply<S: QuotaStore + ?Sized>(
+    gw: &Gateway,
     input: &ThrottleInput<'_>,
-    ctx: &mut Context<'g>,
+    ctx: &mut Context<'_>,
     shard: &mut ShardTraffic,
     store: &S,
     now: impl FnOnce() -> Now,
@@ -80,9 +80,6 @@ pub fn throttle_apply<'g, S: QuotaStore + ?Sized>(
     match gw.traffic.decide(limits, key, shard, store, now()) {
         Decision::Continue { key } => {
             ctx.api_key = key;
-            ctx.api_key_name = key
-                .and_then(|k| gw.traffic.keys.get(k as usize))
-                .map(|k| &*k.name);
             Ok(())
         }
         Decision::Reject(ResponseType::InvalidApiKey) => Err(Failure::InvalidApiKey),
@@ -92,11 +89,11 @@ pub fn throttle_apply<'g, S: QuotaStore + ?Sized>(
 }
 
 /// Both steps at once, for a request with no authorizer call in between.
-pub fn throttle<'g, S: QuotaStore + ?Sized>(
-    gw: &'g Gateway,
+pub fn throttle<S: QuotaStore + ?Sized>(
+    gw: &Gateway,
     head: &RequestHead<'_, '_>,
     m: &RouteMatch<'_, '_>,
-    ctx: &mut Context<'g>,
+    ctx: &mut Context<'_>,
     shard: &mut ShardTraffic,
     store: &S,
     now: impl FnOnce() -> Now,
