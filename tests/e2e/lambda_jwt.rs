@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const ISSUER: &str = "https://issuer.test";
+pub(crate) const ISSUER: &str = "https://issuer.test";
 
 fn b64url(bytes: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -28,14 +28,14 @@ fn b64url(bytes: &[u8]) -> String {
     s
 }
 
-struct Key {
+pub(crate) struct Key {
     alg: Algorithm,
     enc: EncodingKey,
     jwk: Value,
 }
 
 /// A checked-in test RSA key (`fixtures/`): `kid` is `a` or `b`.
-fn rsa_key(kid: &'static str) -> Key {
+pub(crate) fn rsa_key(kid: &'static str) -> Key {
     let (der, modulus): (&[u8], &str) = match kid {
         "a" => (
             include_bytes!("fixtures/jwt-rsa-a.der"),
@@ -70,7 +70,7 @@ fn ec_key(kid: &'static str) -> Key {
     }
 }
 
-fn jwks(keys: &[&Key]) -> String {
+pub(crate) fn jwks(keys: &[&Key]) -> String {
     json!({"keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()}).to_string()
 }
 
@@ -80,7 +80,7 @@ fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-fn claims(extra: Value) -> Value {
+pub(crate) fn claims(extra: Value) -> Value {
     let mut c = json!({"iss": ISSUER, "aud": "aud1", "sub": "user1", "iat": now(), "exp": now() + 600,
                        "scope": "pets/read pets/write"});
     if let (Some(c), Value::Object(e)) = (c.as_object_mut(), extra) {
@@ -95,7 +95,7 @@ fn claims(extra: Value) -> Value {
     c
 }
 
-fn sign(key: &Key, kid: &str, claims: &Value) -> String {
+pub(crate) fn sign(key: &Key, kid: &str, claims: &Value) -> String {
     let mut h = Header::new(key.alg);
     h.kid = Some(kid.to_string());
     jsonwebtoken::encode(&h, claims, &key.enc).expect("sign")

@@ -59,7 +59,8 @@ pub(crate) fn compile(
                 );
             }
         }
-        let (api, api_throttles) = api(a, &mut upstreams, &mut authorizer_ids, d);
+        let (mut api, api_throttles) = api(a, &mut upstreams, &mut authorizer_ids, d);
+        api.account = settings.account.clone();
         apis.push(api);
         throttles.push(api_throttles);
     }
@@ -113,6 +114,7 @@ fn api(
         api_key_source: KeySource::Header,
         binary_media_types: lambda::binary_media_types(&a.binary_media_types, d),
         authorizers,
+        account: Default::default(),
     };
     (api, throttles)
 }

@@ -122,6 +122,7 @@ pub(crate) fn settings(s: &Server, base: &Path, d: &mut Diagnostics<'_>) -> Sett
             d,
         ),
         admin: None,
+        account: super::lambda::account(s, d),
     }
 }
 

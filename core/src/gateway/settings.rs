@@ -50,6 +50,8 @@ pub struct Settings {
     pub drain_timeout: Duration,
     /// The admin listener (`[admin]`: `/metrics`, `/healthz`, `/readyz`); `None`: none.
     pub admin: Option<std::net::SocketAddr>,
+    /// `region` / `account_id`: what method ARNs and Lambda events say.
+    pub account: crate::lambda::Account,
 }
 
 impl Default for Settings {
@@ -78,6 +80,7 @@ impl Default for Settings {
             api_keys_file: None,
             drain_timeout: Duration::from_secs(30),
             admin: None,
+            account: crate::lambda::Account::default(),
         }
     }
 }

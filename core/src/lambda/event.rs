@@ -10,7 +10,7 @@
 //!   `,`; empty maps are left out.
 //! - Query values are percent-decoded (`rawQueryString` is as sent).
 
-use super::{base64, time, ContextVariable, IdentitySource, ACCOUNT_ID, REGION};
+use super::{base64, time, Account, ContextVariable, IdentitySource};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -40,6 +40,8 @@ pub struct EventRequest<'a> {
     pub stage_variables: &'a [(Box<str>, Box<str>)],
     /// `apiId` (the API's name).
     pub api_id: &'a str,
+    /// The region and account (`accountId`, method ARNs).
+    pub account: &'a Account,
     pub request_id: &'a str,
     pub source_ip: IpAddr,
     pub time: SystemTime,
@@ -122,9 +124,9 @@ impl<'a> EventRequest<'a> {
         let path = self.path.strip_prefix('/').unwrap_or(self.path);
         let parts = [
             PREFIX,
-            REGION,
+            &self.account.region,
             ":",
-            ACCOUNT_ID,
+            &self.account.account_id,
             ":",
             self.api_id,
             "/",
@@ -332,7 +334,7 @@ impl<'a> EventRequest<'a> {
         identity.insert("userAgent".into(), self.user_agent());
         identity.insert("userArn".into(), Value::Null);
         let mut rc = Map::new();
-        rc.insert("accountId".into(), ACCOUNT_ID.into());
+        rc.insert("accountId".into(), (*self.account.account_id).into());
         rc.insert("apiId".into(), self.api_id.into());
         rc.insert("domainName".into(), domain.into());
         rc.insert("domainPrefix".into(), prefix.into());
@@ -360,7 +362,7 @@ impl<'a> EventRequest<'a> {
         http.insert("sourceIp".into(), self.source_ip.to_string().into());
         http.insert("userAgent".into(), self.user_agent());
         let mut rc = Map::new();
-        rc.insert("accountId".into(), ACCOUNT_ID.into());
+        rc.insert("accountId".into(), (*self.account.account_id).into());
         rc.insert("apiId".into(), self.api_id.into());
         rc.insert("domainName".into(), domain.into());
         rc.insert("domainPrefix".into(), prefix.into());
@@ -488,7 +490,7 @@ impl<'a> EventRequest<'a> {
         identity_ctx.insert("userAgent".into(), self.user_agent());
         let mut rc = Map::new();
         rc.insert("path".into(), self.raw_path.into());
-        rc.insert("accountId".into(), ACCOUNT_ID.into());
+        rc.insert("accountId".into(), (*self.account.account_id).into());
         rc.insert("resourceId".into(), Value::Null);
         rc.insert("stage".into(), self.stage.into());
         rc.insert("requestId".into(), self.request_id.into());
@@ -639,6 +641,10 @@ mod tests {
         let names: [Box<str>; 1] = ["id".into()];
         let vars: [(Box<str>, Box<str>); 1] = [("stageVariable1".into(), "value1".into())];
         let params = ["a%20b"];
+        let account = Account {
+            region: "us-east-1".into(),
+            account_id: "123456789012".into(),
+        };
         let r = EventRequest {
             method: "POST",
             raw_path: "/prod/my/a%20b",
@@ -652,6 +658,7 @@ mod tests {
             stage: "prod",
             stage_variables: &vars,
             api_id: "api-id",
+            account: &account,
             request_id: "rid",
             source_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
             time: UNIX_EPOCH + Duration::from_millis(1_583_349_317_135),
@@ -689,6 +696,7 @@ mod tests {
             assert_eq!(rc["domainPrefix"], "id");
             assert_eq!(rc["identity"]["sourceIp"], "192.0.2.1");
             assert_eq!(rc["path"], "/prod/my/a%20b");
+            assert_eq!(rc["accountId"], "123456789012");
             assert!(e.get("version").is_none());
             assert_eq!(Value::Object(r.proxy_v1(true))["version"], "1.0");
             let done: Value =
@@ -739,6 +747,7 @@ mod tests {
             );
             assert_eq!(e["requestContext"]["time"], "04/Mar/2020:19:15:17 +0000");
             assert_eq!(e["requestContext"]["routeKey"], "POST /my/{id}");
+            assert_eq!(e["requestContext"]["accountId"], "123456789012");
         });
     }
 
@@ -816,7 +825,7 @@ mod tests {
             let arn = r.method_arn();
             assert_eq!(
                 arn,
-                "arn:aws:execute-api:local:000000000000:api-id/prod/POST/my/a%20b"
+                "arn:aws:execute-api:us-east-1:123456789012:api-id/prod/POST/my/a%20b"
             );
             let t: Value =
                 serde_json::from_slice(&EventRequest::token_authorizer("tok", &arn)).expect("json");

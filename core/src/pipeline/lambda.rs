@@ -37,6 +37,7 @@ pub fn event_request<'a, 'b: 'a, 'h: 'a, 'g: 'a, 'p: 'a>(
         stage: &m.stage.name,
         stage_variables: &m.stage.variables,
         api_id: &m.api.name,
+        account: &m.api.account,
         request_id: std::str::from_utf8(request_id).unwrap_or(""),
         source_ip: client_ip,
         time: now,
