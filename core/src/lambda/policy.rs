@@ -181,6 +181,47 @@ impl AuthResult {
             Decision::NotAllowed
         }
     }
+
+    /// The decision when it is the same for every method ARN, found without one: a simple
+    /// response; a Deny of `Resource: "*"`; or, with no Deny statement for
+    /// `execute-api:Invoke` at all, an Allow of `Resource: "*"`. `None`: the ARN is needed
+    /// ([`Self::decide`]). Lets a cached hit skip building the ARN (the usual policy of a
+    /// token authorizer allows `*`).
+    pub fn decide_any(&self) -> Option<Decision> {
+        if let Some(ok) = self.simple {
+            return Some(if ok {
+                Decision::Allow
+            } else {
+                Decision::ExplicitDeny
+            });
+        }
+        let invoke = |s: &Statement| {
+            s.actions
+                .iter()
+                .any(|a| glob(a.as_bytes(), b"execute-api:Invoke"))
+        };
+        let every_arn = |s: &Statement| {
+            s.resources
+                .iter()
+                .any(|r| !r.is_empty() && r.bytes().all(|b| b == b'*'))
+        };
+        let mut denies = false;
+        let mut allows_all = false;
+        for st in &self.statements {
+            if !invoke(st) {
+                continue;
+            }
+            if !st.allow {
+                if every_arn(st) {
+                    return Some(Decision::ExplicitDeny);
+                }
+                denies = true;
+            } else if every_arn(st) {
+                allows_all = true;
+            }
+        }
+        (allows_all && !denies).then_some(Decision::Allow)
+    }
 }
 
 /// What `$context.authorizer.<rest>` names in an access log format or a gateway response
@@ -480,5 +521,60 @@ mod tests {
             Some(AuthValue::Text("admin"))
         );
         assert_eq!(jwt.value(N::Key("sub")), None);
+    }
+
+    #[test]
+    fn decisions_without_an_arn_agree_with_decide() {
+        let cases = [
+            (
+                r#"[{"Effect":"Allow","Action":"execute-api:Invoke","Resource":"*"}]"#,
+                Some(Decision::Allow),
+            ),
+            (
+                r#"[{"Effect":"Allow","Action":"*","Resource":["arn:x","**"]}]"#,
+                Some(Decision::Allow),
+            ),
+            (
+                r#"[{"Effect":"Deny","Action":"execute-api:*","Resource":"*"},{"Effect":"Allow","Action":"*","Resource":"*"}]"#,
+                Some(Decision::ExplicitDeny),
+            ),
+            // A Deny of some ARNs: the ARN decides.
+            (
+                r#"[{"Effect":"Allow","Action":"*","Resource":"*"},{"Effect":"Deny","Action":"*","Resource":"arn:*/POST/*"}]"#,
+                None,
+            ),
+            // An Allow of some ARNs only.
+            (
+                r#"[{"Effect":"Allow","Action":"*","Resource":"arn:aws:execute-api:*:*:pets/prod/GET/*"}]"#,
+                None,
+            ),
+            // Statements for other actions do not count.
+            (
+                r#"[{"Effect":"Allow","Action":"execute-api:InvalidateCache","Resource":"*"}]"#,
+                None,
+            ),
+            (
+                r#"[{"Effect":"Allow","Action":"*","Resource":"*"},{"Effect":"Deny","Action":"s3:*","Resource":"arn:*"}]"#,
+                Some(Decision::Allow),
+            ),
+            (r#"[]"#, None),
+        ];
+        for (statements, expected) in cases {
+            let p = policy(statements);
+            assert_eq!(p.decide_any(), expected, "{statements}");
+            if let Some(d) = expected {
+                for arn in [
+                    ARN,
+                    "arn:aws:execute-api:local:000000000000:pets/prod/POST/pets",
+                    "",
+                ] {
+                    assert_eq!(p.decide(arn), d, "{statements} {arn}");
+                }
+            }
+        }
+        let yes = parse(br#"{"isAuthorized":true}"#, PayloadVersion::V2, true).expect("valid");
+        assert_eq!(yes.decide_any(), Some(Decision::Allow));
+        let no = parse(br#"{"isAuthorized":false}"#, PayloadVersion::V2, true).expect("valid");
+        assert_eq!(no.decide_any(), Some(Decision::ExplicitDeny));
     }
 }

@@ -15,10 +15,11 @@
 //! the Invoke API, or an invalid output), 500 AUTHORIZER_FAILURE (the function failed).
 //! HTTP APIs answer `Forbidden` / `Internal Server Error` texts instead.
 //!
-//! Cost: a route without an authorizer pays one branch. A cached hit pays one allocation (the
-//! method ARN, exact size), the identity values (borrowed from the head when sent once as
-//! UTF-8) and the cache key (on the stack up to 256 bytes), one hash lookup and the policy
-//! match (bench/RESULTS.md, "Lambda and authorizer cost").
+//! Cost: a route without an authorizer pays one branch. A cached hit pays the identity values
+//! (borrowed from the head when sent once as UTF-8), the cache key (on the stack up to 256
+//! bytes), one hash lookup and the policy match; the method ARN (one allocation of the exact
+//! size) only when the cached policy does not decide the same for every ARN (an Allow or Deny
+//! of `Resource: "*"` does): bench/RESULTS.md, "Lambda and authorizer cost".
 
 use super::lambda::event_request;
 use super::{Context, Failure};
@@ -119,13 +120,19 @@ pub fn authorize<'g>(
         }
     }
     let texts: SmallVec<[&str; 4]> = values.iter().map(|v| v.as_deref().unwrap_or("")).collect();
-    let method_arn = ev.method_arn();
     let cache_key = cached.then(|| cache::key_buf(&texts));
     if let Some(key) = &cache_key {
         if let Some(hit) = caches.get_mut(a.id).and_then(|c| c.get(key, now)) {
-            return decided(hit, &method_arn, protocol, ctx).map(|()| Authorize::Done);
+            // A policy that decides the same for every ARN (`Resource: "*"`) needs none built.
+            let decision = match hit.decide_any() {
+                Some(d) => d,
+                None => hit.decide(&ev.method_arn()),
+            };
+            ctx.authorizer = Some(hit);
+            return failure(decision, protocol).map(|()| Authorize::Done);
         }
     }
+    let method_arn = ev.method_arn();
     let values: Vec<String> = texts.iter().map(|v| v.to_string()).collect();
     let event = authorizer_event(&ev, a, protocol, &method_arn, &values);
     Ok(Authorize::Call(Box::new(AuthCall {
@@ -211,7 +218,12 @@ fn jwt<'g>(
 
 /// The decision of `result` for this request, as a failure when it is not Allow.
 fn decide(result: &AuthResult, method_arn: &str, protocol: Protocol) -> Result<(), Failure> {
-    match result.decide(method_arn) {
+    failure(result.decide(method_arn), protocol)
+}
+
+/// A decision as a failure when it is not Allow.
+fn failure(decision: Decision, protocol: Protocol) -> Result<(), Failure> {
+    match decision {
         Decision::Allow => Ok(()),
         Decision::ExplicitDeny => Err(Failure::Denied {
             explicit: true,
