@@ -33,7 +33,7 @@ use crate::lambda::{Authorizer, AuthorizerKind, PayloadVersion};
 use smallvec::SmallVec;
 use std::borrow::Cow;
 use std::rc::Rc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What the authorize phase decided.
 #[derive(Debug)]
@@ -98,8 +98,16 @@ pub fn authorize<'g>(
         .collect();
     if a.kind == AuthorizerKind::Jwt {
         let token = values.first().and_then(Option::as_deref);
-        return jwt(a, &m.route.authorization_scopes, token, ctx, caches, wall)
-            .map(|()| Authorize::Done);
+        return jwt(
+            a,
+            &m.route.authorization_scopes,
+            token,
+            ctx,
+            caches,
+            now,
+            wall,
+        )
+        .map(|()| Authorize::Done);
     }
     let cached = !a.ttl.is_zero();
     let missing = values.iter().any(Option::is_none);
@@ -168,12 +176,18 @@ fn authorizer_event(
 /// A JWT authorizer (verified here, no call): the token from the identity source against the
 /// shard's keys. An unknown `kid` asks the shard for a JWKS refresh (made in the background)
 /// and is refused meanwhile.
+///
+/// A verified token is kept in the authorizer's cache (keyed by the token as sent, until its
+/// `exp` plus the clock skew and at most `ttl_seconds`; forgotten when the keys change): the
+/// same token again costs a hash lookup instead of the signature check. The route's scopes
+/// are checked on every request, hit or not.
 fn jwt<'g>(
     a: &Authorizer,
     scopes: &[Box<str>],
     token: Option<&str>,
     ctx: &mut Context<'g>,
     caches: &mut Caches,
+    now: Instant,
     wall: SystemTime,
 ) -> Result<(), Failure> {
     let Some(token) = token else {
@@ -182,9 +196,22 @@ fn jwt<'g>(
     let Some(settings) = a.jwt.as_deref() else {
         return Err(Failure::Internal);
     };
-    let now = wall.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let scope_refused = || Failure::JwtRejected {
+        description: JwtError::Scope.description(),
+        forbidden: true,
+    };
+    if let Some(hit) = caches
+        .get_mut(a.id)
+        .and_then(|c| c.get(token.as_bytes(), now))
+    {
+        let ok = jwt::has_scope(scopes, hit.jwt_scopes.as_deref().unwrap_or(&[]));
+        ctx.authorizer = Some(hit);
+        return if ok { Ok(()) } else { Err(scope_refused()) };
+    }
+    let now_secs = wall.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    // Verified without the route's scopes (checked below), so the result serves every route.
     let verified = match caches.jwks(a.id) {
-        Some(keys) => jwt::verify(token, &keys, &settings.config, scopes, now),
+        Some(keys) => jwt::verify(token, &keys, &settings.config, &[], now_secs),
         None => Err(JwtError::UnknownKey),
     };
     match verified {
@@ -194,15 +221,25 @@ fn jwt<'g>(
                 .get("sub")
                 .and_then(|s| s.as_str())
                 .map(str::to_string);
-            ctx.authorizer = Some(Rc::new(AuthResult {
+            let ok = jwt::has_scope(scopes, &v.scopes);
+            let result = Rc::new(AuthResult {
                 principal_id,
                 statements: Vec::new(),
                 simple: Some(true),
                 context: v.claims,
                 usage_identifier_key: None,
                 jwt_scopes: Some(v.scopes),
-            }));
-            Ok(())
+            });
+            if let Some(cache) = caches.get_mut(a.id) {
+                let left = Duration::from_secs(v.valid_until.saturating_sub(now_secs));
+                cache.put_until(token.as_bytes().into(), result.clone(), now, now + left);
+            }
+            ctx.authorizer = Some(result);
+            if ok {
+                Ok(())
+            } else {
+                Err(scope_refused())
+            }
         }
         Err(e) => {
             if e == JwtError::UnknownKey {
