@@ -130,8 +130,6 @@ pub struct Format {
     /// Some variable needs the `Host` / `User-Agent` header copied for the log phase.
     needs_host: bool,
     needs_user_agent: bool,
-    /// Some variable reads the authorizer's result (principalId, a claim, a context key).
-    needs_authorizer: bool,
 }
 
 /// Why a format was refused, at a byte range of the format text.
@@ -156,7 +154,6 @@ impl Format {
         let mut pieces = Vec::new();
         let mut literal = String::new();
         let mut has_id = false;
-        let mut needs_authorizer = false;
         let bytes = text.as_bytes();
         let mut i = 0;
         while i < bytes.len() {
@@ -200,10 +197,6 @@ impl Format {
                 message: unknown_message(name),
             })?;
             has_id |= matches!(var, Var::RequestId | Var::ExtendedRequestId);
-            needs_authorizer |= matches!(
-                var,
-                Var::PrincipalId | Var::Claim(_) | Var::AuthorizerKey(_)
-            );
             if !literal.is_empty() {
                 pieces.push(Piece::Text(std::mem::take(&mut literal).into()));
             }
@@ -224,7 +217,6 @@ impl Format {
             json: text.trim_start().starts_with('{'),
             needs_host: uses(Var::DomainName) || uses(Var::DomainPrefix),
             needs_user_agent: uses(Var::UserAgent),
-            needs_authorizer,
             pieces,
         })
     }
@@ -246,11 +238,6 @@ impl Format {
     /// The log phase needs the request's `User-Agent` header.
     pub fn needs_user_agent(&self) -> bool {
         self.needs_user_agent
-    }
-
-    /// Some variable reads the request's authorizer result.
-    pub fn needs_authorizer(&self) -> bool {
-        self.needs_authorizer
     }
 }
 
@@ -337,7 +324,6 @@ mod tests {
         let f = Format::compile("$context.extendedRequestId $context.authorizer.claims.sub")
             .expect("valid");
         assert_eq!(f.pieces()[2], Piece::Var(Var::Claim("sub".into())));
-        assert!(f.needs_authorizer());
     }
 
     #[test]
@@ -374,12 +360,6 @@ mod tests {
         // The text after a quoted claim goes on as text.
         assert_eq!(f.pieces()[7], Piece::Text(" k=".into()));
         assert_eq!(f.pieces()[9], Piece::Text(". id=".into()));
-        assert!(f.needs_authorizer());
-        assert!(
-            !Format::compile("$context.requestId $context.identity.apiKeyId")
-                .expect("valid")
-                .needs_authorizer()
-        );
         // An unclosed quote: the name stops at `claims`, which has no value.
         let f = Format::compile("$context.requestId $context.authorizer.claims['x").expect("ok");
         assert_eq!(f.pieces()[2], Piece::Var(Var::Unavailable));
