@@ -39,6 +39,7 @@ pub(crate) fn compile(
     d: &mut Diagnostics<'_>,
 ) -> Gateway {
     let mut settings = settings::settings(&cfg.server, base, d);
+    settings.account = lambda::account(&cfg.server, d);
     let listeners = settings::listeners(cfg, d);
     settings.admin = ops::admin(cfg, &listeners, d);
     let mut upstreams = Upstreams::default();

@@ -2,7 +2,7 @@
 //! substituted in the URI), `[[apis.authorizers]]` (TOKEN / REQUEST Lambda authorizers with
 //! identity sources, validation regex, cache TTL and size, payload version, simple responses,
 //! timeout), `binary_media_types`, route `authorizer` references, and `[server] region` /
-//! `account_id`. Self-contained: called from `compile` and `settings`.
+//! `account_id`. Self-contained: called from `compile`.
 
 use super::compile::{proxy_timeout, Upstreams, MIN_TIMEOUT_MS};
 use super::diagnostics::{Diagnostics, Spanned};

@@ -105,6 +105,8 @@ pub(crate) fn settings(s: &Server, base: &Path, d: &mut Diagnostics<'_>) -> Sett
             .as_ref()
             .and_then(|t| traffic::throttle(t, d))
             .unwrap_or(defaults.account_throttle),
+        // `region` / `account_id`: set by `compile` (`lambda::account`).
+        account: defaults.account.clone(),
         state_file: s
             .state_file
             .as_ref()
@@ -122,7 +124,6 @@ pub(crate) fn settings(s: &Server, base: &Path, d: &mut Diagnostics<'_>) -> Sett
             d,
         ),
         admin: None,
-        account: super::lambda::account(s, d),
     }
 }
 
