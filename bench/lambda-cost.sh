@@ -8,8 +8,11 @@
 #   rest-lambda  aws_proxy (payload 1.0) to the function server's Invoke API, which returns
 #                the same 11-byte JSON body that GET /fn returns
 #   http-plain   HTTP API ($default stage), GET /plain, http_proxy to GET /fn
-#   http-rs256   the same with a JWT authorizer, RS256 token (2048-bit key, jwks_file)
-#   http-es256   the same with a JWT authorizer, ES256 token (P-256 key, jwks_file)
+#   http-rs256   the same with a JWT authorizer, RS256 token (2048-bit key, jwks_file), with
+#                ttl_seconds = 0: the token is verified on every request
+#   http-es256   the same with an ES256 token (P-256 key)
+#   http-jwt-hit the same RS256 token with the default ttl_seconds: after the first request
+#                every request finds the verified token in the shard's cache
 #   http-lambda  aws_proxy (payload 2.0)
 # Every request carries the same Authorization header within an API (REST: a bearer token;
 # HTTP: the RS256 JWT, except http-es256 which sends the ES256 JWT), so the cases differ only
@@ -25,7 +28,7 @@ set -euo pipefail
 TG_BIN=$(realpath "$1"); FN_BIN=$(realpath "$2"); ROUNDS=${3:-3}; SECS=${4:-4}
 shift $(( $# >= 4 ? 4 : $# ))
 CASES=("$@")
-[ ${#CASES[@]} -gt 0 ] || CASES=(rest-plain rest-token rest-lambda http-plain http-rs256 http-es256 http-lambda)
+[ ${#CASES[@]} -gt 0 ] || CASES=(rest-plain rest-token rest-lambda http-plain http-rs256 http-es256 http-jwt-hit http-lambda)
 HERE=$(cd "$(dirname "$0")" && pwd)
 PORT=${LAMBDA_COST_PORT:-18480}; FPORT=$((PORT + 1))
 for tool in openssl basenc xxd valgrind wrk curl ss; do
@@ -115,6 +118,13 @@ protocol = "http"
   issuer = "https://issuer.bench"
   audiences = ["bench"]
   jwks_file = "$W/jwks.json"
+  ttl_seconds = 0
+  [[apis.authorizers]]
+  name = "kept"
+  type = "jwt"
+  issuer = "https://issuer.bench"
+  audiences = ["bench"]
+  jwks_file = "$W/jwks.json"
   [[apis.routes]]
   key = "GET /plain"
   integration = { type = "http_proxy", uri = "$FNURL/fn" }
@@ -125,6 +135,10 @@ protocol = "http"
   [[apis.routes]]
   key = "GET /es256"
   authorizer = "users"
+  integration = { type = "http_proxy", uri = "$FNURL/fn" }
+  [[apis.routes]]
+  key = "GET /kept"
+  authorizer = "kept"
   integration = { type = "http_proxy", uri = "$FNURL/fn" }
   [[apis.routes]]
   key = "GET /awsfn"
@@ -142,6 +156,7 @@ setup() {
         http-plain)  CONF=http; PATH_=/plain; AUTH="Bearer $RS_TOKEN" ;;
         http-rs256)  CONF=http; PATH_=/rs256; AUTH="Bearer $RS_TOKEN" ;;
         http-es256)  CONF=http; PATH_=/es256; AUTH="Bearer $ES_TOKEN" ;;
+        http-jwt-hit) CONF=http; PATH_=/kept; AUTH="Bearer $RS_TOKEN" ;;
         http-lambda) CONF=http; PATH_=/awsfn; AUTH="Bearer $RS_TOKEN" ;;
         *) echo "lambda-cost.sh: unknown case $1" >&2; exit 2 ;;
     esac

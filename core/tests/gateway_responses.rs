@@ -69,6 +69,9 @@ fn render(g: &Gateway, ty: ResponseType, head: bool) -> String {
         max_body_bytes: 100,
         close: false,
         head_request: head,
+        authorizer: None,
+        api_key_id: None,
+        policy_denial: false,
     };
     let mut out = Vec::new();
     api.responses.write(ty, &ctx, &mut out);
@@ -167,6 +170,9 @@ gateway_responses = [{ type = "DEFAULT_5XX", status = 503 }, { type = "UNAUTHORI
             max_body_bytes: 1,
             close: true,
             head_request: false,
+            authorizer: None,
+            api_key_id: None,
+            policy_denial: false,
         };
         let mut out = Vec::new();
         other.write(ty, &ctx, &mut out);
@@ -335,6 +341,9 @@ fn rendering_a_customised_response_does_not_allocate() {
         max_body_bytes: 100,
         close: true,
         head_request: false,
+        authorizer: None,
+        api_key_id: None,
+        policy_denial: false,
     };
     let mut out = Vec::with_capacity(4096);
     assert_counter_sees_allocations();

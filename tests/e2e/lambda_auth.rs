@@ -231,9 +231,10 @@ fn http_get(c: &mut Client, target: &str, user: Option<&str>) -> Response {
 }
 
 const UNAUTHORIZED: &str = r#"{"message":"Unauthorized"}"#;
+/// REST denials by a policy say `Message` (capital M), as API Gateway's do.
 const EXPLICIT_DENY: &str =
-    r#"{"message":"User is not authorized to access this resource with an explicit deny"}"#;
-const NOT_AUTHORIZED: &str = r#"{"message":"User is not authorized to access this resource"}"#;
+    r#"{"Message":"User is not authorized to access this resource with an explicit deny"}"#;
+const NOT_AUTHORIZED: &str = r#"{"Message":"User is not authorized to access this resource"}"#;
 
 #[test]
 fn token_allow_passes_context_and_is_cached_per_token() {

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const ISSUER: &str = "https://issuer.test";
+pub(crate) const ISSUER: &str = "https://issuer.test";
 
 fn b64url(bytes: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -28,14 +28,14 @@ fn b64url(bytes: &[u8]) -> String {
     s
 }
 
-struct Key {
+pub(crate) struct Key {
     alg: Algorithm,
     enc: EncodingKey,
     jwk: Value,
 }
 
 /// A checked-in test RSA key (`fixtures/`): `kid` is `a` or `b`.
-fn rsa_key(kid: &'static str) -> Key {
+pub(crate) fn rsa_key(kid: &'static str) -> Key {
     let (der, modulus): (&[u8], &str) = match kid {
         "a" => (
             include_bytes!("fixtures/jwt-rsa-a.der"),
@@ -70,7 +70,7 @@ fn ec_key(kid: &'static str) -> Key {
     }
 }
 
-fn jwks(keys: &[&Key]) -> String {
+pub(crate) fn jwks(keys: &[&Key]) -> String {
     json!({"keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()}).to_string()
 }
 
@@ -80,7 +80,7 @@ fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-fn claims(extra: Value) -> Value {
+pub(crate) fn claims(extra: Value) -> Value {
     let mut c = json!({"iss": ISSUER, "aud": "aud1", "sub": "user1", "iat": now(), "exp": now() + 600,
                        "scope": "pets/read pets/write"});
     if let (Some(c), Value::Object(e)) = (c.as_object_mut(), extra) {
@@ -95,7 +95,7 @@ fn claims(extra: Value) -> Value {
     c
 }
 
-fn sign(key: &Key, kid: &str, claims: &Value) -> String {
+pub(crate) fn sign(key: &Key, kid: &str, claims: &Value) -> String {
     let mut h = Header::new(key.alg);
     h.kid = Some(kid.to_string());
     jsonwebtoken::encode(&h, claims, &key.enc).expect("sign")
@@ -213,13 +213,18 @@ fn assert_invalid(r: &Response, description: &str) {
 fn valid_tokens_pass_claims_and_scopes() {
     let s = setup();
     let mut c = Client::connect(s.gw.addr);
-    let t = sign(&s.a, "a", &claims(json!({})));
+    let signed_claims = claims(json!({}));
+    let t = sign(&s.a, "a", &signed_claims);
     let r = get(&mut c, "/f", Some(&bearer(&t)));
     assert_eq!(r.status, 200, "{} {:?}", r.body_str(), r.headers);
     let auth = &s.fs.last("echo")["requestContext"]["authorizer"]["jwt"];
     assert_eq!(auth["claims"]["sub"], "user1");
     assert_eq!(auth["claims"]["iss"], ISSUER);
-    assert_eq!(auth["claims"]["exp"], (now() + 600).to_string().as_str());
+    // Values as strings (`exp` taken from the token: `now()` may have moved on since).
+    assert_eq!(
+        auth["claims"]["exp"],
+        signed_claims["exp"].to_string().as_str()
+    );
     assert_eq!(auth["scopes"], json!(["pets/read", "pets/write"]));
     // Payload 1.0: `authorizer.claims` / `authorizer.scopes`.
     assert_eq!(get(&mut c, "/v1", Some(&bearer(&t))).status, 200);
@@ -361,4 +366,15 @@ fn jwks_from_a_url_and_a_rotated_key() {
         "the rotated key was picked up"
     );
     assert_eq!(get(&mut c, "/u", Some(&ta)).status, 200);
+    // The issuer withdraws a: the verified token `ta` (kept in the shard's cache) is refused
+    // once the keys change. A third key's token triggers the refresh.
+    let c3 = ec_key("c3");
+    *s.served.lock().unwrap_or_else(|e| e.into_inner()) = jwks(&[&s.b, &c3]);
+    let tc = bearer(&sign(&c3, "c3", &claims(json!({"aud": "aud1"}))));
+    assert!(
+        wait_status(&mut c, "/u", &tc, 200),
+        "the new key set was picked up"
+    );
+    assert_invalid(&get(&mut c, "/u", Some(&ta)), "signing key not found");
+    assert_eq!(get(&mut c, "/u", Some(&tb)).status, 200);
 }

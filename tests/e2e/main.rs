@@ -27,6 +27,7 @@ mod gateway_responses_custom;
 mod inflight;
 mod keepalive;
 mod lambda_auth;
+mod lambda_context;
 mod lambda_jwt;
 mod lambda_proxy;
 mod latency;

@@ -39,6 +39,7 @@ pub(crate) fn compile(
     d: &mut Diagnostics<'_>,
 ) -> Gateway {
     let mut settings = settings::settings(&cfg.server, base, d);
+    settings.account = lambda::account(&cfg.server, d);
     let listeners = settings::listeners(cfg, d);
     settings.admin = ops::admin(cfg, &listeners, d);
     settings.cluster = cluster::compile(cfg, d);
@@ -60,7 +61,8 @@ pub(crate) fn compile(
                 );
             }
         }
-        let (api, api_throttles) = api(a, &mut upstreams, &mut authorizer_ids, d);
+        let (mut api, api_throttles) = api(a, &mut upstreams, &mut authorizer_ids, d);
+        api.account = settings.account.clone();
         apis.push(api);
         throttles.push(api_throttles);
     }
@@ -114,6 +116,7 @@ fn api(
         api_key_source: KeySource::Header,
         binary_media_types: lambda::binary_media_types(&a.binary_media_types, d),
         authorizers,
+        account: Default::default(),
     };
     (api, throttles)
 }

@@ -45,6 +45,8 @@ const SERVER_KEYS: &[&str] = &[
     "state_flush_ms",
     "api_keys_file",
     "drain_timeout_ms",
+    "region",
+    "account_id",
 ];
 const LISTENER_KEYS: &[&str] = &["address", "port", "tls"];
 const TLS_KEYS: &[&str] = &["certificate", "key"];
@@ -371,6 +373,8 @@ fn server_section(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Server {
         state_flush_ms: t.int("state_flush_ms", d),
         api_keys_file: t.string("api_keys_file", d),
         drain_timeout_ms: t.int("drain_timeout_ms", d),
+        region: t.string("region", d),
+        account_id: t.string("account_id", d),
     }
 }
 

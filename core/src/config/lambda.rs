@@ -1,8 +1,8 @@
 //! Config for Lambda (issue 17): `aws_proxy` integration targets (per stage, stage variables
 //! substituted in the URI), `[[apis.authorizers]]` (TOKEN / REQUEST Lambda authorizers with
 //! identity sources, validation regex, cache TTL and size, payload version, simple responses,
-//! timeout), `binary_media_types`, and route `authorizer` references. Self-contained: called
-//! from `compile`.
+//! timeout), `binary_media_types`, route `authorizer` references, and `[server] region` /
+//! `account_id`. Self-contained: called from `compile`.
 
 use super::compile::{proxy_timeout, Upstreams, MIN_TIMEOUT_MS};
 use super::diagnostics::{Diagnostics, Spanned};
@@ -28,6 +28,25 @@ const MAX_CACHE_ENTRIES: i64 = 1_000_000;
 const MAX_AUTHORIZERS: usize = 10;
 /// Audiences per JWT authorizer (L52177-52205).
 const MAX_AUDIENCES: usize = 50;
+
+/// `[server] region` and `account_id` (defaults: `local`, `000000000000`); a value that is
+/// not a region name / not 12 digits is reported.
+pub(super) fn account(s: &model::Server, d: &mut Diagnostics<'_>) -> crate::lambda::Account {
+    let mut account = crate::lambda::Account::default();
+    if let Some(r) = &s.region {
+        match crate::lambda::Account::check_region(&r.value) {
+            Ok(()) => account.region = r.value.as_str().into(),
+            Err(e) => d.error(r.span.clone(), e),
+        }
+    }
+    if let Some(a) = &s.account_id {
+        match crate::lambda::Account::check_account_id(&a.value) {
+            Ok(()) => account.account_id = a.value.as_str().into(),
+            Err(e) => d.error(a.span.clone(), e),
+        }
+    }
+    account
+}
 
 fn payload_version(
     v: Option<&Text>,
@@ -793,6 +812,45 @@ mod tests {
     }
 
     const FN: &str = "http://127.0.0.1:9001/2015-03-31/functions/f/invocations";
+
+    #[test]
+    fn region_and_account_id() {
+        let api = "protocol = \"rest\"\n  [[apis.stages]]\n  name = \"prod\"\n";
+        let gw = load_str("t.toml", &config(api)).expect("defaults");
+        assert_eq!(&*gw.apis[0].account.region, "local");
+        assert_eq!(&*gw.apis[0].account.account_id, "000000000000");
+        let text = format!(
+            "[server]\nregion = \"eu-west-2\"\naccount_id = \"123456789012\"\n{}",
+            config(api)
+        );
+        let gw = load_str("t.toml", &text).expect("valid");
+        assert_eq!(&*gw.apis[0].account.region, "eu-west-2");
+        assert_eq!(&*gw.apis[0].account.account_id, "123456789012");
+        assert_eq!(gw.settings.account, gw.apis[0].account);
+        for (region, account, wrong) in [
+            ("us-east-1", "12345678901", "12 digits"),
+            ("us-east-1", "1234567890123", "12 digits"),
+            ("us-east-1", "12345678901a", "12 digits"),
+            ("US-EAST-1", "123456789012", "region"),
+            ("", "123456789012", "region"),
+            ("us east", "123456789012", "region"),
+            ("us-east-", "123456789012", "region"),
+            ("1us", "123456789012", "region"),
+        ] {
+            let text = format!(
+                "[server]\nregion = \"{region}\"\naccount_id = \"{account}\"\n{}",
+                config(api)
+            );
+            match load_str("t.toml", &text) {
+                Ok(_) => panic!("{region} {account} accepted"),
+                Err(e) => assert!(
+                    e.iter().any(|e| e.message.contains(wrong)),
+                    "{region} {account}: {:?}",
+                    e.iter().map(|e| &e.message).collect::<Vec<_>>()
+                ),
+            }
+        }
+    }
 
     #[test]
     fn aws_proxy_targets_per_stage() {

@@ -74,6 +74,9 @@ pub(crate) struct Server {
     pub state_flush_ms: Option<Spanned<i64>>,
     pub api_keys_file: Option<Text>,
     pub drain_timeout_ms: Option<Spanned<i64>>,
+    /// Lambda: the region and account of method ARNs and events.
+    pub region: Option<Text>,
+    pub account_id: Option<Text>,
 }
 
 /// `[[api_keys]]` (in the main file or in `api_keys_file`).

@@ -6,6 +6,14 @@
 //! As API Gateway requires (guide L38947-38967), a format contains `$context.requestId` or
 //! `$context.extendedRequestId`, and only `$context` variables are allowed; an unknown
 //! variable is a config error. `json` and `clf` name the guide's example formats (L43431-43462).
+//!
+//! `$context.authorizer.principalId`, `.claims.NAME` (also `.claims['NAME']`), `.NAME` (a
+//! Lambda authorizer's context key) and `$context.identity.apiKeyId` (the key's configured
+//! name) are compiled into a [`Var`] holding the name, so a line looks the value up in the
+//! request's authorizer result without parsing anything. API key values never appear:
+//! `$context.identity.apiKey` and `$context.authorizer.usageIdentifierKey` are refused.
+
+use crate::lambda::policy::{authorizer_name, AuthorizerName};
 
 /// The guide's CLF example format (HTTP API, L43431-43462).
 pub const CLF: &str = "$context.identity.sourceIp - - [$context.requestTime] \"$context.httpMethod $context.routeKey $context.protocol\" $context.status $context.responseLength $context.requestId $context.extendedRequestId";
@@ -32,7 +40,7 @@ pub struct AccessLog {
 }
 
 /// A `$context` variable an access log format may use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Var {
     RequestId,
     ExtendedRequestId,
@@ -58,8 +66,16 @@ pub enum Var {
     ErrorMessage,
     ErrorMessageString,
     ErrorResponseType,
-    /// Known to API Gateway but needing features tollgate does not have yet (authorizers,
-    /// API keys, base path mappings in the context): always `-`.
+    /// `identity.apiKeyId`: the name of the API key the request was counted against.
+    ApiKeyId,
+    /// `authorizer.principalId`.
+    PrincipalId,
+    /// `authorizer.claims.NAME`: a JWT authorizer's claim.
+    Claim(Box<str>),
+    /// `authorizer.NAME`: a key of a Lambda authorizer's context.
+    AuthorizerKey(Box<str>),
+    /// Known to API Gateway but about things tollgate does not record (the authorizer call's
+    /// own latency, status and error, base path mappings): always `-`.
     Unavailable,
 }
 
@@ -93,14 +109,10 @@ const VARS: &[(&str, Var)] = &[
     ("error.message", Var::ErrorMessage),
     ("error.messageString", Var::ErrorMessageString),
     ("error.responseType", Var::ErrorResponseType),
-    ("identity.apiKeyId", Var::Unavailable),
-    ("authorizer.principalId", Var::Unavailable),
-    ("authorizer.error", Var::Unavailable),
+    ("identity.apiKeyId", Var::ApiKeyId),
+    ("authorizer.principalId", Var::PrincipalId),
     ("customDomain.basePathMatched", Var::Unavailable),
 ];
-
-/// Variable-name prefixes that are valid with any suffix and render `-` for now.
-const UNAVAILABLE_PREFIXES: &[&str] = &["authorizer.claims.", "authorizer."];
 
 /// One piece of a compiled format.
 #[derive(Clone, Debug, PartialEq)]
@@ -162,7 +174,14 @@ impl Format {
                 i = at + 1;
                 continue;
             }
-            let word = rest[1..1 + name_len].trim_end_matches('.');
+            let mut word = rest[1..1 + name_len].trim_end_matches('.');
+            // `$context.authorizer.claims['custom:role']` (claim names with other characters).
+            if word == "context.authorizer.claims" {
+                let after = &rest[1 + word.len()..];
+                if let Some(close) = after.strip_prefix("['").and_then(|a| a.find("']")) {
+                    word = &rest[1..1 + word.len() + 2 + close + 2];
+                }
+            }
             let end = at + 1 + word.len();
             if !rest.starts_with(PREFIX) || word.len() < PREFIX.len() {
                 return Err(FormatError {
@@ -223,23 +242,22 @@ impl Format {
 }
 
 fn lookup(name: &str) -> Option<Var> {
-    if name == "identity.apiKey" {
-        return None;
+    if let Some((_, v)) = VARS.iter().find(|(n, _)| *n == name) {
+        return Some(v.clone());
     }
-    VARS.iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| *v)
-        .or_else(|| {
-            UNAVAILABLE_PREFIXES
-                .iter()
-                .any(|p| name.len() > p.len() && name.starts_with(p))
-                .then_some(Var::Unavailable)
-        })
+    let rest = name.strip_prefix("authorizer.")?;
+    Some(match authorizer_name(rest)? {
+        AuthorizerName::PrincipalId => Var::PrincipalId,
+        AuthorizerName::Claim(c) => Var::Claim(c.into()),
+        AuthorizerName::Key(k) => Var::AuthorizerKey(k.into()),
+        AuthorizerName::NoValue => Var::Unavailable,
+        AuthorizerName::ApiKeyValue => return None,
+    })
 }
 
 fn unknown_message(name: &str) -> String {
-    if name == "identity.apiKey" {
-        return "`$context.identity.apiKey` is not allowed in access logs: API key values never appear in logs (use `$context.identity.apiKeyId`)".to_string();
+    if name == "identity.apiKey" || name == "authorizer.usageIdentifierKey" {
+        return format!("`$context.{name}` is not allowed in access logs: API key values never appear in logs (use `$context.identity.apiKeyId`)");
     }
     format!("unknown access log variable `$context.{name}`")
 }
@@ -305,7 +323,47 @@ mod tests {
         assert!(!f.needs_host());
         let f = Format::compile("$context.extendedRequestId $context.authorizer.claims.sub")
             .expect("valid");
+        assert_eq!(f.pieces()[2], Piece::Var(Var::Claim("sub".into())));
+    }
+
+    #[test]
+    fn authorizer_and_api_key_variables_compile_into_lookups() {
+        let f = Format::compile(
+            "$context.requestId p=$context.authorizer.principalId c=$context.authorizer.claims.email \
+             r=$context.authorizer.claims['custom:role'] k=$context.authorizer.tenant. \
+             id=$context.identity.apiKeyId e=$context.authorizer.error n=$context.authorizer.claims \
+             s=$context.authorizer.status",
+        )
+        .expect("valid");
+        let vars: Vec<&Var> = f
+            .pieces()
+            .iter()
+            .filter_map(|p| match p {
+                Piece::Var(v) => Some(v),
+                Piece::Text(_) => None,
+            })
+            .collect();
+        assert_eq!(
+            vars,
+            [
+                &Var::RequestId,
+                &Var::PrincipalId,
+                &Var::Claim("email".into()),
+                &Var::Claim("custom:role".into()),
+                &Var::AuthorizerKey("tenant".into()),
+                &Var::ApiKeyId,
+                &Var::Unavailable,
+                &Var::Unavailable,
+                &Var::Unavailable,
+            ]
+        );
+        // The text after a quoted claim goes on as text.
+        assert_eq!(f.pieces()[7], Piece::Text(" k=".into()));
+        assert_eq!(f.pieces()[9], Piece::Text(". id=".into()));
+        // An unclosed quote: the name stops at `claims`, which has no value.
+        let f = Format::compile("$context.requestId $context.authorizer.claims['x").expect("ok");
         assert_eq!(f.pieces()[2], Piece::Var(Var::Unavailable));
+        assert_eq!(f.pieces()[3], Piece::Text("['x".into()));
     }
 
     #[test]
@@ -317,6 +375,11 @@ mod tests {
         assert!(e.message.contains("`$context.statuss`"), "{}", e.message);
         let e = Format::compile("$context.requestId $context.identity.apiKey").expect_err("key");
         assert!(e.message.contains("never appear"), "{}", e.message);
+        let e = Format::compile("$context.requestId $context.authorizer.usageIdentifierKey")
+            .expect_err("key");
+        assert!(e.message.contains("never appear"), "{}", e.message);
+        let e = Format::compile("$context.requestId $context.authorizer.").expect_err("empty");
+        assert!(e.message.contains("unknown"), "{}", e.message);
         let e = Format::compile("$context.requestId $stageVariables.a").expect_err("not ctx");
         assert_eq!(e.at, 19..36);
         let e = Format::compile("$context.requestId $context.").expect_err("empty name");

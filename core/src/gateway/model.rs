@@ -106,4 +106,6 @@ pub struct Api {
     pub binary_media_types: Vec<Box<str>>,
     /// `[[apis.authorizers]]` (Lambda TOKEN / REQUEST).
     pub authorizers: Vec<Authorizer>,
+    /// `[server] region` / `account_id` (method ARNs, `accountId` in Lambda events).
+    pub account: crate::lambda::Account,
 }

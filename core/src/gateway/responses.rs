@@ -8,11 +8,16 @@
 //! per-API table of `CustomResponse`s (`[[apis.gateway_responses]]`: status, static headers,
 //! a `BodyTemplate` compiled at load into text and `$context` / `$stageVariables` variables);
 //! `write` renders one response into the connection's out buffer without allocating (the body
-//! length is computed first, so `content-length` is exact). The config-side checks with
+//! length is computed first, so `content-length` is exact). Templates may quote the request's
+//! authorizer result (`$context.authorizer.principalId`, `.claims.NAME`, `.NAME`) and API key
+//! name (`$context.identity.apiKeyId`); the names are resolved at compile time. A REST API's
+//! built-in answer to an authorizer policy's denial says `{"Message":...}` with a capital M, as
+//! API Gateway's does. The config-side checks with
 //! positions are in `config::compile`; the rules themselves (`check_status`,
 //! `check_header_name`, `check_header_value`, template syntax) are here.
 
 use crate::forward::{push_decimal, reason_phrase};
+use crate::lambda::policy::{authorizer_name, AuthResult, AuthValue, AuthorizerName};
 
 /// API Gateway's gateway response types (`[[apis.gateway_responses]] type = "..."`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -235,11 +240,19 @@ pub struct ErrorContext<'a> {
     pub close: bool,
     /// A HEAD request: send the head (with the body's length), no body.
     pub head_request: bool,
+    /// The authorizer's result for the request, if it got one (`$context.authorizer.*`).
+    pub authorizer: Option<&'a AuthResult>,
+    /// The name of the API key the request was counted against (`$context.identity.apiKeyId`).
+    pub api_key_id: Option<&'a str>,
+    /// A REST authorizer policy denied the request: the built-in body is
+    /// `{"Message":"..."}` (capital M), as API Gateway answers an explicit deny and a method
+    /// no Allow covers.
+    pub policy_denial: bool,
 }
 
 /// The variables a customised body may use (`$name` or `${name}`), besides
 /// `$stageVariables.NAME`.
-pub const BODY_VARIABLES: [&str; 7] = [
+pub const BODY_VARIABLES: [&str; 9] = [
     "context.requestId",
     "context.error.message",
     "context.error.messageString",
@@ -247,6 +260,8 @@ pub const BODY_VARIABLES: [&str; 7] = [
     "context.stage",
     "context.httpMethod",
     "context.path",
+    "context.authorizer.principalId",
+    "context.identity.apiKeyId",
 ];
 
 /// Longest stage variable name (API Gateway quota, as `config::validate`).
@@ -267,6 +282,22 @@ enum Var {
         start: usize,
         end: usize,
     },
+    /// `$context.identity.apiKeyId`.
+    ApiKeyId,
+    /// `$context.authorizer.principalId`.
+    PrincipalId,
+    /// `$context.authorizer.claims.NAME` / `claims['NAME']`: NAME is `text[start..end]`.
+    Claim {
+        start: usize,
+        end: usize,
+    },
+    /// `$context.authorizer.NAME` (a Lambda authorizer's context key): `text[start..end]`.
+    AuthorizerKey {
+        start: usize,
+        end: usize,
+    },
+    /// A `$context.authorizer.*` name with no value here (`claims` alone, `error`, ...).
+    Empty,
 }
 
 /// One precompiled segment of a body template.
@@ -312,6 +343,8 @@ const DEFAULT_PIECES: [Piece; 3] = [
     Piece::Var(Var::MessageString),
     Piece::Text { start: 39, end: 40 },
 ];
+/// The built-in body of a REST authorizer policy's denial (`Message`, as API Gateway's).
+const DENIAL_BODY: &str = "{\"Message\":$context.error.messageString}";
 
 impl BodyTemplate {
     /// Compiles `text`. A `$` followed by a letter or `_` starts a variable reference, which
@@ -349,6 +382,12 @@ impl BodyTemplate {
                 let mut j = word_end(bytes, start);
                 while bytes.get(j) == Some(&b'.') && bytes.get(j + 1).is_some_and(|b| is_word(*b)) {
                     j = word_end(bytes, j + 1);
+                }
+                // `$context.authorizer.claims['custom:role']`.
+                if &text[start..j] == "context.authorizer.claims" && text[j..].starts_with("['") {
+                    if let Some(n) = text[j + 2..].find("']") {
+                        j += 2 + n + 2;
+                    }
                 }
                 (start..j, j)
             };
@@ -413,6 +452,30 @@ fn resolve(text: &str, name: std::ops::Range<usize>) -> Result<Var, Option<Strin
         "context.stage" => Var::Stage,
         "context.httpMethod" => Var::HttpMethod,
         "context.path" => Var::Path,
+        "context.identity.apiKeyId" => Var::ApiKeyId,
+        "context.identity.apiKey" => return Err(Some(API_KEY_VALUE.to_string())),
+        _ if s.starts_with("context.authorizer.") => {
+            let at = name.start + "context.authorizer.".len();
+            let rest = &s["context.authorizer.".len()..];
+            // The byte range of `inner` (a part of `rest`) in `text`.
+            let range = |inner: &str| {
+                let start = at + (inner.as_ptr() as usize - rest.as_ptr() as usize);
+                (start, start + inner.len())
+            };
+            match authorizer_name(rest).ok_or(None)? {
+                AuthorizerName::PrincipalId => Var::PrincipalId,
+                AuthorizerName::Claim(c) => {
+                    let (start, end) = range(c);
+                    Var::Claim { start, end }
+                }
+                AuthorizerName::Key(k) => {
+                    let (start, end) = range(k);
+                    Var::AuthorizerKey { start, end }
+                }
+                AuthorizerName::NoValue => Var::Empty,
+                AuthorizerName::ApiKeyValue => return Err(Some(API_KEY_VALUE.to_string())),
+            }
+        }
         _ => {
             let Some(var) = s.strip_prefix("stageVariables.") else {
                 return Err(None);
@@ -433,15 +496,41 @@ fn resolve(text: &str, name: std::ops::Range<usize>) -> Result<Var, Option<Strin
     Ok(var)
 }
 
-/// A substituted value: raw bytes, or the message JSON-quoted (`null` when there is none).
+/// Why `$context.identity.apiKey` / `$context.authorizer.usageIdentifierKey` are refused.
+const API_KEY_VALUE: &str =
+    "API key values never appear in responses: use `$context.identity.apiKeyId` (the key's name)";
+
+/// A substituted value: raw bytes, the message JSON-quoted (`null` when there is none), or an
+/// authorizer's non-text value written as compact JSON.
 enum Value<'a> {
     Raw(&'a [u8]),
     Quoted(Option<&'a [u8]>),
+    Json(&'a serde_json::Value),
+}
+
+/// Counts the bytes written to it (the length of a JSON value without allocating).
+struct Counter(usize);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 impl Value<'_> {
     fn len(&self) -> usize {
         match self {
+            Value::Json(v) => {
+                let mut c = Counter(0);
+                // Cannot fail: the counter accepts everything.
+                let _ = serde_json::to_writer(&mut c, v);
+                c.0
+            }
             Value::Raw(v) => v.len(),
             Value::Quoted(None) => 4,
             Value::Quoted(Some(m)) => 2 + m.iter().map(|&b| escaped_len(b)).sum::<usize>(),
@@ -450,6 +539,10 @@ impl Value<'_> {
 
     fn write(&self, out: &mut Vec<u8>) {
         match self {
+            Value::Json(v) => {
+                // Cannot fail: writing to a Vec.
+                let _ = serde_json::to_writer(&mut *out, v);
+            }
             Value::Raw(v) => out.extend_from_slice(v),
             Value::Quoted(None) => out.extend_from_slice(b"null"),
             Value::Quoted(Some(m)) => {
@@ -508,6 +601,24 @@ impl<'c> Values<'c, '_> {
                     .map_or(&b""[..], |(_, v)| v.as_bytes());
                 Value::Raw(value)
             }
+            Var::ApiKeyId => Value::Raw(self.ctx.api_key_id.unwrap_or("").as_bytes()),
+            Var::PrincipalId => self.authorizer(AuthorizerName::PrincipalId),
+            Var::Claim { start, end } => {
+                self.authorizer(AuthorizerName::Claim(text.get(start..end).unwrap_or("")))
+            }
+            Var::AuthorizerKey { start, end } => {
+                self.authorizer(AuthorizerName::Key(text.get(start..end).unwrap_or("")))
+            }
+            Var::Empty => Value::Raw(b""),
+        }
+    }
+
+    /// A `$context.authorizer.*` value (empty without one).
+    fn authorizer(&self, name: AuthorizerName<'c>) -> Value<'c> {
+        match self.ctx.authorizer.and_then(|a| a.value(name)) {
+            None => Value::Raw(b""),
+            Some(AuthValue::Text(t)) => Value::Raw(t.as_bytes()),
+            Some(AuthValue::Json(v)) => Value::Json(v),
         }
     }
 
@@ -712,6 +823,8 @@ impl GatewayResponses {
         };
         let (text, pieces): (&str, &[Piece]) = match chosen.and_then(|c| c.body.as_ref()) {
             Some(t) => (&t.text, &t.pieces),
+            // Same pieces: the two bodies differ only in the case of one literal letter.
+            None if ctx.policy_denial => (DENIAL_BODY, &DEFAULT_PIECES),
             None => (DEFAULT_BODY, &DEFAULT_PIECES),
         };
         let headers: &[u8] = chosen.map_or(&[], |c| &c.headers);
@@ -782,6 +895,9 @@ mod tests {
             max_body_bytes: 10_485_760,
             close: false,
             head_request: false,
+            authorizer: None,
+            api_key_id: None,
+            policy_denial: false,
         }
     }
 
@@ -1013,6 +1129,97 @@ mod tests {
             "c0ffee00-0000-4000-8000-000000000001|Missing Authentication Token|\
              \"Missing Authentication Token\"|MISSING_AUTHENTICATION_TOKEN|prod|PATCH|/prod/pets|\
              alpha|||prod"
+        );
+    }
+
+    #[test]
+    fn authorizer_and_api_key_variables() {
+        let body = "p=$context.authorizer.principalId|t=$context.authorizer.tenant|\
+                    n=${context.authorizer.n}|l=$context.authorizer.l|c=$context.authorizer.claims.sub|\
+                    r=$context.authorizer.claims['custom:role']|k=$context.identity.apiKeyId|\
+                    e=$context.authorizer.error|";
+        let t = template(body);
+        assert!(t.pieces.contains(&Piece::Var(Var::PrincipalId)));
+        assert!(t.pieces.contains(&Piece::Var(Var::ApiKeyId)));
+        assert!(t.pieces.contains(&Piece::Var(Var::Empty)));
+        let names: Vec<&str> = t
+            .pieces
+            .iter()
+            .filter_map(|p| match *p {
+                Piece::Var(Var::Claim { start, end } | Var::AuthorizerKey { start, end }) => {
+                    Some(&body[start..end])
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(names, ["tenant", "n", "l", "sub", "custom:role"]);
+        let g = table(vec![(
+            ResponseType::Throttled,
+            custom(None, &[], Some(body)),
+        )]);
+        let lambda = crate::lambda::policy::parse(
+            br#"{"principalId":"user-9","policyDocument":{"Statement":[]},"context":{"tenant":"t1","n":7,"l":[1,"x"]}}"#,
+            crate::lambda::PayloadVersion::V2,
+            false,
+        )
+        .expect("valid");
+        let c = ErrorContext {
+            authorizer: Some(&lambda),
+            api_key_id: Some("alice"),
+            ..ctx()
+        };
+        let out = render(&g, ResponseType::Throttled, &c);
+        let (status, _, got) = parts(&out);
+        assert_eq!(status, 429);
+        assert_eq!(got, r#"p=user-9|t=t1|n=7|l=[1,"x"]|c=|r=|k=alice|e=|"#);
+        // content-length counted the JSON values.
+        assert!(
+            out.contains(&format!("content-length: {}\r\n", got.len())),
+            "{out}"
+        );
+        // Nothing known: empty values.
+        let (_, _, got) = parts(&render(&g, ResponseType::Throttled, &ctx()));
+        assert_eq!(got, "p=|t=|n=|l=|c=|r=|k=|e=|");
+        // Key values are refused.
+        for bad in [
+            "$context.identity.apiKey",
+            "${context.authorizer.usageIdentifierKey}",
+        ] {
+            let e = BodyTemplate::parse(bad).expect_err(bad);
+            assert!(
+                matches!(&e, TemplateError::Invalid { reason, .. } if reason.contains("never appear")),
+                "{e:?}"
+            );
+        }
+        assert!(matches!(
+            BodyTemplate::parse("$context.authorizer"),
+            Err(TemplateError::UnknownVariable { .. })
+        ));
+    }
+
+    #[test]
+    fn a_rest_policy_denial_says_message_with_a_capital_m() {
+        let c = ErrorContext {
+            policy_denial: true,
+            ..ctx()
+        };
+        let (status, _, body) = parts(&written(ResponseType::AccessDenied, &c));
+        assert_eq!(status, 403);
+        assert_eq!(
+            body,
+            r#"{"Message":"User is not authorized to access this resource with an explicit deny"}"#
+        );
+        let (_, _, body) = parts(&written(ResponseType::AccessDenied, &ctx()));
+        assert!(body.starts_with(r#"{"message":"#), "{body}");
+        // A customised body is the customisation's, denial or not.
+        let g = table(vec![(
+            ResponseType::AccessDenied,
+            custom(None, &[], Some("no: $context.error.message")),
+        )]);
+        let (_, _, body) = parts(&render(&g, ResponseType::AccessDenied, &c));
+        assert_eq!(
+            body,
+            "no: User is not authorized to access this resource with an explicit deny"
         );
     }
 

@@ -40,6 +40,8 @@ pub struct Settings {
     /// The account-level throttle (API Gateway's default: 10,000 requests/s, burst 5,000),
     /// across all shards.
     pub account_throttle: Throttle,
+    /// `region` / `account_id`: what method ARNs and Lambda events say.
+    pub account: crate::lambda::Account,
     /// Where quota counters are kept across restarts (`None`: in memory only).
     pub state_file: Option<PathBuf>,
     /// How often the quota counters are written to `state_file`.
@@ -75,6 +77,7 @@ impl Default for Settings {
                 rate: 10_000.0,
                 burst: 5_000,
             },
+            account: crate::lambda::Account::default(),
             state_file: None,
             state_flush: Duration::from_millis(1000),
             api_keys_file: None,

@@ -1,5 +1,7 @@
 //! The authorizer result cache of one shard: one bounded map per authorizer, keyed by every
 //! identity source value (guide L13819-13860, L40358-40372), entries living `ttl_seconds`.
+//! A JWT authorizer's map holds verified tokens (keyed by the token, living until its `exp`
+//! at most, forgotten when the keys change).
 //! When full, expired entries go first, then the least recently used one (a scan: it runs only
 //! when a new result is stored, after an authorizer call). Plain data, no locks: a shard owns
 //! its caches, so nothing crosses cores.
@@ -78,7 +80,20 @@ impl Cache {
 
     /// Stores `result` under `key` for the TTL (nothing when the TTL or capacity is 0).
     pub fn put(&mut self, key: Box<[u8]>, result: Rc<AuthResult>, now: Instant) {
-        if self.ttl.is_zero() || self.cap == 0 {
+        self.put_until(key, result, now, now + self.ttl);
+    }
+
+    /// Stores `result` under `key` until `expires`, at most for the TTL (nothing when the TTL
+    /// or capacity is 0, or `expires` is not after `now`).
+    pub fn put_until(
+        &mut self,
+        key: Box<[u8]>,
+        result: Rc<AuthResult>,
+        now: Instant,
+        expires: Instant,
+    ) {
+        let expires = expires.min(now + self.ttl);
+        if self.ttl.is_zero() || self.cap == 0 || expires <= now {
             return;
         }
         if self.map.len() >= self.cap && !self.map.contains_key(&key) {
@@ -99,10 +114,15 @@ impl Cache {
             key,
             Entry {
                 result,
-                expires: now + self.ttl,
+                expires,
                 used: self.tick,
             },
         );
+    }
+
+    /// Forgets every entry.
+    pub fn clear(&mut self) {
+        self.map.clear();
     }
 }
 
@@ -142,9 +162,14 @@ impl Caches {
         self.jwks.get(id as usize).cloned().flatten()
     }
 
+    /// New keys for JWT authorizer `id`: the tokens verified with the old ones are forgotten
+    /// (a key may have been withdrawn).
     pub fn set_jwks(&mut self, id: u32, keys: Keys) {
         if let Some(slot) = self.jwks.get_mut(id as usize) {
             *slot = Some(Rc::new(keys));
+        }
+        if let Some(c) = self.caches.get_mut(id as usize) {
+            c.clear();
         }
     }
 
@@ -246,6 +271,26 @@ mod tests {
         let mut off = Cache::new(8, Duration::ZERO);
         off.put(key(&["a"]), result("a"), t0);
         assert_eq!(off.len(), 0);
+    }
+
+    #[test]
+    fn entries_until_an_expiry_and_cleared() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut c = Cache::new(8, s(300));
+        // Until its own expiry when that comes before the TTL ...
+        c.put_until(Box::from(&b"tok"[..]), result("t"), t0, t0 + s(5));
+        assert!(c.get(b"tok", t0 + s(4)).is_some());
+        assert!(c.get(b"tok", t0 + s(5)).is_none());
+        // ... never longer than the TTL, and not at all when already expired.
+        c.put_until(Box::from(&b"long"[..]), result("l"), t0, t0 + s(10_000));
+        assert!(c.get(b"long", t0 + s(299)).is_some());
+        assert!(c.get(b"long", t0 + s(300)).is_none());
+        c.put_until(Box::from(&b"old"[..]), result("o"), t0, t0);
+        assert!(c.is_empty());
+        c.put(Box::from(&b"x"[..]), result("x"), t0);
+        c.clear();
+        assert!(c.get(b"x", t0).is_none());
     }
 
     #[test]

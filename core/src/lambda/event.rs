@@ -1,5 +1,8 @@
-//! Events sent to functions: the `aws_proxy` payload 1.0 / 2.0 events (without the body, which
-//! is added by `finish` once read) and the Lambda authorizer TOKEN / REQUEST events.
+//! Events sent to functions: the `aws_proxy` payload 1.0 / 2.0 events and the Lambda
+//! authorizer TOKEN / REQUEST events. A request's `aws_proxy` event is written as JSON
+//! straight into a buffer (`write_proxy_v1` / `write_proxy_v2`, then `close_event` with the
+//! body once read); `proxy_v1` / `proxy_v2` build the same events as `serde_json` maps (the
+//! REQUEST 2.0 authorizer event starts from one; the tests check the two agree).
 //!
 //! Rules (guide L15885-15986, L40771-40845, L13913-14000, L39969-40073; DIGEST §2.2, §2.3, §4):
 //! - 1.0: header names as sent; `headers` / `queryStringParameters` hold the *last* value
@@ -10,8 +13,9 @@
 //!   `,`; empty maps are left out.
 //! - Query values are percent-decoded (`rawQueryString` is as sent).
 
-use super::{base64, time, ContextVariable, IdentitySource, ACCOUNT_ID, REGION};
+use super::{base64, time, Account, ContextVariable, IdentitySource};
 use serde_json::{Map, Value};
+use smallvec::SmallVec;
 use std::borrow::Cow;
 use std::net::IpAddr;
 use std::time::SystemTime;
@@ -40,6 +44,8 @@ pub struct EventRequest<'a> {
     pub stage_variables: &'a [(Box<str>, Box<str>)],
     /// `apiId` (the API's name).
     pub api_id: &'a str,
+    /// The region and account (`accountId`, method ARNs).
+    pub account: &'a Account,
     pub request_id: &'a str,
     pub source_ip: IpAddr,
     pub time: SystemTime,
@@ -122,9 +128,9 @@ impl<'a> EventRequest<'a> {
         let path = self.path.strip_prefix('/').unwrap_or(self.path);
         let parts = [
             PREFIX,
-            REGION,
+            &self.account.region,
             ":",
-            ACCOUNT_ID,
+            &self.account.account_id,
             ":",
             self.api_id,
             "/",
@@ -332,7 +338,7 @@ impl<'a> EventRequest<'a> {
         identity.insert("userAgent".into(), self.user_agent());
         identity.insert("userArn".into(), Value::Null);
         let mut rc = Map::new();
-        rc.insert("accountId".into(), ACCOUNT_ID.into());
+        rc.insert("accountId".into(), (*self.account.account_id).into());
         rc.insert("apiId".into(), self.api_id.into());
         rc.insert("domainName".into(), domain.into());
         rc.insert("domainPrefix".into(), prefix.into());
@@ -360,7 +366,7 @@ impl<'a> EventRequest<'a> {
         http.insert("sourceIp".into(), self.source_ip.to_string().into());
         http.insert("userAgent".into(), self.user_agent());
         let mut rc = Map::new();
-        rc.insert("accountId".into(), ACCOUNT_ID.into());
+        rc.insert("accountId".into(), (*self.account.account_id).into());
         rc.insert("apiId".into(), self.api_id.into());
         rc.insert("domainName".into(), domain.into());
         rc.insert("domainPrefix".into(), prefix.into());
@@ -488,7 +494,7 @@ impl<'a> EventRequest<'a> {
         identity_ctx.insert("userAgent".into(), self.user_agent());
         let mut rc = Map::new();
         rc.insert("path".into(), self.raw_path.into());
-        rc.insert("accountId".into(), ACCOUNT_ID.into());
+        rc.insert("accountId".into(), (*self.account.account_id).into());
         rc.insert("resourceId".into(), Value::Null);
         rc.insert("stage".into(), self.stage.into());
         rc.insert("requestId".into(), self.request_id.into());
@@ -510,6 +516,363 @@ impl<'a> EventRequest<'a> {
             Value::Array(identity.iter().map(|s| Value::String(s.clone())).collect()),
         );
         to_vec(e)
+    }
+}
+
+/// JSON written straight into a buffer: the `aws_proxy` events (no `serde_json::Value` tree
+/// per request). Object keys are written once each, in an order of their own (JSON objects
+/// are unordered); the content is what `proxy_v1` / `proxy_v2` build, which the tests check.
+impl<'a> EventRequest<'a> {
+    /// The payload 1.0 event into `out`, left open inside `requestContext` (written last):
+    /// [`close_event`] adds the authorizer, the body and the closing braces.
+    pub fn write_proxy_v1(&self, version: bool, out: &mut Vec<u8>) {
+        out.push(b'{');
+        if version {
+            out.extend_from_slice(br#""version":"1.0","#);
+        }
+        field(out, "resource", self.resource());
+        field(out, "path", self.path);
+        field(out, "httpMethod", self.method);
+        // headers (last value of each name) and multiValueHeaders (every value).
+        out.extend_from_slice(br#""headers":{"#);
+        let mut first = true;
+        for (i, h) in self.headers.iter().enumerate() {
+            if self.headers[..i].iter().any(|e| e.name == h.name) {
+                continue;
+            }
+            let last = self.headers[i..]
+                .iter()
+                .rev()
+                .find(|e| e.name == h.name)
+                .map_or(h.value, |e| e.value);
+            comma(out, &mut first);
+            string(out, h.name);
+            out.push(b':');
+            bytes(out, last);
+        }
+        out.extend_from_slice(br#"},"multiValueHeaders":{"#);
+        let mut first = true;
+        for (i, h) in self.headers.iter().enumerate() {
+            if self.headers[..i].iter().any(|e| e.name == h.name) {
+                continue;
+            }
+            comma(out, &mut first);
+            string(out, h.name);
+            out.extend_from_slice(b":[");
+            let mut one = true;
+            for e in self.headers[i..].iter().filter(|e| e.name == h.name) {
+                comma(out, &mut one);
+                bytes(out, e.value);
+            }
+            out.push(b']');
+        }
+        out.extend_from_slice(b"},");
+        let pairs = self.query_pairs_cow();
+        if pairs.is_empty() {
+            out.extend_from_slice(
+                br#""queryStringParameters":null,"multiValueQueryStringParameters":null,"#,
+            );
+        } else {
+            out.extend_from_slice(br#""queryStringParameters":{"#);
+            let mut first = true;
+            for (i, (k, _)) in pairs.iter().enumerate() {
+                if pairs[..i].iter().any(|(e, _)| e == k) {
+                    continue;
+                }
+                let last = pairs[i..]
+                    .iter()
+                    .rev()
+                    .find(|(e, _)| e == k)
+                    .map(|(_, v)| v);
+                comma(out, &mut first);
+                string(out, k);
+                out.push(b':');
+                string(out, last.map_or("", |v| &**v));
+            }
+            out.extend_from_slice(br#"},"multiValueQueryStringParameters":{"#);
+            let mut first = true;
+            for (i, (k, _)) in pairs.iter().enumerate() {
+                if pairs[..i].iter().any(|(e, _)| e == k) {
+                    continue;
+                }
+                comma(out, &mut first);
+                string(out, k);
+                out.extend_from_slice(b":[");
+                let mut one = true;
+                for (_, v) in pairs[i..].iter().filter(|(e, _)| e == k) {
+                    comma(out, &mut one);
+                    string(out, v);
+                }
+                out.push(b']');
+            }
+            out.extend_from_slice(b"},");
+        }
+        self.write_path_parameters(out, true);
+        self.write_stage_variables(out, true);
+        // requestContext, left open.
+        let (domain, prefix) = self.domain_cow();
+        out.extend_from_slice(br#""requestContext":{"#);
+        field(out, "accountId", &self.account.account_id);
+        field(out, "apiId", self.api_id);
+        field(out, "domainName", &domain);
+        field(out, "domainPrefix", &domain[..prefix]);
+        field(out, "extendedRequestId", self.request_id);
+        field(out, "httpMethod", self.method);
+        out.extend_from_slice(
+            br#""identity":{"accessKey":null,"accountId":null,"caller":null,"cognitoAuthenticationProvider":null,"cognitoAuthenticationType":null,"cognitoIdentityId":null,"cognitoIdentityPoolId":null,"principalOrgId":null,"user":null,"userArn":null,"sourceIp":"#,
+        );
+        self.write_source_ip(out);
+        out.extend_from_slice(br#","userAgent":"#);
+        self.write_user_agent(out);
+        out.extend_from_slice(b"},");
+        field(out, "path", self.raw_path);
+        field(out, "protocol", self.protocol());
+        field(out, "requestId", self.request_id);
+        field(out, "requestTime", &time::clf(self.time));
+        out.extend_from_slice(br#""requestTimeEpoch":"#);
+        crate::forward::push_decimal(out, time::epoch_ms(self.time));
+        out.extend_from_slice(br#","resourceId":null,"#);
+        field(out, "resourcePath", self.resource());
+        string(out, "stage");
+        out.push(b':');
+        string(out, self.stage);
+    }
+
+    /// The payload 2.0 event into `out`, left open inside `requestContext` (see
+    /// [`Self::write_proxy_v1`]).
+    pub fn write_proxy_v2(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(br#"{"version":"2.0","#);
+        field(out, "routeKey", self.route_key);
+        field(out, "rawPath", self.raw_path);
+        field(out, "rawQueryString", self.query.unwrap_or(""));
+        let is_cookie = |h: &httparse::Header<'_>| h.name.eq_ignore_ascii_case("cookie");
+        if self.headers.iter().any(is_cookie) {
+            let mut first = true;
+            for h in self.headers.iter().filter(|h| is_cookie(h)) {
+                let v = String::from_utf8_lossy(h.value);
+                for c in v.split(';').map(str::trim).filter(|c| !c.is_empty()) {
+                    if first {
+                        out.extend_from_slice(br#""cookies":["#);
+                    }
+                    comma(out, &mut first);
+                    string(out, c);
+                }
+            }
+            if !first {
+                out.extend_from_slice(b"],");
+            }
+        }
+        out.extend_from_slice(br#""headers":{"#);
+        let mut first = true;
+        for (i, h) in self.headers.iter().enumerate() {
+            if is_cookie(h)
+                || self.headers[..i]
+                    .iter()
+                    .any(|e| e.name.eq_ignore_ascii_case(h.name))
+            {
+                continue;
+            }
+            comma(out, &mut first);
+            string(out, &h.name.to_ascii_lowercase());
+            out.push(b':');
+            let same: SmallVec<[&[u8]; 4]> = self.headers[i..]
+                .iter()
+                .filter(|e| e.name.eq_ignore_ascii_case(h.name))
+                .map(|e| e.value)
+                .collect();
+            if let [one] = same[..] {
+                bytes(out, one);
+            } else {
+                let joined: Vec<u8> = same.join(&b","[..]);
+                bytes(out, &joined);
+            }
+        }
+        out.extend_from_slice(b"},");
+        let pairs = self.query_pairs_cow();
+        if !pairs.is_empty() {
+            out.extend_from_slice(br#""queryStringParameters":{"#);
+            let mut first = true;
+            for (i, (k, _)) in pairs.iter().enumerate() {
+                if pairs[..i].iter().any(|(e, _)| e == k) {
+                    continue;
+                }
+                comma(out, &mut first);
+                string(out, k);
+                out.push(b':');
+                let same: SmallVec<[&str; 4]> = pairs[i..]
+                    .iter()
+                    .filter(|(e, _)| e == k)
+                    .map(|(_, v)| &**v)
+                    .collect();
+                string(out, &same.join(","));
+            }
+            out.extend_from_slice(b"},");
+        }
+        self.write_path_parameters(out, false);
+        self.write_stage_variables(out, false);
+        let (domain, prefix) = self.domain_cow();
+        out.extend_from_slice(br#""requestContext":{"#);
+        field(out, "accountId", &self.account.account_id);
+        field(out, "apiId", self.api_id);
+        field(out, "domainName", &domain);
+        field(out, "domainPrefix", &domain[..prefix]);
+        out.extend_from_slice(br#""http":{"#);
+        field(out, "method", self.method);
+        field(out, "path", self.raw_path);
+        field(out, "protocol", self.protocol());
+        out.extend_from_slice(br#""sourceIp":"#);
+        self.write_source_ip(out);
+        out.extend_from_slice(br#","userAgent":"#);
+        self.write_user_agent(out);
+        out.extend_from_slice(b"},");
+        field(out, "requestId", self.request_id);
+        field(out, "routeKey", self.route_key);
+        field(out, "stage", self.stage);
+        field(out, "time", &time::clf(self.time));
+        out.extend_from_slice(br#""timeEpoch":"#);
+        crate::forward::push_decimal(out, time::epoch_ms(self.time));
+    }
+
+    /// `pathParameters` (percent-decoded); empty: `null` (1.0) or left out (2.0).
+    fn write_path_parameters(&self, out: &mut Vec<u8>, null: bool) {
+        if self.params.is_empty() {
+            if null {
+                out.extend_from_slice(br#""pathParameters":null,"#);
+            }
+            return;
+        }
+        out.extend_from_slice(br#""pathParameters":{"#);
+        let mut first = true;
+        for (k, v) in self.param_names.iter().zip(self.params) {
+            comma(out, &mut first);
+            string(out, k);
+            out.push(b':');
+            string(out, &percent_decode_cow(v));
+        }
+        out.extend_from_slice(b"},");
+    }
+
+    /// `stageVariables`; none: `null` (1.0) or left out (2.0).
+    fn write_stage_variables(&self, out: &mut Vec<u8>, null: bool) {
+        if self.stage_variables.is_empty() {
+            if null {
+                out.extend_from_slice(br#""stageVariables":null,"#);
+            }
+            return;
+        }
+        out.extend_from_slice(br#""stageVariables":{"#);
+        let mut first = true;
+        for (k, v) in self.stage_variables {
+            comma(out, &mut first);
+            string(out, k);
+            out.push(b':');
+            string(out, v);
+        }
+        out.extend_from_slice(b"},");
+    }
+
+    fn write_source_ip(&self, out: &mut Vec<u8>) {
+        use std::io::Write;
+        out.push(b'"');
+        // An address is ASCII digits, dots, colons and hex: nothing to escape.
+        let _ = write!(out, "{}", self.source_ip);
+        out.push(b'"');
+    }
+
+    fn write_user_agent(&self, out: &mut Vec<u8>) {
+        match self.header("user-agent") {
+            Some(v) => bytes(out, v),
+            None => out.extend_from_slice(b"null"),
+        }
+    }
+
+    /// The `Host` header (lossy text) and the length of its first label.
+    fn domain_cow(&self) -> (Cow<'a, str>, usize) {
+        let host = self
+            .header("host")
+            .map_or(Cow::Borrowed(""), String::from_utf8_lossy);
+        let prefix = host.split('.').next().map_or(0, str::len);
+        (host, prefix)
+    }
+
+    /// Query parameters, percent-decoded (borrowed when nothing is escaped), in order.
+    fn query_pairs_cow(&self) -> SmallVec<[(Cow<'a, str>, Cow<'a, str>); 8]> {
+        let Some(q) = self.query else {
+            return SmallVec::new();
+        };
+        q.split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                (percent_decode_cow(k), percent_decode_cow(v))
+            })
+            .collect()
+    }
+}
+
+/// Ends an event written by `write_proxy_v1` / `write_proxy_v2`: closes `requestContext`
+/// (after `authorizer`, a JSON object written by the caller, if any) and adds `body` and
+/// `isBase64Encoded` as [`finish`] does.
+pub fn close_event(out: &mut Vec<u8>, body: &[u8], binary: bool) {
+    out.extend_from_slice(br#"},"body":"#);
+    let encoded = if body.is_empty() {
+        out.extend_from_slice(b"null");
+        false
+    } else if binary {
+        string(out, &base64::encode(body));
+        true
+    } else {
+        match std::str::from_utf8(body) {
+            Ok(s) => {
+                string(out, s);
+                false
+            }
+            // Not text: it cannot travel as a JSON string unchanged.
+            Err(_) => {
+                string(out, &base64::encode(body));
+                true
+            }
+        }
+    };
+    out.extend_from_slice(if encoded {
+        br#","isBase64Encoded":true}"#
+    } else {
+        br#","isBase64Encoded":false}"#
+    });
+}
+
+/// `"name":"value",`.
+fn field(out: &mut Vec<u8>, name: &str, value: &str) {
+    string(out, name);
+    out.push(b':');
+    string(out, value);
+    out.push(b',');
+}
+
+/// A `,` before every item but the first.
+fn comma(out: &mut Vec<u8>, first: &mut bool) {
+    if !std::mem::take(first) {
+        out.push(b',');
+    }
+}
+
+/// `s` as a JSON string (quoted, escaped).
+pub(crate) fn string(out: &mut Vec<u8>, s: &str) {
+    // Cannot fail: a string into a Vec.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// Header bytes as a JSON string (invalid UTF-8 replaced, as `lossy`).
+fn bytes(out: &mut Vec<u8>, v: &[u8]) {
+    string(out, &String::from_utf8_lossy(v));
+}
+
+/// [`percent_decode`], borrowed when there is nothing to decode.
+fn percent_decode_cow(s: &str) -> Cow<'_, str> {
+    if s.as_bytes().contains(&b'%') {
+        Cow::Owned(percent_decode(s))
+    } else {
+        Cow::Borrowed(s)
     }
 }
 
@@ -639,6 +1002,10 @@ mod tests {
         let names: [Box<str>; 1] = ["id".into()];
         let vars: [(Box<str>, Box<str>); 1] = [("stageVariable1".into(), "value1".into())];
         let params = ["a%20b"];
+        let account = Account {
+            region: "us-east-1".into(),
+            account_id: "123456789012".into(),
+        };
         let r = EventRequest {
             method: "POST",
             raw_path: "/prod/my/a%20b",
@@ -652,6 +1019,7 @@ mod tests {
             stage: "prod",
             stage_variables: &vars,
             api_id: "api-id",
+            account: &account,
             request_id: "rid",
             source_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
             time: UNIX_EPOCH + Duration::from_millis(1_583_349_317_135),
@@ -689,6 +1057,7 @@ mod tests {
             assert_eq!(rc["domainPrefix"], "id");
             assert_eq!(rc["identity"]["sourceIp"], "192.0.2.1");
             assert_eq!(rc["path"], "/prod/my/a%20b");
+            assert_eq!(rc["accountId"], "123456789012");
             assert!(e.get("version").is_none());
             assert_eq!(Value::Object(r.proxy_v1(true))["version"], "1.0");
             let done: Value =
@@ -739,6 +1108,7 @@ mod tests {
             );
             assert_eq!(e["requestContext"]["time"], "04/Mar/2020:19:15:17 +0000");
             assert_eq!(e["requestContext"]["routeKey"], "POST /my/{id}");
+            assert_eq!(e["requestContext"]["accountId"], "123456789012");
         });
     }
 
@@ -816,7 +1186,7 @@ mod tests {
             let arn = r.method_arn();
             assert_eq!(
                 arn,
-                "arn:aws:execute-api:local:000000000000:api-id/prod/POST/my/a%20b"
+                "arn:aws:execute-api:us-east-1:123456789012:api-id/prod/POST/my/a%20b"
             );
             let t: Value =
                 serde_json::from_slice(&EventRequest::token_authorizer("tok", &arn)).expect("json");
@@ -852,5 +1222,111 @@ mod tests {
         assert!(!accepts_binary(b"*/*", &types));
         assert!(is_binary_type(b"text/plain", &["*/*".into()]));
         assert_eq!(percent_decode("a%2Fb%zz%4"), "a/b%zz%4");
+    }
+
+    /// The events written straight as JSON are the value-tree events, for varied requests.
+    #[test]
+    fn written_events_equal_the_value_events() {
+        let odd: [httparse::Header<'static>; 9] = [
+            httparse::Header {
+                name: "host",
+                value: b"plain",
+            },
+            httparse::Header {
+                name: "X-Dup",
+                value: b"1",
+            },
+            httparse::Header {
+                name: "x-dup",
+                value: b"2",
+            },
+            httparse::Header {
+                name: "X-Dup",
+                value: b"3",
+            },
+            httparse::Header {
+                name: "cookie",
+                value: b"a=1;; b=2 ",
+            },
+            httparse::Header {
+                name: "COOKIE",
+                value: b"c=\"q\"",
+            },
+            httparse::Header {
+                name: "x-bin",
+                value: b"a\xffb\x01\"\\",
+            },
+            httparse::Header {
+                name: "x-empty",
+                value: b"",
+            },
+            httparse::Header {
+                name: "x-ctl",
+                value: b"tab\there",
+            },
+        ];
+        let queries = [
+            None,
+            Some(""),
+            Some("a=1&a=2&b&&c=%41%zz&a=3&%62=x&q=%22%5C"),
+            Some("only"),
+        ];
+        with_request(|base| {
+            for headers in [&HEADERS[..], &odd[..], &[][..]] {
+                for query in queries {
+                    for (params, vars) in [(true, true), (false, false)] {
+                        let r = EventRequest {
+                            headers,
+                            query,
+                            params: if params { base.params } else { &[] },
+                            param_names: if params { base.param_names } else { &[] },
+                            stage_variables: if vars { base.stage_variables } else { &[] },
+                            ..*base
+                        };
+                        for (body, binary) in [
+                            (&b""[..], false),
+                            (b"hi \"x\"", false),
+                            (b"\xff", false),
+                            (b"ab", true),
+                        ] {
+                            let what = format!("{headers:?} {query:?} {params} {body:?} {binary}");
+                            for version in [false, true] {
+                                let mut out = Vec::new();
+                                r.write_proxy_v1(version, &mut out);
+                                // The caller adds the authorizer inside requestContext.
+                                out.extend_from_slice(
+                                    br#","authorizer":{"claims":null,"scopes":null}"#,
+                                );
+                                close_event(&mut out, body, binary);
+                                let written: Value =
+                                    serde_json::from_slice(&out).unwrap_or_else(|e| {
+                                        panic!("{e}: {}", String::from_utf8_lossy(&out))
+                                    });
+                                let mut e = r.proxy_v1(version);
+                                if let Some(Value::Object(rc)) = e.get_mut("requestContext") {
+                                    rc.insert(
+                                        "authorizer".into(),
+                                        json!({"claims": null, "scopes": null}),
+                                    );
+                                }
+                                let built: Value =
+                                    serde_json::from_slice(&finish(e, body, binary)).expect("json");
+                                assert_eq!(written, built, "1.0 {what}");
+                            }
+                            let mut out = Vec::new();
+                            r.write_proxy_v2(&mut out);
+                            close_event(&mut out, body, binary);
+                            let written: Value = serde_json::from_slice(&out).unwrap_or_else(|e| {
+                                panic!("{e}: {}", String::from_utf8_lossy(&out))
+                            });
+                            let built: Value =
+                                serde_json::from_slice(&finish(r.proxy_v2(), body, binary))
+                                    .expect("json");
+                            assert_eq!(written, built, "2.0 {what}");
+                        }
+                    }
+                }
+            }
+        });
     }
 }

@@ -99,6 +99,8 @@ impl JwtError {
 pub struct Verified {
     pub claims: Map<String, Value>,
     pub scopes: Vec<String>,
+    /// `exp` (seconds since the epoch) plus the allowed clock skew: valid until then.
+    pub valid_until: u64,
 }
 
 fn family_of(alg: Algorithm) -> Option<Family> {
@@ -181,11 +183,11 @@ pub fn verify(
             "the token does not have a valid audience",
         ));
     }
-    match numeric(&claims, "exp")? {
-        Some(exp) if exp + LEEWAY_SECONDS > now => {}
+    let valid_until = match numeric(&claims, "exp")? {
+        Some(exp) if exp.saturating_add(LEEWAY_SECONDS) > now => exp.saturating_add(LEEWAY_SECONDS),
         Some(_) => return Err(JwtError::Invalid("the token has expired")),
         None => return Err(JwtError::Invalid("the token has no expiry")),
-    }
+    };
     if numeric(&claims, "nbf")?.is_some_and(|nbf| nbf > now + LEEWAY_SECONDS) {
         return Err(JwtError::Invalid("the token is not valid yet"));
     }
@@ -201,11 +203,7 @@ pub fn verify(
             .collect(),
         _ => Vec::new(),
     };
-    if !scopes.is_empty()
-        && !scopes
-            .iter()
-            .any(|s| token_scopes.iter().any(|t| **s == **t))
-    {
+    if !has_scope(scopes, &token_scopes) {
         return Err(JwtError::Scope);
     }
     let claims = claims
@@ -221,7 +219,16 @@ pub fn verify(
     Ok(Verified {
         claims,
         scopes: token_scopes,
+        valid_until,
     })
+}
+
+/// A route requiring `required` scopes (none: any token) accepts a token with `token_scopes`.
+pub fn has_scope(required: &[Box<str>], token_scopes: &[String]) -> bool {
+    required.is_empty()
+        || required
+            .iter()
+            .any(|s| token_scopes.iter().any(|t| **s == **t))
 }
 
 #[cfg(test)]

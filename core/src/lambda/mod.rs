@@ -28,10 +28,57 @@ pub mod time;
 
 use std::time::Duration;
 
-/// `requestContext.accountId` and the account in ARNs: tollgate has no AWS account.
+/// Default `[server] account_id`: `requestContext.accountId` and the account in ARNs.
 pub const ACCOUNT_ID: &str = "000000000000";
-/// The region in method ARNs (`arn:aws:execute-api:{REGION}:{ACCOUNT_ID}:{api}/...`).
+/// Default `[server] region`: the region in method ARNs.
 pub const REGION: &str = "local";
+
+/// The AWS region and account tollgate answers as (`[server] region`, `account_id`): the
+/// `accountId` of events and the `{region}:{account}` of method ARNs
+/// (`arn:aws:execute-api:{region}:{account}:{apiId}/{stage}/{METHOD}/{path}`), so policies
+/// written for API Gateway match unchanged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub region: Box<str>,
+    /// Exactly 12 digits.
+    pub account_id: Box<str>,
+}
+
+impl Default for Account {
+    fn default() -> Self {
+        Account {
+            region: REGION.into(),
+            account_id: ACCOUNT_ID.into(),
+        }
+    }
+}
+
+impl Account {
+    /// Checks a `region`: 1 to 32 of `a-z 0-9 -`, starting with a letter and not ending
+    /// with `-` (`us-east-1`, `eu-central-2`, `local`): it goes into ARNs as is.
+    pub fn check_region(region: &str) -> Result<(), &'static str> {
+        let b = region.as_bytes();
+        let ok = (1..=32).contains(&b.len())
+            && b[0].is_ascii_lowercase()
+            && b[b.len() - 1] != b'-'
+            && b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-');
+        if ok {
+            Ok(())
+        } else {
+            Err("`region` must be an AWS region name such as \"us-east-1\": 1 to 32 of a-z 0-9 -, starting with a letter")
+        }
+    }
+
+    /// Checks an `account_id`: exactly 12 digits, as AWS account ids are.
+    pub fn check_account_id(id: &str) -> Result<(), &'static str> {
+        if id.len() == 12 && id.bytes().all(|c| c.is_ascii_digit()) {
+            Ok(())
+        } else {
+            Err("`account_id` must be exactly 12 digits, such as \"123456789012\"")
+        }
+    }
+}
 /// The Invoke API header that marks a function error (`Handled` / `Unhandled`).
 pub const FUNCTION_ERROR_HEADER: &str = "x-amz-function-error";
 /// Largest function result read (the Lambda synchronous response limit is 6 MB).

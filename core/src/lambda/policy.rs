@@ -181,6 +181,136 @@ impl AuthResult {
             Decision::NotAllowed
         }
     }
+
+    /// The decision when it is the same for every method ARN, found without one: a simple
+    /// response; a Deny of `Resource: "*"`; or, with no Deny statement for
+    /// `execute-api:Invoke` at all, an Allow of `Resource: "*"`. `None`: the ARN is needed
+    /// ([`Self::decide`]). Lets a cached hit skip building the ARN (the usual policy of a
+    /// token authorizer allows `*`).
+    pub fn decide_any(&self) -> Option<Decision> {
+        if let Some(ok) = self.simple {
+            return Some(if ok {
+                Decision::Allow
+            } else {
+                Decision::ExplicitDeny
+            });
+        }
+        let invoke = |s: &Statement| {
+            s.actions
+                .iter()
+                .any(|a| glob(a.as_bytes(), b"execute-api:Invoke"))
+        };
+        let every_arn = |s: &Statement| {
+            s.resources
+                .iter()
+                .any(|r| !r.is_empty() && r.bytes().all(|b| b == b'*'))
+        };
+        let mut denies = false;
+        let mut allows_all = false;
+        for st in &self.statements {
+            if !invoke(st) {
+                continue;
+            }
+            if !st.allow {
+                if every_arn(st) {
+                    return Some(Decision::ExplicitDeny);
+                }
+                denies = true;
+            } else if every_arn(st) {
+                allows_all = true;
+            }
+        }
+        (allows_all && !denies).then_some(Decision::Allow)
+    }
+}
+
+/// What `$context.authorizer.<rest>` names in an access log format or a gateway response
+/// template (guide L21656-21700, L43474-43515): resolved once when the template is compiled;
+/// the request's [`AuthResult`] is then looked up by [`AuthResult::value`] with no parsing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthorizerName<'a> {
+    /// `principalId`.
+    PrincipalId,
+    /// `claims.NAME` or `claims['NAME']`: a JWT claim.
+    Claim(&'a str),
+    /// `NAME`: a key of a Lambda authorizer's `context` map.
+    Key(&'a str),
+    /// `usageIdentifierKey`: an API key value, which never appears in logs or responses.
+    ApiKeyValue,
+    /// A name API Gateway gives another meaning (`error`, `latency`, `status`, `requestId`,
+    /// `integrationLatency`, `integrationStatus`: the authorizer call's own log fields, which
+    /// tollgate does not record) or `claims` alone (documented to be null): no value.
+    NoValue,
+}
+
+/// Names after `authorizer.` that are not context keys (access-log-only fields, L22055-22153).
+const RESERVED: [&str; 7] = [
+    "claims",
+    "error",
+    "integrationLatency",
+    "integrationStatus",
+    "latency",
+    "requestId",
+    "status",
+];
+
+/// What `rest` (the text after `$context.authorizer.`) names; `None` when it is empty or ends in
+/// an empty part (`claims.`).
+pub fn authorizer_name(rest: &str) -> Option<AuthorizerName<'_>> {
+    if rest.is_empty() {
+        return None;
+    }
+    if rest == "principalId" {
+        return Some(AuthorizerName::PrincipalId);
+    }
+    if rest == "usageIdentifierKey" {
+        return Some(AuthorizerName::ApiKeyValue);
+    }
+    if RESERVED.contains(&rest) {
+        return Some(AuthorizerName::NoValue);
+    }
+    if let Some(claim) = rest.strip_prefix("claims.") {
+        return (!claim.is_empty()).then_some(AuthorizerName::Claim(claim));
+    }
+    if let Some(quoted) = rest
+        .strip_prefix("claims['")
+        .and_then(|r| r.strip_suffix("']"))
+    {
+        return (!quoted.is_empty() && !quoted.contains('\''))
+            .then_some(AuthorizerName::Claim(quoted));
+    }
+    Some(AuthorizerName::Key(rest))
+}
+
+/// A `$context.authorizer.*` value of one request, borrowed from its [`AuthResult`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum AuthValue<'a> {
+    /// Text as is (principalId, string claims and context values, 1.0's stringified values).
+    Text(&'a str),
+    /// A number, boolean, array or object (2.0 contexts keep JSON types): written as JSON.
+    Json(&'a Value),
+}
+
+impl AuthResult {
+    /// The value `name` reads for this result (`None`: nothing, rendered as `-` in logs and as
+    /// empty text in gateway responses). Claims are a JWT authorizer's; context keys a Lambda
+    /// authorizer's (a JWT result has no context map, a Lambda result no claims).
+    pub fn value(&self, name: AuthorizerName<'_>) -> Option<AuthValue<'_>> {
+        let jwt = self.jwt_scopes.is_some();
+        let v = match name {
+            AuthorizerName::PrincipalId => {
+                return self.principal_id.as_deref().map(AuthValue::Text)
+            }
+            AuthorizerName::Claim(c) if jwt => self.context.get(c)?,
+            AuthorizerName::Key(k) if !jwt => self.context.get(k)?,
+            _ => return None,
+        };
+        match v {
+            Value::Null => None,
+            Value::String(s) => Some(AuthValue::Text(s)),
+            other => Some(AuthValue::Json(other)),
+        }
+    }
 }
 
 /// IAM-style wildcard match: `*` any run (empty included), `?` exactly one byte.
@@ -321,5 +451,130 @@ mod tests {
             assert!(parse(bad, PayloadVersion::V1, false).is_err(), "{bad:?}");
         }
         assert!(parse(br#"{"isAuthorized":"yes"}"#, PayloadVersion::V2, true).is_err());
+    }
+
+    #[test]
+    fn authorizer_names() {
+        use AuthorizerName as N;
+        assert_eq!(authorizer_name("principalId"), Some(N::PrincipalId));
+        assert_eq!(authorizer_name("claims.sub"), Some(N::Claim("sub")));
+        assert_eq!(authorizer_name("claims.a.b"), Some(N::Claim("a.b")));
+        assert_eq!(
+            authorizer_name("claims['custom:role']"),
+            Some(N::Claim("custom:role"))
+        );
+        assert_eq!(authorizer_name("tenant"), Some(N::Key("tenant")));
+        assert_eq!(authorizer_name("usageIdentifierKey"), Some(N::ApiKeyValue));
+        for reserved in ["claims", "error", "latency", "status", "requestId"] {
+            assert_eq!(authorizer_name(reserved), Some(N::NoValue), "{reserved}");
+        }
+        assert_eq!(authorizer_name(""), None);
+        assert_eq!(authorizer_name("claims."), None);
+        assert_eq!(authorizer_name("claims['']"), None);
+    }
+
+    #[test]
+    fn values_of_lambda_and_jwt_results() {
+        use AuthorizerName as N;
+        let v1 = policy(r#"[{"Effect":"Allow","Action":"*","Resource":"*"}]"#);
+        assert_eq!(v1.value(N::PrincipalId), Some(AuthValue::Text("user|a1")));
+        // 1.0 context values were stringified.
+        assert_eq!(v1.value(N::Key("n")), Some(AuthValue::Text("1")));
+        assert_eq!(v1.value(N::Key("b")), Some(AuthValue::Text("true")));
+        assert_eq!(v1.value(N::Key("missing")), None);
+        // A Lambda authorizer has no claims.
+        assert_eq!(v1.value(N::Claim("s")), None);
+        assert_eq!(v1.value(N::NoValue), None);
+        // 2.0 context values keep their types.
+        let v2 = parse(
+            br#"{"isAuthorized":true,"context":{"n":5,"l":[1,"x"],"s":"t","z":null}}"#,
+            PayloadVersion::V2,
+            true,
+        )
+        .expect("valid");
+        assert_eq!(
+            v2.value(N::Key("n")),
+            Some(AuthValue::Json(&serde_json::json!(5)))
+        );
+        assert_eq!(
+            v2.value(N::Key("l")),
+            Some(AuthValue::Json(&serde_json::json!([1, "x"])))
+        );
+        assert_eq!(v2.value(N::Key("s")), Some(AuthValue::Text("t")));
+        assert_eq!(v2.value(N::Key("z")), None);
+        assert_eq!(v2.value(N::PrincipalId), None);
+        // A JWT result: claims, and no context keys.
+        let mut claims = Map::new();
+        claims.insert("sub".into(), Value::String("u-1".into()));
+        claims.insert("custom:role".into(), Value::String("admin".into()));
+        let jwt = AuthResult {
+            principal_id: Some("u-1".into()),
+            statements: Vec::new(),
+            simple: Some(true),
+            context: claims,
+            usage_identifier_key: None,
+            jwt_scopes: Some(vec!["read".into()]),
+        };
+        assert_eq!(jwt.value(N::Claim("sub")), Some(AuthValue::Text("u-1")));
+        assert_eq!(
+            jwt.value(N::Claim("custom:role")),
+            Some(AuthValue::Text("admin"))
+        );
+        assert_eq!(jwt.value(N::Key("sub")), None);
+    }
+
+    #[test]
+    fn decisions_without_an_arn_agree_with_decide() {
+        let cases = [
+            (
+                r#"[{"Effect":"Allow","Action":"execute-api:Invoke","Resource":"*"}]"#,
+                Some(Decision::Allow),
+            ),
+            (
+                r#"[{"Effect":"Allow","Action":"*","Resource":["arn:x","**"]}]"#,
+                Some(Decision::Allow),
+            ),
+            (
+                r#"[{"Effect":"Deny","Action":"execute-api:*","Resource":"*"},{"Effect":"Allow","Action":"*","Resource":"*"}]"#,
+                Some(Decision::ExplicitDeny),
+            ),
+            // A Deny of some ARNs: the ARN decides.
+            (
+                r#"[{"Effect":"Allow","Action":"*","Resource":"*"},{"Effect":"Deny","Action":"*","Resource":"arn:*/POST/*"}]"#,
+                None,
+            ),
+            // An Allow of some ARNs only.
+            (
+                r#"[{"Effect":"Allow","Action":"*","Resource":"arn:aws:execute-api:*:*:pets/prod/GET/*"}]"#,
+                None,
+            ),
+            // Statements for other actions do not count.
+            (
+                r#"[{"Effect":"Allow","Action":"execute-api:InvalidateCache","Resource":"*"}]"#,
+                None,
+            ),
+            (
+                r#"[{"Effect":"Allow","Action":"*","Resource":"*"},{"Effect":"Deny","Action":"s3:*","Resource":"arn:*"}]"#,
+                Some(Decision::Allow),
+            ),
+            (r#"[]"#, None),
+        ];
+        for (statements, expected) in cases {
+            let p = policy(statements);
+            assert_eq!(p.decide_any(), expected, "{statements}");
+            if let Some(d) = expected {
+                for arn in [
+                    ARN,
+                    "arn:aws:execute-api:local:000000000000:pets/prod/POST/pets",
+                    "",
+                ] {
+                    assert_eq!(p.decide(arn), d, "{statements} {arn}");
+                }
+            }
+        }
+        let yes = parse(br#"{"isAuthorized":true}"#, PayloadVersion::V2, true).expect("valid");
+        assert_eq!(yes.decide_any(), Some(Decision::Allow));
+        let no = parse(br#"{"isAuthorized":false}"#, PayloadVersion::V2, true).expect("valid");
+        assert_eq!(no.decide_any(), Some(Decision::ExplicitDeny));
     }
 }

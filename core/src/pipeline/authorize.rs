@@ -15,10 +15,11 @@
 //! the Invoke API, or an invalid output), 500 AUTHORIZER_FAILURE (the function failed).
 //! HTTP APIs answer `Forbidden` / `Internal Server Error` texts instead.
 //!
-//! Cost: a route without an authorizer pays one branch. A cached hit pays one allocation (the
-//! method ARN, exact size), the identity values (borrowed from the head when sent once as
-//! UTF-8) and the cache key (on the stack up to 256 bytes), one hash lookup and the policy
-//! match (bench/RESULTS.md, "Lambda and authorizer cost").
+//! Cost: a route without an authorizer pays one branch. A cached hit pays the identity values
+//! (borrowed from the head when sent once as UTF-8), the cache key (on the stack up to 256
+//! bytes), one hash lookup and the policy match; the method ARN (one allocation of the exact
+//! size) only when the cached policy does not decide the same for every ARN (an Allow or Deny
+//! of `Resource: "*"` does): bench/RESULTS.md, "Lambda and authorizer cost".
 
 use super::lambda::event_request;
 use super::{Context, Failure};
@@ -32,7 +33,7 @@ use crate::lambda::{Authorizer, AuthorizerKind, PayloadVersion};
 use smallvec::SmallVec;
 use std::borrow::Cow;
 use std::rc::Rc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What the authorize phase decided.
 #[derive(Debug)]
@@ -97,8 +98,16 @@ pub fn authorize<'g>(
         .collect();
     if a.kind == AuthorizerKind::Jwt {
         let token = values.first().and_then(Option::as_deref);
-        return jwt(a, &m.route.authorization_scopes, token, ctx, caches, wall)
-            .map(|()| Authorize::Done);
+        return jwt(
+            a,
+            &m.route.authorization_scopes,
+            token,
+            ctx,
+            caches,
+            now,
+            wall,
+        )
+        .map(|()| Authorize::Done);
     }
     let cached = !a.ttl.is_zero();
     let missing = values.iter().any(Option::is_none);
@@ -119,15 +128,19 @@ pub fn authorize<'g>(
         }
     }
     let texts: SmallVec<[&str; 4]> = values.iter().map(|v| v.as_deref().unwrap_or("")).collect();
-    let method_arn = ev.method_arn();
     let cache_key = cached.then(|| cache::key_buf(&texts));
     if let Some(key) = &cache_key {
         if let Some(hit) = caches.get_mut(a.id).and_then(|c| c.get(key, now)) {
-            decide(&hit, &method_arn, protocol)?;
+            // A policy that decides the same for every ARN (`Resource: "*"`) needs none built.
+            let decision = match hit.decide_any() {
+                Some(d) => d,
+                None => hit.decide(&ev.method_arn()),
+            };
             ctx.authorizer = Some(hit);
-            return Ok(Authorize::Done);
+            return failure(decision, protocol).map(|()| Authorize::Done);
         }
     }
+    let method_arn = ev.method_arn();
     let values: Vec<String> = texts.iter().map(|v| v.to_string()).collect();
     let event = authorizer_event(&ev, a, protocol, &method_arn, &values);
     Ok(Authorize::Call(Box::new(AuthCall {
@@ -163,12 +176,18 @@ fn authorizer_event(
 /// A JWT authorizer (verified here, no call): the token from the identity source against the
 /// shard's keys. An unknown `kid` asks the shard for a JWKS refresh (made in the background)
 /// and is refused meanwhile.
+///
+/// A verified token is kept in the authorizer's cache (keyed by the token as sent, until its
+/// `exp` plus the clock skew and at most `ttl_seconds`; forgotten when the keys change): the
+/// same token again costs a hash lookup instead of the signature check. The route's scopes
+/// are checked on every request, hit or not.
 fn jwt<'g>(
     a: &Authorizer,
     scopes: &[Box<str>],
     token: Option<&str>,
     ctx: &mut Context<'g>,
     caches: &mut Caches,
+    now: Instant,
     wall: SystemTime,
 ) -> Result<(), Failure> {
     let Some(token) = token else {
@@ -177,9 +196,22 @@ fn jwt<'g>(
     let Some(settings) = a.jwt.as_deref() else {
         return Err(Failure::Internal);
     };
-    let now = wall.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let scope_refused = || Failure::JwtRejected {
+        description: JwtError::Scope.description(),
+        forbidden: true,
+    };
+    if let Some(hit) = caches
+        .get_mut(a.id)
+        .and_then(|c| c.get(token.as_bytes(), now))
+    {
+        let ok = jwt::has_scope(scopes, hit.jwt_scopes.as_deref().unwrap_or(&[]));
+        ctx.authorizer = Some(hit);
+        return if ok { Ok(()) } else { Err(scope_refused()) };
+    }
+    let now_secs = wall.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    // Verified without the route's scopes (checked below), so the result serves every route.
     let verified = match caches.jwks(a.id) {
-        Some(keys) => jwt::verify(token, &keys, &settings.config, scopes, now),
+        Some(keys) => jwt::verify(token, &keys, &settings.config, &[], now_secs),
         None => Err(JwtError::UnknownKey),
     };
     match verified {
@@ -189,15 +221,25 @@ fn jwt<'g>(
                 .get("sub")
                 .and_then(|s| s.as_str())
                 .map(str::to_string);
-            ctx.authorizer = Some(Rc::new(AuthResult {
+            let ok = jwt::has_scope(scopes, &v.scopes);
+            let result = Rc::new(AuthResult {
                 principal_id,
                 statements: Vec::new(),
                 simple: Some(true),
                 context: v.claims,
                 usage_identifier_key: None,
                 jwt_scopes: Some(v.scopes),
-            }));
-            Ok(())
+            });
+            if let Some(cache) = caches.get_mut(a.id) {
+                let left = Duration::from_secs(v.valid_until.saturating_sub(now_secs));
+                cache.put_until(token.as_bytes().into(), result.clone(), now, now + left);
+            }
+            ctx.authorizer = Some(result);
+            if ok {
+                Ok(())
+            } else {
+                Err(scope_refused())
+            }
         }
         Err(e) => {
             if e == JwtError::UnknownKey {
@@ -213,7 +255,12 @@ fn jwt<'g>(
 
 /// The decision of `result` for this request, as a failure when it is not Allow.
 fn decide(result: &AuthResult, method_arn: &str, protocol: Protocol) -> Result<(), Failure> {
-    match result.decide(method_arn) {
+    failure(result.decide(method_arn), protocol)
+}
+
+/// A decision as a failure when it is not Allow.
+fn failure(decision: Decision, protocol: Protocol) -> Result<(), Failure> {
+    match decision {
         Decision::Allow => Ok(()),
         Decision::ExplicitDeny => Err(Failure::Denied {
             explicit: true,
@@ -224,6 +271,19 @@ fn decide(result: &AuthResult, method_arn: &str, protocol: Protocol) -> Result<(
             protocol,
         }),
     }
+}
+
+/// Puts `result` in the context (an allowed request's integration and log, a denied one's
+/// gateway response and log quote it) and decides.
+fn decided(
+    result: Rc<AuthResult>,
+    method_arn: &str,
+    protocol: Protocol,
+    ctx: &mut Context<'_>,
+) -> Result<(), Failure> {
+    let d = decide(&result, method_arn, protocol);
+    ctx.authorizer = Some(result);
+    d
 }
 
 /// The error message of a function error document (`{"errorMessage": "..."}`).
@@ -250,7 +310,7 @@ pub fn authorize_cached<'g>(
 ) -> Option<Result<(), Failure>> {
     let key = call.cache_key.as_deref()?;
     let hit = caches.get_mut(call.authorizer.id)?.get(key, now)?;
-    Some(decide(&hit, &call.method_arn, call.protocol).map(|()| ctx.authorizer = Some(hit)))
+    Some(decided(hit, &call.method_arn, call.protocol, ctx))
 }
 
 /// Phase 2, after the authorizer answered: caches its output and decides.
@@ -283,9 +343,7 @@ pub fn authorize_result<'g>(
     if let (Some(key), Some(cache)) = (&call.cache_key, caches.get_mut(a.id)) {
         cache.put(key.clone(), result.clone(), now);
     }
-    decide(&result, &call.method_arn, protocol)?;
-    ctx.authorizer = Some(result);
-    Ok(())
+    decided(result, &call.method_arn, protocol, ctx)
 }
 
 #[cfg(test)]
@@ -330,7 +388,7 @@ mod tests {
                     protocol: Protocol::Rest,
                 },
                 "HTTP/1.1 403 Forbidden AccessDeniedException",
-                r#"{"message":"User is not authorized to access this resource with an explicit deny"}"#,
+                r#"{"Message":"User is not authorized to access this resource with an explicit deny"}"#,
             ),
             (
                 Failure::Denied {
@@ -338,7 +396,7 @@ mod tests {
                     protocol: Protocol::Rest,
                 },
                 "HTTP/1.1 403 Forbidden AccessDeniedException",
-                r#"{"message":"User is not authorized to access this resource"}"#,
+                r#"{"Message":"User is not authorized to access this resource"}"#,
             ),
             (
                 Failure::Denied {

@@ -7,6 +7,7 @@ use crate::http::BodyKind;
 use crate::lambda::policy::AuthResult;
 use crate::method::Method;
 use crate::tls::TlsSession;
+use crate::traffic::ApiKey;
 use smallvec::SmallVec;
 use std::rc::Rc;
 use std::time::Instant;
@@ -51,7 +52,11 @@ pub struct Context<'g> {
     /// Set by throttle and quota on a route that required an API key: the key's index in
     /// `Gateway::traffic.keys` (logs show its name, never its value).
     pub api_key: Option<u32>,
-    /// The Lambda authorizer's result that allowed the request (phase 2).
+    /// The gateway's API keys (set by dispatch), for `api_key`'s name.
+    pub api_keys: &'g [ApiKey],
+    /// The authorizer's result (phase 2): the one that allowed the request, or the policy that
+    /// denied it (a deny's gateway response and log line may quote its principal and context,
+    /// as API Gateway's do).
     pub authorizer: Option<Rc<AuthResult>>,
     /// Method token, then path as sent (stage prefix included, query excluded).
     sent: SmallVec<[u8; SENT_INLINE]>,
@@ -83,6 +88,7 @@ impl<'g> Context<'g> {
             route: None,
             tls: None,
             api_key: None,
+            api_keys: &[],
             authorizer: None,
             sent,
             method_len: head.method_str.len(),
@@ -107,6 +113,13 @@ impl<'g> Context<'g> {
     /// `$context.stage` ("" before a stage matched).
     pub fn stage_name(&self) -> &'g str {
         self.stage.map_or("", |s| &*s.name)
+    }
+
+    /// The configured name of the API key the request was counted against
+    /// (`$context.identity.apiKeyId`; never the key's value).
+    pub fn api_key_name(&self) -> Option<&'g str> {
+        let i = self.api_key?;
+        self.api_keys.get(i as usize).map(|k| &*k.name)
     }
 
     /// The API key a Lambda authorizer gave (`usageIdentifierKey`), for an API key source of

@@ -18,6 +18,7 @@ pub fn dispatch<'g, 'p>(
     ctx: &mut Context<'g>,
 ) -> Result<RouteMatch<'g, 'p>, Failure> {
     let resolved = gw.resolve(head.host, head.method, head.path);
+    ctx.api_keys = &gw.traffic.keys;
     match &resolved {
         Resolved::Route(m) => {
             ctx.api = Some(m.api);

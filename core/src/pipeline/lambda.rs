@@ -3,8 +3,9 @@
 //! response mapped from the function's result. The Invoke API exchange itself is I/O, done by
 //! `proxy/src/lambda.rs`.
 //!
-//! Per request on this path (and only here): the event is a `serde_json` map (one allocation
-//! per field) serialized once, and the result is parsed into a `serde_json::Value`.
+//! Per request on this path (and only here): the event is written as JSON straight into the
+//! Invoke API request body (one buffer, sized from the head; no value tree), and the result is
+//! parsed into a `serde_json::Value`.
 
 use super::{Context, Failure};
 use crate::gateway::{Gateway, Protocol, RouteMatch, Target};
@@ -37,6 +38,7 @@ pub fn event_request<'a, 'b: 'a, 'h: 'a, 'g: 'a, 'p: 'a>(
         stage: &m.stage.name,
         stage_variables: &m.stage.variables,
         api_id: &m.api.name,
+        account: &m.api.account,
         request_id: std::str::from_utf8(request_id).unwrap_or(""),
         source_ip: client_ip,
         time: now,
@@ -51,7 +53,8 @@ pub struct LambdaCall<'g> {
     pub upstream: usize,
     pub timeout: Duration,
     protocol: Protocol,
-    event: Map<String, Value>,
+    /// The event as written so far (JSON, left open inside `requestContext`).
+    event: Vec<u8>,
     /// The request body is of a binary media type: it travels base64-encoded.
     binary_body: bool,
     /// A result with `isBase64Encoded: true` is decoded before it is sent.
@@ -87,10 +90,17 @@ pub fn lambda_request<'g>(
     }
     let protocol = m.api.protocol;
     let ev = event_request(head, m, &ctx.request_id, ctx.client.ip, now);
-    let event = match target.version {
-        PayloadVersion::V1 => ev.proxy_v1(protocol == Protocol::Http),
-        PayloadVersion::V2 => ev.proxy_v2(),
-    };
+    // Written straight as JSON (no value tree); the headers appear about twice in 1.0.
+    let header_bytes: usize = head
+        .headers
+        .iter()
+        .map(|h| h.name.len() + h.value.len() + 8)
+        .sum();
+    let mut event = Vec::with_capacity(1024 + 2 * header_bytes + head.path.len() * 3);
+    match target.version {
+        PayloadVersion::V1 => ev.write_proxy_v1(protocol == Protocol::Http, &mut event),
+        PayloadVersion::V2 => ev.write_proxy_v2(&mut event),
+    }
     let types = &m.api.binary_media_types;
     let binary_body = ev
         .header("content-type")
@@ -116,56 +126,81 @@ impl LambdaCall<'_> {
     /// The Invoke API request body: the event with the request `body` and the authorizer's
     /// result (`requestContext.authorizer`) added. Call once.
     pub fn invocation(&mut self, ctx: &Context<'_>, body: &[u8]) -> Vec<u8> {
-        let mut event = std::mem::take(&mut self.event);
-        if let Some(Value::Object(rc)) = event.get_mut("requestContext") {
-            match (&ctx.authorizer, self.target.version) {
-                // JWT: the claims and scopes (2.0 under `jwt`).
-                (Some(a), version) if a.jwt_scopes.is_some() => {
-                    let scopes: Vec<Value> = a
-                        .jwt_scopes
-                        .iter()
-                        .flatten()
-                        .map(|s| Value::String(s.clone()))
-                        .collect();
-                    let mut m = Map::new();
-                    m.insert("claims".into(), Value::Object(a.context.clone()));
-                    m.insert("scopes".into(), Value::Array(scopes));
-                    if version == PayloadVersion::V2 {
-                        let mut outer = Map::new();
-                        outer.insert("jwt".into(), Value::Object(m));
-                        m = outer;
-                    }
-                    rc.insert("authorizer".into(), Value::Object(m));
+        let mut out = std::mem::take(&mut self.event);
+        out.reserve(body.len() + 64);
+        let json = |out: &mut Vec<u8>, v: &Value| {
+            // Cannot fail: a JSON value into a Vec.
+            let _ = serde_json::to_writer(&mut *out, v);
+        };
+        let object = |out: &mut Vec<u8>, m: &Map<String, Value>, first: &mut bool| {
+            for (k, v) in m {
+                if !std::mem::take(first) {
+                    out.push(b',');
                 }
-                (Some(a), PayloadVersion::V1) => {
-                    let mut m = Map::new();
-                    if let Some(p) = &a.principal_id {
-                        m.insert("principalId".into(), p.clone().into());
-                    }
-                    for (k, v) in &a.context {
-                        m.insert(k.clone(), v.clone());
-                    }
-                    rc.insert("authorizer".into(), Value::Object(m));
-                }
-                (Some(a), PayloadVersion::V2) => {
-                    let mut m = Map::new();
-                    if let Some(p) = &a.principal_id {
-                        m.insert("principalId".into(), p.clone().into());
-                    }
-                    m.insert("lambda".into(), Value::Object(a.context.clone()));
-                    rc.insert("authorizer".into(), Value::Object(m));
-                }
-                // As the guide's 1.0 example shows it for a method without authorization.
-                (None, PayloadVersion::V1) => {
-                    let mut m = Map::new();
-                    m.insert("claims".into(), Value::Null);
-                    m.insert("scopes".into(), Value::Null);
-                    rc.insert("authorizer".into(), Value::Object(m));
-                }
-                (None, PayloadVersion::V2) => {}
+                event::string(out, k);
+                out.push(b':');
+                json(out, v);
             }
+        };
+        match (&ctx.authorizer, self.target.version) {
+            // JWT: the claims and scopes (2.0 under `jwt`).
+            (Some(a), version) if a.jwt_scopes.is_some() => {
+                out.extend_from_slice(if version == PayloadVersion::V2 {
+                    br#","authorizer":{"jwt":{"claims":{"#
+                } else {
+                    br#","authorizer":{"claims":{"#
+                });
+                object(&mut out, &a.context, &mut true);
+                out.extend_from_slice(br#"},"scopes":["#);
+                let mut first = true;
+                for s in a.jwt_scopes.iter().flatten() {
+                    if !std::mem::take(&mut first) {
+                        out.push(b',');
+                    }
+                    event::string(&mut out, s);
+                }
+                out.extend_from_slice(if version == PayloadVersion::V2 {
+                    b"]}}"
+                } else {
+                    b"]}"
+                });
+            }
+            // 1.0: principalId and the context keys side by side (a context key named
+            // `principalId` wins, as it would in a map).
+            (Some(a), PayloadVersion::V1) => {
+                out.extend_from_slice(br#","authorizer":{"#);
+                let mut first = true;
+                if let Some(p) = a
+                    .principal_id
+                    .as_deref()
+                    .filter(|_| !a.context.contains_key("principalId"))
+                {
+                    first = false;
+                    out.extend_from_slice(br#""principalId":"#);
+                    event::string(&mut out, p);
+                }
+                object(&mut out, &a.context, &mut first);
+                out.push(b'}');
+            }
+            (Some(a), PayloadVersion::V2) => {
+                out.extend_from_slice(br#","authorizer":{"#);
+                if let Some(p) = &a.principal_id {
+                    out.extend_from_slice(br#""principalId":"#);
+                    event::string(&mut out, p);
+                    out.push(b',');
+                }
+                out.extend_from_slice(br#""lambda":{"#);
+                object(&mut out, &a.context, &mut true);
+                out.extend_from_slice(b"}}");
+            }
+            // As the guide's 1.0 example shows it for a method without authorization.
+            (None, PayloadVersion::V1) => {
+                out.extend_from_slice(br#","authorizer":{"claims":null,"scopes":null}"#);
+            }
+            (None, PayloadVersion::V2) => {}
         }
-        event::finish(event, body, self.binary_body)
+        event::close_event(&mut out, body, self.binary_body);
+        out
     }
 
     /// Phase 5 for `aws_proxy`: the client response for the function's answer, into `out`.

@@ -9,6 +9,7 @@ use crate::civil::civil_from_days;
 use crate::forward::push_decimal;
 use crate::gateway::access_log::{AccessLog, Piece, Var};
 use crate::gateway::responses::ResponseType;
+use crate::lambda::policy::{AuthValue, AuthorizerName};
 
 /// What happened to a request, filled by the connection loop as it goes.
 #[derive(Clone, Debug, Default)]
@@ -64,14 +65,14 @@ pub fn log(ctx: &Context<'_>, outcome: &Outcome, out: &mut Vec<u8>) -> bool {
     for piece in log.format.pieces() {
         match piece {
             Piece::Text(t) => out.extend_from_slice(t.as_bytes()),
-            Piece::Var(v) => value(*v, ctx, outcome, json, out),
+            Piece::Var(v) => value(v, ctx, outcome, json, out),
         }
     }
     out.push(b'\n');
     true
 }
 
-fn value(v: Var, ctx: &Context<'_>, o: &Outcome, json: bool, out: &mut Vec<u8>) {
+fn value(v: &Var, ctx: &Context<'_>, o: &Outcome, json: bool, out: &mut Vec<u8>) {
     let text = |out: &mut Vec<u8>, bytes: &[u8]| {
         if bytes.is_empty() {
             out.push(b'-');
@@ -131,7 +132,30 @@ fn value(v: Var, ctx: &Context<'_>, o: &Outcome, json: bool, out: &mut Vec<u8>) 
             }
         }
         Var::ErrorResponseType => text(out, o.error.map_or("", |(t, _)| t.name()).as_bytes()),
+        Var::ApiKeyId => text(out, ctx.api_key_name().unwrap_or("").as_bytes()),
+        Var::PrincipalId => authorizer_value(ctx, AuthorizerName::PrincipalId, json, out),
+        Var::Claim(c) => authorizer_value(ctx, AuthorizerName::Claim(c), json, out),
+        Var::AuthorizerKey(k) => authorizer_value(ctx, AuthorizerName::Key(k), json, out),
         Var::Unavailable => out.push(b'-'),
+    }
+}
+
+/// A `$context.authorizer.*` value of the request (`-` without an authorizer result or a
+/// value). Text is escaped like any value; numbers and booleans are written as JSON, arrays
+/// and objects as escaped compact JSON (one allocation, only for such values).
+fn authorizer_value(ctx: &Context<'_>, name: AuthorizerName<'_>, json: bool, out: &mut Vec<u8>) {
+    match ctx.authorizer.as_deref().and_then(|a| a.value(name)) {
+        None => out.push(b'-'),
+        Some(AuthValue::Text("")) => out.push(b'-'),
+        Some(AuthValue::Text(t)) => escape(t.as_bytes(), json, out),
+        Some(AuthValue::Json(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_)))) => {
+            // Cannot fail: writing to a Vec.
+            let _ = serde_json::to_writer(&mut *out, v);
+        }
+        Some(AuthValue::Json(v)) => {
+            let compact = serde_json::to_vec(v).unwrap_or_default();
+            escape(&compact, json, out);
+        }
     }
 }
 
@@ -199,6 +223,7 @@ fn clf_time(secs: u64, out: &mut Vec<u8>) {
 mod tests {
     use super::super::test_support::{with_head, ID};
     use super::*;
+    use crate::lambda::policy::AuthResult;
 
     fn clf(secs: u64) -> String {
         let mut out = Vec::new();
@@ -298,6 +323,98 @@ protocol = "rest"
         assert!(l.contains("\"protocol\":\"HTTP/1.0\""), "{l}");
         assert!(l.contains("\"status\":\"502\""), "{l}");
         assert!(l.starts_with(&format!("{{ \"requestId\":\"{id}\"")), "{l}");
+    }
+
+    const AUTH_LOGGED: &str = r#"
+[[listeners]]
+address = "127.0.0.1"
+port = 8080
+
+[[api_keys]]
+name = "alice"
+value = "alice0123456789abcdefghij"
+
+[[apis]]
+name = "shop"
+protocol = "rest"
+  [[apis.stages]]
+  name = "clf"
+  access_log = { destination = "stdout", format = "$context.requestId p=$context.authorizer.principalId t=$context.authorizer.tenant n=$context.authorizer.n l=$context.authorizer.l c=$context.authorizer.claims.sub r=$context.authorizer.claims['custom:role'] k=$context.identity.apiKeyId" }
+  [[apis.stages]]
+  name = "json"
+  access_log = { destination = "stdout", format = '{"p":"$context.authorizer.principalId","t":"$context.authorizer.tenant","l":"$context.authorizer.l","k":"$context.identity.apiKeyId","r":"$context.requestId"}' }
+  [[apis.routes]]
+  key = "GET /pets/{id}"
+  integration = { type = "mock", status = 200, body = "ok" }
+"#;
+
+    fn auth_line(raw: &[u8], auth: Option<AuthResult>, key: bool) -> String {
+        let gw = match crate::config::load_str("<log tests>", AUTH_LOGGED) {
+            Ok(g) => g,
+            Err(e) => panic!("config: {e:?}"),
+        };
+        let mut out = Vec::new();
+        with_head(raw, |head, ctx| {
+            let _ = super::super::dispatch(&gw, head, ctx);
+            ctx.authorizer = auth.map(std::rc::Rc::new);
+            ctx.api_key = key.then_some(0);
+            assert!(log(ctx, &Outcome::default(), &mut out));
+        });
+        String::from_utf8(out).expect("utf-8 line")
+    }
+
+    #[test]
+    fn renders_authorizer_values_and_the_api_key_name() {
+        use crate::lambda::PayloadVersion;
+        let lambda = crate::lambda::policy::parse(
+            br#"{"isAuthorized":true,"context":{"tenant":"t \"1\"","n":7,"l":["a",true]}}"#,
+            PayloadVersion::V2,
+            true,
+        )
+        .expect("valid");
+        let lambda = AuthResult {
+            principal_id: Some("user-9".into()),
+            ..lambda
+        };
+        let id = std::str::from_utf8(&ID).expect("ascii");
+        let raw = b"GET /clf/pets/1 HTTP/1.1\r\nhost: a\r\n\r\n";
+        assert_eq!(
+            auth_line(raw, Some(lambda.clone()), true),
+            format!("{id} p=user-9 t=t \"1\" n=7 l=[\"a\",true] c=- r=- k=alice\n")
+        );
+        // Without an authorizer result or a key: `-` everywhere.
+        assert_eq!(
+            auth_line(raw, None, false),
+            format!("{id} p=- t=- n=- l=- c=- r=- k=-\n")
+        );
+        // A JWT result: claims, no context keys.
+        let mut claims = serde_json::Map::new();
+        claims.insert("sub".into(), "u-1".into());
+        claims.insert("custom:role".into(), "admin".into());
+        claims.insert("tenant".into(), "not a context key".into());
+        let jwt = AuthResult {
+            principal_id: Some("u-1".into()),
+            statements: Vec::new(),
+            simple: Some(true),
+            context: claims,
+            usage_identifier_key: None,
+            jwt_scopes: Some(Vec::new()),
+        };
+        assert_eq!(
+            auth_line(raw, Some(jwt), false),
+            format!("{id} p=u-1 t=- n=- l=- c=u-1 r=admin k=-\n")
+        );
+        // JSON formats escape the values (the line stays valid JSON).
+        let l = auth_line(
+            b"GET /json/pets/1 HTTP/1.1\r\nhost: a\r\n\r\n",
+            Some(lambda),
+            true,
+        );
+        let v: serde_json::Value = serde_json::from_str(&l).expect("valid JSON line");
+        assert_eq!(v["p"], "user-9");
+        assert_eq!(v["t"], "t \"1\"");
+        assert_eq!(v["l"], r#"["a",true]"#);
+        assert_eq!(v["k"], "alice");
     }
 
     #[test]

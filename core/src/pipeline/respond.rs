@@ -193,6 +193,9 @@ pub fn error_context<'c>(
         max_body_bytes,
         close,
         head_request: ctx.head_request(),
+        authorizer: ctx.authorizer.as_deref(),
+        api_key_id: ctx.api_key_name(),
+        policy_denial: false,
     }
 }
 
@@ -216,7 +219,14 @@ pub fn respond(
         }
         return close;
     };
-    let err_ctx = error_context(ctx, answer, gw.settings.max_body_bytes, close);
+    let mut err_ctx = error_context(ctx, answer, gw.settings.max_body_bytes, close);
+    err_ctx.policy_denial = matches!(
+        failure,
+        Failure::Denied {
+            protocol: Protocol::Rest,
+            ..
+        }
+    );
     let builtin;
     let table = match ctx.api {
         Some(api) => &api.responses,

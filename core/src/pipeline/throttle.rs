@@ -83,8 +83,16 @@ pub fn throttle_apply<S: QuotaStore + ?Sized>(
             Ok(())
         }
         Decision::Reject(ResponseType::InvalidApiKey) => Err(Failure::InvalidApiKey),
-        Decision::Reject(ResponseType::QuotaExceeded) => Err(Failure::QuotaExceeded),
-        Decision::Reject(_) => Err(Failure::Throttled),
+        // A valid key that is throttled or out of quota: its name is quoted by the response and
+        // the log line (`$context.identity.apiKeyId`); one lookup, on refusals only.
+        Decision::Reject(ty) => {
+            ctx.api_key = key.and_then(|k| gw.traffic.key_index(k));
+            Err(if ty == ResponseType::QuotaExceeded {
+                Failure::QuotaExceeded
+            } else {
+                Failure::Throttled
+            })
+        }
     }
 }
 
