@@ -306,7 +306,7 @@ fn read_state(path: &Path) -> Result<Option<Vec<state::Entry>>, String> {
 pub fn start(gateway: &Gateway, shards: usize) -> Result<Arc<TrafficShared>, String> {
     let shared = Arc::new(TrafficShared::new(gateway, shards));
     if let (Some(settings), Some(_)) = (&gateway.settings.cluster, &shared.link) {
-        cluster::start(shared.clone(), settings.clone())?;
+        cluster::start(shared.clone(), settings.clone(), gateway)?;
     }
     let Some(path) = shared.state_file.clone() else {
         return Ok(shared);
