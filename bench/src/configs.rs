@@ -3,9 +3,100 @@
 //! (`X-Forwarded-For/-Proto/-Port`) and a request id on every response (tollgate's
 //! `x-amzn-RequestId`), 60 s client keep-alive, room for the idle-connection scenario; and the
 //! request mixes the load generators send.
+//!
+//! [`Setup`] carries what some scenarios add: how nginx and HAProxy write the gateway
+//! scenario's 1,000 parameterised routes ([`NginxRoutes`], [`HaproxyRoutes`]), TLS on the
+//! listener (`https`), tollgate's JSON access log (`access-log`) and its admin listener
+//! (`scrape`).
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// How nginx writes the gateway scenario's routes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum NginxRoutes {
+    /// One prefix `location /svc{i}/items/` per route (nginx's static location tree). The
+    /// fastest in the smoke comparison (see `bench/README.md`); the default.
+    #[default]
+    Prefix,
+    /// One regex location `^/(?<gw_svc>svc[0-9]+)/items/[^/]+$` and a `map $gw_svc` of the
+    /// known services (a hash lookup); unknown services get 404.
+    Map,
+    /// One regex `location ~ ^/svc{i}/items/[^/]+$` per route, first match wins.
+    Regex,
+}
+
+impl NginxRoutes {
+    pub fn parse(s: &str) -> Option<NginxRoutes> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "prefix" => Some(NginxRoutes::Prefix),
+            "map" => Some(NginxRoutes::Map),
+            "regex" => Some(NginxRoutes::Regex),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            NginxRoutes::Prefix => "prefix",
+            NginxRoutes::Map => "map",
+            NginxRoutes::Regex => "regex",
+        }
+    }
+}
+
+/// How HAProxy writes the gateway scenario's routes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum HaproxyRoutes {
+    /// `use_backend %[path,map_beg(routes.map,be_404)]` with one `/svc{i}/items/ be_origin`
+    /// line per route in a map file (a prefix tree lookup); the default.
+    #[default]
+    MapBeg,
+    /// One `path_reg` ACL and one `use_backend` per route, first match wins.
+    Regex,
+}
+
+impl HaproxyRoutes {
+    pub fn parse(s: &str) -> Option<HaproxyRoutes> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "map" | "map_beg" | "map-beg" => Some(HaproxyRoutes::MapBeg),
+            "regex" => Some(HaproxyRoutes::Regex),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            HaproxyRoutes::MapBeg => "map",
+            HaproxyRoutes::Regex => "regex",
+        }
+    }
+}
+
+/// A certificate chain and its key, PEM files (the `https` scenario serves the same pair from
+/// every proxy; HAProxy gets `both`, the two in one file, as its `crt` wants).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub both: PathBuf,
+}
+
+/// What a scenario adds to the equivalent configs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Setup {
+    pub nginx_routes: NginxRoutes,
+    pub haproxy_routes: HaproxyRoutes,
+    /// TLS on the listener (every proxy).
+    pub tls: Option<TlsFiles>,
+    /// tollgate only: the stage writes a JSON access log (`format = "json"`) to this file.
+    pub access_log: Option<PathBuf>,
+    /// tollgate only: an `[admin]` listener (`/metrics`) on 127.0.0.1 at this port.
+    pub admin_port: Option<u16>,
+}
+
+/// The file name of HAProxy's route map in its config directory.
+pub const HAPROXY_MAP: &str = "routes.map";
 
 /// Which routing table the proxies get.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,14 +133,41 @@ pub fn gateway_paths(count: usize) -> Vec<String> {
 
 /// tollgate's TOML config (see tuning/CONFIG.md): `shards` shards, each pinned to a CPU.
 pub fn tollgate(routes: Routes, listen: u16, origin: u16, shards: usize) -> String {
+    tollgate_with(routes, listen, origin, shards, &Setup::default())
+}
+
+/// [`tollgate`] with a scenario's additions: TLS on the listener, an access log, `[admin]`.
+pub fn tollgate_with(
+    routes: Routes,
+    listen: u16,
+    origin: u16,
+    shards: usize,
+    setup: &Setup,
+) -> String {
     if let Routes::Traffic { keys } = routes {
         return tollgate_traffic(keys, listen, origin);
     }
+    let tls = setup.tls.as_ref().map_or_else(String::new, |t| {
+        format!(
+            "tls = {{ certificate = {:?}, key = {:?} }}\n",
+            t.cert.display().to_string(),
+            t.key.display().to_string()
+        )
+    });
+    let admin = setup.admin_port.map_or_else(String::new, |p| {
+        format!("[admin]\naddress = \"127.0.0.1\"\nport = {p}\n\n")
+    });
+    let log = setup.access_log.as_ref().map_or_else(String::new, |f| {
+        format!(
+            "  access_log = {{ destination = {:?}, format = \"json\" }}\n",
+            f.display().to_string()
+        )
+    });
     let mut s = format!(
         "# generated by tollgate-bench\n[server]\nshards = {shards}\npin_cpus = true\n\
-         upstream_pool_size = {UPSTREAM_KEEPALIVE}\n\n\
-         [[listeners]]\naddress = \"127.0.0.1\"\nport = {listen}\n\n\
-         [[apis]]\nname = \"bench\"\nprotocol = \"http\"\n\n  [[apis.stages]]\n  name = \"$default\"\n"
+         upstream_pool_size = {UPSTREAM_KEEPALIVE}\n\n{admin}\
+         [[listeners]]\naddress = \"127.0.0.1\"\nport = {listen}\n{tls}\n\
+         [[apis]]\nname = \"bench\"\nprotocol = \"http\"\n\n  [[apis.stages]]\n  name = \"$default\"\n{log}"
     );
     let integration =
         format!("integration = {{ type = \"http_proxy\", uri = \"http://127.0.0.1:{origin}\" }}");
@@ -133,7 +251,8 @@ pub fn traffic_load_scenario() -> String {
     )
 }
 
-/// nginx's config: master + `workers` workers, everything under `dir`.
+/// nginx's config: master + `workers` workers, everything under `dir`; the gateway routes
+/// written as `setup.nginx_routes` says, TLS on the listener with `setup.tls`.
 pub fn nginx(
     routes: Routes,
     listen: u16,
@@ -141,8 +260,24 @@ pub fn nginx(
     dir: &Path,
     nofile: u64,
     workers: usize,
+    setup: &Setup,
 ) -> String {
     let d = dir.display();
+    let (ssl, tls) = match &setup.tls {
+        // Tickets on (nginx's default, spelled out) and a session cache: resumption works
+        // both ways; clients that resume nothing pay a full handshake.
+        Some(t) => (
+            " ssl",
+            format!(
+                "        ssl_certificate {};\n        ssl_certificate_key {};\n        \
+                 ssl_protocols TLSv1.2 TLSv1.3;\n        ssl_session_tickets on;\n        \
+                 ssl_session_cache shared:bench:10m;\n",
+                t.cert.display(),
+                t.key.display()
+            ),
+        ),
+        None => ("", String::new()),
+    };
     let worker_connections = nofile.saturating_sub(64).clamp(1024, 65536);
     let mut s = format!(
         r#"# generated by tollgate-bench
@@ -187,30 +322,75 @@ http {{
     }}
 
     server {{
-        listen 127.0.0.1:{listen} backlog=4096;
-        add_header x-amzn-RequestId $request_id always;
+        listen 127.0.0.1:{listen}{ssl} backlog=4096;
+{tls}        add_header x-amzn-RequestId $request_id always;
 "#
     );
     match routes {
         Routes::Single | Routes::Traffic { .. } => {
             s.push_str("        location / { proxy_pass http://origin; }\n")
         }
-        Routes::Gateway { count } => {
-            for i in 0..count {
-                let _ = writeln!(
-                    s,
-                    "        location ~ ^/svc{i}/items/[^/]+$ {{ proxy_pass http://origin; }}"
+        Routes::Gateway { count } => match setup.nginx_routes {
+            NginxRoutes::Regex => {
+                for i in 0..count {
+                    let _ = writeln!(
+                        s,
+                        "        location ~ ^/svc{i}/items/[^/]+$ {{ proxy_pass http://origin; }}"
+                    );
+                }
+                s.push_str("        location / { return 404; }\n");
+            }
+            NginxRoutes::Prefix => {
+                for i in 0..count {
+                    let _ = writeln!(
+                        s,
+                        "        location /svc{i}/items/ {{ proxy_pass http://origin; }}"
+                    );
+                }
+                s.push_str("        location / { return 404; }\n");
+            }
+            NginxRoutes::Map => {
+                s.push_str(
+                    "        location ~ ^/(?<gw_svc>svc[0-9]+)/items/[^/]+$ {\n            \
+                     if ($gw_known = 0) { return 404; }\n            proxy_pass http://origin;\n        }\n\
+                     \x20       location / { return 404; }\n",
                 );
             }
-            s.push_str("        location / { return 404; }\n");
-        }
+        },
     }
-    s.push_str("    }\n}\n");
+    s.push_str("    }\n");
+    if let (Routes::Gateway { count }, NginxRoutes::Map) = (routes, setup.nginx_routes) {
+        // At http level, after the server: `map` blocks may come anywhere in `http`.
+        s.push_str("\n    map_hash_max_size 65536;\n    map_hash_bucket_size 64;\n");
+        s.push_str("    map $gw_svc $gw_known {\n        default 0;\n");
+        for i in 0..count {
+            let _ = writeln!(s, "        svc{i} 1;");
+        }
+        s.push_str("    }\n");
+    }
+    s.push_str("}\n");
     s
 }
 
-/// HAProxy's config: one process with `threads` threads (`nbthread`).
-pub fn haproxy(routes: Routes, listen: u16, origin: u16, nofile: u64, threads: usize) -> String {
+/// HAProxy's config: one process with `threads` threads (`nbthread`); the gateway routes as
+/// `setup.haproxy_routes` says (with `MapBeg` the map file is [`haproxy_route_map`], to be
+/// written as `dir/`[`HAPROXY_MAP`]), TLS on the bind line with `setup.tls`.
+pub fn haproxy(
+    routes: Routes,
+    listen: u16,
+    origin: u16,
+    nofile: u64,
+    threads: usize,
+    dir: &Path,
+    setup: &Setup,
+) -> String {
+    let (ssl, proto) = match &setup.tls {
+        Some(t) => (
+            format!(" ssl crt {} alpn http/1.1", t.both.display()),
+            "https",
+        ),
+        None => (String::new(), "http"),
+    };
     // Idle client connections take one descriptor each; the upstream side is a small pool.
     // HAProxy wants 2 descriptors per maxconn and, by default (strict-limits), refuses to
     // start when it cannot raise the limit that far; `no strict-limits` makes that a warning.
@@ -234,30 +414,48 @@ defaults
     unique-id-format %{{+X}}o%ci%cp%fi%fp%Ts%rt%pid
 
 frontend fe
-    bind 127.0.0.1:{listen}
+    bind 127.0.0.1:{listen}{ssl}
     maxconn {maxconn}
-    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Proto {proto}
     http-request set-header X-Forwarded-Port %[dst_port]
     http-response set-header x-amzn-RequestId %[unique-id]
 "#
     );
     match routes {
         Routes::Single | Routes::Traffic { .. } => s.push_str("    default_backend be_origin\n"),
-        Routes::Gateway { count } => {
-            for i in 0..count {
-                let _ = writeln!(s, "    acl r{i} path_reg '^/svc{i}/items/[^/]+$'");
+        Routes::Gateway { count } => match setup.haproxy_routes {
+            HaproxyRoutes::Regex => {
+                for i in 0..count {
+                    let _ = writeln!(s, "    acl r{i} path_reg '^/svc{i}/items/[^/]+$'");
+                }
+                for i in 0..count {
+                    let _ = writeln!(s, "    use_backend be_origin if r{i}");
+                }
+                s.push_str("    default_backend be_404\n");
             }
-            for i in 0..count {
-                let _ = writeln!(s, "    use_backend be_origin if r{i}");
+            HaproxyRoutes::MapBeg => {
+                let _ = writeln!(
+                    s,
+                    "    use_backend %[path,map_beg({},be_404)]",
+                    dir.join(HAPROXY_MAP).display()
+                );
             }
-            s.push_str("    default_backend be_404\n");
-        }
+        },
     }
     let _ = write!(
         s,
         "\nbackend be_origin\n    server origin 127.0.0.1:{origin}\n\n\
          backend be_404\n    http-request return status 404 content-type text/plain string \"Not Found\"\n"
     );
+    s
+}
+
+/// HAProxy's route map for `map_beg`: one `/svc{i}/items/ be_origin` line per route.
+pub fn haproxy_route_map(count: usize) -> String {
+    let mut s = String::from("# generated by tollgate-bench: path prefix -> backend\n");
+    for i in 0..count {
+        let _ = writeln!(s, "/svc{i}/items/ be_origin");
+    }
     s
 }
 
@@ -301,7 +499,15 @@ mod tests {
         assert_eq!(t.matches("[[apis.routes]]").count(), 3);
         assert!(t.contains("key = \"GET /svc2/items/{id}\""));
         assert!(t.contains("uri = \"http://127.0.0.1:2\""));
-        let n = nginx(Routes::Single, 1, 2, Path::new("/tmp/x"), 65536, 1);
+        let n = nginx(
+            Routes::Single,
+            1,
+            2,
+            Path::new("/tmp/x"),
+            65536,
+            1,
+            &Setup::default(),
+        );
         for needle in [
             "worker_processes 1;",
             "keepalive 256;",
@@ -311,7 +517,19 @@ mod tests {
         ] {
             assert!(n.contains(needle), "{needle}");
         }
-        let h = haproxy(Routes::Gateway { count: 2 }, 1, 2, 65536, 1);
+        let regex = Setup {
+            haproxy_routes: HaproxyRoutes::Regex,
+            ..Setup::default()
+        };
+        let h = haproxy(
+            Routes::Gateway { count: 2 },
+            1,
+            2,
+            65536,
+            1,
+            Path::new("/d"),
+            &regex,
+        );
         for needle in [
             "nbthread 1",
             "http-reuse always",
@@ -320,9 +538,147 @@ mod tests {
             assert!(h.contains(needle), "{needle}");
         }
         assert!(!h.contains("\n    log "));
-        assert!(nginx(Routes::Single, 1, 2, Path::new("/tmp/x"), 65536, 2)
-            .contains("worker_processes 2;"));
-        assert!(haproxy(Routes::Single, 1, 2, 65536, 2).contains("nbthread 2\n"));
+        assert!(nginx(
+            Routes::Single,
+            1,
+            2,
+            Path::new("/tmp/x"),
+            65536,
+            2,
+            &Setup::default()
+        )
+        .contains("worker_processes 2;"));
+        assert!(haproxy(
+            Routes::Single,
+            1,
+            2,
+            65536,
+            2,
+            Path::new("/d"),
+            &Setup::default()
+        )
+        .contains("nbthread 2\n"));
+    }
+
+    /// Counts the lines of `text` that start (after indentation) with `prefix`.
+    fn lines_starting(text: &str, prefix: &str) -> usize {
+        text.lines()
+            .filter(|l| l.trim_start().starts_with(prefix))
+            .count()
+    }
+
+    #[test]
+    fn nginx_gateway_route_styles() {
+        let dir = Path::new("/tmp/x");
+        let with = |r| Setup {
+            nginx_routes: r,
+            ..Setup::default()
+        };
+        let gw = Routes::Gateway { count: 3 };
+        let prefix = nginx(gw, 1, 2, dir, 65536, 1, &with(NginxRoutes::Prefix));
+        assert_eq!(lines_starting(&prefix, "location /svc"), 3, "{prefix}");
+        assert!(prefix.contains("location /svc2/items/ { proxy_pass http://origin; }"));
+        assert!(!prefix.contains("location ~"));
+        assert!(prefix.contains("location / { return 404; }"));
+        let regex = nginx(gw, 1, 2, dir, 65536, 1, &with(NginxRoutes::Regex));
+        assert_eq!(lines_starting(&regex, "location ~ ^/svc"), 3);
+        assert!(regex.contains("location ~ ^/svc1/items/[^/]+$ { proxy_pass http://origin; }"));
+        let map = nginx(gw, 1, 2, dir, 65536, 1, &with(NginxRoutes::Map));
+        assert_eq!(lines_starting(&map, "location ~"), 1, "{map}");
+        assert!(map.contains("location ~ ^/(?<gw_svc>svc[0-9]+)/items/[^/]+$ {"));
+        assert!(map.contains("if ($gw_known = 0) { return 404; }"));
+        assert!(map.contains("map $gw_svc $gw_known {\n        default 0;\n        svc0 1;\n        svc1 1;\n        svc2 1;\n    }"), "{map}");
+        // The map sits in `http`, after the server block, and braces balance.
+        let server_end = map.find("\n    }\n").expect("server block ends");
+        assert!(map.find("map $gw_svc").expect("map") > server_end);
+        assert_eq!(map.matches('{').count(), map.matches('}').count());
+        assert_eq!(prefix.matches('{').count(), prefix.matches('}').count());
+        assert_eq!(NginxRoutes::default(), NginxRoutes::Prefix);
+        for r in [NginxRoutes::Prefix, NginxRoutes::Map, NginxRoutes::Regex] {
+            assert_eq!(NginxRoutes::parse(r.name()), Some(r));
+        }
+        assert_eq!(NginxRoutes::parse("bogus"), None);
+    }
+
+    #[test]
+    fn haproxy_gateway_route_styles() {
+        let gw = Routes::Gateway { count: 3 };
+        let h = haproxy(gw, 1, 2, 65536, 1, Path::new("/d"), &Setup::default());
+        assert!(
+            h.contains("    use_backend %[path,map_beg(/d/routes.map,be_404)]\n"),
+            "{h}"
+        );
+        assert!(!h.contains("path_reg") && !h.contains("default_backend be_404"));
+        assert!(h.contains("backend be_404\n") && h.contains("backend be_origin\n"));
+        let m = haproxy_route_map(3);
+        let entries: Vec<&str> = m.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(
+            entries,
+            [
+                "/svc0/items/ be_origin",
+                "/svc1/items/ be_origin",
+                "/svc2/items/ be_origin"
+            ]
+        );
+        assert_eq!(HaproxyRoutes::parse("map_beg"), Some(HaproxyRoutes::MapBeg));
+        assert_eq!(HaproxyRoutes::parse("regex"), Some(HaproxyRoutes::Regex));
+        assert_eq!(HaproxyRoutes::parse("x"), None);
+    }
+
+    #[test]
+    fn tls_access_log_and_admin() {
+        let files = TlsFiles {
+            cert: "/c/cert.pem".into(),
+            key: "/c/key.pem".into(),
+            both: "/c/both.pem".into(),
+        };
+        let tls = Setup {
+            tls: Some(files),
+            ..Setup::default()
+        };
+        let t = tollgate_with(Routes::Single, 7, 2, 1, &tls);
+        assert!(
+            t.contains("port = 7\ntls = { certificate = \"/c/cert.pem\", key = \"/c/key.pem\" }\n"),
+            "{t}"
+        );
+        assert!(!tollgate(Routes::Single, 7, 2, 1).contains("tls ="));
+        let n = nginx(Routes::Single, 7, 2, Path::new("/x"), 65536, 1, &tls);
+        assert!(n.contains("listen 127.0.0.1:7 ssl backlog=4096;"), "{n}");
+        assert!(
+            n.contains("ssl_certificate /c/cert.pem;")
+                && n.contains("ssl_certificate_key /c/key.pem;")
+        );
+        assert!(n.contains("ssl_session_tickets on;"));
+        let h = haproxy(Routes::Single, 7, 2, 65536, 1, Path::new("/x"), &tls);
+        assert!(
+            h.contains("bind 127.0.0.1:7 ssl crt /c/both.pem alpn http/1.1\n"),
+            "{h}"
+        );
+        assert!(h.contains("X-Forwarded-Proto https"));
+        let plain = haproxy(
+            Routes::Single,
+            7,
+            2,
+            65536,
+            1,
+            Path::new("/x"),
+            &Setup::default(),
+        );
+        assert!(plain.contains("bind 127.0.0.1:7\n") && plain.contains("X-Forwarded-Proto http\n"));
+
+        let logged = Setup {
+            access_log: Some("/l/access.log".into()),
+            admin_port: Some(9),
+            ..Setup::default()
+        };
+        let t = tollgate_with(Routes::Single, 7, 2, 1, &logged);
+        assert!(
+            t.contains("  name = \"$default\"\n  access_log = { destination = \"/l/access.log\", format = \"json\" }\n"),
+            "{t}"
+        );
+        assert!(t.contains("[admin]\naddress = \"127.0.0.1\"\nport = 9\n"));
+        // The [admin] table comes before the listeners (a top-level table, not inside one).
+        assert!(t.find("[admin]") < t.find("[[listeners]]"));
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub struct LoadResult {
     pub errors: u64,
     /// e.g. "404: 12, 502: 3".
     pub codes: String,
+    /// TLS runs: handshakes completed in full and resumed.
+    pub tls_full: u64,
+    pub tls_resumed: u64,
 }
 
 impl LoadResult {
@@ -89,6 +92,8 @@ pub fn parse_load_json(text: &str) -> Result<LoadResult, String> {
         non_2xx,
         errors,
         codes,
+        tls_full: u(&v, &["tls", "full_handshakes"]),
+        tls_resumed: u(&v, &["tls", "resumed_handshakes"]),
     })
 }
 
@@ -154,6 +159,8 @@ pub struct LoadSpec<'a> {
     /// Where the JSON report and logs go (unique per run).
     pub work: &'a Path,
     pub tag: &'a str,
+    /// More tollgate-load options (`--tls`, `--resume`, `--new-conn-per-request`).
+    pub extra: &'a [&'a str],
 }
 
 fn duration_arg(d: Duration) -> String {
@@ -193,6 +200,7 @@ pub fn run_tollgate_load(bin: &Path, spec: &LoadSpec<'_>) -> Result<Ran<LoadResu
         args.push("--scenario".into());
         args.push(s.display().to_string());
     }
+    args.extend(spec.extra.iter().map(|a| a.to_string()));
     args.push(spec.url.to_string());
     let start = std::time::Instant::now();
     let mut child = procs::spawn("tollgate-load", bin, &args, spec.cpus, &log, None)
@@ -278,6 +286,13 @@ mod tests {
         assert_eq!((r.ok_2xx, r.non_2xx, r.errors), (990, 10, 3));
         assert_eq!(r.codes, "404: 10");
         assert_eq!(r.bad(), 13);
+        assert_eq!((r.tls_full, r.tls_resumed), (0, 0));
+        let tls = text.replace(
+            r#""tool":"tollgate-load","#,
+            r#""tool":"tollgate-load","tls":{"full_handshakes":7,"resumed_handshakes":993},"#,
+        );
+        let r = parse_load_json(&tls).expect("parses");
+        assert_eq!((r.tls_full, r.tls_resumed), (7, 993));
         assert!(parse_load_json("not json").is_err());
         assert!(parse_load_json("[]").is_err());
     }

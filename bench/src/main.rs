@@ -1,6 +1,6 @@
 //! The `tollgate-bench` command: `--quick` (1 round; 1 s load and wrk phases, 0.8 s for the
-//! connection sweep and the two-shard scenario; under 2.5 minutes) or `--full` (3 rounds; 4 s
-//! load phases, 2 s for wrk, the sweep and two-shard phases; under 12 minutes), with the
+//! connection sweep and the two-shard scenario; under 3 minutes) or `--full` (3 rounds; 4 s
+//! load phases, 2 s for wrk, the sweep and two-shard phases; under 16 minutes), with the
 //! proxies of `--proxies` (default tollgate, tollgate-poll, tollgate-stock, nginx, HAProxy);
 //! writes RESULTS.md and SVG plots.
 //! The hidden `origin` subcommand is the benchmark origin the harness starts; the hidden
@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+use tollgate_bench::configs::{HaproxyRoutes, NginxRoutes};
 use tollgate_bench::run::{self, Options, ProxyKind, Scenario};
 use tollgate_bench::{functions, origin, procs, report};
 
@@ -21,10 +22,10 @@ use tollgate_bench::{functions, origin, procs, report};
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
-    /// 1 round, 1 s per load and wrk phase, 0.8 s per sweep phase (the default; < 2.5 min)
+    /// 1 round, 1 s per load and wrk phase, 0.8 s per sweep phase (the default; < 3 min)
     #[arg(long, conflicts_with = "full")]
     quick: bool,
-    /// 3 rounds, 4 s per load phase, 2 s per wrk and sweep phase (quiet machine; < 12 min)
+    /// 3 rounds, 4 s per load phase, 2 s per wrk and sweep phase (quiet machine; < 16 min)
     #[arg(long)]
     full: bool,
     /// Override the length of each load and wrk phase, in milliseconds (sweep phases: half)
@@ -34,8 +35,11 @@ struct Cli {
     #[arg(long)]
     rounds: Option<usize>,
     /// Scenarios, comma separated: plain (= plain-0,plain-1k), 64k, gateway, gateway-keys
-    /// (tollgate only: with and without API key, usage plan, throttles, quota), conns,
-    /// 2-shards, idle, all
+    /// (tollgate only: with and without API key, usage plan, throttles, quota), fixed-rate
+    /// (open loop at --fixed-rates; tollgate, nginx, HAProxy), access-log (tollgate only: JSON
+    /// access log on vs off), scrape (tollgate only: /metrics every second vs none, at the
+    /// first fixed rate), https (tollgate, nginx, HAProxy terminating TLS: keep-alive, full and
+    /// resumed handshakes), conns, 2-shards, idle, all
     #[arg(long, default_value = "all")]
     scenarios: String,
     /// Proxies to compare, comma separated, run in this order (tollgate-poll: tollgate with
@@ -65,6 +69,23 @@ struct Cli {
     /// Routes in the gateway scenario
     #[arg(long, default_value_t = 1000)]
     gateway_routes: usize,
+    /// nginx's gateway routes: prefix (`location /svc{i}/items/`, the fastest), map (one regex
+    /// location and a `map` of the services) or regex (a regex location per route)
+    #[arg(long, default_value = "prefix", value_name = "STYLE")]
+    nginx_routes: String,
+    /// HAProxy's gateway routes: map (`map_beg` over a map file) or regex (a `path_reg` ACL
+    /// per route)
+    #[arg(long, default_value = "map", value_name = "STYLE")]
+    haproxy_routes: String,
+    /// Open-loop rates of the fixed-rate scenario, req/s, comma separated (scrape uses the
+    /// first)
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "10000,30000",
+        value_name = "R,R,..."
+    )]
+    fixed_rates: Vec<f64>,
     #[command(subcommand)]
     command: Option<Cmd>,
 }
@@ -184,6 +205,23 @@ fn main() -> ExitCode {
         eprintln!("tollgate-bench: --sweep-connections: no count given");
         return ExitCode::from(2);
     }
+    let Some(nginx_routes) = NginxRoutes::parse(&cli.nginx_routes) else {
+        eprintln!("tollgate-bench: --nginx-routes: use prefix, map or regex");
+        return ExitCode::from(2);
+    };
+    let Some(haproxy_routes) = HaproxyRoutes::parse(&cli.haproxy_routes) else {
+        eprintln!("tollgate-bench: --haproxy-routes: use map or regex");
+        return ExitCode::from(2);
+    };
+    if cli.fixed_rates.is_empty()
+        || cli
+            .fixed_rates
+            .iter()
+            .any(|r| !(r.is_finite() && *r >= 1.0))
+    {
+        eprintln!("tollgate-bench: --fixed-rates: rates must be at least 1 req/s");
+        return ExitCode::from(2);
+    }
     let (duration, wrk_duration, sweep_duration) = match cli.duration_ms {
         Some(d) => {
             let ms = |v: u64| Duration::from_millis(v.max(100));
@@ -209,6 +247,9 @@ fn main() -> ExitCode {
         sweep_connections,
         idle_connections: cli.idle_connections.max(1),
         gateway_routes: cli.gateway_routes.max(1),
+        fixed_rates: cli.fixed_rates.clone(),
+        nginx_routes,
+        haproxy_routes,
         scenarios,
         proxies,
         out: absolute(cli.out.unwrap_or_else(|| manifest.clone())),
@@ -278,7 +319,14 @@ fn main() -> ExitCode {
             .iter()
             .flatten()
             .any(|r| r.proxy == ProxyKind::Tollgate && r.failure.is_none())
-        || res.keys.iter().any(|k| k.keys.ok() || k.plain.ok());
+        || res.keys.iter().any(|k| k.keys.ok() || k.plain.ok())
+        || res
+            .fixed
+            .iter()
+            .flat_map(|s| &s.rows)
+            .chain(res.https.iter().flat_map(|s| &s.rows))
+            .any(|r| r.proxy == ProxyKind::Tollgate && r.ok())
+        || res.pairs.iter().any(|p| p.base.ok() || p.with.ok());
     if opts.proxies.contains(&ProxyKind::Tollgate) && !tollgate_measured {
         eprintln!("tollgate-bench: tollgate could not be measured (see RESULTS.md notes)");
         return ExitCode::FAILURE;

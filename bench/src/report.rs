@@ -7,11 +7,13 @@
 //! The tables are built here; the prose around them is `bench/templates/report.md`, whose
 //! named parts [`render`] fills with the values it computes.
 
+use crate::configs::{HaproxyRoutes, NginxRoutes};
 use crate::plot;
 use crate::run::{
-    bound_of, cpu_list, median, median_of, one_line, IdleRow, KeysScenario, LoadRow, LoadScenario,
-    Options, Phase, ProxyKind, Results, Scenario, SweepScenario, ALL_SCENARIOS, BOUND,
-    KEYS_TARGET_RATIO, OTHERS_NOTICEABLE, SOCKET_PATH_ENV, STOCK_RINGS_ENV,
+    bound_of, cpu_list, median, median_of, one_line, FixedRateScenario, HttpsScenario, IdleRow,
+    KeysScenario, LoadRow, LoadScenario, Options, PairScenario, Phase, ProxyKind, Results,
+    Scenario, SweepRow, SweepScenario, ALL_SCENARIOS, BOUND, KEYS_TARGET_RATIO, OTHERS_NOTICEABLE,
+    SOCKET_PATH_ENV, STOCK_RINGS_ENV,
 };
 use std::fmt::{Display, Write as _};
 use std::path::Path;
@@ -79,6 +81,57 @@ pub const KEYS_COLUMNS: [&str; 6] = [
     "CPU0 / CPU1 busy",
     "failed requests",
     "bound",
+];
+
+/// The columns of the `fixed-rate` table.
+pub const FIXED_COLUMNS: [&str; 12] = [
+    "rate",
+    "proxy",
+    "p99 ms per round",
+    "p99 ms",
+    "CPU µs/req",
+    "req/s reached",
+    "CPU µs/req ÷ nginx",
+    "CPU µs/req ÷ HAProxy",
+    "p99 ÷ nginx",
+    "p99 ÷ HAProxy",
+    "failed requests",
+    "bound",
+];
+
+/// The columns of the `access-log` and `scrape` tables.
+pub const PAIR_COLUMNS: [&str; 9] = [
+    "config",
+    "req/s (tollgate-load)",
+    "CPU µs/req per round",
+    "CPU µs/req",
+    "p99 ms per round",
+    "p99 ms",
+    "CPU0 / CPU1 busy",
+    "failed requests",
+    "bound",
+];
+
+/// The columns of the `https` table.
+pub const HTTPS_COLUMNS: [&str; 9] = [
+    "mode",
+    "proxy",
+    "req/s",
+    "CPU µs/req",
+    "CPU µs/req ÷ nginx",
+    "CPU µs/req ÷ HAProxy",
+    "req/s ÷ nginx",
+    "failed requests",
+    "bound",
+];
+
+/// The columns of the README's fixed-rate rows ([`readme_rows`]).
+pub const README_FIXED_COLUMNS: [&str; 5] = [
+    "",
+    "tollgate CPU µs/req",
+    "CPU per request vs nginx",
+    "vs HAProxy",
+    "p99 ms: tollgate / nginx / HAProxy",
 ];
 
 /// The columns of the idle-connection table.
@@ -627,6 +680,9 @@ pub fn render(
         .iter()
         .map(|s| load_section(res, s, latency_svgs))
         .chain(res.keys.iter().map(|k| keys_section(o, k)))
+        .chain(res.fixed.iter().map(|f| fixed_section(res, f)))
+        .chain(res.pairs.iter().map(|p| pair_section(res, p)))
+        .chain(res.https.iter().map(|h| https_section(res, h)))
         .chain(res.sweeps.iter().map(|s| sweep_section(o, s)))
         .collect();
     if let Some(rows) = &res.idle {
@@ -694,9 +750,27 @@ fn load_section(res: &Results, s: &LoadScenario, latency_svgs: &[(String, String
         });
     let mut notes: Vec<String> = Vec::new();
     if s.scenario == Scenario::Gateway {
+        let routes: [(&str, &dyn Display); 1] = [("routes", &o.gateway_routes)];
+        let nginx = fill(
+            part(match o.nginx_routes {
+                NginxRoutes::Prefix => "nginx-routes-prefix",
+                NginxRoutes::Map => "nginx-routes-map",
+                NginxRoutes::Regex => "nginx-routes-regex",
+            }),
+            &routes,
+        );
+        let haproxy = fill(
+            part(match o.haproxy_routes {
+                HaproxyRoutes::MapBeg => "haproxy-routes-map",
+                HaproxyRoutes::Regex => "haproxy-routes-regex",
+            }),
+            &routes,
+        );
         notes.push(fill(
             part("gateway"),
             &[
+                ("nginx", &nginx),
+                ("haproxy", &haproxy),
                 ("routes", &o.gateway_routes),
                 (
                     "positions",
@@ -788,6 +862,281 @@ fn keys_section(o: &Options, k: &KeysScenario) -> String {
             ("ratio", &verdict),
             ("target", &fmt_num(KEYS_TARGET_RATIO, 2)),
             ("notes", &notes_block(&notes)),
+        ],
+    )
+}
+
+/// "1.234 / 1.456 / 1.300": one value per round, in round order.
+fn per_round(phases: &[Phase], f: impl Fn(&Phase) -> f64, digits: usize) -> String {
+    if phases.is_empty() {
+        return "—".into();
+    }
+    phases
+        .iter()
+        .map(|p| fmt_num(f(p), digits))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+/// Failed requests of a set of phases ("—" when none ran).
+fn failed(phases: &[Phase]) -> String {
+    if phases.is_empty() {
+        "—".into()
+    } else {
+        phases.iter().map(|p| p.bad).sum::<u64>().to_string()
+    }
+}
+
+/// The median of `f` over the phases of proxy `k`'s row at index `i` (None if not measured).
+fn row_median(rows: &[SweepRow], k: ProxyKind, i: usize, f: impl Fn(&Phase) -> f64) -> Option<f64> {
+    rows.iter()
+        .find(|r| r.proxy == k)
+        .and_then(|r| median_of(r.at(i), f))
+}
+
+/// Notes for the rows of a sweep-like scenario (not measured, status codes, peak RSS).
+fn sweep_like_notes(rows: &[SweepRow], extra: &[String]) -> Vec<String> {
+    let mut notes: Vec<String> = Vec::new();
+    for r in rows {
+        row_notes(&mut notes, r.proxy, r.failure.as_deref(), &r.codes);
+    }
+    let rss: Vec<String> = rows
+        .iter()
+        .filter(|r| r.peak_rss_kib > 0)
+        .map(|r| {
+            format!(
+                "{} {} MiB",
+                r.proxy.name(),
+                fmt_num(r.peak_rss_kib as f64 / 1024.0, 1)
+            )
+        })
+        .collect();
+    if !rss.is_empty() {
+        notes.push(fill(part("peak-rss"), &[("list", &rss.join(", "))]));
+    }
+    notes.extend(extra.iter().cloned());
+    notes
+}
+
+/// A ratio cell, bold when tollgate is behind (the ratio is above 1).
+fn ratio_marked(a: Option<f64>, b: Option<f64>) -> String {
+    let r = ratio(a, b);
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 && a / b > 1.0 && r != "—" => format!("**{r}**"),
+        _ => r,
+    }
+}
+
+/// The README's fixed-rate rows: tollgate's CPU per request at each rate, its ratios against
+/// nginx and HAProxy, and the p99 medians of the three (the table shape of the README's
+/// Performance section).
+pub fn readme_rows(f: &FixedRateScenario) -> String {
+    let mut out = table_head(&README_FIXED_COLUMNS);
+    for (i, rate) in f.rates.iter().enumerate() {
+        let cpu = |k| row_median(&f.rows, k, i, |p| p.cpu_us_per_req);
+        let p99 = |k| row_median(&f.rows, k, i, |p| p.p99_us).map(|v| v / 1000.0);
+        let t = cpu(ProxyKind::Tollgate);
+        out.push_str(&table_row(&[
+            format!("fixed {} req/s", fmt_num(*rate, 0)),
+            opt(t, 1),
+            ratio_marked(t, cpu(ProxyKind::Nginx)),
+            ratio_marked(t, cpu(ProxyKind::Haproxy)),
+            format!(
+                "{} / {} / {}",
+                opt(p99(ProxyKind::Tollgate), 2),
+                opt(p99(ProxyKind::Nginx), 2),
+                opt(p99(ProxyKind::Haproxy), 2)
+            ),
+        ]));
+    }
+    out
+}
+
+fn fixed_table(f: &FixedRateScenario) -> String {
+    let mut out = table_head(&FIXED_COLUMNS);
+    for (i, rate) in f.rates.iter().enumerate() {
+        let cpu = |k| row_median(&f.rows, k, i, |p| p.cpu_us_per_req);
+        let p99 = |k| row_median(&f.rows, k, i, |p| p.p99_us).map(|v| v / 1000.0);
+        for r in &f.rows {
+            let phases = r.at(i);
+            out.push_str(&table_row(&[
+                format!("{} req/s", fmt_num(*rate, 0)),
+                row_name(r.proxy, r.ok()),
+                per_round(phases, |p| p.p99_us / 1000.0, 3),
+                opt(p99(r.proxy), 3),
+                opt(cpu(r.proxy), 2),
+                opt(median_of(phases, |p| p.rps), 0),
+                ratio(cpu(r.proxy), cpu(ProxyKind::Nginx)),
+                ratio(cpu(r.proxy), cpu(ProxyKind::Haproxy)),
+                ratio(p99(r.proxy), p99(ProxyKind::Nginx)),
+                ratio(p99(r.proxy), p99(ProxyKind::Haproxy)),
+                failed(phases),
+                bound_of(phases).unwrap_or(NOT_BOUND).to_string(),
+            ]));
+        }
+    }
+    out
+}
+
+/// The `fixed-rate` section: per rate and proxy, each round's p99, medians and ratios, and the
+/// README's rows.
+fn fixed_section(res: &Results, f: &FixedRateScenario) -> String {
+    let o = &res.opts;
+    let rates: Vec<String> = f
+        .rates
+        .iter()
+        .map(|r| format!("{} req/s", fmt_num(*r, 0)))
+        .collect();
+    let readme = if f.rows.iter().any(|r| r.proxy == ProxyKind::Tollgate) {
+        fill(part("readme-rows"), &[("rows", &readme_rows(f))]) + "\n\n"
+    } else {
+        String::new()
+    };
+    fill(
+        part("fixed-rate"),
+        &[
+            (
+                "title",
+                &Scenario::FixedRate.title(o.gateway_routes, o.idle_connections),
+            ),
+            ("rates", &rates.join(" and ")),
+            ("connections", &o.connections),
+            ("duration", &format!("{:.1}", o.duration.as_secs_f64())),
+            ("proxy_cpu", &res.proxy_cpu),
+            ("client_cpu", &res.client_cpu),
+            ("rounds", &o.rounds),
+            ("table", &fixed_table(f)),
+            ("readme", &readme),
+            ("notes", &notes_block(&sweep_like_notes(&f.rows, &f.notes))),
+        ],
+    )
+}
+
+/// The `access-log` and `scrape` sections: both rows, each round's values, the ratio against
+/// its target.
+fn pair_section(res: &Results, p: &PairScenario) -> String {
+    let o = &res.opts;
+    let labels = if p.scenario == Scenario::Scrape {
+        ["tollgate (no scrape)", "tollgate (scrape 1/s)"]
+    } else {
+        ["tollgate (log off)", "tollgate (log on)"]
+    };
+    let mut table = table_head(&PAIR_COLUMNS);
+    let mut notes: Vec<String> = Vec::new();
+    for (label, r) in labels.iter().zip([&p.base, &p.with]) {
+        let phases = p.phases(r);
+        let busy = match (
+            median_of(&phases, |p| p.proxy_busy),
+            median_of(&phases, |p| p.client_busy),
+        ) {
+            (Some(a), Some(b)) => format!("{:.0}% / {:.0}%", a * 100.0, b * 100.0),
+            _ => "—".into(),
+        };
+        let name = if r.ok() {
+            label.to_string()
+        } else {
+            format!("{label} (not measured, see notes)")
+        };
+        table.push_str(&table_row(&[
+            name,
+            opt(median_of(&phases, |p| p.rps), 0),
+            per_round(&phases, |p| p.cpu_us_per_req, 2),
+            opt(median_of(&phases, |p| p.cpu_us_per_req), 2),
+            per_round(&phases, |p| p.p99_us / 1000.0, 3),
+            opt(median_of(&phases, |p| p.p99_us).map(|v| v / 1000.0), 3),
+            busy,
+            failed(&phases),
+            bound_of(&phases).unwrap_or(NOT_BOUND).to_string(),
+        ]));
+        if let Some(f) = &r.failure {
+            notes.push(fill(
+                part("pair-not-measured"),
+                &[("label", label), ("why", &one_line(f))],
+            ));
+        }
+        if !r.codes.is_empty() {
+            notes.push(fill(
+                part("codes"),
+                &[("proxy", label), ("codes", &r.codes.join("; "))],
+            ));
+        }
+    }
+    notes.extend(p.notes.iter().cloned());
+    let verdict = match p.ratio() {
+        None => "not measured".to_string(),
+        Some(r) if r <= p.target() => format!("**{}** — met", fmt_num(r, 3)),
+        Some(r) => format!("**{}** — NOT met", fmt_num(r, 3)),
+    };
+    let name = if p.scenario == Scenario::Scrape {
+        "scrape"
+    } else {
+        "access-log"
+    };
+    fill(
+        part(name),
+        &[
+            (
+                "title",
+                &p.scenario.title(o.gateway_routes, o.idle_connections),
+            ),
+            ("rate", &format!("{} req/s", fmt_num(p.rate, 0))),
+            ("rate_arg", &format!("{:.0}", p.rate)),
+            ("connections", &o.connections),
+            ("duration", &format!("{:.1}", o.duration.as_secs_f64())),
+            ("rounds", &o.rounds),
+            ("proxy_cpu", &res.proxy_cpu),
+            ("client_cpu", &res.client_cpu),
+            ("table", &table),
+            ("ratio", &verdict),
+            ("target", &fmt_num(p.target(), 2)),
+            ("count", &fmt_num(p.count as f64, 0)),
+            ("notes", &notes_block(&notes)),
+        ],
+    )
+}
+
+fn https_table(h: &HttpsScenario) -> String {
+    let mut out = table_head(&HTTPS_COLUMNS);
+    for (i, mode) in h.modes.iter().enumerate() {
+        let cpu = |k| row_median(&h.rows, k, i, |p| p.cpu_us_per_req);
+        let rps = |k| row_median(&h.rows, k, i, |p| p.rps);
+        for r in &h.rows {
+            let phases = r.at(i);
+            out.push_str(&table_row(&[
+                mode.name().to_string(),
+                row_name(r.proxy, r.ok()),
+                opt(rps(r.proxy), 0),
+                opt(cpu(r.proxy), 2),
+                ratio(cpu(r.proxy), cpu(ProxyKind::Nginx)),
+                ratio(cpu(r.proxy), cpu(ProxyKind::Haproxy)),
+                ratio(rps(r.proxy), rps(ProxyKind::Nginx)),
+                failed(phases),
+                bound_of(phases).unwrap_or(NOT_BOUND).to_string(),
+            ]));
+        }
+    }
+    out
+}
+
+/// The `https` section: per mode and proxy, req/s and CPU per request with ratios.
+fn https_section(res: &Results, h: &HttpsScenario) -> String {
+    let o = &res.opts;
+    fill(
+        part("https"),
+        &[
+            (
+                "title",
+                &Scenario::Https.title(o.gateway_routes, o.idle_connections),
+            ),
+            ("connections", &o.connections),
+            ("duration", &format!("{:.1}", o.duration.as_secs_f64())),
+            ("rounds", &o.rounds),
+            ("proxy_cpu", &res.proxy_cpu),
+            ("certificate", &h.certificate),
+            ("suite", &tollgate_load::tls::CIPHER_SUITE),
+            ("group", &tollgate_load::tls::KX_GROUP),
+            ("table", &https_table(h)),
+            ("notes", &notes_block(&sweep_like_notes(&h.rows, &h.notes))),
         ],
     )
 }
@@ -928,6 +1277,19 @@ fn skipped_and_notes(res: &Results, plot_notes: &[String]) -> String {
                 res.keys
                     .iter()
                     .flat_map(|k| k.keys.closed.iter().chain(&k.plain.closed)),
+            )
+            .chain(
+                res.fixed
+                    .iter()
+                    .flat_map(|s| &s.rows)
+                    .chain(res.https.iter().flat_map(|s| &s.rows))
+                    .flat_map(|r| r.phases.iter().flatten()),
+            )
+            .chain(
+                res.pairs
+                    .iter()
+                    .flat_map(|p| [&p.base, &p.with])
+                    .flat_map(|r| r.closed.iter().chain(&r.open)),
             )
     };
     let worst_p = phases().map(|p| p.others_proxy_cpu).fold(0.0, f64::max);

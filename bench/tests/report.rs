@@ -7,11 +7,13 @@
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use tollgate_bench::configs::{HaproxyRoutes, NginxRoutes};
 use tollgate_bench::load::WrkResult;
 use tollgate_bench::report;
 use tollgate_bench::run::{
-    IdleRow, KeysScenario, LoadRow, LoadScenario, Options, Phase, ProxyKind, Results, Scenario,
-    SweepRow, SweepScenario, ALL_SCENARIOS,
+    FixedRateScenario, HttpsMode, HttpsScenario, IdleRow, KeysScenario, LoadRow, LoadScenario,
+    Options, PairScenario, Phase, ProxyKind, Results, Scenario, SweepRow, SweepScenario,
+    ALL_SCENARIOS,
 };
 
 /// A phase with distinct values everywhere, so that a column read from the wrong field shows.
@@ -85,10 +87,17 @@ fn fixture() -> Results {
         sweep_connections: vec![16, 64, 256],
         idle_connections: 10_000,
         gateway_routes: 1000,
+        fixed_rates: vec![10_000.0, 30_000.0],
+        nginx_routes: NginxRoutes::Prefix,
+        haproxy_routes: HaproxyRoutes::MapBeg,
         scenarios: vec![
             Scenario::Plain0,
             Scenario::Gateway,
             Scenario::GatewayKeys,
+            Scenario::FixedRate,
+            Scenario::AccessLog,
+            Scenario::Scrape,
+            Scenario::Https,
             Scenario::Conns,
             Scenario::TwoShards,
             Scenario::Idle,
@@ -288,9 +297,150 @@ fn fixture() -> Results {
                 phase(41_900.0, 20.8, 0.96, 0.82),
             ],
         )),
+        fixed: Some(fixed_scenario()),
+        pairs: vec![access_log_scenario(), scrape_scenario()],
+        https: Some(https_scenario()),
         skipped: vec!["wrk not installed: the wrk column is empty".into()],
         notes: vec!["tollgate-bench itself was a debug build.".into()],
         elapsed: Duration::from_millis(612_400),
+    }
+}
+
+/// An open-loop phase at `rate` with the given p99 (ms) and CPU per request.
+fn rate_phase(rate: f64, p99_ms: f64, cpu: f64) -> Phase {
+    Phase {
+        rps: rate * 0.999,
+        cpu_us_per_req: cpu,
+        proxy_busy: rate * cpu / 1e6,
+        client_busy: 0.4,
+        p50_us: p99_ms * 250.0,
+        p99_us: p99_ms * 1000.0,
+        p999_us: p99_ms * 1500.0,
+        ..Phase::default()
+    }
+}
+
+/// `fixed-rate` at 10,000 and 30,000 req/s, three rounds: tollgate behind nginx at 10,000
+/// req/s (CPU and p99), ahead at 30,000; HAProxy failed its second rate.
+fn fixed_scenario() -> FixedRateScenario {
+    let rounds = |rate, v: &[(f64, f64)]| -> Vec<Phase> {
+        v.iter()
+            .map(|&(p99, cpu)| rate_phase(rate, p99, cpu))
+            .collect()
+    };
+    let (a, b) = (10_000.0, 30_000.0);
+    FixedRateScenario {
+        rates: vec![a, b],
+        rows: vec![
+            sweep_row(
+                ProxyKind::Tollgate,
+                vec![
+                    rounds(a, &[(1.4, 61.0), (1.2, 59.0), (2.9, 64.0)]),
+                    rounds(b, &[(0.9, 18.0), (1.1, 19.0), (1.0, 18.5)]),
+                ],
+                3000,
+            ),
+            sweep_row(
+                ProxyKind::Nginx,
+                vec![
+                    rounds(a, &[(0.8, 42.0), (0.9, 43.0), (0.7, 42.5)]),
+                    rounds(b, &[(1.3, 20.0), (1.2, 19.5), (1.5, 19.0)]),
+                ],
+                9000,
+            ),
+            SweepRow {
+                failure: Some("30000 req/s: tollgate-load wrote no report".into()),
+                ..sweep_row(
+                    ProxyKind::Haproxy,
+                    vec![
+                        rounds(a, &[(1.0, 46.0), (1.1, 46.5), (0.9, 47.0)]),
+                        Vec::new(),
+                    ],
+                    12_000,
+                )
+            },
+        ],
+        notes: vec![
+            "HAProxy round 2: the open loop at 10000 req/s reached only 9400 req/s.".into(),
+        ],
+    }
+}
+
+fn pair(
+    scenario: Scenario,
+    rate: f64,
+    base: Vec<Phase>,
+    with: Vec<Phase>,
+    count: u64,
+) -> PairScenario {
+    let row = |phases: Vec<Phase>| {
+        let mut r = load_row(ProxyKind::Tollgate, Vec::new(), &[], 30_000);
+        r.wrk.clear();
+        if scenario == Scenario::Scrape {
+            r.open = phases;
+        } else {
+            r.closed = phases;
+        }
+        r
+    };
+    PairScenario {
+        scenario,
+        rate,
+        base: row(base),
+        with: row(with),
+        count,
+        notes: Vec::new(),
+    }
+}
+
+/// `access-log`: medians 20.0 off, 21.0 on: 1.050, met.
+fn access_log_scenario() -> PairScenario {
+    let p = |rps, cpu| phase(rps, cpu, 0.96, 0.8);
+    pair(
+        Scenario::AccessLog,
+        0.0,
+        vec![p(50_000.0, 20.0), p(49_000.0, 20.5), p(51_000.0, 19.5)],
+        vec![p(47_000.0, 21.0), p(46_000.0, 21.5), p(48_000.0, 20.9)],
+        1_410_000,
+    )
+}
+
+/// `scrape` at 10,000 req/s: p99 medians 1.00 ms without, 1.20 ms with: 1.200, not met.
+fn scrape_scenario() -> PairScenario {
+    let r = |p99, cpu| rate_phase(10_000.0, p99, cpu);
+    pair(
+        Scenario::Scrape,
+        10_000.0,
+        vec![r(1.0, 30.0), r(0.9, 31.0), r(1.1, 30.5)],
+        vec![r(1.2, 31.0), r(1.3, 31.5), r(1.1, 30.8)],
+        12,
+    )
+}
+
+/// `https`: three modes, tollgate, nginx and HAProxy, one round.
+fn https_scenario() -> HttpsScenario {
+    let p = |rps: f64, cpu| vec![phase(rps, cpu, 0.95, 0.7)];
+    HttpsScenario {
+        modes: HttpsMode::ALL.to_vec(),
+        rows: vec![
+            sweep_row(
+                ProxyKind::Tollgate,
+                vec![p(40_000.0, 24.0), p(2_000.0, 480.0), p(6_000.0, 160.0)],
+                5000,
+            ),
+            sweep_row(
+                ProxyKind::Nginx,
+                vec![p(30_000.0, 32.0), p(2_400.0, 400.0), p(5_000.0, 190.0)],
+                9000,
+            ),
+            sweep_row(
+                ProxyKind::Haproxy,
+                vec![p(32_000.0, 30.0), p(2_200.0, 440.0), p(5_500.0, 175.0)],
+                12_000,
+            ),
+        ],
+        certificate: "self-signed ECDSA P-256 (SHA-256), generated at run time".into(),
+        notes: vec!["nginx: resumed handshake per request round 1: only 10 of 100 handshakes were resumed; the phase is left out.".into()],
     }
 }
 
@@ -321,6 +471,9 @@ fn small() -> Results {
     res.opts.sweep_connections = vec![16, 256];
     res.opts.gateway_routes = 10;
     res.opts.scenarios = vec![Scenario::Plain0, Scenario::Conns, Scenario::TwoShards];
+    res.fixed = None;
+    res.pairs.clear();
+    res.https = None;
     res.loads = vec![LoadScenario {
         scenario: Scenario::Plain0,
         paths: vec!["/0".into()],
@@ -590,6 +743,9 @@ fn sparse_report_is_unchanged() {
     res.loads.clear();
     res.sweeps.clear();
     res.keys = None;
+    res.fixed = None;
+    res.pairs.clear();
+    res.https = None;
     res.skipped.clear();
     res.notes.clear();
     let md = report::render(&res, &[], None, &[]);
@@ -608,6 +764,9 @@ fn empty_report_is_unchanged() {
     res.sweeps.clear();
     res.idle = None;
     res.keys = None;
+    res.fixed = None;
+    res.pairs.clear();
+    res.https = None;
     res.skipped.clear();
     res.notes.clear();
     res.machine.clear();
@@ -663,4 +822,142 @@ fn gateway_keys_rows_and_ratio() {
     );
     assert!(md.contains("keys ÷ plain (medians): not measured"), "{md}");
     assert!(md.contains("3 of 9000 answers were not 2xx"), "{md}");
+}
+
+/// The fixed-rate section: each round's p99 in order, medians, ratios against nginx and
+/// HAProxy computed by hand, and the README's rows with tollgate's behind-ratios in bold.
+#[test]
+fn fixed_rate_rounds_ratios_and_readme_rows() {
+    let res = fixture();
+    let md = report::render(&res, &[], None, &[]);
+    // tollgate at 10,000: p99 1.4 / 1.2 / 2.9 (median 1.4), CPU median 61.0; nginx 0.8 and
+    // 42.5; HAProxy 1.0 and 46.5. 61 / 42.5 = 1.435…, 61 / 46.5 = 1.311…, 1.4 / 0.8 = 1.75,
+    // 1.4 / 1.0 = 1.40.
+    assert!(
+        md.contains("| 10,000 req/s | tollgate | 1.400 / 1.200 / 2.900 | 1.400 | 61.00 | 9,990 | 1.44× | 1.31× | 1.75× | 1.40× | 0 | — |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| 10,000 req/s | nginx | 0.800 / 0.900 / 0.700 | 0.800 | 42.50 |"),
+        "{md}"
+    );
+    // 30,000: tollgate 18.5 and 1.0 ms, nginx 19.5 and 1.3 ms; HAProxy not measured there.
+    assert!(
+        md.contains("| 30,000 req/s | tollgate | 0.900 / 1.100 / 1.000 | 1.000 | 18.50 | 29,970 | 0.95× | — | 0.77× | — | 0 | — |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| 30,000 req/s | HAProxy (not measured, see notes) | — | — | — | — | — | — | — | — | — | — |"),
+        "{md}"
+    );
+    // The README rows: behind at 10,000 (bold), ahead of nginx at 30,000.
+    assert!(
+        md.contains("| fixed 10,000 req/s | 61.0 | **1.44×** | **1.31×** | 1.40 / 0.80 / 1.00 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| fixed 30,000 req/s | 18.5 | 0.95× | — | 1.00 / 1.30 / — |"),
+        "{md}"
+    );
+    assert!(md.contains("**HAProxy not measured:** 30000 req/s: tollgate-load wrote no report"));
+    assert_in_order(
+        &md,
+        &[
+            "### Traffic control",
+            "(`fixed-rate`)",
+            "(`access-log`)",
+            "(`scrape`)",
+            "(`https`)",
+            "### Connection sweep",
+        ],
+    );
+}
+
+/// access-log (CPU ratio) and scrape (p99 ratio) against their 1.10 targets.
+#[test]
+fn access_log_and_scrape_ratios() {
+    let mut res = fixture();
+    let md = report::render(&res, &[], None, &[]);
+    assert!(
+        md.contains("| tollgate (log on) | 47,000 | 21.00 / 21.50 / 20.90 | 21.00 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("CPU per request log on ÷ off (medians): **1.050** — met (target ≤ 1.10"),
+        "{md}"
+    );
+    assert!(
+        md.contains("Log lines counted after the *log on* phases: 1,410,000."),
+        "{md}"
+    );
+    assert!(
+        md.contains("| tollgate (scrape 1/s) | 9,990 | 31.00 / 31.50 / 30.80 | 31.00 | 1.200 / 1.300 / 1.100 | 1.200 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("p99 with scrapes ÷ without (medians): **1.200** — NOT met (target ≤ 1.10"),
+        "{md}"
+    );
+    assert!(md.contains("`tollgate-load -R 10000 -c 64"), "{md}");
+    res.pairs[1].with.failure = Some("open loop: tollgate exited".into());
+    let md = report::render(&res, &[], None, &[]);
+    assert!(
+        md.contains("p99 with scrapes ÷ without (medians): not measured"),
+        "{md}"
+    );
+    assert!(
+        md.contains("**tollgate (scrape 1/s) not measured:** open loop: tollgate exited"),
+        "{md}"
+    );
+}
+
+/// The https table: each mode's rows with ratios against nginx and HAProxy.
+#[test]
+fn https_modes_and_ratios() {
+    let md = report::render(&fixture(), &[], None, &[]);
+    assert!(
+        md.contains("TLS 1.3, `TLS13_AES_128_GCM_SHA256` and `X25519`"),
+        "{md}"
+    );
+    // 24 / 32 = 0.75, 24 / 30 = 0.80, 40,000 / 30,000 = 1.33.
+    assert!(
+        md.contains("| keep-alive | tollgate | 40,000 | 24.00 | 0.75× | 0.80× | 1.33× | 0 | — |"),
+        "{md}"
+    );
+    // 480 / 400 = 1.20, 480 / 440 = 1.09, 2,000 / 2,400 = 0.83.
+    assert!(
+        md.contains(
+            "| full handshake per request | tollgate | 2,000 | 480.00 | 1.20× | 1.09× | 0.83× |"
+        ),
+        "{md}"
+    );
+    assert!(
+        md.contains(
+            "| resumed handshake per request | HAProxy | 5,500 | 175.00 | 0.92× | 1.00× | 1.10× |"
+        ),
+        "{md}"
+    );
+}
+
+/// The gateway prose names the nginx and HAProxy configurations in use.
+#[test]
+fn gateway_names_the_peer_configurations() {
+    let mut res = fixture();
+    let md = report::render(&res, &[], None, &[]);
+    assert!(
+        md.contains("nginx: 1000 prefix `location /svc{i}/items/` blocks"),
+        "{md}"
+    );
+    assert!(
+        md.contains("HAProxy: `use_backend %[path,map_beg(routes.map,be_404)]`"),
+        "{md}"
+    );
+    res.opts.nginx_routes = NginxRoutes::Regex;
+    res.opts.haproxy_routes = HaproxyRoutes::Regex;
+    let md = report::render(&res, &[], None, &[]);
+    assert!(md.contains("nginx: 1000 regex `location`s"), "{md}");
+    assert!(md.contains("HAProxy: 1000 `path_reg` ACLs"), "{md}");
+    res.opts.nginx_routes = NginxRoutes::Map;
+    let md = report::render(&res, &[], None, &[]);
+    assert!(md.contains("a `map $gw_svc` of the 1000 services"), "{md}");
 }

@@ -4,7 +4,8 @@
 //! --workspace` builds them). It checks that RESULTS.md has every column and section with
 //! numbers for tollgate, tollgate-poll and tollgate-stock, and for nginx and HAProxy where they
 //! are installed;
-//! where they are not, the report must say they were skipped.
+//! where they are not, the report must say they were skipped. A second run does the same for
+//! the issue scenarios (`fixed-rate`, `access-log`, `scrape`, `https`) at low rates.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -340,6 +341,172 @@ fn quick_plain_run_reports_every_column() {
         assert!(text.starts_with("<svg"), "{svg} not written");
     }
     assert!(status.success(), "tollgate-bench failed: {status}\n{log}");
+}
+
+/// Runs tollgate-bench with `args` (plus `--out` and `--bin-dir`) within [`LIMIT`]; None when
+/// the binaries it needs are not built. Returns RESULTS.md, the harness's log and whether it
+/// succeeded.
+fn run_bench(args: &[&str]) -> Option<(String, String, bool)> {
+    let bin_dir = Path::new(BENCH)
+        .parent()
+        .expect("bench binary has a directory");
+    if ["tollgate", "tollgate-load"]
+        .iter()
+        .any(|b| !bin_dir.join(b).is_file())
+    {
+        eprintln!(
+            "SKIPPED: tollgate or tollgate-load not built in {}",
+            bin_dir.display()
+        );
+        return None;
+    }
+    let out =
+        TempDir(std::env::temp_dir().join(format!("tollgate-bench-smoke2-{}", std::process::id())));
+    std::fs::create_dir_all(&out.0).expect("create out dir");
+    let mut child = Command::new(BENCH)
+        .args(args)
+        .arg("--out")
+        .arg(&out.0)
+        .arg("--bin-dir")
+        .arg(bin_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tollgate-bench");
+    let end = Instant::now() + LIMIT;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > end {
+            // SAFETY: kill(2) on our own child's pid; no memory involved.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
+            std::thread::sleep(Duration::from_secs(2));
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("tollgate-bench did not finish within {LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let output = child.wait_with_output().expect("output");
+    let log = String::from_utf8_lossy(&output.stderr).to_string();
+    let md = std::fs::read_to_string(out.0.join("RESULTS.md"))
+        .unwrap_or_else(|e| panic!("no RESULTS.md ({e}); harness said:\n{log}"));
+    Some((md, log, status.success()))
+}
+
+/// The issue scenarios at rates a debug build sustains: every section, its rows with numbers,
+/// the README rows, the ratio lines, and TLS handshakes that match their modes (a mismatch
+/// leaves the phase out, and the row's cells empty).
+#[test]
+fn issue_scenarios_report_their_rows() {
+    let Some((md, log, ok)) = run_bench(&[
+        "--duration-ms",
+        "500",
+        "--rounds",
+        "1",
+        "--scenarios",
+        "fixed-rate,access-log,scrape,https",
+        "--fixed-rates",
+        "200,400",
+        // Fewer than the default 64: the debug builds' warm-ups on a shared machine.
+        "--connections",
+        "16",
+        "--proxies",
+        "tollgate,nginx,haproxy",
+    ]) else {
+        return;
+    };
+    assert!(ok, "tollgate-bench failed:\n{log}");
+    let mut anchors = vec!["tollgate"];
+    for (name, program) in [("nginx", "nginx"), ("HAProxy", "haproxy")] {
+        if installed(program) {
+            anchors.push(name);
+        }
+    }
+    for rate in ["200 req/s", "400 req/s"] {
+        for name in &anchors {
+            let cells = sweep_row(&md, "(`fixed-rate`)\n", rate, name)
+                .unwrap_or_else(|| panic!("no {rate} row for {name}:\n{md}\n{log}"));
+            assert_eq!(cells.len(), 12, "{cells:?}");
+            for i in [2, 3, 4, 5] {
+                assert!(
+                    numeric(cells[i]),
+                    "{name} {rate}: column {i} is {:?}:\n{md}",
+                    cells[i]
+                );
+            }
+            assert_eq!(
+                cells[10], "0",
+                "{name} {rate}: failed requests:\n{md}\n{log}"
+            );
+        }
+    }
+    for rate in ["fixed 200 req/s", "fixed 400 req/s"] {
+        let cells = row(&md, "(`fixed-rate`)\n", rate)
+            .unwrap_or_else(|| panic!("no README row {rate:?}:\n{md}"));
+        assert!(numeric(cells[1]), "{cells:?}");
+    }
+    for (section, names, ratio) in [
+        (
+            "(`access-log`)\n",
+            ["tollgate (log off)", "tollgate (log on)"],
+            "CPU per request log on ÷ off (medians): **",
+        ),
+        (
+            "(`scrape`)\n",
+            ["tollgate (no scrape)", "tollgate (scrape 1/s)"],
+            "p99 with scrapes ÷ without (medians): **",
+        ),
+    ] {
+        for name in names {
+            let cells = row(&md, section, name)
+                .unwrap_or_else(|| panic!("no row {name:?} in {section}:\n{md}\n{log}"));
+            assert_eq!(cells.len(), 9, "{cells:?}");
+            for i in [1, 3, 5] {
+                assert!(
+                    numeric(cells[i]),
+                    "{name}: column {i} is {:?}:\n{md}",
+                    cells[i]
+                );
+            }
+            assert_eq!(cells[7], "0", "{name}: failed requests:\n{md}\n{log}");
+        }
+        assert!(md.contains(ratio), "{ratio:?} missing:\n{md}");
+    }
+    assert!(
+        !md.contains("Successful scrapes: 0."),
+        "no scrape succeeded:\n{md}\n{log}"
+    );
+    assert!(
+        !md.contains("Log lines counted after the *log on* phases: 0."),
+        "{md}"
+    );
+    for mode in [
+        "keep-alive",
+        "full handshake per request",
+        "resumed handshake per request",
+    ] {
+        for name in &anchors {
+            let cells = sweep_row(&md, "(`https`)\n", mode, name)
+                .unwrap_or_else(|| panic!("no {mode} row for {name}:\n{md}\n{log}"));
+            assert!(
+                numeric(cells[2]) && numeric(cells[3]),
+                "{name} {mode}: {cells:?}:\n{md}\n{log}"
+            );
+            assert_eq!(
+                cells[7], "0",
+                "{name} {mode}: failed requests:\n{md}\n{log}"
+            );
+        }
+    }
+    assert!(
+        !md.contains("the phase is left out"),
+        "handshakes did not match:\n{md}"
+    );
 }
 
 #[test]

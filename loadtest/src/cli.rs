@@ -6,10 +6,12 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::scenario::{self, RequestSet, RequestSpec};
+use crate::tls::TlsOptions;
 use crate::{target, Config, Error, Mode};
 
 /// tollgate-load: HTTP/1.1 load generator (closed loop like wrk, or open loop
-/// at a fixed rate with coordinated-omission correction like wrk2).
+/// at a fixed rate with coordinated-omission correction like wrk2), over TLS
+/// with --tls or an https:// URL.
 ///
 /// Only loopback targets (127.0.0.0/8, ::1, localhost) are allowed unless
 /// --allow-remote is given.
@@ -83,6 +85,26 @@ pub struct Args {
     /// Allow targets outside loopback
     #[arg(long)]
     pub allow_remote: bool,
+
+    /// TLS on every connection (rustls, TLS 1.3, TLS13_AES_128_GCM_SHA256 with X25519, ALPN
+    /// http/1.1); implied by an https:// URL
+    #[arg(long)]
+    pub tls: bool,
+
+    /// With TLS: resume sessions (tickets) on new connections; without it every handshake
+    /// is a full one
+    #[arg(long)]
+    pub resume: bool,
+
+    /// With TLS: verify the server's certificate against these CA certificates (PEM);
+    /// without it any certificate is accepted (handshake signatures are still checked)
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Close each connection after its response and open a new one for the next request
+    /// (with TLS: a handshake per request)
+    #[arg(long, conflicts_with = "pipeline")]
+    pub new_conn_per_request: bool,
 }
 
 /// Parse `10s`, `500ms`, `2m`, `1h`, `250us` or a bare number of seconds.
@@ -118,6 +140,7 @@ impl Args {
     /// the run configuration.
     pub fn to_config(&self) -> Result<Config, Error> {
         let target = target::resolve(&self.url, self.allow_remote)?;
+        let tls = self.tls_options(target.url.https)?;
         let cli_headers = self
             .headers
             .iter()
@@ -157,9 +180,28 @@ impl Args {
             timeout: self.timeout,
             cpus: self.cpus.clone(),
             progress: !self.quiet,
+            tls,
+            new_conn_per_request: self.new_conn_per_request,
         };
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// The TLS options: on with `--tls` or an `https://` URL; `--resume` and `--tls-ca` need it.
+    fn tls_options(&self, https: bool) -> Result<Option<TlsOptions>, Error> {
+        if self.tls || https {
+            return Ok(Some(TlsOptions {
+                resume: self.resume,
+                ca_file: self.tls_ca.clone(),
+            }));
+        }
+        if self.resume {
+            return Err(Error::new("--resume needs --tls (or an https:// URL)"));
+        }
+        if self.tls_ca.is_some() {
+            return Err(Error::new("--tls-ca needs --tls (or an https:// URL)"));
+        }
+        Ok(None)
     }
 }
 
@@ -237,6 +279,74 @@ mod tests {
             .unwrap()
             .to_config()
             .is_err());
+    }
+
+    #[test]
+    fn tls_options() {
+        let plain = args(&["http://127.0.0.1:1/"]).unwrap().to_config().unwrap();
+        assert_eq!(plain.tls, None);
+        assert!(!plain.new_conn_per_request);
+        let full = args(&["--tls", "--new-conn-per-request", "http://127.0.0.1:1/"])
+            .unwrap()
+            .to_config()
+            .unwrap();
+        assert_eq!(
+            full.tls,
+            Some(TlsOptions {
+                resume: false,
+                ca_file: None
+            })
+        );
+        assert!(full.new_conn_per_request);
+        let resumed = args(&[
+            "--resume",
+            "--new-conn-per-request",
+            "--tls-ca",
+            "/x/ca.pem",
+            "https://127.0.0.1:8443/p",
+        ])
+        .unwrap()
+        .to_config()
+        .unwrap();
+        assert_eq!(
+            resumed.tls,
+            Some(TlsOptions {
+                resume: true,
+                ca_file: Some("/x/ca.pem".into())
+            })
+        );
+        // The Host header keeps the port (not https's 443).
+        let text = String::from_utf8_lossy(&resumed.requests.get(0).bytes).into_owned();
+        assert!(
+            text.starts_with("GET /p HTTP/1.1\r\nHost: 127.0.0.1:8443\r\n"),
+            "{text}"
+        );
+        // --resume and --tls-ca mean nothing without TLS.
+        let err = args(&["--resume", "http://127.0.0.1:1/"])
+            .unwrap()
+            .to_config()
+            .unwrap_err();
+        assert!(err.0.contains("--resume needs --tls"), "{err}");
+        assert!(args(&["--tls-ca", "c.pem", "http://127.0.0.1:1/"])
+            .unwrap()
+            .to_config()
+            .is_err());
+        // One request per connection: no pipelining.
+        assert!(args(&[
+            "--new-conn-per-request",
+            "--pipeline",
+            "2",
+            "http://127.0.0.1:1/"
+        ])
+        .is_err());
+        // Plain HTTP may open a connection per request too.
+        assert!(
+            args(&["--new-conn-per-request", "http://127.0.0.1:1/"])
+                .unwrap()
+                .to_config()
+                .unwrap()
+                .new_conn_per_request
+        );
     }
 
     #[test]

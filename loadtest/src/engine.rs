@@ -1,7 +1,9 @@
 //! The run: worker threads, each with its own edge-triggered epoll loop over
 //! its share of the connections, and the progress reporter. The hot path
 //! picks a pre-serialized request, writes it, parses responses in place and
-//! records latency; it does not allocate.
+//! records latency; it does not allocate. With TLS (`crate::tls`) a connection's
+//! bytes go through its rustls session instead of straight to the socket; a plain
+//! connection only checks that it has none.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -15,7 +17,9 @@ use crate::report::Summary;
 use crate::scenario::{RequestSet, Rng};
 use crate::schedule::{ns_to_us, Due, Sample, Schedule};
 use crate::stats::{Progress, Stats};
+use crate::tls::{ClientConfig, Handshake, TlsClient, TlsConn};
 use crate::{Config, Error, Mode};
+use std::sync::Arc;
 
 /// Housekeeping period: timeouts, reconnect back-off, progress counters.
 const TICK_NS: u64 = 10_000_000;
@@ -33,13 +37,18 @@ pub fn run(cfg: &Config) -> Result<Summary, Error> {
     let start = now_ns();
     let duration_ns = u64::try_from(cfg.duration.as_nanos()).unwrap_or(u64::MAX / 4);
     let progress: Vec<Progress> = (0..cfg.threads).map(|_| Progress::default()).collect();
+    let tls = match &cfg.tls {
+        Some(o) => Some(TlsClient::new(&cfg.target.url.host, o)?),
+        None => None,
+    };
     let results = std::thread::scope(|scope| {
         let mut handles = Vec::with_capacity(cfg.threads);
         for (t, prog) in progress.iter().enumerate() {
             let plan = Plan::new(cfg, t, start, duration_ns);
+            let tls = tls.as_ref();
             let h = std::thread::Builder::new()
                 .name(format!("load-{t}"))
-                .spawn_scoped(scope, move || worker(cfg, plan, prog))
+                .spawn_scoped(scope, move || worker(cfg, plan, prog, tls))
                 .map_err(|e| Error::new(format!("cannot start worker thread: {e}")))?;
             handles.push(h);
         }
@@ -160,6 +169,10 @@ struct Conn {
     idx: u32,
     gen: u32,
     sock: Option<Socket>,
+    /// The TLS session on `sock` (TLS runs only).
+    tls: Option<Box<TlsConn>>,
+    /// TLS runs: this connection slot's client config (its own session store with --resume).
+    tls_config: Option<Arc<ClientConfig>>,
     phase: Phase,
     rbuf: Vec<u8>,
     rstart: usize,
@@ -199,6 +212,10 @@ struct Ctx<'a> {
     /// Open loop: connections whose schedule still has requests.
     scheduled_conns: usize,
     timers: BinaryHeap<Reverse<(u64, u32, u32)>>,
+    /// TLS runs: the client every new connection's session comes from.
+    tls: Option<&'a TlsClient>,
+    /// Close each connection after its response (`--new-conn-per-request`).
+    new_conn: bool,
 }
 
 impl Ctx<'_> {
@@ -208,7 +225,12 @@ impl Ctx<'_> {
     }
 }
 
-fn worker(cfg: &Config, plan: Plan, progress: &Progress) -> Result<(Stats, u64), Error> {
+fn worker(
+    cfg: &Config,
+    plan: Plan,
+    progress: &Progress,
+    tls: Option<&TlsClient>,
+) -> Result<(Stats, u64), Error> {
     if !cfg.cpus.is_empty() {
         let cpu = cfg.cpus[plan.index % cfg.cpus.len()];
         conn::pin_to_cpu(cpu)
@@ -234,6 +256,8 @@ fn worker(cfg: &Config, plan: Plan, progress: &Progress) -> Result<(Stats, u64),
             idx: i as u32,
             gen: 0,
             sock: None,
+            tls: None,
+            tls_config: tls.map(TlsClient::slot_config),
             phase: Phase::Down(0),
             rbuf: vec![0; RBUF_INITIAL],
             rstart: 0,
@@ -278,6 +302,8 @@ fn worker(cfg: &Config, plan: Plan, progress: &Progress) -> Result<(Stats, u64),
             })
             .count(),
         timers: BinaryHeap::with_capacity(conns.len() + 1),
+        tls,
+        new_conn: cfg.new_conn_per_request,
     };
     let mut now = now_ns();
     for c in conns.iter_mut() {
@@ -366,11 +392,16 @@ fn connect(c: &mut Conn, ctx: &mut Ctx<'_>, now: u64) {
     }
     let res = Socket::connect(&ctx.addr).and_then(|s| {
         ctx.ep.add(s.fd(), c.tag())?;
-        Ok(s)
+        let tls = match (ctx.tls, &c.tls_config) {
+            (Some(t), Some(config)) => Some(Box::new(t.connect(config)?)),
+            _ => None,
+        };
+        Ok((s, tls))
     });
     match res {
-        Ok(s) => {
+        Ok((s, tls)) => {
             c.sock = Some(s);
+            c.tls = tls;
             c.phase = Phase::Connecting(now);
         }
         Err(_) => {
@@ -385,6 +416,7 @@ fn connect(c: &mut Conn, ctx: &mut Ctx<'_>, now: u64) {
 fn reset(c: &mut Conn, ctx: &mut Ctx<'_>, now: u64, backoff: bool) {
     ctx.inflight_total -= c.inflight.len();
     c.inflight.clear();
+    c.tls = None;
     c.sock = None;
     c.gen = c.gen.wrapping_add(1);
     c.rstart = 0;
@@ -424,11 +456,28 @@ fn on_event(c: &mut Conn, ctx: &mut Ctx<'_>, evs: u32, now: u64) {
             }
             c.phase = Phase::Open;
             ctx.stats.connects += 1;
+            if let (Some(t), Some(sock)) = (c.tls.as_mut(), c.sock.as_ref()) {
+                // The ClientHello goes now, not with the first request.
+                if t.flush(sock).is_err() {
+                    ctx.stats.errors.write += 1;
+                    reset(c, ctx, now, true);
+                    return;
+                }
+            }
             send_more(c, ctx, now);
         }
         Phase::Open => {
             if evs & EV_OUT != 0 && c.wpos < c.wbuf.len() && !flush(c, ctx, now) {
                 return;
+            }
+            if evs & EV_OUT != 0 {
+                if let (Some(t), Some(sock)) = (c.tls.as_mut(), c.sock.as_ref()) {
+                    if t.wants_write() && t.flush(sock).is_err() {
+                        ctx.stats.errors.write += 1;
+                        reset(c, ctx, now, false);
+                        return;
+                    }
+                }
             }
             if evs & (EV_IN | EV_HUP) != 0 {
                 on_readable(c, ctx, evs & EV_HUP != 0, now);
@@ -444,7 +493,7 @@ fn flush(c: &mut Conn, ctx: &mut Ctx<'_>, now: u64) -> bool {
         return false;
     };
     while c.wpos < c.wbuf.len() {
-        match sock.write(&c.wbuf[c.wpos..]) {
+        match write_to(sock, &mut c.tls, &c.wbuf[c.wpos..]) {
             Ok(n) if n > 0 => {
                 ctx.stats.bytes_written += n as u64;
                 c.wpos += n;
@@ -483,7 +532,7 @@ fn send_one(c: &mut Conn, ctx: &mut Ctx<'_>, intended: u64, now: u64) -> bool {
     let Some(sock) = c.sock.as_ref() else {
         return false;
     };
-    match sock.write(&req.bytes) {
+    match write_to(sock, &mut c.tls, &req.bytes) {
         Ok(n) if n == req.bytes.len() => {
             ctx.stats.bytes_written += n as u64;
             true
@@ -505,6 +554,39 @@ fn send_one(c: &mut Conn, ctx: &mut Ctx<'_>, intended: u64, now: u64) -> bool {
             ctx.stats.errors.write += 1;
             reset(c, ctx, now, false);
             false
+        }
+    }
+}
+
+/// Writes to the socket, or through the connection's TLS session.
+#[inline]
+fn write_to(sock: &Socket, tls: &mut Option<Box<TlsConn>>, buf: &[u8]) -> io::Result<usize> {
+    match tls {
+        None => sock.write(buf),
+        Some(t) => t.write(sock, buf),
+    }
+}
+
+/// Reads from the socket, or plaintext from the connection's TLS session (counting its
+/// handshake when it completes).
+#[inline]
+fn read_from(
+    sock: &Socket,
+    tls: &mut Option<Box<TlsConn>>,
+    buf: &mut [u8],
+    stats: &mut Stats,
+) -> io::Result<usize> {
+    match tls {
+        None => sock.read(buf),
+        Some(t) => {
+            let mut done = None;
+            let r = t.read(sock, buf, &mut done);
+            match done {
+                Some(Handshake::Full) => stats.tls_full += 1,
+                Some(Handshake::Resumed) => stats.tls_resumed += 1,
+                None => {}
+            }
+            r
         }
     }
 }
@@ -602,7 +684,7 @@ fn on_readable(c: &mut Conn, ctx: &mut Ctx<'_>, hup: bool, now: u64) {
         }
         let space = c.rbuf.len() - c.rend;
         let Some(sock) = c.sock.as_ref() else { return };
-        match sock.read(&mut c.rbuf[c.rend..]) {
+        match read_from(sock, &mut c.tls, &mut c.rbuf[c.rend..], &mut ctx.stats) {
             Ok(0) => {
                 on_eof(c, ctx, now);
                 return;
@@ -614,8 +696,10 @@ fn on_readable(c: &mut Conn, ctx: &mut Ctx<'_>, hup: bool, now: u64) {
                     return;
                 }
                 // A short read drained the socket (epoll(7)); a new edge
-                // will come with new data, unless the peer also closed.
-                if n < space && !hup {
+                // will come with new data, unless the peer also closed. (Not
+                // for TLS: a short read of plaintext says nothing about the
+                // socket, so read until WouldBlock.)
+                if n < space && !hup && c.tls.is_none() {
                     break;
                 }
             }
@@ -627,6 +711,11 @@ fn on_readable(c: &mut Conn, ctx: &mut Ctx<'_>, hup: bool, now: u64) {
                 return;
             }
         }
+    }
+    // TLS: plaintext rustls would not take before the handshake (over its buffer limit) waits
+    // in `wbuf`, and no writable edge may come for it: the handshake's end is read here.
+    if c.tls.is_some() && c.wpos < c.wbuf.len() && !flush(c, ctx, now) {
+        return;
     }
     send_more(c, ctx, now);
 }
@@ -647,7 +736,7 @@ fn process(c: &mut Conn, ctx: &mut Ctx<'_>, now: u64) -> bool {
                 if !complete(c, ctx, info, now) {
                     return false;
                 }
-                if info.close {
+                if info.close || ctx.new_conn {
                     unissue_rest(c, ctx);
                     reset(c, ctx, now, false);
                     return false;

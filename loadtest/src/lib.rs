@@ -12,6 +12,7 @@
 //! - [`stats`]: per-thread counters and histograms, merged at the end,
 //! - [`report`]: the human summary and the JSON report,
 //! - [`hgrm`]: HdrHistogram's percentile-distribution text format,
+//! - [`tls`]: TLS (`--tls`, `https://`): the rustls client and one connection's session,
 //! - [`cli`]: the command line.
 
 pub mod cli;
@@ -24,6 +25,7 @@ pub mod scenario;
 pub mod schedule;
 pub mod stats;
 pub mod target;
+pub mod tls;
 
 use std::fmt;
 use std::time::Duration;
@@ -79,6 +81,11 @@ pub struct Config {
     pub cpus: Vec<usize>,
     /// Print a progress line to stderr every second (only for runs longer than 3 s).
     pub progress: bool,
+    /// TLS on every connection (`--tls` or an `https://` URL).
+    pub tls: Option<tls::TlsOptions>,
+    /// Close the connection after each response and open a new one for the next request
+    /// (with TLS: a handshake per request, resumed with `--resume`).
+    pub new_conn_per_request: bool,
 }
 
 impl Config {
@@ -95,6 +102,8 @@ impl Config {
             timeout: Duration::from_secs(2),
             cpus: Vec::new(),
             progress: false,
+            tls: None,
+            new_conn_per_request: false,
         }
     }
 
@@ -130,6 +139,15 @@ impl Config {
             Mode::Open { rate } => {
                 if !(rate.is_finite() && rate > 0.0) {
                     return Err(Error::new("--rate must be a positive number"));
+                }
+            }
+        }
+        if self.new_conn_per_request {
+            if let Mode::Closed { pipeline } = self.mode {
+                if pipeline > 1 {
+                    return Err(Error::new(
+                        "--new-conn-per-request sends one request per connection: --pipeline must be 1",
+                    ));
                 }
             }
         }

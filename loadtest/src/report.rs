@@ -29,6 +29,17 @@ pub struct Summary {
     /// requests in flight at the end).
     pub elapsed: Duration,
     pub stats: Stats,
+    /// The run used TLS (`tls` in the JSON report).
+    pub tls: bool,
+    /// Each connection carried one request (`--new-conn-per-request`).
+    pub new_conn_per_request: bool,
+}
+
+/// TLS handshakes of a run (`--json`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TlsReport {
+    pub full_handshakes: u64,
+    pub resumed_handshakes: u64,
 }
 
 /// Latency distribution in microseconds.
@@ -116,6 +127,9 @@ pub struct JsonReport {
     pub status_codes: BTreeMap<String, u64>,
     pub errors: Errors,
     pub connects: u64,
+    pub new_conn_per_request: bool,
+    /// TLS runs only.
+    pub tls: Option<TlsReport>,
 }
 
 fn ms(us: u64) -> f64 {
@@ -157,6 +171,8 @@ impl Summary {
             timeout: cfg.timeout,
             elapsed,
             stats,
+            tls: cfg.tls.is_some(),
+            new_conn_per_request: cfg.new_conn_per_request,
         }
     }
 
@@ -226,6 +242,11 @@ impl Summary {
                 .collect(),
             errors: self.stats.errors,
             connects: self.stats.connects,
+            new_conn_per_request: self.new_conn_per_request,
+            tls: self.tls.then_some(TlsReport {
+                full_handshakes: self.stats.tls_full,
+                resumed_handshakes: self.stats.tls_resumed,
+            }),
         }
     }
 
@@ -289,6 +310,13 @@ impl Summary {
             e.connect, e.read, e.write, e.parse
         );
         let _ = writeln!(out, "  Timeouts       {}", e.timeout);
+        if self.tls {
+            let _ = writeln!(
+                out,
+                "  TLS            {} full handshakes, {} resumed",
+                s.tls_full, s.tls_resumed
+            );
+        }
         out
     }
 }

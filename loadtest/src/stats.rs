@@ -52,6 +52,9 @@ pub struct Stats {
     pub errors: Errors,
     /// Connections (re)opened successfully.
     pub connects: u64,
+    /// TLS handshakes completed in full / resumed (TLS runs only).
+    pub tls_full: u64,
+    pub tls_resumed: u64,
 }
 
 impl Default for Stats {
@@ -72,6 +75,8 @@ impl Stats {
             status: Box::new([0; 1000]),
             errors: Errors::default(),
             connects: 0,
+            tls_full: 0,
+            tls_resumed: 0,
         }
     }
 
@@ -95,6 +100,8 @@ impl Stats {
         }
         self.errors.add(&o.errors);
         self.connects += o.connects;
+        self.tls_full += o.tls_full;
+        self.tls_resumed += o.tls_resumed;
     }
 
     /// Responses by class: 1xx (and anything unusual), 2xx, 3xx, 4xx, 5xx.

@@ -1,13 +1,15 @@
-//! The target: parsing `http://host[:port]/path`, resolving the host, and the
+//! The target: parsing `http://host[:port]/path` (or `https://`), resolving the host, and the
 //! safety guard that refuses anything but loopback unless `--allow-remote`.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
 use crate::Error;
 
-/// A parsed `http://` URL.
+/// A parsed `http://` or `https://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
+    /// `https://`: the connections use TLS (default port 443).
+    pub https: bool,
     /// Host as written, IPv6 without brackets.
     pub host: String,
     pub port: u16,
@@ -27,23 +29,22 @@ pub struct Target {
     pub display: String,
 }
 
-/// Parse an `http://` URL (a missing scheme means `http`).
+/// Parse an `http://` or `https://` URL (a missing scheme means `http`).
 pub fn parse_url(input: &str) -> Result<Url, Error> {
     let s = input.trim();
     let lower = s.to_ascii_lowercase();
-    let rest = if lower.starts_with("http://") {
-        &s[7..]
+    let (rest, https) = if lower.starts_with("http://") {
+        (&s[7..], false)
     } else if lower.starts_with("https://") {
-        return Err(Error::new(format!(
-            "{input}: https is not supported (plain HTTP/1.1 only)"
-        )));
+        (&s[8..], true)
     } else if lower.contains("://") {
         return Err(Error::new(format!(
-            "{input}: only http:// URLs are supported"
+            "{input}: only http:// and https:// URLs are supported"
         )));
     } else {
-        s
+        (s, false)
     };
+    let default_port = if https { 443 } else { 80 };
     let rest = rest.split('#').next().unwrap_or("");
     let split = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, path) = rest.split_at(split);
@@ -85,7 +86,7 @@ pub fn parse_url(input: &str) -> Result<Url, Error> {
         return Err(Error::new(format!("{input}: invalid character in host")));
     }
     let port = match port_str {
-        None => 80,
+        None => default_port,
         Some(p) => match p.parse::<u16>() {
             Ok(p) if p > 0 => p,
             _ => return Err(Error::new(format!("{input}: invalid port '{p}'"))),
@@ -104,12 +105,13 @@ pub fn parse_url(input: &str) -> Result<Url, Error> {
     } else {
         host.to_string()
     };
-    let host_header = if port == 80 {
+    let host_header = if port == default_port {
         shown_host
     } else {
         format!("{shown_host}:{port}")
     };
     Ok(Url {
+        https,
         host: host.to_string(),
         port,
         path,
@@ -186,12 +188,22 @@ mod tests {
 
         let u = parse_url("127.0.0.1:81/p#frag").unwrap();
         assert_eq!((u.port, u.path.as_str()), (81, "/p"));
+        assert!(!u.https);
+
+        let u = parse_url("https://localhost/x").unwrap();
+        assert!(u.https);
+        assert_eq!((u.port, u.host_header.as_str()), (443, "localhost"));
+        let u = parse_url("HTTPS://127.0.0.1:8443").unwrap();
+        assert!(u.https);
+        assert_eq!((u.port, u.host_header.as_str()), (8443, "127.0.0.1:8443"));
+        let u = parse_url("http://127.0.0.1:443/").unwrap();
+        assert_eq!(u.host_header, "127.0.0.1:443");
     }
 
     #[test]
     fn rejects_bad_urls() {
         for bad in [
-            "https://127.0.0.1/",
+            "https://:443/",
             "ftp://127.0.0.1/",
             "http://:80/",
             "http://127.0.0.1:0/",

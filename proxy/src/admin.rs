@@ -3,16 +3,19 @@
 //! `GET /readyz` (200 once every shard has bound its listeners, 503 before and while
 //! draining) and `GET /usage[?key=NAME][&plan=NAME]` (quota use per API key and usage plan for
 //! the current period, from the live counters, as `tollgate usage` prints it from the state
-//! file). It runs on its own plain thread, off the data plane: a scrape reads the shards'
+//! file) and `POST /reload` (re-read the config file, as SIGHUP does; answers once every shard
+//! has swapped: 200 with what is in force, or the error with 409 / 422 / 500, see
+//! `reload::Refused`). It runs on its own plain thread, off the data plane: a scrape reads the shards'
 //! counters and never sends anything to a shard. One connection at a time, each answered and
 //! closed, with short timeouts, so a stuck client cannot hold it long.
 
 use crate::metrics::{self, Registry};
-use crate::traffic_state::{self, TrafficShared};
+use crate::reload::{self, Reloader};
+use crate::traffic_state;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Process state the admin listener reports, set by `runtime`.
@@ -35,7 +38,7 @@ pub fn start(
     addr: SocketAddr,
     reg: Arc<Registry>,
     control: Arc<Control>,
-    traffic: Arc<TrafficShared>,
+    reloader: Arc<Mutex<Reloader>>,
 ) -> Result<(), String> {
     let listener = TcpListener::bind(addr)
         .map_err(|e| format!("tollgate: cannot listen on {addr} (admin): {e}"))?;
@@ -45,7 +48,7 @@ pub fn start(
             for stream in listener.incoming() {
                 match stream {
                     Ok(s) => {
-                        let _ = serve(s, &reg, &control, &traffic);
+                        let _ = serve(s, &reg, &control, &reloader);
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(50)),
                 }
@@ -59,7 +62,7 @@ fn serve(
     mut s: TcpStream,
     reg: &Registry,
     control: &Control,
-    traffic: &TrafficShared,
+    reloader: &Mutex<Reloader>,
 ) -> std::io::Result<()> {
     s.set_read_timeout(Some(IO_TIMEOUT))?;
     s.set_write_timeout(Some(IO_TIMEOUT))?;
@@ -78,52 +81,38 @@ fn serve(
     let mut split = target.splitn(2, |&b| b == b'?');
     let path = split.next().unwrap_or(&[]);
     let query = split.next().unwrap_or(&[]);
-    let (status, ctype, body) = if method != b"GET" && method != b"HEAD" {
+    let (status, ctype, body) = if path == b"/reload" {
+        if method != b"POST" {
+            (
+                "405 Method Not Allowed".to_string(),
+                "text/plain",
+                "only POST\n".to_string(),
+            )
+        } else if control.draining.load(Ordering::Acquire) {
+            (
+                "409 Conflict".to_string(),
+                "text/plain",
+                "shutting down: no reload\n".to_string(),
+            )
+        } else {
+            match reload::lock(reloader).reload("POST /reload") {
+                Ok(msg) => ("200 OK".to_string(), "text/plain", format!("{msg}\n")),
+                Err(r) => (
+                    format!("{} {}", r.status, reason(r.status)),
+                    "text/plain",
+                    format!("{}\n", r.message),
+                ),
+            }
+        }
+    } else if method != b"GET" && method != b"HEAD" {
         (
-            "405 Method Not Allowed",
+            "405 Method Not Allowed".to_string(),
             "text/plain",
             "only GET\n".to_string(),
         )
     } else {
-        match path {
-            b"/metrics" => (
-                "200 OK",
-                "text/plain; version=0.0.4; charset=utf-8",
-                metrics::render(reg),
-            ),
-            b"/healthz" => ("200 OK", "text/plain", "ok\n".to_string()),
-            b"/readyz" => {
-                if control.draining.load(Ordering::Acquire) {
-                    (
-                        "503 Service Unavailable",
-                        "text/plain",
-                        "draining\n".to_string(),
-                    )
-                } else if control.ready.load(Ordering::Acquire) {
-                    ("200 OK", "text/plain", "ready\n".to_string())
-                } else {
-                    (
-                        "503 Service Unavailable",
-                        "text/plain",
-                        "starting\n".to_string(),
-                    )
-                }
-            }
-            b"/usage" => {
-                let key = query_param(query, b"key");
-                let plan = query_param(query, b"plan");
-                match traffic_state::live_usage(
-                    traffic,
-                    key.as_deref(),
-                    plan.as_deref(),
-                    traffic_state::unix_secs(),
-                ) {
-                    Ok(json) => ("200 OK", "application/json", json),
-                    Err(msg) => ("404 Not Found", "text/plain", format!("{msg}\n")),
-                }
-            }
-            _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
-        }
+        let (status, ctype, body) = get(path, query, reg, control, reloader);
+        (status.to_string(), ctype, body)
     };
     let mut out = format!(
         "HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
@@ -134,6 +123,64 @@ fn serve(
         out.extend_from_slice(body.as_bytes());
     }
     s.write_all(&out)
+}
+
+/// The answers to `GET` / `HEAD`: (status line, content type, body).
+fn get(
+    path: &[u8],
+    query: &[u8],
+    reg: &Registry,
+    control: &Control,
+    reloader: &Mutex<Reloader>,
+) -> (&'static str, &'static str, String) {
+    match path {
+        b"/metrics" => (
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics::render(reg),
+        ),
+        b"/healthz" => ("200 OK", "text/plain", "ok\n".to_string()),
+        b"/readyz" => {
+            if control.draining.load(Ordering::Acquire) {
+                (
+                    "503 Service Unavailable",
+                    "text/plain",
+                    "draining\n".to_string(),
+                )
+            } else if control.ready.load(Ordering::Acquire) {
+                ("200 OK", "text/plain", "ready\n".to_string())
+            } else {
+                (
+                    "503 Service Unavailable",
+                    "text/plain",
+                    "starting\n".to_string(),
+                )
+            }
+        }
+        b"/usage" => {
+            let key = query_param(query, b"key");
+            let plan = query_param(query, b"plan");
+            let traffic = reload::lock(reloader).traffic();
+            match traffic_state::live_usage(
+                &traffic,
+                key.as_deref(),
+                plan.as_deref(),
+                traffic_state::unix_secs(),
+            ) {
+                Ok(json) => ("200 OK", "application/json", json),
+                Err(msg) => ("404 Not Found", "text/plain", format!("{msg}\n")),
+            }
+        }
+        _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        409 => "Conflict",
+        422 => "Unprocessable Entity",
+        _ => "Internal Server Error",
+    }
 }
 
 /// The value of `name` in a query string (`a=1&b=2`), percent-decoded; `None` when absent or

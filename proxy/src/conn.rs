@@ -7,7 +7,7 @@
 //!    protocol refusal (400/431/505) and the connection closes.
 //! 2. While the head is borrowed from the buffer: `Context::new`, then the pipeline's dispatch,
 //!    mutual TLS, authorize (`prepare`: decided from the shard's cache, or an authorizer call
-//!    to make), throttle-and-quota (`Shard::throttle`; after the authorizer call when there is
+//!    to make), throttle-and-quota (`Turn::throttle`; after the authorizer call when there is
 //!    one, since the API key may be the authorizer's) and integration request phases, which
 //!    leave in `out` either a complete local response (mock) or the backend request head, or
 //!    prepare an `aws_proxy` event; a failure becomes a gateway response (`respond`). An
@@ -29,7 +29,7 @@ use crate::lambda;
 use crate::metrics::ShardMetrics;
 use crate::net::Conn;
 use crate::relay::{self, Framing, Limits, RelayError};
-use crate::shard::Shard;
+use crate::shard::{Shard, Turn};
 use crate::upstream::{self, UpConn};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -124,18 +124,32 @@ fn refusal(e: HeadError) -> GatewayError {
     }
 }
 
-/// Serves one request; `Ok(true)` when the connection may carry another.
+/// Serves one request; `Ok(true)` when the connection may carry another. The request runs on
+/// the configuration current once its first byte is there (a reload swaps it between
+/// requests), held to its end.
 async fn serve_one(shard: &Shard, c: &mut Client) -> io::Result<bool> {
-    let gw = &shard.gateway;
-    let s = &gw.settings;
-    let idle_deadline = Instant::now() + s.idle_timeout;
-    let mut head_deadline = (!c.buf.is_empty()).then(|| Instant::now() + s.header_read_timeout);
-    if c.buf.is_empty() {
+    let idle_deadline = Instant::now() + shard.idle_timeout();
+    let waited = c.buf.is_empty();
+    if waited {
         // Idle between requests: hold no buffer while waiting for the next one.
         c.buf.release();
         shard.bufs.give_out(&mut c.out);
         c.conn.readable(idle_deadline).await?;
     }
+    let gen = shard.generation();
+    serve_turn(&Turn::new(shard, &gen), c, idle_deadline, waited).await
+}
+
+/// `serve_one` once the request's first bytes are there, on the generation it holds.
+async fn serve_turn(
+    shard: &Turn<'_>,
+    c: &mut Client,
+    idle_deadline: Instant,
+    waited: bool,
+) -> io::Result<bool> {
+    let gw = shard.gateway;
+    let s = &gw.settings;
+    let mut head_deadline = (!waited).then(|| Instant::now() + s.header_read_timeout);
     shard.bufs.take_out(&mut c.out);
     let request_id = shard.next_request_id();
     c.out.clear();
@@ -196,7 +210,7 @@ async fn serve_one(shard: &Shard, c: &mut Client) -> io::Result<bool> {
 /// Runs what the head's phases prepared: the authorizer call (then throttle and quota), then
 /// the integration.
 async fn serve_step<'g>(
-    shard: &'g Shard,
+    shard: &'g Turn<'g>,
     c: &mut Client,
     ctx: &mut Context<'g>,
     step: Result<Prepared<'g>, Failure>,
@@ -255,13 +269,13 @@ fn begin_log(
 }
 
 /// The log phase: metrics, then the stage's access log line.
-fn finish(shard: &Shard, c: &mut Client, ctx: &Context<'_>) {
+fn finish(shard: &Turn<'_>, c: &mut Client, ctx: &Context<'_>) {
     ShardMetrics::dec(&shard.metrics.in_flight);
     let o = &mut c.outcome;
     o.response_latency_ms = ctx.started.elapsed().as_millis() as u64;
     let series = shard
         .layout
-        .series(&shard.gateway, ctx.api, ctx.stage, ctx.route);
+        .series(shard.gateway, ctx.api, ctx.stage, ctx.route);
     shard.metrics.request(
         series,
         o.status,
@@ -302,7 +316,7 @@ fn io_error_name(e: &io::Error) -> &'static str {
 
 /// Counts an upstream failure and writes its gateway-log line when one is due for its kind.
 fn upstream_failed(
-    shard: &Shard,
+    shard: &Turn<'_>,
     o: &mut Outcome,
     addr: SocketAddr,
     failure: Failure,
@@ -341,7 +355,7 @@ struct Prepared<'g> {
 /// make), throttle and quota (or its inputs, when an authorizer call must come first), then
 /// the integration request. The wall clock is read only for Lambda routes.
 fn prepare<'g>(
-    shard: &'g Shard,
+    shard: &'g Turn<'g>,
     head: &request::RequestHead<'_, '_>,
     m: &RouteMatch<'g, '_>,
     ctx: &mut Context<'g>,
@@ -397,7 +411,7 @@ fn prepare<'g>(
 /// Phase 2's I/O: calls the authorizer (async: other requests on the shard go on meanwhile)
 /// and lets the pipeline decide from its answer.
 async fn authorize<'g>(
-    shard: &'g Shard,
+    shard: &'g Turn<'g>,
     call: &AuthCall<'g>,
     ctx: &mut Context<'g>,
 ) -> Result<(), Failure> {
@@ -442,7 +456,7 @@ async fn authorize<'g>(
 /// An `aws_proxy` request: reads the whole body (strictly framed, within `max_body_bytes`),
 /// invokes the function with the event, and sends the mapped response.
 async fn serve_lambda(
-    shard: &Shard,
+    shard: &Turn<'_>,
     c: &mut Client,
     ctx: &Context<'_>,
     mut call: Box<LambdaCall<'_>>,
@@ -527,7 +541,7 @@ enum BodyState {
 
 /// Answers `failure` with the pipeline's gateway response (or protocol refusal).
 async fn answer(
-    shard: &Shard,
+    shard: &Turn<'_>,
     c: &mut Client,
     ctx: &Context<'_>,
     failure: Failure,
@@ -541,7 +555,7 @@ async fn answer(
         };
     c.out.clear();
     c.outcome.error = failure.answer().map(|a| (a.ty, a.message));
-    let close = pipeline::respond(&shard.gateway, ctx, failure, close, &mut c.out);
+    let close = pipeline::respond(shard.gateway, ctx, failure, close, &mut c.out);
     send_local(shard, c, ctx, close, body == BodyState::Unread).await
 }
 
@@ -550,7 +564,7 @@ async fn answer(
 /// `max_body_bytes`; a body over the limit is answered 413, malformed chunk framing 400, and
 /// the connection closes.
 async fn send_local(
-    shard: &Shard,
+    shard: &Turn<'_>,
     c: &mut Client,
     ctx: &Context<'_>,
     close: bool,
@@ -577,7 +591,7 @@ async fn send_local(
         if let Some(f) = failure {
             c.out.clear();
             c.outcome.error = f.answer().map(|a| (a.ty, a.message));
-            close = pipeline::respond(&shard.gateway, ctx, f, true, &mut c.out);
+            close = pipeline::respond(shard.gateway, ctx, f, true, &mut c.out);
         }
     }
     record_local(&mut c.outcome, &c.out);
@@ -609,7 +623,7 @@ enum Attempt {
 }
 
 async fn proxy(
-    shard: &Shard,
+    shard: &Turn<'_>,
     c: &mut Client,
     ctx: &Context<'_>,
     upstream: usize,
@@ -675,7 +689,7 @@ fn ms_since(t: Instant) -> u64 {
 /// the client connection is unusable (drop it); `Err(Some((failure, detail)))`: answer
 /// `failure`, and log an upstream failure with `detail` when there is one.
 async fn backend_response(
-    shard: &Shard,
+    shard: &Turn<'_>,
     c: &mut Client,
     ctx: &Context<'_>,
     x: &mut Exchange,
@@ -728,7 +742,7 @@ async fn backend_response(
 /// the rest of the response body; the backend connection goes back to the pool when it can
 /// carry another request.
 async fn send_response(
-    shard: &Shard,
+    shard: &Turn<'_>,
     c: &mut Client,
     x: &Exchange,
     mut up: UpConn,
@@ -794,7 +808,7 @@ enum Head {
 /// integration response phase build the client head into `c.out`. On `Ok`, `up.buf` starts
 /// with the response body.
 async fn exchange(
-    shard: &Shard,
+    shard: &Turn<'_>,
     c: &mut Client,
     ctx: &Context<'_>,
     up: &mut UpConn,

@@ -8,7 +8,7 @@
 
 use crate::buffer::Buf;
 use crate::net::Conn;
-use crate::shard::Shard;
+use crate::shard::{Gen, Shard, Turn};
 use crate::upstream::{self, UpConn};
 use std::io;
 use std::rc::Rc;
@@ -52,7 +52,7 @@ enum Attempt {
 /// Invokes the function at `path` on `upstream` with `event` as the payload, waiting at most
 /// `timeout` for the whole response, whose body may be at most `max_body` bytes.
 pub async fn invoke(
-    shard: &Shard,
+    shard: &Turn<'_>,
     upstream: usize,
     path: &str,
     event: &[u8],
@@ -64,7 +64,7 @@ pub async fn invoke(
 
 /// `POST path` with `body` (JSON), or `GET path` without one, on `upstream`'s pool.
 async fn request(
-    shard: &Shard,
+    shard: &Turn<'_>,
     upstream: usize,
     body: Option<&[u8]>,
     path: &str,
@@ -127,7 +127,7 @@ async fn request(
 type Head = (u16, bool, BodyKind, bool, usize);
 
 async fn exchange(
-    shard: &Shard,
+    shard: &Turn<'_>,
     up: &mut UpConn,
     req: &[u8],
     deadline: Instant,
@@ -216,11 +216,12 @@ async fn exchange(
 /// `jwks_uri`. It fetches at once, then every `jwks_refresh_seconds`, and sooner when a token
 /// named an unknown key (at most once per `jwks_cooldown_ms`); a failed fetch is retried after
 /// the cooldown. Requests never wait for it: until the first fetch succeeds, tokens are refused.
-pub fn start_jwks_refresh(shard: &Rc<Shard>) {
-    for (api, a) in shard.gateway.apis.iter().enumerate() {
+/// The tasks belong to the configuration generation `gen` and end once a reload replaced it.
+pub fn start_jwks_refresh(shard: &Rc<Shard>, gen: &Rc<Gen>) {
+    for (api, a) in gen.gateway.apis.iter().enumerate() {
         for (index, auth) in a.authorizers.iter().enumerate() {
             if let Some(JwksSource::Uri { .. }) = auth.jwt.as_deref().map(|j| &j.source) {
-                glommio::spawn_local(jwks_task(shard.clone(), api, index)).detach();
+                glommio::spawn_local(jwks_task(shard.clone(), gen.clone(), api, index)).detach();
             }
         }
     }
@@ -229,7 +230,8 @@ pub fn start_jwks_refresh(shard: &Rc<Shard>) {
 /// API Gateway's JWKS fetch timeout (L52177-52205).
 const JWKS_TIMEOUT: Duration = Duration::from_millis(1500);
 
-async fn jwks_task(shard: Rc<Shard>, api: usize, index: usize) {
+async fn jwks_task(shard: Rc<Shard>, gen: Rc<Gen>, api: usize, index: usize) {
+    let shard = Turn::new(&shard, &gen);
     let Some(auth) = shard
         .gateway
         .apis
@@ -244,7 +246,7 @@ async fn jwks_task(shard: Rc<Shard>, api: usize, index: usize) {
     let JwksSource::Uri { upstream, path } = &settings.source else {
         return;
     };
-    loop {
+    while shard.is_current(&gen) {
         let fetched = request(
             &shard,
             *upstream as usize,
@@ -277,7 +279,8 @@ async fn jwks_task(shard: Rc<Shard>, api: usize, index: usize) {
         loop {
             glommio::timer::sleep(settings.cooldown).await;
             let wanted = shard.auth_caches.borrow_mut().take_refresh(auth.id);
-            if !ok || wanted || fetched_at.elapsed() >= settings.refresh {
+            if !ok || wanted || fetched_at.elapsed() >= settings.refresh || !shard.is_current(&gen)
+            {
                 break;
             }
         }

@@ -13,6 +13,7 @@ mod logging;
 mod metrics;
 mod net;
 mod relay;
+mod reload;
 mod runtime;
 mod shard;
 mod traffic_state;
@@ -172,7 +173,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime::run(gateway, shards, path) {
+    match runtime::run(gateway, shards, path, cli.config.clone()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
             logging::error(&msg);

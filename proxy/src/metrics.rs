@@ -94,6 +94,22 @@ impl Layout {
         }
     }
 
+    /// For each of `gw`'s upstreams, the index of the process's pool gauge with the same labels
+    /// (`usize::MAX` for an upstream a reload added: not reported until a restart).
+    pub fn pool_gauges_for(&self, gw: &Gateway) -> Box<[usize]> {
+        let local = Layout::new(gw);
+        local
+            .upstreams
+            .iter()
+            .map(|l| {
+                self.upstreams
+                    .iter()
+                    .position(|r| r == l)
+                    .unwrap_or(usize::MAX)
+            })
+            .collect()
+    }
+
     /// The series of a request from where dispatch got (the references point into `gw`).
     pub fn series(
         &self,
@@ -117,6 +133,24 @@ impl Layout {
         let (base, stages) = self.apis[a];
         base + r * stages + s
     }
+}
+
+impl Layout {
+    /// Every series' `(api, stage, route)` labels, by series index.
+    pub fn all_labels(&self) -> &[[Box<str>; 3]] {
+        &self.labels
+    }
+}
+
+/// Configuration reloads, for the scrape (written by the main thread, `reload`).
+#[derive(Default)]
+pub struct ReloadStatus {
+    /// 1 at start, +1 per successful reload.
+    pub generation: AtomicU64,
+    /// The last reload's result: 1 success, 0 failure (1 before any reload).
+    pub last_success: AtomicU64,
+    /// When the last reload attempt ended (seconds since the epoch; 0: none yet).
+    pub last_time: AtomicU64,
 }
 
 /// The index of `item` in `slice` when it is one of its elements (address arithmetic only).
@@ -250,6 +284,7 @@ fn bucket(ms: u64) -> Option<usize> {
 pub struct Registry {
     pub layout: Arc<Layout>,
     pub shards: Vec<Arc<ShardMetrics>>,
+    pub reload: ReloadStatus,
 }
 
 impl Registry {
@@ -258,7 +293,14 @@ impl Registry {
         let shards = (0..shards)
             .map(|i| Arc::new(ShardMetrics::new(i, &layout)))
             .collect();
-        Registry { layout, shards }
+        let reload = ReloadStatus::default();
+        reload.generation.store(1, Relaxed);
+        reload.last_success.store(1, Relaxed);
+        Registry {
+            layout,
+            shards,
+            reload,
+        }
     }
 }
 
@@ -440,6 +482,7 @@ pub fn render(reg: &Registry) -> String {
         }
     }
     crate::cluster::render_metrics(&mut out);
+    render_reload(&reg.reload, &mut out);
     out
 }
 
@@ -492,6 +535,35 @@ fn render_pool_idle(reg: &Registry, out: &mut String) {
             escape_label(host, out);
             let _ = writeln!(out, "\",scheme=\"{scheme}\"}} {n}");
         }
+
+    }
+}
+
+/// `tollgate_config_generation` and the last reload's result and time.
+fn render_reload(r: &ReloadStatus, out: &mut String) {
+    let gauges = [
+        (
+            "tollgate_config_generation",
+            "The configuration in force: 1 at start, +1 per successful reload.",
+            &r.generation,
+        ),
+        (
+            "tollgate_config_last_reload_success",
+            "Whether the last reload succeeded (1) or failed (0); 1 before any reload.",
+            &r.last_success,
+        ),
+        (
+            "tollgate_config_last_reload_timestamp_seconds",
+            "When the last reload attempt ended (seconds since the epoch; 0: none yet).",
+            &r.last_time,
+        ),
+    ];
+    for (name, help, v) in gauges {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}",
+            v.load(Relaxed)
+        );
     }
 }
 

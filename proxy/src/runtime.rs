@@ -9,7 +9,9 @@
 //! reported in one clear line and make the process exit non-zero — never a silent exit 0.
 //!
 //! After start-up the main thread waits for signals (blocked in every thread, taken with
-//! `sigtimedwait`): SIGTERM/SIGINT drain and exit 0, SIGUSR1 reopens the access log files.
+//! `sigtimedwait`): SIGTERM/SIGINT drain and exit 0, SIGUSR1 reopens the access log files,
+//! SIGHUP reloads the config file (`reload`; the admin listener's `POST /reload` does the
+//! same). Each shard's control loop polls its reload channel with its drain flag.
 //! Draining: every shard closes its listeners, answers with `connection: close`, and stops once
 //! its in-flight requests are done or `drain_timeout_ms` has passed.
 
@@ -18,13 +20,14 @@ use crate::conn;
 use crate::logging::{self, Writers};
 use crate::metrics::{Registry, ShardMetrics};
 use crate::net::{self, Listener, SocketPath};
+use crate::reload::{self, Bound, Order, Reloader};
 use crate::shard::{Ops, Shard};
 use crate::traffic_state::{self, TrafficShared};
 use glommio::{LocalExecutorBuilder, Placement};
-use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tollgate_core::gateway::access_log;
 use tollgate_core::gateway::Gateway;
@@ -107,29 +110,6 @@ pub fn raise_nofile_limit() {
     }
 }
 
-/// Fails when some other socket already listens on `addr`. Our listeners use
-/// `SO_REUSEPORT`, so a second gateway would bind beside the first and silently take part of
-/// its connections: a probe bound without it (but with `SO_REUSEADDR`, so connections in
-/// TIME_WAIT do not count) finds out first.
-pub fn check_free(addr: SocketAddr) -> Result<(), String> {
-    use socket2::{Domain, Socket, Type};
-    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, None).and_then(|s| {
-        s.set_reuse_address(true)?;
-        if addr.is_ipv6() {
-            s.set_only_v6(true)?;
-        }
-        s.bind(&addr.into())?;
-        Ok(s)
-    });
-    match probe {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(format!(
-            "tollgate: cannot listen on {addr}: another process already listens there (is another tollgate running?); not starting"
-        )),
-        Err(e) => Err(format!("tollgate: cannot listen on {addr}: {e}")),
-    }
-}
-
 /// The signals the main thread takes; blocked in every thread (the mask is inherited).
 fn signal_set() -> libc::sigset_t {
     // SAFETY: sigset_t is plain data initialised by sigemptyset.
@@ -158,25 +138,40 @@ fn wait_signal(set: &libc::sigset_t, timeout: Duration) -> Option<i32> {
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 
 /// Runs the gateway until SIGTERM/SIGINT (then `Ok`, after draining) or until a shard fails
-/// (the message to print).
-pub fn run(mut gateway: Gateway, shards: usize, path: SocketPath) -> Result<(), String> {
+/// (the message to print). `config` is the file to re-read on reload (`None`: the embedded
+/// demo config, which cannot be reloaded).
+pub fn run(
+    mut gateway: Gateway,
+    shards: usize,
+    path: SocketPath,
+    config: Option<PathBuf>,
+) -> Result<(), String> {
     let set = signal_set();
     // SAFETY: blocks the set in this thread before any other thread starts.
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
     for &addr in &gateway.listeners {
-        check_free(addr)?;
+        reload::check_free(addr)?;
     }
     let cpus = allowed_cpus();
     let pin = gateway.settings.pin_cpus;
-    let drain_timeout = gateway.settings.drain_timeout;
     let dests = access_log::destinations(&mut gateway);
     let writers = Writers::start(&dests)?;
     let registry = Arc::new(Registry::new(&gateway, shards));
     let control = Arc::new(Control::default());
     // Quota store, state file and rebalance exchange: created once, before any shard thread.
     let traffic = traffic_state::start(&gateway, shards)?;
+    let (order_txs, mut order_rxs): (Vec<_>, Vec<_>) =
+        (0..shards).map(|_| mpsc::channel::<Order>()).unzip();
+    let reloader = Arc::new(Mutex::new(Reloader::new(
+        config,
+        gateway.clone(),
+        dests.clone(),
+        traffic.clone(),
+        order_txs,
+        registry.clone(),
+    )));
     if let Some(addr) = gateway.settings.admin {
-        admin::start(addr, registry.clone(), control.clone(), traffic.clone())?;
+        admin::start(addr, registry.clone(), control.clone(), reloader.clone())?;
     }
     let (tx, rx) = mpsc::channel::<Result<usize, String>>();
     let seed_base = SystemTime::now()
@@ -201,6 +196,7 @@ pub fn run(mut gateway: Gateway, shards: usize, path: SocketPath) -> Result<(), 
             log_senders: writers.senders(),
         };
         let control = control.clone();
+        let orders = order_rxs.remove(0);
         let t = std::thread::Builder::new()
             .name(format!("tollgate-shard{i}"))
             .spawn(move || {
@@ -220,7 +216,7 @@ pub fn run(mut gateway: Gateway, shards: usize, path: SocketPath) -> Result<(), 
                         return;
                     }
                 };
-                ex.run(shard_main(i, gw, seed, ops, control, traffic, tx));
+                ex.run(shard_main(i, gw, seed, ops, control, traffic, orders, tx));
             })
             .map_err(|e| format!("tollgate: cannot start thread for shard {i}: {e}"))?;
         threads.push(t);
@@ -251,9 +247,16 @@ pub fn run(mut gateway: Gateway, shards: usize, path: SocketPath) -> Result<(), 
         if pin { ", pinned" } else { "" }
     );
     if let Some(a) = gateway.settings.admin {
-        log::info!(admin:% = a; "admin listener on http://{a} (/metrics, /healthz, /readyz)");
+        log::info!(admin:% = a; "admin listener on http://{a} (/metrics, /healthz, /readyz, POST /reload)");
     }
-    if let Some(i) = wait_for_exit(&set, &threads) {
+    drop(traffic);
+    let exit = wait_for_exit(&set, &threads, &reloader);
+    // The configuration in force now (reloads may have replaced the start-up one).
+    let (traffic, drain_timeout) = {
+        let r = reload::lock(&reloader);
+        (r.traffic(), r.running().settings.drain_timeout)
+    };
+    if let Some(i) = exit {
         // Keep the quota counts on this exit path too.
         if let Err(msg) = traffic.persist() {
             logging::error(&msg);
@@ -273,9 +276,14 @@ pub fn run(mut gateway: Gateway, shards: usize, path: SocketPath) -> Result<(), 
     Ok(())
 }
 
-/// Waits for SIGTERM/SIGINT (`None`), handling SIGUSR1 (reopen the access logs) and SIGHUP on
-/// the way, or until a shard thread ends (`Some(its index)`).
-fn wait_for_exit(set: &libc::sigset_t, threads: &[std::thread::JoinHandle<()>]) -> Option<usize> {
+/// Waits for SIGTERM/SIGINT (`None`), handling SIGUSR1 (reopen the access logs) and SIGHUP
+/// (reload the config; the outcome is logged) on the way, or until a shard thread ends
+/// (`Some(its index)`).
+fn wait_for_exit(
+    set: &libc::sigset_t,
+    threads: &[std::thread::JoinHandle<()>],
+    reloader: &Mutex<Reloader>,
+) -> Option<usize> {
     loop {
         match wait_signal(set, Duration::from_millis(200)) {
             Some(libc::SIGTERM | libc::SIGINT) => return None,
@@ -283,9 +291,10 @@ fn wait_for_exit(set: &libc::sigset_t, threads: &[std::thread::JoinHandle<()>]) 
                 logging::event(format_args!("SIGUSR1: reopening the access log files"));
                 logging::reopen();
             }
-            Some(libc::SIGHUP) => logging::event(format_args!(
-                "SIGHUP: configuration reload is not implemented yet; ignored"
-            )),
+            Some(libc::SIGHUP) => {
+                // The outcome is logged (and counted) by `reload`.
+                let _ = reload::lock(reloader).reload("SIGHUP");
+            }
             _ => {
                 if let Some(i) = threads.iter().position(|t| t.is_finished()) {
                     return Some(i);
@@ -347,6 +356,7 @@ fn drain_and_stop(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn shard_main(
     index: usize,
     gateway: Gateway,
@@ -354,14 +364,16 @@ async fn shard_main(
     ops: Ops,
     control: Arc<Control>,
     traffic: Arc<TrafficShared>,
+    orders: mpsc::Receiver<Order>,
     tx: mpsc::Sender<Result<usize, String>>,
 ) {
     let listeners: Vec<_> = gateway.listeners.clone();
     let shard = Rc::new(Shard::new(index, gateway, seed, ops, traffic));
-    let mut bound = Vec::with_capacity(listeners.len());
+    let gen = shard.generation();
+    let mut sockets = Vec::with_capacity(listeners.len());
     for addr in listeners {
-        match Listener::bind(addr).and_then(|l| l.with_tls(&shard.gateway.tls)) {
-            Ok(l) => bound.push(l),
+        match Listener::bind(addr).and_then(|l| l.with_tls(&gen.gateway.tls)) {
+            Ok(l) => sockets.push((addr, Rc::new(l))),
             Err(e) => {
                 let _ = tx.send(Err(format!("tollgate: cannot listen on {addr}: {e}")));
                 return;
@@ -370,11 +382,13 @@ async fn shard_main(
     }
     let _ = tx.send(Ok(index));
     drop(tx);
-    traffic_state::spawn_rebalance(shard.clone());
-    crate::lambda::start_jwks_refresh(&shard);
-    let accepting: Vec<_> = bound
+    traffic_state::spawn_rebalance(shard.clone(), gen.clone());
+    crate::lambda::start_jwks_refresh(&shard, &gen);
+    drop(gen);
+    let start = |l: Rc<Listener>| glommio::spawn_local(accept_loop(shard.clone(), l));
+    let mut accepting: Bound = sockets
         .into_iter()
-        .map(|l| glommio::spawn_local(accept_loop(shard.clone(), l)))
+        .map(|(addr, l)| (addr, l.clone(), start(l)))
         .collect();
     let flusher = (!shard.log.is_empty()).then(|| {
         let shard = shard.clone();
@@ -387,6 +401,10 @@ async fn shard_main(
     });
     while !control.draining.load(Ordering::Acquire) {
         glommio::timer::sleep(DRAIN_POLL).await;
+        // A reload: between two requests of this shard's event loop, like every task switch.
+        while let Ok(order) = orders.try_recv() {
+            reload::apply(&shard, &mut accepting, order, &start).await;
+        }
     }
     // Dropping the accept tasks cancels them and closes the listeners.
     drop(accepting);
@@ -401,7 +419,7 @@ async fn shard_main(
 /// Accepts connections on `listener` until cancelled, one task per connection. A failed
 /// accept (EMFILE at the descriptor limit, ...) is counted, backs off, and is logged at most
 /// once per interval; established connections keep being served meanwhile.
-async fn accept_loop(shard: Rc<Shard>, listener: Listener) {
+async fn accept_loop(shard: Rc<Shard>, listener: Rc<Listener>) {
     let mut backoff = Duration::from_millis(10);
     loop {
         match listener.accept().await {

@@ -21,7 +21,7 @@
 //! quota store is only reached when a lease is empty.
 
 use crate::cluster::{self, Link};
-use crate::shard::Shard;
+use crate::shard::{Gen, Shard};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -33,7 +33,8 @@ use tollgate_core::traffic::bucket::{ShardReport, Share, ShareBalancer};
 use tollgate_core::traffic::cluster::{HostQuotaStore, HostStock};
 use tollgate_core::traffic::period::civil_from_days;
 use tollgate_core::traffic::quota::AtomicQuotaStore;
-use tollgate_core::traffic::{state, ShardTraffic, Traffic};
+use tollgate_core::traffic::quota::QuotaStore;
+use tollgate_core::traffic::{state, ShardTraffic, Traffic, NONE};
 
 /// How often shards rebalance bucket shares and hand back unused quota leases.
 pub const REBALANCE: Duration = Duration::from_millis(100);
@@ -76,6 +77,8 @@ pub struct TrafficShared {
     /// Serialises writes of the state file (the flush thread and the exit path); holds the
     /// last text written, so an unchanged state is not rewritten.
     written: Mutex<String>,
+    /// A config reload replaced this state (`successor`): its flush thread stops.
+    retired: AtomicBool,
 }
 
 /// One rebalance round: per shard, its reports (one per bucket) and, once every shard
@@ -132,6 +135,7 @@ impl TrafficShared {
             stopping: AtomicBool::new(false),
             released: AtomicUsize::new(0),
             written: Mutex::new(String::new()),
+            retired: AtomicBool::new(false),
         }
     }
 
@@ -368,6 +372,9 @@ fn flush_loop(shared: &TrafficShared, every: Duration) {
     loop {
         let left = next.saturating_duration_since(Instant::now());
         std::thread::sleep(left);
+        if shared.retired.load(Ordering::Acquire) {
+            return;
+        }
         if Instant::now() >= next {
             // A failing write is said once, not at every interval (and again once it works).
             match shared.persist() {
@@ -387,42 +394,243 @@ fn flush_loop(shared: &TrafficShared, every: Duration) {
     }
 }
 
-/// Starts shard `shard`'s rebalance task (nothing when no limit or quota is configured).
-pub fn spawn_rebalance(shard: Rc<Shard>) {
-    if !shard.traffic.active {
+/// Starts shard `shard`'s rebalance task for configuration generation `gen` (nothing when it
+/// has no limit or quota); the task ends once a reload replaced `gen`.
+pub fn spawn_rebalance(shard: Rc<Shard>, gen: Rc<Gen>) {
+    if !gen.traffic.active {
         return;
     }
-    glommio::spawn_local(rebalance_loop(shard)).detach();
+    glommio::spawn_local(rebalance_loop(shard, gen)).detach();
 }
 
-async fn rebalance_loop(shard: Rc<Shard>) {
-    let shared = shard.traffic.clone();
+async fn rebalance_loop(shard: Rc<Shard>, gen: Rc<Gen>) {
+    let shared = gen.traffic.clone();
     let period = u64::try_from(REBALANCE.as_nanos()).unwrap_or(u64::MAX);
     let mut released = false;
-    loop {
+    while shard.is_current(&gen) {
         // Sleep to the next boundary of the shared epoch: all shards report together.
         let now = shared.mono_ns(Instant::now());
         let next = (now / period + 1) * period;
         glommio::timer::sleep(Duration::from_nanos(next - now)).await;
-        shard.refresh_clock();
+        if !shard.is_current(&gen) {
+            break;
+        }
+        shard.refresh_clock(&shared);
         // Unused quota leases go back every tick: the store counts what was admitted.
-        shard.limits.borrow_mut().release_leases(&shared.store);
+        gen.limits.borrow_mut().release_leases(&shared.store);
         if shared.stopping.load(Ordering::Acquire) && !released {
             released = true;
             shared.released.fetch_add(1, Ordering::AcqRel);
         }
         let now = shared.mono_ns(Instant::now());
-        if shared.report(shard.index, &mut shard.limits.borrow_mut(), now) {
+        if shared.report(shard.index, &mut gen.limits.borrow_mut(), now) {
             continue;
         }
         for _ in 0..COLLECT_POLLS {
             glommio::timer::sleep(COLLECT_POLL).await;
             let now = shared.mono_ns(Instant::now());
-            if shared.collect(shard.index, &mut shard.limits.borrow_mut(), now) {
+            if shared.collect(shard.index, &mut gen.limits.borrow_mut(), now) {
                 break;
             }
         }
     }
+}
+
+// ---- Config reload: what carries over from one configuration's traffic state to the next.
+
+/// A stable name per bucket of `gw` (index = bucket id; `None` for a bucket nothing names),
+/// so a reload can match the buckets of two configs: the account, a stage, a stage's route
+/// throttle, a key's plan throttle, a key's plan route throttle.
+pub fn bucket_names(gw: &Gateway) -> Vec<Option<String>> {
+    let t = &gw.traffic;
+    let mut names: Vec<Option<String>> = vec![None; t.limits.len()];
+    let mut name = |b: u32, n: String| {
+        if let Some(slot) = names.get_mut(b as usize) {
+            slot.get_or_insert(n);
+        }
+    };
+    name(
+        tollgate_core::traffic::ACCOUNT_BUCKET,
+        "account".to_string(),
+    );
+    for m in &t.memberships {
+        let (Some(p), Some(k)) = (t.plans.get(m.plan as usize), t.keys.get(m.key as usize)) else {
+            continue;
+        };
+        if m.throttle_bucket != NONE {
+            name(m.throttle_bucket, format!("plan\0{}\0{}", p.name, k.name));
+        }
+    }
+    for api in &gw.apis {
+        for route in &api.routes {
+            for (stage, rl) in api.stages.iter().zip(route.limits.iter()) {
+                let at = format!("{}\0{}", api.name, stage.name);
+                if rl.stage_bucket != NONE {
+                    name(rl.stage_bucket, format!("stage\0{at}"));
+                }
+                if rl.stage_route_bucket != NONE {
+                    name(
+                        rl.stage_route_bucket,
+                        format!("stage-route\0{at}\0{}", route.key),
+                    );
+                }
+                let Some(bindings) = t.bindings.get(rl.stage_slot as usize) else {
+                    continue;
+                };
+                for b in bindings.iter().filter(|b| b.membership != NONE) {
+                    let (Some(m), Some(ps)) = (
+                        t.memberships.get(b.membership as usize),
+                        t.plan_stages.get(b.plan_stage as usize),
+                    ) else {
+                        continue;
+                    };
+                    let Some(&off) = ps.routes.get(rl.route as usize) else {
+                        continue;
+                    };
+                    let (Some(p), Some(k)) =
+                        (t.plans.get(m.plan as usize), t.keys.get(m.key as usize))
+                    else {
+                        continue;
+                    };
+                    if off != NONE {
+                        name(
+                            m.route_base.saturating_add(off),
+                            format!("plan-route\0{}\0{}\0{at}\0{}", p.name, k.name, route.key),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    names
+}
+
+/// The traffic state for `gateway` replacing `old` on a reload: the same clock epoch (bucket
+/// times stay comparable), and every quota counter of a plan and key both configs have, with
+/// the same quota period, carried over with its count. Returns it with the counters as they
+/// were copied (for `settle`). Its flush thread starts with `hand_over`.
+pub fn successor(
+    old: &TrafficShared,
+    gateway: &Gateway,
+) -> (Arc<TrafficShared>, Vec<state::Entry>) {
+    let mut new = TrafficShared::new(gateway, old.shards);
+    new.epoch = old.epoch;
+    let seeded = old.traffic.state_entries(&old.store);
+    new.traffic.restore(&new.store, &seeded, unix_secs());
+    *lock(&new.written) = lock(&old.written).clone();
+    (Arc::new(new), seeded)
+}
+
+/// Once every shard runs on `new`: what `old`'s counters took since `successor` copied them
+/// (leases the shards took in between; leases they gave back) is applied to `new`'s, so no
+/// admitted request goes uncounted. Then `old`'s flush thread stops and `new`'s starts (with
+/// a state file).
+pub fn hand_over(
+    old: &TrafficShared,
+    new: &Arc<TrafficShared>,
+    seeded: &[state::Entry],
+    flush_every: Duration,
+) -> Result<(), String> {
+    for now in old.traffic.state_entries(&old.store) {
+        let before = seeded
+            .iter()
+            .find(|e| e.plan == now.plan && e.key == now.key && e.period_start == now.period_start)
+            .map_or(0, |e| e.used);
+        let Some(m) = new.traffic.membership(&now.plan, &now.key) else {
+            continue;
+        };
+        let day = now.period_start.div_euclid(86_400);
+        // Only into the same period of the new plan's quota (as `successor` copied).
+        let period = new
+            .traffic
+            .memberships
+            .get(m)
+            .and_then(|ms| new.traffic.plans.get(ms.plan as usize))
+            .and_then(|p| p.quota)
+            .map(|q| q.period.start_day(day));
+        if period != Some(day) {
+            continue;
+        }
+        if now.used > before {
+            add_used(&new.store, m, day, now.used - before);
+        } else if now.used < before {
+            new.store.release(m, day, before - now.used);
+        }
+    }
+    old.retired.store(true, Ordering::Release);
+    if new.state_file.is_some() {
+        let flusher = new.clone();
+        std::thread::Builder::new()
+            .name("tollgate-state".to_string())
+            .spawn(move || flush_loop(&flusher, flush_every))
+            .map_err(|e| format!("tollgate: cannot start the quota state thread: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Adds `n` to counter `m` of period `day` (through the store's own lease and release, so
+/// shards leasing at the same time lose nothing).
+fn add_used<S: QuotaStore + ?Sized>(store: &S, m: usize, day: i64, mut n: u64) {
+    while n > 0 {
+        let got = store.lease(m, day, tollgate_core::traffic::quota::MAX_LIMIT, 0, 1);
+        if got == 0 {
+            return;
+        }
+        if got > n {
+            store.release(m, day, got - n);
+            return;
+        }
+        n -= got;
+    }
+}
+
+/// On the shard, when it swaps from `old` to `new`: the throttle buckets whose name and
+/// limit are unchanged keep their tokens (a changed limit starts a fresh bucket), and the
+/// unused quota leases of unchanged plans (same key, same quota) move over; the others go
+/// back to the old store (`hand_over` accounts for them). Returns (buckets kept, leases kept).
+pub fn carry_over(old: &Gen, new: &Gen) -> (usize, usize) {
+    let old_names = bucket_names(&old.gateway);
+    let new_names = bucket_names(&new.gateway);
+    let (ot, nt) = (&old.gateway.traffic, &new.gateway.traffic);
+    let mut from = old.limits.borrow_mut();
+    let mut to = new.limits.borrow_mut();
+    let mut buckets = 0;
+    for (j, name) in new_names.iter().enumerate() {
+        let Some(name) = name else { continue };
+        let Some(i) = old_names.iter().position(|n| n.as_ref() == Some(name)) else {
+            continue;
+        };
+        if ot.limits.get(i) == nt.limits.get(j) {
+            if let (Some(b), Some(slot)) = (from.buckets.get(i), to.buckets.get_mut(j)) {
+                *slot = b.clone();
+                buckets += 1;
+            }
+        }
+    }
+    let mut leases = 0;
+    for (i, m) in ot.memberships.iter().enumerate() {
+        let (Some(p), Some(k)) = (ot.plans.get(m.plan as usize), ot.keys.get(m.key as usize))
+        else {
+            continue;
+        };
+        let target = nt.membership(&p.name, &k.name).filter(|&j| {
+            nt.memberships
+                .get(j)
+                .and_then(|nm| nt.plans.get(nm.plan as usize))
+                .is_some_and(|np| np.quota == p.quota)
+        });
+        match (target, from.leases.get_mut(i)) {
+            (Some(j), Some(lease)) => {
+                if let Some(slot) = to.leases.get_mut(j) {
+                    *slot = std::mem::take(lease);
+                    leases += 1;
+                }
+            }
+            (None, Some(lease)) => lease.release(&old.traffic.store, i),
+            _ => {}
+        }
+    }
+    (buckets, leases)
 }
 
 /// `YYYY-MM-DD` of a UTC day number.
@@ -735,5 +943,149 @@ protocol = "rest"
         assert!(read_state(&path).is_err());
         assert!(usage_report(&gw, None, None, unix_secs()).is_err());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn gen_for(text: &str, shared: Arc<TrafficShared>) -> Gen {
+        let gw = config::load_str("<carry tests>", text).unwrap_or_else(|e| panic!("{e:?}"));
+        let layout = crate::metrics::Layout::new(&gw);
+        Gen::new(0, gw, shared, &layout, Arc::from([]))
+    }
+
+    const CARRY: &str = r#"
+[[listeners]]
+address = "127.0.0.1"
+port = 8080
+
+[[apis]]
+name = "a"
+protocol = "rest"
+  [[apis.stages]]
+  name = "prod"
+  throttle = { rate = 0.0, burst = 10 }
+  route_throttles = { "GET /x" = { rate = 0.0, burst = 4 } }
+  [[apis.routes]]
+  key = "GET /x"
+  integration = { type = "mock", status = 200, body = "" }
+"#;
+
+    #[test]
+    fn buckets_are_named_by_what_they_limit() {
+        let gw = config::load_str("<names>", CARRY).unwrap_or_else(|e| panic!("{e:?}"));
+        let names = bucket_names(&gw);
+        assert_eq!(names.len(), gw.traffic.limits.len());
+        assert_eq!(names[0].as_deref(), Some("account"));
+        assert!(names.contains(&Some("stage\0a\0prod".to_string())));
+        assert!(names.contains(&Some("stage-route\0a\0prod\0GET /x".to_string())));
+    }
+
+    #[test]
+    fn unchanged_buckets_keep_their_tokens_and_changed_ones_start_fresh() {
+        let gw = config::load_str("<carry>", CARRY).unwrap_or_else(|e| panic!("{e:?}"));
+        let shared = Arc::new(TrafficShared::new(&gw, 1));
+        let old = gen_for(CARRY, shared.clone());
+        // 3 of the route's 4 tokens (and 3 of the stage's 10).
+        assert_eq!(admitted(&gw, &shared, &mut old.limits.borrow_mut(), 3), 3);
+        // Same limits: 1 left (the route's bucket is the tightest).
+        let (next, _) = successor(&shared, &gw);
+        let same = gen_for(CARRY, next);
+        let (kept, _) = carry_over(&old, &same);
+        assert_eq!(kept, gw.traffic.limits.len(), "every bucket matched");
+        assert_eq!(
+            admitted(&gw, &same.traffic, &mut same.limits.borrow_mut(), 5),
+            1
+        );
+        // The route's limit changed to 6: a fresh bucket of 6, but the stage's (unchanged)
+        // has 7 of 10 left after the 3 before: 6 pass.
+        let changed_text = CARRY.replace("burst = 4", "burst = 6");
+        let changed_gw =
+            config::load_str("<changed>", &changed_text).unwrap_or_else(|e| panic!("{e:?}"));
+        let (next, _) = successor(&shared, &changed_gw);
+        let changed = gen_for(&changed_text, next);
+        carry_over(&old, &changed);
+        assert_eq!(
+            admitted(
+                &changed_gw,
+                &changed.traffic,
+                &mut changed.limits.borrow_mut(),
+                10
+            ),
+            6
+        );
+        // The stage's bucket carried over: only 1 of its 10 is left after those 6 + 3.
+        let stage_only = CARRY.replace(
+            "  route_throttles = { \"GET /x\" = { rate = 0.0, burst = 4 } }\n",
+            "",
+        );
+        let stage_gw = config::load_str("<stage>", &stage_only).unwrap_or_else(|e| panic!("{e:?}"));
+        let (next, _) = successor(&changed.traffic, &stage_gw);
+        let stage = gen_for(&stage_only, next);
+        carry_over(&changed, &stage);
+        assert_eq!(
+            admitted(&stage_gw, &stage.traffic, &mut stage.limits.borrow_mut(), 5),
+            1
+        );
+    }
+
+    #[test]
+    fn quota_counts_carry_over_and_later_leases_are_added() {
+        let gw = gateway(None);
+        let shared = Arc::new(TrafficShared::new(&gw, 1));
+        let day = unix_secs().div_euclid(86_400);
+        shared.store.set(0, day, 42);
+        let (next, seeded) = successor(&shared, &gw);
+        assert_eq!(next.store.get(0), (day, 42), "copied by plan and key");
+        assert_eq!(next.epoch, shared.epoch, "one bucket clock");
+        // A shard took 8 more from the old store before it swapped.
+        shared.store.set(0, day, 50);
+        hand_over(&shared, &next, &seeded, Duration::from_secs(1)).expect("hand over");
+        assert_eq!(next.store.get(0), (day, 50));
+        assert!(shared.retired.load(Ordering::Acquire));
+        // A key's first lease taken while the shards swapped (nothing to copy before).
+        let fresh = Arc::new(TrafficShared::new(&gw, 1));
+        let (next, seeded) = successor(&fresh, &gw);
+        assert_eq!(next.store.get(0), (0, 0));
+        fresh.store.set(0, day, 8);
+        hand_over(&fresh, &next, &seeded, Duration::from_secs(1)).expect("hand over");
+        assert_eq!(next.store.get(0), (day, 8));
+        // A plan whose quota period changed does not keep the count.
+        let weekly = config::load_str(
+            "<weekly>",
+            r#"
+[[listeners]]
+address = "127.0.0.1"
+port = 8080
+[[api_keys]]
+name = "alice"
+value = "alice0123456789abcdefghij"
+[[usage_plans]]
+name = "gold"
+quota = { limit = 100, period = "WEEK" }
+keys = ["alice"]
+  [[usage_plans.stages]]
+  api = "a"
+  stage = "prod"
+[[apis]]
+name = "a"
+protocol = "rest"
+  [[apis.stages]]
+  name = "prod"
+  [[apis.routes]]
+  key = "GET /x"
+  integration = { type = "mock", status = 200, body = "" }
+"#,
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let (weekly_shared, _) = successor(&next, &weekly);
+        let week_start = weekly.traffic.plans[0]
+            .quota
+            .map_or(day, |q| q.period.start_day(day));
+        if week_start != day {
+            // (On a Monday both periods start the same day: the count is the same period's.)
+            assert_eq!(
+                weekly_shared.store.get(0).1,
+                0,
+                "another period: not carried"
+            );
+        }
     }
 }

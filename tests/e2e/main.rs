@@ -33,6 +33,7 @@ mod latency;
 mod ops_access_log;
 mod ops_limits;
 mod ops_metrics;
+mod ops_reload;
 mod ops_shutdown;
 mod pipelining;
 mod protocol;

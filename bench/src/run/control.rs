@@ -3,7 +3,7 @@
 //! environment of their variant), waits until they listen, and runs one tollgate-load phase
 //! with the CPU of proxy, origin, load generator and the rest of the machine sampled around it.
 
-use crate::configs::{self, Routes};
+use crate::configs::{self, Routes, Setup};
 use crate::load::{self, LoadResult, LoadSpec};
 use crate::procs::{self, Child, GroupSample, TempDir};
 use crate::run::results::Row;
@@ -144,6 +144,8 @@ pub(super) struct PhaseSpec<'a> {
     pub(super) hgrm: Option<&'a Path>,
     pub(super) connections: usize,
     pub(super) layout: &'a Layout,
+    /// TLS (`https://` and these tollgate-load options), or plain HTTP when None.
+    pub(super) tls: Option<&'static [&'static str]>,
 }
 
 impl<'a> PhaseSpec<'a> {
@@ -159,6 +161,7 @@ impl<'a> PhaseSpec<'a> {
             hgrm: None,
             connections,
             layout,
+            tls: None,
         }
     }
 }
@@ -230,6 +233,25 @@ impl Ctx<'_> {
         workers: usize,
         cpus: &[usize],
     ) -> Result<Proxy, String> {
+        self.start_proxy_with(kind, routes, scen, workers, cpus, &Setup::default())
+    }
+
+    /// [`Ctx::start_proxy`] with a scenario's additions (TLS, access log, admin listener); the
+    /// gateway route styles of nginx and HAProxy come from the options.
+    pub(super) fn start_proxy_with(
+        &mut self,
+        kind: ProxyKind,
+        routes: Routes,
+        scen: &str,
+        workers: usize,
+        cpus: &[usize],
+        setup: &Setup,
+    ) -> Result<Proxy, String> {
+        let setup = Setup {
+            nginx_routes: self.opts.nginx_routes,
+            haproxy_routes: self.opts.haproxy_routes,
+            ..setup.clone()
+        };
         let port = self.ports.free()?;
         let tag = self.next_tag(&format!("{}-{scen}", kind.name().to_ascii_lowercase()));
         let dir = self.temp.join(&tag);
@@ -243,7 +265,7 @@ impl Ctx<'_> {
             ProxyKind::Tollgate | ProxyKind::TollgatePoll | ProxyKind::TollgateStock => {
                 let cfg = write(
                     "tollgate.toml",
-                    configs::tollgate(routes, port, self.origin_port, workers),
+                    configs::tollgate_with(routes, port, self.origin_port, workers, &setup),
                 )?;
                 (
                     self.tools.tollgate.clone(),
@@ -259,7 +281,15 @@ impl Ctx<'_> {
                 let program = self.tools.nginx.clone().ok_or("nginx is not installed")?;
                 let cfg = write(
                     "nginx.conf",
-                    configs::nginx(routes, port, self.origin_port, &dir, self.nofile, workers),
+                    configs::nginx(
+                        routes,
+                        port,
+                        self.origin_port,
+                        &dir,
+                        self.nofile,
+                        workers,
+                        &setup,
+                    ),
                 )?;
                 (
                     program,
@@ -279,9 +309,20 @@ impl Ctx<'_> {
                     .haproxy
                     .clone()
                     .ok_or("HAProxy is not installed")?;
+                if let Routes::Gateway { count } = routes {
+                    write(configs::HAPROXY_MAP, configs::haproxy_route_map(count))?;
+                }
                 let cfg = write(
                     "haproxy.cfg",
-                    configs::haproxy(routes, port, self.origin_port, self.nofile, workers),
+                    configs::haproxy(
+                        routes,
+                        port,
+                        self.origin_port,
+                        self.nofile,
+                        workers,
+                        &dir,
+                        &setup,
+                    ),
                 )?;
                 (
                     program,
@@ -350,7 +391,8 @@ impl Ctx<'_> {
             ));
         }
         let paths = scen.paths(self.opts.gateway_routes);
-        let url = format!("http://127.0.0.1:{}{}", p.port, paths[0]);
+        let scheme = if ps.tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://127.0.0.1:{}{}", p.port, paths[0]);
         let tag = self.next_tag(&format!("load-{}-{}", scen.id(), p.kind.name()));
         let spec = LoadSpec {
             url: &url,
@@ -362,6 +404,7 @@ impl Ctx<'_> {
             cpus: &ps.layout.client,
             work: &self.temp.path,
             tag: &tag,
+            extra: ps.tls.unwrap_or(&[]),
         };
         let p0 = p.child.sample();
         let o0 = self.origin.sample();

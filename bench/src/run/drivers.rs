@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 /// Starts every proxy for a scenario: a row per proxy (made by `row` from the proxy and, if it
 /// did not start, why), and the running proxies in the same order (`None` where it failed).
-fn start_all<R>(
+pub(super) fn start_all<R>(
     ctx: &mut Ctx<'_>,
     scen: Scenario,
     proxies: &[ProxyKind],
@@ -139,6 +139,7 @@ pub(super) fn run_load(
                         cpus: &layout.client,
                         work: &ctx.temp.path,
                         tag: &tag,
+                        extra: &[],
                     };
                     match load::run_wrk(wrk, &spec, lua.as_deref()) {
                         Ok(ran) => {
@@ -515,7 +516,7 @@ pub fn contention(ph: &Phase) -> String {
 /// Keeps one phase's outcome on `row`: on success its progress line (`line` of the proxy's
 /// name and the phase, then the bound and contention marks) and its non-2xx status codes; on
 /// an error (`context`: which phase) the proxy stops being measured and its row says why.
-fn keep(
+pub(super) fn keep(
     row: &mut impl Row,
     running: &mut Option<Proxy>,
     result: Result<(Phase, LoadResult), String>,
@@ -548,7 +549,7 @@ fn keep(
 }
 
 /// Each row's peak RSS, read from its proxy at the end of the scenario; then stops them.
-fn record_peak_rss(rows: &mut [impl Row], running: Vec<Option<Proxy>>) {
+pub(super) fn record_peak_rss(rows: &mut [impl Row], running: Vec<Option<Proxy>>) {
     for (row, p) in rows.iter_mut().zip(&running) {
         if let Some(p) = p {
             *row.common().3 = p.child.sample().hwm_kib;

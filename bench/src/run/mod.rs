@@ -8,15 +8,21 @@
 //! Submodules, one concern each: `scenario` (what is compared and how long: proxies,
 //! scenarios, options, phase lengths), `results` (what is measured and the medians over
 //! rounds), `control` (programs, ports, starting proxies and the origin, measuring one
-//! phase), `drivers` (the scenarios themselves). This file runs them in order and records
-//! the machine and versions.
+//! phase), `drivers` (the scenarios themselves), `anchors` (`fixed-rate` and `https`:
+//! tollgate against nginx and HAProxy only), `features` (`access-log` and `scrape`: tollgate
+//! without and with the feature). This file runs them in order and records the machine and
+//! versions.
 
+mod anchors;
 mod control;
 mod drivers;
+mod features;
 mod results;
 mod scenario;
 
+pub use anchors::handshake_mismatch;
 pub use control::{check_answers, find_tools, one_line, Tools, INSTALL_HINT};
+pub use features::scrape_once;
 pub use results::*;
 pub use scenario::*;
 
@@ -107,6 +113,9 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Results, St
     let mut sweeps = Vec::new();
     let mut idle_rows = None;
     let mut keys = None;
+    let mut fixed = None;
+    let mut pairs = Vec::new();
+    let mut https = None;
     for &scen in &opts.scenarios {
         if procs::interrupted() {
             return Err("interrupted".into());
@@ -120,6 +129,24 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Results, St
                 progress("  skipped: tollgate is not among --proxies");
                 notes.push("The gateway-keys scenario runs tollgate only: tollgate was not among --proxies.".into());
             }
+        } else if matches!(scen, Scenario::AccessLog | Scenario::Scrape) {
+            if proxies.contains(&ProxyKind::Tollgate) {
+                pairs.push(if scen == Scenario::AccessLog {
+                    features::run_access_log(&mut ctx, progress)?
+                } else {
+                    features::run_scrape(&mut ctx, progress)?
+                });
+            } else {
+                progress("  skipped: tollgate is not among --proxies");
+                notes.push(format!(
+                    "The {} scenario runs tollgate only: tollgate was not among --proxies.",
+                    scen.id()
+                ));
+            }
+        } else if scen == Scenario::FixedRate {
+            fixed = Some(anchors::run_fixed(&mut ctx, &proxies, progress)?);
+        } else if scen == Scenario::Https {
+            https = Some(anchors::run_https(&mut ctx, &proxies, progress)?);
         } else if scen == Scenario::Idle {
             idle_rows = Some(run_idle(&mut ctx, &proxies, progress)?);
         } else if scen.is_sweep() {
@@ -154,6 +181,9 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Results, St
         sweeps,
         idle: idle_rows,
         keys,
+        fixed,
+        pairs,
+        https,
         skipped,
         notes,
         elapsed: started.elapsed(),

@@ -4,7 +4,7 @@
 
 use crate::load::WrkResult;
 use crate::plot::Point;
-use crate::run::{Options, ProxyKind, Scenario};
+use crate::run::{HttpsMode, Options, ProxyKind, Scenario};
 use std::time::Duration;
 
 /// One load phase of one proxy (medians are taken over these).
@@ -231,6 +231,82 @@ impl Row for SweepRow {
     }
 }
 
+/// The `fixed-rate` scenario: each anchor proxy in open loop at each rate, one phase per round
+/// (`SweepRow::phases[i]` = rate `rates[i]`).
+#[derive(Clone, Debug)]
+pub struct FixedRateScenario {
+    pub rates: Vec<f64>,
+    pub rows: Vec<SweepRow>,
+    pub notes: Vec<String>,
+}
+
+/// The `https` scenario: each anchor proxy in each mode, closed loop, one phase per round
+/// (`SweepRow::phases[i]` = mode `modes[i]`).
+#[derive(Clone, Debug)]
+pub struct HttpsScenario {
+    pub modes: Vec<HttpsMode>,
+    pub rows: Vec<SweepRow>,
+    /// The certificate every proxy served, in words (key type, names).
+    pub certificate: String,
+    pub notes: Vec<String>,
+}
+
+/// `access-log` and `scrape`: tollgate without (`base`) and with (`with`) the feature, rounds
+/// interleaved. `access-log` compares the closed-loop phases' CPU per request, `scrape` the
+/// open-loop phases' p99 at `rate`.
+#[derive(Clone, Debug)]
+pub struct PairScenario {
+    pub scenario: Scenario,
+    /// The open-loop rate (`scrape`); 0 for closed loop.
+    pub rate: f64,
+    pub base: LoadRow,
+    pub with: LoadRow,
+    /// `scrape`: successful `/metrics` scrapes during the `with` phases; `access-log`: lines
+    /// found in the log after the `with` phases.
+    pub count: u64,
+    pub notes: Vec<String>,
+}
+
+/// The targets of issue 18: access log on ÷ off CPU per request, scrape ÷ none p99.
+pub const ACCESS_LOG_TARGET_RATIO: f64 = 1.10;
+pub const SCRAPE_TARGET_RATIO: f64 = 1.10;
+
+impl PairScenario {
+    /// The phases the comparison reads (closed loop for `access-log`, open loop for `scrape`).
+    pub fn phases(&self, r: &LoadRow) -> Vec<Phase> {
+        if self.scenario == Scenario::Scrape {
+            r.open.clone()
+        } else {
+            r.closed.clone()
+        }
+    }
+
+    /// with ÷ base: CPU per request (`access-log`) or p99 (`scrape`), medians over rounds.
+    pub fn ratio(&self) -> Option<f64> {
+        if !self.base.ok() || !self.with.ok() {
+            return None;
+        }
+        let f = |p: &Phase| {
+            if self.scenario == Scenario::Scrape {
+                p.p99_us
+            } else {
+                p.cpu_us_per_req
+            }
+        };
+        let w = median_of(&self.phases(&self.with), f)?;
+        let b = median_of(&self.phases(&self.base), f)?;
+        (b > 0.0).then(|| w / b)
+    }
+
+    pub fn target(&self) -> f64 {
+        if self.scenario == Scenario::Scrape {
+            SCRAPE_TARGET_RATIO
+        } else {
+            ACCESS_LOG_TARGET_RATIO
+        }
+    }
+}
+
 /// One proxy's results in the idle-connection scenario.
 #[derive(Clone, Debug)]
 pub struct IdleRow {
@@ -269,6 +345,12 @@ pub struct Results {
     pub idle: Option<Vec<IdleRow>>,
     /// The `gateway-keys` scenario, when run.
     pub keys: Option<KeysScenario>,
+    /// The `fixed-rate` scenario, when run.
+    pub fixed: Option<FixedRateScenario>,
+    /// `access-log` and `scrape`, those run, in that order.
+    pub pairs: Vec<PairScenario>,
+    /// The `https` scenario, when run.
+    pub https: Option<HttpsScenario>,
     /// Proxies (and wrk) left out, with the reason.
     pub skipped: Vec<String>,
     pub notes: Vec<String>,

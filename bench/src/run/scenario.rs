@@ -3,7 +3,7 @@
 //! routes, body size), what a run is told (`Options`), and the phase lengths of `--quick` and
 //! `--full` with the time a run is planned to take.
 
-use crate::configs::{self, Routes};
+use crate::configs::{self, HaproxyRoutes, NginxRoutes, Routes};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -104,6 +104,17 @@ pub enum Scenario {
     GatewayKeys,
     /// Closed loop at several connection counts (`Options::sweep_connections`).
     Conns,
+    /// Open loop at fixed rates (`Options::fixed_rates`), tollgate, nginx and HAProxy: p99 of
+    /// every round and CPU per request (issue 20).
+    FixedRate,
+    /// tollgate only: a JSON access log to a file on and off, closed loop (issue 18).
+    AccessLog,
+    /// tollgate only: open loop at the first fixed rate without and with a `/metrics` scrape
+    /// every second (issue 18).
+    Scrape,
+    /// tollgate, nginx and HAProxy terminating TLS with one certificate: keep-alive requests,
+    /// full handshakes and resumed handshakes (a new connection per request) (issue 15).
+    Https,
     /// Two workers/threads/shards allowed on CPUs 0 and 1, shared with origin and generator.
     TwoShards,
     Idle,
@@ -117,6 +128,10 @@ impl Scenario {
             Scenario::Body64k => "64k",
             Scenario::Gateway => "gateway",
             Scenario::GatewayKeys => "gateway-keys",
+            Scenario::FixedRate => "fixed-rate",
+            Scenario::AccessLog => "access-log",
+            Scenario::Scrape => "scrape",
+            Scenario::Https => "https",
             Scenario::Conns => "conns",
             Scenario::TwoShards => "2-shards",
             Scenario::Idle => "idle",
@@ -140,6 +155,19 @@ impl Scenario {
                 "Traffic control: API key, usage plan, stage throttle and quota vs none, tollgate only"
                     .into()
             }
+            Scenario::FixedRate => {
+                "Fixed rates: plain proxy, 1 route, 0-byte responses, open loop".into()
+            }
+            Scenario::AccessLog => {
+                "Access log: a JSON access log to a file on vs off, tollgate only".into()
+            }
+            Scenario::Scrape => {
+                "Metrics scrape: GET /metrics every second vs none, at a fixed rate, tollgate only"
+                    .into()
+            }
+            Scenario::Https => {
+                "HTTPS: TLS termination with one certificate, keep-alive and new connections".into()
+            }
             Scenario::Conns => {
                 "Connection sweep: plain proxy, 1 route, 0-byte responses, closed loop".into()
             }
@@ -152,7 +180,7 @@ impl Scenario {
     }
 
     /// Parses a comma list: plain (= plain-0 + plain-1k), plain-0, plain-1k, 64k, gateway,
-    /// gateway-keys, conns, 2-shards, idle, all.
+    /// gateway-keys, fixed-rate, access-log, scrape, https, conns, 2-shards, idle, all.
     pub fn parse_list(s: &str) -> Result<Vec<Scenario>, String> {
         let mut v = Vec::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -163,13 +191,17 @@ impl Scenario {
                 "64k" | "large" => &[Scenario::Body64k],
                 "gateway" | "routes" => &[Scenario::Gateway],
                 "gateway-keys" | "keys" | "traffic" => &[Scenario::GatewayKeys],
+                "fixed-rate" | "fixed" | "rates" => &[Scenario::FixedRate],
+                "access-log" | "accesslog" | "log" => &[Scenario::AccessLog],
+                "scrape" | "metrics" => &[Scenario::Scrape],
+                "https" | "tls" => &[Scenario::Https],
                 "conns" | "connections" | "sweep" => &[Scenario::Conns],
                 "2-shards" | "2shards" | "two-shards" | "shards" => &[Scenario::TwoShards],
                 "idle" => &[Scenario::Idle],
                 "all" => &ALL_SCENARIOS,
                 other => {
                     return Err(format!(
-                        "unknown scenario {other:?} (use plain, plain-0, plain-1k, 64k, gateway, gateway-keys, conns, 2-shards, idle, all)"
+                        "unknown scenario {other:?} (use plain, plain-0, plain-1k, 64k, gateway, gateway-keys, fixed-rate, access-log, scrape, https, conns, 2-shards, idle, all)"
                     ))
                 }
             };
@@ -197,9 +229,14 @@ impl Scenario {
 
     pub(crate) fn paths(self, gateway_routes: usize) -> Vec<String> {
         match self {
-            Scenario::Plain0 | Scenario::Conns | Scenario::TwoShards | Scenario::Idle => {
-                vec!["/0".into()]
-            }
+            Scenario::Plain0
+            | Scenario::Conns
+            | Scenario::TwoShards
+            | Scenario::Idle
+            | Scenario::FixedRate
+            | Scenario::AccessLog
+            | Scenario::Scrape
+            | Scenario::Https => vec!["/0".into()],
             Scenario::Plain1k => vec!["/1k".into()],
             Scenario::Body64k => vec!["/64k".into()],
             Scenario::Gateway => configs::gateway_paths(gateway_routes),
@@ -216,12 +253,16 @@ impl Scenario {
     }
 }
 
-pub const ALL_SCENARIOS: [Scenario; 8] = [
+pub const ALL_SCENARIOS: [Scenario; 12] = [
     Scenario::Plain0,
     Scenario::Plain1k,
     Scenario::Body64k,
     Scenario::Gateway,
     Scenario::GatewayKeys,
+    Scenario::FixedRate,
+    Scenario::AccessLog,
+    Scenario::Scrape,
+    Scenario::Https,
     Scenario::Conns,
     Scenario::TwoShards,
     Scenario::Idle,
@@ -247,6 +288,12 @@ pub struct Options {
     pub sweep_connections: Vec<usize>,
     pub idle_connections: usize,
     pub gateway_routes: usize,
+    /// The open-loop rates of `fixed-rate` (req/s); `scrape` uses the first.
+    pub fixed_rates: Vec<f64>,
+    /// How nginx writes the gateway scenario's routes.
+    pub nginx_routes: NginxRoutes,
+    /// How HAProxy writes the gateway scenario's routes.
+    pub haproxy_routes: HaproxyRoutes,
     pub scenarios: Vec<Scenario>,
     pub proxies: Vec<ProxyKind>,
     pub out: PathBuf,
@@ -268,7 +315,7 @@ pub struct ModeTimes {
 }
 
 /// The phase lengths of `--full` (3 rounds) or `--quick` (1 round), sized so that every
-/// scenario with all five proxies fits in 12 and 2.5 minutes on a 2-CPU machine (the test
+/// scenario with all five proxies fits in 16 and 3 minutes on a 2-CPU machine (the test
 /// `time_budgets_hold` checks that).
 pub fn mode_times(full: bool) -> ModeTimes {
     let ms = Duration::from_millis;
@@ -288,6 +335,60 @@ pub fn mode_times(full: bool) -> ModeTimes {
         }
     }
 }
+
+/// The default `--fixed-rates`: issue 20's two moderate loads.
+pub const DEFAULT_FIXED_RATES: [f64; 2] = [10_000.0, 30_000.0];
+
+/// The proxies of the comparison scenarios (`fixed-rate`, `https`): tollgate as built, nginx
+/// and HAProxy, those of them selected, in `--proxies` order.
+pub fn anchors(proxies: &[ProxyKind]) -> Vec<ProxyKind> {
+    proxies
+        .iter()
+        .copied()
+        .filter(|k| {
+            matches!(
+                k,
+                ProxyKind::Tollgate | ProxyKind::Nginx | ProxyKind::Haproxy
+            )
+        })
+        .collect()
+}
+
+/// The modes of the `https` scenario, in report order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpsMode {
+    /// Keep-alive connections, many requests each (closed loop).
+    KeepAlive,
+    /// A new connection and a full handshake per request (no resumption).
+    Full,
+    /// A new connection per request, resuming the session (tickets).
+    Resumed,
+}
+
+impl HttpsMode {
+    pub const ALL: [HttpsMode; 3] = [HttpsMode::KeepAlive, HttpsMode::Full, HttpsMode::Resumed];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            HttpsMode::KeepAlive => "keep-alive",
+            HttpsMode::Full => "full handshake per request",
+            HttpsMode::Resumed => "resumed handshake per request",
+        }
+    }
+
+    /// tollgate-load's options for the mode (besides the https:// URL).
+    pub fn load_args(self) -> &'static [&'static str] {
+        match self {
+            HttpsMode::KeepAlive => &["--tls"],
+            HttpsMode::Full => &["--tls", "--new-conn-per-request"],
+            HttpsMode::Resumed => &["--tls", "--new-conn-per-request", "--resume"],
+        }
+    }
+}
+
+/// The `https` scenario's warm-up (at most the phase length): longer than [`WARM_UP`], as every
+/// connection's handshake must complete within it.
+pub const HTTPS_WARM_UP: Duration = Duration::from_secs(1);
 
 /// Each proxy's warm-up phase at the start of a load scenario (at most the phase length).
 pub const WARM_UP: Duration = Duration::from_millis(250);
@@ -311,7 +412,9 @@ pub fn planned_time(opts: &Options) -> Duration {
             + n * match s {
                 Scenario::Idle => IDLE_PER_PROXY,
                 // tollgate only, two configs: counted once for the proxy list.
-                Scenario::GatewayKeys => 0.0,
+                Scenario::GatewayKeys | Scenario::AccessLog | Scenario::Scrape => 0.0,
+                // The anchors only: counted below.
+                Scenario::FixedRate | Scenario::Https => 0.0,
                 Scenario::Conns | Scenario::TwoShards => {
                     let counts = if *s == Scenario::Conns {
                         opts.sweep_connections.len() as f64
@@ -333,6 +436,24 @@ pub fn planned_time(opts: &Options) -> Duration {
             };
         if *s == Scenario::TwoShards {
             secs += PER_SCENARIO; // its own origin
+        }
+        let anchors = anchors(&opts.proxies).len() as f64;
+        let warm = opts.duration.min(WARM_UP).as_secs_f64();
+        match s {
+            Scenario::FixedRate => {
+                let phases = rounds * opts.fixed_rates.len() as f64;
+                secs += anchors * (warm + phases * d + (1.0 + phases) * PER_PHASE);
+            }
+            Scenario::Https => {
+                let phases = rounds * HttpsMode::ALL.len() as f64;
+                let warm = opts.duration.min(HTTPS_WARM_UP).as_secs_f64();
+                secs += anchors * (warm + phases * d + (1.0 + phases) * PER_PHASE);
+            }
+            Scenario::AccessLog | Scenario::Scrape => {
+                // Two tollgate rows (off / on): warm-up and a phase per round each.
+                secs += 2.0 * (warm + rounds * d + (1.0 + rounds) * PER_PHASE);
+            }
+            _ => {}
         }
         if *s == Scenario::GatewayKeys {
             // Two tollgate rows (keys, plain): warm-up and a closed-loop phase per round each.
@@ -370,6 +491,38 @@ mod tests {
         assert!(ALL_SCENARIOS.contains(&Scenario::Conns));
         assert!(ALL_SCENARIOS.contains(&Scenario::TwoShards));
         assert!(Scenario::Conns.is_sweep() && !Scenario::Plain0.is_sweep());
+        assert_eq!(
+            Scenario::parse_list("https,scrape,access-log,fixed-rate").expect("parses"),
+            vec![
+                Scenario::FixedRate,
+                Scenario::AccessLog,
+                Scenario::Scrape,
+                Scenario::Https
+            ]
+        );
+        for s in ALL_SCENARIOS {
+            assert_eq!(Scenario::parse_list(s.id()), Ok(vec![s]), "{}", s.id());
+        }
+    }
+
+    #[test]
+    fn anchors_and_https_modes() {
+        assert_eq!(
+            anchors(&[
+                ProxyKind::Haproxy,
+                ProxyKind::TollgatePoll,
+                ProxyKind::Tollgate,
+                ProxyKind::TollgateStock,
+                ProxyKind::Nginx
+            ]),
+            vec![ProxyKind::Haproxy, ProxyKind::Tollgate, ProxyKind::Nginx]
+        );
+        assert_eq!(HttpsMode::KeepAlive.load_args(), ["--tls"]);
+        assert!(HttpsMode::Full
+            .load_args()
+            .contains(&"--new-conn-per-request"));
+        assert!(!HttpsMode::Full.load_args().contains(&"--resume"));
+        assert!(HttpsMode::Resumed.load_args().contains(&"--resume"));
     }
 
     /// The options `--quick` and `--full` give, with every scenario and proxy.
@@ -386,6 +539,9 @@ mod tests {
             sweep_connections: vec![16, 64, 256],
             idle_connections: 10_000,
             gateway_routes: 1000,
+            fixed_rates: DEFAULT_FIXED_RATES.to_vec(),
+            nginx_routes: NginxRoutes::default(),
+            haproxy_routes: HaproxyRoutes::default(),
             scenarios: ALL_SCENARIOS.to_vec(),
             proxies: ProxyKind::ALL.to_vec(),
             out: PathBuf::new(),
@@ -397,14 +553,25 @@ mod tests {
 
     #[test]
     fn time_budgets_hold() {
-        // Budgets: quick ≤ 2.5 min (2 min before gateway-keys), full ≤ 12 min. The plan's
-        // overheads are those of a busy machine (a quick run planned at 110 s took 97 s with
-        // the load average at 3).
+        // Budgets: quick ≤ 3 min (2 min before gateway-keys, 2.5 before fixed-rate,
+        // access-log, scrape and https), full ≤ 16 min (12 before them). The plan's overheads
+        // are those of a busy machine (a quick run planned at 110 s took 97 s with the load
+        // average at 3).
         let quick = planned_time(&mode_options(false)).as_secs_f64();
         let full = planned_time(&mode_options(true)).as_secs_f64();
-        assert!(quick <= 125.0, "quick mode plans {quick:.0} s");
-        assert!(full <= 720.0, "full mode plans {full:.0} s");
+        assert!(quick <= 180.0, "quick mode plans {quick:.0} s");
+        assert!(full <= 960.0, "full mode plans {full:.0} s");
         assert!(quick > 60.0 && full > 400.0, "{quick} {full}");
+        // The new scenarios are in the plan: three rounds of 4 s per rate and anchor, per
+        // HTTPS mode and anchor, and per off/on row.
+        let mut only = mode_options(true);
+        only.scenarios = vec![Scenario::FixedRate, Scenario::Https, Scenario::AccessLog];
+        let planned = planned_time(&only).as_secs_f64();
+        let phases = 3.0 * 4.0 * (3.0 * 2.0 + 3.0 * 3.0 + 2.0);
+        assert!(
+            planned > phases && planned < phases + 30.0,
+            "{planned} vs {phases}"
+        );
     }
 
     #[test]

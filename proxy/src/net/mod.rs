@@ -47,6 +47,7 @@ pub use tls::{client_config, Edge};
 
 use glommio::net::TcpListener;
 use glommio::timer::Timer;
+use std::cell::RefCell;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
@@ -111,30 +112,45 @@ pub fn lean_stats() -> Option<glommio::net::LeanStats> {
 
 pub struct Listener {
     inner: TcpListener,
-    /// Set for a TLS listener: every accepted connection is wrapped.
-    edge: Option<Rc<Edge>>,
+    /// Set for a TLS listener: every accepted connection is wrapped. Replaced by a config
+    /// reload (`set_tls`) between accepts.
+    edge: RefCell<Option<Rc<Edge>>>,
 }
 
 impl Listener {
     pub fn bind(addr: SocketAddr) -> io::Result<Listener> {
         let inner = TcpListener::bind(addr).map_err(io::Error::from)?;
-        Ok(Listener { inner, edge: None })
+        Ok(Listener {
+            inner,
+            edge: RefCell::new(None),
+        })
     }
 
     /// Terminates TLS on this listener if `tls` has a certificate for its address (builds
     /// this shard's rustls configs); a listener without one stays plain.
-    pub fn with_tls(mut self, tls: &tollgate_core::tls::Tls) -> io::Result<Listener> {
-        let addr = self.inner.local_addr().map_err(io::Error::from)?;
-        if let Some(id) = tls.listener(addr) {
-            self.edge = Some(Rc::new(Edge::new(tls, id)?));
-        }
+    pub fn with_tls(self, tls: &tollgate_core::tls::Tls) -> io::Result<Listener> {
+        self.set_tls(tls)?;
         Ok(self)
+    }
+
+    /// Config reload: connections accepted from now on handshake with `tls`'s certificates
+    /// for this address (or stay plain without one); those accepted before keep theirs. On
+    /// error the listener is unchanged.
+    pub fn set_tls(&self, tls: &tollgate_core::tls::Tls) -> io::Result<()> {
+        let addr = self.inner.local_addr().map_err(io::Error::from)?;
+        let edge = match tls.listener(addr) {
+            Some(id) => Some(Rc::new(Edge::new(tls, id)?)),
+            None => None,
+        };
+        *self.edge.borrow_mut() = edge;
+        Ok(())
     }
 
     pub async fn accept(&self) -> io::Result<Conn> {
         let stream = self.inner.accept().await.map_err(io::Error::from)?;
         let conn = Conn::new(stream)?;
-        match &self.edge {
+        let edge = self.edge.borrow().clone();
+        match &edge {
             Some(edge) => Ok(Conn {
                 io: Io::Tls(Box::new(tls::Stream::accept(
                     conn.into_plain()?,

@@ -1,0 +1,327 @@
+//! The costs of two operations features of tollgate (issue 18), tollgate only, each measured
+//! side by side without and with the feature, rounds interleaved:
+//! - `access-log`: two tollgates on the same route, one whose stage writes a JSON access log to
+//!   a file; closed loop; CPU per request on ÷ off. The log is counted (it must hold a line per
+//!   answered request) and truncated after each phase so it never fills the disk.
+//! - `scrape`: one tollgate with an `[admin]` listener, open loop at the first fixed rate,
+//!   phases without and with a thread that GETs `/metrics` every second (each answer must be a
+//!   200 in Prometheus text); p99 with ÷ without.
+
+use crate::configs::{Routes, Setup};
+use crate::procs;
+use crate::run::control::{Ctx, PhaseSpec, Proxy};
+use crate::run::drivers::{keep, record_peak_rss};
+use crate::run::{LoadRow, PairScenario, Phase, ProxyKind, Scenario, DEFAULT_FIXED_RATES, WARM_UP};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The progress line of one phase.
+fn line(round: usize, label: &str, ph: &Phase) -> String {
+    format!(
+        "round {} {:<22} {:>9.0} req/s  p99 {:.3} ms  {:>6.2} µs CPU/req  proxy CPU {:>3.0}%",
+        round + 1,
+        label,
+        ph.rps,
+        ph.p99_us / 1000.0,
+        ph.cpu_us_per_req,
+        ph.proxy_busy * 100.0,
+    )
+}
+
+/// Lines in `path` (0 if it cannot be read).
+fn count_lines(path: &Path) -> u64 {
+    match std::fs::File::open(path) {
+        Ok(f) => BufReader::with_capacity(1 << 20, f)
+            .split(b'\n')
+            .filter(|l| l.is_ok())
+            .count() as u64,
+        Err(_) => 0,
+    }
+}
+
+pub(super) fn run_access_log(
+    ctx: &mut Ctx<'_>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<PairScenario, String> {
+    let opts = ctx.opts;
+    let scen = Scenario::AccessLog;
+    let log = ctx.temp.join("access-log.json");
+    let cpus = ctx.pinned.proxy.clone();
+    let labels = ["tollgate (log off)", "tollgate (log on)"];
+    let mut rows = Vec::with_capacity(2);
+    let mut running: Vec<Option<Proxy>> = Vec::with_capacity(2);
+    for (i, label) in labels.iter().enumerate() {
+        let setup = Setup {
+            access_log: (i == 1).then(|| log.clone()),
+            ..Setup::default()
+        };
+        let mut row = LoadRow::new(ProxyKind::Tollgate);
+        let tag = format!("{}-{}", scen.id(), if i == 1 { "on" } else { "off" });
+        match ctx.start_proxy_with(ProxyKind::Tollgate, Routes::Single, &tag, 1, &cpus, &setup) {
+            Ok(p) => running.push(Some(p)),
+            Err(e) => {
+                progress(&format!("  {label}: {e}"));
+                row.failure = Some(format!("did not start: {e}"));
+                running.push(None);
+            }
+        }
+        rows.push(row);
+    }
+    let layout = ctx.pinned.clone();
+    let warm = PhaseSpec::closed(opts.duration.min(WARM_UP), opts.connections, &layout);
+    ctx.warm_up(&mut running, &mut rows, scen, &warm, progress);
+    let mut notes = Vec::new();
+    let mut lines = 0;
+    for round in 0..opts.rounds {
+        for i in 0..rows.len() {
+            // Only this phase's lines are counted: the warm-up's and earlier rounds' go.
+            if i == 1 {
+                std::thread::sleep(Duration::from_millis(300));
+                let _ = std::fs::File::create(&log);
+            }
+            let spec = PhaseSpec::closed(opts.duration, opts.connections, &layout);
+            let what = format!("closed-loop phase (round {})", round + 1);
+            let Some(result) = ctx.watched_phase(&mut running, i, scen, &spec, &what, &mut notes)
+            else {
+                continue;
+            };
+            let label = labels[i];
+            let kept = keep(
+                &mut rows[i],
+                &mut running[i],
+                result,
+                "closed loop",
+                progress,
+                |_, ph| line(round, label, ph),
+            );
+            let Some((ph, r)) = kept else { continue };
+            if i == 1 {
+                // The shard hands its buffer over every 100 ms; the writer thread then writes.
+                std::thread::sleep(Duration::from_millis(400));
+                let n = count_lines(&log);
+                lines += n;
+                let _ = std::fs::File::create(&log);
+                if n < r.requests {
+                    notes.push(format!(
+                        "Round {}: the access log has {n} lines for {} answered requests ({} missing: dropped under load, counted in `tollgate_access_log_dropped_lines_total`).",
+                        round + 1,
+                        r.requests,
+                        r.requests - n
+                    ));
+                }
+                if n == 0 {
+                    let why = format!("round {}: the access log stayed empty", round + 1);
+                    progress(&format!("  {label}: FAILED: {why}"));
+                    rows[i].failure = Some(why);
+                    running[i] = None;
+                    continue;
+                }
+            }
+            rows[i].closed.push(ph);
+        }
+        if procs::interrupted() {
+            return Err("interrupted".into());
+        }
+    }
+    record_peak_rss(&mut rows, running);
+    let _ = std::fs::remove_file(&log);
+    let with = rows.pop().ok_or("no log-on row")?;
+    let base = rows.pop().ok_or("no log-off row")?;
+    let res = PairScenario {
+        scenario: scen,
+        rate: 0.0,
+        base,
+        with,
+        count: lines,
+        notes,
+    };
+    report_ratio(&res, "CPU per request log on ÷ off", progress);
+    Ok(res)
+}
+
+fn report_ratio(res: &PairScenario, what: &str, progress: &mut dyn FnMut(&str)) {
+    match res.ratio() {
+        Some(r) => progress(&format!("  {what}: {r:.3} (target ≤ {:.2})", res.target())),
+        None => progress(&format!("  {what}: not measured")),
+    }
+}
+
+/// One `GET /metrics` on the admin listener: Ok when the answer is a 200 with Prometheus
+/// text (a `# TYPE` line).
+pub fn scrape_once(addr: SocketAddr) -> Result<(), String> {
+    let timeout = Duration::from_secs(1);
+    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut body = Vec::new();
+    s.take(64 << 20)
+        .read_to_end(&mut body)
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&body);
+    if !text.starts_with("HTTP/1.1 200") {
+        return Err(format!(
+            "answered {:?}",
+            text.lines().next().unwrap_or("nothing")
+        ));
+    }
+    if !text.contains("\n# TYPE ") {
+        return Err("the answer holds no Prometheus text".into());
+    }
+    Ok(())
+}
+
+/// Scrapes `addr` every second from now until `stop`; counts successes and failures.
+fn scraper(
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<Option<String>> {
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut last_error = None;
+        let mut n = 0u32;
+        while !stop.load(Ordering::Relaxed) {
+            let due = start + Duration::from_secs(u64::from(n));
+            let now = Instant::now();
+            if now < due {
+                std::thread::sleep((due - now).min(Duration::from_millis(20)));
+                continue;
+            }
+            match scrape_once(addr) {
+                Ok(()) => ok.fetch_add(1, Ordering::Relaxed),
+                Err(e) => {
+                    last_error = Some(e);
+                    failed.fetch_add(1, Ordering::Relaxed)
+                }
+            };
+            n += 1;
+        }
+        last_error
+    })
+}
+
+pub(super) fn run_scrape(
+    ctx: &mut Ctx<'_>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<PairScenario, String> {
+    let opts = ctx.opts;
+    let scen = Scenario::Scrape;
+    let rate = opts
+        .fixed_rates
+        .first()
+        .copied()
+        .unwrap_or(DEFAULT_FIXED_RATES[0]);
+    let admin = ctx.ports.free()?;
+    let setup = Setup {
+        admin_port: Some(admin),
+        ..Setup::default()
+    };
+    let cpus = ctx.pinned.proxy.clone();
+    let labels = ["tollgate (no scrape)", "tollgate (scrape 1/s)"];
+    let mut base = LoadRow::new(ProxyKind::Tollgate);
+    let mut with = LoadRow::new(ProxyKind::Tollgate);
+    let mut proxy = match ctx.start_proxy_with(
+        ProxyKind::Tollgate,
+        Routes::Single,
+        scen.id(),
+        1,
+        &cpus,
+        &setup,
+    ) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            progress(&format!("  tollgate: {e}"));
+            base.failure = Some(format!("did not start: {e}"));
+            with.failure = base.failure.clone();
+            None
+        }
+    };
+    let addr = SocketAddr::from(([127, 0, 0, 1], admin));
+    let layout = ctx.pinned.clone();
+    let mut notes = Vec::new();
+    if let Some(p) = proxy.as_mut() {
+        let warm = PhaseSpec::closed(opts.duration.min(WARM_UP), opts.connections, &layout);
+        let why = match ctx.phase(p, scen, &warm) {
+            Ok((_, r)) => crate::run::check_answers(&r, 0),
+            Err(e) => Some(format!("warm-up failed: {e}")),
+        }
+        .or_else(|| {
+            scrape_once(addr)
+                .err()
+                .map(|e| format!("GET /metrics: {e}"))
+        });
+        if let Some(why) = why {
+            progress(&format!("  tollgate: {why}"));
+            base.failure = Some(why.clone());
+            with.failure = Some(why);
+            proxy = None;
+        }
+    }
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let spec = PhaseSpec {
+        rate: Some(rate),
+        ..PhaseSpec::closed(opts.duration, opts.connections, &layout)
+    };
+    for round in 0..opts.rounds {
+        for (i, label) in labels.iter().enumerate() {
+            let Some(p) = proxy.as_mut() else { break };
+            let stop = Arc::new(AtomicBool::new(false));
+            let thread = (i == 1).then(|| scraper(addr, stop.clone(), ok.clone(), failed.clone()));
+            let result = ctx.phase(p, scen, &spec);
+            stop.store(true, Ordering::Relaxed);
+            if let Some(Ok(Some(e))) = thread.map(|t| t.join()) {
+                notes.push(format!("Round {}: a scrape failed: {e}", round + 1));
+            }
+            let row = if i == 1 { &mut with } else { &mut base };
+            let kept = keep(row, &mut proxy, result, "open loop", progress, |_, ph| {
+                line(round, label, ph)
+            });
+            if let Some((ph, r)) = kept {
+                if r.rps < rate * 0.95 {
+                    notes.push(format!(
+                        "{label} round {}: the open loop at {rate:.0} req/s reached only {:.0} req/s.",
+                        round + 1,
+                        r.rps
+                    ));
+                }
+                row.open.push(ph);
+            } else {
+                // The proxy stopped: neither row is measured any further.
+                let f = row.failure.clone();
+                base.failure = base.failure.take().or_else(|| f.clone());
+                with.failure = with.failure.take().or(f);
+            }
+        }
+        if procs::interrupted() {
+            return Err("interrupted".into());
+        }
+    }
+    let failed = failed.load(Ordering::Relaxed);
+    if failed > 0 {
+        notes.push(format!("{failed} scrapes failed."));
+    }
+    if let Some(p) = proxy.as_ref() {
+        let hwm = p.child.sample().hwm_kib;
+        base.peak_rss_kib = hwm;
+        with.peak_rss_kib = hwm;
+    }
+    let res = PairScenario {
+        scenario: scen,
+        rate,
+        base,
+        with,
+        count: ok.load(Ordering::Relaxed),
+        notes,
+    };
+    report_ratio(&res, "p99 with scrapes ÷ without", progress);
+    Ok(res)
+}
