@@ -16,7 +16,7 @@
 //!   budget of floor(0.1 % × limit ÷ hosts) per host, see `traffic::cluster`) and wakes this
 //!   thread, which refills at once and charges the credit to Redis. The first miss after
 //!   each regular sync (or after a refill that got something) wakes it, later misses do not.
-//! - **ready**: `start` returns (the shards start, `/readyz` turns 200) once the first full
+//! - **ready**: `Ready::wait` returns (the shards start, `/readyz` turns 200) once the first full
 //!   sync leased an initial block for every plan and key and registered the host, and the
 //!   others have had two intervals to count it (its credit starts then), or, without Redis,
 //!   once it failed open. At each period rollover (UTC midnight) the thread wakes, starts the
@@ -501,16 +501,30 @@ fn limit_ids(gw: &Gateway) -> Vec<String> {
         .collect()
 }
 
+/// The sync thread's word that the host may serve (`start`, `Ready::wait`).
+pub struct Ready {
+    rx: mpsc::Receiver<()>,
+    timeout: Duration,
+}
+
+impl Ready {
+    /// Waits until the host is ready (at most `fail_open_after` + three sync intervals + 1 s).
+    pub fn wait(self) {
+        let _ = self.rx.recv_timeout(self.timeout);
+    }
+}
+
 /// Starts the `tollgate-cluster` thread for `shared` (whose store is a `HostStock` and whose
-/// `link` is set) and waits until the host is ready: its first full sync succeeded (an
-/// initial lease for every plan and key, its throttle demand registered) and the other hosts
-/// have had `CREDIT_AFTER_SYNCS` intervals to count it, or, without Redis, until it failed
-/// open (`fail_open_after`). The shards (and so `/readyz`) start after that.
+/// `link` is set). The returned `Ready` says when the host is ready: its first full sync
+/// succeeded (an initial lease for every plan and key, its throttle demand registered) and
+/// the other hosts have had `CREDIT_AFTER_SYNCS` intervals to count it, or, without Redis,
+/// it failed open (`fail_open_after`). The runtime starts the shards (and so `/readyz` says
+/// ready) after that.
 pub fn start(
     shared: Arc<TrafficShared>,
     settings: ClusterSettings,
     gw: &Gateway,
-) -> Result<(), String> {
+) -> Result<Ready, String> {
     let client = redis::Client::open(settings.redis.as_str())
         .map_err(|e| format!("tollgate: [cluster] redis `{}`: {e}", settings.redis))?;
     let t = shared.tables();
@@ -561,8 +575,10 @@ pub fn start(
         .name("tollgate-cluster".to_string())
         .spawn(move || sync.run(&tx))
         .map_err(|e| format!("tollgate: cannot start the cluster sync thread: {e}"))?;
-    let _ = rx.recv_timeout(ready_wait);
-    Ok(())
+    Ok(Ready {
+        rx,
+        timeout: ready_wait,
+    })
 }
 
 impl Sync {

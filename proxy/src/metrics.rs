@@ -535,7 +535,6 @@ fn render_pool_idle(reg: &Registry, out: &mut String) {
             escape_label(host, out);
             let _ = writeln!(out, "\",scheme=\"{scheme}\"}} {n}");
         }
-
     }
 }
 

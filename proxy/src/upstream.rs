@@ -181,7 +181,10 @@ struct Shared {
 impl Shared {
     /// Stores `upstream`'s idle count in its gauge (a relaxed store on this shard's line).
     fn publish(&self, idle: &IdleSet<UpConn>, upstream: usize) {
-        let gauge = self.gauge_of.get(upstream).and_then(|&g| self.gauges.get(g));
+        let gauge = self
+            .gauge_of
+            .get(upstream)
+            .and_then(|&g| self.gauges.get(g));
         if let Some(g) = gauge {
             g.store(idle.len_of(upstream) as u64, Ordering::Relaxed);
         }
