@@ -42,7 +42,7 @@
 //!
 //! Metrics (`render_metrics`, one cluster per process): `tollgate_cluster_redis_up`,
 //! `tollgate_cluster_fail_open`, `tollgate_cluster_redis_errors_total`,
-//! `tollgate_cluster_redis_ops_total`.
+//! `tollgate_cluster_redis_ops_total`, `tollgate_cluster_wakeups_total`.
 
 use crate::traffic_state::TrafficShared;
 use redis::{Connection, RedisResult};
@@ -148,6 +148,7 @@ struct Stats {
     fail_open: AtomicBool,
     errors: AtomicU64,
     ops: AtomicU64,
+    wakeups: AtomicU64,
 }
 
 impl Stats {
@@ -158,6 +159,7 @@ impl Stats {
             fail_open: AtomicBool::new(false),
             errors: AtomicU64::new(0),
             ops: AtomicU64::new(0),
+            wakeups: AtomicU64::new(0),
         }
     }
 }
@@ -173,7 +175,7 @@ fn render_stats(stats: &Stats, out: &mut String) {
     if !stats.enabled.load(Ordering::Relaxed) {
         return;
     }
-    let metrics: [(&str, &str, &str, u64); 4] = [
+    let metrics: [(&str, &str, &str, u64); 5] = [
         (
             "tollgate_cluster_redis_up",
             "gauge",
@@ -197,6 +199,12 @@ fn render_stats(stats: &Stats, out: &mut String) {
             "counter",
             "Redis commands sent by this host (scripts count one each).",
             stats.ops.load(Ordering::Relaxed),
+        ),
+        (
+            "tollgate_cluster_wakeups_total",
+            "counter",
+            "Times a shard that found its quota stock empty woke the sync thread (at most once per sync, or per refill that got something).",
+            stats.wakeups.load(Ordering::Relaxed),
         ),
     ];
     for (name, kind, help, v) in metrics {
@@ -633,7 +641,13 @@ impl Sync {
                 // is armed again only after a refill that got something; else (Redis down,
                 // or nothing left) at the next regular sync: refused requests wake this
                 // thread at most once per sync interval.
-                if self.stock().is_some_and(HostStock::take_wake) && self.conn.is_some() {
+                let woken = self.stock().is_some_and(HostStock::take_wake);
+                if woken {
+                    STATS.wakeups.fetch_add(1, Ordering::Relaxed);
+                    // Past midnight UTC: start the new periods now.
+                    self.roll_periods();
+                }
+                if woken && self.conn.is_some() {
                     match self.sync_quotas(Mode::Refill) {
                         Ok(true) => {
                             if let Some(s) = self.stock() {
@@ -1170,6 +1184,7 @@ protocol = "rest"
             "tollgate_cluster_fail_open 0",
             "tollgate_cluster_redis_errors_total 0",
             "tollgate_cluster_redis_ops_total 42",
+            "tollgate_cluster_wakeups_total 0",
         ] {
             assert!(out.lines().any(|l| l == line), "{out}");
         }

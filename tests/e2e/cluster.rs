@@ -395,11 +395,19 @@ fn cluster_redis_outage_fails_open_and_reconciles() {
         "before the outage: {before:?}"
     );
     assert!(before.0 > 0, "before the outage: {before:?}");
+    let wakeups = |h: &Host| metric(h.admin, "tollgate_cluster_wakeups_total");
+    let wakeups_before = [wakeups(&a), wakeups(&b)];
     redis.stop();
-    // Within the grace (300 ms) the leases in hand serve; once they are spent some requests
-    // may be refused until the hosts fail open. No request fails otherwise.
+    // Within the grace (300 ms) the leases in hand serve, then the credit; once both are
+    // spent requests may be refused until the hosts fail open. No request fails otherwise.
     let grace = run(700);
     assert_eq!(grace.2, 0, "during the grace: {grace:?}");
+    // Refused or not, requests wake the sync thread at most once per sync interval while
+    // Redis is gone (700 ms: at most 7 syncs, 2 more for the edges).
+    for (h, before) in [&a, &b].into_iter().zip(wakeups_before) {
+        let woke = wakeups(h) - before;
+        assert!(woke <= 9, "{woke} wake-ups in 700 ms without Redis");
+    }
     // Failed open: every request is served.
     let open = run(1500);
     assert!(open.0 > 0, "{open:?}");
