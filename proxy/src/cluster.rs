@@ -638,9 +638,9 @@ impl Sync {
                     break;
                 }
                 // A shard found its stock empty: refill now, not at the next sync. The store
-                // is armed again only after a refill that got something; else (Redis down,
-                // or nothing left) at the next regular sync: refused requests wake this
-                // thread at most once per sync interval.
+                // is armed again after a refill that reached Redis; else (Redis down) at the
+                // next regular sync: while Redis is gone, refused requests wake this thread
+                // at most once per sync interval. (A spent counter wakes nobody.)
                 let woken = self.stock().is_some_and(HostStock::take_wake);
                 if woken {
                     STATS.wakeups.fetch_add(1, Ordering::Relaxed);
@@ -649,12 +649,11 @@ impl Sync {
                 }
                 if woken && self.conn.is_some() {
                     match self.sync_quotas(Mode::Refill) {
-                        Ok(true) => {
+                        Ok(()) => {
                             if let Some(s) = self.stock() {
                                 s.arm();
                             }
                         }
-                        Ok(false) => {}
                         Err(e) => self.failed(&e),
                     }
                 }
@@ -677,7 +676,7 @@ impl Sync {
         }
         if self.conn.is_some() {
             let mode = if last { Mode::Last } else { Mode::Sync };
-            let r = self.sync_quotas(mode).map(|_| ());
+            let r = self.sync_quotas(mode);
             let r = if last {
                 r
             } else {
@@ -790,17 +789,17 @@ impl Sync {
         Ok(())
     }
 
-    /// One lease call per counter that needs one (pipelined); whether any got a grant.
-    fn sync_quotas(&mut self, mode: Mode) -> RedisResult<bool> {
+    /// One lease call per counter that needs one (pipelined).
+    fn sync_quotas(&mut self, mode: Mode) -> RedisResult<()> {
         let Some(stock) = self.shared.store.cluster() else {
-            return Ok(false);
+            return Ok(());
         };
         let shards = self.shared.shards;
         let mut pipe = redis::pipe();
         // (counter position, withdrawn, owed)
         let mut batch: Vec<(usize, u64, u64)> = Vec::new();
         let Some(conn) = self.conn.as_mut() else {
-            return Ok(false);
+            return Ok(());
         };
         for (pos, c) in self.counters.iter_mut().enumerate() {
             stock.absorb_early(c.index);
@@ -866,7 +865,7 @@ impl Sync {
             batch.push((pos, back, owed));
         }
         if batch.is_empty() {
-            return Ok(false);
+            return Ok(());
         }
         STATS
             .ops
@@ -874,7 +873,6 @@ impl Sync {
         // On an error the withdrawn stock is dropped and the debt kept: Redis may count a
         // few requests nobody admitted (under-admission), never the reverse.
         let results: Vec<(i64, i64)> = pipe.query(&mut conn.conn)?;
-        let mut granted = false;
         for ((pos, back, owed), (grant, used)) in batch.into_iter().zip(results) {
             let Some(c) = self.counters.get_mut(pos) else {
                 continue;
@@ -896,9 +894,8 @@ impl Sync {
             stock.set_spent(c.index, c.spent);
             stock.stock_up(c.index, grant);
             stock.set_global(c.index, used);
-            granted |= grant > 0;
         }
-        Ok(granted)
+        Ok(())
     }
 
     fn sync_throttles(&mut self) -> RedisResult<()> {
