@@ -16,6 +16,9 @@
 //! - Exit: the runtime's graceful shutdown (SIGTERM / SIGINT) calls `stop_and_persist` once
 //!   in-flight requests are done: the shards hand back their leases, then the counts are written.
 //! - `usage_report`: `tollgate usage`, GetUsage-like JSON from the state file.
+//! - With `[cluster]`: `start` starts the `tollgate-cluster` sync thread (`cluster::start`),
+//!   and `wait_cluster_ready` (called by the runtime once the admin listener is up, before
+//!   the shards start) waits for its first sync or for it to fail open.
 //!
 //! Per request, none of this is touched: the shard's `ShardTraffic` is plain data and the
 //! quota store is only reached when a lease is empty.

@@ -7,7 +7,11 @@
 //! reconciled (`tollgate usage` reads them from Redis); one host killed with `kill -9`: the
 //! other goes on and the total stays within the documented bound (what the dead host held);
 //! a quota `offset` is charged once per plan and key, not again by new processes. The Redis
-//! ops counter stays far below the request rate.
+//! ops counter stays far below the request rate. A burst on a host that just started sees no
+//! 429 while quota is left (initial lease, then credit while the refill is on its way); a host
+//! without Redis is not ready (`/readyz` 503) until it fails open; hosts whose configs differ
+//! (limits at other positions) still share the stage throttle they have alike; while Redis is
+//! gone, requests wake the sync thread at most once per sync interval.
 
 use crate::client::{Client, Response};
 use crate::harness::{free_port, run_to_end, Gateway, Server, TempDir};
