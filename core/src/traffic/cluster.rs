@@ -565,6 +565,92 @@ mod tests {
         }
     }
 
+    /// Hosts syncing with one Redis counter as the sync thread does (what a host owes is added
+    /// first, then a block is granted; the credit it charged is freed, its budget set from the
+    /// spent flag), their 2 shards each asking `per_tick` requests between syncs. Returns
+    /// (admitted, Redis count, refusals while the host's last sync said quota was left).
+    fn simulate_credit(limit: u64, hosts: usize, per_tick: u64) -> (u64, u64, u64) {
+        let mut used = 0u64; // Redis
+        let stocks: Vec<HostStock> = (0..hosts).map(|_| HostStock::new(1)).collect();
+        let mut leases = vec![[QuotaLease::default(); 2]; hosts];
+        let mut held = vec![0u64; hosts];
+        let mut consumed = vec![0u64; hosts];
+        let (mut admitted, mut early_refusals) = (0u64, 0u64);
+        for _tick in 0..10_000 {
+            for (h, st) in stocks.iter().enumerate() {
+                let (taken, stock) = st.counts(0);
+                let owed = (taken + stock).saturating_sub(held[h]);
+                used += owed;
+                let g = grant(limit, used, refill_want(stock, consumed[h], 2));
+                used += g;
+                held[h] += owed + g;
+                st.stock_up(0, g);
+                st.settle_credit(0, owed);
+                let spent = used >= limit;
+                st.set_spent(0, spent);
+                st.set_credit_budget(
+                    0,
+                    if spent {
+                        0
+                    } else {
+                        credit_budget(limit, hosts)
+                    },
+                );
+                consumed[h] = 0;
+            }
+            let before = admitted;
+            for (h, st) in stocks.iter().enumerate() {
+                for l in &mut leases[h] {
+                    for _ in 0..per_tick {
+                        let spent = st.slots[0].spent.load(Ordering::Relaxed);
+                        if l.try_take(st, 0, 0, limit, 0, 2) {
+                            admitted += 1;
+                            consumed[h] += 1;
+                        } else if !spent {
+                            early_refusals += 1;
+                        }
+                    }
+                    l.release(st, 0);
+                }
+            }
+            if admitted == before && used >= limit {
+                break;
+            }
+        }
+        (admitted, used, early_refusals)
+    }
+
+    #[test]
+    fn credit_keeps_refusals_away_until_spent_and_over_admission_within_the_budgets() {
+        // (limit, hosts, requests per shard per sync): the budgets are 50, 333, 0 per host.
+        for (limit, hosts, per_tick) in [(100_000, 2, 20), (1_000_000, 3, 150), (1_000, 2, 5)] {
+            let (admitted, used, early_refusals) = simulate_credit(limit, hosts, per_tick);
+            let budgets = credit_budget(limit, hosts) * hosts as u64;
+            assert!(
+                admitted >= limit,
+                "{limit}/{hosts}: drained only {admitted}"
+            );
+            assert!(
+                admitted <= limit + budgets,
+                "{limit}/{hosts}: admitted {admitted} > {limit} + {budgets}"
+            );
+            assert!(budgets <= limit / 1000);
+            assert!(
+                used >= admitted,
+                "Redis counts {used} < admitted {admitted}"
+            );
+            if budgets > 0 {
+                assert_eq!(
+                    early_refusals, 0,
+                    "{limit}/{hosts}: refused with quota left"
+                );
+            }
+        }
+        // Without credit (limit 1,000 on 2 hosts) the first requests of a key on a host find
+        // one request per shard and are refused until the next sync: what credit is for.
+        assert!(simulate_credit(1_000, 2, 5).2 > 0);
+    }
+
     #[test]
     fn grants_are_capped_and_shrink_as_the_limit_nears() {
         assert_eq!(grant(1_000_000, 0, 10_000), MAX_HOST_BLOCK);
