@@ -654,8 +654,12 @@ fn cluster_host_is_not_ready_until_it_synced_or_failed_open() {
     // Polls /readyz from the start (the admin listener answers while the host waits).
     let poller = std::thread::spawn(move || {
         let mut seen = Vec::new();
-        while started.elapsed() < Duration::from_millis(2500) {
-            seen.push((started.elapsed(), readyz(admin)));
+        while started.elapsed() < Duration::from_secs(8) {
+            let status = readyz(admin);
+            seen.push((started.elapsed(), status));
+            if status == 200 {
+                break;
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
         seen
@@ -664,13 +668,15 @@ fn cluster_host_is_not_ready_until_it_synced_or_failed_open() {
     let gw = Gateway::spawn(&args, ([127, 0, 0, 1], listen).into(), None);
     let seen = poller.join().expect("poller");
     // Not ready while the first sync fails; ready once it failed open (1500 ms), not before.
-    let first_ready = seen.iter().find(|(_, s)| *s == 200).map(|(t, _)| *t);
+    let first_ready = seen
+        .iter()
+        .find(|(_, s)| *s == 200)
+        .map(|(t, _)| *t)
+        .unwrap_or_else(|| panic!("never ready: {seen:?}"));
     assert!(
-        seen.iter()
-            .any(|(t, s)| *s == 503 && *t < Duration::from_millis(1000)),
-        "{seen:?}"
+        seen.iter().any(|(_, s)| *s == 503),
+        "the admin listener never said 503 before ready: {seen:?}"
     );
-    let first_ready = first_ready.unwrap_or_else(|| panic!("never ready: {seen:?}"));
     assert!(first_ready >= Duration::from_millis(1450), "{seen:?}");
     assert!(started.elapsed() >= Duration::from_millis(1450));
     assert_eq!(readyz(admin), 200);
