@@ -376,80 +376,13 @@ fn server_section(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Server {
 
 fn api(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Api {
     t.check_keys(API_KEYS, d);
-    let protocol = t
-        .required(t.string("protocol", d), "protocol", "[[apis]]", d)
-        .and_then(|p| match p.value.as_str() {
-            "rest" => Some(Spanned::new(Protocol::Rest, p.span)),
-            "http" => Some(Spanned::new(Protocol::Http, p.span)),
-            other => {
-                d.error(
-                    p.span,
-                    format!("unknown protocol `{other}`, expected `rest` or `http`"),
-                );
-                None
-            }
-        });
-    let stages = t
-        .tables("stages", d)
-        .iter()
-        .map(|s| {
-            s.check_keys(STAGE_KEYS, d);
-            Stage {
-                name: s.required(s.string("name", d), "name", "[[apis.stages]]", d),
-                variables: s.string_map("variables", d),
-                throttle: throttle(s, "throttle", d),
-                route_throttles: throttle_map(s, "route_throttles", d),
-                access_log: s.table("access_log", d).map(|a| {
-                    a.check_keys(ACCESS_LOG_KEYS, d);
-                    AccessLog {
-                        span: a.span.clone(),
-                        destination: a.required(
-                            a.string("destination", d),
-                            "destination",
-                            "access_log",
-                            d,
-                        ),
-                        format: a.required(a.string("format", d), "format", "access_log", d),
-                    }
-                }),
-            }
-        })
-        .collect();
-    let routes = t
-        .tables("routes", d)
-        .iter()
-        .map(|r| {
-            r.check_keys(ROUTE_KEYS, d);
-            let integration = r
-                .required(
-                    r.table("integration", d),
-                    "integration",
-                    "[[apis.routes]]",
-                    d,
-                )
-                .and_then(|i| integration(&i, d));
-            Route {
-                key: r.required(r.string("key", d), "key", "[[apis.routes]]", d),
-                integration,
-                api_key_required: r.bool("api_key_required", d),
-                authorizer: r.string("authorizer", d),
-                authorization_scopes: r.strings("authorization_scopes", d),
-            }
-        })
-        .collect();
+    let protocol = protocol(t, d);
+    let stages = t.tables("stages", d).iter().map(|s| stage(s, d)).collect();
+    let routes = t.tables("routes", d).iter().map(|r| route(r, d)).collect();
     let gateway_responses = t
         .tables("gateway_responses", d)
         .iter()
-        .map(|g| {
-            g.check_keys(GATEWAY_RESPONSE_KEYS, d);
-            GatewayResponse {
-                span: g.span.clone(),
-                kind: g.required(g.string("type", d), "type", "[[apis.gateway_responses]]", d),
-                status: g.int("status", d),
-                headers: g.string_map("headers", d),
-                body: g.string("body", d),
-            }
-        })
+        .map(|g| gateway_response(g, d))
         .collect();
     Api {
         span: t.span.clone(),
@@ -466,6 +399,76 @@ fn api(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Api {
             .iter()
             .map(|a| authorizer(a, d))
             .collect(),
+    }
+}
+
+/// An API's required `protocol`: `rest` or `http`.
+fn protocol(t: &Fields<'_>, d: &mut Diagnostics<'_>) -> Option<Spanned<Protocol>> {
+    t.required(t.string("protocol", d), "protocol", "[[apis]]", d)
+        .and_then(|p| match p.value.as_str() {
+            "rest" => Some(Spanned::new(Protocol::Rest, p.span)),
+            "http" => Some(Spanned::new(Protocol::Http, p.span)),
+            other => {
+                d.error(
+                    p.span,
+                    format!("unknown protocol `{other}`, expected `rest` or `http`"),
+                );
+                None
+            }
+        })
+}
+
+/// One `[[apis.stages]]`.
+fn stage(s: &Fields<'_>, d: &mut Diagnostics<'_>) -> Stage {
+    s.check_keys(STAGE_KEYS, d);
+    Stage {
+        name: s.required(s.string("name", d), "name", "[[apis.stages]]", d),
+        variables: s.string_map("variables", d),
+        throttle: throttle(s, "throttle", d),
+        route_throttles: throttle_map(s, "route_throttles", d),
+        access_log: s.table("access_log", d).map(|a| access_log(&a, d)),
+    }
+}
+
+/// A stage's `access_log`: `destination` and `format`, both required.
+fn access_log(a: &Fields<'_>, d: &mut Diagnostics<'_>) -> AccessLog {
+    a.check_keys(ACCESS_LOG_KEYS, d);
+    AccessLog {
+        span: a.span.clone(),
+        destination: a.required(a.string("destination", d), "destination", "access_log", d),
+        format: a.required(a.string("format", d), "format", "access_log", d),
+    }
+}
+
+/// One `[[apis.routes]]` with its required `integration`.
+fn route(r: &Fields<'_>, d: &mut Diagnostics<'_>) -> Route {
+    r.check_keys(ROUTE_KEYS, d);
+    let integration = r
+        .required(
+            r.table("integration", d),
+            "integration",
+            "[[apis.routes]]",
+            d,
+        )
+        .and_then(|i| integration(&i, d));
+    Route {
+        key: r.required(r.string("key", d), "key", "[[apis.routes]]", d),
+        integration,
+        api_key_required: r.bool("api_key_required", d),
+        authorizer: r.string("authorizer", d),
+        authorization_scopes: r.strings("authorization_scopes", d),
+    }
+}
+
+/// One `[[apis.gateway_responses]]`.
+fn gateway_response(g: &Fields<'_>, d: &mut Diagnostics<'_>) -> GatewayResponse {
+    g.check_keys(GATEWAY_RESPONSE_KEYS, d);
+    GatewayResponse {
+        span: g.span.clone(),
+        kind: g.required(g.string("type", d), "type", "[[apis.gateway_responses]]", d),
+        status: g.int("status", d),
+        headers: g.string_map("headers", d),
+        body: g.string("body", d),
     }
 }
 

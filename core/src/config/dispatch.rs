@@ -60,86 +60,118 @@ fn domains(cfg: &Config, apis: &[Api], out: &mut Dispatch, d: &mut Diagnostics<'
                 format!("custom domain `{}` has no [[domains.mappings]]", name.value),
             );
         }
-        let mut domain = Domain {
-            mappings: Vec::new(),
-            none: None,
-            unmapped: Protocol::Http,
-        };
-        let mut paths: Vec<&str> = Vec::new();
-        for m in &dom.mappings {
-            let path = m.path.as_ref().map_or("", |p| p.value.as_str());
-            let path_span = m.path.as_ref().map_or(m.span.clone(), |p| p.span.clone());
-            if let Err(reason) = validate::mapping_path(path) {
-                d.error(path_span, reason);
-                continue;
-            }
-            if paths.contains(&path) {
-                let shown = if path.is_empty() { "(none)" } else { path };
-                d.error(
-                    path_span,
-                    format!(
-                        "domain `{}` already has a mapping for path `{shown}`",
-                        name.value
-                    ),
-                );
-                continue;
-            }
-            paths.push(path);
-            let (Some(api_name), Some(stage_name)) = (&m.api, &m.stage) else {
-                continue;
-            };
-            let Some(api) = apis.iter().position(|a| *a.name == api_name.value) else {
-                d.error(
-                    api_name.span.clone(),
-                    format!("no API is named `{}`", api_name.value),
-                );
-                continue;
-            };
-            let Some(stage) = apis[api]
-                .stages
-                .iter()
-                .position(|s| *s.name == stage_name.value)
-            else {
-                d.error(
-                    stage_name.span.clone(),
-                    format!(
-                        "API `{}` has no stage `{}`",
-                        api_name.value, stage_name.value
-                    ),
-                );
-                continue;
-            };
-            let target: StageRef = (index(api), index(stage));
-            if path.is_empty() {
-                domain.none = Some(target);
-            } else {
-                domain.mappings.push((path.into(), target));
-            }
-        }
-        domain
-            .mappings
-            .sort_by_key(|m| std::cmp::Reverse(m.0.len()));
-        let members = domain
-            .mappings
-            .iter()
-            .map(|m| m.1 .0)
-            .chain(domain.none.map(|n| n.0));
-        domain.unmapped = protocol_of(apis, members);
+        let domain = domain_mappings(&name.value, &dom.mappings, apis, d);
+        add_domain(name, &lower, domain, out, d);
+    }
+}
 
-        let (table, key) = match lower.strip_prefix("*.") {
-            Some(base) => (&mut out.wildcard_domains, base.as_bytes()),
-            None => (&mut out.exact_domains, lower.as_bytes()),
-        };
-        if table.contains_key(key) {
+/// The custom domain `name` with its base path mappings (longest path first), skipping the
+/// ones with an invalid or repeated path or an unknown API or stage (reported).
+fn domain_mappings(
+    name: &str,
+    mappings: &[super::model::Mapping],
+    apis: &[Api],
+    d: &mut Diagnostics<'_>,
+) -> Domain {
+    let mut domain = Domain {
+        mappings: Vec::new(),
+        none: None,
+        unmapped: Protocol::Http,
+    };
+    let mut paths: Vec<&str> = Vec::new();
+    for m in mappings {
+        let path = m.path.as_ref().map_or("", |p| p.value.as_str());
+        let path_span = m.path.as_ref().map_or(m.span.clone(), |p| p.span.clone());
+        if let Err(reason) = validate::mapping_path(path) {
+            d.error(path_span, reason);
+            continue;
+        }
+        if paths.contains(&path) {
+            let shown = if path.is_empty() { "(none)" } else { path };
             d.error(
-                name.span.clone(),
-                format!("another [[domains]] entry is already named `{lower}`"),
+                path_span,
+                format!("domain `{name}` already has a mapping for path `{shown}`"),
             );
             continue;
         }
-        table.insert(key.into(), index(out.domains.len()));
-        out.domains.push(domain);
+        paths.push(path);
+        let Some(target) = mapping_target(m, apis, d) else {
+            continue;
+        };
+        if path.is_empty() {
+            domain.none = Some(target);
+        } else {
+            domain.mappings.push((path.into(), target));
+        }
     }
+    domain
+        .mappings
+        .sort_by_key(|m| std::cmp::Reverse(m.0.len()));
+    let members = domain
+        .mappings
+        .iter()
+        .map(|m| m.1 .0)
+        .chain(domain.none.map(|n| n.0));
+    domain.unmapped = protocol_of(apis, members);
+    domain
+}
+
+/// The (API, stage) a mapping names; `None` when either is not written (quietly) or unknown
+/// (reported).
+fn mapping_target(
+    m: &super::model::Mapping,
+    apis: &[Api],
+    d: &mut Diagnostics<'_>,
+) -> Option<StageRef> {
+    let (Some(api_name), Some(stage_name)) = (&m.api, &m.stage) else {
+        return None;
+    };
+    let Some(api) = apis.iter().position(|a| *a.name == api_name.value) else {
+        d.error(
+            api_name.span.clone(),
+            format!("no API is named `{}`", api_name.value),
+        );
+        return None;
+    };
+    let Some(stage) = apis[api]
+        .stages
+        .iter()
+        .position(|s| *s.name == stage_name.value)
+    else {
+        d.error(
+            stage_name.span.clone(),
+            format!(
+                "API `{}` has no stage `{}`",
+                api_name.value, stage_name.value
+            ),
+        );
+        return None;
+    };
+    Some((index(api), index(stage)))
+}
+
+/// Registers `domain` under its lowercase name `lower` (`*.` names among the wildcards);
+/// reports a name that is already taken.
+fn add_domain(
+    name: &super::model::Text,
+    lower: &str,
+    domain: Domain,
+    out: &mut Dispatch,
+    d: &mut Diagnostics<'_>,
+) {
+    let (table, key) = match lower.strip_prefix("*.") {
+        Some(base) => (&mut out.wildcard_domains, base.as_bytes()),
+        None => (&mut out.exact_domains, lower.as_bytes()),
+    };
+    if table.contains_key(key) {
+        d.error(
+            name.span.clone(),
+            format!("another [[domains]] entry is already named `{lower}`"),
+        );
+        return;
+    }
+    table.insert(key.into(), index(out.domains.len()));
+    out.domains.push(domain);
 }
 
 /// Whether requests for `host` (lowercase) go to a custom domain rather than to `hosts`.

@@ -21,109 +21,115 @@ pub(crate) const RECEIVE_RING_BUFFER_BYTES: (i64, i64) = (512, 1024 * 1024);
 
 /// `base`: the directory relative `state_file` / `api_keys_file` paths are resolved against.
 pub(crate) fn settings(s: &Server, base: &Path, d: &mut Diagnostics<'_>) -> Settings {
-    let defaults = Settings::default();
-    let header_read_timeout = millis(
-        &s.header_read_timeout_ms,
-        "header_read_timeout_ms",
-        defaults.header_read_timeout,
+    let mut out = Settings::default();
+    sizes(s, &mut out, d);
+    timeouts(s, &mut out, d);
+    traffic_state(s, base, &mut out, d);
+    out
+}
+
+/// Shards and pinning, buffer, head, body and pool sizes, the receive ring.
+fn sizes(s: &Server, out: &mut Settings, d: &mut Diagnostics<'_>) {
+    out.shards = count(&s.shards, "shards", SHARDS, out.shards, d);
+    out.pin_cpus = s.pin_cpus.as_ref().map_or(out.pin_cpus, |b| b.value);
+    out.read_buffer_bytes = count(
+        &s.read_buffer_bytes,
+        "read_buffer_bytes",
+        READ_BUFFER_BYTES,
+        out.read_buffer_bytes,
         d,
     );
-    Settings {
-        shards: count(&s.shards, "shards", SHARDS, defaults.shards, d),
-        pin_cpus: s.pin_cpus.as_ref().map_or(defaults.pin_cpus, |b| b.value),
-        read_buffer_bytes: count(
-            &s.read_buffer_bytes,
-            "read_buffer_bytes",
-            READ_BUFFER_BYTES,
-            defaults.read_buffer_bytes,
-            d,
-        ),
-        max_header_bytes: count(
-            &s.max_header_bytes,
-            "max_header_bytes",
-            MAX_HEADER_BYTES,
-            defaults.max_header_bytes,
-            d,
-        ),
-        max_body_bytes: checked(&s.max_body_bytes, "max_body_bytes", MAX_BODY_BYTES, d)
-            .map_or(defaults.max_body_bytes, i64::unsigned_abs),
-        header_read_timeout,
-        body_read_timeout: millis(
-            &s.body_read_timeout_ms,
-            "body_read_timeout_ms",
-            header_read_timeout,
-            d,
-        ),
-        idle_timeout: millis(
-            &s.idle_timeout_ms,
-            "idle_timeout_ms",
-            defaults.idle_timeout,
-            d,
-        ),
-        client_write_timeout: millis(
-            &s.client_write_timeout_ms,
-            "client_write_timeout_ms",
-            defaults.client_write_timeout,
-            d,
-        ),
-        upstream_connect_timeout: millis(
-            &s.upstream_connect_timeout_ms,
-            "upstream_connect_timeout_ms",
-            defaults.upstream_connect_timeout,
-            d,
-        ),
-        upstream_pool_size: count(
-            &s.upstream_pool_size,
-            "upstream_pool_size",
-            UPSTREAM_POOL_SIZE,
-            defaults.upstream_pool_size,
-            d,
-        ),
-        upstream_idle_timeout: millis(
-            &s.upstream_idle_timeout_ms,
-            "upstream_idle_timeout_ms",
-            defaults.upstream_idle_timeout,
-            d,
-        ),
-        receive_ring_buffers: count(
-            &s.receive_ring_buffers,
-            "receive_ring_buffers",
-            RECEIVE_RING_BUFFERS,
-            defaults.receive_ring_buffers,
-            d,
-        )
-        .next_power_of_two(),
-        receive_ring_buffer_bytes: count(
-            &s.receive_ring_buffer_bytes,
-            "receive_ring_buffer_bytes",
-            RECEIVE_RING_BUFFER_BYTES,
-            defaults.receive_ring_buffer_bytes,
-            d,
-        ),
-        account_throttle: s
-            .account_throttle
-            .as_ref()
-            .and_then(|t| traffic::throttle(t, d))
-            .unwrap_or(defaults.account_throttle),
-        state_file: s
-            .state_file
-            .as_ref()
-            .and_then(|p| path(p, "state_file", base, d)),
-        state_flush: traffic::flush_ms(&s.state_flush_ms, d)
-            .map_or(defaults.state_flush, Duration::from_millis),
-        api_keys_file: s
-            .api_keys_file
-            .as_ref()
-            .and_then(|p| path(p, "api_keys_file", base, d)),
-        drain_timeout: millis(
-            &s.drain_timeout_ms,
-            "drain_timeout_ms",
-            defaults.drain_timeout,
-            d,
-        ),
-        admin: None,
-        cluster: None,
-    }
+    out.max_header_bytes = count(
+        &s.max_header_bytes,
+        "max_header_bytes",
+        MAX_HEADER_BYTES,
+        out.max_header_bytes,
+        d,
+    );
+    out.max_body_bytes = checked(&s.max_body_bytes, "max_body_bytes", MAX_BODY_BYTES, d)
+        .map_or(out.max_body_bytes, i64::unsigned_abs);
+    out.upstream_pool_size = count(
+        &s.upstream_pool_size,
+        "upstream_pool_size",
+        UPSTREAM_POOL_SIZE,
+        out.upstream_pool_size,
+        d,
+    );
+    out.receive_ring_buffers = count(
+        &s.receive_ring_buffers,
+        "receive_ring_buffers",
+        RECEIVE_RING_BUFFERS,
+        out.receive_ring_buffers,
+        d,
+    )
+    .next_power_of_two();
+    out.receive_ring_buffer_bytes = count(
+        &s.receive_ring_buffer_bytes,
+        "receive_ring_buffer_bytes",
+        RECEIVE_RING_BUFFER_BYTES,
+        out.receive_ring_buffer_bytes,
+        d,
+    );
+}
+
+/// The `*_timeout_ms` keys; `body_read_timeout` defaults to `header_read_timeout`.
+fn timeouts(s: &Server, out: &mut Settings, d: &mut Diagnostics<'_>) {
+    out.header_read_timeout = millis(
+        &s.header_read_timeout_ms,
+        "header_read_timeout_ms",
+        out.header_read_timeout,
+        d,
+    );
+    out.body_read_timeout = millis(
+        &s.body_read_timeout_ms,
+        "body_read_timeout_ms",
+        out.header_read_timeout,
+        d,
+    );
+    out.idle_timeout = millis(&s.idle_timeout_ms, "idle_timeout_ms", out.idle_timeout, d);
+    out.client_write_timeout = millis(
+        &s.client_write_timeout_ms,
+        "client_write_timeout_ms",
+        out.client_write_timeout,
+        d,
+    );
+    out.upstream_connect_timeout = millis(
+        &s.upstream_connect_timeout_ms,
+        "upstream_connect_timeout_ms",
+        out.upstream_connect_timeout,
+        d,
+    );
+    out.upstream_idle_timeout = millis(
+        &s.upstream_idle_timeout_ms,
+        "upstream_idle_timeout_ms",
+        out.upstream_idle_timeout,
+        d,
+    );
+    out.drain_timeout = millis(
+        &s.drain_timeout_ms,
+        "drain_timeout_ms",
+        out.drain_timeout,
+        d,
+    );
+}
+
+/// The account throttle, the quota state file and its flush interval, the API keys file.
+fn traffic_state(s: &Server, base: &Path, out: &mut Settings, d: &mut Diagnostics<'_>) {
+    out.account_throttle = s
+        .account_throttle
+        .as_ref()
+        .and_then(|t| traffic::throttle(t, d))
+        .unwrap_or(out.account_throttle);
+    out.state_file = s
+        .state_file
+        .as_ref()
+        .and_then(|p| path(p, "state_file", base, d));
+    out.state_flush =
+        traffic::flush_ms(&s.state_flush_ms, d).map_or(out.state_flush, Duration::from_millis);
+    out.api_keys_file = s
+        .api_keys_file
+        .as_ref()
+        .and_then(|p| path(p, "api_keys_file", base, d));
 }
 
 /// A file path from the config, relative ones resolved against `base`.

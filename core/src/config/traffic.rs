@@ -144,7 +144,34 @@ pub(crate) fn compile(
     }
     drop(values);
 
-    // api_key_source, and route keys must not be required where API keys do not exist.
+    key_sources(cfg, apis, d);
+    let (slot_base, slots) = stage_limits(cfg, apis, stage_throttles, account, &mut traffic, d);
+    traffic.bindings = vec![vec![Binding::UNBOUND; traffic.keys.len()].into(); slots as usize];
+
+    // Usage plans.
+    let key_refs: Vec<&str> = key_names.iter().map(String::as_str).collect();
+    // For "key in two plans on one stage": (slot, key) → plan name.
+    let mut bound: Vec<Vec<Option<u32>>> = vec![vec![None; traffic.keys.len()]; slots as usize];
+    for (pi, p) in cfg.usage_plans.iter().enumerate() {
+        plan(
+            pi,
+            p,
+            cfg,
+            apis,
+            &slot_base,
+            &key_refs,
+            account,
+            &mut bound,
+            &mut traffic,
+            d,
+        );
+    }
+    traffic
+}
+
+/// Each API's `api_key_source` (copied into its routes' limits); route keys must not be
+/// required where API keys do not exist (http APIs).
+fn key_sources(cfg: &Config, apis: &mut [Api], d: &mut Diagnostics<'_>) {
     for (a, api) in cfg.apis.iter().zip(apis.iter_mut()) {
         if let Some(src) = &a.api_key_source {
             match src.value.as_str() {
@@ -175,8 +202,18 @@ pub(crate) fn compile(
             }
         }
     }
+}
 
-    // Stage buckets, stage route buckets, stage slots.
+/// Stage buckets, stage route buckets and stage slots in every route's limits; returns each
+/// API's first slot and the number of slots.
+fn stage_limits(
+    cfg: &Config,
+    apis: &mut [Api],
+    stage_throttles: &[Vec<Option<Throttle>>],
+    account: Throttle,
+    traffic: &mut Traffic,
+    d: &mut Diagnostics<'_>,
+) -> (Vec<u32>, u32) {
     let mut slot_base = Vec::with_capacity(apis.len());
     let mut slots = 0u32;
     for (ai, (a, api)) in cfg.apis.iter().zip(apis.iter_mut()).enumerate() {
@@ -217,27 +254,7 @@ pub(crate) fn compile(
         }
         slots += u32::try_from(api.stages.len()).unwrap_or(0);
     }
-    traffic.bindings = vec![vec![Binding::UNBOUND; traffic.keys.len()].into(); slots as usize];
-
-    // Usage plans.
-    let key_refs: Vec<&str> = key_names.iter().map(String::as_str).collect();
-    // For "key in two plans on one stage": (slot, key) → plan name.
-    let mut bound: Vec<Vec<Option<u32>>> = vec![vec![None; traffic.keys.len()]; slots as usize];
-    for (pi, p) in cfg.usage_plans.iter().enumerate() {
-        plan(
-            pi,
-            p,
-            cfg,
-            apis,
-            &slot_base,
-            &key_refs,
-            account,
-            &mut bound,
-            &mut traffic,
-            d,
-        );
-    }
-    traffic
+    (slot_base, slots)
 }
 
 fn add_keys(
@@ -372,23 +389,8 @@ fn plan(
     traffic: &mut Traffic,
     d: &mut Diagnostics<'_>,
 ) {
-    let mut ok = true;
+    let mut ok = plan_name_free(pi, p, cfg, d);
     let name = p.name.as_ref().map_or("", |n| n.value.as_str());
-    if let Some(n) = &p.name {
-        if let Err(reason) = plan_name(&n.value) {
-            d.error(n.span.clone(), reason);
-            ok = false;
-        } else if cfg.usage_plans[..pi]
-            .iter()
-            .any(|q| q.name.as_ref().is_some_and(|m| m.value == n.value))
-        {
-            d.error(
-                n.span.clone(),
-                format!("another usage plan is already named `{}`", n.value),
-            );
-            ok = false;
-        }
-    }
     let throttle = match &p.throttle {
         None => None,
         Some(t) => match limited(t, account, "the usage plan", d) {
@@ -409,7 +411,82 @@ fn plan(
             }
         },
     };
-    // Keys.
+    let keys = plan_keys(p, key_names, d, &mut ok);
+    // Stages: (slot, api index, route throttle limits by route index).
+    let mut stages: Vec<(u32, usize, Vec<Option<Limit>>)> = Vec::with_capacity(p.stages.len());
+    for s in &p.stages {
+        let Some((ai, si)) = plan_stage_target(s, apis, d, &mut ok) else {
+            continue;
+        };
+        let api = &apis[ai];
+        let slot = slot_base[ai] + u32::try_from(si).unwrap_or(NONE);
+        if stages.iter().any(|(sl, _, _)| *sl == slot) {
+            d.error(
+                s.span.clone(),
+                format!(
+                    "stage `{}` of API `{}` is listed twice in this plan",
+                    api.stages[si].name, api.name
+                ),
+            );
+            ok = false;
+            continue;
+        }
+        let routes = plan_route_limits(s, &cfg.apis[ai], api, account, d, &mut ok);
+        if let Some(row) = bound.get_mut(slot as usize) {
+            ok &= bind_keys(pi, &keys, row, cfg, api, si, d);
+        }
+        stages.push((slot, ai, routes));
+    }
+    if !ok {
+        return;
+    }
+
+    // The tables.
+    let plan_index = u32::try_from(traffic.plans.len()).unwrap_or(NONE);
+    traffic.plans.push(Plan {
+        name: name.into(),
+        quota,
+    });
+    let (route_limits, plan_stage_index) = add_plan_stages(plan_index, &stages, traffic);
+    add_memberships(
+        plan_index,
+        throttle,
+        &keys,
+        &route_limits,
+        &plan_stage_index,
+        traffic,
+    );
+}
+
+/// Checks the name of usage plan `pi` (valid, not taken by an earlier plan); `false` after an
+/// error.
+fn plan_name_free(pi: usize, p: &model::UsagePlan, cfg: &Config, d: &mut Diagnostics<'_>) -> bool {
+    let Some(n) = &p.name else { return true };
+    if let Err(reason) = plan_name(&n.value) {
+        d.error(n.span.clone(), reason);
+        false
+    } else if cfg.usage_plans[..pi]
+        .iter()
+        .any(|q| q.name.as_ref().is_some_and(|m| m.value == n.value))
+    {
+        d.error(
+            n.span.clone(),
+            format!("another usage plan is already named `{}`", n.value),
+        );
+        false
+    } else {
+        true
+    }
+}
+
+/// The plan's `keys` as indexes into `key_names`, each with where it was written; a key listed
+/// twice is reported and kept once, an unknown one is reported and clears `ok`.
+fn plan_keys<'p>(
+    p: &'p model::UsagePlan,
+    key_names: &[&str],
+    d: &mut Diagnostics<'_>,
+    ok: &mut bool,
+) -> Vec<(u32, &'p Text)> {
     let mut keys: Vec<(u32, &Text)> = Vec::with_capacity(p.keys.len());
     for k in &p.keys {
         match key_names.iter().position(|n| *n == k.value) {
@@ -434,123 +511,141 @@ fn plan(
                         names_list(key_names)
                     ),
                 );
+                *ok = false;
+            }
+        }
+    }
+    keys
+}
+
+/// The (API index, stage index) a plan's `stages` entry names; `None` when it is incomplete
+/// (quietly) or names an unknown API or stage or an http API (reported, clears `ok`).
+fn plan_stage_target(
+    s: &model::PlanStage,
+    apis: &[Api],
+    d: &mut Diagnostics<'_>,
+    ok: &mut bool,
+) -> Option<(usize, usize)> {
+    let api_name = s.api.as_ref()?;
+    let Some(ai) = apis.iter().position(|a| *a.name == api_name.value) else {
+        let known: Vec<&str> = apis.iter().map(|a| &*a.name).collect();
+        d.error(
+            api_name.span.clone(),
+            format!(
+                "unknown API `{}`{} ({})",
+                api_name.value,
+                hint(&api_name.value, &known),
+                names_list(&known)
+            ),
+        );
+        *ok = false;
+        return None;
+    };
+    let api = &apis[ai];
+    if api.protocol == Protocol::Http {
+        d.error(
+            api_name.span.clone(),
+            format!(
+                "API `{}` is an http API: usage plans are for rest APIs (API Gateway)",
+                api.name
+            ),
+        );
+        *ok = false;
+        return None;
+    }
+    let stage_name = s.stage.as_ref()?;
+    let Some(si) = api
+        .stages
+        .iter()
+        .position(|st| *st.name == stage_name.value)
+    else {
+        let known: Vec<&str> = api.stages.iter().map(|st| &*st.name).collect();
+        d.error(
+            stage_name.span.clone(),
+            format!(
+                "API `{}` has no stage `{}`{} ({})",
+                api.name,
+                stage_name.value,
+                hint(&stage_name.value, &known),
+                names_list(&known)
+            ),
+        );
+        *ok = false;
+        return None;
+    };
+    Some((ai, si))
+}
+
+/// A plan stage's `route_throttles` as limits by route index; an unknown route or a bad limit
+/// clears `ok`.
+fn plan_route_limits(
+    s: &model::PlanStage,
+    a: &model::Api,
+    api: &Api,
+    account: Throttle,
+    d: &mut Diagnostics<'_>,
+    ok: &mut bool,
+) -> Vec<Option<Limit>> {
+    let mut routes = vec![None; api.routes.len()];
+    for (key, t) in &s.route_throttles {
+        match route_index(key, a, api, d) {
+            Some(r) => match limited(t, account, "the route", d) {
+                Some(l) => routes[r] = Some(l),
+                None => *ok = false,
+            },
+            None => *ok = false,
+        }
+    }
+    routes
+}
+
+/// Binds the plan's keys on one stage (`row`: that stage's plan by key): a key is in at most
+/// one usage plan per stage. `false` after an error.
+fn bind_keys(
+    pi: usize,
+    keys: &[(u32, &Text)],
+    row: &mut [Option<u32>],
+    cfg: &Config,
+    api: &Api,
+    si: usize,
+    d: &mut Diagnostics<'_>,
+) -> bool {
+    let mut ok = true;
+    for (k, at) in keys {
+        let Some(cell) = row.get_mut(*k as usize) else {
+            continue;
+        };
+        match cell {
+            Some(other) => {
+                let other = cfg.usage_plans[*other as usize]
+                    .name
+                    .as_ref()
+                    .map_or("", |n| n.value.as_str());
+                d.error(
+                    at.span.clone(),
+                    format!(
+                        "API key `{}` is already in usage plan `{other}` on stage `{}` of API `{}`: a key is in at most one usage plan per stage",
+                        at.value, api.stages[si].name, api.name
+                    ),
+                );
                 ok = false;
             }
+            None => *cell = Some(u32::try_from(pi).unwrap_or(NONE)),
         }
     }
-    // Stages: (slot, api index, route throttle limits by route index).
-    let mut stages: Vec<(u32, usize, Vec<Option<Limit>>)> = Vec::with_capacity(p.stages.len());
-    for s in &p.stages {
-        let Some(api_name) = &s.api else { continue };
-        let Some(ai) = apis.iter().position(|a| *a.name == api_name.value) else {
-            let known: Vec<&str> = apis.iter().map(|a| &*a.name).collect();
-            d.error(
-                api_name.span.clone(),
-                format!(
-                    "unknown API `{}`{} ({})",
-                    api_name.value,
-                    hint(&api_name.value, &known),
-                    names_list(&known)
-                ),
-            );
-            ok = false;
-            continue;
-        };
-        let api = &apis[ai];
-        if api.protocol == Protocol::Http {
-            d.error(
-                api_name.span.clone(),
-                format!(
-                    "API `{}` is an http API: usage plans are for rest APIs (API Gateway)",
-                    api.name
-                ),
-            );
-            ok = false;
-            continue;
-        }
-        let Some(stage_name) = &s.stage else { continue };
-        let Some(si) = api
-            .stages
-            .iter()
-            .position(|st| *st.name == stage_name.value)
-        else {
-            let known: Vec<&str> = api.stages.iter().map(|st| &*st.name).collect();
-            d.error(
-                stage_name.span.clone(),
-                format!(
-                    "API `{}` has no stage `{}`{} ({})",
-                    api.name,
-                    stage_name.value,
-                    hint(&stage_name.value, &known),
-                    names_list(&known)
-                ),
-            );
-            ok = false;
-            continue;
-        };
-        let slot = slot_base[ai] + u32::try_from(si).unwrap_or(NONE);
-        if stages.iter().any(|(sl, _, _)| *sl == slot) {
-            d.error(
-                s.span.clone(),
-                format!(
-                    "stage `{}` of API `{}` is listed twice in this plan",
-                    api.stages[si].name, api.name
-                ),
-            );
-            ok = false;
-            continue;
-        }
-        let mut routes = vec![None; api.routes.len()];
-        for (key, t) in &s.route_throttles {
-            match route_index(key, &cfg.apis[ai], api, d) {
-                Some(r) => match limited(t, account, "the route", d) {
-                    Some(l) => routes[r] = Some(l),
-                    None => ok = false,
-                },
-                None => ok = false,
-            }
-        }
-        // A key is in at most one usage plan per stage.
-        for (k, at) in &keys {
-            let Some(cell) = bound
-                .get_mut(slot as usize)
-                .and_then(|b| b.get_mut(*k as usize))
-            else {
-                continue;
-            };
-            match cell {
-                Some(other) => {
-                    let other = cfg.usage_plans[*other as usize]
-                        .name
-                        .as_ref()
-                        .map_or("", |n| n.value.as_str());
-                    d.error(
-                        at.span.clone(),
-                        format!(
-                            "API key `{}` is already in usage plan `{other}` on stage `{}` of API `{}`: a key is in at most one usage plan per stage",
-                            at.value, api.stages[si].name, api.name
-                        ),
-                    );
-                    ok = false;
-                }
-                None => *cell = Some(u32::try_from(pi).unwrap_or(NONE)),
-            }
-        }
-        stages.push((slot, ai, routes));
-    }
-    if !ok {
-        return;
-    }
+    ok
+}
 
-    // The tables.
-    let plan_index = u32::try_from(traffic.plans.len()).unwrap_or(NONE);
-    traffic.plans.push(Plan {
-        name: name.into(),
-        quota,
-    });
+/// Adds a `PlanStage` per stage of plan `plan_index`; returns the plan's route limits (in
+/// order, one bucket each per key) and each stage's (slot, plan stage index).
+fn add_plan_stages(
+    plan_index: u32,
+    stages: &[(u32, usize, Vec<Option<Limit>>)],
+    traffic: &mut Traffic,
+) -> (Vec<Limit>, Vec<(u32, u32)>) {
     let mut route_limits: Vec<Limit> = Vec::new();
     let mut plan_stage_index = Vec::with_capacity(stages.len());
-    for (slot, _, routes) in &stages {
+    for (slot, _, routes) in stages {
         let offsets: Box<[u32]> = routes
             .iter()
             .map(|l| match l {
@@ -570,10 +665,23 @@ fn plan(
             routes: offsets,
         });
     }
-    for (k, _) in &keys {
+    (route_limits, plan_stage_index)
+}
+
+/// Adds each key's membership of plan `plan_index` (its own throttle and route buckets) and
+/// binds it on each of the plan's stages.
+fn add_memberships(
+    plan_index: u32,
+    throttle: Option<Limit>,
+    keys: &[(u32, &Text)],
+    route_limits: &[Limit],
+    plan_stage_index: &[(u32, u32)],
+    traffic: &mut Traffic,
+) {
+    for (k, _) in keys {
         let throttle_bucket = throttle.map_or(NONE, |l| traffic.add_bucket(l));
         let route_base = u32::try_from(traffic.limits.len()).unwrap_or(NONE);
-        for l in &route_limits {
+        for l in route_limits {
             traffic.add_bucket(*l);
         }
         let membership = u32::try_from(traffic.memberships.len()).unwrap_or(NONE);
@@ -583,7 +691,7 @@ fn plan(
             throttle_bucket,
             route_base,
         });
-        for (slot, plan_stage) in &plan_stage_index {
+        for (slot, plan_stage) in plan_stage_index {
             if let Some(b) = traffic
                 .bindings
                 .get_mut(*slot as usize)

@@ -247,94 +247,104 @@ impl ChunkedDecoder {
         Ok(())
     }
 
+    /// Advances over one framing byte: counts it against the bound of the part of the framing
+    /// it is in (chunk-size line or trailer section), then takes that part's transition.
     fn step_inner(&mut self, b: u8) -> Result<(), &'static str> {
         use State::*;
-        match self.state {
-            SizeStart | Size => self.count_line_byte(b)?,
-            s if s.in_extension() => self.count_line_byte(b)?,
-            TrailerStart | TrailerName | TrailerValue | TrailerLf | FinalLf => {
-                self.line_len += 1;
-                if self.line_len > MAX_TRAILER_BYTES {
-                    return Err("trailer section too large");
-                }
+        self.state = match self.state {
+            SizeStart => {
+                self.count_line_byte(b)?;
+                self.size_start(b)?
             }
-            _ => {}
+            Size => {
+                self.count_line_byte(b)?;
+                self.size_next(b)?
+            }
+            SizeBws | ExtNameStart | ExtName | ExtNameBws | ExtValueStart | ExtToken
+            | ExtQuoted | ExtQuotedEscape | ExtQuotedEnd | ExtValueEnd => {
+                self.count_line_byte(b)?;
+                extension_next(self.state, b)?
+            }
+            SizeLf => self.size_line_end(b)?,
+            DataCr | DataLf => self.data_end_next(b)?,
+            TrailerStart | TrailerName | TrailerValue | TrailerLf | FinalLf => {
+                self.count_trailer_byte()?;
+                trailer_next(self.state, b)?
+            }
+            Data | Done | Failed(_) => return Err("decoder misuse"),
+        };
+        Ok(())
+    }
+
+    /// The first digit of a chunk size.
+    #[inline]
+    fn size_start(&mut self, b: u8) -> Result<State, &'static str> {
+        match hex_value(b) {
+            Some(d) => {
+                self.remaining = d;
+                Ok(State::Size)
+            }
+            None => Err("invalid chunk size"),
         }
-        self.state = match (self.state, b) {
-            (SizeStart, _) => match hex_value(b) {
-                Some(d) => {
-                    self.remaining = d;
-                    Size
-                }
-                None => return Err("invalid chunk size"),
-            },
-            (Size, b';') => ExtNameStart,
-            (Size, b' ' | b'\t') => SizeBws,
-            (Size, b'\r') => SizeLf,
-            (Size, _) => match hex_value(b) {
+    }
+
+    /// After a digit of the chunk size: another digit (the size stays below 2^63), `;`, BWS or
+    /// the CR.
+    #[inline]
+    fn size_next(&mut self, b: u8) -> Result<State, &'static str> {
+        match b {
+            b';' => Ok(State::ExtNameStart),
+            b' ' | b'\t' => Ok(State::SizeBws),
+            b'\r' => Ok(State::SizeLf),
+            _ => match hex_value(b) {
                 Some(d) => {
                     if self.remaining > MAX_CHUNK_SIZE >> 4 {
                         return Err("chunk size too large");
                     }
                     self.remaining = (self.remaining << 4) | d;
-                    Size
+                    Ok(State::Size)
                 }
-                None => return Err("invalid chunk size"),
+                None => Err("invalid chunk size"),
             },
-            // BWS (RFC 9110 §5.6.3) is allowed before `;` and around `=`, and nowhere else:
-            // whitespace must be followed by `;` or `=`, never by the CR.
-            (SizeBws | ExtNameStart | ExtNameBws | ExtValueStart | ExtValueEnd, b' ' | b'\t') => {
-                self.state
-            }
-            (ExtName, b' ' | b'\t') => ExtNameBws,
-            (ExtToken | ExtQuotedEnd, b' ' | b'\t') => ExtValueEnd,
-            (SizeBws | ExtNameBws | ExtValueEnd, b';') => ExtNameStart,
-            (SizeBws, _) => return Err("whitespace after chunk size"),
-            (ExtNameStart, _) if super::is_tchar(b) => ExtName,
-            (ExtNameStart, _) => return Err("invalid chunk extension"),
-            (ExtName, _) if super::is_tchar(b) => ExtName,
-            (ExtName | ExtNameBws, b'=') => ExtValueStart,
-            (ExtName | ExtToken | ExtQuotedEnd, b';') => ExtNameStart,
-            (ExtName | ExtToken | ExtQuotedEnd, b'\r') => SizeLf,
-            (ExtName | ExtNameBws | ExtValueEnd, _) => return Err("invalid chunk extension"),
-            (ExtValueStart, b'"') => ExtQuoted,
-            (ExtValueStart | ExtToken, _) if super::is_tchar(b) => ExtToken,
-            (ExtValueStart | ExtToken, _) => return Err("invalid chunk extension"),
-            (ExtQuoted, b'"') => ExtQuotedEnd,
-            (ExtQuoted, b'\\') => ExtQuotedEscape,
-            (ExtQuoted, _) if is_qdtext(b) => ExtQuoted,
-            (ExtQuotedEscape, _) if is_quotable(b) => ExtQuoted,
-            (ExtQuoted | ExtQuotedEscape | ExtQuotedEnd, _) => {
-                return Err("invalid chunk extension")
-            }
-            (SizeLf, b'\n') => {
+        }
+    }
+
+    /// The LF ending the chunk-size line: the chunk's data follows, or the trailer section
+    /// after the last chunk (size 0).
+    #[inline]
+    fn size_line_end(&mut self, b: u8) -> Result<State, &'static str> {
+        if b != b'\n' {
+            return Err("bare CR in chunk-size line");
+        }
+        self.line_len = 0;
+        Ok(if self.remaining == 0 {
+            State::TrailerStart
+        } else {
+            State::Data
+        })
+    }
+
+    /// The CRLF after a chunk's data, then the next chunk-size line.
+    #[inline]
+    fn data_end_next(&mut self, b: u8) -> Result<State, &'static str> {
+        match (self.state, b) {
+            (State::DataCr, b'\r') => Ok(State::DataLf),
+            (State::DataLf, b'\n') => {
                 self.line_len = 0;
-                if self.remaining == 0 {
-                    TrailerStart
-                } else {
-                    Data
-                }
+                Ok(State::SizeStart)
             }
-            (SizeLf, _) => return Err("bare CR in chunk-size line"),
-            (DataCr, b'\r') => DataLf,
-            (DataLf, b'\n') => {
-                self.line_len = 0;
-                SizeStart
-            }
-            (DataCr | DataLf, _) => return Err("chunk data not followed by CRLF"),
-            (TrailerStart, b'\r') => FinalLf,
-            (TrailerStart | TrailerName, _) if super::is_tchar(b) => TrailerName,
-            (TrailerName, b':') => TrailerValue,
-            (TrailerStart | TrailerName, _) => return Err("invalid trailer field"),
-            (TrailerValue, b'\r') => TrailerLf,
-            (TrailerValue, _) if super::is_field_value_byte(b) => TrailerValue,
-            (TrailerValue, _) => return Err("invalid trailer field value"),
-            (TrailerLf, b'\n') => TrailerStart,
-            (TrailerLf, _) => return Err("bare CR in trailer section"),
-            (FinalLf, b'\n') => Done,
-            (FinalLf, _) => return Err("bare CR at the end of the chunked body"),
-            (Data | Done | Failed(_), _) => return Err("decoder misuse"),
-        };
+            (State::DataCr | State::DataLf, _) => Err("chunk data not followed by CRLF"),
+            _ => Err("decoder misuse"),
+        }
+    }
+
+    /// Counts one byte of the trailer section against its bound.
+    #[inline]
+    fn count_trailer_byte(&mut self) -> Result<(), &'static str> {
+        self.line_len += 1;
+        if self.line_len > MAX_TRAILER_BYTES {
+            return Err("trailer section too large");
+        }
         Ok(())
     }
 
@@ -350,6 +360,58 @@ impl ChunkedDecoder {
         }
         Ok(())
     }
+}
+
+/// The next state in a chunk extension (`state` is one of `State::in_extension`), from the BWS
+/// or `;` after the size up to the CR.
+#[inline]
+fn extension_next(state: State, b: u8) -> Result<State, &'static str> {
+    use State::*;
+    Ok(match (state, b) {
+        // BWS (RFC 9110 §5.6.3) is allowed before `;` and around `=`, and nowhere else:
+        // whitespace must be followed by `;` or `=`, never by the CR.
+        (SizeBws | ExtNameStart | ExtNameBws | ExtValueStart | ExtValueEnd, b' ' | b'\t') => state,
+        (ExtName, b' ' | b'\t') => ExtNameBws,
+        (ExtToken | ExtQuotedEnd, b' ' | b'\t') => ExtValueEnd,
+        (SizeBws | ExtNameBws | ExtValueEnd, b';') => ExtNameStart,
+        (SizeBws, _) => return Err("whitespace after chunk size"),
+        (ExtNameStart, _) if super::is_tchar(b) => ExtName,
+        (ExtNameStart, _) => return Err("invalid chunk extension"),
+        (ExtName, _) if super::is_tchar(b) => ExtName,
+        (ExtName | ExtNameBws, b'=') => ExtValueStart,
+        (ExtName | ExtToken | ExtQuotedEnd, b';') => ExtNameStart,
+        (ExtName | ExtToken | ExtQuotedEnd, b'\r') => SizeLf,
+        (ExtName | ExtNameBws | ExtValueEnd, _) => return Err("invalid chunk extension"),
+        (ExtValueStart, b'"') => ExtQuoted,
+        (ExtValueStart | ExtToken, _) if super::is_tchar(b) => ExtToken,
+        (ExtValueStart | ExtToken, _) => return Err("invalid chunk extension"),
+        (ExtQuoted, b'"') => ExtQuotedEnd,
+        (ExtQuoted, b'\\') => ExtQuotedEscape,
+        (ExtQuoted, _) if is_qdtext(b) => ExtQuoted,
+        (ExtQuotedEscape, _) if is_quotable(b) => ExtQuoted,
+        (ExtQuoted | ExtQuotedEscape | ExtQuotedEnd, _) => return Err("invalid chunk extension"),
+        _ => return Err("decoder misuse"),
+    })
+}
+
+/// The next state in the trailer section: `token:value` lines, then the final CRLF.
+#[inline]
+fn trailer_next(state: State, b: u8) -> Result<State, &'static str> {
+    use State::*;
+    Ok(match (state, b) {
+        (TrailerStart, b'\r') => FinalLf,
+        (TrailerStart | TrailerName, _) if super::is_tchar(b) => TrailerName,
+        (TrailerName, b':') => TrailerValue,
+        (TrailerStart | TrailerName, _) => return Err("invalid trailer field"),
+        (TrailerValue, b'\r') => TrailerLf,
+        (TrailerValue, _) if super::is_field_value_byte(b) => TrailerValue,
+        (TrailerValue, _) => return Err("invalid trailer field value"),
+        (TrailerLf, b'\n') => TrailerStart,
+        (TrailerLf, _) => return Err("bare CR in trailer section"),
+        (FinalLf, b'\n') => Done,
+        (FinalLf, _) => return Err("bare CR at the end of the chunked body"),
+        _ => return Err("decoder misuse"),
+    })
 }
 
 #[cfg(test)]
