@@ -11,9 +11,21 @@
 //!   the quota's `offset` charged once per plan and key through a `SET NX` marker). Only
 //!   counters whose stock is below its low-water mark, idle, or owed are called, so the ops
 //!   per second do not grow with the request rate beyond lease refills (≤ 1 per counter per
-//!   interval).
+//!   interval). The stock is sized by the counter's demand over the last interval (admitted
+//!   plus refused), for two intervals; a shard that finds it empty admits on *credit* (a
+//!   budget of floor(0.1 % × limit ÷ hosts) per host, see `traffic::cluster`) and wakes this
+//!   thread, which refills at once and charges the credit to Redis. The first miss after
+//!   each regular sync (or after a refill that got something) wakes it, later misses do not.
+//! - **ready**: `Ready::wait` returns (the shards start, `/readyz` turns 200) once the first full
+//!   sync leased an initial block for every plan and key and registered the host, and the
+//!   others have had two intervals to count it (its credit starts then), or, without Redis,
+//!   once it failed open. At each period rollover (UTC midnight) the thread wakes, starts the
+//!   new periods and leases their first blocks in the same sync; shards that get there
+//!   first admit on credit.
 //! - **throttles**: one Lua call publishes the host's smoothed demand per limit (a hash with
-//!   an expiry per host, hosts in a sorted set by last sync) and returns every limit's total;
+//!   an expiry per host, hosts in a sorted set by last sync; each limit under a stable
+//!   identity, `limit_ids`, a hash of what it limits and its rate and burst, so hosts whose
+//!   configs differ share only the limits they have alike) and returns every limit's total;
 //!   the host's part of each limit (`traffic::cluster::host_share`: the demand rule
 //!   `ShareBalancer` uses across shards) goes to `Link`, which the shards' rebalance round
 //!   hands to its balancers as the host's limit.
@@ -30,10 +42,11 @@
 //!
 //! Metrics (`render_metrics`, one cluster per process): `tollgate_cluster_redis_up`,
 //! `tollgate_cluster_fail_open`, `tollgate_cluster_redis_errors_total`,
-//! `tollgate_cluster_redis_ops_total`.
+//! `tollgate_cluster_redis_ops_total`, `tollgate_cluster_wakeups_total`.
 
 use crate::traffic_state::TrafficShared;
 use redis::{Connection, RedisResult};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
@@ -48,12 +61,17 @@ use tollgate_core::traffic::{state, Traffic};
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// At most one Redis error line per this long (the others are counted in the next line).
 const LOG_EVERY: Duration = Duration::from_secs(5);
-/// How long `start` waits for the first sync before the shards start serving.
-const FIRST_SYNC_WAIT: Duration = Duration::from_secs(2);
+/// How much longer than `fail_open_after` (plus two sync intervals) `start` waits for the
+/// host to be ready before starting the shards anyway.
+const READY_SLACK: Duration = Duration::from_secs(1);
 /// How long the exit path waits for the stock to be given back.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(1);
 /// Longest sleep between looks at the stop flag and at misses (a miss also wakes the thread).
 const MISS_POLL: Duration = Duration::from_millis(10);
+/// Credit is given only once the host registered this many sync intervals ago: every other
+/// host has synced since and counts it, so the budgets (limit / 1000 / hosts) of all hosts
+/// sum to at most 0.1 % of the limit.
+const CREDIT_AFTER_SYNCS: u32 = 2;
 /// A spent counter (Redis said nothing is left) is asked again at most every this many syncs.
 const SPENT_RETRY_TICKS: u32 = 5;
 
@@ -85,8 +103,9 @@ redis.call('PEXPIREAT', KEYS[1], expire_at)
 return {grant, used}
 ";
 
-/// The demand script: ARGV = prefix, host id, ttl_ms, then (limit index, smoothed demand)
-/// pairs. Returns `{hosts, index, total, index, total, ...}` over the hosts seen within ttl.
+/// The demand script: ARGV = prefix, host id, ttl_ms, then (limit identity, smoothed demand)
+/// pairs (`limit_ids`). Returns `{hosts, id, total, id, total, ...}` over the hosts seen
+/// within ttl.
 const DEMAND_LUA: &str = r"
 local prefix, host, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local t = redis.call('TIME')
@@ -129,6 +148,7 @@ struct Stats {
     fail_open: AtomicBool,
     errors: AtomicU64,
     ops: AtomicU64,
+    wakeups: AtomicU64,
 }
 
 impl Stats {
@@ -139,6 +159,7 @@ impl Stats {
             fail_open: AtomicBool::new(false),
             errors: AtomicU64::new(0),
             ops: AtomicU64::new(0),
+            wakeups: AtomicU64::new(0),
         }
     }
 }
@@ -154,7 +175,7 @@ fn render_stats(stats: &Stats, out: &mut String) {
     if !stats.enabled.load(Ordering::Relaxed) {
         return;
     }
-    let metrics: [(&str, &str, &str, u64); 4] = [
+    let metrics: [(&str, &str, &str, u64); 5] = [
         (
             "tollgate_cluster_redis_up",
             "gauge",
@@ -178,6 +199,12 @@ fn render_stats(stats: &Stats, out: &mut String) {
             "counter",
             "Redis commands sent by this host (scripts count one each).",
             stats.ops.load(Ordering::Relaxed),
+        ),
+        (
+            "tollgate_cluster_wakeups_total",
+            "counter",
+            "Times a shard that found its quota stock empty woke the sync thread (at most once per sync, or per refill that got something).",
+            stats.wakeups.load(Ordering::Relaxed),
         ),
     ];
     for (name, kind, help, v) in metrics {
@@ -285,7 +312,8 @@ struct Counter {
     /// What Redis counts for this host in the period.
     held: u64,
     last_taken: u64,
-    /// Consumption in the last regular sync interval.
+    /// Demand in the last regular sync interval: requests admitted (net of the leases given
+    /// back) plus requests refused for an empty stock.
     consumed: u64,
     idle: u32,
     /// Redis said nothing is left; asked again every `SPENT_RETRY_TICKS` only.
@@ -331,9 +359,16 @@ struct Sync {
     conn: Option<Conn>,
     counters: Vec<Counter>,
     limits: Vec<Limit>,
+    /// Per limit, its stable identity in Redis (`limit_ids`), and the way back.
+    ids: Vec<String>,
+    by_id: HashMap<String, usize>,
     smoothed: Vec<u64>,
     totals: Vec<u64>,
     hosts: usize,
+    /// When this host may start admitting on credit (set at its first registration).
+    credit_from: Option<Instant>,
+    /// A full sync succeeded once (quotas leased, the host registered).
+    synced: bool,
     host_id: String,
     /// Connections made (for the epoch candidate); `epoch`: the value Redis had when we
     /// last connected.
@@ -377,14 +412,138 @@ fn counters(t: &Traffic, prefix: &str) -> Vec<Counter> {
     out
 }
 
+/// FNV-1a, 64 bits: a hash every host computes alike (no per-process seed).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Per limit (bucket index), a stable identity for its demand in Redis: a 16-hex-digit hash of
+/// what the limit is (the account; an API's stage; a stage's route; a plan and key; a plan,
+/// key, stage and route) and its rate and burst. Hosts whose configs differ for a while (one
+/// reloaded, the other not yet) share a limit only when both have it with the same rate and
+/// burst; a limit on only some hosts is shared only among them. Unnamed buckets (none today)
+/// fall back to their index.
+fn limit_ids(gw: &Gateway) -> Vec<String> {
+    let t = &gw.traffic;
+    let mut names: Vec<Option<String>> = vec![None; t.limits.len()];
+    let mut name = |b: u32, what: String| {
+        if let Some(slot) = names.get_mut(b as usize) {
+            slot.get_or_insert(what);
+        }
+    };
+    name(0, "account".to_string());
+    // Stage slot → (api, stage) names, and the stage and stage-route buckets.
+    let mut slots: HashMap<u32, (&str, &str)> = HashMap::new();
+    for api in &gw.apis {
+        for route in &api.routes {
+            for (si, l) in route.limits.iter().enumerate() {
+                let Some(stage) = api.stages.get(si) else {
+                    continue;
+                };
+                slots.insert(l.stage_slot, (&api.name, &stage.name));
+                name(
+                    l.stage_bucket,
+                    format!("stage\0{}\0{}", api.name, stage.name),
+                );
+                name(
+                    l.stage_route_bucket,
+                    format!("stage-route\0{}\0{}\0{}", api.name, stage.name, route.key),
+                );
+            }
+        }
+    }
+    for m in &t.memberships {
+        let (Some(plan), Some(key)) = (t.plans.get(m.plan as usize), t.keys.get(m.key as usize))
+        else {
+            continue;
+        };
+        name(
+            m.throttle_bucket,
+            format!("plan\0{}\0{}", plan.name, key.name),
+        );
+        for (slot, bindings) in t.bindings.iter().enumerate() {
+            let Some(b) = bindings.get(m.key as usize) else {
+                continue;
+            };
+            let Some(ps) = t.plan_stages.get(b.plan_stage as usize) else {
+                continue;
+            };
+            let Some((api_name, stage_name)) = u32::try_from(slot).ok().and_then(|s| slots.get(&s))
+            else {
+                continue;
+            };
+            let Some(api) = gw.apis.iter().find(|a| &*a.name == *api_name) else {
+                continue;
+            };
+            if ps.plan != m.plan {
+                continue;
+            }
+            for (r, offset) in ps.routes.iter().enumerate() {
+                if *offset == tollgate_core::traffic::NONE {
+                    continue;
+                }
+                let Some(route) = api.routes.get(r) else {
+                    continue;
+                };
+                name(
+                    m.route_base.saturating_add(*offset),
+                    format!(
+                        "plan-route\0{}\0{}\0{api_name}\0{stage_name}\0{}",
+                        plan.name, key.name, route.key
+                    ),
+                );
+            }
+        }
+    }
+    names
+        .into_iter()
+        .zip(&t.limits)
+        .enumerate()
+        .map(|(b, (n, l))| {
+            let what = n.unwrap_or_else(|| format!("bucket\0{b}"));
+            let h = fnv1a(format!("{what}\0{}\0{}", l.rate_milli, l.burst).as_bytes());
+            format!("{h:016x}")
+        })
+        .collect()
+}
+
+/// The sync thread's word that the host may serve (`start`, `Ready::wait`).
+pub struct Ready {
+    rx: mpsc::Receiver<()>,
+    timeout: Duration,
+}
+
+impl Ready {
+    /// Waits until the host is ready (at most `fail_open_after` + three sync intervals + 1 s).
+    pub fn wait(self) {
+        let _ = self.rx.recv_timeout(self.timeout);
+    }
+}
+
 /// Starts the `tollgate-cluster` thread for `shared` (whose store is a `HostStock` and whose
-/// `link` is set) and waits for its first sync (at most `FIRST_SYNC_WAIT`), so the shards
-/// start with stock when Redis is there.
-pub fn start(shared: Arc<TrafficShared>, settings: ClusterSettings) -> Result<(), String> {
+/// `link` is set). The returned `Ready` says when the host is ready: its first full sync
+/// succeeded (an initial lease for every plan and key, its throttle demand registered) and
+/// the other hosts have had `CREDIT_AFTER_SYNCS` intervals to count it, or, without Redis,
+/// it failed open (`fail_open_after`). The runtime starts the shards (and so `/readyz` says
+/// ready) after that.
+pub fn start(
+    shared: Arc<TrafficShared>,
+    settings: ClusterSettings,
+    gw: &Gateway,
+) -> Result<Ready, String> {
     let client = redis::Client::open(settings.redis.as_str())
         .map_err(|e| format!("tollgate: [cluster] redis `{}`: {e}", settings.redis))?;
     let t = shared.tables();
     let limits = t.limits.clone();
+    let ids = limit_ids(gw);
+    let ready_wait =
+        settings.fail_open_after + settings.sync_interval * (CREDIT_AFTER_SYNCS + 1) + READY_SLACK;
+    let mut by_id = HashMap::with_capacity(ids.len());
+    for (b, id) in ids.iter().enumerate() {
+        by_id.entry(id.clone()).or_insert(b);
+    }
     let nonce = format!(
         "{:x}{:x}",
         std::process::id(),
@@ -398,6 +557,10 @@ pub fn start(shared: Arc<TrafficShared>, settings: ClusterSettings) -> Result<()
         smoothed: vec![0; limits.len()],
         totals: vec![0; limits.len()],
         limits,
+        ids,
+        by_id,
+        credit_from: None,
+        synced: false,
         hosts: 1,
         host_id: nonce,
         attempts: 0,
@@ -420,8 +583,10 @@ pub fn start(shared: Arc<TrafficShared>, settings: ClusterSettings) -> Result<()
         .name("tollgate-cluster".to_string())
         .spawn(move || sync.run(&tx))
         .map_err(|e| format!("tollgate: cannot start the cluster sync thread: {e}"))?;
-    let _ = rx.recv_timeout(FIRST_SYNC_WAIT);
-    Ok(())
+    Ok(Ready {
+        rx,
+        timeout: ready_wait,
+    })
 }
 
 impl Sync {
@@ -433,13 +598,27 @@ impl Sync {
         self.shared.link.as_ref()
     }
 
-    fn run(&mut self, first: &mpsc::Sender<()>) {
+    /// Whether the host may report ready: synced once and counted by the other hosts
+    /// (credit allowed), or failed open.
+    fn ready(&self) -> bool {
+        self.failed_open || (self.synced && self.credit_allowed())
+    }
+
+    fn credit_allowed(&self) -> bool {
+        self.credit_from.is_some_and(|t| Instant::now() >= t)
+    }
+
+    fn run(&mut self, ready: &mpsc::Sender<()>) {
         if let Some(s) = self.stock() {
             s.set_waker(std::thread::current());
         }
         self.tick(false);
-        let _ = first.send(());
+        let mut told = false;
         loop {
+            if !told && self.ready() {
+                told = true;
+                let _ = ready.send(());
+            }
             let stopping = self.link().is_some_and(|l| l.stop.load(Ordering::Acquire));
             if stopping {
                 self.tick(true);
@@ -458,10 +637,24 @@ impl Sync {
                 if self.link().is_some_and(|l| l.stop.load(Ordering::Acquire)) {
                     break;
                 }
-                // A shard found its stock empty: refill now, not at the next sync.
-                if self.conn.is_some() && self.stock().is_some_and(|s| s.take_misses() > 0) {
-                    if let Err(e) = self.sync_quotas(Mode::Refill) {
-                        self.failed(&e);
+                // A shard found its stock empty: refill now, not at the next sync. The store
+                // is armed again after a refill that reached Redis; else (Redis down) at the
+                // next regular sync: while Redis is gone, refused requests wake this thread
+                // at most once per sync interval. (A spent counter wakes nobody.)
+                let woken = self.stock().is_some_and(HostStock::take_wake);
+                if woken {
+                    STATS.wakeups.fetch_add(1, Ordering::Relaxed);
+                    // Past midnight UTC: start the new periods now.
+                    self.roll_periods();
+                }
+                if woken && self.conn.is_some() {
+                    match self.sync_quotas(Mode::Refill) {
+                        Ok(()) => {
+                            if let Some(s) = self.stock() {
+                                s.arm();
+                            }
+                        }
+                        Err(e) => self.failed(&e),
                     }
                 }
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -495,6 +688,27 @@ impl Sync {
             }
         }
         self.check_fail_open();
+        self.set_credit_budgets();
+        if let Some(s) = self.stock() {
+            s.arm();
+        }
+    }
+
+    /// Every counter's credit budget: floor(0.1 % of the limit / hosts last seen), 0 while
+    /// Redis says the quota is spent or before the other hosts count this one.
+    fn set_credit_budgets(&self) {
+        let Some(stock) = self.stock() else {
+            return;
+        };
+        let allowed = self.credit_allowed();
+        for c in &self.counters {
+            let budget = if allowed && !c.spent {
+                logic::credit_budget(c.limit, self.hosts)
+            } else {
+                0
+            };
+            stock.set_credit_budget(c.index, budget);
+        }
     }
 
     /// Starts the current period (by this host's clock) of every counter whose period
@@ -507,7 +721,10 @@ impl Sync {
         for c in &mut self.counters {
             let day = c.period.start_day(today);
             if day != c.day {
-                stock.roll(c.index, day);
+                let (old_stock, old_taken) = stock.roll(c.index, day);
+                // What the old period admitted on credit and never charged: its counter is
+                // over, so that credit is free again.
+                stock.settle_credit(c.index, (old_stock + old_taken).saturating_sub(c.held));
                 c.day = day;
                 c.held = 0;
                 c.last_taken = 0;
@@ -572,6 +789,7 @@ impl Sync {
         Ok(())
     }
 
+    /// One lease call per counter that needs one (pipelined).
     fn sync_quotas(&mut self, mode: Mode) -> RedisResult<()> {
         let Some(stock) = self.shared.store.cluster() else {
             return Ok(());
@@ -584,10 +802,12 @@ impl Sync {
             return Ok(());
         };
         for (pos, c) in self.counters.iter_mut().enumerate() {
+            stock.absorb_early(c.index);
             let (taken, held_here) = stock.counts(c.index);
             if mode == Mode::Sync {
-                c.consumed = taken.saturating_sub(c.last_taken);
-                c.idle = if taken == c.last_taken {
+                let refused = stock.refused(c.index, true);
+                c.consumed = taken.saturating_sub(c.last_taken) + refused;
+                c.idle = if taken == c.last_taken && refused == 0 {
                     c.idle.saturating_add(1)
                 } else {
                     0
@@ -605,7 +825,8 @@ impl Sync {
                 // intervals of consumption (the bound of what a killed host loses).
                 Mode::Refill => logic::refill_want(
                     0,
-                    c.consumed.max(taken.saturating_sub(c.last_taken)),
+                    c.consumed
+                        .max(taken.saturating_sub(c.last_taken) + stock.refused(c.index, false)),
                     shards,
                 ),
                 Mode::Sync => logic::refill_want(held_here, c.consumed, shards),
@@ -665,6 +886,11 @@ impl Sync {
             c.held = (c.held + owed).saturating_sub(back) + grant;
             c.known = true;
             c.spent = used >= c.limit;
+            // The requests admitted on credit up to the read of `counts` are charged now.
+            stock.settle_credit(c.index, owed);
+            if c.spent {
+                stock.set_credit_budget(c.index, 0);
+            }
             stock.set_spent(c.index, c.spent);
             stock.stock_up(c.index, grant);
             stock.set_global(c.index, used);
@@ -693,7 +919,9 @@ impl Sync {
                 .map_or(0, |d| d.swap(0, Ordering::Relaxed));
             *s = logic::smooth(*s, d);
             if *s > 0 {
-                cmd.arg(b).arg(*s);
+                if let Some(id) = self.ids.get(b) {
+                    cmd.arg(id).arg(*s);
+                }
             }
         }
         STATS.ops.fetch_add(1, Ordering::Relaxed);
@@ -705,12 +933,17 @@ impl Sync {
             .unwrap_or(1)
             .max(1);
         self.totals.iter_mut().for_each(|t| *t = 0);
-        while let (Some(b), Some(t)) = (it.next(), it.next()) {
-            if let (Ok(b), Ok(t)) = (b.parse::<usize>(), t.parse::<u64>()) {
+        while let (Some(id), Some(t)) = (it.next(), it.next()) {
+            if let (Some(&b), Ok(t)) = (self.by_id.get(id.as_str()), t.parse::<u64>()) {
                 if let Some(slot) = self.totals.get_mut(b) {
                     *slot = t;
                 }
             }
+        }
+        if self.credit_from.is_none() {
+            // Registered: the others count this host from their next sync on.
+            self.credit_from =
+                Some(Instant::now() + self.settings.sync_interval * CREDIT_AFTER_SYNCS);
         }
         for (b, limit) in self.limits.iter().enumerate() {
             let own = self.smoothed.get(b).copied().unwrap_or(0);
@@ -721,6 +954,7 @@ impl Sync {
     }
 
     fn succeeded(&mut self) {
+        self.synced = true;
         self.last_ok = Instant::now();
         self.backoff = self.settings.sync_interval;
         STATS.up.store(true, Ordering::Relaxed);
@@ -850,6 +1084,88 @@ mod tests {
         assert_eq!(seen_key("t:", "gold", "alice"), "t:seen:4:gold:alice");
     }
 
+    /// A config with every kind of limit; `stage_b` is stage b's throttle line (or nothing).
+    fn limits_config(stage_b: &str, plan_rate: f64) -> Gateway {
+        let text = format!(
+            r#"
+[server]
+account_throttle = {{ rate = 1000.0, burst = 500 }}
+[[listeners]]
+address = "127.0.0.1"
+port = 8080
+[cluster]
+redis = "redis://127.0.0.1:1/0"
+[[api_keys]]
+name = "alice"
+value = "alice0123456789abcdef"
+[[api_keys]]
+name = "bob"
+value = "bob0123456789abcdefgh"
+[[usage_plans]]
+name = "gold"
+throttle = {{ rate = {plan_rate:.1}, burst = 10 }}
+keys = ["alice", "bob"]
+  [[usage_plans.stages]]
+  api = "a"
+  stage = "prod"
+  route_throttles = {{ "GET /x" = {{ rate = 5.0, burst = 5 }} }}
+[[apis]]
+name = "a"
+protocol = "rest"
+  [[apis.stages]]
+  name = "b"
+  {stage_b}
+  [[apis.stages]]
+  name = "prod"
+  throttle = {{ rate = 50.0, burst = 10 }}
+  route_throttles = {{ "GET /x" = {{ rate = 20.0, burst = 10 }} }}
+  [[apis.routes]]
+  key = "GET /x"
+  integration = {{ type = "mock", status = 200 }}
+"#
+        );
+        tollgate_core::config::load_str("<ids>", &text).unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    /// Limit identity → its limit, for one config.
+    fn ids_by_limit(gw: &Gateway) -> HashMap<String, Limit> {
+        let ids = limit_ids(gw);
+        assert_eq!(ids.len(), gw.traffic.limits.len());
+        ids.into_iter()
+            .zip(gw.traffic.limits.iter().copied())
+            .collect()
+    }
+
+    #[test]
+    fn limit_identities_are_stable_unique_and_follow_rate_and_burst() {
+        let one = limits_config("", 10.0);
+        let ids = ids_by_limit(&one);
+        // Account, stage prod, stage-route, 2 × (plan, plan route): all distinct.
+        assert_eq!(ids.len(), 7, "{ids:?}");
+        assert_eq!(ids.len(), one.traffic.limits.len());
+        // The same config built again: the same identities (no per-process seed).
+        assert_eq!(limit_ids(&one), limit_ids(&limits_config("", 10.0)));
+        // Another host's config has one more limit (a throttle on stage b, compiled before
+        // prod's, so every later bucket index shifts): the limits both have keep their
+        // identity; the new one is only on that host.
+        let two = limits_config("throttle = { rate = 7.0, burst = 3 }", 10.0);
+        let ids_two = ids_by_limit(&two);
+        assert_eq!(ids_two.len(), 8);
+        // Stage prod's throttle was bucket 1, is bucket 2 on the other host: same identity;
+        // stage b's (bucket 1 there) is not in the first config.
+        assert_eq!(limit_ids(&one)[1], limit_ids(&two)[2]);
+        assert!(!ids.contains_key(&limit_ids(&two)[1]));
+        for (id, l) in &ids {
+            assert_eq!(ids_two.get(id), Some(l), "{id} lost or changed its limit");
+        }
+        // The plan throttle's rate changed: those (per key) are new identities, the rest
+        // are shared.
+        let three = limits_config("", 12.0);
+        let ids_three = ids_by_limit(&three);
+        let shared = ids.keys().filter(|id| ids_three.contains_key(*id)).count();
+        assert_eq!(shared, 5, "alice's and bob's plan throttles changed");
+    }
+
     #[test]
     fn metrics_render_only_with_a_cluster() {
         let stats = Stats::new();
@@ -865,6 +1181,7 @@ mod tests {
             "tollgate_cluster_fail_open 0",
             "tollgate_cluster_redis_errors_total 0",
             "tollgate_cluster_redis_ops_total 42",
+            "tollgate_cluster_wakeups_total 0",
         ] {
             assert!(out.lines().any(|l| l == line), "{out}");
         }

@@ -173,6 +173,8 @@ pub fn run(
     if let Some(addr) = gateway.settings.admin {
         admin::start(addr, registry.clone(), control.clone(), reloader.clone())?;
     }
+    // With [cluster]: the first sync (or failing open) before serving; /readyz says 503 meanwhile.
+    traffic.wait_cluster_ready();
     let (tx, rx) = mpsc::channel::<Result<usize, String>>();
     let seed_base = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -16,6 +16,9 @@
 //! - Exit: the runtime's graceful shutdown (SIGTERM / SIGINT) calls `stop_and_persist` once
 //!   in-flight requests are done: the shards hand back their leases, then the counts are written.
 //! - `usage_report`: `tollgate usage`, GetUsage-like JSON from the state file.
+//! - With `[cluster]`: `start` starts the `tollgate-cluster` sync thread (`cluster::start`),
+//!   and `wait_cluster_ready` (called by the runtime once the admin listener is up, before
+//!   the shards start) waits for its first sync or for it to fail open.
 //!
 //! Per request, none of this is touched: the shard's `ShardTraffic` is plain data and the
 //! quota store is only reached when a lease is empty.
@@ -71,6 +74,9 @@ pub struct TrafficShared {
     traffic: Traffic,
     state_file: Option<PathBuf>,
     round: Mutex<Round>,
+    /// With `[cluster]`, until `wait_cluster_ready`: the sync thread's word that the host may
+    /// serve.
+    cluster_ready: Mutex<Option<cluster::Ready>>,
     /// Set on the way out: shards hand back their leases and count themselves in `released`.
     stopping: AtomicBool,
     released: AtomicUsize,
@@ -132,6 +138,7 @@ impl TrafficShared {
                 out: vec![Share::default(); shards],
             }),
             traffic,
+            cluster_ready: Mutex::new(None),
             stopping: AtomicBool::new(false),
             released: AtomicUsize::new(0),
             written: Mutex::new(String::new()),
@@ -187,6 +194,18 @@ impl TrafficShared {
             return true;
         }
         false
+    }
+
+    /// With `[cluster]`: waits until the host's first sync succeeded (an initial quota lease
+    /// for every plan and key) and the other hosts count it, or until it failed open after
+    /// `fail_open_after_ms` without Redis. The runtime calls it after starting the admin
+    /// listener (which answers `/readyz` 503 meanwhile) and before starting the shards.
+    /// Without `[cluster]` (or called again) it returns at once.
+    pub fn wait_cluster_ready(&self) {
+        let ready = lock(&self.cluster_ready).take();
+        if let Some(r) = ready {
+            r.wait();
+        }
     }
 
     /// The compiled traffic tables (limits, plans, keys, memberships).
@@ -310,7 +329,8 @@ fn read_state(path: &Path) -> Result<Option<Vec<state::Entry>>, String> {
 pub fn start(gateway: &Gateway, shards: usize) -> Result<Arc<TrafficShared>, String> {
     let shared = Arc::new(TrafficShared::new(gateway, shards));
     if let (Some(settings), Some(_)) = (&gateway.settings.cluster, &shared.link) {
-        cluster::start(shared.clone(), settings.clone())?;
+        let ready = cluster::start(shared.clone(), settings.clone(), gateway)?;
+        *lock(&shared.cluster_ready) = Some(ready);
     }
     let Some(path) = shared.state_file.clone() else {
         return Ok(shared);

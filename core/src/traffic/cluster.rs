@@ -8,6 +8,17 @@
 //!   granted. The sync thread refills the stock, returns idle stock, rolls periods, and
 //!   switches the store to *fail open* (every lease granted, one request at a time, counted
 //!   so it can be added to Redis later) when Redis has been unreachable for too long.
+//! - *Credit*: a shard that finds the stock empty while Redis has not said the quota is spent
+//!   admits on credit, one request at a time, within a per-counter budget the sync thread sets
+//!   (`credit_budget`: floor(0.1 % of the limit / hosts), 0 below 1). A request admitted on
+//!   credit is counted in `taken` (or, for a period the sync thread has not started yet, in
+//!   `early`) with no stock behind it, so it is owed to Redis and charged at the next sync,
+//!   which frees that much budget again (`settle_credit`). At most the budget is ever
+//!   admitted and not yet charged, so the hosts together over-admit at most the sum of their
+//!   budgets.
+//! - *Wake-ups*: the first miss after the sync thread armed the store wakes it (`arm`,
+//!   `take_wake`); further misses do not until it arms again, so refused requests wake it at
+//!   most once per arming (once per sync interval while Redis is unreachable).
 //! - `HostStock` accounting: per counter, `stock` (leased from Redis, not handed to a shard)
 //!   and `taken` (handed to shards, net of what they gave back). The sync thread remembers
 //!   `held`, what Redis counts for this host in the period; `stock + taken - held` is what the
@@ -85,6 +96,15 @@ pub fn idle_return(stock: u64, idle_intervals: u32, shards: usize, spent: bool) 
         return stock;
     }
     stock.saturating_sub(u64::try_from(shards.max(1)).unwrap_or(1))
+}
+
+/// A host's credit budget for a counter of `limit` when `hosts` hosts share it:
+/// floor(0.1 % × limit ÷ hosts) (0 when that is below 1). The budgets of all hosts sum to at
+/// most 0.1 % of the limit: the most the hosts can admit on credit before Redis says the
+/// quota is spent.
+pub fn credit_budget(limit: u64, hosts: usize) -> u64 {
+    let hosts = u64::try_from(hosts.max(1)).unwrap_or(u64::MAX);
+    limit / 1000 / hosts
 }
 
 /// Smoothed demand, as `ShareBalancer` smooths it: the last interval weighs half.
@@ -186,8 +206,18 @@ struct Slot {
     taken: AtomicU64,
     /// The period's count in Redis, as of the last sync (what `get` reports).
     global: AtomicU64,
-    /// Redis said nothing is left: a miss does not wake the sync thread.
+    /// Redis said nothing is left: a miss does not wake the sync thread, no credit.
     spent: AtomicBool,
+    /// Requests this host may admit on credit (set by the sync thread).
+    credit_budget: AtomicU64,
+    /// Requests admitted on credit and not yet charged to Redis.
+    credit_out: AtomicU64,
+    /// Admitted on credit for a period newer than the stock's (before the sync thread
+    /// started it); they join `taken` once it has.
+    early: AtomicU64,
+    /// Requests refused for an empty stock (not spent) since the sync thread last looked:
+    /// demand the stock did not cover.
+    refused: AtomicU64,
 }
 
 /// The host-local quota store in cluster mode (see the module doc).
@@ -195,8 +225,10 @@ struct Slot {
 pub struct HostStock {
     slots: Box<[Slot]>,
     fail_open: AtomicBool,
-    /// Leases refused because the stock was empty (the sync thread refills those first).
-    misses: AtomicU64,
+    /// A miss may wake the sync thread (cleared by the miss that does).
+    armed: AtomicBool,
+    /// A miss woke the sync thread since it last looked.
+    woken: AtomicBool,
     /// The sync thread, woken (unparked) by a miss on a counter that is not spent.
     waker: std::sync::OnceLock<std::thread::Thread>,
 }
@@ -214,7 +246,8 @@ impl HostStock {
         HostStock {
             slots: (0..counters).map(|_| Slot::default()).collect(),
             fail_open: AtomicBool::new(false),
-            misses: AtomicU64::new(0),
+            armed: AtomicBool::new(true),
+            woken: AtomicBool::new(false),
             waker: std::sync::OnceLock::new(),
         }
     }
@@ -247,19 +280,85 @@ impl HostStock {
         }
     }
 
-    fn miss(&self, s: &Slot) {
-        if s.spent.load(Ordering::Relaxed) {
-            return;
-        }
-        self.misses.fetch_add(1, Ordering::Relaxed);
-        if let Some(t) = self.waker.get() {
-            t.unpark();
+    /// A shard found the stock empty (or behind its period): wakes the sync thread if it is
+    /// armed (once until it arms again).
+    fn wake(&self) {
+        if self.armed.load(Ordering::Relaxed) && self.armed.swap(false, Ordering::AcqRel) {
+            self.woken.store(true, Ordering::Release);
+            if let Some(t) = self.waker.get() {
+                t.unpark();
+            }
         }
     }
 
-    /// Leases refused for an empty stock since the last call (sync thread).
-    pub fn take_misses(&self) -> u64 {
-        self.misses.swap(0, Ordering::AcqRel)
+    /// Lets the next miss wake the sync thread again (sync thread: at each regular sync, and
+    /// after a refill that got something).
+    pub fn arm(&self) {
+        self.armed.store(true, Ordering::Release);
+    }
+
+    /// Whether a miss woke the sync thread since the last call (sync thread).
+    pub fn take_wake(&self) -> bool {
+        self.woken.swap(false, Ordering::AcqRel)
+    }
+
+    /// One request on credit, if the budget has room.
+    fn credit(s: &Slot) -> bool {
+        let budget = s.credit_budget.load(Ordering::Acquire);
+        s.credit_out
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                (v < budget).then_some(v + 1)
+            })
+            .is_ok()
+    }
+
+    /// Sets counter `c`'s credit budget (sync thread).
+    pub fn set_credit_budget(&self, c: usize, budget: u64) {
+        if let Some(s) = self.slots.get(c) {
+            s.credit_budget.store(budget, Ordering::Release);
+        }
+    }
+
+    /// `owed` requests of counter `c` were charged to Redis: that much credit is free again
+    /// (sync thread). `owed` is read from `counts` before the charge, so credit admitted
+    /// meanwhile stays outstanding.
+    pub fn settle_credit(&self, c: usize, owed: u64) {
+        if let Some(s) = self.slots.get(c) {
+            let _ = s
+                .credit_out
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                    Some(v - v.min(owed))
+                });
+        }
+    }
+
+    /// Requests admitted on credit and not yet charged (tests, metrics).
+    pub fn credit_out(&self, c: usize) -> u64 {
+        self.slots
+            .get(c)
+            .map_or(0, |s| s.credit_out.load(Ordering::Acquire))
+    }
+
+    /// Refused requests of counter `c` since the last call (`take`) or so far (sync thread).
+    pub fn refused(&self, c: usize, take: bool) -> u64 {
+        self.slots.get(c).map_or(0, |s| {
+            if take {
+                s.refused.swap(0, Ordering::AcqRel)
+            } else {
+                s.refused.load(Ordering::Acquire)
+            }
+        })
+    }
+
+    /// Moves the requests admitted early (for the stock's current period, before the sync
+    /// thread started it) into `taken` (sync thread, after `roll`, before `counts`).
+    pub fn absorb_early(&self, c: usize) {
+        if let Some(s) = self.slots.get(c) {
+            let e = s.early.swap(0, Ordering::AcqRel);
+            if e > 0 {
+                s.taken.fetch_add(e, Ordering::AcqRel);
+            }
+        }
     }
 
     /// The period counter `c`'s stock belongs to.
@@ -278,7 +377,8 @@ impl HostStock {
     }
 
     /// Starts period `day` for counter `c`: returns `(stock, taken)` of the old period and
-    /// sets both to 0 (sync thread only).
+    /// sets both to 0; the requests admitted early (on credit, for the new period) become the
+    /// new period's `taken` (sync thread only).
     pub fn roll(&self, c: usize, day: i64) -> (u64, u64) {
         let Some(s) = self.slots.get(c) else {
             return (0, 0);
@@ -288,6 +388,8 @@ impl HostStock {
         let taken = s.taken.swap(0, Ordering::AcqRel);
         s.global.store(0, Ordering::Release);
         s.spent.store(false, Ordering::Relaxed);
+        s.refused.store(0, Ordering::Relaxed);
+        self.absorb_early(c);
         (stock, taken)
     }
 
@@ -322,9 +424,11 @@ impl HostStock {
 }
 
 impl QuotaStore for HostStock {
-    /// Never asks Redis: a block of the host's stock (a quarter of a fair share per shard),
-    /// 0 when the stock is empty or belongs to an earlier period than the shard's clock says.
-    /// Failed open: one request, granted and counted (`taken`) so it is added to Redis later.
+    /// Never asks Redis: a block of the host's stock (a quarter of a fair share per shard).
+    /// When the stock is empty (and Redis did not say the quota is spent) or belongs to an
+    /// earlier period than the shard's clock says: one request on credit if the budget has
+    /// room, else 0. Failed open: one request, granted and counted (`taken`) so it is added to
+    /// Redis later.
     fn lease(
         &self,
         counter: usize,
@@ -341,9 +445,15 @@ impl QuotaStore for HostStock {
             return 1;
         }
         // A shard whose clock is behind takes from the stock's period as it is; one ahead
-        // waits for the sync thread to start its period.
+        // wakes the sync thread to start its period, admitting on credit meanwhile (nothing
+        // of the new period is used yet: the old period's spent flag does not apply).
         if period_day > word_day(s.day.load(Ordering::Acquire)) {
-            self.miss(s);
+            self.wake();
+            if Self::credit(s) {
+                s.early.fetch_add(1, Ordering::AcqRel);
+                return 1;
+            }
+            s.refused.fetch_add(1, Ordering::Relaxed);
             return 0;
         }
         let mut grant = 0;
@@ -354,7 +464,15 @@ impl QuotaStore for HostStock {
                 (grant > 0).then(|| v - grant)
             });
         if ok.is_err() {
-            self.miss(s);
+            if s.spent.load(Ordering::Relaxed) {
+                return 0;
+            }
+            self.wake();
+            if Self::credit(s) {
+                s.taken.fetch_add(1, Ordering::AcqRel);
+                return 1;
+            }
+            s.refused.fetch_add(1, Ordering::Relaxed);
             return 0;
         }
         s.taken.fetch_add(grant, Ordering::AcqRel);
@@ -447,6 +565,92 @@ mod tests {
         }
     }
 
+    /// Hosts syncing with one Redis counter as the sync thread does (what a host owes is added
+    /// first, then a block is granted; the credit it charged is freed, its budget set from the
+    /// spent flag), their 2 shards each asking `per_tick` requests between syncs. Returns
+    /// (admitted, Redis count, refusals while the host's last sync said quota was left).
+    fn simulate_credit(limit: u64, hosts: usize, per_tick: u64) -> (u64, u64, u64) {
+        let mut used = 0u64; // Redis
+        let stocks: Vec<HostStock> = (0..hosts).map(|_| HostStock::new(1)).collect();
+        let mut leases = vec![[QuotaLease::default(); 2]; hosts];
+        let mut held = vec![0u64; hosts];
+        let mut consumed = vec![0u64; hosts];
+        let (mut admitted, mut early_refusals) = (0u64, 0u64);
+        for _tick in 0..10_000 {
+            for (h, st) in stocks.iter().enumerate() {
+                let (taken, stock) = st.counts(0);
+                let owed = (taken + stock).saturating_sub(held[h]);
+                used += owed;
+                let g = grant(limit, used, refill_want(stock, consumed[h], 2));
+                used += g;
+                held[h] += owed + g;
+                st.stock_up(0, g);
+                st.settle_credit(0, owed);
+                let spent = used >= limit;
+                st.set_spent(0, spent);
+                st.set_credit_budget(
+                    0,
+                    if spent {
+                        0
+                    } else {
+                        credit_budget(limit, hosts)
+                    },
+                );
+                consumed[h] = 0;
+            }
+            let before = admitted;
+            for (h, st) in stocks.iter().enumerate() {
+                for l in &mut leases[h] {
+                    for _ in 0..per_tick {
+                        let spent = st.slots[0].spent.load(Ordering::Relaxed);
+                        if l.try_take(st, 0, 0, limit, 0, 2) {
+                            admitted += 1;
+                            consumed[h] += 1;
+                        } else if !spent {
+                            early_refusals += 1;
+                        }
+                    }
+                    l.release(st, 0);
+                }
+            }
+            if admitted == before && used >= limit {
+                break;
+            }
+        }
+        (admitted, used, early_refusals)
+    }
+
+    #[test]
+    fn credit_keeps_refusals_away_until_spent_and_over_admission_within_the_budgets() {
+        // (limit, hosts, requests per shard per sync): the budgets are 50, 333, 0 per host.
+        for (limit, hosts, per_tick) in [(100_000, 2, 20), (1_000_000, 3, 150), (1_000, 2, 5)] {
+            let (admitted, used, early_refusals) = simulate_credit(limit, hosts, per_tick);
+            let budgets = credit_budget(limit, hosts) * hosts as u64;
+            assert!(
+                admitted >= limit,
+                "{limit}/{hosts}: drained only {admitted}"
+            );
+            assert!(
+                admitted <= limit + budgets,
+                "{limit}/{hosts}: admitted {admitted} > {limit} + {budgets}"
+            );
+            assert!(budgets <= limit / 1000);
+            assert!(
+                used >= admitted,
+                "Redis counts {used} < admitted {admitted}"
+            );
+            if budgets > 0 {
+                assert_eq!(
+                    early_refusals, 0,
+                    "{limit}/{hosts}: refused with quota left"
+                );
+            }
+        }
+        // Without credit (limit 1,000 on 2 hosts) the first requests of a key on a host find
+        // one request per shard and are refused until the next sync: what credit is for.
+        assert!(simulate_credit(1_000, 2, 5).2 > 0);
+    }
+
     #[test]
     fn grants_are_capped_and_shrink_as_the_limit_nears() {
         assert_eq!(grant(1_000_000, 0, 10_000), MAX_HOST_BLOCK);
@@ -500,8 +704,12 @@ mod tests {
             (1, 2),
             "an old period's lease is worth nothing"
         );
-        // Misses: the empty stock, the newer period, the last call of the loop.
-        assert_eq!(st.take_misses(), 3);
+        // Three misses (the empty stock, the newer period, the last call of the loop) but one
+        // wake-up: the sync thread was armed once; refusals were counted as demand.
+        assert!(st.take_wake());
+        assert!(!st.take_wake());
+        assert_eq!(st.refused(0, true), 3);
+        assert_eq!(st.refused(0, false), 0);
         // Failed open: one at a time, counted as taken (owed to Redis).
         st.set_fail_open(true);
         for _ in 0..5 {
@@ -510,6 +718,46 @@ mod tests {
         assert_eq!(st.counts(0), (6, 2));
         assert_eq!(st.withdraw(0, 5), 2);
         assert_eq!(st.roll(0, 11), (0, 6));
+    }
+
+    #[test]
+    fn credit_admits_within_the_budget_until_charged_and_never_when_spent() {
+        assert_eq!(credit_budget(1_000, 2), 0, "0.5 rounds down: no credit");
+        assert_eq!(credit_budget(1_000, 1), 1);
+        assert_eq!(credit_budget(100_000, 3), 33);
+        let st = HostStock::new(1);
+        st.roll(0, 10);
+        st.set_credit_budget(0, 2);
+        // The stock is empty: two on credit, then refused.
+        assert_eq!(st.lease(0, 10, 100_000, 0, 2), 1);
+        assert_eq!(st.lease(0, 10, 100_000, 0, 2), 1);
+        assert_eq!(st.lease(0, 10, 100_000, 0, 2), 0);
+        assert_eq!(st.refused(0, true), 1);
+        assert_eq!(st.credit_out(0), 2);
+        // Owed to Redis: taken with no stock behind it.
+        assert_eq!(st.counts(0), (2, 0));
+        // The sync thread charged 1 of them (read before the second was counted): one free.
+        st.settle_credit(0, 1);
+        assert_eq!(st.lease(0, 10, 100_000, 0, 2), 1);
+        assert_eq!(st.lease(0, 10, 100_000, 0, 2), 0);
+        st.settle_credit(0, 5);
+        assert_eq!(st.credit_out(0), 0);
+        assert_eq!(st.refused(0, true), 1);
+        // Spent: no credit, no refusal counted as demand, no wake-up.
+        st.set_spent(0, true);
+        assert!(st.take_wake());
+        st.arm();
+        assert_eq!(st.lease(0, 10, 100_000, 0, 2), 0);
+        assert!(!st.take_wake());
+        assert_eq!(st.refused(0, false), 0);
+        // A newer period than the stock's (midnight, before the sync thread rolled): on
+        // credit, counted as the new period's once it starts.
+        assert_eq!(st.lease(0, 11, 100_000, 0, 2), 1);
+        assert!(st.take_wake());
+        assert_eq!(st.roll(0, 11), (0, 3));
+        assert_eq!(st.counts(0), (1, 0));
+        st.absorb_early(0);
+        assert_eq!(st.counts(0), (1, 0));
     }
 
     #[test]
