@@ -19,6 +19,14 @@
 //! their buffer, and lines that do not fit in it are dropped and counted
 //! (`tollgate_access_log_dropped_lines_total`), never stalling a request. File destinations
 //! are opened for appending and reopened by their writer after SIGUSR1 ([`reopen`]).
+//!
+//! Across reloads: writers live in numbered slots ([`Writers`], shared by the main thread and
+//! the reloader); a reload opens the destinations it adds in new slots. A shard's buffer for a
+//! destination ([`Sink`]) is held by the generations that log to it (`Gen::log`, through
+//! [`ShardLog::sinks_for`]), so a kept destination keeps its buffer and line order; the last
+//! generation to let go hands what is left to the writer and drops the shard's sender. A
+//! retired slot's writer ends, closing its file, once every sender is gone and it wrote what
+//! was queued.
 
 use crate::metrics::ShardMetrics;
 use log::kv::{Key, Value, VisitSource};

@@ -1,16 +1,29 @@
 //! Per-shard metrics and their Prometheus text rendering.
 //!
-//! Each shard owns one [`ShardMetrics`]: atomics that only its own thread writes (a relaxed
-//! load and store, no locked read-modify-write, no cache line shared with another shard's
-//! writes) and that the admin listener's thread reads when scraped; a scrape sums the shards
-//! ([`render`]). Request metrics are named after API Gateway's (Count, 4XXError, 5XXError,
-//! Latency, IntegrationLatency; guide L38611-38735) and labelled with api, stage and route
-//! (the route key; "" when no route matched). Requests that reached no stage are counted
-//! under empty api and stage labels. Besides those: 429 THROTTLED and QUOTA_EXCEEDED answers
-//! per series, authorizer cache hits and misses per authorizer (the shard copies its cache's
-//! counters after each lookup), idle backend connections per upstream (a gauge the shard's
-//! pool stores on every park, take and reap), and per-shard counters and gauges. Every name
-//! is documented in `tuning/CONFIG.md` ("Metrics").
+//! Two kinds of counters. [`ShardMetrics`], one per shard, for what does not depend on the
+//! configuration (connections, in-flight requests, upstream failures, access log lines).
+//! [`GenMetrics`], one per configuration generation per shard, for what does: request series,
+//! authorizer cache counts and upstream pool gauges, numbered in that generation ([`Layout`]),
+//! so a request adds to its series with one index into its generation's block. Both are
+//! atomics that only their shard's thread writes (a relaxed load and store, no locked
+//! read-modify-write) and that the admin listener's thread reads when scraped.
+//!
+//! The [`Registry`] interns every label set a generation brings (an append-only list: a label
+//! set keeps its index for the life of the process) and keeps every generation's blocks; a
+//! scrape ([`render`]) sums them by label set, so a series present before and after a reload
+//! continues, and one a reload added has its own labels at once. A block whose generation has
+//! ended (only the registry still holds it) is folded into per-label totals and freed, so
+//! counters never go backwards and memory follows the label sets, not the reloads. The
+//! registry's lock is taken by reloads and scrapes only.
+//!
+//! Request metrics are named after API Gateway's (Count, 4XXError, 5XXError, Latency,
+//! IntegrationLatency; guide L38611-38735) and labelled with api, stage and route (the route
+//! key; "" when no route matched). Requests that reached no stage are counted under empty api
+//! and stage labels. Besides those: 429 THROTTLED and QUOTA_EXCEEDED answers per series,
+//! authorizer cache hits and misses per authorizer (the shard adds what its cache's counters
+//! grew by after each lookup), idle backend connections per upstream (a gauge the shard's pool
+//! stores on every park, take and reap), and per-shard counters and gauges. Every name is
+//! documented in `tuning/CONFIG.md` ("Metrics").
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
