@@ -821,6 +821,17 @@ protocol = "rest"
     assert_eq!(fs.count("token_auth"), 2, "a changed authorizer asks again");
     call();
     assert_eq!(fs.count("token_auth"), 2);
+    // The cache counters went on across both reloads (the moved cache's lookups counted
+    // once, the fresh cache's added to them): 3 hits, 2 misses.
+    let auth = [("api", "a"), ("authorizer", "tokens")];
+    assert_eq!(
+        r.metric("tollgate_authorizer_cache_hits_total", &auth),
+        Some(3.0)
+    );
+    assert_eq!(
+        r.metric("tollgate_authorizer_cache_misses_total", &auth),
+        Some(2.0)
+    );
 }
 
 #[test]
