@@ -592,13 +592,7 @@ impl ShardLog {
 
     /// Hands every non-empty buffer to its writer (the shard's flush timer).
     pub fn flush(&self) {
-        let live: Vec<Rc<Sink>> = self
-            .sinks
-            .borrow()
-            .iter()
-            .filter_map(Weak::upgrade)
-            .collect();
-        for s in live {
+        for s in self.sinks.borrow().iter().filter_map(Weak::upgrade) {
             let mut buf = s.buf.borrow_mut();
             if !buf.is_empty() {
                 hand_over(&s, &mut buf);
