@@ -188,7 +188,7 @@ async fn serve_turn(
             pipeline::refuse(err, &request_id, true, false, &mut c.out);
             // Counted with the requests that reached no stage (no access log: no stage).
             record_local(&mut c.outcome, &c.out);
-            shard.metrics.request(0, c.outcome.status, 0, None);
+            shard.counters.request(0, c.outcome.status, 0, None);
             let _ = c.conn.write_all(&c.out, s.client_write_timeout).await;
             return Ok(false);
         }
@@ -276,14 +276,14 @@ fn finish(shard: &Turn<'_>, c: &mut Client, ctx: &Context<'_>) {
     let series = shard
         .layout
         .series(shard.gateway, ctx.api, ctx.stage, ctx.route);
-    shard.metrics.request(
+    shard.counters.request(
         series,
         o.status,
         o.response_latency_ms,
         o.integration_latency_ms,
     );
     if let Some((ty, _)) = o.error {
-        shard.metrics.rejected(series, ty);
+        shard.counters.rejected(series, ty);
     }
     if let Some(log) = pipeline::access_log(ctx) {
         shard
@@ -374,7 +374,7 @@ fn prepare<'g>(
                 .and_then(|i| m.api.authorizers.get(i as usize))
             {
                 let (hits, misses) = caches.counts(a.id);
-                shard.metrics.auth_cache(a.id, hits, misses);
+                shard.counters.auth_cache(a.id, hits, misses);
             }
             match decided? {
                 Authorize::Done => None,
@@ -425,7 +425,7 @@ async fn authorize<'g>(
                 let mut caches = shard.auth_caches.borrow_mut();
                 let cached = pipeline::authorize_cached(call, ctx, &mut caches, Instant::now());
                 let (hits, misses) = caches.counts(a.id);
-                shard.metrics.auth_cache(a.id, hits, misses);
+                shard.counters.auth_cache(a.id, hits, misses);
                 if let Some(decided) = cached {
                     return decided;
                 }

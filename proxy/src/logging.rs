@@ -19,6 +19,14 @@
 //! their buffer, and lines that do not fit in it are dropped and counted
 //! (`tollgate_access_log_dropped_lines_total`), never stalling a request. File destinations
 //! are opened for appending and reopened by their writer after SIGUSR1 ([`reopen`]).
+//!
+//! Across reloads: writers live in numbered slots ([`Writers`], shared by the main thread and
+//! the reloader); a reload opens the destinations it adds in new slots. A shard's buffer for a
+//! destination ([`Sink`]) is held by the generations that log to it (`Gen::log`, through
+//! [`ShardLog::sinks_for`]), so a kept destination keeps its buffer and line order; the last
+//! generation to let go hands what is left to the writer and drops the shard's sender. A
+//! retired slot's writer ends, closing its file, once every sender is gone and it wrote what
+//! was queued.
 
 use crate::metrics::ShardMetrics;
 use log::kv::{Key, Value, VisitSource};
@@ -28,12 +36,14 @@ use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
+use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tollgate_core::gateway::access_log::Destination;
+use tollgate_core::gateway::Gateway;
 
 /// The gateway log's line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -291,48 +301,133 @@ pub fn reopen() {
     REOPEN.fetch_add(1, Ordering::Relaxed);
 }
 
-/// The writer threads, one per destination; shards get senders with [`Writers::senders`].
+/// The writer threads, one per destination slot, shared by the main thread (start, exit)
+/// and the reloader (which opens new destinations and retires unused ones). Shards get the
+/// senders ([`Writers::senders`]) and keep one per destination a generation of theirs uses
+/// ([`ShardLog::sinks_for`]): a writer whose destination was retired ends, closing its file,
+/// once every shard dropped its sender (its last generation using it ended) and it wrote
+/// what was queued.
+#[derive(Clone)]
 pub struct Writers {
-    senders: Vec<SyncSender<Vec<u8>>>,
-    threads: Vec<JoinHandle<()>>,
+    slots: Arc<Mutex<Vec<Slot>>>,
+}
+
+/// One destination's writer. Slots are never reused: a stage's `sink` is its slot's index.
+struct Slot {
+    dest: Destination,
+    /// `None` once retired (no configuration in force uses it).
+    tx: Option<SyncSender<Vec<u8>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Opens `dest` (a file that cannot be opened is an error) and starts its writer.
+fn start_writer(slot: usize, dest: &Destination) -> Result<Slot, String> {
+    let out = match dest {
+        Destination::Stdout => Out::Stdout,
+        Destination::File(path) => Out::File {
+            path: path.clone(),
+            file: open_checked(path)
+                .map_err(|e| format!("tollgate: cannot open the access log {path}: {e}"))?,
+        },
+    };
+    let (tx, rx) = mpsc::sync_channel(QUEUE_CHUNKS);
+    let thread = std::thread::Builder::new()
+        .name(format!("tollgate-log{slot}"))
+        .spawn(move || write_loop(out, rx))
+        .map_err(|e| format!("tollgate: cannot start the access log writer: {e}"))?;
+    Ok(Slot {
+        dest: dest.clone(),
+        tx: Some(tx),
+        thread: Some(thread),
+    })
 }
 
 impl Writers {
     /// Opens every destination (a file that cannot be opened is an error to report before
-    /// starting) and starts its writer.
+    /// starting) and starts its writer; destination `i` gets slot `i`.
     pub fn start(dests: &[Destination]) -> Result<Writers, String> {
-        let mut senders = Vec::with_capacity(dests.len());
-        let mut threads = Vec::with_capacity(dests.len());
+        let mut slots = Vec::with_capacity(dests.len());
         for (i, dest) in dests.iter().enumerate() {
-            let out = match dest {
-                Destination::Stdout => Out::Stdout,
-                Destination::File(path) => Out::File {
-                    path: path.clone(),
-                    file: open_checked(path)
-                        .map_err(|e| format!("tollgate: cannot open the access log {path}: {e}"))?,
-                },
-            };
-            let (tx, rx) = mpsc::sync_channel(QUEUE_CHUNKS);
-            let t = std::thread::Builder::new()
-                .name(format!("tollgate-log{i}"))
-                .spawn(move || write_loop(out, rx))
-                .map_err(|e| format!("tollgate: cannot start the access log writer: {e}"))?;
-            senders.push(tx);
-            threads.push(t);
+            slots.push(start_writer(i, dest)?);
         }
-        Ok(Writers { senders, threads })
+        Ok(Writers {
+            slots: Arc::new(Mutex::new(slots)),
+        })
     }
 
-    pub fn senders(&self) -> Vec<SyncSender<Vec<u8>>> {
-        self.senders.clone()
+    fn slots(&self) -> MutexGuard<'_, Vec<Slot>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A sender per slot (`None`: retired), for the shards.
+    pub fn senders(&self) -> Vec<Option<SyncSender<Vec<u8>>>> {
+        self.slots().iter().map(|s| s.tx.clone()).collect()
+    }
+
+    /// Points every stage's access log of `gw` at the writer of its destination, opening and
+    /// starting the destinations no running writer has (a reload). A file that cannot be
+    /// opened is an error; writers this call started stay until [`Writers::retire_unused`].
+    pub fn assign(&self, gw: &mut Gateway) -> Result<(), String> {
+        let mut slots = self.slots();
+        for api in &mut gw.apis {
+            for stage in &mut api.stages {
+                let Some(log) = stage.access_log.as_deref_mut() else {
+                    continue;
+                };
+                let found = slots
+                    .iter()
+                    .position(|s| s.tx.is_some() && s.dest == log.destination);
+                log.sink = match found {
+                    Some(i) => i,
+                    None => {
+                        let i = slots.len();
+                        let slot = start_writer(i, &log.destination).map_err(|e| {
+                            format!("api `{}` stage `{}`: {e}", api.name, stage.name)
+                        })?;
+                        slots.push(slot);
+                        i
+                    }
+                };
+            }
+        }
+        Ok(())
+    }
+
+    /// Retires the destinations no stage of `running` (the configuration in force) writes
+    /// to: their writers end once the shards' generations using them are gone. Also reaps
+    /// writers that ended.
+    pub fn retire_unused(&self, running: &Gateway) {
+        let used: Vec<usize> = running
+            .apis
+            .iter()
+            .flat_map(|a| a.stages.iter())
+            .filter_map(|s| s.access_log.as_deref().map(|l| l.sink))
+            .collect();
+        for (i, slot) in self.slots().iter_mut().enumerate() {
+            if !used.contains(&i) {
+                slot.tx = None;
+            }
+            if slot.thread.as_ref().is_some_and(|t| t.is_finished()) {
+                if let Some(t) = slot.thread.take() {
+                    let _ = t.join();
+                }
+            }
+        }
     }
 
     /// Closes the queues (the shards' senders must be gone) and waits up to `limit` for the
     /// writers to write what is queued; a writer stuck on its destination is left behind.
     pub fn finish(self, limit: Duration) {
-        drop(self.senders);
+        let threads: Vec<JoinHandle<()>> = self
+            .slots()
+            .iter_mut()
+            .filter_map(|s| {
+                s.tx = None;
+                s.thread.take()
+            })
+            .collect();
         let deadline = Instant::now() + limit;
-        for t in self.threads {
+        for t in threads {
             while !t.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
             }
@@ -411,37 +506,117 @@ fn write_loop(mut out: Out, rx: Receiver<Vec<u8>>) {
     }
 }
 
-/// A shard's access log buffers, one per destination.
+/// A shard's access log buffers, one per destination its generations use, and what every
+/// generation shares: the line scratch buffer and the counters.
 pub struct ShardLog {
-    sinks: Vec<Sink>,
+    /// Per slot, the shard's buffer when a generation still holds it (for the flush timer).
+    sinks: RefCell<Vec<Weak<Sink>>>,
     scratch: RefCell<Vec<u8>>,
     metrics: Arc<ShardMetrics>,
 }
 
-struct Sink {
+/// A shard's buffer for one destination, held by the generations that log to it: the last
+/// one to end hands what is left to the writer and drops the shard's sender.
+pub struct Sink {
     tx: SyncSender<Vec<u8>>,
     buf: RefCell<Vec<u8>>,
+    metrics: Arc<ShardMetrics>,
 }
 
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let buf = self.buf.get_mut();
+        if buf.is_empty() {
+            return;
+        }
+        if let Err(TrySendError::Full(chunk)) | Err(TrySendError::Disconnected(chunk)) =
+            self.tx.try_send(std::mem::take(buf))
+        {
+            // The destination is too far behind to take the last lines: they are dropped.
+            let lines = chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+            let d = &self.metrics.access_log_dropped;
+            d.store(d.load(Ordering::Relaxed) + lines, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One generation's access log buffers, by destination slot (`Gen::log`).
+#[derive(Default)]
+pub struct Sinks(Box<[Option<Rc<Sink>>]>);
+
 impl ShardLog {
-    pub fn new(senders: Vec<SyncSender<Vec<u8>>>, metrics: Arc<ShardMetrics>) -> ShardLog {
+    pub fn new(metrics: Arc<ShardMetrics>) -> ShardLog {
         ShardLog {
-            sinks: senders
-                .into_iter()
-                .map(|tx| Sink {
-                    tx,
-                    buf: RefCell::new(Vec::new()),
-                })
-                .collect(),
+            sinks: RefCell::new(Vec::new()),
             scratch: RefCell::new(Vec::new()),
             metrics,
         }
     }
 
+    /// The buffers of the destinations `gw`'s stages log to (their `sink` slots): the ones
+    /// this shard already has (so lines keep their order across a reload), new ones with
+    /// the slot's sender from `senders` (by slot) otherwise.
+    pub fn sinks_for(&self, gw: &Gateway, senders: &[Option<SyncSender<Vec<u8>>>]) -> Sinks {
+        let used: Vec<usize> = gw
+            .apis
+            .iter()
+            .flat_map(|a| a.stages.iter())
+            .filter_map(|s| s.access_log.as_deref().map(|l| l.sink))
+            .collect();
+        let Some(&top) = used.iter().max() else {
+            return Sinks::default();
+        };
+        let mut known = self.sinks.borrow_mut();
+        if known.len() <= top {
+            known.resize_with(top + 1, Weak::new);
+        }
+        let mut out: Vec<Option<Rc<Sink>>> = vec![None; top + 1];
+        for slot in used {
+            if out[slot].is_some() {
+                continue;
+            }
+            let sink = known[slot].upgrade().or_else(|| {
+                let tx = senders.get(slot)?.clone()?;
+                let sink = Rc::new(Sink {
+                    tx,
+                    buf: RefCell::new(Vec::new()),
+                    metrics: self.metrics.clone(),
+                });
+                known[slot] = Rc::downgrade(&sink);
+                Some(sink)
+            });
+            out[slot] = sink;
+        }
+        Sinks(out.into_boxed_slice())
+    }
+
+    /// Hands every non-empty buffer to its writer (the shard's flush timer).
+    pub fn flush(&self) {
+        for s in self.sinks.borrow().iter().filter_map(Weak::upgrade) {
+            let mut buf = s.buf.borrow_mut();
+            if !buf.is_empty() {
+                hand_over(&s, &mut buf);
+            }
+        }
+    }
+
+    /// One generation's view: its sinks with the shard's scratch buffer and counters.
+    pub fn with<'a>(&'a self, sinks: &'a Sinks) -> GenLog<'a> {
+        GenLog { log: self, sinks }
+    }
+}
+
+/// What a request writes its access log line through (`Turn::log`).
+pub struct GenLog<'a> {
+    log: &'a ShardLog,
+    sinks: &'a Sinks,
+}
+
+impl GenLog<'_> {
     /// Appends one rendered line (with its `\n`) for destination `sink`, or drops and
     /// counts it when that destination is too far behind.
     pub fn append(&self, sink: usize, line: &[u8]) {
-        let Some(s) = self.sinks.get(sink) else {
+        let Some(Some(s)) = self.sinks.0.get(sink) else {
             return;
         };
         let mut buf = s.buf.borrow_mut();
@@ -449,37 +624,23 @@ impl ShardLog {
             hand_over(s, &mut buf);
         }
         if buf.len() + line.len() > BUFFER_BYTES {
-            ShardMetrics::inc(&self.metrics.access_log_dropped);
+            ShardMetrics::inc(&self.log.metrics.access_log_dropped);
             return;
         }
         if buf.capacity() == 0 {
             buf.reserve(CHUNK_BYTES * 2);
         }
         buf.extend_from_slice(line);
-        ShardMetrics::inc(&self.metrics.access_log_lines);
+        ShardMetrics::inc(&self.log.metrics.access_log_lines);
     }
 
     /// Renders one line with `render` (into a reused scratch buffer) and appends it.
     pub fn write(&self, sink: usize, render: impl FnOnce(&mut Vec<u8>) -> bool) {
-        let mut line = self.scratch.borrow_mut();
+        let mut line = self.log.scratch.borrow_mut();
         line.clear();
         if render(&mut line) {
             self.append(sink, &line);
         }
-    }
-
-    /// Hands every non-empty buffer to its writer (the shard's flush timer).
-    pub fn flush(&self) {
-        for s in &self.sinks {
-            let mut buf = s.buf.borrow_mut();
-            if !buf.is_empty() {
-                hand_over(s, &mut buf);
-            }
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.sinks.is_empty()
     }
 }
 
@@ -580,28 +741,82 @@ mod tests {
 
     #[test]
     fn a_stuck_destination_drops_and_counts() {
-        let layout = crate::metrics::Layout::new(
-            &tollgate_core::config::load_str("t", tollgate_core::config::DEFAULT_CONFIG)
-                .unwrap_or_else(|e| panic!("{e:?}")),
-        );
-        let m = Arc::new(ShardMetrics::new(0, &layout));
+        let m = Arc::new(ShardMetrics::new(0));
         // A queue of one chunk that nobody reads.
         let (tx, rx) = mpsc::sync_channel(1);
-        let log = ShardLog::new(vec![tx], m.clone());
-        let line = [b'x'; 1000];
+        let log = ShardLog::new(m.clone());
+        let sinks = one_sink(&log, tx);
+        let gen = log.with(&sinks);
+        let mut line = [b'x'; 1000];
+        line[999] = b'\n';
         let total = 3000;
         for _ in 0..total {
-            log.append(0, &line);
+            gen.append(0, &line);
         }
         log.flush();
         let kept = m.access_log_lines.load(Ordering::Relaxed);
         let dropped = m.access_log_dropped.load(Ordering::Relaxed);
         assert_eq!(kept + dropped, total);
         assert!(dropped > 0 && kept > 0, "kept {kept}, dropped {dropped}");
+        let left = sinks.0[0].as_ref().map_or(0, |s| s.buf.borrow().len());
+        assert!(left > 0 && left <= BUFFER_BYTES);
+        // The last generation holding the sink ends with the queue still full: the lines it
+        // still buffered are counted as dropped.
+        drop(sinks);
+        let lost = m.access_log_dropped.load(Ordering::Relaxed) - dropped;
+        assert_eq!(
+            lost,
+            left as u64 / 1000,
+            "the buffered lines count as dropped"
+        );
         // Only one chunk made it to the queue; the rest stayed in the shard's bounded buffer.
         let first = rx.try_recv().expect("one chunk");
         assert!(first.len() >= CHUNK_BYTES);
         assert!(rx.try_recv().is_err());
-        assert!(log.sinks[0].buf.borrow().len() <= BUFFER_BYTES);
+    }
+
+    /// A generation's sinks with one destination (slot 0) sending to `tx`.
+    fn one_sink(log: &ShardLog, tx: SyncSender<Vec<u8>>) -> Sinks {
+        let gw = tollgate_core::config::load_str(
+            "t",
+            r#"
+[[listeners]]
+address = "127.0.0.1"
+port = 8080
+[[apis]]
+name = "a"
+protocol = "rest"
+  [[apis.stages]]
+  name = "prod"
+  access_log = { destination = "stdout", format = "clf" }
+  [[apis.routes]]
+  key = "GET /x"
+  integration = { type = "mock", status = 200 }
+"#,
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        log.sinks_for(&gw, &[Some(tx)])
+    }
+
+    #[test]
+    fn generations_share_a_destination_and_the_last_one_closes_it() {
+        let m = Arc::new(ShardMetrics::new(0));
+        let (tx, rx) = mpsc::sync_channel(8);
+        let log = ShardLog::new(m.clone());
+        let old = one_sink(&log, tx);
+        // The next generation finds the same buffer (no sender needed for it).
+        let (unused, _) = mpsc::sync_channel(8);
+        let new = one_sink(&log, unused);
+        log.with(&old).append(0, b"1\n");
+        log.with(&new).append(0, b"2\n");
+        drop(old);
+        assert!(rx.try_recv().is_err(), "still held by the new generation");
+        drop(new);
+        assert_eq!(rx.try_recv().ok().as_deref(), Some(&b"1\n2\n"[..]));
+        // Every sender is gone: the writer would see the end of its queue.
+        assert!(matches!(
+            rx.try_recv(),
+            Err(mpsc::TryRecvError::Disconnected)
+        ));
     }
 }

@@ -1,20 +1,34 @@
 //! Per-shard metrics and their Prometheus text rendering.
 //!
-//! Each shard owns one [`ShardMetrics`]: atomics that only its own thread writes (a relaxed
-//! load and store, no locked read-modify-write, no cache line shared with another shard's
-//! writes) and that the admin listener's thread reads when scraped; a scrape sums the shards
-//! ([`render`]). Request metrics are named after API Gateway's (Count, 4XXError, 5XXError,
-//! Latency, IntegrationLatency; guide L38611-38735) and labelled with api, stage and route
-//! (the route key; "" when no route matched). Requests that reached no stage are counted
-//! under empty api and stage labels. Besides those: 429 THROTTLED and QUOTA_EXCEEDED answers
-//! per series, authorizer cache hits and misses per authorizer (the shard copies its cache's
-//! counters after each lookup), idle backend connections per upstream (a gauge the shard's
-//! pool stores on every park, take and reap), and per-shard counters and gauges. Every name
-//! is documented in `tuning/CONFIG.md` ("Metrics").
+//! Two kinds of counters. [`ShardMetrics`], one per shard, for what does not depend on the
+//! configuration (connections, in-flight requests, upstream failures, access log lines).
+//! [`GenMetrics`], one per configuration generation per shard, for what does: request series,
+//! authorizer cache counts and upstream pool gauges, numbered in that generation ([`Layout`]),
+//! so a request adds to its series with one index into its generation's block. Both are
+//! atomics that only their shard's thread writes (a relaxed load and store, no locked
+//! read-modify-write) and that the admin listener's thread reads when scraped.
+//!
+//! The [`Registry`] interns every label set a generation brings (an append-only list: a label
+//! set keeps its index for the life of the process) and keeps every generation's blocks; a
+//! scrape ([`render`]) sums them by label set, so a series present before and after a reload
+//! continues, and one a reload added has its own labels at once. A block whose generation has
+//! ended (only the registry still holds it) is folded into per-label totals and freed, so
+//! counters never go backwards and memory follows the label sets, not the reloads. The
+//! registry's lock is taken by reloads and scrapes only.
+//!
+//! Request metrics are named after API Gateway's (Count, 4XXError, 5XXError, Latency,
+//! IntegrationLatency; guide L38611-38735) and labelled with api, stage and route (the route
+//! key; "" when no route matched). Requests that reached no stage are counted under empty api
+//! and stage labels. Besides those: 429 THROTTLED and QUOTA_EXCEEDED answers per series,
+//! authorizer cache hits and misses per authorizer (the shard adds what its cache's counters
+//! grew by after each lookup), idle backend connections per upstream (a gauge the shard's pool
+//! stores on every park, take and reap), and per-shard counters and gauges. Every name is
+//! documented in `tuning/CONFIG.md` ("Metrics").
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use tollgate_core::gateway::responses::ResponseType;
 use tollgate_core::gateway::{Api, Gateway, Route, Stage};
 
@@ -38,8 +52,8 @@ const THROTTLED: usize = ILAT_BUCKETS + BUCKETS_MS.len();
 const QUOTA: usize = THROTTLED + 1;
 const PER_SERIES: usize = QUOTA + 1;
 
-/// The series: one per (api, stage, route or none), plus one for requests that reached no
-/// stage. Built once from the gateway; shared by the shards and the scrape.
+/// One generation's series, authorizers and upstreams, in its own numbering: one series per
+/// (api, stage, route or none), plus series 0 for requests that reached no stage.
 pub struct Layout {
     /// `(api, stage, route)` label values per series.
     labels: Vec<[Box<str>; 3]>,
@@ -94,23 +108,8 @@ impl Layout {
         }
     }
 
-    /// For each of `gw`'s upstreams, the index of the process's pool gauge with the same labels
-    /// (`usize::MAX` for an upstream a reload added: not reported until a restart).
-    pub fn pool_gauges_for(&self, gw: &Gateway) -> Box<[usize]> {
-        let local = Layout::new(gw);
-        local
-            .upstreams
-            .iter()
-            .map(|l| {
-                self.upstreams
-                    .iter()
-                    .position(|r| r == l)
-                    .unwrap_or(usize::MAX)
-            })
-            .collect()
-    }
-
-    /// The series of a request from where dispatch got (the references point into `gw`).
+    /// The series of a request from where dispatch got (the references point into `gw`, the
+    /// gateway this layout was built from).
     pub fn series(
         &self,
         gw: &Gateway,
@@ -130,15 +129,10 @@ impl Layout {
         let r = route
             .and_then(|r| index_in(&api.routes, r))
             .map_or(0, |r| r + 1);
-        let (base, stages) = self.apis[a];
+        let Some(&(base, stages)) = self.apis.get(a) else {
+            return 0;
+        };
         base + r * stages + s
-    }
-}
-
-impl Layout {
-    /// Every series' `(api, stage, route)` labels, by series index.
-    pub fn all_labels(&self) -> &[[Box<str>; 3]] {
-        &self.labels
     }
 }
 
@@ -167,14 +161,13 @@ fn add(a: &AtomicU64, n: u64) {
     a.store(a.load(Relaxed).wrapping_add(n), Relaxed);
 }
 
-/// One shard's counters.
+fn zeros(n: usize) -> Box<[AtomicU64]> {
+    (0..n).map(|_| AtomicU64::new(0)).collect()
+}
+
+/// One shard's counters that do not depend on the configuration.
 pub struct ShardMetrics {
     pub shard: usize,
-    series: Box<[AtomicU64]>,
-    /// Per authorizer: cache hits, then misses (copies of the shard's cache counters).
-    auth_cache: Box<[AtomicU64]>,
-    /// Idle (pooled) backend connections per upstream: the shard's pools store them.
-    pub pool_idle: Arc<[AtomicU64]>,
     pub open_connections: AtomicU64,
     /// Requests between a parsed head and their end (also read by the drain).
     pub in_flight: AtomicU64,
@@ -187,17 +180,9 @@ pub struct ShardMetrics {
 }
 
 impl ShardMetrics {
-    pub fn new(shard: usize, layout: &Layout) -> ShardMetrics {
-        let n = layout.labels.len() * PER_SERIES;
+    pub fn new(shard: usize) -> ShardMetrics {
         ShardMetrics {
             shard,
-            series: (0..n).map(|_| AtomicU64::new(0)).collect(),
-            auth_cache: (0..layout.authorizers.len() * 2)
-                .map(|_| AtomicU64::new(0))
-                .collect(),
-            pool_idle: (0..layout.upstreams.len())
-                .map(|_| AtomicU64::new(0))
-                .collect(),
             open_connections: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             upstream_connect_errors: AtomicU64::new(0),
@@ -207,6 +192,61 @@ impl ShardMetrics {
             access_log_lines: AtomicU64::new(0),
             access_log_dropped: AtomicU64::new(0),
         }
+    }
+
+    pub fn inc(a: &AtomicU64) {
+        add(a, 1);
+    }
+
+    /// For the gauges (only this shard writes them).
+    pub fn dec(a: &AtomicU64) {
+        a.store(a.load(Relaxed).saturating_sub(1), Relaxed);
+    }
+}
+
+/// One generation's counters on one shard, in the generation's own numbering (`Layout`):
+/// only that shard writes them, the scrape reads them and adds them up by labels with the
+/// other generations' and shards'.
+pub struct GenMetrics {
+    shard: usize,
+    series: Box<[AtomicU64]>,
+    /// Per authorizer: cache hits, then misses (lookups counted in this generation).
+    auth: Box<[AtomicU64]>,
+    /// Per authorizer: the cache's own `(hits, misses)` when last published (shard-only).
+    auth_seen: Box<[AtomicU64]>,
+    /// Idle (pooled) backend connections per upstream: the generation's pools store them.
+    pub pool_idle: Arc<[AtomicU64]>,
+    /// Local series, authorizer and upstream → the registry's label set.
+    series_of: Box<[usize]>,
+    auth_of: Box<[usize]>,
+    upstream_of: Box<[usize]>,
+}
+
+impl GenMetrics {
+    fn with_labels(
+        shard: usize,
+        layout: &Layout,
+        series_of: Box<[usize]>,
+        auth_of: Box<[usize]>,
+        upstream_of: Box<[usize]>,
+    ) -> GenMetrics {
+        let auths = layout.authorizers.len() * 2;
+        GenMetrics {
+            shard,
+            series: zeros(layout.labels.len() * PER_SERIES),
+            auth: zeros(auths),
+            auth_seen: zeros(auths),
+            pool_idle: Arc::from(zeros(layout.upstreams.len())),
+            series_of,
+            auth_of,
+            upstream_of,
+        }
+    }
+
+    /// Counters that no registry reports (unit tests of other modules).
+    #[cfg(test)]
+    pub fn detached(shard: usize, layout: &Layout) -> GenMetrics {
+        GenMetrics::with_labels(shard, layout, Box::new([]), Box::new([]), Box::new([]))
     }
 
     /// Counts one request of `series` answered with `status` after `latency_ms`, with its
@@ -256,22 +296,26 @@ impl ShardMetrics {
         }
     }
 
-    /// Publishes authorizer `id`'s cache counters (totals kept by the shard's cache).
+    /// Publishes authorizer `id`'s cache counters (`hits`, `misses`: the totals its cache
+    /// keeps): what they grew by since the last call is added to this generation's counts.
     pub fn auth_cache(&self, id: u32, hits: u64, misses: u64) {
         let i = id as usize * 2;
-        if let (Some(h), Some(m)) = (self.auth_cache.get(i), self.auth_cache.get(i + 1)) {
-            h.store(hits, Relaxed);
-            m.store(misses, Relaxed);
+        for (at, now) in [(i, hits), (i + 1, misses)] {
+            if let (Some(seen), Some(total)) = (self.auth_seen.get(at), self.auth.get(at)) {
+                add(total, now.saturating_sub(seen.load(Relaxed)));
+                seen.store(now, Relaxed);
+            }
         }
     }
 
-    pub fn inc(a: &AtomicU64) {
-        add(a, 1);
-    }
-
-    /// For the gauges (only this shard writes them).
-    pub fn dec(a: &AtomicU64) {
-        a.store(a.load(Relaxed).saturating_sub(1), Relaxed);
+    /// Records authorizer `id`'s cache counters as already published (a reload moved a cache,
+    /// with the lookups it counted, to or from this generation).
+    pub fn auth_cache_seen(&self, id: u32, hits: u64, misses: u64) {
+        let i = id as usize * 2;
+        if let (Some(h), Some(m)) = (self.auth_seen.get(i), self.auth_seen.get(i + 1)) {
+            h.store(hits, Relaxed);
+            m.store(misses, Relaxed);
+        }
     }
 }
 
@@ -280,27 +324,151 @@ fn bucket(ms: u64) -> Option<usize> {
     BUCKETS_MS.iter().position(|&b| ms <= b)
 }
 
-/// Every shard's metrics, for the scrape.
+/// Label sets in the order they first appeared; an index, once given, names the same labels
+/// for the life of the process (the list only grows).
+struct Interned<const N: usize> {
+    list: Vec<[Box<str>; N]>,
+    index: HashMap<[Box<str>; N], usize>,
+}
+
+impl<const N: usize> Interned<N> {
+    fn new() -> Self {
+        Interned {
+            list: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+
+    fn intern(&mut self, l: &[Box<str>; N]) -> usize {
+        if let Some(&i) = self.index.get(l) {
+            return i;
+        }
+        let i = self.list.len();
+        self.list.push(l.clone());
+        self.index.insert(l.clone(), i);
+        i
+    }
+
+    fn all(&mut self, ls: &[[Box<str>; N]]) -> Box<[usize]> {
+        ls.iter().map(|l| self.intern(l)).collect()
+    }
+}
+
+/// What the registry's lock guards: touched by reloads (`register`) and scrapes only.
+struct Book {
+    series: Interned<3>,
+    authorizers: Interned<2>,
+    upstreams: Interned<3>,
+    /// The counters of every generation some shard may still count in.
+    live: Vec<Arc<GenMetrics>>,
+    /// Counts of the generations no shard holds any more, by label set: series ×
+    /// `PER_SERIES`, then authorizer × 2.
+    retired_series: Vec<u64>,
+    retired_auth: Vec<u64>,
+}
+
+impl Book {
+    /// Adds the counts of generations that no shard holds any more to the retired totals
+    /// and forgets their blocks (their pool gauges went with their pools).
+    fn retire(&mut self) {
+        let (series, auth) = (&mut self.retired_series, &mut self.retired_auth);
+        self.live.retain(|g| {
+            // Only this list holds it: its generation was dropped (the `Arc`'s release on
+            // drop orders the shard's last writes before this acquire).
+            if Arc::strong_count(g) > 1 {
+                return true;
+            }
+            add_series(series, g);
+            add_auth(auth, g);
+            false
+        });
+    }
+}
+
+fn add_series(sum: &mut Vec<u64>, g: &GenMetrics) {
+    for (local, &global) in g.series_of.iter().enumerate() {
+        let (from, to) = (local * PER_SERIES, global * PER_SERIES);
+        if sum.len() < to + PER_SERIES {
+            sum.resize(to + PER_SERIES, 0);
+        }
+        for k in 0..PER_SERIES {
+            if let Some(a) = g.series.get(from + k) {
+                sum[to + k] = sum[to + k].wrapping_add(a.load(Relaxed));
+            }
+        }
+    }
+}
+
+fn add_auth(sum: &mut Vec<u64>, g: &GenMetrics) {
+    for (local, &global) in g.auth_of.iter().enumerate() {
+        if sum.len() < global * 2 + 2 {
+            sum.resize(global * 2 + 2, 0);
+        }
+        for k in 0..2 {
+            if let Some(a) = g.auth.get(local * 2 + k) {
+                sum[global * 2 + k] = sum[global * 2 + k].wrapping_add(a.load(Relaxed));
+            }
+        }
+    }
+}
+
+/// Every shard's metrics, for the scrape: the per-shard counters, and every generation's
+/// counter blocks with the label sets they map to.
 pub struct Registry {
-    pub layout: Arc<Layout>,
     pub shards: Vec<Arc<ShardMetrics>>,
     pub reload: ReloadStatus,
+    book: Mutex<Book>,
 }
 
 impl Registry {
+    /// The registry of `shards` shards; `gw`'s series come first in the exposition.
     pub fn new(gw: &Gateway, shards: usize) -> Registry {
-        let layout = Arc::new(Layout::new(gw));
         let shards = (0..shards)
-            .map(|i| Arc::new(ShardMetrics::new(i, &layout)))
+            .map(|i| Arc::new(ShardMetrics::new(i)))
             .collect();
         let reload = ReloadStatus::default();
         reload.generation.store(1, Relaxed);
         reload.last_success.store(1, Relaxed);
+        let mut book = Book {
+            series: Interned::new(),
+            authorizers: Interned::new(),
+            upstreams: Interned::new(),
+            live: Vec::new(),
+            retired_series: Vec::new(),
+            retired_auth: Vec::new(),
+        };
+        let layout = Layout::new(gw);
+        book.series.all(&layout.labels);
+        book.authorizers.all(&layout.authorizers);
+        book.upstreams.all(&layout.upstreams);
         Registry {
-            layout,
             shards,
             reload,
+            book: Mutex::new(book),
         }
+    }
+
+    fn book(&self) -> MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The counters of a new generation with `layout` on `shard` (at start and on reload;
+    /// takes the registry's lock, never taken by requests).
+    pub fn register(&self, shard: usize, layout: &Layout) -> Arc<GenMetrics> {
+        let mut book = self.book();
+        book.retire();
+        let series_of = book.series.all(&layout.labels);
+        let auth_of = book.authorizers.all(&layout.authorizers);
+        let upstream_of = book.upstreams.all(&layout.upstreams);
+        let g = Arc::new(GenMetrics::with_labels(
+            shard,
+            layout,
+            series_of,
+            auth_of,
+            upstream_of,
+        ));
+        book.live.push(g.clone());
+        g
     }
 }
 
@@ -329,15 +497,21 @@ fn labels(l: &[Box<str>; 3], extra: Option<(&str, &str)>, out: &mut String) {
     out.push('}');
 }
 
-/// The Prometheus text exposition (format 0.0.4) of every shard's counters, summed.
+/// The Prometheus text exposition (format 0.0.4) of every shard's counters, summed over
+/// shards and generations by labels.
 pub fn render(reg: &Registry) -> String {
-    let n = reg.layout.labels.len();
-    let mut sum = vec![0u64; n * PER_SERIES];
-    for s in &reg.shards {
-        for (t, a) in sum.iter_mut().zip(s.series.iter()) {
-            *t = t.wrapping_add(a.load(Relaxed));
-        }
+    let mut book = reg.book();
+    book.retire();
+    let n = book.series.list.len();
+    let mut sum = book.retired_series.clone();
+    sum.resize(n * PER_SERIES, 0);
+    let mut auth = book.retired_auth.clone();
+    auth.resize(book.authorizers.list.len() * 2, 0);
+    for g in &book.live {
+        add_series(&mut sum, g);
+        add_auth(&mut auth, g);
     }
+    let book = &*book;
     let active: Vec<usize> = (0..n)
         .filter(|&i| sum[i * PER_SERIES + COUNT] > 0)
         .collect();
@@ -373,7 +547,7 @@ pub fn render(reg: &Registry) -> String {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
         for &i in &active {
             out.push_str(name);
-            labels(&reg.layout.labels[i], None, &mut out);
+            labels(&book.series.list[i], None, &mut out);
             let _ = writeln!(out, " {}", sum[i * PER_SERIES + at]);
         }
     }
@@ -397,7 +571,7 @@ pub fn render(reg: &Registry) -> String {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
         for &i in &active {
             let base = i * PER_SERIES;
-            let l = &reg.layout.labels[i];
+            let l = &book.series.list[i];
             let mut cumulative = 0;
             for (b, le) in BUCKETS_MS.iter().enumerate() {
                 cumulative += sum[base + buckets + b];
@@ -468,8 +642,8 @@ pub fn render(reg: &Registry) -> String {
             |m| &m.access_log_dropped,
         ),
     ];
-    render_auth_cache(reg, &mut out);
-    render_pool_idle(reg, &mut out);
+    render_auth_cache(book, &auth, &mut out);
+    render_pool_idle(reg, book, &mut out);
     for (name, kind, help, get) in per_shard {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for m in &reg.shards {
@@ -486,8 +660,9 @@ pub fn render(reg: &Registry) -> String {
     out
 }
 
-/// `tollgate_authorizer_cache_{hits,misses}_total{api,authorizer}`, summed over the shards.
-fn render_auth_cache(reg: &Registry, out: &mut String) {
+/// `tollgate_authorizer_cache_{hits,misses}_total{api,authorizer}`: `totals` (hits and
+/// misses per label set), summed over shards and generations.
+fn render_auth_cache(book: &Book, totals: &[u64], out: &mut String) {
     let families = [
         (
             "tollgate_authorizer_cache_hits_total",
@@ -502,13 +677,8 @@ fn render_auth_cache(reg: &Registry, out: &mut String) {
     ];
     for (name, help, at) in families {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-        for (i, [api, auth]) in reg.layout.authorizers.iter().enumerate() {
-            let total: u64 = reg
-                .shards
-                .iter()
-                .filter_map(|m| m.auth_cache.get(i * 2 + at))
-                .map(|a| a.load(Relaxed))
-                .fold(0, u64::wrapping_add);
+        for (i, [api, auth]) in book.authorizers.list.iter().enumerate() {
+            let total = totals.get(i * 2 + at).copied().unwrap_or(0);
             out.push_str(name);
             out.push_str("{api=\"");
             escape_label(api, out);
@@ -519,21 +689,41 @@ fn render_auth_cache(reg: &Registry, out: &mut String) {
     }
 }
 
-/// `tollgate_upstream_idle_connections{shard,upstream,host,scheme}`: each shard's pool size.
-fn render_pool_idle(reg: &Registry, out: &mut String) {
+/// `tollgate_upstream_idle_connections{shard,upstream,host,scheme}`: each shard's pooled
+/// connections per upstream, summed over the generations it still holds, for every upstream
+/// of a generation some shard holds.
+fn render_pool_idle(reg: &Registry, book: &Book, out: &mut String) {
     let name = "tollgate_upstream_idle_connections";
     let _ = writeln!(
         out,
         "# HELP {name} Idle keep-alive backend connections pooled, per shard and upstream.\n# TYPE {name} gauge"
     );
+    let mut shown = vec![false; book.upstreams.list.len()];
+    for g in &book.live {
+        for &u in g.upstream_of.iter() {
+            if let Some(s) = shown.get_mut(u) {
+                *s = true;
+            }
+        }
+    }
     for m in &reg.shards {
-        for (i, [addr, host, scheme]) in reg.layout.upstreams.iter().enumerate() {
-            let n = m.pool_idle.get(i).map_or(0, |a| a.load(Relaxed));
+        let mut idle = vec![0u64; shown.len()];
+        for g in book.live.iter().filter(|g| g.shard == m.shard) {
+            for (local, &u) in g.upstream_of.iter().enumerate() {
+                if let (Some(t), Some(a)) = (idle.get_mut(u), g.pool_idle.get(local)) {
+                    *t += a.load(Relaxed);
+                }
+            }
+        }
+        for (i, [addr, host, scheme]) in book.upstreams.list.iter().enumerate() {
+            if !shown[i] {
+                continue;
+            }
             let _ = write!(out, "{name}{{shard=\"{}\",upstream=\"", m.shard);
             escape_label(addr, out);
             out.push_str("\",host=\"");
             escape_label(host, out);
-            let _ = writeln!(out, "\",scheme=\"{scheme}\"}} {n}");
+            let _ = writeln!(out, "\",scheme=\"{scheme}\"}} {}", idle[i]);
         }
     }
 }
@@ -596,30 +786,25 @@ protocol = "rest"
             Err(e) => panic!("{e:?}"),
         };
         let reg = Registry::new(&gw, 2);
+        let layout = Layout::new(&gw);
+        let shard = [reg.register(0, &layout), reg.register(1, &layout)];
         let api = &gw.apis[0];
-        let s = reg
-            .layout
-            .series(&gw, Some(api), Some(&api.stages[1]), Some(&api.routes[1]));
+        let s = layout.series(&gw, Some(api), Some(&api.stages[1]), Some(&api.routes[1]));
         assert_eq!(
-            reg.layout.labels[s],
+            layout.labels[s],
             ["a".into(), "beta".into(), "GET /y".into()]
         );
-        let none = reg
-            .layout
-            .series(&gw, Some(api), Some(&api.stages[0]), None);
-        assert_eq!(
-            reg.layout.labels[none],
-            ["a".into(), "prod".into(), "".into()]
-        );
-        assert_eq!(reg.layout.series(&gw, None, None, None), 0);
+        let none = layout.series(&gw, Some(api), Some(&api.stages[0]), None);
+        assert_eq!(layout.labels[none], ["a".into(), "prod".into(), "".into()]);
+        assert_eq!(layout.series(&gw, None, None, None), 0);
         let copy = api.stages[0].clone();
-        assert_eq!(reg.layout.series(&gw, Some(api), Some(&copy), None), 0);
-        reg.shards[0].request(s, 200, 3, Some(2));
-        reg.shards[1].request(s, 503, 40_000, None);
-        reg.shards[0].rejected(s, ResponseType::Throttled);
-        reg.shards[1].rejected(s, ResponseType::Throttled);
-        reg.shards[1].rejected(s, ResponseType::QuotaExceeded);
-        reg.shards[1].rejected(s, ResponseType::AccessDenied);
+        assert_eq!(layout.series(&gw, Some(api), Some(&copy), None), 0);
+        shard[0].request(s, 200, 3, Some(2));
+        shard[1].request(s, 503, 40_000, None);
+        shard[0].rejected(s, ResponseType::Throttled);
+        shard[1].rejected(s, ResponseType::Throttled);
+        shard[1].rejected(s, ResponseType::QuotaExceeded);
+        shard[1].rejected(s, ResponseType::AccessDenied);
         let text = render(&reg);
         let l = "api=\"a\",stage=\"beta\",route=\"GET /y\"";
         assert!(
@@ -674,6 +859,72 @@ protocol = "rest"
         assert!(
             !text.contains("route=\"GET /x\""),
             "unused series are left out: {text}"
+        );
+    }
+
+    #[test]
+    fn series_follow_generations_and_never_go_backwards() {
+        let load =
+            |t: &str| tollgate_core::config::load_str("t", t).unwrap_or_else(|e| panic!("{e:?}"));
+        let one = load(CONFIG);
+        let added = CONFIG.replace("GET /x", "GET /z");
+        let two = load(&added);
+        let reg = Registry::new(&one, 1);
+        let (l1, l2) = (Layout::new(&one), Layout::new(&two));
+        let g1 = reg.register(0, &l1);
+        let series = |gw: &Gateway, l: &Layout, r: usize| {
+            let api = &gw.apis[0];
+            l.series(gw, Some(api), Some(&api.stages[0]), Some(&api.routes[r]))
+        };
+        g1.request(series(&one, &l1, 0), 200, 1, None);
+        g1.request(series(&one, &l1, 1), 200, 1, None);
+        // Generation 2 has `GET /z` where generation 1 had `GET /x`; `GET /y` is in both.
+        let g2 = reg.register(0, &l2);
+        g2.request(series(&two, &l2, 0), 200, 1, None);
+        g2.request(series(&two, &l2, 1), 200, 1, None);
+        g2.request(series(&two, &l2, 1), 200, 1, None);
+        let count = |text: &str, route: &str| {
+            let l = format!("tollgate_count_total{{api=\"a\",stage=\"prod\",route=\"{route}\"}} ");
+            text.lines()
+                .find_map(|line| line.strip_prefix(l.as_str()))
+                .map(|v| v.to_string())
+        };
+        let text = render(&reg);
+        assert_eq!(count(&text, "GET /z").as_deref(), Some("1"), "{text}");
+        assert_eq!(count(&text, "GET /y").as_deref(), Some("3"), "{text}");
+        assert_eq!(count(&text, "GET /x").as_deref(), Some("1"), "{text}");
+        // Generation 1 ends: its counts are kept under their labels.
+        drop(g1);
+        let text = render(&reg);
+        assert_eq!(reg.book().live.len(), 1);
+        assert_eq!(count(&text, "GET /x").as_deref(), Some("1"), "{text}");
+        assert_eq!(count(&text, "GET /y").as_deref(), Some("3"), "{text}");
+        g2.request(series(&two, &l2, 1), 200, 1, None);
+        assert_eq!(count(&render(&reg), "GET /y").as_deref(), Some("4"));
+    }
+
+    #[test]
+    fn authorizer_lookups_are_counted_once_when_a_cache_moves() {
+        let gw = tollgate_core::config::load_str("t", CONFIG).unwrap_or_else(|e| panic!("{e:?}"));
+        let mut layout = Layout::new(&gw);
+        layout.authorizers = vec![["a".into(), "auth".into()]];
+        let reg = Registry::new(&gw, 1);
+        let (old, new) = (reg.register(0, &layout), reg.register(0, &layout));
+        old.auth_cache(0, 5, 2);
+        // The cache (5 hits, 2 misses) moves to the new generation; the old one gets a fresh one.
+        new.auth_cache_seen(0, 5, 2);
+        old.auth_cache_seen(0, 0, 0);
+        new.auth_cache(0, 7, 2);
+        old.auth_cache(0, 0, 1);
+        let text = render(&reg);
+        let l = "{api=\"a\",authorizer=\"auth\"}";
+        assert!(
+            text.contains(&format!("tollgate_authorizer_cache_hits_total{l} 7\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("tollgate_authorizer_cache_misses_total{l} 3\n")),
+            "{text}"
         );
     }
 }

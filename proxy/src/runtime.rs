@@ -165,7 +165,7 @@ pub fn run(
     let reloader = Arc::new(Mutex::new(Reloader::new(
         config,
         gateway.clone(),
-        dests.clone(),
+        writers.clone(),
         traffic.clone(),
         order_txs,
         registry.clone(),
@@ -194,7 +194,7 @@ pub fn run(
         let seed = seed_base ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let ops = Ops {
             metrics: registry.shards[i].clone(),
-            layout: registry.layout.clone(),
+            registry: registry.clone(),
             log_senders: writers.senders(),
         };
         let control = control.clone();
@@ -392,7 +392,8 @@ async fn shard_main(
         .into_iter()
         .map(|(addr, l)| (addr, l.clone(), start(l)))
         .collect();
-    let flusher = (!shard.log.is_empty()).then(|| {
+    // Always: a reload may add the first access log destination.
+    let flusher = {
         let shard = shard.clone();
         glommio::spawn_local(async move {
             loop {
@@ -400,7 +401,7 @@ async fn shard_main(
                 shard.log.flush();
             }
         })
-    });
+    };
     while !control.draining.load(Ordering::Acquire) {
         glommio::timer::sleep(DRAIN_POLL).await;
         // A reload: between two requests of this shard's event loop, like every task switch.

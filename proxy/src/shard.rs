@@ -5,8 +5,8 @@
 //!   log buffers, drain state, rate-limited log lines, and the current `Gen`.
 //! - `Gen` (one configuration generation as this shard runs it): its copy of the compiled
 //!   gateway and every piece of state indexed by it: backend pools, https client state,
-//!   authorizer caches, traffic-control buckets and quota leases, the shared traffic state, the
-//!   metric series map. A reload builds a new `Gen` and swaps it in between requests
+//!   authorizer caches, traffic-control buckets and quota leases, the shared traffic state, its
+//!   metric series and their counters, its access log buffers. A reload builds a new `Gen` and swaps it in between requests
 //!   (`Shard::swap`); a request holds its `Rc<Gen>` (through a `Turn`) to its end, so it
 //!   finishes on the configuration it started on.
 //! - `Turn`: one request's view: the shard plus the generation it runs on, with the
@@ -17,14 +17,14 @@
 //! per request except when a quota lease runs out.
 
 use crate::buffer::BufPool;
-use crate::logging::{RateLimited, ShardLog};
-use crate::metrics::{Layout, ShardMetrics};
+use crate::logging::{GenLog, RateLimited, ShardLog, Sinks};
+use crate::metrics::{GenMetrics, Layout, Registry, ShardMetrics};
 use crate::traffic_state::{self, TrafficShared};
 use crate::upstream::{self, Pools, SecureSlot};
 use std::cell::{Cell, RefCell};
 use std::ops::Deref;
 use std::rc::Rc;
-use std::sync::atomic::AtomicU64;
+use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tollgate_core::gateway::{Api, Gateway, Route, Stage};
@@ -45,11 +45,12 @@ pub struct Shard {
     pub ids: RefCell<RequestIds>,
     /// Read buffers and head scratch for this shard's client and backend connections.
     pub bufs: Rc<BufPool>,
-    /// This shard's counters (read by the admin listener's scrapes).
+    /// This shard's counters that do not depend on the configuration (read by the admin
+    /// listener's scrapes; each generation has its own series counters, `Series`).
     pub metrics: Arc<ShardMetrics>,
-    /// The metric series of the process (built from the start-up config).
-    pub registry_layout: Arc<Layout>,
-    /// Access log buffers, one per destination.
+    /// Where a new generation registers its counters.
+    pub registry: Arc<Registry>,
+    /// Access log buffers, one per destination a generation uses (`Gen::log`).
     pub log: ShardLog,
     /// Shutting down: every response closes its connection.
     pub draining: Cell<bool>,
@@ -75,27 +76,67 @@ pub struct Gen {
     pub limits: RefCell<ShardTraffic>,
     /// Shared with every shard: quota store, clock epoch, rebalance exchange.
     pub traffic: Arc<TrafficShared>,
-    /// This generation's routes → the process's metric series.
+    /// This generation's metric series and their counters on this shard.
     pub layout: Series,
+    /// This generation's access log buffers (shared with the other generations of this shard
+    /// that log to the same destinations).
+    pub log: Sinks,
 }
 
 impl Gen {
     /// Shard `index`'s state for `gateway` (fresh pools, caches, buckets and leases; `reload`
-    /// carries over what did not change).
+    /// carries over what did not change); its counters are registered with `registry`, its
+    /// access log buffers come from `log` (`senders`: the writers' senders by slot).
+    pub fn build(
+        index: usize,
+        gateway: Gateway,
+        traffic: Arc<TrafficShared>,
+        registry: &Registry,
+        log: &ShardLog,
+        senders: &[Option<SyncSender<Vec<u8>>>],
+    ) -> Gen {
+        let local = Layout::new(&gateway);
+        let counters = registry.register(index, &local);
+        let sinks = log.sinks_for(&gateway, senders);
+        Gen::with(index, gateway, traffic, Series { local, counters }, sinks)
+    }
+
+    /// A generation whose counters no registry reports and that writes no access log (unit
+    /// tests of other modules; the last two arguments are unused).
+    #[cfg(test)]
     pub fn new(
         index: usize,
         gateway: Gateway,
         traffic: Arc<TrafficShared>,
-        registry: &Layout,
-        pool_gauges: Arc<[AtomicU64]>,
+        _layout: &Layout,
+        _pool_gauges: Arc<[std::sync::atomic::AtomicU64]>,
+    ) -> Gen {
+        let local = Layout::new(&gateway);
+        let counters = Arc::new(GenMetrics::detached(index, &local));
+        Gen::with(
+            index,
+            gateway,
+            traffic,
+            Series { local, counters },
+            Sinks::default(),
+        )
+    }
+
+    fn with(
+        index: usize,
+        gateway: Gateway,
+        traffic: Arc<TrafficShared>,
+        layout: Series,
+        log: Sinks,
     ) -> Gen {
         let s = &gateway.settings;
+        let upstreams = gateway.upstreams.len();
         let pools = Pools::new(
-            gateway.upstreams.len(),
+            upstreams,
             s.upstream_pool_size,
             s.upstream_idle_timeout,
-            pool_gauges,
-            registry.pool_gauges_for(&gateway),
+            layout.counters.pool_idle.clone(),
+            (0..upstreams).collect(),
         );
         let secure = upstream::secure(gateway.upstreams.iter().map(|u| u.tls.as_ref()));
         Gen {
@@ -104,46 +145,26 @@ impl Gen {
             auth_caches: RefCell::new(Caches::for_gateway(&gateway)),
             auth_inflight: Inflight::default(),
             limits: RefCell::new(traffic.shard_state(index)),
-            layout: Series::new(&gateway, registry),
+            layout,
+            log,
             gateway,
             traffic,
         }
     }
 }
 
-/// A generation's metric series: its own layout, mapped onto the process's (whose series
-/// were fixed at start). A route, stage or API that a reload added is counted under its
-/// stage's route-less series when that exists, else under the no-stage series.
+/// A generation's metric series: its layout (series numbered in this generation) and its
+/// counter block on this shard, registered with the process's registry, which sums the
+/// blocks of every generation and shard by labels at each scrape. A route present before
+/// and after a reload keeps its labels, so its counts continue in the same series.
 pub struct Series {
     local: Layout,
-    to_registry: Box<[usize]>,
+    pub counters: Arc<GenMetrics>,
 }
 
 impl Series {
-    fn new(gw: &Gateway, registry: &Layout) -> Series {
-        let local = Layout::new(gw);
-        let index: std::collections::HashMap<(&str, &str, &str), usize> = registry
-            .all_labels()
-            .iter()
-            .enumerate()
-            .map(|(i, [a, s, r])| ((&**a, &**s, &**r), i))
-            .collect();
-        let to_registry = local
-            .all_labels()
-            .iter()
-            .map(|[a, s, r]| {
-                index
-                    .get(&(&**a, &**s, &**r))
-                    .or_else(|| index.get(&(&**a, &**s, "")))
-                    .copied()
-                    .unwrap_or(0)
-            })
-            .collect();
-        Series { local, to_registry }
-    }
-
-    /// The process's series of a request from where dispatch got (the references point
-    /// into `gw`, this generation's gateway).
+    /// The series of a request from where dispatch got (the references point into `gw`,
+    /// this generation's gateway): an index into this generation's counters.
     pub fn series(
         &self,
         gw: &Gateway,
@@ -151,8 +172,7 @@ impl Series {
         stage: Option<&Stage>,
         route: Option<&Route>,
     ) -> usize {
-        let i = self.local.series(gw, api, stage, route);
-        self.to_registry.get(i).copied().unwrap_or(0)
+        self.local.series(gw, api, stage, route)
     }
 }
 
@@ -165,8 +185,9 @@ pub const EVENT_EVERY: Duration = Duration::from_secs(10);
 /// Parts of a shard made before its thread starts (shared with the scrape / the writers).
 pub struct Ops {
     pub metrics: Arc<ShardMetrics>,
-    pub layout: Arc<Layout>,
-    pub log_senders: Vec<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    pub registry: Arc<Registry>,
+    /// The access log writers' senders, by slot (`None`: retired).
+    pub log_senders: Vec<Option<SyncSender<Vec<u8>>>>,
 }
 
 impl Shard {
@@ -181,21 +202,23 @@ impl Shard {
         // One size for client and backend buffers: a request or response head must fit.
         let buf_size = s.read_buffer_bytes.max(s.max_header_bytes + 1);
         let unix_offset_ns = traffic_state::unix_offset_ns(&traffic);
-        let gen = Gen::new(
+        let log = ShardLog::new(ops.metrics.clone());
+        let gen = Gen::build(
             index,
             gateway,
             traffic,
-            &ops.layout,
-            ops.metrics.pool_idle.clone(),
+            &ops.registry,
+            &log,
+            &ops.log_senders,
         );
         Shard {
             index,
             gen: RefCell::new(Rc::new(gen)),
             bufs: BufPool::new(buf_size, BUFS_KEPT),
             ids: RefCell::new(RequestIds::new(seed)),
-            log: ShardLog::new(ops.log_senders, ops.metrics.clone()),
+            log,
             metrics: ops.metrics,
-            registry_layout: ops.layout,
+            registry: ops.registry,
             draining: Cell::new(false),
             upstream_lines: [
                 RateLimited::new(EVENT_EVERY),
@@ -246,7 +269,8 @@ impl Shard {
 
 /// One request's view of its shard: the shard itself (through `Deref`) and the generation
 /// the request started on, whose parts are fields under the names the connection code reads
-/// (`gateway`, `pools`, `secure`, `auth_caches`, `auth_inflight`, `layout`). Borrowed from an
+/// (`gateway`, `pools`, `secure`, `auth_caches`, `auth_inflight`, `layout`, `counters`,
+/// `log`). Borrowed from an
 /// `Rc<Gen>` held for the request: a reload in the middle does not change what it sees.
 pub struct Turn<'a> {
     shard: &'a Shard,
@@ -257,6 +281,10 @@ pub struct Turn<'a> {
     pub auth_caches: &'a RefCell<Caches>,
     pub auth_inflight: &'a Inflight,
     pub layout: &'a Series,
+    /// This generation's counters on this shard (series, authorizer caches).
+    pub counters: &'a GenMetrics,
+    /// The access log (shadows `Shard::log`: the request writes to its generation's sinks).
+    pub log: GenLog<'a>,
 }
 
 impl Deref for Turn<'_> {
@@ -278,6 +306,8 @@ impl<'a> Turn<'a> {
             auth_caches: &gen.auth_caches,
             auth_inflight: &gen.auth_inflight,
             layout: &gen.layout,
+            counters: &gen.layout.counters,
+            log: shard.log.with(&gen.log),
         }
     }
 

@@ -8,7 +8,10 @@
 //! handshakes get, while an established TLS connection goes on; an unchanged authorizer keeps
 //! its result cache, a changed one starts empty; idle backend connections of an unchanged
 //! upstream are reused, those of a removed one closed; quota counts taken before and after a
-//! reload (2 shards holding leases) are saved exactly at exit.
+//! reload (2 shards holding leases) are saved exactly at exit; a route added by a reload has
+//! its own metric series (and a new upstream its pool gauge), a kept route keeps counting in
+//! its series and a removed route's counts stay; an access log file a reload adds (the first
+//! destination) is written, and the one it replaces is closed.
 
 use crate::client::{get, Client};
 use crate::harness::{free_port, Gateway, TempDir};
@@ -410,9 +413,10 @@ fn a_bad_file_keeps_the_old_config_and_reports_file_and_line() {
     assert_eq!(r.status("/prod/a"), (200, "one".to_string()));
     assert_eq!(r.metric("tollgate_config_generation", &[]), Some(2.0));
     // Metrics after the reload: a route the process started with keeps its series; one the
-    // reload added is counted in its stage's route-less series.
+    // reload added has its own.
     assert_eq!(series("GET /a"), a_before + 1.0);
-    assert_eq!(series(""), none_before + 1.0);
+    assert_eq!(series("GET /b"), 1.0);
+    assert_eq!(series(""), none_before);
     assert_eq!(
         r.metric("tollgate_config_last_reload_success", &[]),
         Some(1.0)
@@ -817,6 +821,17 @@ protocol = "rest"
     assert_eq!(fs.count("token_auth"), 2, "a changed authorizer asks again");
     call();
     assert_eq!(fs.count("token_auth"), 2);
+    // The cache counters went on across both reloads (the moved cache's lookups counted
+    // once, the fresh cache's added to them): 3 hits, 2 misses.
+    let auth = [("api", "a"), ("authorizer", "tokens")];
+    assert_eq!(
+        r.metric("tollgate_authorizer_cache_hits_total", &auth),
+        Some(3.0)
+    );
+    assert_eq!(
+        r.metric("tollgate_authorizer_cache_misses_total", &auth),
+        Some(2.0)
+    );
 }
 
 #[test]
@@ -913,4 +928,203 @@ fn quota_counts_taken_before_and_after_a_reload_are_saved_exactly_at_exit() {
         out.contains("\"used\": 35,"),
         "25 before + 10 after the reload: {out}"
     );
+}
+
+/// `tollgate_count_total` of route `route` of api `a`, stage `prod` (`None`: no such series).
+fn route_count(r: &Reloadable, route: &str) -> Option<f64> {
+    r.metric(
+        "tollgate_count_total",
+        &[("api", "a"), ("stage", "prod"), ("route", route)],
+    )
+}
+
+/// Sends `n` requests for `path` on new connections (spread over the shards), each a 200.
+fn hit(r: &Reloadable, path: &str, n: usize) {
+    for _ in 0..n {
+        assert_eq!(r.status(path).0, 200, "{path}");
+    }
+}
+
+#[test]
+fn a_route_added_by_a_reload_has_its_own_series_and_a_kept_route_keeps_counting() {
+    let o = Origin::start();
+    let backend = o.addr;
+    let proxied = move |key: &str| {
+        format!(
+            "  [[apis.routes]]\n  key = \"{key}\"\n  integration = {{ type = \"http_proxy\", uri = \"http://{backend}/\", timeout_ms = 5000 }}\n"
+        )
+    };
+    let r = Reloadable::start(|port, admin| {
+        format!(
+            "{}{}{}",
+            server(2, admin),
+            listener(port),
+            api(&mock("GET /a", "a"))
+        )
+    });
+    let (port, admin) = (r.gw.addr.port(), r.admin.port());
+    hit(&r, "/prod/a", 3);
+    assert_eq!(route_count(&r, "GET /a"), Some(3.0));
+    // Generation 2 adds a mock route and a proxied route to a backend the process never had.
+    r.rewrite(&format!(
+        "{}{}{}",
+        server(2, admin),
+        listener(port),
+        api(&format!(
+            "{}{}{}",
+            mock("GET /a", "a"),
+            mock("GET /b", "b"),
+            proxied("GET /p")
+        ))
+    ));
+    assert_eq!(r.reload().0, 200);
+    hit(&r, "/prod/b", 2);
+    hit(&r, "/prod/a", 4);
+    hit(&r, "/prod/p", 1);
+    let (status, body) = admin_get(r.admin, "/metrics");
+    assert_eq!(status, 200);
+    let m = parse_prometheus(&body);
+    let count = |route: &str| {
+        m.get(
+            "tollgate_count_total",
+            &[("api", "a"), ("stage", "prod"), ("route", route)],
+        )
+    };
+    assert_eq!(count("GET /b"), Some(2.0), "the new route's own series");
+    assert_eq!(count("GET /p"), Some(1.0));
+    assert_eq!(
+        count("GET /a"),
+        Some(7.0),
+        "the kept route's series continues"
+    );
+    assert_eq!(
+        count(""),
+        None,
+        "nothing fell back to the route-less series"
+    );
+    let bucket = m.get(
+        "tollgate_latency_milliseconds_bucket",
+        &[
+            ("api", "a"),
+            ("stage", "prod"),
+            ("route", "GET /b"),
+            ("le", "+Inf"),
+        ],
+    );
+    assert_eq!(bucket, Some(2.0));
+    // The new upstream's pool gauge: its one connection idles on some shard.
+    let idle: f64 = m
+        .samples
+        .iter()
+        .filter(|s| {
+            s.name == "tollgate_upstream_idle_connections"
+                && s.labels.get("upstream").map(String::as_str) == Some(&backend.to_string())
+        })
+        .map(|s| s.value)
+        .sum();
+    assert_eq!(idle, 1.0, "{body}");
+    // Generation 3 removes `GET /b`: its counts stay (counters never go backwards), once
+    // the generation that counted them has ended too.
+    r.rewrite(&format!(
+        "{}{}{}",
+        server(2, admin),
+        listener(port),
+        api(&mock("GET /a", "a"))
+    ));
+    assert_eq!(r.reload().0, 200);
+    hit(&r, "/prod/a", 2);
+    assert_eq!(route_count(&r, "GET /b"), Some(2.0));
+    assert_eq!(route_count(&r, "GET /a"), Some(9.0));
+    assert_eq!(route_count(&r, "GET /p"), Some(1.0));
+    assert_eq!(r.metric("tollgate_config_generation", &[]), Some(3.0));
+}
+
+/// The descriptors of process `pid` that point at `path`.
+fn open_descriptors(pid: u32, path: &std::path::Path) -> usize {
+    let want = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| std::fs::read_link(e.path()).ok().as_deref() == Some(want.as_path()))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_new_access_log_file_is_written_after_a_reload_and_a_removed_one_closed() {
+    use crate::ops_support::wait_lines;
+    let logs = TempDir::new("reload-logs");
+    let first = logs.path.join("first.log");
+    let second = logs.path.join("second.log");
+    let config = |port: u16, admin: u16, log: Option<&std::path::Path>| {
+        let stage = match log {
+            Some(p) => format!(
+                "  access_log = {{ destination = \"{}\", format = '$context.routeKey $context.status $context.requestId' }}\n",
+                p.display()
+            ),
+            None => String::new(),
+        };
+        format!(
+            "{}{}[[apis]]\nname = \"a\"\nprotocol = \"rest\"\n  [[apis.stages]]\n  name = \"prod\"\n{stage}{}",
+            server(2, admin),
+            listener(port),
+            mock("GET /a", "a")
+        )
+    };
+    // No access log at start: the first destination comes with a reload.
+    let r = Reloadable::start(|port, admin| config(port, admin, None));
+    let (port, admin) = (r.gw.addr.port(), r.admin.port());
+    hit(&r, "/prod/a", 1);
+    r.rewrite(&config(port, admin, Some(&first)));
+    let (status, body) = r.reload();
+    assert_eq!(status, 200, "{body}");
+    hit(&r, "/prod/a", 3);
+    let lines = wait_lines(&first, 3, Duration::from_secs(5));
+    assert_eq!(
+        lines.len(),
+        3,
+        "only the requests after the reload: {lines:?}"
+    );
+    assert!(
+        lines.iter().all(|l| l.starts_with("GET /a 200 ")),
+        "{lines:?}"
+    );
+    // Another file: the new one gets the lines, the old one is flushed and closed.
+    r.rewrite(&config(port, admin, Some(&second)));
+    assert_eq!(r.reload().0, 200);
+    hit(&r, "/prod/a", 2);
+    assert_eq!(wait_lines(&second, 2, Duration::from_secs(5)).len(), 2);
+    let pid = r.gw.pid();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while open_descriptors(pid, &first) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        open_descriptors(pid, &first),
+        0,
+        "the removed destination is closed"
+    );
+    assert_eq!(open_descriptors(pid, &second), 1);
+    assert_eq!(
+        std::fs::read_to_string(&first)
+            .unwrap_or_default()
+            .lines()
+            .count(),
+        3
+    );
+    let m = parse_prometheus(&admin_get(r.admin, "/metrics").1);
+    assert_eq!(m.sum("tollgate_access_log_lines_total"), 5.0);
+    assert_eq!(m.sum("tollgate_access_log_dropped_lines_total"), 0.0);
+    // A destination that cannot be opened refuses the reload; the running one keeps logging.
+    r.rewrite(&config(
+        port,
+        admin,
+        Some(std::path::Path::new("/nonexistent-dir/x.log")),
+    ));
+    let (status, body) = r.reload();
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("cannot open the access log"), "{body}");
+    hit(&r, "/prod/a", 1);
+    assert_eq!(wait_lines(&second, 3, Duration::from_secs(5)).len(), 3);
 }
