@@ -111,6 +111,8 @@ fn trim_later(shard: &Rc<Shard>) {
     let bufs = shard.bufs.clone();
     glommio::spawn_local(async move {
         glommio::timer::sleep(TRIM_AFTER).await;
+        // The socket layer's tables first: what it frees goes back with the heap trim.
+        crate::net::trim();
         bufs.trim();
     })
     .detach();

@@ -98,6 +98,12 @@ pub fn configure(path: SocketPath, ring_buffers: usize, ring_buffer_bytes: usize
     glommio::net::lean_configure(ring_buffers, ring_buffer_bytes);
 }
 
+/// Gives back what a burst of connections left in this shard's socket layer (the lean
+/// path's slot table and send-vector pool; the poll path keeps nothing per closed socket).
+pub fn trim() -> usize {
+    glommio::net::lean_trim()
+}
+
 #[cfg(test)]
 fn configure_lean(buffers: usize, buffer_bytes: usize) {
     glommio::net::lean_configure(buffers, buffer_bytes);

@@ -31,7 +31,8 @@
 
 use std::{
     cell::RefCell,
-    collections::VecDeque,
+    cmp::Reverse,
+    collections::{BinaryHeap, VecDeque},
     io,
     os::unix::io::RawFd,
     rc::Rc,
@@ -158,7 +159,9 @@ pub(crate) struct LeanState {
     buf_count: usize,
     in_ring: usize,
     slots: Vec<Slot>,
-    free_slots: Vec<u32>,
+    /// Free slot ids, lowest first (tollgate patch 7: so the slots in use stay at the front
+    /// and `trim` can cut the free tail after a burst).
+    free_slots: BinaryHeap<Reverse<u32>>,
     pending: VecDeque<(u32, Op)>,
     pool: Vec<Vec<u8>>,
     open: usize,
@@ -267,7 +270,7 @@ impl LeanState {
             buf_count: count,
             in_ring: 0,
             slots: Vec::new(),
-            free_slots: Vec::new(),
+            free_slots: BinaryHeap::new(),
             pending: VecDeque::new(),
             pool: Vec::new(),
             open: 0,
@@ -320,6 +323,25 @@ impl LeanState {
         }
     }
 
+    /// tollgate patch 7: gives back the memory a burst of sockets left behind: the free slots
+    /// at the end of the slot table (free ids are reused lowest first, so after a burst the
+    /// sockets still open sit at the front) and the pooled send vectors. Returns the slots cut.
+    pub(crate) fn trim(&mut self) -> usize {
+        let before = self.slots.len();
+        while self.slots.last().is_some_and(|s| s.fd == -1) {
+            self.slots.pop();
+        }
+        let len = self.slots.len() as u32;
+        if self.slots.len() < before {
+            self.free_slots.retain(|&Reverse(id)| id < len);
+        }
+        self.slots.shrink_to_fit();
+        self.free_slots.shrink_to_fit();
+        self.pool.clear();
+        self.pool.shrink_to_fit();
+        before - self.slots.len()
+    }
+
     pub(crate) fn has_pending(&self) -> bool {
         !self.pending.is_empty()
     }
@@ -327,7 +349,7 @@ impl LeanState {
     /// Takes ownership of `fd` and arms its receive.
     pub(crate) fn open(&mut self, fd: RawFd) -> u32 {
         let id = match self.free_slots.pop() {
-            Some(id) => id,
+            Some(Reverse(id)) => id,
             None => {
                 self.slots.push(Slot::default());
                 (self.slots.len() - 1) as u32
@@ -402,7 +424,7 @@ impl LeanState {
         self.give_vec(cur);
         self.give_vec(next);
         self.closing -= 1;
-        self.free_slots.push(id);
+        self.free_slots.push(Reverse(id));
     }
 
     fn take_vec(&mut self) -> Vec<u8> {
