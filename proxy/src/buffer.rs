@@ -483,4 +483,121 @@ mod tests {
         pool.give_out(&mut big);
         assert_eq!(pool.outs.borrow().len(), 0, "oversized scratch is freed");
     }
+
+    /// Storage size a buffer holds now (0: none).
+    fn cap(b: &Buf) -> usize {
+        b.data.as_ref().map_or(0, |d| d.len())
+    }
+
+    #[test]
+    fn a_trickled_head_keeps_a_small_buffer_and_a_full_read_grows_it() {
+        let pool = BufPool::new(64 * 1024, 4);
+        let mut b = Buf::new(&pool);
+        // One byte at a time, as a slow client sends: the small buffer is enough.
+        for i in 0..SMALL_BUF - 1 {
+            let spare = b.spare();
+            spare[0] = (i % 251) as u8;
+            b.commit(1);
+            assert_eq!(cap(&b), SMALL_BUF, "after {} bytes", i + 1);
+        }
+        // Filled: the next read goes to a full-size buffer, unread bytes moved intact.
+        b.spare()[0] = ((SMALL_BUF - 1) % 251) as u8;
+        b.commit(1);
+        assert_eq!(b.spare().len(), 64 * 1024 - SMALL_BUF);
+        assert_eq!(cap(&b), 64 * 1024);
+        assert!(b
+            .filled()
+            .iter()
+            .enumerate()
+            .all(|(i, &x)| x == (i % 251) as u8));
+        assert_eq!(pool.lent(), 1, "the small buffer went back");
+        assert_eq!(pool.free_small.borrow().len(), 1);
+
+        // A read that fills the small buffer (a large body): the next read is full-size
+        // even though the bytes were consumed meanwhile.
+        let mut c = Buf::new(&pool);
+        let n = c.spare().len();
+        assert_eq!(n, SMALL_BUF);
+        c.commit(n);
+        c.consume(n);
+        assert_eq!(c.spare().len(), 64 * 1024);
+        // A short read does not grow it.
+        let mut d = Buf::new(&pool);
+        d.spare();
+        d.commit(100);
+        d.consume(100);
+        assert_eq!(d.spare().len(), SMALL_BUF);
+        // A head filling the whole full-size buffer is `is_full`, a small one never is.
+        let mut e = Buf::new(&pool);
+        let n = e.spare().len();
+        e.commit(n);
+        assert!(!e.is_full());
+        let n = e.spare().len();
+        e.commit(n);
+        assert!(e.is_full());
+    }
+
+    #[test]
+    fn pooled_futures_reuse_their_block_and_drop_what_they_hold() {
+        use std::task::Waker;
+        let pool = BufPool::new(16, 2);
+        let dropped = Rc::new(Cell::new(0));
+        struct Guard(Rc<Cell<u32>>);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                self.0.set(self.0.get() + 1);
+            }
+        }
+        // One future type (one layout), finishing at once or never.
+        async fn job(g: Guard, n: u32, finish: bool) -> u32 {
+            let _g = g;
+            if !finish {
+                std::future::pending::<()>().await;
+            }
+            n * 2
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        let run = |n: u32| {
+            let mut f = pool.pooled(job(Guard(dropped.clone()), n, true));
+            Pin::new(&mut f).poll(&mut Context::from_waker(Waker::noop()))
+        };
+        assert_eq!(run(3), Poll::Ready(6));
+        assert_eq!(pool.blocks.borrow().len(), 1, "the block came back");
+        let first = pool.blocks.borrow()[0];
+        assert_eq!(run(4), Poll::Ready(8));
+        assert_eq!(pool.blocks.borrow().len(), 1);
+        assert_eq!(pool.blocks.borrow()[0], first, "and was reused");
+        assert_eq!(dropped.get(), 2);
+        // Dropped before completion: what it holds is dropped, the block comes back.
+        let mut f = pool.pooled(job(Guard(dropped.clone()), 5, false));
+        assert!(Pin::new(&mut f).poll(&mut cx).is_pending());
+        assert_eq!(pool.blocks.borrow().len(), 0, "in use");
+        drop(f);
+        assert_eq!(dropped.get(), 3);
+        assert_eq!(pool.blocks.borrow().len(), 1);
+    }
+
+    #[test]
+    fn a_burst_ending_is_reported_once_and_trim_cuts_the_free_lists() {
+        let pool = BufPool::new(64 * 1024, 256);
+        for _ in 0..TRIM_PEAK {
+            pool.conn_opened();
+        }
+        let mut bufs: Vec<Buf> = (0..100).map(|_| Buf::new(&pool)).collect();
+        for b in &mut bufs {
+            b.spare();
+        }
+        drop(bufs);
+        assert_eq!(pool.free_small.borrow().len(), 100);
+        let reported: Vec<bool> = (0..TRIM_PEAK).map(|_| pool.conn_closed()).collect();
+        assert_eq!(reported.iter().filter(|&&r| r).count(), 1, "one report");
+        assert!(reported[TRIM_PEAK / 2 - 1], "when half the peak has gone");
+        assert_eq!(pool.trim(), 100 - TRIM_KEEP);
+        assert_eq!(pool.free_small.borrow().len(), TRIM_KEEP);
+        // A small shard's connections coming and going are no burst.
+        for _ in 0..10 {
+            pool.conn_opened();
+        }
+        assert!((0..10).all(|_| !pool.conn_closed()));
+    }
 }

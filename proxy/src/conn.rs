@@ -959,35 +959,30 @@ async fn exchange(
 }
 
 #[cfg(test)]
-mod size_probe {
+mod tests {
     use super::*;
-    fn ret1<A, F>(_: impl Fn(A) -> F) -> usize {
+
+    /// Size of the future `f` returns (without calling it).
+    fn future_size<A, B, F>(_: impl Fn(A, B) -> F) -> usize {
         std::mem::size_of::<F>()
     }
-    fn ret2<A, B, F>(_: impl Fn(A, B) -> F) -> usize {
-        std::mem::size_of::<F>()
-    }
-    fn ret3<A, B, C, F>(_: impl Fn(A, B, C) -> F) -> usize {
-        std::mem::size_of::<F>()
-    }
-    fn ret<A, B, F>(_: impl Fn(A, B) -> F) -> usize {
-        std::mem::size_of::<F>()
-    }
-    fn sz<F>(_: &F) -> usize {
-        std::mem::size_of::<F>()
-    }
+
+    /// What every parked connection carries is the task's future: about the `Client` and
+    /// one read. The request state machine (`serve_one`, several KiB) must stay out of it,
+    /// in the block the pool lends while a request runs.
     #[test]
-    fn probe() {
-        eprintln!("serve {}", ret(serve));
-        eprintln!("serve_requests {}", ret(serve_requests));
-        eprintln!("serve_one {}", ret(serve_one));
-        eprintln!("linger {}", ret1(linger));
-        eprintln!("Conn::read {}", ret3(Conn::read));
-        eprintln!("Conn::readable {}", ret2(Conn::readable));
-        eprintln!("Conn::write_all {}", ret3(Conn::write_all));
-        eprintln!("Client {}", std::mem::size_of::<Client>());
-        eprintln!("Conn {}", std::mem::size_of::<Conn>());
-        eprintln!("Buf {}", std::mem::size_of::<Buf>());
-        eprintln!("Outcome {}", std::mem::size_of::<Outcome>());
+    fn a_parked_connection_future_stays_small() {
+        let task = future_size(serve);
+        let request = future_size(serve_one);
+        let client = std::mem::size_of::<Client>();
+        assert!(
+            task <= client + 768,
+            "the connection task's future is {task} bytes (Client: {client})"
+        );
+        assert!(
+            request > task,
+            "serve_one ({request} bytes) is expected to be the large part"
+        );
+        assert!(client <= 512, "Client is {client} bytes");
     }
 }
