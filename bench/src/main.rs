@@ -35,7 +35,7 @@ struct Cli {
     rounds: Option<usize>,
     /// Scenarios, comma separated: plain (= plain-0,plain-1k), 64k, gateway, gateway-keys
     /// (tollgate only: with and without API key, usage plan, throttles, quota), conns,
-    /// 2-shards, idle, all
+    /// 2-shards, idle, all; memory (opt-in: idle and slow-client bursts, RSS a minute after)
     #[arg(long, default_value = "all")]
     scenarios: String,
     /// Proxies to compare, comma separated, run in this order (tollgate-poll: tollgate with

@@ -13,10 +13,12 @@
 
 mod control;
 mod drivers;
+mod memory;
 mod results;
 mod scenario;
 
 pub use control::{check_answers, find_tools, one_line, Tools, INSTALL_HINT};
+pub use memory::{section as memory_section, MemoryRow};
 pub use results::*;
 pub use scenario::*;
 
@@ -107,6 +109,7 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Results, St
     let mut sweeps = Vec::new();
     let mut idle_rows = None;
     let mut keys = None;
+    let mut memory_rows = None;
     for &scen in &opts.scenarios {
         if procs::interrupted() {
             return Err("interrupted".into());
@@ -120,6 +123,8 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Results, St
                 progress("  skipped: tollgate is not among --proxies");
                 notes.push("The gateway-keys scenario runs tollgate only: tollgate was not among --proxies.".into());
             }
+        } else if scen == Scenario::Memory {
+            memory_rows = Some(memory::run_memory(&mut ctx, &proxies, progress)?);
         } else if scen == Scenario::Idle {
             idle_rows = Some(run_idle(&mut ctx, &proxies, progress)?);
         } else if scen.is_sweep() {
@@ -153,6 +158,7 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Results, St
         loads,
         sweeps,
         idle: idle_rows,
+        memory: memory_rows,
         keys,
         skipped,
         notes,
