@@ -136,7 +136,10 @@ impl BufPool {
     /// holds a pointer while it awaits, and the block comes back to the pool (not to the
     /// allocator) when the future is done. One future type per pool keeps its blocks (the
     /// first layout seen); another layout is allocated and freed each time.
-    pub fn pooled<F: Future>(&self, f: F) -> Pooled<'_, F> {
+    /// `make` builds the future straight into the block (no copy of the whole state through
+    /// the stack, where the compiler can).
+    #[inline(always)]
+    pub fn pooled<F: Future>(&self, make: impl FnOnce() -> F) -> Pooled<'_, F> {
         let layout = Layout::new::<F>();
         let ptr = if layout.size() == 0 {
             NonNull::<F>::dangling()
@@ -166,7 +169,7 @@ impl BufPool {
             }
         };
         // SAFETY: `ptr` is valid for writes of an `F` (allocated with its layout) and unused.
-        unsafe { ptr.as_ptr().write(f) };
+        unsafe { ptr.as_ptr().write(make()) };
         Pooled { ptr, pool: self }
     }
 
@@ -558,7 +561,7 @@ mod tests {
         }
         let mut cx = Context::from_waker(Waker::noop());
         let run = |n: u32| {
-            let mut f = pool.pooled(job(Guard(dropped.clone()), n, true));
+            let mut f = pool.pooled(|| job(Guard(dropped.clone()), n, true));
             Pin::new(&mut f).poll(&mut Context::from_waker(Waker::noop()))
         };
         assert_eq!(run(3), Poll::Ready(6));
@@ -569,7 +572,7 @@ mod tests {
         assert_eq!(pool.blocks.borrow()[0], first, "and was reused");
         assert_eq!(dropped.get(), 2);
         // Dropped before completion: what it holds is dropped, the block comes back.
-        let mut f = pool.pooled(job(Guard(dropped.clone()), 5, false));
+        let mut f = pool.pooled(|| job(Guard(dropped.clone()), 5, false));
         assert!(Pin::new(&mut f).poll(&mut cx).is_pending());
         assert_eq!(pool.blocks.borrow().len(), 0, "in use");
         drop(f);

@@ -136,7 +136,7 @@ async fn serve_requests(shard: &Shard, c: &mut Client) -> bool {
         }
         loop {
             if !c.buf.is_empty() {
-                match shard.bufs.pooled(serve_one(shard, c)).await {
+                match shard.bufs.pooled(|| serve_one(shard, &mut *c)).await {
                     Ok(Some(true)) => break,
                     Ok(Some(false)) => return true,
                     Ok(None) => {}
