@@ -278,6 +278,11 @@ fn main() -> ExitCode {
             .iter()
             .flatten()
             .any(|r| r.proxy == ProxyKind::Tollgate && r.failure.is_none())
+        || res
+            .memory
+            .iter()
+            .flatten()
+            .any(|r| r.proxy == ProxyKind::Tollgate && r.failure.is_none())
         || res.keys.iter().any(|k| k.keys.ok() || k.plain.ok());
     if opts.proxies.contains(&ProxyKind::Tollgate) && !tollgate_measured {
         eprintln!("tollgate-bench: tollgate could not be measured (see RESULTS.md notes)");
