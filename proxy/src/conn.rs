@@ -983,6 +983,6 @@ mod tests {
             request > task,
             "serve_one ({request} bytes) is expected to be the large part"
         );
-        assert!(client <= 512, "Client is {client} bytes");
+        assert!(client <= 320, "Client is {client} bytes");
     }
 }
