@@ -35,6 +35,8 @@
 //!   `with_tls` yields connections whose handshake runs in their first `read`/`readable`; an
 //!   https backend comes from `connect_tls`. `Conn::is_tls` and `Conn::tls_session` (SNI
 //!   domain, mutual-TLS client certificate) are all the code above needs to know.
+//! - `trim` gives back what a burst of connections left in the shard's socket layer (called
+//!   by the shard after a burst, never per request).
 //! - Dropping a `Conn` closes it. Bytes already written still go out, as with close(2); what
 //!   the kernel was doing for it is cancelled and waited for before the descriptor closes, so
 //!   no buffer is reused while the kernel may touch it.
