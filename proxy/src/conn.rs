@@ -173,9 +173,17 @@ async fn linger(c: &mut Client) {
     let deadline = Instant::now() + LINGER_TIME;
     let mut left = LINGER_BYTES;
     while left > 0 {
-        match c.conn.read(c.buf.spare(), deadline).await {
+        let spare = c.buf.spare();
+        let room = spare.len();
+        match c.conn.read(spare, deadline).await {
             Ok(0) | Err(_) => break,
-            Ok(n) => left = left.saturating_sub(n),
+            Ok(n) => {
+                left = left.saturating_sub(n);
+                if n == room {
+                    // Much is coming: discard it with full-size reads.
+                    c.buf.read_filled_spare();
+                }
+            }
         }
     }
 }
