@@ -39,7 +39,8 @@ struct Cli {
     /// (open loop at --fixed-rates; tollgate, nginx, HAProxy), access-log (tollgate only: JSON
     /// access log on vs off), scrape (tollgate only: /metrics every second vs none, at the
     /// first fixed rate), https (tollgate, nginx, HAProxy terminating TLS: keep-alive, full and
-    /// resumed handshakes), conns, 2-shards, idle, all
+    /// resumed handshakes), conns, 2-shards, idle, all; memory (opt-in: idle and slow-client
+    /// bursts, RSS a minute after)
     #[arg(long, default_value = "all")]
     scenarios: String,
     /// Proxies to compare, comma separated, run in this order (tollgate-poll: tollgate with
@@ -316,6 +317,11 @@ fn main() -> ExitCode {
             .any(|r| r.proxy == ProxyKind::Tollgate && r.ok())
         || res
             .idle
+            .iter()
+            .flatten()
+            .any(|r| r.proxy == ProxyKind::Tollgate && r.failure.is_none())
+        || res
+            .memory
             .iter()
             .flatten()
             .any(|r| r.proxy == ProxyKind::Tollgate && r.failure.is_none())

@@ -688,6 +688,9 @@ pub fn render(
     if let Some(rows) = &res.idle {
         scenarios.push_str(&idle_section(o, rows));
     }
+    if let Some(rows) = &res.memory {
+        scenarios.push_str(&crate::run::memory_section(rows));
+    }
     fill(
         part("document"),
         &[

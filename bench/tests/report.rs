@@ -285,6 +285,7 @@ fn fixture() -> Results {
         loads: vec![plain, gateway],
         sweeps: vec![conns, two],
         idle: Some(idle),
+        memory: None,
         keys: Some(keys_scenario(
             vec![
                 phase(41_000.0, 21.7, 0.96, 0.81),

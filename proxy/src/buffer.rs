@@ -4,20 +4,58 @@
 //! `BufPool` only when bytes are read and goes back as soon as it is empty at a request
 //! boundary (`release`) or the connection ends (drop). An idle keep-alive connection, client or
 //! backend, therefore holds no read buffer and no response scratch (`take_out`/`give_out`).
+//!
+//! Storage comes in two sizes: a connection starts with a small buffer (`SMALL_BUF`, enough
+//! for a request head and a small body in one read) and moves to a full-size one
+//! (`read_buffer_bytes`, at least a maximal head) only when a read filled the small one, or
+//! unread bytes fill it: a client that trickles a partial head holds a few KiB, not 64, and a
+//! large body still moves with full-size reads from its second read on.
+//!
+//! The pool also lends the storage of a connection's request future (`BufPool::pooled`): a
+//! connection task keeps only a small future while it waits for bytes and runs the large
+//! request state machine in a block taken from here, so parked connections do not carry it.
+//!
+//! After a burst (`conn_opened` / `conn_closed`: the shard's connections fell to half a peak
+//! of at least `TRIM_PEAK`), `trim` drops the free lists to a few blocks and hands free heap
+//! pages back to the system (`malloc_trim`), so RSS comes back instead of staying at the peak.
 
+use std::alloc::Layout;
 use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::ptr::NonNull;
 use std::rc::Rc;
+use std::task::{Context, Poll};
+
+/// Size of the first buffer a connection takes (a request head, or a small body with it).
+pub const SMALL_BUF: usize = 4096;
+
+/// Connections a shard must have reached before their closing counts as a burst to trim after.
+pub const TRIM_PEAK: usize = 1024;
+/// Free blocks of each kind a trim keeps.
+const TRIM_KEEP: usize = 16;
 
 /// Free buffers of one shard. Single-threaded (`Rc`, `RefCell`): a shard never shares it.
 pub struct BufPool {
+    /// Full-size buffers: `read_buffer_bytes`, at least a maximal head.
     size: usize,
-    /// Free read buffers kept for reuse; more than `keep` are freed.
+    /// Small buffers (at most `size`).
+    small: usize,
+    /// Free full-size read buffers kept for reuse; more than `keep` are freed.
     free: RefCell<Vec<Box<[u8]>>>,
+    /// Free small read buffers.
+    free_small: RefCell<Vec<Box<[u8]>>>,
     /// Free response/request-head scratch vectors.
     outs: RefCell<Vec<Vec<u8>>>,
+    /// Free blocks for `pooled` futures, all of `block`'s layout.
+    blocks: RefCell<Vec<NonNull<u8>>>,
+    block: Cell<Option<Layout>>,
     keep: usize,
     /// Read buffers handed out and not yet returned (for tests and leak checks).
     lent: Cell<usize>,
+    /// Open connections of the shard, and their peak since the last trim.
+    conns: Cell<usize>,
+    peak: Cell<usize>,
 }
 
 /// Initial capacity of an `out` scratch vector; larger ones (a big head) are not kept.
@@ -25,28 +63,43 @@ const OUT_CAPACITY: usize = 4096;
 const OUT_KEEP_MAX: usize = 64 * 1024;
 
 impl BufPool {
-    /// A pool of `size`-byte read buffers keeping at most `keep` free ones of each kind.
+    /// A pool of `size`-byte read buffers (and `SMALL_BUF`-byte first buffers) keeping at most
+    /// `keep` free ones of each kind.
     pub fn new(size: usize, keep: usize) -> Rc<BufPool> {
         Rc::new(BufPool {
             size,
+            small: SMALL_BUF.min(size),
             free: RefCell::new(Vec::new()),
+            free_small: RefCell::new(Vec::new()),
             outs: RefCell::new(Vec::new()),
+            blocks: RefCell::new(Vec::new()),
+            block: Cell::new(None),
             keep,
             lent: Cell::new(0),
+            conns: Cell::new(0),
+            peak: Cell::new(0),
         })
     }
 
-    fn take(&self) -> Box<[u8]> {
+    fn list(&self, len: usize) -> &RefCell<Vec<Box<[u8]>>> {
+        if len == self.size {
+            &self.free
+        } else {
+            &self.free_small
+        }
+    }
+
+    fn take(&self, len: usize) -> Box<[u8]> {
         self.lent.set(self.lent.get() + 1);
-        self.free
+        self.list(len)
             .borrow_mut()
             .pop()
-            .unwrap_or_else(|| vec![0u8; self.size].into_boxed_slice())
+            .unwrap_or_else(|| vec![0u8; len].into_boxed_slice())
     }
 
     fn give(&self, data: Box<[u8]>) {
         self.lent.set(self.lent.get() - 1);
-        let mut free = self.free.borrow_mut();
+        let mut free = self.list(data.len()).borrow_mut();
         if free.len() < self.keep {
             free.push(data);
         }
@@ -78,6 +131,160 @@ impl BufPool {
             outs.push(v);
         }
     }
+
+    /// Runs `f` from a block of this pool instead of inside the caller's future: the caller
+    /// holds a pointer while it awaits, and the block comes back to the pool (not to the
+    /// allocator) when the future is done. One future type per pool keeps its blocks (the
+    /// first layout seen); another layout is allocated and freed each time.
+    /// `make` builds the future straight into the block (no copy of the whole state through
+    /// the stack, where the compiler can).
+    #[inline(always)]
+    pub fn pooled<F: Future>(&self, make: impl FnOnce() -> F) -> Pooled<'_, F> {
+        let layout = Layout::new::<F>();
+        let ptr = if layout.size() == 0 {
+            NonNull::<F>::dangling()
+        } else {
+            let reuse = match self.block.get() {
+                Some(l) => l == layout,
+                None => {
+                    self.block.set(Some(layout));
+                    true
+                }
+            };
+            let block = if reuse {
+                self.blocks.borrow_mut().pop()
+            } else {
+                None
+            };
+            match block {
+                Some(b) => b.cast::<F>(),
+                None => {
+                    // SAFETY: `layout` has a non-zero size.
+                    let p = unsafe { std::alloc::alloc(layout) };
+                    match NonNull::new(p) {
+                        Some(p) => p.cast::<F>(),
+                        None => std::alloc::handle_alloc_error(layout),
+                    }
+                }
+            }
+        };
+        // SAFETY: `ptr` is valid for writes of an `F` (allocated with its layout) and unused.
+        unsafe { ptr.as_ptr().write(make()) };
+        Pooled { ptr, pool: self }
+    }
+
+    fn give_block(&self, p: NonNull<u8>, layout: Layout) {
+        if layout.size() == 0 {
+            return;
+        }
+        let mut blocks = self.blocks.borrow_mut();
+        if self.block.get() == Some(layout) && blocks.len() < self.keep {
+            blocks.push(p);
+        } else {
+            // SAFETY: `p` was allocated with `layout` by `pooled`.
+            unsafe { std::alloc::dealloc(p.as_ptr(), layout) };
+        }
+    }
+
+    /// Counts a connection of this shard opening.
+    pub fn conn_opened(&self) {
+        let n = self.conns.get() + 1;
+        self.conns.set(n);
+        if n > self.peak.get() {
+            self.peak.set(n);
+        }
+    }
+
+    /// Counts a connection closing; true when this ends a burst that is worth a `trim` (the
+    /// connections fell to half a peak of at least `TRIM_PEAK`). The peak then starts over.
+    pub fn conn_closed(&self) -> bool {
+        let n = self.conns.get().saturating_sub(1);
+        self.conns.set(n);
+        let peak = self.peak.get();
+        if peak >= TRIM_PEAK && n <= peak / 2 {
+            self.peak.set(n);
+            return true;
+        }
+        false
+    }
+
+    /// Frees what a burst left in the free lists (beyond `TRIM_KEEP` of each kind), then asks
+    /// the allocator to return free heap pages to the system. Returns the blocks freed.
+    pub fn trim(&self) -> usize {
+        let mut freed = 0;
+        for list in [&self.free, &self.free_small] {
+            let mut l = list.borrow_mut();
+            freed += l.len().saturating_sub(TRIM_KEEP);
+            l.truncate(TRIM_KEEP);
+            l.shrink_to_fit();
+        }
+        {
+            let mut outs = self.outs.borrow_mut();
+            freed += outs.len().saturating_sub(TRIM_KEEP);
+            outs.truncate(TRIM_KEEP);
+            outs.shrink_to_fit();
+        }
+        if let Some(layout) = self.block.get() {
+            let mut blocks = self.blocks.borrow_mut();
+            while blocks.len() > TRIM_KEEP {
+                if let Some(p) = blocks.pop() {
+                    // SAFETY: every kept block was allocated with `layout`.
+                    unsafe { std::alloc::dealloc(p.as_ptr(), layout) };
+                    freed += 1;
+                }
+            }
+            blocks.shrink_to_fit();
+        }
+        release_free_memory();
+        freed
+    }
+}
+
+/// Returns free heap pages to the system: glibc's `malloc_trim(0)` (every arena: it releases
+/// whole free pages inside the heaps, not only at their tops). Elsewhere, nothing.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only inspects and releases the allocator's free memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+impl Drop for BufPool {
+    fn drop(&mut self) {
+        if let Some(layout) = self.block.get() {
+            for p in self.blocks.get_mut().drain(..) {
+                // SAFETY: every kept block was allocated with `layout`.
+                unsafe { std::alloc::dealloc(p.as_ptr(), layout) };
+            }
+        }
+    }
+}
+
+/// A future running in a block of a `BufPool` (see `BufPool::pooled`). It never moves once
+/// written there, so polling it pinned is sound while `Pooled` itself moves freely.
+pub struct Pooled<'p, F: Future> {
+    ptr: NonNull<F>,
+    pool: &'p BufPool,
+}
+
+impl<F: Future> Future for Pooled<'_, F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: `ptr` holds a live `F` that is only dropped in place by `drop` below and is
+        // never moved out: pinning it is sound.
+        unsafe { Pin::new_unchecked(&mut *self.ptr.as_ptr()) }.poll(cx)
+    }
+}
+
+impl<F: Future> Drop for Pooled<'_, F> {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` holds a live `F`, dropped exactly once here; then its block is free.
+        unsafe { std::ptr::drop_in_place(self.ptr.as_ptr()) };
+        self.pool.give_block(self.ptr.cast(), Layout::new::<F>());
+    }
 }
 
 pub struct Buf {
@@ -85,6 +292,8 @@ pub struct Buf {
     pool: Rc<BufPool>,
     start: usize,
     end: usize,
+    /// A read filled the (small) buffer: the next `spare` moves to a full-size one.
+    grow: bool,
 }
 
 impl Buf {
@@ -95,6 +304,7 @@ impl Buf {
             pool: pool.clone(),
             start: 0,
             end: 0,
+            grow: false,
         }
     }
 
@@ -134,31 +344,64 @@ impl Buf {
             if let Some(d) = self.data.take() {
                 self.pool.give(d);
             }
+            self.grow = false;
         }
     }
 
-    /// Free space to read into (taking storage from the pool if needed), after moving unread
-    /// bytes to the front when the tail is full. Empty only when the buffer is entirely unread
-    /// bytes.
+    /// Free space to read into, after moving unread bytes to the front when the tail is
+    /// full. Storage is taken from the pool if needed: a small buffer first, a full-size one
+    /// once a read filled the small one or its unread bytes fill it. Empty only when the
+    /// buffer is entirely unread bytes at full size.
     #[inline]
     pub fn spare(&mut self) -> &mut [u8] {
         let pool = &self.pool;
-        let data = self.data.get_or_insert_with(|| pool.take());
-        if self.end == data.len() && self.start > 0 {
+        let data = self.data.get_or_insert_with(|| pool.take(pool.small));
+        let len = data.len();
+        if len < pool.size && (self.grow || (self.end == len && self.start == 0)) {
+            self.enlarge();
+        } else if self.end == len && self.start > 0 {
             data.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
         }
-        &mut data[self.end..]
+        match &mut self.data {
+            Some(d) => &mut d[self.end..],
+            None => &mut [],
+        }
+    }
+
+    /// Moves the unread bytes into a full-size buffer and gives the small one back.
+    #[cold]
+    fn enlarge(&mut self) {
+        let mut big = self.pool.take(self.pool.size);
+        if let Some(old) = self.data.take() {
+            let n = self.end - self.start;
+            big[..n].copy_from_slice(&old[self.start..self.end]);
+            self.end = n;
+            self.start = 0;
+            self.pool.give(old);
+        }
+        self.grow = false;
+        self.data = Some(big);
     }
 
     #[inline]
     pub fn commit(&mut self, n: usize) {
         let cap = self.data.as_ref().map_or(0, |d| d.len());
         self.end = (self.end + n).min(cap);
+        if self.end == cap {
+            self.grow = true;
+        }
     }
 
-    /// Whether unread bytes fill the whole buffer (a head that does not fit).
+    /// Says that a read into `spare` (not committed: the caller sent the bytes on from the
+    /// buffer itself) filled it, so the next `spare` may move to a full-size buffer.
+    #[inline]
+    pub fn read_filled_spare(&mut self) {
+        self.grow = true;
+    }
+
+    /// Whether unread bytes fill the whole buffer at full size (a head that does not fit).
     pub fn is_full(&self) -> bool {
         self.start == 0 && self.end == self.pool.size
     }
@@ -242,5 +485,122 @@ mod tests {
         let mut big = Vec::with_capacity(OUT_KEEP_MAX + 1);
         pool.give_out(&mut big);
         assert_eq!(pool.outs.borrow().len(), 0, "oversized scratch is freed");
+    }
+
+    /// Storage size a buffer holds now (0: none).
+    fn cap(b: &Buf) -> usize {
+        b.data.as_ref().map_or(0, |d| d.len())
+    }
+
+    #[test]
+    fn a_trickled_head_keeps_a_small_buffer_and_a_full_read_grows_it() {
+        let pool = BufPool::new(64 * 1024, 4);
+        let mut b = Buf::new(&pool);
+        // One byte at a time, as a slow client sends: the small buffer is enough.
+        for i in 0..SMALL_BUF - 1 {
+            let spare = b.spare();
+            spare[0] = (i % 251) as u8;
+            b.commit(1);
+            assert_eq!(cap(&b), SMALL_BUF, "after {} bytes", i + 1);
+        }
+        // Filled: the next read goes to a full-size buffer, unread bytes moved intact.
+        b.spare()[0] = ((SMALL_BUF - 1) % 251) as u8;
+        b.commit(1);
+        assert_eq!(b.spare().len(), 64 * 1024 - SMALL_BUF);
+        assert_eq!(cap(&b), 64 * 1024);
+        assert!(b
+            .filled()
+            .iter()
+            .enumerate()
+            .all(|(i, &x)| x == (i % 251) as u8));
+        assert_eq!(pool.lent(), 1, "the small buffer went back");
+        assert_eq!(pool.free_small.borrow().len(), 1);
+
+        // A read that fills the small buffer (a large body): the next read is full-size
+        // even though the bytes were consumed meanwhile.
+        let mut c = Buf::new(&pool);
+        let n = c.spare().len();
+        assert_eq!(n, SMALL_BUF);
+        c.commit(n);
+        c.consume(n);
+        assert_eq!(c.spare().len(), 64 * 1024);
+        // A short read does not grow it.
+        let mut d = Buf::new(&pool);
+        d.spare();
+        d.commit(100);
+        d.consume(100);
+        assert_eq!(d.spare().len(), SMALL_BUF);
+        // A head filling the whole full-size buffer is `is_full`, a small one never is.
+        let mut e = Buf::new(&pool);
+        let n = e.spare().len();
+        e.commit(n);
+        assert!(!e.is_full());
+        let n = e.spare().len();
+        e.commit(n);
+        assert!(e.is_full());
+    }
+
+    #[test]
+    fn pooled_futures_reuse_their_block_and_drop_what_they_hold() {
+        use std::task::Waker;
+        let pool = BufPool::new(16, 2);
+        let dropped = Rc::new(Cell::new(0));
+        struct Guard(Rc<Cell<u32>>);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                self.0.set(self.0.get() + 1);
+            }
+        }
+        // One future type (one layout), finishing at once or never.
+        async fn job(g: Guard, n: u32, finish: bool) -> u32 {
+            let _g = g;
+            if !finish {
+                std::future::pending::<()>().await;
+            }
+            n * 2
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        let run = |n: u32| {
+            let mut f = pool.pooled(|| job(Guard(dropped.clone()), n, true));
+            Pin::new(&mut f).poll(&mut Context::from_waker(Waker::noop()))
+        };
+        assert_eq!(run(3), Poll::Ready(6));
+        assert_eq!(pool.blocks.borrow().len(), 1, "the block came back");
+        let first = pool.blocks.borrow()[0];
+        assert_eq!(run(4), Poll::Ready(8));
+        assert_eq!(pool.blocks.borrow().len(), 1);
+        assert_eq!(pool.blocks.borrow()[0], first, "and was reused");
+        assert_eq!(dropped.get(), 2);
+        // Dropped before completion: what it holds is dropped, the block comes back.
+        let mut f = pool.pooled(|| job(Guard(dropped.clone()), 5, false));
+        assert!(Pin::new(&mut f).poll(&mut cx).is_pending());
+        assert_eq!(pool.blocks.borrow().len(), 0, "in use");
+        drop(f);
+        assert_eq!(dropped.get(), 3);
+        assert_eq!(pool.blocks.borrow().len(), 1);
+    }
+
+    #[test]
+    fn a_burst_ending_is_reported_once_and_trim_cuts_the_free_lists() {
+        let pool = BufPool::new(64 * 1024, 256);
+        for _ in 0..TRIM_PEAK {
+            pool.conn_opened();
+        }
+        let mut bufs: Vec<Buf> = (0..100).map(|_| Buf::new(&pool)).collect();
+        for b in &mut bufs {
+            b.spare();
+        }
+        drop(bufs);
+        assert_eq!(pool.free_small.borrow().len(), 100);
+        let reported: Vec<bool> = (0..TRIM_PEAK).map(|_| pool.conn_closed()).collect();
+        assert_eq!(reported.iter().filter(|&&r| r).count(), 1, "one report");
+        assert!(reported[TRIM_PEAK / 2 - 1], "when half the peak has gone");
+        assert_eq!(pool.trim(), 100 - TRIM_KEEP);
+        assert_eq!(pool.free_small.borrow().len(), TRIM_KEEP);
+        // A small shard's connections coming and going are no burst.
+        for _ in 0..10 {
+            pool.conn_opened();
+        }
+        assert!((0..10).all(|_| !pool.conn_closed()));
     }
 }

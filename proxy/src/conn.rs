@@ -64,7 +64,12 @@ struct Client {
     outcome: Outcome,
 }
 
-pub async fn serve(shard: Rc<Shard>, conn: Conn) {
+/// Serves a client connection until it closes. The task's own future stays small (about the
+/// `Client` and one read): it waits for bytes, holding no buffer while idle, and runs the
+/// pipeline over them (`serve_one`, the large state machine) in a block lent by the shard's
+/// pool (`BufPool::pooled`) that goes back as soon as a request is done or the head is
+/// incomplete. Parked connections, idle or trickling a head, therefore do not carry it.
+pub fn serve(shard: Rc<Shard>, conn: Conn) -> impl std::future::Future<Output = ()> {
     let ip = conn
         .peer_addr()
         .map(|a| a.ip())
@@ -72,21 +77,80 @@ pub async fn serve(shard: Rc<Shard>, conn: Conn) {
     let port = conn.local_addr().map(|a| a.port()).unwrap_or(0);
     let proto = if conn.is_tls() { "https" } else { "http" };
     let mut c = Client {
-        conn,
         buf: Buf::new(&shard.bufs),
+        conn,
         out: Vec::new(),
         info: ClientInfo { ip, port, proto },
         outcome: Outcome::default(),
     };
-    ShardMetrics::inc(&shard.metrics.open_connections);
-    loop {
-        match serve_one(&shard, &mut c).await {
-            Ok(true) => continue,
-            Ok(false) => break linger(&mut c).await,
-            Err(_) => break,
+    // Built outside the async block and captured by it (not rebound inside), so the task
+    // keeps one `Client` and no second copy of `conn`.
+    async move {
+        ShardMetrics::inc(&shard.metrics.open_connections);
+        shard.bufs.conn_opened();
+        if serve_requests(&shard, &mut c).await {
+            linger(&mut c).await;
+        }
+        drop(c);
+        ShardMetrics::dec(&shard.metrics.open_connections);
+        if shard.bufs.conn_closed() {
+            trim_later(&shard);
         }
     }
-    ShardMetrics::dec(&shard.metrics.open_connections);
+}
+
+/// How long after a burst of connections ended the shard trims its memory (`BufPool::trim`):
+/// long enough that a burst that comes back finds its buffers, short enough that RSS is back
+/// well within a minute.
+const TRIM_AFTER: Duration = Duration::from_secs(5);
+
+/// Trims the shard's pool and the allocator's free memory `TRIM_AFTER` from now (once per
+/// burst: `BufPool::conn_closed` says when).
+fn trim_later(shard: &Rc<Shard>) {
+    let bufs = shard.bufs.clone();
+    glommio::spawn_local(async move {
+        glommio::timer::sleep(TRIM_AFTER).await;
+        // The socket layer's tables first: what it frees goes back with the heap trim.
+        crate::net::trim();
+        bufs.trim();
+    })
+    .detach();
+}
+
+/// Reads and serves requests until the connection ends; true when we chose to close it (then
+/// `linger`), false when the client went away or failed.
+async fn serve_requests(shard: &Shard, c: &mut Client) -> bool {
+    loop {
+        let (idle_timeout, header_read_timeout) = shard.read_timeouts();
+        let idle_deadline = Instant::now() + idle_timeout;
+        let mut head_deadline = (!c.buf.is_empty()).then(|| Instant::now() + header_read_timeout);
+        if c.buf.is_empty() {
+            // Idle between requests: hold no buffer while waiting for the next one.
+            c.buf.release();
+            shard.bufs.give_out(&mut c.out);
+            if c.conn.readable(idle_deadline).await.is_err() {
+                return false;
+            }
+        }
+        loop {
+            if !c.buf.is_empty() {
+                match shard.bufs.pooled(|| serve_one(shard, &mut *c)).await {
+                    Ok(Some(true)) => break,
+                    Ok(Some(false)) => return true,
+                    Ok(None) => {}
+                    Err(_) => return false,
+                }
+            }
+            // The head is incomplete: read more.
+            let deadline = head_deadline.unwrap_or(idle_deadline);
+            match c.conn.read(c.buf.spare(), deadline).await {
+                Ok(0) => return true,
+                Ok(n) => c.buf.commit(n),
+                Err(_) => return false,
+            }
+            head_deadline.get_or_insert_with(|| Instant::now() + header_read_timeout);
+        }
+    }
 }
 
 /// How long, and how many bytes, a closing connection keeps reading what the client still
@@ -107,9 +171,17 @@ async fn linger(c: &mut Client) {
     let deadline = Instant::now() + LINGER_TIME;
     let mut left = LINGER_BYTES;
     while left > 0 {
-        match c.conn.read(c.buf.spare(), deadline).await {
+        let spare = c.buf.spare();
+        let room = spare.len();
+        match c.conn.read(spare, deadline).await {
             Ok(0) | Err(_) => break,
-            Ok(n) => left = left.saturating_sub(n),
+            Ok(n) => {
+                left = left.saturating_sub(n);
+                if n == room {
+                    // Much is coming: discard it with full-size reads.
+                    c.buf.read_filled_spare();
+                }
+            }
         }
     }
 }
@@ -124,87 +196,69 @@ fn refusal(e: HeadError) -> GatewayError {
     }
 }
 
-/// Serves one request; `Ok(true)` when the connection may carry another. The request runs on
-/// the configuration current once its first byte is there (a reload swaps it between
-/// requests), held to its end.
-async fn serve_one(shard: &Shard, c: &mut Client) -> io::Result<bool> {
-    let idle_deadline = Instant::now() + shard.idle_timeout();
-    let waited = c.buf.is_empty();
-    if waited {
-        // Idle between requests: hold no buffer while waiting for the next one.
-        c.buf.release();
-        shard.bufs.give_out(&mut c.out);
-        c.conn.readable(idle_deadline).await?;
-    }
+/// Serves the request whose head is in the buffer: `Ok(None)` when the head is not complete
+/// yet (nothing was done: the caller reads more), `Ok(Some(true))` when the connection may
+/// carry another request. The request runs on the configuration current once its head is
+/// there (a reload swaps it between requests), held to its end.
+async fn serve_one(shard: &Shard, c: &mut Client) -> io::Result<Option<bool>> {
     let gen = shard.generation();
-    serve_turn(&Turn::new(shard, &gen), c, idle_deadline, waited).await
+    serve_turn(&Turn::new(shard, &gen), c).await
 }
 
-/// `serve_one` once the request's first bytes are there, on the generation it holds.
-async fn serve_turn(
-    shard: &Turn<'_>,
-    c: &mut Client,
-    idle_deadline: Instant,
-    waited: bool,
-) -> io::Result<bool> {
+/// `serve_one` on the generation the request holds.
+async fn serve_turn(shard: &Turn<'_>, c: &mut Client) -> io::Result<Option<bool>> {
     let gw = shard.gateway;
     let s = &gw.settings;
-    let mut head_deadline = (!waited).then(|| Instant::now() + s.header_read_timeout);
-    shard.bufs.take_out(&mut c.out);
-    let request_id = shard.next_request_id();
-    c.out.clear();
 
-    // Read and parse the head, then run the phases that need it (it borrows the buffer).
-    let (ctx, step) = loop {
-        let refused = if !c.buf.is_empty() {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            match request::parse(c.buf.filled(), &mut headers, s.max_header_bytes) {
-                Ok(Some(head)) => {
-                    let mut ctx = Context::new(request_id, c.info, Instant::now(), &head);
-                    ctx.tls = c.conn.tls_session();
-                    if shard.draining.get() {
-                        ctx.keep_alive = false;
-                    }
-                    ShardMetrics::inc(&shard.metrics.in_flight);
-                    c.outcome.reset();
-                    let step = pipeline::dispatch(gw, &head, &mut ctx)
-                        .and_then(|m| pipeline::mutual_tls(gw, &head, &ctx).map(|()| m))
-                        .and_then(|m| prepare(shard, &head, &m, &mut ctx, &mut c.out));
-                    if let Some(log) = pipeline::access_log(&ctx) {
-                        begin_log(&mut c.outcome, log, &head);
-                    }
-                    let head_len = head.head_len;
-                    c.buf.consume(head_len);
-                    break (ctx, step);
+    // Parse the head, then run the phases that need it (it borrows the buffer).
+    let parsed = {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        match request::parse(c.buf.filled(), &mut headers, s.max_header_bytes) {
+            Ok(Some(head)) => {
+                let request_id = shard.next_request_id();
+                shard.bufs.take_out(&mut c.out);
+                c.out.clear();
+                let mut ctx = Context::new(request_id, c.info, Instant::now(), &head);
+                ctx.tls = c.conn.tls_session();
+                if shard.draining.get() {
+                    ctx.keep_alive = false;
                 }
-                Ok(None) => None,
-                Err(e) => Some(refusal(e)),
+                ShardMetrics::inc(&shard.metrics.in_flight);
+                c.outcome.reset();
+                let step = pipeline::dispatch(gw, &head, &mut ctx)
+                    .and_then(|m| pipeline::mutual_tls(gw, &head, &ctx).map(|()| m))
+                    .and_then(|m| prepare(shard, &head, &m, &mut ctx, &mut c.out));
+                if let Some(log) = pipeline::access_log(&ctx) {
+                    begin_log(&mut c.outcome, log, &head);
+                }
+                let head_len = head.head_len;
+                c.buf.consume(head_len);
+                Ok((ctx, step))
             }
-        } else {
-            None
-        };
-        // Outside the scope of `headers` (3 KiB), so no await keeps it in this future.
-        if let Some(err) = refused {
+            Ok(None) => return Ok(None),
+            Err(e) => Err(refusal(e)),
+        }
+    };
+    // Outside the scope of `headers` (3 KiB), so no await keeps it in this future.
+    let (ctx, step) = match parsed {
+        Ok(p) => p,
+        Err(err) => {
+            let request_id = shard.next_request_id();
+            shard.bufs.take_out(&mut c.out);
+            c.out.clear();
             pipeline::refuse(err, &request_id, true, false, &mut c.out);
             // Counted with the requests that reached no stage (no access log: no stage).
             record_local(&mut c.outcome, &c.out);
             shard.counters.request(0, c.outcome.status, 0, None);
             let _ = c.conn.write_all(&c.out, s.client_write_timeout).await;
-            return Ok(false);
+            return Ok(Some(false));
         }
-        let deadline = head_deadline.unwrap_or(idle_deadline);
-        let n = c.conn.read(c.buf.spare(), deadline).await?;
-        if n == 0 {
-            return Ok(false);
-        }
-        c.buf.commit(n);
-        head_deadline.get_or_insert_with(|| Instant::now() + s.header_read_timeout);
     };
 
     let mut ctx = ctx;
     let result = serve_step(shard, c, &mut ctx, step).await;
     finish(shard, c, &ctx);
-    result
+    result.map(Some)
 }
 
 /// Runs what the head's phases prepared: the authorizer call (then throttle and quota), then
@@ -927,5 +981,34 @@ async fn exchange(
             }
             Err(_) => return Err(stale_or_failed(got_any)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Size of the future `f` returns (without calling it).
+    fn future_size<A, B, F>(_: impl Fn(A, B) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// What every parked connection carries is the task's future: about the `Client` and
+    /// one read. The request state machine (`serve_one`, several KiB) must stay out of it,
+    /// in the block the pool lends while a request runs.
+    #[test]
+    fn a_parked_connection_future_stays_small() {
+        let task = future_size(serve);
+        let request = future_size(serve_one);
+        let client = std::mem::size_of::<Client>();
+        assert!(
+            task <= client + 768,
+            "the connection task's future is {task} bytes (Client: {client})"
+        );
+        assert!(
+            request > task,
+            "serve_one ({request} bytes) is expected to be the large part"
+        );
+        assert!(client <= 320, "Client is {client} bytes");
     }
 }

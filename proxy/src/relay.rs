@@ -193,6 +193,8 @@ pub async fn relay(
                 // whole chunk from the buffer in one write (nothing is kept in `sbuf`).
                 let end = spare.len() - CHUNK_TAIL_ROOM;
                 let n = read(src, &mut spare[CHUNK_HEAD_ROOM..end], limits).await?;
+                // A read that filled the room: the next one may use a full-size buffer.
+                let full = n == end - CHUNK_HEAD_ROOM;
                 let Some(d) = dst.as_deref_mut() else {
                     if n == 0 {
                         return Ok(());
@@ -208,6 +210,9 @@ pub async fn relay(
                 let tail = CHUNK_HEAD_ROOM + n;
                 spare[tail..tail + CHUNK_TAIL_ROOM].copy_from_slice(b"\r\n");
                 write(d, &spare[at..tail + CHUNK_TAIL_ROOM], limits).await?;
+                if full {
+                    sbuf.read_filled_spare();
+                }
                 continue;
             }
         }

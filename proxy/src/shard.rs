@@ -237,11 +237,12 @@ impl Shard {
         self.gen.borrow().clone()
     }
 
-    /// How long a connection may wait for its next request (from the current configuration;
-    /// read before the wait, without taking the generation).
+    /// The idle and header-read timeouts of the current configuration (read before a wait,
+    /// without holding the generation across it).
     #[inline]
-    pub fn idle_timeout(&self) -> Duration {
-        self.gen.borrow().gateway.settings.idle_timeout
+    pub fn read_timeouts(&self) -> (Duration, Duration) {
+        let s = &self.gen.borrow().gateway.settings;
+        (s.idle_timeout, s.header_read_timeout)
     }
 
     /// Whether `gen` is still the configuration new requests get.

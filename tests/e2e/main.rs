@@ -31,6 +31,7 @@ mod lambda_context;
 mod lambda_jwt;
 mod lambda_proxy;
 mod latency;
+mod memory;
 mod ops_access_log;
 mod ops_limits;
 mod ops_metrics;

@@ -17,12 +17,14 @@ mod anchors;
 mod control;
 mod drivers;
 mod features;
+mod memory;
 mod results;
 mod scenario;
 
 pub use anchors::handshake_mismatch;
 pub use control::{check_answers, find_tools, one_line, Tools, INSTALL_HINT};
 pub use features::scrape_once;
+pub use memory::{section as memory_section, MemoryRow};
 pub use results::*;
 pub use scenario::*;
 
@@ -116,6 +118,7 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Results, St
     let mut fixed = None;
     let mut pairs = Vec::new();
     let mut https = None;
+    let mut memory_rows = None;
     for &scen in &opts.scenarios {
         if procs::interrupted() {
             return Err("interrupted".into());
@@ -147,6 +150,8 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Results, St
             fixed = Some(anchors::run_fixed(&mut ctx, &proxies, progress)?);
         } else if scen == Scenario::Https {
             https = Some(anchors::run_https(&mut ctx, &proxies, progress)?);
+        } else if scen == Scenario::Memory {
+            memory_rows = Some(memory::run_memory(&mut ctx, &proxies, progress)?);
         } else if scen == Scenario::Idle {
             idle_rows = Some(run_idle(&mut ctx, &proxies, progress)?);
         } else if scen.is_sweep() {
@@ -180,6 +185,7 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Results, St
         loads,
         sweeps,
         idle: idle_rows,
+        memory: memory_rows,
         keys,
         fixed,
         pairs,

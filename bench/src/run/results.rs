@@ -343,6 +343,8 @@ pub struct Results {
     /// The connection sweep and the two-shard scenario, in report order.
     pub sweeps: Vec<SweepScenario>,
     pub idle: Option<Vec<IdleRow>>,
+    /// The `memory` scenario's bursts, when run.
+    pub memory: Option<Vec<super::memory::MemoryRow>>,
     /// The `gateway-keys` scenario, when run.
     pub keys: Option<KeysScenario>,
     /// The `fixed-rate` scenario, when run.

@@ -118,6 +118,8 @@ pub enum Scenario {
     /// Two workers/threads/shards allowed on CPUs 0 and 1, shared with origin and generator.
     TwoShards,
     Idle,
+    /// Idle and slow-client bursts, RSS before, held and a minute after (`memory.rs`; opt-in).
+    Memory,
 }
 
 impl Scenario {
@@ -135,6 +137,7 @@ impl Scenario {
             Scenario::Conns => "conns",
             Scenario::TwoShards => "2-shards",
             Scenario::Idle => "idle",
+            Scenario::Memory => "memory",
         }
     }
 
@@ -176,11 +179,13 @@ impl Scenario {
                     .into()
             }
             Scenario::Idle => format!("{idle} idle keep-alive connections"),
+            Scenario::Memory => format!("Connection memory: bursts of {idle} idle and slow clients"),
         }
     }
 
     /// Parses a comma list: plain (= plain-0 + plain-1k), plain-0, plain-1k, 64k, gateway,
-    /// gateway-keys, fixed-rate, access-log, scrape, https, conns, 2-shards, idle, all.
+    /// gateway-keys, fixed-rate, access-log, scrape, https, conns, 2-shards, idle, all, memory
+    /// (opt-in, not in all).
     pub fn parse_list(s: &str) -> Result<Vec<Scenario>, String> {
         let mut v = Vec::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -198,10 +203,11 @@ impl Scenario {
                 "conns" | "connections" | "sweep" => &[Scenario::Conns],
                 "2-shards" | "2shards" | "two-shards" | "shards" => &[Scenario::TwoShards],
                 "idle" => &[Scenario::Idle],
+                "memory" => &[Scenario::Memory],
                 "all" => &ALL_SCENARIOS,
                 other => {
                     return Err(format!(
-                        "unknown scenario {other:?} (use plain, plain-0, plain-1k, 64k, gateway, gateway-keys, fixed-rate, access-log, scrape, https, conns, 2-shards, idle, all)"
+                        "unknown scenario {other:?} (use plain, plain-0, plain-1k, 64k, gateway, gateway-keys, fixed-rate, access-log, scrape, https, conns, 2-shards, idle, all, memory)"
                     ))
                 }
             };
@@ -214,7 +220,13 @@ impl Scenario {
         if v.is_empty() {
             return Err("no scenario given".into());
         }
-        v.sort_by_key(|s| ALL_SCENARIOS.iter().position(|a| a == s));
+        // `memory` is opt-in (not in `all`): it runs last.
+        v.sort_by_key(|s| {
+            ALL_SCENARIOS
+                .iter()
+                .position(|a| a == s)
+                .unwrap_or(usize::MAX)
+        });
         Ok(v)
     }
 
@@ -236,7 +248,8 @@ impl Scenario {
             | Scenario::FixedRate
             | Scenario::AccessLog
             | Scenario::Scrape
-            | Scenario::Https => vec!["/0".into()],
+            | Scenario::Https
+            | Scenario::Memory => vec!["/0".into()],
             Scenario::Plain1k => vec!["/1k".into()],
             Scenario::Body64k => vec!["/64k".into()],
             Scenario::Gateway => configs::gateway_paths(gateway_routes),
@@ -411,6 +424,7 @@ pub fn planned_time(opts: &Options) -> Duration {
         secs += PER_SCENARIO
             + n * match s {
                 Scenario::Idle => IDLE_PER_PROXY,
+                Scenario::Memory => super::memory::PLANNED_SECS_PER_PROXY,
                 // tollgate only, two configs: counted once for the proxy list.
                 Scenario::GatewayKeys | Scenario::AccessLog | Scenario::Scrape => 0.0,
                 // The anchors only: counted below.

@@ -35,6 +35,8 @@
 //!   `with_tls` yields connections whose handshake runs in their first `read`/`readable`; an
 //!   https backend comes from `connect_tls`. `Conn::is_tls` and `Conn::tls_session` (SNI
 //!   domain, mutual-TLS client certificate) are all the code above needs to know.
+//! - `trim` gives back what a burst of connections left in the shard's socket layer (called
+//!   by the shard after a burst, never per request).
 //! - Dropping a `Conn` closes it. Bytes already written still go out, as with close(2); what
 //!   the kernel was doing for it is cancelled and waited for before the descriptor closes, so
 //!   no buffer is reused while the kernel may touch it.
@@ -97,6 +99,12 @@ static POLL_PATH: AtomicBool = AtomicBool::new(false);
 pub fn configure(path: SocketPath, ring_buffers: usize, ring_buffer_bytes: usize) {
     POLL_PATH.store(path == SocketPath::Poll, Ordering::Relaxed);
     glommio::net::lean_configure(ring_buffers, ring_buffer_bytes);
+}
+
+/// Gives back what a burst of connections left in this shard's socket layer (the lean
+/// path's slot table and send-vector pool; the poll path keeps nothing per closed socket).
+pub fn trim() -> usize {
+    glommio::net::lean_trim()
 }
 
 #[cfg(test)]
@@ -162,9 +170,12 @@ impl Listener {
     }
 }
 
+/// A connection's socket. The lean variant is inline (32 bytes); the others are boxed so a
+/// parked lean connection does not carry the size of glommio's `TcpStream` (about 120 bytes)
+/// or of the TLS state.
 enum Io {
     Lean(lean::Stream),
-    Poll(poll::Stream),
+    Poll(Box<poll::Stream>),
     Tls(Box<tls::Stream>),
 }
 
@@ -261,11 +272,11 @@ impl Conn {
     fn on(path: SocketPath, stream: glommio::net::TcpStream) -> io::Result<Conn> {
         stream.set_nodelay(true).map_err(io::Error::from)?;
         let io = if path == SocketPath::Poll {
-            Io::Poll(poll::Stream::new(stream))
+            Io::Poll(Box::new(poll::Stream::new(stream)))
         } else {
             match lean::Stream::from_fd(stream.into_owned_fd()) {
                 Ok(l) => Io::Lean(l),
-                Err(fd) => Io::Poll(poll::Stream::from_fd(fd)),
+                Err(fd) => Io::Poll(Box::new(poll::Stream::from_fd(fd))),
             }
         };
         Ok(Conn { io })
@@ -275,7 +286,7 @@ impl Conn {
     fn into_plain(self) -> io::Result<Plain> {
         match self.io {
             Io::Lean(l) => Ok(Plain::Lean(l)),
-            Io::Poll(s) => Ok(Plain::Poll(s)),
+            Io::Poll(s) => Ok(Plain::Poll(*s)),
             Io::Tls(_) => Err(io::Error::other("already a TLS connection")),
         }
     }

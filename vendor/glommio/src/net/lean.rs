@@ -99,6 +99,12 @@ pub fn lean_configure(count: usize, size: usize) {
     lean::configure(count, size)
 }
 
+/// Gives back the memory this executor's lean path kept from a burst of sockets (the free
+/// tail of its slot table, pooled send vectors); returns the slots cut (tollgate patch 7).
+pub fn lean_trim() -> usize {
+    crate::executor().reactor().sys.lean_trim()
+}
+
 /// Counters of this executor's lean path; `None` if it has not started (or cannot).
 pub fn lean_stats() -> Option<LeanStats> {
     crate::executor().reactor().sys.lean_stats()

@@ -31,7 +31,8 @@
 
 use std::{
     cell::RefCell,
-    collections::VecDeque,
+    cmp::Reverse,
+    collections::{BinaryHeap, VecDeque},
     io,
     os::unix::io::RawFd,
     rc::Rc,
@@ -137,6 +138,81 @@ struct Slot {
     writer: Option<Waker>,
 }
 
+/// tollgate patch 7: the slot table in chunks of `SLOT_CHUNK` slots, each allocated when one
+/// of its ids is first used and freed by `trim` once every slot in it is free, so a few sockets
+/// that outlive a burst do not pin the whole table. Indexed like a `Vec` by slot id.
+const SLOT_CHUNK: usize = 256;
+
+#[derive(Default)]
+struct Slots {
+    chunks: Vec<Option<Box<[Slot]>>>,
+    /// Ids handed out so far: `0..len` (free ones are in `free_slots`).
+    len: usize,
+}
+
+impl Slots {
+    fn free_slot() -> Slot {
+        Slot {
+            fd: -1,
+            ..Slot::default()
+        }
+    }
+
+    /// Makes sure slot `id`'s chunk exists.
+    fn ensure(&mut self, id: usize) {
+        let c = id / SLOT_CHUNK;
+        if self.chunks.len() <= c {
+            self.chunks.resize_with(c + 1, || None);
+        }
+        if self.chunks[c].is_none() {
+            self.chunks[c] = Some((0..SLOT_CHUNK).map(|_| Self::free_slot()).collect());
+        }
+    }
+
+    /// A new id after the last one handed out.
+    fn push(&mut self) -> u32 {
+        let id = self.len;
+        self.ensure(id);
+        self.len += 1;
+        id as u32
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Slot> {
+        self.chunks.iter().flatten().flat_map(|c| c.iter())
+    }
+
+    /// Frees every chunk whose slots are all free; returns the slots freed.
+    fn trim(&mut self) -> usize {
+        let mut freed = 0;
+        for c in self.chunks.iter_mut() {
+            if c.as_ref().is_some_and(|c| c.iter().all(|s| s.fd == -1)) {
+                *c = None;
+                freed += SLOT_CHUNK;
+            }
+        }
+        freed
+    }
+}
+
+impl std::ops::Index<usize> for Slots {
+    type Output = Slot;
+    fn index(&self, id: usize) -> &Slot {
+        match &self.chunks[id / SLOT_CHUNK] {
+            Some(c) => &c[id % SLOT_CHUNK],
+            None => unreachable!("lean slot {id} is free and its chunk was trimmed"),
+        }
+    }
+}
+
+impl std::ops::IndexMut<usize> for Slots {
+    fn index_mut(&mut self, id: usize) -> &mut Slot {
+        match &mut self.chunks[id / SLOT_CHUNK] {
+            Some(c) => &mut c[id % SLOT_CHUNK],
+            None => unreachable!("lean slot {id} is free and its chunk was trimmed"),
+        }
+    }
+}
+
 impl Slot {
     fn busy_in_kernel(&self) -> bool {
         self.recv_inflight || self.send_inflight
@@ -157,8 +233,10 @@ pub(crate) struct LeanState {
     buf_size: usize,
     buf_count: usize,
     in_ring: usize,
-    slots: Vec<Slot>,
-    free_slots: Vec<u32>,
+    slots: Slots,
+    /// Free slot ids, lowest first (tollgate patch 7: so the slots in use stay at the front
+    /// and `trim` can cut the free tail after a burst).
+    free_slots: BinaryHeap<Reverse<u32>>,
     pending: VecDeque<(u32, Op)>,
     pool: Vec<Vec<u8>>,
     open: usize,
@@ -266,8 +344,8 @@ impl LeanState {
             buf_size: size,
             buf_count: count,
             in_ring: 0,
-            slots: Vec::new(),
-            free_slots: Vec::new(),
+            slots: Slots::default(),
+            free_slots: BinaryHeap::new(),
             pending: VecDeque::new(),
             pool: Vec::new(),
             open: 0,
@@ -320,6 +398,17 @@ impl LeanState {
         }
     }
 
+    /// tollgate patch 7: gives back the memory a burst of sockets left behind: the chunks of
+    /// the slot table whose slots are all free (free ids are reused lowest first, so after a
+    /// burst the sockets still open sit in the first chunks) and the pooled send vectors.
+    /// Returns the slots freed. Their ids stay free: a chunk comes back when one is reused.
+    pub(crate) fn trim(&mut self) -> usize {
+        self.pool.clear();
+        self.pool.shrink_to_fit();
+        self.pending.shrink_to_fit();
+        self.slots.trim()
+    }
+
     pub(crate) fn has_pending(&self) -> bool {
         !self.pending.is_empty()
     }
@@ -327,11 +416,11 @@ impl LeanState {
     /// Takes ownership of `fd` and arms its receive.
     pub(crate) fn open(&mut self, fd: RawFd) -> u32 {
         let id = match self.free_slots.pop() {
-            Some(id) => id,
-            None => {
-                self.slots.push(Slot::default());
-                (self.slots.len() - 1) as u32
+            Some(Reverse(id)) => {
+                self.slots.ensure(id as usize);
+                id
             }
+            None => self.slots.push(),
         };
         let s = &mut self.slots[id as usize];
         *s = Slot {
@@ -402,7 +491,7 @@ impl LeanState {
         self.give_vec(cur);
         self.give_vec(next);
         self.closing -= 1;
-        self.free_slots.push(id);
+        self.free_slots.push(Reverse(id));
     }
 
     fn take_vec(&mut self) -> Vec<u8> {

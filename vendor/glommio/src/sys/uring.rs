@@ -1564,6 +1564,16 @@ impl Reactor {
     }
 
     /// tollgate patch: counters of this executor's lean socket path, if started.
+    /// tollgate patch 7: trims the lean path's tables after a burst (`LeanState::trim`); 0 when
+    /// it has not started.
+    pub(crate) fn lean_trim(&self) -> usize {
+        self.lean
+            .borrow()
+            .as_ref()
+            .and_then(|l| l.as_ref().map(|l| l.borrow_mut().trim()))
+            .unwrap_or(0)
+    }
+
     pub(crate) fn lean_stats(&self) -> Option<LeanStats> {
         self.lean
             .borrow()
