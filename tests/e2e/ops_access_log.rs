@@ -217,11 +217,20 @@ fn a_blocked_destination_does_not_stall_requests() {
         slowest < Duration::from_secs(1),
         "slowest request took {slowest:?}"
     );
-    let (status, body) = admin_get(admin, "/metrics");
-    assert_eq!(status, 200);
-    let m = parse_prometheus(&body);
-    let written = m.sum("tollgate_access_log_lines_total");
-    let dropped = m.sum("tollgate_access_log_dropped_lines_total");
+    // The last request is logged just after its response was written: scrape until every
+    // line is accounted for (at most 3 s; more lines than requests fail below).
+    let scraped = Instant::now();
+    let (written, dropped) = loop {
+        let (status, body) = admin_get(admin, "/metrics");
+        assert_eq!(status, 200);
+        let m = parse_prometheus(&body);
+        let written = m.sum("tollgate_access_log_lines_total");
+        let dropped = m.sum("tollgate_access_log_dropped_lines_total");
+        if written + dropped >= n as f64 || scraped.elapsed() > Duration::from_secs(3) {
+            break (written, dropped);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert_eq!(
         written + dropped,
         n as f64,

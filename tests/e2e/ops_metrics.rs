@@ -86,13 +86,15 @@ port = {admin_port}
     let mut held = open;
     assert_eq!(held.request(&get("/prod/pets")).status, 200);
 
-    // Closed connections leave the gauge once their shard saw the close: scrape until then.
+    // Closed connections leave the gauge once their shard saw the close, and a request is
+    // counted by its log phase, just after its response was written: scrape until both
+    // (24 requests were sent; more would fail the exact checks below).
     let started = std::time::Instant::now();
     let m = loop {
         let (status, body) = admin_get(admin, "/metrics");
         assert_eq!(status, 200);
         let m = parse_prometheus(&body);
-        if m.sum("tollgate_open_connections") <= 1.0
+        if (m.sum("tollgate_open_connections") <= 1.0 && m.sum("tollgate_count_total") >= 24.0)
             || started.elapsed() > std::time::Duration::from_secs(3)
         {
             break m;
