@@ -38,6 +38,14 @@
 //!   lost its data (restart without persistence): the host adds everything it holds again.
 //! - **exit** (`Link::shutdown`, after the shards gave back their leases): the stock goes back
 //!   to Redis.
+//! - **reload** (`follow`, called by `traffic_state::successor` before any shard swaps): the
+//!   thread takes the new `TrafficShared`, whose counters of unchanged plan, key and period
+//!   share the old store's slots (`HostStock::successor`), so their account with Redis
+//!   (`held`, period, demand) carries over as it is; a changed limit gives the stock back and
+//!   leases anew (`Counter::reset`, again once the shards swapped); new counters get their
+//!   first block before `follow` returns; counters the new config lacks retire (`Retiring`:
+//!   given back to Redis at the syncs after the hand-over). Throttle limits keep demand and
+//!   share by identity. `[cluster]` itself is restart-only (`reload::check`).
 //! - `usage_entries`: `tollgate usage` reads the counters of the current periods from Redis.
 //!
 //! Metrics (`render_metrics`, one cluster per process): `tollgate_cluster_redis_up`,

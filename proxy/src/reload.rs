@@ -13,7 +13,7 @@
 //! its end, and a connection's next request takes the new one.
 //!
 //! What a running process cannot change (shards, pinning, buffer sizes, receive rings, admin
-//! listener, state file, a new access log destination) makes the reload fail with the running
+//! listener, state file, `[cluster]`, a new access log destination) makes the reload fail with the running
 //! config kept, saying a restart is needed.
 
 use crate::logging;

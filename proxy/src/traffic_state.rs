@@ -18,7 +18,9 @@
 //! - `usage_report`: `tollgate usage`, GetUsage-like JSON from the state file.
 //! - With `[cluster]`: `start` starts the `tollgate-cluster` sync thread (`cluster::start`),
 //!   and `wait_cluster_ready` (called by the runtime once the admin listener is up, before
-//!   the shards start) waits for its first sync or for it to fail open.
+//!   the shards start) waits for its first sync or for it to fail open. On a reload,
+//!   `successor` shares the quota slots of unchanged counters with the new state and has the
+//!   sync thread follow it (`cluster::follow`); `abandon` sends it back if no shard swapped.
 //!
 //! Per request, none of this is touched: the shard's `ShardTraffic` is plain data and the
 //! quota store is only reached when a lease is empty.
@@ -1100,6 +1102,37 @@ protocol = "rest"
             admitted(&stage_gw, &stage.traffic, &mut stage.limits.borrow_mut(), 5),
             1
         );
+    }
+
+    #[test]
+    fn with_a_cluster_a_successor_shares_the_slots_of_unchanged_counters() {
+        let cfg = |limit: u64, period: &str| {
+            let text = format!(
+                "[[listeners]]\naddress = \"127.0.0.1\"\nport = 8080\n\
+                [cluster]\nredis = \"redis://127.0.0.1:1/0\"\n\
+                [[api_keys]]\nname = \"alice\"\nvalue = \"alice0123456789abcdefghij\"\n\
+                [[usage_plans]]\nname = \"gold\"\nquota = {{ limit = {limit}, period = \"{period}\" }}\n\
+                keys = [\"alice\"]\n[[usage_plans.stages]]\napi = \"a\"\nstage = \"prod\"\n\
+                [[apis]]\nname = \"a\"\nprotocol = \"rest\"\n[[apis.stages]]\nname = \"prod\"\n\
+                [[apis.routes]]\nkey = \"GET /x\"\nintegration = {{ type = \"mock\", status = 200 }}\n"
+            );
+            config::load_str("<cluster successor>", &text).unwrap_or_else(|e| panic!("{e:?}"))
+        };
+        let old = TrafficShared::new(&cfg(100, "DAY"), 1);
+        let stock = old.store.cluster().expect("cluster store");
+        stock.roll(0, 5);
+        stock.stock_up(0, 30);
+        // A changed limit: the same counter (Redis counts the same key), one slot.
+        let (raised, seeded) = successor(&old, &cfg(200, "DAY"));
+        assert!(seeded.is_empty(), "nothing is copied with a cluster");
+        let next = raised.store.cluster().expect("cluster store");
+        assert!(next.shares_slot(0, stock, 0));
+        assert_eq!(next.counts(0), (0, 30));
+        // Another period: another counter, an empty slot.
+        let (weekly, _) = successor(&old, &cfg(100, "WEEK"));
+        let w = weekly.store.cluster().expect("cluster store");
+        assert!(!w.shares_slot(0, stock, 0));
+        assert_eq!(w.counts(0), (0, 0));
     }
 
     #[test]

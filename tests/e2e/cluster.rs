@@ -11,7 +11,11 @@
 //! 429 while quota is left (initial lease, then credit while the refill is on its way); a host
 //! without Redis is not ready (`/readyz` 503) until it fails open; hosts whose configs differ
 //! (limits at other positions) still share the stage throttle they have alike; while Redis is
-//! gone, requests wake the sync thread at most once per sync interval.
+//! gone, requests wake the sync thread at most once per sync interval. Reload: one host reloaded
+//! (a new route) while both spend a quota of 1,000 still admits 1,000–1,001 and fails no
+//! request; a reload raising and lowering the plan's quota limit on both hosts takes effect
+//! across the swap (300 → 600: 300 more; 1,000 → 700 during traffic: 700 in all); a change to
+//! `[cluster]` itself is refused.
 
 use crate::client::{Client, Response};
 use crate::harness::{free_port, run_to_end, Gateway, Server, TempDir};
@@ -777,6 +781,18 @@ fn cluster_reload_in_the_middle_of_the_traffic_keeps_the_quota_exact() {
     let r = Client::connect(b.gw.addr).request(&crate::client::get("/prod/added"));
     assert_ne!(r.status, 200, "host b was not reloaded");
     assert_eq!(usage_used(&a.config), ok.min(1000));
+    // `[cluster]` itself is restart-only: refused, nothing changes.
+    edit_config(&a, |t| {
+        t.replace("key_prefix = \"e2e:\"", "key_prefix = \"other:\"")
+    });
+    let (status, body) = reload(a.admin);
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.contains("[cluster] cannot change while running"),
+        "{body}"
+    );
+    let r = Client::connect(a.gw.addr).request(&crate::client::get("/prod/added"));
+    assert_eq!(r.status, 200, "the running configuration stays");
 }
 
 /// Drives both hosts with alice's key until nothing is admitted for 1 s: (a, b, refused);
