@@ -15,7 +15,8 @@
 //! (a new route) while both spend a quota of 1,000 still admits 1,000–1,001 and fails no
 //! request; a reload raising and lowering the plan's quota limit on both hosts takes effect
 //! across the swap (300 → 600: 300 more; 1,000 → 700 during traffic: 700 in all); a change to
-//! `[cluster]` itself is refused.
+//! `[cluster]` itself is refused; a key removed from its plan by a reload has its stock given
+//! back (Redis then counts exactly what was admitted).
 
 use crate::client::{Client, Response};
 use crate::harness::{free_port, run_to_end, Gateway, Server, TempDir};
@@ -890,4 +891,82 @@ fn cluster_reload_changing_a_quota_limit_takes_effect_across_the_swap() {
         "total {total} for a limit of 700"
     );
     assert_eq!(usage_used(&a.config), 700);
+}
+
+/// `GET key` on the test's Redis (RESP by hand): the integer value, 0 when absent.
+fn redis_get(redis: &Redis, key: &str) -> u64 {
+    use std::io::Read as _;
+    let mut s = TcpStream::connect(("127.0.0.1", redis.port)).expect("connect redis");
+    s.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    s.write_all(format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len()).as_bytes())
+        .expect("write redis");
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 256];
+    loop {
+        let n = s.read(&mut chunk).expect("read redis");
+        assert!(n > 0, "redis closed");
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        if text.starts_with("$-1\r\n") {
+            return 0;
+        }
+        let mut lines = text.split("\r\n");
+        if let (Some(_len), Some(v)) = (lines.next(), lines.next()) {
+            if text.matches("\r\n").count() >= 2 {
+                return v.parse().unwrap_or_else(|_| panic!("redis said {text:?}"));
+            }
+        }
+    }
+}
+
+/// A reload that removes a key from its plan retires the key's counter: once the shards
+/// swapped, the stock the host held for it goes back to Redis, which then counts exactly the
+/// requests admitted.
+#[test]
+fn cluster_reload_gives_back_the_stock_of_a_removed_counter() {
+    let redis = Redis::start();
+    let a = host(&keyed_config(1_000_000, "", ""), &redis, 1000);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (counts, threads) = drive(
+        &[a.gw.addr],
+        &[2],
+        "/prod/keyed",
+        Some(ALICE),
+        Duration::from_millis(2),
+        &stop,
+        Instant::now() + Duration::from_millis(500),
+    );
+    join(threads);
+    let admitted = counts[0].ok();
+    assert!(admitted > 0 && counts[0].other() == 0 && counts[0].refused() == 0);
+    let day = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        / 86_400;
+    let key = format!("e2e:q:4:gold:alice:{day}");
+    let held = redis_get(&redis, &key);
+    assert!(
+        held > admitted,
+        "the host holds stock for alice: Redis {held}, admitted {admitted}"
+    );
+    edit_config(&a, |t| {
+        t.replace("keys = [\"alice\", \"mallory\"]", "keys = [\"mallory\"]")
+    });
+    let (status, body) = reload(a.admin);
+    assert_eq!(status, 200, "{body}");
+    // Given back at the syncs after the hand-over (100 ms each).
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut now = redis_get(&redis, &key);
+    while now != admitted && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        now = redis_get(&redis, &key);
+    }
+    assert_eq!(
+        now, admitted,
+        "Redis counts what was admitted, no stock left"
+    );
+    let r = Client::connect(a.gw.addr).request(&get_with_key("/prod/keyed", Some(ALICE)));
+    assert_ne!(r.status, 200, "alice is in no plan any more");
 }
