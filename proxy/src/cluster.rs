@@ -38,6 +38,14 @@
 //!   lost its data (restart without persistence): the host adds everything it holds again.
 //! - **exit** (`Link::shutdown`, after the shards gave back their leases): the stock goes back
 //!   to Redis.
+//! - **reload** (`follow`, called by `traffic_state::successor` before any shard swaps): the
+//!   thread takes the new `TrafficShared`, whose counters of unchanged plan, key and period
+//!   share the old store's slots (`HostStock::successor`), so their account with Redis
+//!   (`held`, period, demand) carries over as it is; a changed limit gives the stock back and
+//!   leases anew (`Counter::reset`, again once the shards swapped); new counters get their
+//!   first block before `follow` returns; counters the new config lacks retire (`Retiring`:
+//!   given back to Redis at the syncs after the hand-over). Throttle limits keep demand and
+//!   share by identity. `[cluster]` itself is restart-only (`reload::check`).
 //! - `usage_entries`: `tollgate usage` reads the counters of the current periods from Redis.
 //!
 //! Metrics (`render_metrics`, one cluster per process): `tollgate_cluster_redis_up`,
@@ -223,6 +231,50 @@ pub struct Link {
     burst: Box<[AtomicU64]>,
     stop: AtomicBool,
     done: AtomicBool,
+    /// The sync thread's order channel (set by `start`, handed on to successors by `follow`).
+    follow: std::sync::OnceLock<mpsc::Sender<Follow>>,
+}
+
+/// A config reload's order to the sync thread: from now on stock and sync `shared` (its
+/// limits named by `ids`); the thread answers on `reply` once it did.
+pub struct Follow {
+    shared: Arc<TrafficShared>,
+    ids: Vec<String>,
+    reply: mpsc::Sender<()>,
+}
+
+/// How long a reload waits for the sync thread to take its new traffic state (one Redis
+/// round trip normally; a call in progress can take up to its timeout, 1 s).
+const FOLLOW_WAIT: Duration = Duration::from_secs(3);
+
+/// Retired groups are given back to Redis at this many regular syncs after their reload's
+/// hand-over (late releases of leases included), then forgotten.
+const RETIRE_SYNCS: u32 = 2;
+
+/// Config reload: has the host's sync thread (which stocks `old`) follow `new`, built by
+/// `traffic_state::successor` with the quota counters of unchanged identity sharing `old`'s
+/// slots. Returns once the thread stocked `new`'s other counters and took its throttle
+/// limits (or after `FOLLOW_WAIT`; it follows anyway), so shards swapping to `new` find
+/// stock. Nothing when either has no cluster link.
+pub fn follow(old: &TrafficShared, new: &Arc<TrafficShared>, gw: &Gateway) {
+    let (Some(ol), Some(nl)) = (old.link.as_ref(), new.link.as_ref()) else {
+        return;
+    };
+    let Some(tx) = ol.follow.get() else {
+        return;
+    };
+    let _ = nl.follow.set(tx.clone());
+    let (reply, answer) = mpsc::channel();
+    let order = Follow {
+        shared: new.clone(),
+        ids: limit_ids(gw),
+        reply,
+    };
+    if tx.send(order).is_ok() && answer.recv_timeout(FOLLOW_WAIT).is_err() {
+        eprintln!(
+            "tollgate: cluster: the sync thread did not take the reloaded limits within {FOLLOW_WAIT:?}; it will when its Redis call returns (shards admit on credit meanwhile)"
+        );
+    }
 }
 
 impl Link {
@@ -237,6 +289,7 @@ impl Link {
             burst: limits.iter().map(|l| AtomicU64::new(l.burst)).collect(),
             stop: AtomicBool::new(false),
             done: AtomicBool::new(false),
+            follow: std::sync::OnceLock::new(),
         }
     }
 
@@ -321,6 +374,12 @@ struct Counter {
     spent_ticks: u32,
     /// A lease call succeeded once in this process: the offset is never charged again.
     known: bool,
+    /// The quota limit changed on a reload: the next lease call gives the whole stock back
+    /// and leases anew under the new limit.
+    reset: bool,
+    /// ... and once more after the reload's hand-over (leases the shards gave back while
+    /// they swapped).
+    reset_on_retire: bool,
 }
 
 impl Counter {
@@ -352,8 +411,22 @@ struct Conn {
     demand_sha: String,
 }
 
+/// The counters of a traffic state a reload replaced, whose identity the new config does
+/// not have (plan or key gone, quota period changed): once the reload handed over, their
+/// stock and what they owe go back to Redis for `RETIRE_SYNCS` regular syncs, then they are
+/// forgotten.
+struct Retiring {
+    shared: Arc<TrafficShared>,
+    counters: Vec<Counter>,
+    /// Regular syncs left once `shared` is retired (`None`: not yet).
+    syncs_left: Option<u32>,
+}
+
 struct Sync {
     shared: Arc<TrafficShared>,
+    /// Reload orders (`follow`).
+    orders: mpsc::Receiver<Follow>,
+    retiring: Vec<Retiring>,
     settings: ClusterSettings,
     client: Option<redis::Client>,
     conn: Option<Conn>,
@@ -407,6 +480,8 @@ fn counters(t: &Traffic, prefix: &str) -> Vec<Counter> {
             spent: false,
             spent_ticks: 0,
             known: false,
+            reset: false,
+            reset_on_retire: false,
         });
     }
     out
@@ -552,7 +627,13 @@ pub fn start(
             .unwrap_or_default()
             .as_nanos()
     );
+    let (orders_tx, orders) = mpsc::channel();
+    if let Some(link) = shared.link.as_ref() {
+        let _ = link.follow.set(orders_tx);
+    }
     let mut sync = Sync {
+        orders,
+        retiring: Vec::new(),
         counters: counters(t, &settings.key_prefix),
         smoothed: vec![0; limits.len()],
         totals: vec![0; limits.len()],
@@ -641,19 +722,24 @@ impl Sync {
                 // is armed again after a refill that reached Redis; else (Redis down) at the
                 // next regular sync: while Redis is gone, refused requests wake this thread
                 // at most once per sync interval. (A spent counter wakes nobody.)
-                let woken = self.stock().is_some_and(HostStock::take_wake);
+                while let Ok(order) = self.orders.try_recv() {
+                    self.follow(order);
+                }
+                // (Shards not yet swapped by a reload miss on the replaced store.)
+                let woken = self.stock().is_some_and(HostStock::take_wake)
+                    | self
+                        .retiring
+                        .iter()
+                        .any(|r| r.shared.store.cluster().is_some_and(HostStock::take_wake));
                 if woken {
                     STATS.wakeups.fetch_add(1, Ordering::Relaxed);
                     // Past midnight UTC: start the new periods now.
                     self.roll_periods();
                 }
-                if woken && self.conn.is_some() {
+                let reset = self.retire_check();
+                if (woken || reset) && self.conn.is_some() {
                     match self.sync_quotas(Mode::Refill) {
-                        Ok(()) => {
-                            if let Some(s) = self.stock() {
-                                s.arm();
-                            }
-                        }
+                        Ok(()) => self.arm(),
                         Err(e) => self.failed(&e),
                     }
                 }
@@ -674,6 +760,7 @@ impl Sync {
                 self.failed(&e);
             }
         }
+        self.retire_check();
         if self.conn.is_some() {
             let mode = if last { Mode::Last } else { Mode::Sync };
             let r = self.sync_quotas(mode);
@@ -689,9 +776,150 @@ impl Sync {
         }
         self.check_fail_open();
         self.set_credit_budgets();
+        self.arm();
+    }
+
+    /// Whether a reload handed over since the last look (every shard runs the new generation):
+    /// its retired counters are given back from the next regular sync on, and the counters
+    /// whose limit changed give back at once what the shards returned while swapping
+    /// (leases taken under the old limit).
+    fn retire_check(&mut self) -> bool {
+        let mut reset = false;
+        for r in &mut self.retiring {
+            if r.syncs_left.is_some() || !r.shared.is_retired() {
+                continue;
+            }
+            r.syncs_left = Some(RETIRE_SYNCS);
+            if let Some(stock) = r.shared.store.cluster() {
+                for c in &r.counters {
+                    stock.set_credit_budget(c.index, 0);
+                }
+            }
+            for c in &mut self.counters {
+                if c.reset_on_retire {
+                    c.reset_on_retire = false;
+                    c.reset = true;
+                    reset = true;
+                }
+            }
+        }
+        reset
+    }
+
+    /// Lets the next miss wake this thread, on the store it stocks and on replaced ones.
+    fn arm(&self) {
         if let Some(s) = self.stock() {
             s.arm();
         }
+        for r in &self.retiring {
+            if let Some(s) = r.shared.store.cluster() {
+                s.arm();
+            }
+        }
+    }
+
+    /// A reload (`follow`): from now on stock and sync `order.shared`. Its counters that
+    /// share a slot with one followed so far (same plan, key and period: see
+    /// `HostStock::successor`) keep that counter's account with Redis (held, period, demand;
+    /// nothing moves: the stock is the same atomics); a changed limit gives the stock back
+    /// and leases anew under it. Counters the new config does not have retire (`Retiring`).
+    /// Limits keep their smoothed demand and host share by identity; new ones start at an
+    /// equal share per host. Then one lease round stocks the new counters before answering.
+    fn follow(&mut self, order: Follow) {
+        let target = order.shared;
+        let mut fresh = counters(target.tables(), &self.settings.key_prefix);
+        let old = std::mem::replace(&mut self.shared, target.clone());
+        let mut old_counters = std::mem::take(&mut self.counters);
+        if let Some(ns) = target.store.cluster() {
+            for nc in &mut fresh {
+                let found = take_match(&mut old_counters, &old, ns, nc.index).or_else(|| {
+                    self.retiring
+                        .iter_mut()
+                        .find_map(|r| take_match(&mut r.counters, &r.shared, ns, nc.index))
+                });
+                let Some(oc) = found else { continue };
+                nc.day = oc.day;
+                nc.held = oc.held;
+                nc.last_taken = oc.last_taken;
+                nc.consumed = oc.consumed;
+                nc.idle = oc.idle;
+                nc.known = oc.known;
+                if oc.limit == nc.limit {
+                    nc.spent = oc.spent;
+                    nc.spent_ticks = oc.spent_ticks;
+                    nc.reset = oc.reset;
+                    nc.reset_on_retire = oc.reset_on_retire;
+                } else {
+                    nc.reset = true;
+                    nc.reset_on_retire = true;
+                    ns.set_spent(nc.index, false);
+                }
+            }
+            ns.set_waker(std::thread::current());
+            ns.set_fail_open(self.failed_open);
+        }
+        self.counters = fresh;
+        self.retiring.retain(|r| !Arc::ptr_eq(&r.shared, &target));
+        if !Arc::ptr_eq(&old, &target) {
+            self.retiring.push(Retiring {
+                shared: old.clone(),
+                counters: old_counters,
+                syncs_left: None,
+            });
+        }
+        // Throttles, by limit identity.
+        let limits = target.tables().limits.clone();
+        let mut by_id = HashMap::with_capacity(order.ids.len());
+        for (b, id) in order.ids.iter().enumerate() {
+            by_id.entry(id.clone()).or_insert(b);
+        }
+        let mut smoothed = vec![0; limits.len()];
+        let mut totals = vec![0; limits.len()];
+        if let Some(link) = target.link.as_ref() {
+            for (b, id) in order.ids.iter().enumerate() {
+                let Some(l) = limits.get(b) else { continue };
+                let before = self.by_id.get(id).copied();
+                let carried = before.and_then(|ob| {
+                    let ol = old.link.as_ref()?;
+                    // Demand the old generation's rounds handed in since the last sync.
+                    let d = ol
+                        .demand
+                        .get(ob)
+                        .map_or(0, |d| d.swap(0, Ordering::Relaxed));
+                    link.add_demand(b, d);
+                    Some((
+                        ol.host_limit(ob)?,
+                        self.smoothed.get(ob).copied().unwrap_or(0),
+                        self.totals.get(ob).copied().unwrap_or(0),
+                    ))
+                });
+                match carried {
+                    Some((share, s, t)) => {
+                        link.set_host_limit(b, share);
+                        smoothed[b] = s;
+                        totals[b] = t;
+                    }
+                    None if self.failed_open => {
+                        link.set_host_limit(b, logic::fallback_share(*l, self.hosts));
+                    }
+                    None => link.set_host_limit(b, logic::host_share(*l, 0, 0, self.hosts)),
+                }
+            }
+        }
+        self.limits = limits;
+        self.ids = order.ids;
+        self.by_id = by_id;
+        self.smoothed = smoothed;
+        self.totals = totals;
+        self.roll_periods();
+        if self.conn.is_some() {
+            if let Err(e) = self.sync_quotas(Mode::Refill) {
+                self.failed(&e);
+            }
+        }
+        self.set_credit_budgets();
+        self.arm();
+        let _ = order.reply.send(());
     }
 
     /// Every counter's credit budget: floor(0.1 % of the limit / hosts last seen), 0 while
@@ -789,115 +1017,32 @@ impl Sync {
         Ok(())
     }
 
-    /// One lease call per counter that needs one (pipelined).
+    /// One lease round for the counters followed (`mode`) and, at regular syncs and at exit,
+    /// one giving back everything of the retired counters of replaced traffic states.
     fn sync_quotas(&mut self, mode: Mode) -> RedisResult<()> {
-        let Some(stock) = self.shared.store.cluster() else {
-            return Ok(());
-        };
-        let shards = self.shared.shards;
-        let mut pipe = redis::pipe();
-        // (counter position, withdrawn, owed)
-        let mut batch: Vec<(usize, u64, u64)> = Vec::new();
         let Some(conn) = self.conn.as_mut() else {
             return Ok(());
         };
-        for (pos, c) in self.counters.iter_mut().enumerate() {
-            stock.absorb_early(c.index);
-            let (taken, held_here) = stock.counts(c.index);
-            if mode == Mode::Sync {
-                let refused = stock.refused(c.index, true);
-                c.consumed = taken.saturating_sub(c.last_taken) + refused;
-                c.idle = if taken == c.last_taken && refused == 0 {
-                    c.idle.saturating_add(1)
-                } else {
-                    0
-                };
-                c.last_taken = taken;
-            }
-            let owed = (taken + held_here).saturating_sub(c.held);
-            let mut want = match mode {
-                Mode::Last => 0,
-                // Spent counters are asked again by the regular syncs only.
-                Mode::Refill if held_here > 0 || c.spent => 0,
-                // An empty stock: at least what the last interval consumed.
-                // What the last interval consumed, or more if this one already did: the
-                // stock doubles at each miss while a burst ramps up, and stays within two
-                // intervals of consumption (the bound of what a killed host loses).
-                Mode::Refill => logic::refill_want(
-                    0,
-                    c.consumed
-                        .max(taken.saturating_sub(c.last_taken) + stock.refused(c.index, false)),
-                    shards,
-                ),
-                Mode::Sync => logic::refill_want(held_here, c.consumed, shards),
-            };
-            if c.spent && want > 0 {
-                c.spent_ticks += 1;
-                if c.spent_ticks < SPENT_RETRY_TICKS {
-                    want = 0;
-                } else {
-                    c.spent_ticks = 0;
-                }
-            }
-            let give_back = match mode {
-                Mode::Last => held_here,
-                Mode::Refill => 0,
-                Mode::Sync => logic::idle_return(held_here, c.idle, shards, c.spent),
-            };
-            if owed == 0 && want == 0 && give_back == 0 {
-                continue;
-            }
-            let back = stock.withdraw(c.index, give_back);
-            let add = i128::from(owed) - i128::from(back);
-            pipe.cmd("EVALSHA")
-                .arg(&conn.lease_sha)
-                .arg(2)
-                .arg(c.key())
-                .arg(&c.seen)
-                .arg(c.limit)
-                .arg(want)
-                .arg(c.expire_at_ms())
-                .arg(c.offset)
-                .arg(add.to_string())
-                .arg(if c.known { "1" } else { "0" })
-                .arg(logic::MAX_HOST_BLOCK)
-                .arg(logic::REMAINING_DIVISOR);
-            batch.push((pos, back, owed));
+        if let Some(stock) = self.shared.store.cluster() {
+            lease_round(conn, stock, &mut self.counters, mode, self.shared.shards)?;
         }
-        if batch.is_empty() {
+        if mode == Mode::Refill {
             return Ok(());
         }
-        STATS
-            .ops
-            .fetch_add(u64::try_from(batch.len()).unwrap_or(0), Ordering::Relaxed);
-        // On an error the withdrawn stock is dropped and the debt kept: Redis may count a
-        // few requests nobody admitted (under-admission), never the reverse.
-        let results: Vec<(i64, i64)> = pipe.query(&mut conn.conn)?;
-        for ((pos, back, owed), (grant, used)) in batch.into_iter().zip(results) {
-            let Some(c) = self.counters.get_mut(pos) else {
-                continue;
-            };
-            if used < 0 {
-                // The period is over by Redis's clock: nothing was counted.
+        for r in &mut self.retiring {
+            if r.syncs_left.is_none() && mode != Mode::Last {
                 continue;
             }
-            let grant = u64::try_from(grant).unwrap_or(0);
-            let used = u64::try_from(used).unwrap_or(0);
-            c.held = (c.held + owed).saturating_sub(back) + grant;
-            c.known = true;
-            c.spent = used >= c.limit;
-            // The requests admitted on credit up to the read of `counts` are charged now.
-            stock.settle_credit(c.index, owed);
-            if c.spent {
-                stock.set_credit_budget(c.index, 0);
+            if let Some(stock) = r.shared.store.cluster() {
+                lease_round(conn, stock, &mut r.counters, Mode::Last, r.shared.shards)?;
             }
-            stock.set_spent(c.index, c.spent);
-            stock.stock_up(c.index, grant);
-            stock.set_global(c.index, used);
+            if mode == Mode::Sync {
+                r.syncs_left = r.syncs_left.map(|n| n.saturating_sub(1));
+            }
         }
+        self.retiring.retain(|r| r.syncs_left != Some(0));
         Ok(())
     }
-
     fn sync_throttles(&mut self) -> RedisResult<()> {
         let Some(link) = self.shared.link.as_ref() else {
             return Ok(());
@@ -1034,6 +1179,134 @@ impl Sync {
             self.hosts
         );
     }
+}
+
+/// Takes out of `from` (counters of `owner`'s store) the one whose slot is `store`'s counter `c`.
+fn take_match(
+    from: &mut Vec<Counter>,
+    owner: &TrafficShared,
+    store: &HostStock,
+    c: usize,
+) -> Option<Counter> {
+    let os = owner.store.cluster()?;
+    let p = from
+        .iter()
+        .position(|oc| store.shares_slot(c, os, oc.index))?;
+    Some(from.swap_remove(p))
+}
+
+/// One lease call per counter of `stock` that needs one (pipelined).
+fn lease_round(
+    conn: &mut Conn,
+    stock: &HostStock,
+    counters: &mut [Counter],
+    mode: Mode,
+    shards: usize,
+) -> RedisResult<()> {
+    let mut pipe = redis::pipe();
+    // (counter position, withdrawn, owed)
+    let mut batch: Vec<(usize, u64, u64)> = Vec::new();
+    for (pos, c) in counters.iter_mut().enumerate() {
+        stock.absorb_early(c.index);
+        let (taken, held_here) = stock.counts(c.index);
+        if mode == Mode::Sync {
+            let refused = stock.refused(c.index, true);
+            c.consumed = taken.saturating_sub(c.last_taken) + refused;
+            c.idle = if taken == c.last_taken && refused == 0 {
+                c.idle.saturating_add(1)
+            } else {
+                0
+            };
+            c.last_taken = taken;
+        }
+        let owed = (taken + held_here).saturating_sub(c.held);
+        // A reload changed the limit: everything in stock goes back and the grant follows
+        // the new limit (one atomic call).
+        let reset = c.reset && mode != Mode::Last;
+        let mut want = match mode {
+            Mode::Last => 0,
+            _ if reset => logic::refill_want(0, c.consumed, shards),
+            // Spent counters are asked again by the regular syncs only.
+            Mode::Refill if held_here > 0 || c.spent => 0,
+            // An empty stock: at least what the last interval consumed.
+            // What the last interval consumed, or more if this one already did: the
+            // stock doubles at each miss while a burst ramps up, and stays within two
+            // intervals of consumption (the bound of what a killed host loses).
+            Mode::Refill => logic::refill_want(
+                0,
+                c.consumed
+                    .max(taken.saturating_sub(c.last_taken) + stock.refused(c.index, false)),
+                shards,
+            ),
+            Mode::Sync => logic::refill_want(held_here, c.consumed, shards),
+        };
+        if c.spent && want > 0 {
+            c.spent_ticks += 1;
+            if c.spent_ticks < SPENT_RETRY_TICKS {
+                want = 0;
+            } else {
+                c.spent_ticks = 0;
+            }
+        }
+        let give_back = match mode {
+            Mode::Last => held_here,
+            _ if reset => held_here,
+            Mode::Refill => 0,
+            Mode::Sync => logic::idle_return(held_here, c.idle, shards, c.spent),
+        };
+        if owed == 0 && want == 0 && give_back == 0 {
+            continue;
+        }
+        let back = stock.withdraw(c.index, give_back);
+        let add = i128::from(owed) - i128::from(back);
+        pipe.cmd("EVALSHA")
+            .arg(&conn.lease_sha)
+            .arg(2)
+            .arg(c.key())
+            .arg(&c.seen)
+            .arg(c.limit)
+            .arg(want)
+            .arg(c.expire_at_ms())
+            .arg(c.offset)
+            .arg(add.to_string())
+            .arg(if c.known { "1" } else { "0" })
+            .arg(logic::MAX_HOST_BLOCK)
+            .arg(logic::REMAINING_DIVISOR);
+        batch.push((pos, back, owed));
+    }
+    if batch.is_empty() {
+        return Ok(());
+    }
+    STATS
+        .ops
+        .fetch_add(u64::try_from(batch.len()).unwrap_or(0), Ordering::Relaxed);
+    // On an error the withdrawn stock is dropped and the debt kept: Redis may count a
+    // few requests nobody admitted (under-admission), never the reverse.
+    let results: Vec<(i64, i64)> = pipe.query(&mut conn.conn)?;
+    for ((pos, back, owed), (grant, used)) in batch.into_iter().zip(results) {
+        let Some(c) = counters.get_mut(pos) else {
+            continue;
+        };
+        if used < 0 {
+            // The period is over by Redis's clock: nothing was counted.
+            continue;
+        }
+        let grant = u64::try_from(grant).unwrap_or(0);
+        let used = u64::try_from(used).unwrap_or(0);
+        c.held = (c.held + owed).saturating_sub(back) + grant;
+        c.known = true;
+        c.reset = false;
+        c.spent = used >= c.limit;
+        // The requests admitted on credit up to the read of `counts` are charged now.
+        stock.settle_credit(c.index, owed);
+        if c.spent {
+            stock.set_credit_budget(c.index, 0);
+        }
+        stock.set_spent(c.index, c.spent);
+        stock.stock_up(c.index, grant);
+        stock.set_global(c.index, used);
+    }
+    Ok(())
 }
 
 /// `tollgate usage` with `[cluster]`: the current period's count of every quota counter,

@@ -13,8 +13,8 @@
 //! its end, and a connection's next request takes the new one.
 //!
 //! What a running process cannot change (shards, pinning, buffer sizes, receive rings, admin
-//! listener, state file) makes the reload fail with the running config kept, saying a restart
-//! is needed.
+//! listener, state file, `[cluster]`) makes the reload fail with the running config kept, saying
+//! a restart is needed.
 //!
 //! Metrics follow the configuration: each generation registers its own counter block per
 //! shard with the registry (`metrics`), which sums blocks by labels at scrape time. Access
@@ -243,6 +243,7 @@ impl Reloader {
                 "no shard swapped: the running configuration (generation {}) stays",
                 self.generation
             ));
+            traffic_state::abandon(&traffic, &self.traffic, &self.running);
             return Err(refused(500, msg));
         }
         // At least one shard runs the new generation: it is the one in force.
@@ -294,14 +295,10 @@ impl Reloader {
             ),
             ("[admin]", old.admin != new.admin),
             ("server.state_file", old.state_file != new.state_file),
+            // The sync thread's Redis connection and key names (adding or removing the
+            // section too): restart-only (CONFIG.md, Cluster).
+            ("[cluster]", old.cluster != new.cluster),
         ];
-        if old.cluster.is_some() || new.cluster.is_some() {
-            // The cluster sync thread stocks the running traffic state only; until it follows
-            // a successor, a reload would leave the new state's quota stock empty.
-            return Err(format!(
-                "{file}: a config with [cluster] cannot be reloaded yet: restart tollgate to apply it"
-            ));
-        }
         let changed: Vec<&str> = fixed.iter().filter(|(_, c)| *c).map(|(n, _)| *n).collect();
         if !changed.is_empty() {
             return Err(format!(

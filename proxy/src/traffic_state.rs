@@ -18,7 +18,9 @@
 //! - `usage_report`: `tollgate usage`, GetUsage-like JSON from the state file.
 //! - With `[cluster]`: `start` starts the `tollgate-cluster` sync thread (`cluster::start`),
 //!   and `wait_cluster_ready` (called by the runtime once the admin listener is up, before
-//!   the shards start) waits for its first sync or for it to fail open.
+//!   the shards start) waits for its first sync or for it to fail open. On a reload,
+//!   `successor` shares the quota slots of unchanged counters with the new state and has the
+//!   sync thread follow it (`cluster::follow`); `abandon` sends it back if no shard swapped.
 //!
 //! Per request, none of this is touched: the shard's `ShardTraffic` is plain data and the
 //! quota store is only reached when a lease is empty.
@@ -115,7 +117,9 @@ impl TrafficShared {
         let shards = shards.max(1);
         let buckets = traffic.limits.len();
         let active = traffic.account_limited || buckets > 1 || !traffic.memberships.is_empty();
-        let clustered = active && gateway.settings.cluster.is_some();
+        // With `[cluster]` even a config without limits has the link and the sync thread, so
+        // that a reload may add limits (and the thread follows every successor).
+        let clustered = gateway.settings.cluster.is_some();
         let counters = traffic.memberships.len();
         TrafficShared {
             store: if clustered {
@@ -206,6 +210,11 @@ impl TrafficShared {
         if let Some(r) = ready {
             r.wait();
         }
+    }
+
+    /// Whether a reload replaced this state and every shard left it (`hand_over`, `abandon`).
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
     }
 
     /// The compiled traffic tables (limits, plans, keys, memberships).
@@ -529,16 +538,58 @@ pub fn bucket_names(gw: &Gateway) -> Vec<Option<String>> {
 /// times stay comparable), and every quota counter of a plan and key both configs have, with
 /// the same quota period, carried over with its count. Returns it with the counters as they
 /// were copied (for `settle`). Its flush thread starts with `hand_over`.
+///
+/// With `[cluster]` (both configs have the same section: `reload` refuses a change) the
+/// counters are not copied but shared: such a counter of the new store *is* the old one's
+/// slot (`HostStock::successor`: stock, requests taken, credit), and the host's sync thread
+/// follows the new state (`cluster::follow`) before this returns, having stocked its new
+/// counters, so the shards that swap find stock.
 pub fn successor(
     old: &TrafficShared,
     gateway: &Gateway,
 ) -> (Arc<TrafficShared>, Vec<state::Entry>) {
     let mut new = TrafficShared::new(gateway, old.shards);
     new.epoch = old.epoch;
+    if let (Some(from), HostQuotaStore::Cluster(_)) = (old.store.cluster(), &new.store) {
+        new.store = HostQuotaStore::Cluster(from.successor(&same_counters(old, &new)));
+        let new = Arc::new(new);
+        cluster::follow(old, &new, gateway);
+        return (new, Vec::new());
+    }
     let seeded = old.traffic.state_entries(&old.store);
     new.traffic.restore(&new.store, &seeded, unix_secs());
     *lock(&new.written) = lock(&old.written).clone();
     (Arc::new(new), seeded)
+}
+
+/// Per counter of `new`, the counter of `old` with the same identity: the same plan and key,
+/// both with a quota of the same period (the limit may differ: Redis counts the same key).
+fn same_counters(old: &TrafficShared, new: &TrafficShared) -> Vec<Option<usize>> {
+    let (ot, nt) = (&old.traffic, &new.traffic);
+    let period = |t: &Traffic, m: usize| {
+        t.memberships
+            .get(m)
+            .and_then(|ms| t.plans.get(ms.plan as usize))
+            .and_then(|p| p.quota)
+            .map(|q| q.period)
+    };
+    nt.memberships
+        .iter()
+        .enumerate()
+        .map(|(j, m)| {
+            let (p, k) = (nt.plans.get(m.plan as usize)?, nt.keys.get(m.key as usize)?);
+            let i = ot.membership(&p.name, &k.name)?;
+            let mine = period(nt, j)?;
+            (period(ot, i) == Some(mine)).then_some(i)
+        })
+        .collect()
+}
+
+/// A reload none of whose shards swapped: the cluster sync thread goes back to `running`
+/// (the counters it took from it are the same slots again) and `failed` retires.
+pub fn abandon(failed: &Arc<TrafficShared>, running: &Arc<TrafficShared>, gateway: &Gateway) {
+    cluster::follow(failed, running, gateway);
+    failed.retired.store(true, Ordering::Release);
 }
 
 /// Once every shard runs on `new`: what `old`'s counters took since `successor` copied them
@@ -551,7 +602,14 @@ pub fn hand_over(
     seeded: &[state::Entry],
     flush_every: Duration,
 ) -> Result<(), String> {
-    for now in old.traffic.state_entries(&old.store) {
+    // With `[cluster]` the counters are shared slots, not copies: nothing to add (the sync
+    // thread gives back the retired ones once it sees `retired`).
+    let copied = if new.store.cluster().is_some() {
+        Vec::new()
+    } else {
+        old.traffic.state_entries(&old.store)
+    };
+    for now in copied {
         let before = seeded
             .iter()
             .find(|e| e.plan == now.plan && e.key == now.key && e.period_start == now.period_start)
@@ -1044,6 +1102,37 @@ protocol = "rest"
             admitted(&stage_gw, &stage.traffic, &mut stage.limits.borrow_mut(), 5),
             1
         );
+    }
+
+    #[test]
+    fn with_a_cluster_a_successor_shares_the_slots_of_unchanged_counters() {
+        let cfg = |limit: u64, period: &str| {
+            let text = format!(
+                "[[listeners]]\naddress = \"127.0.0.1\"\nport = 8080\n\
+                [cluster]\nredis = \"redis://127.0.0.1:1/0\"\n\
+                [[api_keys]]\nname = \"alice\"\nvalue = \"alice0123456789abcdefghij\"\n\
+                [[usage_plans]]\nname = \"gold\"\nquota = {{ limit = {limit}, period = \"{period}\" }}\n\
+                keys = [\"alice\"]\n[[usage_plans.stages]]\napi = \"a\"\nstage = \"prod\"\n\
+                [[apis]]\nname = \"a\"\nprotocol = \"rest\"\n[[apis.stages]]\nname = \"prod\"\n\
+                [[apis.routes]]\nkey = \"GET /x\"\nintegration = {{ type = \"mock\", status = 200 }}\n"
+            );
+            config::load_str("<cluster successor>", &text).unwrap_or_else(|e| panic!("{e:?}"))
+        };
+        let old = TrafficShared::new(&cfg(100, "DAY"), 1);
+        let stock = old.store.cluster().expect("cluster store");
+        stock.roll(0, 5);
+        stock.stock_up(0, 30);
+        // A changed limit: the same counter (Redis counts the same key), one slot.
+        let (raised, seeded) = successor(&old, &cfg(200, "DAY"));
+        assert!(seeded.is_empty(), "nothing is copied with a cluster");
+        let next = raised.store.cluster().expect("cluster store");
+        assert!(next.shares_slot(0, stock, 0));
+        assert_eq!(next.counts(0), (0, 30));
+        // Another period: another counter, an empty slot.
+        let (weekly, _) = successor(&old, &cfg(100, "WEEK"));
+        let w = weekly.store.cluster().expect("cluster store");
+        assert!(!w.shares_slot(0, stock, 0));
+        assert_eq!(w.counts(0), (0, 0));
     }
 
     #[test]

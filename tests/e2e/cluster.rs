@@ -11,7 +11,12 @@
 //! 429 while quota is left (initial lease, then credit while the refill is on its way); a host
 //! without Redis is not ready (`/readyz` 503) until it fails open; hosts whose configs differ
 //! (limits at other positions) still share the stage throttle they have alike; while Redis is
-//! gone, requests wake the sync thread at most once per sync interval.
+//! gone, requests wake the sync thread at most once per sync interval. Reload: one host reloaded
+//! (a new route) while both spend a quota of 1,000 still admits 1,000–1,001 and fails no
+//! request; a reload raising and lowering the plan's quota limit on both hosts takes effect
+//! across the swap (300 → 600: 300 more; 1,000 → 700 during traffic: 700 in all); a change to
+//! `[cluster]` itself is refused; a key removed from its plan by a reload has its stock given
+//! back (Redis then counts exactly what was admitted).
 
 use crate::client::{Client, Response};
 use crate::harness::{free_port, run_to_end, Gateway, Server, TempDir};
@@ -684,4 +689,284 @@ fn cluster_host_is_not_ready_until_it_synced_or_failed_open() {
     let r = Client::connect(gw.addr).request(&get_with_key("/prod/keyed", Some(ALICE)));
     assert_eq!(r.status, 200);
     drop(redis);
+}
+
+/// `POST /reload` on a host's admin listener: (status, body).
+fn reload(admin: SocketAddr) -> (u16, String) {
+    use std::io::Read as _;
+    let mut s = TcpStream::connect_timeout(&admin, Duration::from_secs(2))
+        .unwrap_or_else(|e| panic!("connect admin {admin}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    s.write_all(b"POST /reload HTTP/1.1\r\nhost: admin\r\ncontent-length: 0\r\n\r\n")
+        .expect("admin write");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("admin read (it closes)");
+    let text = String::from_utf8(raw).expect("utf-8 admin response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("admin response head");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("admin status");
+    (status, body.to_string())
+}
+
+/// Rewrites a host's config file with `edit` (which must change it).
+fn edit_config(h: &Host, edit: impl Fn(&str) -> String) {
+    let text = std::fs::read_to_string(&h.config).expect("read config");
+    let new = edit(&text);
+    assert_ne!(new, text, "the edit changed nothing");
+    std::fs::write(&h.config, new).expect("write config");
+}
+
+/// Host a is reloaded (a new, unrelated route) while both hosts spend a shared quota of
+/// 1,000: still 1,000–1,001 admitted in total, no request fails otherwise, the new route is
+/// live, and Redis counts exactly what was admitted.
+#[test]
+fn cluster_reload_in_the_middle_of_the_traffic_keeps_the_quota_exact() {
+    let redis = Redis::start();
+    let apis = keyed_config(1000, "", "");
+    let a = host(&apis, &redis, 1000);
+    let b = host(&apis, &redis, 1000);
+    edit_config(&a, |t| {
+        t.replacen(
+            "  [[apis.routes]]\n  key = \"GET /open\"",
+            "  [[apis.routes]]\n  key = \"GET /added\"\n  integration = { type = \"mock\", status = 200, body = \"added\" }\n  [[apis.routes]]\n  key = \"GET /open\"",
+            1,
+        )
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (counts, threads) = drive(
+        &[a.gw.addr, b.gw.addr],
+        &[4, 4],
+        "/prod/keyed",
+        Some(ALICE),
+        Duration::from_millis(8),
+        &stop,
+        deadline,
+    );
+    let total = || counts.iter().map(|c| c.ok()).sum::<u64>();
+    while total() < 250 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let at_reload = total();
+    let (status, body) = reload(a.admin);
+    let after_reload = total();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        after_reload < 1000,
+        "the quota was spent before the reload answered ({at_reload} → {after_reload}): not a reload mid-traffic"
+    );
+    wait_quiet(&counts, Duration::from_millis(1500), deadline);
+    stop.store(true, Ordering::Relaxed);
+    join(threads);
+    let ok = total();
+    let refused: u64 = counts.iter().map(|c| c.refused()).sum();
+    let other: u64 = counts.iter().map(|c| c.other()).sum();
+    eprintln!(
+        "reload at {at_reload} admitted; admitted {ok} (a {}, b {}), refused {refused}",
+        counts[0].ok(),
+        counts[1].ok()
+    );
+    assert_eq!(other, 0, "requests failed other than with 429");
+    assert!(refused > 0, "the quota was never reached: {ok} admitted");
+    assert!(
+        counts[0].ok() > 0 && counts[1].ok() > 0,
+        "both hosts admitted"
+    );
+    assert!((1000..=1001).contains(&ok), "a quota of 1000 admitted {ok}");
+    let r = Client::connect(a.gw.addr).request(&crate::client::get("/prod/added"));
+    assert_eq!((r.status, r.body_str()), (200, "added".to_string()));
+    let r = Client::connect(b.gw.addr).request(&crate::client::get("/prod/added"));
+    assert_ne!(r.status, 200, "host b was not reloaded");
+    assert_eq!(usage_used(&a.config), ok.min(1000));
+    // `[cluster]` itself is restart-only: refused, nothing changes.
+    edit_config(&a, |t| {
+        t.replace("key_prefix = \"e2e:\"", "key_prefix = \"other:\"")
+    });
+    let (status, body) = reload(a.admin);
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.contains("[cluster] cannot change while running"),
+        "{body}"
+    );
+    let r = Client::connect(a.gw.addr).request(&crate::client::get("/prod/added"));
+    assert_eq!(r.status, 200, "the running configuration stays");
+}
+
+/// Drives both hosts with alice's key until nothing is admitted for 1 s: (a, b, refused);
+/// no request fails other than with 429.
+fn spend(a: &Host, b: &Host, conns: [usize; 2], pause: Duration) -> (u64, u64, u64) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (counts, threads) = drive(
+        &[a.gw.addr, b.gw.addr],
+        &conns,
+        "/prod/keyed",
+        Some(ALICE),
+        pause,
+        &stop,
+        deadline,
+    );
+    wait_quiet(&counts, Duration::from_millis(1000), deadline);
+    stop.store(true, Ordering::Relaxed);
+    join(threads);
+    assert_eq!(counts.iter().map(|c| c.other()).sum::<u64>(), 0);
+    (
+        counts[0].ok(),
+        counts[1].ok(),
+        counts.iter().map(|c| c.refused()).sum(),
+    )
+}
+
+/// A reload that changes the plan's quota limit (on both hosts) takes effect across the
+/// swap: raised from 300 to 600 once 300 are spent, exactly 300 more are admitted; lowered
+/// from 1,000 to 700 while the hosts hold stock leased under 1,000, the total stops at 700.
+#[test]
+fn cluster_reload_changing_a_quota_limit_takes_effect_across_the_swap() {
+    let redis = Redis::start();
+    let a = host(&keyed_config(300, "", ""), &redis, 1000);
+    let b = host(&keyed_config(300, "", ""), &redis, 1000);
+    let limit = |from: u64, to: u64| {
+        move |t: &str| {
+            t.replace(
+                &format!("quota = {{ limit = {from}, period = \"DAY\" }}"),
+                &format!("quota = {{ limit = {to}, period = \"DAY\" }}"),
+            )
+        }
+    };
+    let first = spend(&a, &b, [4, 4], Duration::from_millis(2));
+    eprintln!("limit 300: {first:?}");
+    assert!(first.2 > 0 && (300..=301).contains(&(first.0 + first.1)));
+    for h in [&a, &b] {
+        edit_config(h, limit(300, 600));
+        let (status, body) = reload(h.admin);
+        assert_eq!(status, 200, "{body}");
+    }
+    let second = spend(&a, &b, [4, 4], Duration::from_millis(2));
+    let total = first.0 + first.1 + second.0 + second.1;
+    eprintln!("limit 600: {second:?}, total {total}");
+    assert!(
+        second.2 > 0 && (600..=601).contains(&total),
+        "total {total}"
+    );
+    assert_eq!(usage_used(&a.config), total.min(600));
+    // Raised to 1,000; slow traffic for a while (the hosts lease stock under 1,000), then
+    // lowered to 700 during the traffic.
+    for h in [&a, &b] {
+        edit_config(h, limit(600, 1000));
+        assert_eq!(reload(h.admin).0, 200);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (counts, threads) = drive(
+        &[a.gw.addr, b.gw.addr],
+        &[2, 2],
+        "/prod/keyed",
+        Some(ALICE),
+        Duration::from_millis(5),
+        &stop,
+        deadline,
+    );
+    let ok = || counts.iter().map(|c| c.ok()).sum::<u64>();
+    while ok() < 50 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for h in [&a, &b] {
+        edit_config(h, limit(1000, 700));
+        assert_eq!(reload(h.admin).0, 200);
+    }
+    wait_quiet(&counts, Duration::from_millis(1000), deadline);
+    stop.store(true, Ordering::Relaxed);
+    join(threads);
+    assert_eq!(counts.iter().map(|c| c.other()).sum::<u64>(), 0);
+    let third = ok();
+    let total = total + third;
+    eprintln!("limit 1000 then 700: {third} more, total {total}");
+    assert!(third > 50, "{third}");
+    assert!(
+        (700..=701).contains(&total),
+        "total {total} for a limit of 700"
+    );
+    assert_eq!(usage_used(&a.config), 700);
+}
+
+/// `GET key` on the test's Redis (RESP by hand): the integer value, 0 when absent.
+fn redis_get(redis: &Redis, key: &str) -> u64 {
+    use std::io::Read as _;
+    let mut s = TcpStream::connect(("127.0.0.1", redis.port)).expect("connect redis");
+    s.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    s.write_all(format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len()).as_bytes())
+        .expect("write redis");
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 256];
+    loop {
+        let n = s.read(&mut chunk).expect("read redis");
+        assert!(n > 0, "redis closed");
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        if text.starts_with("$-1\r\n") {
+            return 0;
+        }
+        let mut lines = text.split("\r\n");
+        if let (Some(_len), Some(v)) = (lines.next(), lines.next()) {
+            if text.matches("\r\n").count() >= 2 {
+                return v.parse().unwrap_or_else(|_| panic!("redis said {text:?}"));
+            }
+        }
+    }
+}
+
+/// A reload that removes a key from its plan retires the key's counter: once the shards
+/// swapped, the stock the host held for it goes back to Redis, which then counts exactly the
+/// requests admitted.
+#[test]
+fn cluster_reload_gives_back_the_stock_of_a_removed_counter() {
+    let redis = Redis::start();
+    let a = host(&keyed_config(1_000_000, "", ""), &redis, 1000);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (counts, threads) = drive(
+        &[a.gw.addr],
+        &[2],
+        "/prod/keyed",
+        Some(ALICE),
+        Duration::from_millis(2),
+        &stop,
+        Instant::now() + Duration::from_millis(500),
+    );
+    join(threads);
+    let admitted = counts[0].ok();
+    assert!(admitted > 0 && counts[0].other() == 0 && counts[0].refused() == 0);
+    let day = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        / 86_400;
+    let key = format!("e2e:q:4:gold:alice:{day}");
+    let held = redis_get(&redis, &key);
+    assert!(
+        held > admitted,
+        "the host holds stock for alice: Redis {held}, admitted {admitted}"
+    );
+    edit_config(&a, |t| {
+        t.replace("keys = [\"alice\", \"mallory\"]", "keys = [\"mallory\"]")
+    });
+    let (status, body) = reload(a.admin);
+    assert_eq!(status, 200, "{body}");
+    // Given back at the syncs after the hand-over (100 ms each).
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut now = redis_get(&redis, &key);
+    while now != admitted && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        now = redis_get(&redis, &key);
+    }
+    assert_eq!(
+        now, admitted,
+        "Redis counts what was admitted, no stock left"
+    );
+    let r = Client::connect(a.gw.addr).request(&get_with_key("/prod/keyed", Some(ALICE)));
+    assert_ne!(r.status, 200, "alice is in no plan any more");
 }

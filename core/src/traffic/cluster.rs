@@ -35,6 +35,7 @@
 use super::bucket::Limit;
 use super::quota::{AtomicQuotaStore, QuotaStore};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The `[cluster]` section, validated.
@@ -223,7 +224,9 @@ struct Slot {
 /// The host-local quota store in cluster mode (see the module doc).
 #[derive(Debug)]
 pub struct HostStock {
-    slots: Box<[Slot]>,
+    /// Per counter; a reload's successor store shares the slots of counters whose identity
+    /// (plan, key, quota period) is unchanged (`successor`).
+    slots: Box<[Arc<Slot>]>,
     fail_open: AtomicBool,
     /// A miss may wake the sync thread (cleared by the miss that does).
     armed: AtomicBool,
@@ -244,7 +247,7 @@ fn word_day(word: u64) -> i64 {
 impl HostStock {
     pub fn new(counters: usize) -> HostStock {
         HostStock {
-            slots: (0..counters).map(|_| Slot::default()).collect(),
+            slots: (0..counters).map(|_| Arc::new(Slot::default())).collect(),
             fail_open: AtomicBool::new(false),
             armed: AtomicBool::new(true),
             woken: AtomicBool::new(false),
@@ -254,6 +257,39 @@ impl HostStock {
 
     pub fn len(&self) -> usize {
         self.slots.len()
+    }
+
+    /// The store of a reloaded configuration: counter `j` shares this store's slot `i` when
+    /// `from[j] == Some(i)` (same plan, key and quota period: stock, requests taken, credit
+    /// and period stay one set of atomics, so shards on either generation lease from and
+    /// give back to the same counts and nothing is moved, lost or counted twice); the other
+    /// counters start empty. Fail-open state and the sync thread's waker carry over.
+    pub fn successor(&self, from: &[Option<usize>]) -> HostStock {
+        let waker = std::sync::OnceLock::new();
+        if let Some(t) = self.waker.get() {
+            let _ = waker.set(t.clone());
+        }
+        HostStock {
+            slots: from
+                .iter()
+                .map(|i| {
+                    i.and_then(|i| self.slots.get(i).cloned())
+                        .unwrap_or_default()
+                })
+                .collect(),
+            fail_open: AtomicBool::new(self.fail_open()),
+            armed: AtomicBool::new(true),
+            woken: AtomicBool::new(false),
+            waker,
+        }
+    }
+
+    /// Whether this store's counter `c` and `other`'s counter `oc` are one slot (`successor`).
+    pub fn shares_slot(&self, c: usize, other: &HostStock, oc: usize) -> bool {
+        match (self.slots.get(c), other.slots.get(oc)) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -554,6 +590,38 @@ mod tests {
             }
         }
         (admitted, used)
+    }
+
+    #[test]
+    fn a_successor_store_shares_unchanged_counters_and_starts_the_others_empty() {
+        let old = HostStock::new(2);
+        old.roll(0, 7);
+        old.roll(1, 7);
+        old.stock_up(0, 40);
+        old.stock_up(1, 9);
+        old.set_credit_budget(0, 3);
+        // New counter 0 is old counter 1 (same plan, key, period); new counter 1 is new.
+        let new = old.successor(&[Some(1), None]);
+        assert!(new.shares_slot(0, &old, 1));
+        assert!(!new.shares_slot(1, &old, 0));
+        assert_eq!(new.counts(0), (0, 9));
+        assert_eq!(new.counts(1), (0, 0));
+        // A shard still on the old generation takes a block; once swapped it gives back
+        // the unused part to the new store: one set of counts, nothing lost or doubled.
+        let got = old.lease(1, 7, 100, 0, 1);
+        assert!(got > 0);
+        assert_eq!(new.counts(0), (got, 9 - got));
+        new.release(0, 7, got - 1);
+        assert_eq!(old.counts(1), (1, 8));
+        // The counter that is not shared: no stock, no credit budget, so nothing is admitted
+        // until the sync thread stocks it.
+        assert_eq!(new.lease(1, 7, 100, 0, 1), 0);
+        assert_eq!(new.refused(1, false), 1);
+        assert_eq!(
+            old.counts(0),
+            (0, 40),
+            "the old counter 0 is left to be given back"
+        );
     }
 
     #[test]
