@@ -422,6 +422,16 @@ fn refused(phase: &str, r: &LoadResult) -> Option<String> {
     })
 }
 
+/// `ph` with the redis-server's share of the client CPU(s) taken out of "other processes": it
+/// is part of the scenario, reported in its own columns, not a disturbance.
+fn without_redis(mut ph: Phase, o: &OpsPhase, client_cpus: usize) -> Phase {
+    if o.secs > 0.0 && client_cpus > 0 {
+        let share = o.redis_cpu_s / o.secs / client_cpus as f64;
+        ph.others_client_cpu = (ph.others_client_cpu - share).max(0.0);
+    }
+    ph
+}
+
 fn ops_text(o: &OpsPhase) -> String {
     let f = |v: Option<f64>| v.map_or_else(|| "—".into(), |v| format!("{v:.1}"));
     format!(
@@ -512,6 +522,7 @@ pub(super) fn run_cluster(
         }
     }
     let clk = ctx.clk_tck;
+    let clients = ctx.pinned.client.len();
     for round in 0..opts.rounds {
         // Closed loop: without, then with [cluster].
         for i in 0..2 {
@@ -556,6 +567,7 @@ pub(super) fn run_cluster(
                 continue;
             }
             let ops = between(&before, &after, r.requests, clk);
+            let ph = without_redis(ph, &ops, clients);
             if i == 1 {
                 progress(&format!("    {}", ops_text(&ops)));
                 res.closed_ops.push(ops);
@@ -617,6 +629,7 @@ pub(super) fn run_cluster(
             }
             let ops = between(&before, &after, r.requests, clk);
             progress(&format!("    {}", ops_text(&ops)));
+            let ph = without_redis(ph, &ops, clients);
             res.open[k].push((ph, ops));
         }
         if procs::interrupted() {
