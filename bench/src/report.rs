@@ -1253,7 +1253,14 @@ fn cluster_section(res: &Results, c: &ClusterScenario) -> String {
                         ("hi", &fmt_num(hi, 0)),
                         ("ops_lo", &fmt_num(a, 1)),
                         ("ops_hi", &fmt_num(b, 1)),
-                        ("delta", &fmt_num(b - a, 1)),
+                        (
+                            "delta",
+                            &if b - a >= -0.05 {
+                                format!("{} more", fmt_num((b - a).max(0.0), 1))
+                            } else {
+                                format!("{} fewer", fmt_num(a - b, 1))
+                            },
+                        ),
                         ("refills", &fmt_num((hi - lo) / MAX_LEASE as f64, 1)),
                     ],
                 ),
