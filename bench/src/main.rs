@@ -1,6 +1,6 @@
 //! The `tollgate-bench` command: `--quick` (1 round; 1 s load and wrk phases, 0.8 s for the
 //! connection sweep and the two-shard scenario; under 3 minutes) or `--full` (3 rounds; 4 s
-//! load phases, 2 s for wrk, the sweep and two-shard phases; under 16 minutes), with the
+//! load phases, 2 s for wrk, the sweep and two-shard phases; under 17 minutes), with the
 //! proxies of `--proxies` (default tollgate, tollgate-poll, tollgate-stock, nginx, HAProxy);
 //! writes RESULTS.md and SVG plots.
 //! The hidden `origin` subcommand is the benchmark origin the harness starts; the hidden
@@ -25,7 +25,7 @@ struct Cli {
     /// 1 round, 1 s per load and wrk phase, 0.8 s per sweep phase (the default; < 3 min)
     #[arg(long, conflicts_with = "full")]
     quick: bool,
-    /// 3 rounds, 4 s per load phase, 2 s per wrk and sweep phase (quiet machine; < 16 min)
+    /// 3 rounds, 4 s per load phase, 2 s per wrk and sweep phase (quiet machine; < 17 min)
     #[arg(long)]
     full: bool,
     /// Override the length of each load and wrk phase, in milliseconds (sweep phases: half)
@@ -39,8 +39,10 @@ struct Cli {
     /// (open loop at --fixed-rates; tollgate, nginx, HAProxy), access-log (tollgate only: JSON
     /// access log on vs off), scrape (tollgate only: /metrics every second vs none, at the
     /// first fixed rate), https (tollgate, nginx, HAProxy terminating TLS: keep-alive, full and
-    /// resumed handshakes), conns, 2-shards, idle, all; memory (opt-in: idle and slow-client
-    /// bursts, RSS a minute after)
+    /// resumed handshakes), cluster (tollgate only: the gateway-keys config without and with
+    /// [cluster] and a local redis-server; Redis operations per second at --fixed-rates),
+    /// conns, 2-shards, idle, all; memory (opt-in: idle and slow-client bursts, RSS a minute
+    /// after)
     #[arg(long, default_value = "all")]
     scenarios: String,
     /// Proxies to compare, comma separated, run in this order (tollgate-poll: tollgate with
@@ -79,7 +81,7 @@ struct Cli {
     #[arg(long, default_value = "map", value_name = "STYLE")]
     haproxy_routes: String,
     /// Open-loop rates of the fixed-rate scenario, req/s, comma separated (scrape uses the
-    /// first)
+    /// first, cluster all)
     #[arg(
         long,
         value_delimiter = ',',
@@ -332,7 +334,8 @@ fn main() -> ExitCode {
             .flat_map(|s| &s.rows)
             .chain(res.https.iter().flat_map(|s| &s.rows))
             .any(|r| r.proxy == ProxyKind::Tollgate && r.ok())
-        || res.pairs.iter().any(|p| p.base.ok() || p.with.ok());
+        || res.pairs.iter().any(|p| p.base.ok() || p.with.ok())
+        || res.cluster.iter().any(|c| c.base.ok() || c.with.ok());
     if opts.proxies.contains(&ProxyKind::Tollgate) && !tollgate_measured {
         eprintln!("tollgate-bench: tollgate could not be measured (see RESULTS.md notes)");
         return ExitCode::FAILURE;

@@ -10,9 +10,10 @@
 use crate::configs::{HaproxyRoutes, NginxRoutes};
 use crate::plot;
 use crate::run::{
-    bound_of, cpu_list, median, median_of, one_line, FixedRateScenario, HttpsScenario, IdleRow,
-    KeysScenario, LoadRow, LoadScenario, Options, PairScenario, Phase, ProxyKind, Results,
-    Scenario, SweepRow, SweepScenario, ALL_SCENARIOS, BOUND, KEYS_TARGET_RATIO, OTHERS_NOTICEABLE,
+    bound_of, cpu_list, median, median_of, one_line, ClusterScenario, FixedRateScenario,
+    HttpsScenario, IdleRow, KeysScenario, LoadRow, LoadScenario, Options, PairScenario, Phase,
+    ProxyKind, Results, Scenario, SweepRow, SweepScenario, ALL_SCENARIOS, BOUND,
+    CLUSTER_TARGET_RATIO, KEYS_TARGET_RATIO, MAX_LEASE, OPS_METRIC, OTHERS_NOTICEABLE,
     SOCKET_PATH_ENV, STOCK_RINGS_ENV,
 };
 use std::fmt::{Display, Write as _};
@@ -683,6 +684,7 @@ pub fn render(
         .chain(res.fixed.iter().map(|f| fixed_section(res, f)))
         .chain(res.pairs.iter().map(|p| pair_section(res, p)))
         .chain(res.https.iter().map(|h| https_section(res, h)))
+        .chain(res.cluster.iter().map(|c| cluster_section(res, c)))
         .chain(res.sweeps.iter().map(|s| sweep_section(o, s)))
         .collect();
     if let Some(rows) = &res.idle {
@@ -1098,6 +1100,230 @@ fn pair_section(res: &Results, p: &PairScenario) -> String {
     )
 }
 
+/// The columns of the `cluster` scenario's closed-loop table.
+pub const CLUSTER_CLOSED_COLUMNS: [&str; 10] = [
+    "config",
+    "req/s",
+    "CPU µs/req per round",
+    "CPU µs/req",
+    "redis-server CPU µs/req",
+    "tollgate + redis-server CPU µs/req",
+    "Redis ops/s (tollgate)",
+    "Redis commands/s (redis)",
+    "CPU0 / CPU1 busy",
+    "bound",
+];
+
+/// The columns of the `cluster` scenario's open-loop table.
+pub const CLUSTER_OPEN_COLUMNS: [&str; 10] = [
+    "rate",
+    "req/s",
+    "p99 ms",
+    "CPU µs/req",
+    "Redis ops/s (tollgate) per round",
+    "Redis ops/s (tollgate)",
+    "Redis commands/s (redis)",
+    "Redis ops per 1,000 req",
+    "lease refills/s needed (≥)",
+    "redis-server CPU busy",
+];
+
+/// The `cluster` section: closed loop without and with `[cluster]` (tollgate's CPU, the
+/// redis-server's, both ratios), open loop with `[cluster]` at each rate (Redis operations per
+/// second from both counters), the Redis commands of the whole scenario.
+fn cluster_section(res: &Results, c: &ClusterScenario) -> String {
+    let o = &res.opts;
+    let labels = ["tollgate (no cluster)", "tollgate (cluster)"];
+    let mut closed = table_head(&CLUSTER_CLOSED_COLUMNS);
+    let mut notes: Vec<String> = Vec::new();
+    for (label, (r, ops)) in labels
+        .iter()
+        .zip([(&c.base, &c.base_ops), (&c.with, &c.closed_ops)])
+    {
+        let phases = &r.closed;
+        let busy = match (
+            median_of(phases, |p| p.proxy_busy),
+            median_of(phases, |p| p.client_busy),
+        ) {
+            (Some(a), Some(b)) => format!("{:.0}% / {:.0}%", a * 100.0, b * 100.0),
+            _ => "—".into(),
+        };
+        let name = if r.ok() {
+            label.to_string()
+        } else {
+            format!("{label} (not measured, see notes)")
+        };
+        let sum = median(
+            phases
+                .iter()
+                .zip(ops)
+                .filter_map(|(p, o)| Some(p.cpu_us_per_req + o.redis_cpu_us_per_req()?))
+                .collect(),
+        );
+        closed.push_str(&table_row(&[
+            name,
+            opt(median_of(phases, |p| p.rps), 0),
+            per_round(phases, |p| p.cpu_us_per_req, 2),
+            opt(median_of(phases, |p| p.cpu_us_per_req), 2),
+            opt(
+                median(
+                    ops.iter()
+                        .filter_map(|o| o.redis_cpu_us_per_req())
+                        .collect(),
+                ),
+                2,
+            ),
+            opt(sum, 2),
+            opt(
+                median(ops.iter().filter_map(|o| o.tollgate_ops_per_s()).collect()),
+                1,
+            ),
+            opt(
+                median(
+                    ops.iter()
+                        .filter_map(|o| o.redis_commands_per_s())
+                        .collect(),
+                ),
+                1,
+            ),
+            busy,
+            bound_of(phases).unwrap_or(NOT_BOUND).to_string(),
+        ]));
+        if let Some(f) = &r.failure {
+            notes.push(fill(
+                part("pair-not-measured"),
+                &[("label", label), ("why", &one_line(f))],
+            ));
+        }
+        if !r.codes.is_empty() {
+            notes.push(fill(
+                part("codes"),
+                &[("proxy", label), ("codes", &r.codes.join("; "))],
+            ));
+        }
+    }
+    let mut open = table_head(&CLUSTER_OPEN_COLUMNS);
+    for (i, &rate) in c.rates.iter().enumerate() {
+        let phases: Vec<Phase> = c
+            .open
+            .get(i)
+            .map(|v| v.iter().map(|(p, _)| p.clone()).collect())
+            .unwrap_or_default();
+        let ops_round: Vec<String> = c
+            .open
+            .get(i)
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .map(|(_, o)| opt(o.tollgate_ops_per_s(), 1))
+            .collect();
+        let per_1k = c.open_median(i, |_, o| {
+            let n = o.tollgate_ops?;
+            (o.requests > 0).then(|| n as f64 * 1000.0 / o.requests as f64)
+        });
+        open.push_str(&table_row(&[
+            format!("{} req/s", fmt_num(rate, 0)),
+            opt(median_of(&phases, |p| p.rps), 0),
+            opt(median_of(&phases, |p| p.p99_us).map(|v| v / 1000.0), 3),
+            opt(median_of(&phases, |p| p.cpu_us_per_req), 2),
+            if ops_round.is_empty() {
+                "—".into()
+            } else {
+                ops_round.join(", ")
+            },
+            opt(c.open_median(i, |_, o| o.tollgate_ops_per_s()), 1),
+            opt(c.open_median(i, |_, o| o.redis_commands_per_s()), 1),
+            opt(per_1k, 2),
+            fmt_num(rate / MAX_LEASE as f64, 1),
+            c.open_median(i, |_, o| (o.secs > 0.0).then(|| o.redis_cpu_s / o.secs))
+                .map_or_else(|| "—".into(), |v| format!("{:.1}%", v * 100.0)),
+        ]));
+    }
+    notes.extend(c.notes.iter().cloned());
+    let verdict = match c.cpu_ratio() {
+        None => "not measured".to_string(),
+        Some(r) if r <= CLUSTER_TARGET_RATIO => format!("**{}** — met", fmt_num(r, 3)),
+        Some(r) => format!("**{}** — NOT met", fmt_num(r, 3)),
+    };
+    let growth = match (c.rates.len(), c.rates.first(), c.rates.last()) {
+        (2.., Some(&lo), Some(&hi)) => {
+            let first = c.open_median(0, |_, o| o.tollgate_ops_per_s());
+            let last = c.open_median(c.rates.len() - 1, |_, o| o.tollgate_ops_per_s());
+            match (first, last) {
+                (Some(a), Some(b)) => fill(
+                    part("cluster-growth"),
+                    &[
+                        ("lo", &fmt_num(lo, 0)),
+                        ("hi", &fmt_num(hi, 0)),
+                        ("ops_lo", &fmt_num(a, 1)),
+                        ("ops_hi", &fmt_num(b, 1)),
+                        (
+                            "delta",
+                            &if b - a >= -0.05 {
+                                format!("{} more", fmt_num((b - a).max(0.0), 1))
+                            } else {
+                                format!("{} fewer", fmt_num(a - b, 1))
+                            },
+                        ),
+                        ("refills", &fmt_num((hi - lo) / MAX_LEASE as f64, 1)),
+                    ],
+                ),
+                _ => "Redis operations per second: not measured.".into(),
+            }
+        }
+        _ => String::new(),
+    };
+    let commands = if c.commandstats.is_empty() {
+        "not read".to_string()
+    } else {
+        c.commandstats
+            .iter()
+            .map(|(n, k)| format!("`{n}` {}", fmt_num(*k as f64, 0)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    fill(
+        part("cluster"),
+        &[
+            (
+                "title",
+                &Scenario::Cluster.title(o.gateway_routes, o.idle_connections),
+            ),
+            ("path", &crate::configs::TRAFFIC_PATH),
+            ("key", &crate::configs::TRAFFIC_KEY),
+            ("connections", &o.connections),
+            ("duration", &format!("{:.1}", o.duration.as_secs_f64())),
+            ("rounds", &o.rounds),
+            ("proxy_cpu", &res.proxy_cpu),
+            ("client_cpu", &res.client_cpu),
+            ("redis_version", &one_line(&c.redis_version)),
+            (
+                "rates",
+                &c.rates
+                    .iter()
+                    .map(|r| format!("{} req/s", fmt_num(*r, 0)))
+                    .collect::<Vec<_>>()
+                    .join(" and "),
+            ),
+            ("max_lease", &fmt_num(MAX_LEASE as f64, 0)),
+            ("ops_metric", &OPS_METRIC),
+            ("closed", &closed),
+            ("open", &open),
+            ("ratio", &verdict),
+            (
+                "ratio_redis",
+                &match c.cpu_ratio_with_redis() {
+                    None => "not measured".to_string(),
+                    Some(r) => fmt_num(r, 3),
+                },
+            ),
+            ("target", &fmt_num(CLUSTER_TARGET_RATIO, 2)),
+            ("growth", &growth),
+            ("commands", &commands),
+            ("notes", &notes_block(&notes)),
+        ],
+    )
+}
+
 fn https_table(h: &HttpsScenario) -> String {
     let mut out = table_head(&HTTPS_COLUMNS);
     for (i, mode) in h.modes.iter().enumerate() {
@@ -1292,6 +1518,12 @@ fn skipped_and_notes(res: &Results, plot_notes: &[String]) -> String {
                 res.pairs
                     .iter()
                     .flat_map(|p| [&p.base, &p.with])
+                    .flat_map(|r| r.closed.iter().chain(&r.open)),
+            )
+            .chain(
+                res.cluster
+                    .iter()
+                    .flat_map(|c| [&c.base, &c.with])
                     .flat_map(|r| r.closed.iter().chain(&r.open)),
             )
     };

@@ -11,9 +11,9 @@ use tollgate_bench::configs::{HaproxyRoutes, NginxRoutes};
 use tollgate_bench::load::WrkResult;
 use tollgate_bench::report;
 use tollgate_bench::run::{
-    FixedRateScenario, HttpsMode, HttpsScenario, IdleRow, KeysScenario, LoadRow, LoadScenario,
-    Options, PairScenario, Phase, ProxyKind, Results, Scenario, SweepRow, SweepScenario,
-    ALL_SCENARIOS,
+    ClusterScenario, FixedRateScenario, HttpsMode, HttpsScenario, IdleRow, KeysScenario, LoadRow,
+    LoadScenario, OpsPhase, Options, PairScenario, Phase, ProxyKind, Results, Scenario, SweepRow,
+    SweepScenario, ALL_SCENARIOS,
 };
 
 /// A phase with distinct values everywhere, so that a column read from the wrong field shows.
@@ -98,6 +98,7 @@ fn fixture() -> Results {
             Scenario::AccessLog,
             Scenario::Scrape,
             Scenario::Https,
+            Scenario::Cluster,
             Scenario::Conns,
             Scenario::TwoShards,
             Scenario::Idle,
@@ -301,6 +302,7 @@ fn fixture() -> Results {
         fixed: Some(fixed_scenario()),
         pairs: vec![access_log_scenario(), scrape_scenario()],
         https: Some(https_scenario()),
+        cluster: Some(cluster_scenario()),
         skipped: vec!["wrk not installed: the wrk column is empty".into()],
         notes: vec!["tollgate-bench itself was a debug build.".into()],
         elapsed: Duration::from_millis(612_400),
@@ -461,6 +463,64 @@ fn keys_scenario(keys: Vec<Phase>, plain: Vec<Phase>) -> KeysScenario {
     }
 }
 
+/// A `cluster` result, three rounds: closed loop without and with `[cluster]` (tollgate's
+/// CPU, the redis-server's, the counters), open loop at 10,000 and 30,000 req/s with it.
+fn cluster_scenario() -> ClusterScenario {
+    let row = |closed: Vec<Phase>| LoadRow {
+        open: Vec::new(),
+        wrk: Vec::new(),
+        closed,
+        ..load_row(ProxyKind::Tollgate, Vec::new(), &[], 31_000)
+    };
+    let ops = |secs, requests, tollgate_ops, redis_commands, redis_cpu_s| OpsPhase {
+        secs,
+        requests,
+        tollgate_ops,
+        redis_commands: Some(redis_commands),
+        redis_cpu_s,
+    };
+    let open = |rate: f64, v: &[(f64, u64)]| -> Vec<(Phase, OpsPhase)> {
+        v.iter()
+            .map(|&(p99, n)| {
+                (
+                    rate_phase(rate, p99, 22.0),
+                    ops(4.0, (rate * 4.0) as u64, Some(n), 440, 0.04),
+                )
+            })
+            .collect()
+    };
+    ClusterScenario {
+        base: row(vec![
+            phase(40_000.0, 20.0, 0.96, 0.80),
+            phase(40_400.0, 20.4, 0.96, 0.81),
+            phase(40_200.0, 20.2, 0.97, 0.80),
+        ]),
+        with: row(vec![
+            phase(39_000.0, 20.8, 0.96, 0.82),
+            phase(38_600.0, 21.0, 0.97, 0.83),
+            phase(38_000.0, 21.6, 0.96, 0.82),
+        ]),
+        closed_ops: vec![
+            ops(4.2, 160_000, Some(42), 420, 0.16),
+            ops(4.2, 160_000, Some(63), 462, 0.32),
+            ops(4.2, 160_000, Some(46), 504, 0.16),
+        ],
+        base_ops: vec![ops(4.2, 170_000, None, 399, 0.0); 3],
+        rates: vec![10_000.0, 30_000.0],
+        open: vec![
+            open(10_000.0, &[(1.1, 48), (1.2, 52), (1.0, 50)]),
+            open(30_000.0, &[(1.5, 60), (1.4, 64), (1.6, 56)]),
+        ],
+        redis_version: "Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64".into(),
+        commandstats: vec![
+            ("evalsha".into(), 1200),
+            ("time".into(), 1200),
+            ("hset".into(), 300),
+        ],
+        notes: vec!["Round 2: the open loop at 30000 req/s reached only 28000 req/s.".into()],
+    }
+}
+
 /// A small result set whose ratios are easy to check by hand: one round, busy 50 % / 30 % /
 /// 20 % everywhere.
 fn small() -> Results {
@@ -475,6 +535,7 @@ fn small() -> Results {
     res.fixed = None;
     res.pairs.clear();
     res.https = None;
+    res.cluster = None;
     res.loads = vec![LoadScenario {
         scenario: Scenario::Plain0,
         paths: vec!["/0".into()],
@@ -747,6 +808,7 @@ fn sparse_report_is_unchanged() {
     res.fixed = None;
     res.pairs.clear();
     res.https = None;
+    res.cluster = None;
     res.skipped.clear();
     res.notes.clear();
     let md = report::render(&res, &[], None, &[]);
@@ -768,6 +830,7 @@ fn empty_report_is_unchanged() {
     res.fixed = None;
     res.pairs.clear();
     res.https = None;
+    res.cluster = None;
     res.skipped.clear();
     res.notes.clear();
     res.machine.clear();
@@ -961,4 +1024,58 @@ fn gateway_names_the_peer_configurations() {
     res.opts.nginx_routes = NginxRoutes::Map;
     let md = report::render(&res, &[], None, &[]);
     assert!(md.contains("a `map $gw_svc` of the 1000 services"), "{md}");
+}
+
+/// The cluster section: tollgate's and redis-server's CPU per request and both ratios, the
+/// counters of both sides per rate, the growth against the lease refills, a failed row.
+#[test]
+fn cluster_rows_ratios_and_ops() {
+    let mut res = fixture();
+    let md = report::render(&res, &[], None, &[]);
+    // Without: 20.0 / 20.4 / 20.2 µs, median 20.2; Redis idles but for the other host's syncs.
+    assert!(
+        md.contains("| tollgate (no cluster) | 40,200 | 20.00 / 20.40 / 20.20 | 20.20 | 0.00 | 20.20 | — | 95.0 | 96% / 80% | — |"),
+        "{md}"
+    );
+    // With: median 21.0; redis 1, 2, 1 µs/req; sums 21.8, 23.0, 22.6 → 22.6; ops/s 10, 15,
+    // 10.95 → 10.95; commands/s 100, 110, 120 → 110.
+    assert!(
+        md.contains("| tollgate (cluster) | 38,600 | 20.80 / 21.00 / 21.60 | 21.00 | 1.00 | 22.60 | 11.0 | 110.0 | 96% / 82% | — |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("tollgate only (medians): **1.040** — met (target ≤ 1.05, issue 19). Including the redis-server's CPU: 1.119."),
+        "{md}"
+    );
+    // 10,000 req/s: 12, 13, 12.5 ops/s; 1.2, 1.3, 1.25 per 1,000 requests; 10,000 ÷ 4,096.
+    assert!(
+        md.contains("| 10,000 req/s | 9,990 | 1.100 | 22.00 | 12.0, 13.0, 12.5 | 12.5 | 110.0 | 1.25 | 2.4 | 1.0% |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| 30,000 req/s | 29,970 | 1.500 | 22.00 | 15.0, 16.0, 14.0 | 15.0 | 110.0 | 0.50 | 7.3 | 1.0% |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("from 12.5 to 15.0 per second (2.5 more per second); the extra lease refills that much more traffic needs are at least 4.9 per second."),
+        "{md}"
+    );
+    assert!(
+        md.contains("`evalsha` 1,200, `time` 1,200, `hset` 300."),
+        "{md}"
+    );
+    assert!(md.contains("reached only 28000 req/s"), "{md}");
+    let c = res.cluster.as_mut().expect("cluster");
+    c.with.failure = Some("closed loop round 2: 3 of 9 answers were not 2xx".into());
+    let md = report::render(&res, &[], None, &[]);
+    assert!(
+        md.contains("tollgate only (medians): not measured (target ≤ 1.05, issue 19). Including the redis-server's CPU: not measured."),
+        "{md}"
+    );
+    assert!(
+        md.contains(
+            "**tollgate (cluster) not measured:** closed loop round 2: 3 of 9 answers were not 2xx"
+        ),
+        "{md}"
+    );
 }

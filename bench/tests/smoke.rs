@@ -5,7 +5,8 @@
 //! numbers for tollgate, tollgate-poll and tollgate-stock, and for nginx and HAProxy where they
 //! are installed;
 //! where they are not, the report must say they were skipped. A second run does the same for
-//! the issue scenarios (`fixed-rate`, `access-log`, `scrape`, `https`) at low rates.
+//! the issue scenarios (`fixed-rate`, `access-log`, `scrape`, `https`) at low rates, and a
+//! third the `cluster` scenario (where `redis-server` is installed).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -360,8 +361,12 @@ fn run_bench(args: &[&str]) -> Option<(String, String, bool)> {
         );
         return None;
     }
-    let out =
-        TempDir(std::env::temp_dir().join(format!("tollgate-bench-smoke2-{}", std::process::id())));
+    // One directory per run: the tests of this file may run at the same time.
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let out = TempDir(
+        std::env::temp_dir().join(format!("tollgate-bench-smoke2-{}-{n}", std::process::id())),
+    );
     std::fs::create_dir_all(&out.0).expect("create out dir");
     let mut child = Command::new(BENCH)
         .args(args)
@@ -582,4 +587,80 @@ fn traffic_bench_configs_load() {
         Some(2),
         "an unknown mode is a usage error"
     );
+}
+
+/// The `cluster` scenario at rates a debug build sustains (skipped without redis-server): both
+/// closed-loop rows with numbers, the cluster row's Redis operations counted by tollgate and by
+/// Redis, an open-loop row per rate with operations, the ratio lines, Redis's commandstats.
+#[test]
+fn cluster_scenario_counts_redis_operations() {
+    if !installed("redis-server") {
+        eprintln!("SKIPPED: redis-server is not installed");
+        return;
+    }
+    let Some((md, log, ok)) = run_bench(&[
+        "--duration-ms",
+        "600",
+        "--rounds",
+        "1",
+        "--scenarios",
+        "cluster",
+        "--fixed-rates",
+        "200,400",
+        "--connections",
+        "16",
+        "--proxies",
+        "tollgate",
+    ]) else {
+        return;
+    };
+    assert!(ok, "tollgate-bench failed:\n{log}");
+    let section = "(`cluster`)\n";
+    for name in ["tollgate (no cluster)", "tollgate (cluster)"] {
+        let cells =
+            row(&md, section, name).unwrap_or_else(|| panic!("no row {name:?}:\n{md}\n{log}"));
+        assert_eq!(cells.len(), 10, "{cells:?}");
+        for i in [1, 3, 4, 5, 7] {
+            assert!(
+                numeric(cells[i]),
+                "{name}: column {i} is {:?}:\n{md}",
+                cells[i]
+            );
+        }
+    }
+    let cells = row(&md, section, "tollgate (cluster)").expect("cluster row");
+    let ops: f64 = cells[6].replace(',', "").parse().unwrap_or(0.0);
+    assert!(
+        ops > 0.0,
+        "the cluster host sent no Redis operation: {cells:?}\n{md}\n{log}"
+    );
+    let cells = row(&md, section, "tollgate (no cluster)").expect("single-host row");
+    assert_eq!(cells[6], "—", "no [cluster], no counter: {cells:?}");
+    for rate in ["200 req/s", "400 req/s"] {
+        let cells = row(&md, section, rate)
+            .unwrap_or_else(|| panic!("no open-loop row {rate:?}:\n{md}\n{log}"));
+        for i in [1, 3, 5, 6, 7] {
+            assert!(
+                numeric(cells[i]),
+                "{rate}: column {i} is {:?}:\n{md}",
+                cells[i]
+            );
+        }
+        let ops: f64 = cells[5].replace(',', "").parse().unwrap_or(0.0);
+        assert!(ops > 0.0, "{rate}: {cells:?}");
+    }
+    assert!(
+        md.contains("CPU per request with `[cluster]` ÷ without, tollgate only (medians): **"),
+        "{md}"
+    );
+    assert!(md.contains("Including the redis-server's CPU: "), "{md}");
+    assert!(
+        !md.contains("Including the redis-server's CPU: not measured"),
+        "{md}"
+    );
+    assert!(
+        md.contains("`evalsha` "),
+        "Redis ran no lease or demand script:\n{md}"
+    );
+    assert!(md.contains("per second); the extra lease refills"), "{md}");
 }

@@ -10,10 +10,12 @@
 //! rounds), `control` (programs, ports, starting proxies and the origin, measuring one
 //! phase), `drivers` (the scenarios themselves), `anchors` (`fixed-rate` and `https`:
 //! tollgate against nginx and HAProxy only), `features` (`access-log` and `scrape`: tollgate
-//! without and with the feature). This file runs them in order and records the machine and
+//! without and with the feature), `cluster` (the `gateway-keys` config without and with
+//! `[cluster]` and a local redis-server). This file runs them in order and records the machine and
 //! versions.
 
 mod anchors;
+mod cluster;
 mod control;
 mod drivers;
 mod features;
@@ -22,6 +24,7 @@ mod results;
 mod scenario;
 
 pub use anchors::handshake_mismatch;
+pub use cluster::{ClusterScenario, OpsPhase, CLUSTER_TARGET_RATIO, MAX_LEASE, OPS_METRIC};
 pub use control::{check_answers, find_tools, one_line, Tools, INSTALL_HINT};
 pub use features::scrape_once;
 pub use memory::{section as memory_section, MemoryRow};
@@ -119,6 +122,7 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Results, St
     let mut pairs = Vec::new();
     let mut https = None;
     let mut memory_rows = None;
+    let mut cluster = None;
     for &scen in &opts.scenarios {
         if procs::interrupted() {
             return Err("interrupted".into());
@@ -145,6 +149,16 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Results, St
                     "The {} scenario runs tollgate only: tollgate was not among --proxies.",
                     scen.id()
                 ));
+            }
+        } else if scen == Scenario::Cluster {
+            if proxies.contains(&ProxyKind::Tollgate) {
+                cluster = Some(cluster::run_cluster(&mut ctx, progress)?);
+            } else {
+                progress("  skipped: tollgate is not among --proxies");
+                notes.push(
+                    "The cluster scenario runs tollgate only: tollgate was not among --proxies."
+                        .into(),
+                );
             }
         } else if scen == Scenario::FixedRate {
             fixed = Some(anchors::run_fixed(&mut ctx, &proxies, progress)?);
@@ -190,6 +204,7 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Results, St
         fixed,
         pairs,
         https,
+        cluster,
         skipped,
         notes,
         elapsed: started.elapsed(),

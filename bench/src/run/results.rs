@@ -353,6 +353,8 @@ pub struct Results {
     pub pairs: Vec<PairScenario>,
     /// The `https` scenario, when run.
     pub https: Option<HttpsScenario>,
+    /// The `cluster` scenario, when run.
+    pub cluster: Option<crate::run::ClusterScenario>,
     /// Proxies (and wrk) left out, with the reason.
     pub skipped: Vec<String>,
     pub notes: Vec<String>,
