@@ -18,6 +18,14 @@ const BENCH: &str = env!("CARGO_BIN_EXE_tollgate-bench");
 /// now, so about 40 s).
 const LIMIT: Duration = Duration::from_secs(120);
 
+/// The runs that measure load take this lock, so they run one at a time: on a 2-core machine
+/// two at once starve each other's proxies and phases fail for lack of CPU.
+static RUNS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_run_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    RUNS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn installed(name: &str) -> bool {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
@@ -85,6 +93,7 @@ impl Drop for TempDir {
 
 #[test]
 fn quick_plain_run_reports_every_column() {
+    let _serial = one_run_at_a_time();
     // target/debug/tollgate-bench → target/debug has tollgate and tollgate-load too.
     let bin_dir = Path::new(BENCH)
         .parent()
@@ -408,6 +417,7 @@ fn run_bench(args: &[&str]) -> Option<(String, String, bool)> {
 /// leaves the phase out, and the row's cells empty).
 #[test]
 fn issue_scenarios_report_their_rows() {
+    let _serial = one_run_at_a_time();
     let Some((md, log, ok)) = run_bench(&[
         "--duration-ms",
         "500",
@@ -594,6 +604,7 @@ fn traffic_bench_configs_load() {
 /// Redis, an open-loop row per rate with operations, the ratio lines, Redis's commandstats.
 #[test]
 fn cluster_scenario_counts_redis_operations() {
+    let _serial = one_run_at_a_time();
     if !installed("redis-server") {
         eprintln!("SKIPPED: redis-server is not installed");
         return;
