@@ -25,7 +25,8 @@
 # and tollgate-load with --release (debug builds are not representative);
 # TOLLGATE_BENCH_BIN runs the origin (`tollgate-bench origin`, not measured: any build will
 # do). Ports: $TLS_COST_PORT (default 18580) plain, +1 TLS, +2 the origin. Set KEEP=DIR to
-# keep the callgrind dumps and the annotations in DIR. Needs valgrind, callgrind_annotate,
+# keep the callgrind dumps and the annotations in DIR; CASES="plain-keepalive tls-keepalive"
+# runs only those (the analysis needs both keep-alive cases). Needs valgrind, callgrind_annotate,
 # openssl, curl, python3.
 set -euo pipefail
 # --- where the keep-alive requests spend it ----------------------------------------------------
@@ -40,8 +41,14 @@ for case in plain-keepalive tls-keepalive; do
         callgrind_annotate --auto=no --tree=caller --inclusive=no --threshold=100 "$f" >"$W/$case.$k.callers.txt" 2>/dev/null
     done
 done
+for case in tls-full tls-resumed; do
+    [ -e "$W/cg.out.$case.2" ] || continue
+    for k in 1 2; do
+        callgrind_annotate --auto=no --inclusive=no --threshold=100 "$W/cg.out.$case.$k" >"$W/$case.$k.self.txt" 2>/dev/null
+    done
+done
 python3 - "$W" "${TOP:-40}" <<'PY'
-import json, re, sys
+import json, os, re, sys
 w, top = sys.argv[1], int(sys.argv[2])
 LINE = re.compile(r"^\s*([\d,]+) \([\s\d.]+%\)\s+([<*]\s+)?(.*)$")
 def name(s):
@@ -50,12 +57,20 @@ def name(s):
     s = re.sub(r"\s+\(\d[\d,]*x\)$", "", s)
     return s.split(":", 1)[1] if ":" in s and not s.startswith(":") else s
 def table(path):
-    t = {}
+    # Mid-run dumps list the threads' bottom frames (clone, start_thread, ...) with the whole
+    # total even in self mode: those rows are left out.
+    t, total = {}, None
     for l in open(path):
+        if "PROGRAM TOTALS" in l:
+            total = int(l.split()[0].replace(",", ""))
+            continue
         m = LINE.match(l)
-        if m and "PROGRAM TOTALS" not in l:
+        if m:
+            v = int(m.group(1).replace(",", ""))
+            if total and v >= 0.9 * total:
+                continue
             f = name(m.group(3))
-            t[f] = t.get(f, 0) + int(m.group(1).replace(",", ""))
+            t[f] = t.get(f, 0) + v
     return t
 COPY = re.compile(r"mem(cpy|move)")
 def copies(path):
@@ -80,7 +95,8 @@ def diff(a, b, req):
     return {k: (b.get(k, 0) - a.get(k, 0)) / req for k in set(a) | set(b)}
 def requests(case, k):
     return json.load(open(f"{w}/{case}.{k}.json"))["requests"]
-AEAD = re.compile(r"^ring::aead|ring_core_\S*(aes|gcm|ghash|chacha|poly1305)|aes_hw|aesni|gcm_|ghash", re.I)
+AEAD = re.compile(r"^ring::aead|ring_core_\S*(aes|gcm|ghash|chacha|poly1305|CRYPTO_memcmp)|aes_hw|aesni|gcm_|ghash", re.I)
+ALLOC = re.compile(r"^(malloc|free|realloc|_int_malloc|_int_free|_int_realloc|unlink_chunk|malloc_consolidate|__rust_alloc|__rust_dealloc|__rdl_)")
 RUSTLS = re.compile(r"rustls::")
 # Our copies between the socket buffers and rustls: ciphertext into rustls (read_tls),
 # plaintext out of rustls (Reader::read), ciphertext out of rustls into wbuf (write_tls),
@@ -94,23 +110,35 @@ for case in ("plain-keepalive", "tls-keepalive"):
     cp = diff(copies(f"{w}/{case}.1.callers.txt"), copies(f"{w}/{case}.2.callers.txt"), req)
     result[case] = (inc, slf, cp)
 inc, slf, cp = result["tls-keepalive"]
-print(f"\ntls-keepalive: top {top} inclusive functions, Ir per request ((2N - N) / requests)")
-# Leave out the thread's and the executor's frames above the connection tasks.
+# Recursion through the futures' poll functions makes callgrind's inclusive counts of the
+# executor and connection tasks too high (they count a frame once per level): read the
+# inclusive table for leaf-side functions (rustls, ring, net::tls), the self tables for sums.
 ROOT = re.compile(r"^(start_thread|clone|__rust_try|std::|core::ops::function|<core::panic|scoped_tls|glommio::executor|tollgate::runtime::run|<std::sys|events annotated)")
+print(f"\ntls-keepalive: top {top} inclusive functions, Ir per request ((2N - N) / requests)")
 for f, v in [x for x in sorted(inc.items(), key=lambda x: -x[1]) if not ROOT.search(x[0])][:top]:
+    print(f"{v:>10.0f}  {f[:150]}")
+pslf = result["plain-keepalive"][1]
+print(f"\nself Ir per request, tls-keepalive minus plain-keepalive, top {top}")
+d = {k: slf.get(k, 0) - pslf.get(k, 0) for k in set(slf) | set(pslf)}
+for f, v in sorted(d.items(), key=lambda x: -abs(x[1]))[:top]:
     print(f"{v:>10.0f}  {f[:150]}")
 print("\ntls-keepalive: memcpy/memmove by caller, Ir per request")
 for f, v in sorted(cp.items(), key=lambda x: -x[1])[:15]:
     if v >= 1:
         print(f"{v:>10.0f}  {f[:150]}")
-print("\nself Ir per request by group     plain-keepalive  tls-keepalive  difference")
+print("\nself Ir per request by group            plain-keepalive  tls-keepalive  difference")
 rows = {}
 for case, (inc_, slf_, cp_) in result.items():
-    total = sum(slf_.values())
+    # memcpy/memmove by caller: ours (above), rustls's own (into its records and its
+    # plaintext buffer), the rest.
     ours = sum(v for f, v in cp_.items() if OURS.search(f))
+    theirs = sum(v for f, v in cp_.items() if RUSTLS.search(f) and not OURS.search(f))
     allcopy = sum(v for f, v in slf_.items() if COPY.search(f))
-    g = {"AEAD seal/open (ring)": 0.0, "rustls record layer and buffering": 0.0,
-         "our copies socket buffers <-> rustls": ours, "the rest": allcopy - ours}
+    other = allcopy - ours - theirs
+    g = {"AEAD seal/open (ring)": 0.0, "rustls record layer and buffering": theirs,
+         "our copies socket buffers <-> rustls": ours, "the rest": other,
+         "  of which the allocator": 0.0, "  of which other memcpy/memmove": other,
+         "  of which tollgate::net::tls (self)": 0.0}
     for f, v in slf_.items():
         if COPY.search(f):
             continue
@@ -120,11 +148,29 @@ for case, (inc_, slf_, cp_) in result.items():
             g["rustls record layer and buffering"] += v
         else:
             g["the rest"] += v
-    g["total"] = total
+            if ALLOC.search(f):
+                g["  of which the allocator"] += v
+            elif f.startswith("tollgate::net::tls::"):
+                g["  of which tollgate::net::tls (self)"] += v
+    g["total"] = sum(slf_.values())
     rows[case] = g
 for k in rows["tls-keepalive"]:
     p, t = rows["plain-keepalive"][k], rows["tls-keepalive"][k]
-    print(f"{k:<36} {p:>10.0f} {t:>14.0f} {t - p:>11.0f}")
+    print(f"{k:<42} {p:>10.0f} {t:>14.0f} {t - p:>11.0f}")
+# The handshake cases: self Ir per request by group and the top functions.
+CRYPTO = re.compile(r"^ring::|ring_core_|aesni|x25519|ecp_nistz|sha256|^_?gcm|CRYPTO_|^fe_|^ge_|^table_select", re.I)
+for case in ("tls-full", "tls-resumed"):
+    if not os.path.exists(f"{w}/{case}.2.self.txt"):
+        continue
+    req = requests(case, 2) - requests(case, 1)
+    slf = diff(table(f"{w}/{case}.1.self.txt"), table(f"{w}/{case}.2.self.txt"), req)
+    total = sum(slf.values())
+    crypto = sum(v for f, v in slf.items() if CRYPTO.search(f))
+    rl = sum(v for f, v in slf.items() if RUSTLS.search(f) and not CRYPTO.search(f))
+    al = sum(v for f, v in slf.items() if ALLOC.search(f))
+    print(f"\n{case}: {total:.0f} Ir per request: ring {crypto:.0f} ({crypto / total:.0%}), rustls {rl:.0f} ({rl / total:.0%}), allocator {al:.0f} ({al / total:.0%}), the rest {total - crypto - rl - al:.0f}; top 12 self")
+    for f, v in sorted(slf.items(), key=lambda x: -x[1])[:12]:
+        print(f"{v:>10.0f}  {f[:150]}")
 PY
 }
 if [ "${1:-}" = --analyze ]; then
@@ -223,7 +269,7 @@ measure() {
 
 printf '%-16s %9s %12s %12s %10s %8s\n' case requests "Ir(N)" "Ir(2N)" Ir/request vs-plain
 PLAIN=
-for case in plain-keepalive tls-keepalive tls-full tls-resumed; do
+for case in ${CASES:-plain-keepalive tls-keepalive tls-full tls-resumed}; do
     n=$N
     case $case in tls-full | tls-resumed) n=$((N / 10)) ;; esac
     run "$case" "$((n / 4))" "$case.warm"
