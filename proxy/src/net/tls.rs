@@ -24,8 +24,8 @@
 //! into rustls, ciphertext out of `wbuf`). Per connection: rustls's state (a few KiB) and
 //! `wbuf`. A plain connection pays one more arm in `Conn`'s `match`. Measured
 //! (bench/callgrind-tls.sh, bench/RESULTS.md "TLS cost"): a keep-alive request with a 1 KiB
-//! answer costs ~7,900 instructions more than over plain HTTP, half of it AES-GCM; a full
-//! handshake ~1.26 M, a resumed one ~1.11 M, 90 % of it `ring`. Between records nothing asks
+//! answer costs ~7,850 instructions more than over plain HTTP, half of it AES-GCM; a full
+//! handshake ~1.28 M, a resumed one ~1.13 M, 90 % of it `ring`. Between records nothing asks
 //! rustls to process again (`plaintext_waiting`), and a response is sent with its caller's
 //! timeout (no clock read).
 
