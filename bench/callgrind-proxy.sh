@@ -9,6 +9,8 @@
 #   e.g. bench/callgrind-proxy.sh target/release/tollgate gw.toml 18080 5 -s paths.lua
 #        bench/callgrind-proxy.sh target/release/tollgate gw.toml 18080 5 -H 'x-api-key: ...'
 # The origin (if the config proxies) must already be running. Needs valgrind and wrk.
+# Environment: CG_ARGS, extra callgrind options (e.g. --separate-threads=yes: one dump per
+# thread, the printed instructions are their sum); CG_KEEP, a directory the dumps are copied to.
 set -euo pipefail
 BIN=$1; CONFIG=$2; PORT=$3; SECS=${4:-5}; shift $(( $# >= 4 ? 4 : $# ))
 for tool in valgrind callgrind_control wrk curl; do
@@ -26,7 +28,8 @@ cleanup() {
     rm -rf "$W"
 }
 trap cleanup EXIT INT TERM
-valgrind --tool=callgrind --callgrind-out-file="$W/cg.out" "$BIN" --config "$CONFIG" >"$W/tg.log" 2>&1 &
+# shellcheck disable=SC2086 # CG_ARGS is a list of options
+valgrind --tool=callgrind ${CG_ARGS:-} --callgrind-out-file="$W/cg.out" "$BIN" --config "$CONFIG" >"$W/tg.log" 2>&1 &
 TG=$!
 for _ in $(seq 150); do
     curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break
@@ -40,6 +43,10 @@ callgrind_control -d "$TG" >/dev/null
 sleep 1
 REQ=$(awk '/requests in/ {print $1}' "$W/wrk.out")
 NON2XX=$(awk '/Non-2xx/ {print $NF}' "$W/wrk.out"); NON2XX=${NON2XX:-0}
-IR=$(cat "$W"/cg.out.* 2>/dev/null | awk '/^summary:|^totals:/ {print $2}' | head -1)
+# One dump (or one per thread): the sum of each file's summary (else totals) line.
+IR=$(for f in "$W"/cg.out.*; do
+    if [ -f "$f" ]; then awk '/^summary:|^totals:/ {print $2; exit}' "$f"; fi
+done | awk '{ s += $1 } END { if (NR) print s }')
+[ -z "${CG_KEEP:-}" ] || cp "$W"/cg.out.* "$CG_KEEP"/ 2>/dev/null || true
 [ -n "$REQ" ] && [ -n "$IR" ] && [ "$REQ" -gt 0 ] || { echo "callgrind-proxy.sh: no measurement"; cat "$W/tg.log" >&2; exit 1; }
 echo "requests=$REQ non2xx=$NON2XX instructions=$IR per_request=$(( IR / REQ ))"
