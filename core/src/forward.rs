@@ -47,6 +47,21 @@ fn named_in(tokens: &[&[u8]], name: &str) -> bool {
 
 /// Appends `n` in decimal (no `fmt` machinery: this runs for every request).
 pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    // Fast paths for the usual small numbers (statuses, short lengths, address bytes): a
+    // fixed-size append, no loop.
+    let d = |n: u64| b'0' + (n % 10) as u8;
+    if n < 10 {
+        out.push(d(n));
+        return;
+    }
+    if n < 100 {
+        out.extend_from_slice(&[d(n / 10), d(n)]);
+        return;
+    }
+    if n < 1000 {
+        out.extend_from_slice(&[d(n / 100), d(n / 10), d(n)]);
+        return;
+    }
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {

@@ -507,11 +507,10 @@ fn write_loop(mut out: Out, rx: Receiver<Vec<u8>>) {
 }
 
 /// A shard's access log buffers, one per destination its generations use, and what every
-/// generation shares: the line scratch buffer and the counters.
+/// generation shares: the counters.
 pub struct ShardLog {
     /// Per slot, the shard's buffer when a generation still holds it (for the flush timer).
     sinks: RefCell<Vec<Weak<Sink>>>,
-    scratch: RefCell<Vec<u8>>,
     metrics: Arc<ShardMetrics>,
 }
 
@@ -548,7 +547,6 @@ impl ShardLog {
     pub fn new(metrics: Arc<ShardMetrics>) -> ShardLog {
         ShardLog {
             sinks: RefCell::new(Vec::new()),
-            scratch: RefCell::new(Vec::new()),
             metrics,
         }
     }
@@ -600,7 +598,7 @@ impl ShardLog {
         }
     }
 
-    /// One generation's view: its sinks with the shard's scratch buffer and counters.
+    /// One generation's view: its sinks with the shard's counters.
     pub fn with<'a>(&'a self, sinks: &'a Sinks) -> GenLog<'a> {
         GenLog { log: self, sinks }
     }
@@ -615,7 +613,18 @@ pub struct GenLog<'a> {
 impl GenLog<'_> {
     /// Appends one rendered line (with its `\n`) for destination `sink`, or drops and
     /// counts it when that destination is too far behind.
+    #[cfg(test)]
     pub fn append(&self, sink: usize, line: &[u8]) {
+        self.write(sink, |buf| {
+            buf.extend_from_slice(line);
+            true
+        });
+    }
+
+    /// Renders one line with `render` straight into the shard's buffer for destination
+    /// `sink` (no copy), or drops and counts it when that destination is too far behind
+    /// (the buffer would pass `BUFFER_BYTES`). `render` returning `false` appends nothing.
+    pub fn write(&self, sink: usize, render: impl FnOnce(&mut Vec<u8>) -> bool) {
         let Some(Some(s)) = self.sinks.0.get(sink) else {
             return;
         };
@@ -623,24 +632,20 @@ impl GenLog<'_> {
         if buf.len() >= CHUNK_BYTES {
             hand_over(s, &mut buf);
         }
-        if buf.len() + line.len() > BUFFER_BYTES {
-            ShardMetrics::inc(&self.log.metrics.access_log_dropped);
-            return;
-        }
         if buf.capacity() == 0 {
             buf.reserve(CHUNK_BYTES * 2);
         }
-        buf.extend_from_slice(line);
-        ShardMetrics::inc(&self.log.metrics.access_log_lines);
-    }
-
-    /// Renders one line with `render` (into a reused scratch buffer) and appends it.
-    pub fn write(&self, sink: usize, render: impl FnOnce(&mut Vec<u8>) -> bool) {
-        let mut line = self.log.scratch.borrow_mut();
-        line.clear();
-        if render(&mut line) {
-            self.append(sink, &line);
+        let start = buf.len();
+        if !render(&mut buf) {
+            buf.truncate(start);
+            return;
         }
+        if buf.len() > BUFFER_BYTES {
+            buf.truncate(start);
+            ShardMetrics::inc(&self.log.metrics.access_log_dropped);
+            return;
+        }
+        ShardMetrics::inc(&self.log.metrics.access_log_lines);
     }
 }
 

@@ -109,16 +109,13 @@ fn value(v: &Var, ctx: &Context<'_>, o: &Outcome, json: bool, out: &mut Vec<u8>)
         }),
         Var::Status => num(out, (o.status != 0).then_some(o.status as u64)),
         Var::ResponseLength => num(out, o.response_length),
-        Var::RequestTime => clf_time(o.request_time_epoch_ms / 1000, out),
+        Var::RequestTime => clf_time_cached(o.request_time_epoch_ms / 1000, out),
         Var::RequestTimeEpoch => push_decimal(out, o.request_time_epoch_ms),
         Var::ResponseLatency => push_decimal(out, o.response_latency_ms),
         Var::IntegrationLatency => num(out, o.integration_latency_ms),
         Var::IntegrationStatus => num(out, o.integration_status.map(u64::from)),
         Var::IntegrationError => text(out, o.integration_error.unwrap_or("").as_bytes()),
-        Var::SourceIp => {
-            use std::io::Write;
-            let _ = write!(out, "{}", ctx.client.ip);
-        }
+        Var::SourceIp => push_ip(out, ctx.client.ip),
         Var::UserAgent => text(out, &o.user_agent),
         Var::ErrorMessage => text(out, error_message(o).as_bytes()),
         Var::ErrorMessageString => {
@@ -172,24 +169,92 @@ fn host_name(host: &[u8]) -> &[u8] {
     }
 }
 
+/// An IP address as `Display` writes it; IPv4 without the formatting machinery.
+fn push_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            push_decimal(out, a.into());
+            out.push(b'.');
+            push_decimal(out, b.into());
+            out.push(b'.');
+            push_decimal(out, c.into());
+            out.push(b'.');
+            push_decimal(out, d.into());
+        }
+        std::net::IpAddr::V6(_) => {
+            use std::io::Write;
+            let _ = write!(out, "{ip}");
+        }
+    }
+}
+
 /// Keeps a line a line: control bytes are escaped; in JSON formats also `"`, `\` and
 /// non-ASCII bytes (as `\u00XX`, so the line stays valid JSON whatever the client sent).
 fn escape(bytes: &[u8], json: bool, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    // Bytes that are copied as they are: printable ASCII, minus `"` and `\` in JSON, plus
+    // non-ASCII outside JSON.
+    const fn plain(json: bool) -> [bool; 256] {
+        let mut t = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            t[b] = match b as u8 {
+                b'"' | b'\\' => !json,
+                0x20..=0x7e => true,
+                0x80..=0xff => !json,
+                _ => false,
+            };
+            b += 1;
+        }
+        t
+    }
+    static PLAIN: [[bool; 256]; 2] = [plain(false), plain(true)];
+    let plain = &PLAIN[json as usize];
+    // Fast path: a clean value (nearly always) is copied in one go.
+    if bytes.iter().all(|&b| plain[b as usize]) {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    out.reserve(bytes.len());
     for &b in bytes {
+        if plain[b as usize] {
+            out.push(b);
+            continue;
+        }
         match b {
-            b'"' | b'\\' if json => {
+            // Only JSON escapes these.
+            b'"' | b'\\' => {
                 out.push(b'\\');
                 out.push(b);
             }
-            0x20..=0x7e => out.push(b),
-            _ if !json && b >= 0x80 => out.push(b),
             _ => {
                 out.extend_from_slice(if json { b"\\u00" } else { b"\\x" });
                 out.push(HEX[(b >> 4) as usize]);
                 out.push(HEX[(b & 15) as usize]);
             }
         }
+    }
+}
+
+/// [`clf_time`] through a per-thread cache of the last second's text: requests in the same
+/// second (nearly all of them under load) copy it instead of formatting a date.
+fn clf_time_cached(secs: u64, out: &mut Vec<u8>) {
+    use std::cell::Cell;
+    const LEN: usize = 26;
+    thread_local! {
+        static LAST: Cell<(u64, [u8; LEN])> = const { Cell::new((u64::MAX, [0; LEN])) };
+    }
+    let (at, text) = LAST.get();
+    if at == secs {
+        out.extend_from_slice(&text);
+        return;
+    }
+    let start = out.len();
+    clf_time(secs, out);
+    // Years of four digits (every year from 1000 to 9999) have this length.
+    if let Ok(text) = <[u8; LEN]>::try_from(&out[start..]) {
+        LAST.set((secs, text));
     }
 }
 
@@ -241,6 +306,45 @@ mod tests {
     }
 
     #[test]
+    fn cached_clf_times_match() {
+        for secs in [
+            0,
+            1_796_022_308,
+            1_796_022_308,
+            1_796_022_309,
+            951_827_696,
+            0,
+        ] {
+            let mut out = b"x".to_vec();
+            clf_time_cached(secs, &mut out);
+            assert_eq!(&out[1..], clf(secs).as_bytes(), "{secs}");
+        }
+        // A five-digit year is not cached but still right.
+        let far = 253_402_300_800; // 10000-01-01
+        let mut out = Vec::new();
+        clf_time_cached(far, &mut out);
+        clf_time_cached(far, &mut out);
+        assert_eq!(out, [clf(far).as_bytes(), clf(far).as_bytes()].concat());
+    }
+
+    #[test]
+    fn ips_render_as_display_does() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.200.3.255",
+            "::1",
+            "2001:db8::7",
+            "::ffff:1.2.3.4",
+        ] {
+            let ip: std::net::IpAddr = ip.parse().expect("ip");
+            let mut out = Vec::new();
+            push_ip(&mut out, ip);
+            assert_eq!(out, ip.to_string().as_bytes());
+        }
+    }
+
+    #[test]
     fn escapes() {
         let mut out = Vec::new();
         escape(b"a\"b\\c\nd\xc3\xa9", true, &mut out);
@@ -248,6 +352,25 @@ mod tests {
         out.clear();
         escape(b"a\"b\nc", false, &mut out);
         assert_eq!(out, b"a\"b\\x0ac");
+        // Clean values (the fast path), and an escape after a clean prefix.
+        for json in [true, false] {
+            out.clear();
+            escape(b"GET /pets/{id}", json, &mut out);
+            assert_eq!(out, b"GET /pets/{id}");
+            out.clear();
+            escape(b"abc\x7f", json, &mut out);
+            assert_eq!(
+                out,
+                if json {
+                    &b"abc\\u007f"[..]
+                } else {
+                    b"abc\\x7f"
+                }
+            );
+        }
+        out.clear();
+        escape(b"ab\xc3\xa9\"", false, &mut out);
+        assert_eq!(out, b"ab\xc3\xa9\"");
     }
 
     const LOGGED: &str = r#"
