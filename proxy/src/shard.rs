@@ -136,7 +136,6 @@ impl Gen {
             s.upstream_pool_size,
             s.upstream_idle_timeout,
             layout.counters.pool_idle.clone(),
-            (0..upstreams).collect(),
         );
         let secure = upstream::secure(gateway.upstreams.iter().map(|u| u.tls.as_ref()));
         Gen {

@@ -171,8 +171,6 @@ struct Shared {
     /// Idle connections per upstream, published for the metrics scrape (only this shard
     /// writes them).
     gauges: Arc<[AtomicU64]>,
-    /// Upstream index → its gauge in `gauges` (`usize::MAX`: none; a reload may have added it).
-    gauge_of: Box<[usize]>,
     readiness: Arc<Readiness>,
     /// `readiness` as a waker, registered with every parked connection.
     waker: Waker,
@@ -181,17 +179,13 @@ struct Shared {
 impl Shared {
     /// Stores `upstream`'s idle count in its gauge (a relaxed store on this shard's line).
     fn publish(&self, idle: &IdleSet<UpConn>, upstream: usize) {
-        let gauge = self
-            .gauge_of
-            .get(upstream)
-            .and_then(|&g| self.gauges.get(g));
-        if let Some(g) = gauge {
+        if let Some(g) = self.gauges.get(upstream) {
             g.store(idle.len_of(upstream) as u64, Ordering::Relaxed);
         }
     }
 
     fn publish_all(&self, idle: &IdleSet<UpConn>) {
-        for u in 0..self.gauge_of.len() {
+        for u in 0..self.gauges.len() {
             self.publish(idle, u);
         }
     }
@@ -211,14 +205,12 @@ pub struct Pools {
 
 impl Pools {
     /// Pools for `upstreams` backends, each holding at most `cap` idle connections for
-    /// `idle_timeout`; `gauges` get the idle counts, upstream `u`'s in `gauges[gauge_of[u]]`
-    /// (none when out of range).
+    /// `idle_timeout`; `gauges` (one per upstream, or none) get the idle counts.
     pub fn new(
         upstreams: usize,
         cap: usize,
         idle_timeout: Duration,
         gauges: Arc<[AtomicU64]>,
-        gauge_of: Box<[usize]>,
     ) -> Pools {
         let readiness = Arc::new(Readiness {
             fired: AtomicBool::new(false),
@@ -228,7 +220,6 @@ impl Pools {
             shared: Rc::new(Shared {
                 idle: RefCell::new(IdleSet::new(upstreams, cap, idle_timeout)),
                 gauges,
-                gauge_of,
                 waker: Waker::from(readiness.clone()),
                 readiness,
             }),
@@ -529,7 +520,7 @@ mod tests {
                     let bufs = BufPool::new(1024, 4);
                     let gauges: Arc<[AtomicU64]> = Arc::from([AtomicU64::new(0)]);
                     let gauge = || gauges[0].load(Ordering::Relaxed);
-                    let mut pools = Pools::new(1, 8, timeout, gauges.clone(), Box::from([0]));
+                    let mut pools = Pools::new(1, 8, timeout, gauges.clone());
                     for _ in 0..4 {
                         let conn = net::connect_on(path, addr, Duration::from_secs(5))
                             .await
