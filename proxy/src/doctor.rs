@@ -98,10 +98,24 @@ fn io_uring_setup() -> Result<(), std::io::Error> {
     Ok(())
 }
 
+/// Every check, in report order.
 pub fn checks() -> Vec<Check> {
-    let mut out = Vec::new();
+    vec![
+        memlock_check(),
+        nofile_check(),
+        somaxconn_check(),
+        port_range_check(),
+        io_uring_check(),
+        kernel_check(),
+        cpus_check(),
+        governor_check(),
+    ]
+}
+
+/// The locked-memory limit against what io_uring needs.
+fn memlock_check() -> Check {
     match rlimit(libc::RLIMIT_MEMLOCK) {
-        Some((soft, hard)) => out.push(Check {
+        Some((soft, hard)) => Check {
             name: "locked memory (RLIMIT_MEMLOCK)",
             verdict: if soft == libc::RLIM_INFINITY || soft >= MEMLOCK_WANT {
                 Verdict::Ok
@@ -115,11 +129,15 @@ pub fn checks() -> Vec<Check> {
             ),
             recommended: "64 MiB or more (io_uring rings and buffers of every shard)",
             how: "ulimit -l 65536; systemd: LimitMEMLOCK=64M (tuning/tollgate.service)",
-        }),
-        None => out.push(info("locked memory (RLIMIT_MEMLOCK)", "unknown")),
+        },
+        None => info("locked memory (RLIMIT_MEMLOCK)", "unknown"),
     }
+}
+
+/// The open-files limit against one descriptor per connection.
+fn nofile_check() -> Check {
     match rlimit(libc::RLIMIT_NOFILE) {
-        Some((soft, hard)) => out.push(Check {
+        Some((soft, hard)) => Check {
             name: "open files (RLIMIT_NOFILE)",
             verdict: if hard >= NOFILE_WANT { Verdict::Ok } else { Verdict::Warn },
             value: format!(
@@ -129,33 +147,39 @@ pub fn checks() -> Vec<Check> {
             ),
             recommended: "a hard limit of 65536 or more (one descriptor per client connection, one more per backend connection)",
             how: "ulimit -Hn 1048576; systemd: LimitNOFILE=1048576",
-        }),
-        None => out.push(info("open files (RLIMIT_NOFILE)", "unknown")),
-    }
-    let somaxconn = read_trim("/proc/sys/net/core/somaxconn");
-    out.push(
-        match somaxconn.as_deref().and_then(|v| v.parse::<u64>().ok()) {
-            Some(n) => Check {
-                name: "listen backlog (net.core.somaxconn)",
-                verdict: if n >= SOMAXCONN_WANT {
-                    Verdict::Ok
-                } else {
-                    Verdict::Warn
-                },
-                value: n.to_string(),
-                recommended: "4096 or more (connection bursts wait in the accept queue)",
-                how: "sysctl -w net.core.somaxconn=4096 (persist in /etc/sysctl.d/)",
-            },
-            None => info("listen backlog (net.core.somaxconn)", "unreadable"),
         },
-    );
+        None => info("open files (RLIMIT_NOFILE)", "unknown"),
+    }
+}
+
+/// The listen backlog (`net.core.somaxconn`).
+fn somaxconn_check() -> Check {
+    let somaxconn = read_trim("/proc/sys/net/core/somaxconn");
+    match somaxconn.as_deref().and_then(|v| v.parse::<u64>().ok()) {
+        Some(n) => Check {
+            name: "listen backlog (net.core.somaxconn)",
+            verdict: if n >= SOMAXCONN_WANT {
+                Verdict::Ok
+            } else {
+                Verdict::Warn
+            },
+            value: n.to_string(),
+            recommended: "4096 or more (connection bursts wait in the accept queue)",
+            how: "sysctl -w net.core.somaxconn=4096 (persist in /etc/sysctl.d/)",
+        },
+        None => info("listen backlog (net.core.somaxconn)", "unreadable"),
+    }
+}
+
+/// The local port range available to backend connections.
+fn port_range_check() -> Check {
     let range = read_trim("/proc/sys/net/ipv4/ip_local_port_range");
     let span = range.as_deref().and_then(|r| {
         let mut it = r.split_whitespace().map(|v| v.parse::<u64>().ok());
         let (lo, hi) = (it.next()??, it.next()??);
         Some((lo, hi))
     });
-    out.push(match span {
+    match span {
         Some((lo, hi)) => Check {
             name: "local port range (net.ipv4.ip_local_port_range)",
             verdict: if hi.saturating_sub(lo) >= PORT_SPAN_WANT {
@@ -174,9 +198,13 @@ pub fn checks() -> Vec<Check> {
             "local port range (net.ipv4.ip_local_port_range)",
             "unreadable",
         ),
-    });
+    }
+}
+
+/// Whether an io_uring can be set up here (the one check that can fail).
+fn io_uring_check() -> Check {
     let disabled = read_trim("/proc/sys/kernel/io_uring_disabled");
-    out.push(match io_uring_setup() {
+    match io_uring_setup() {
         Ok(()) => Check {
             name: "io_uring",
             verdict: Verdict::Ok,
@@ -194,9 +222,13 @@ pub fn checks() -> Vec<Check> {
             recommended: "available (tollgate's executors run on io_uring)",
             how: "sysctl -w kernel.io_uring_disabled=0; allow io_uring_setup in the seccomp profile (containers); raise the locked-memory limit",
         },
-    });
+    }
+}
+
+/// The kernel version against the lean socket path's needs.
+fn kernel_check() -> Check {
     let release = uname_release();
-    out.push(match release.as_deref().and_then(kernel_version) {
+    match release.as_deref().and_then(kernel_version) {
         Some(v) => Check {
             name: "kernel",
             verdict: if v >= (6, 0) { Verdict::Ok } else { Verdict::Warn },
@@ -205,11 +237,15 @@ pub fn checks() -> Vec<Check> {
             how: "upgrade the kernel (or run with TOLLGATE_SOCKET_PATH=poll)",
         },
         None => info("kernel", "unknown"),
-    });
+    }
+}
+
+/// The allowed and online CPU counts (information only).
+fn cpus_check() -> Check {
     let allowed = runtime::allowed_cpus().len();
     // SAFETY: sysconf has no preconditions.
     let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    out.push(Check {
+    Check {
         name: "CPUs",
         verdict: Verdict::Info,
         value: format!(
@@ -218,7 +254,11 @@ pub fn checks() -> Vec<Check> {
         recommended:
             "a shard per CPU that serves traffic; keep a core for interrupts on busy hosts",
         how: "taskset / systemd CPUAffinity=, or [server] shards",
-    });
+    }
+}
+
+/// The distinct frequency governors of the allowed CPUs, in first-seen order.
+fn allowed_cpu_governors() -> Vec<String> {
     let mut governors: Vec<String> = Vec::new();
     for cpu in runtime::allowed_cpus() {
         if let Some(g) = read_trim(&format!(
@@ -229,7 +269,13 @@ pub fn checks() -> Vec<Check> {
             }
         }
     }
-    out.push(if governors.is_empty() {
+    governors
+}
+
+/// The CPU frequency governors against `performance`.
+fn governor_check() -> Check {
+    let governors = allowed_cpu_governors();
+    if governors.is_empty() {
         Check {
             name: "CPU frequency governor",
             verdict: Verdict::Info,
@@ -249,8 +295,7 @@ pub fn checks() -> Vec<Check> {
             recommended: "performance (latency: no ramp-up after idle)",
             how: "cpupower frequency-set -g performance",
         }
-    });
-    out
+    }
 }
 
 fn info(name: &'static str, value: &str) -> Check {

@@ -146,12 +146,8 @@ pub fn run(
     path: SocketPath,
     config: Option<PathBuf>,
 ) -> Result<(), String> {
-    let set = signal_set();
-    // SAFETY: blocks the set in this thread before any other thread starts.
-    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-    for &addr in &gateway.listeners {
-        reload::check_free(addr)?;
-    }
+    let set = block_signals();
+    check_listeners_free(&gateway)?;
     let cpus = allowed_cpus();
     let pin = gateway.settings.pin_cpus;
     let dests = access_log::destinations(&mut gateway);
@@ -160,7 +156,7 @@ pub fn run(
     let control = Arc::new(Control::default());
     // Quota store, state file and rebalance exchange: created once, before any shard thread.
     let traffic = traffic_state::start(&gateway, shards)?;
-    let (order_txs, mut order_rxs): (Vec<_>, Vec<_>) =
+    let (order_txs, order_rxs): (Vec<_>, Vec<_>) =
         (0..shards).map(|_| mpsc::channel::<Order>()).unzip();
     let reloader = Arc::new(Mutex::new(Reloader::new(
         config,
@@ -176,81 +172,19 @@ pub fn run(
     // With [cluster]: the first sync (or failing open) before serving; /readyz says 503 meanwhile.
     traffic.wait_cluster_ready();
     let (tx, rx) = mpsc::channel::<Result<usize, String>>();
-    let seed_base = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-        ^ ((std::process::id() as u64) << 40);
-    let mut threads = Vec::with_capacity(shards);
+    let seed_base = seed_base();
     net::configure(
         path,
         gateway.settings.receive_ring_buffers,
         gateway.settings.receive_ring_buffer_bytes,
     );
-    for i in 0..shards {
-        let cpu = cpus[i % cpus.len()];
-        let gw = gateway.clone();
-        let tx = tx.clone();
-        let traffic = traffic.clone();
-        let seed = seed_base ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let ops = Ops {
-            metrics: registry.shards[i].clone(),
-            registry: registry.clone(),
-            log_senders: writers.senders(),
-        };
-        let control = control.clone();
-        let orders = order_rxs.remove(0);
-        let t = std::thread::Builder::new()
-            .name(format!("tollgate-shard{i}"))
-            .spawn(move || {
-                let placement = if pin {
-                    Placement::Fixed(cpu)
-                } else {
-                    Placement::Unbound
-                };
-                let ex = match LocalExecutorBuilder::new(placement)
-                    .name(&format!("shard{i}"))
-                    .io_memory(IO_MEMORY)
-                    .make()
-                {
-                    Ok(ex) => ex,
-                    Err(e) => {
-                        let _ = tx.send(Err(explain_start_failure(i, &e.to_string())));
-                        return;
-                    }
-                };
-                ex.run(shard_main(i, gw, seed, ops, control, traffic, orders, tx));
-            })
-            .map_err(|e| format!("tollgate: cannot start thread for shard {i}: {e}"))?;
-        threads.push(t);
-    }
+    let threads = spawn_shards(
+        &gateway, &cpus, pin, seed_base, &registry, &writers, &control, &traffic, order_rxs, &tx,
+    )?;
     drop(tx);
-    let mut started = 0;
-    while started < shards {
-        match rx.recv() {
-            Ok(Ok(_)) => started += 1,
-            Ok(Err(msg)) => return Err(msg),
-            Err(_) => return Err("tollgate: a shard exited during start-up".to_string()),
-        }
-    }
+    wait_started(&rx, shards)?;
     control.ready.store(true, Ordering::Release);
-    let addrs: Vec<String> = gateway
-        .listeners
-        .iter()
-        .map(|a| match gateway.tls.listener(*a) {
-            Some(_) => format!("https://{a}"),
-            None => format!("http://{a}"),
-        })
-        .collect();
-    let listeners = addrs.join(", ");
-    log::info!(
-        listeners = listeners.as_str(), shards = shards, pinned = pin;
-        "listening on {listeners} ({shards} shard{}{})",
-        if shards == 1 { "" } else { "s" },
-        if pin { ", pinned" } else { "" }
-    );
-    if let Some(a) = gateway.settings.admin {
-        log::info!(admin:% = a; "admin listener on http://{a} (/metrics, /healthz, /readyz, POST /reload)");
-    }
+    log_listening(&gateway, shards, pin);
     drop(traffic);
     let exit = wait_for_exit(&set, &threads, &reloader);
     // The configuration in force now (reloads may have replaced the start-up one).
@@ -276,6 +210,162 @@ pub fn run(
     writers.finish(Duration::from_secs(1));
     logging::event(format_args!("stopped"));
     Ok(())
+}
+
+/// Blocks the main thread's signals in this thread (before any other thread starts, so every
+/// thread inherits the mask) and returns their set.
+fn block_signals() -> libc::sigset_t {
+    let set = signal_set();
+    // SAFETY: blocks the set in this thread before any other thread starts.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    set
+}
+
+/// Fails with the message to print when a listener's port is already in use.
+fn check_listeners_free(gateway: &Gateway) -> Result<(), String> {
+    for &addr in &gateway.listeners {
+        reload::check_free(addr)?;
+    }
+    Ok(())
+}
+
+/// The per-process base of the shards' random seeds (time and process id).
+fn seed_base() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ ((std::process::id() as u64) << 40)
+}
+
+/// Starts one thread per shard (one per receiver in `order_rxs`), each reporting on `tx` once
+/// it listens or why it could not start.
+#[allow(clippy::too_many_arguments)]
+fn spawn_shards(
+    gateway: &Gateway,
+    cpus: &[usize],
+    pin: bool,
+    seed_base: u64,
+    registry: &Arc<Registry>,
+    writers: &Writers,
+    control: &Arc<Control>,
+    traffic: &Arc<TrafficShared>,
+    mut order_rxs: Vec<mpsc::Receiver<Order>>,
+    tx: &mpsc::Sender<Result<usize, String>>,
+) -> Result<Vec<std::thread::JoinHandle<()>>, String> {
+    let shards = order_rxs.len();
+    let mut threads = Vec::with_capacity(shards);
+    for i in 0..shards {
+        let start = ShardStart {
+            index: i,
+            cpu: cpus[i % cpus.len()],
+            pin,
+            gateway: gateway.clone(),
+            seed: seed_base ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            ops: Ops {
+                metrics: registry.shards[i].clone(),
+                registry: registry.clone(),
+                log_senders: writers.senders(),
+            },
+            control: control.clone(),
+            traffic: traffic.clone(),
+            orders: order_rxs.remove(0),
+            tx: tx.clone(),
+        };
+        let t = std::thread::Builder::new()
+            .name(format!("tollgate-shard{i}"))
+            .spawn(move || start.run())
+            .map_err(|e| format!("tollgate: cannot start thread for shard {i}: {e}"))?;
+        threads.push(t);
+    }
+    Ok(threads)
+}
+
+/// Everything one shard thread takes with it.
+struct ShardStart {
+    index: usize,
+    cpu: usize,
+    pin: bool,
+    gateway: Gateway,
+    seed: u64,
+    ops: Ops,
+    control: Arc<Control>,
+    traffic: Arc<TrafficShared>,
+    orders: mpsc::Receiver<Order>,
+    tx: mpsc::Sender<Result<usize, String>>,
+}
+
+impl ShardStart {
+    /// The shard thread: starts its executor (or reports why it could not) and runs the shard.
+    fn run(self) {
+        let placement = if self.pin {
+            Placement::Fixed(self.cpu)
+        } else {
+            Placement::Unbound
+        };
+        let ex = match LocalExecutorBuilder::new(placement)
+            .name(&format!("shard{}", self.index))
+            .io_memory(IO_MEMORY)
+            .make()
+        {
+            Ok(ex) => ex,
+            Err(e) => {
+                let _ = self
+                    .tx
+                    .send(Err(explain_start_failure(self.index, &e.to_string())));
+                return;
+            }
+        };
+        let ShardStart {
+            index,
+            gateway,
+            seed,
+            ops,
+            control,
+            traffic,
+            orders,
+            tx,
+            ..
+        } = self;
+        ex.run(shard_main(
+            index, gateway, seed, ops, control, traffic, orders, tx,
+        ));
+    }
+}
+
+/// Waits until all `shards` report listening; the first failure (or a shard gone without a
+/// word) is the message to print.
+fn wait_started(rx: &mpsc::Receiver<Result<usize, String>>, shards: usize) -> Result<(), String> {
+    let mut started = 0;
+    while started < shards {
+        match rx.recv() {
+            Ok(Ok(_)) => started += 1,
+            Ok(Err(msg)) => return Err(msg),
+            Err(_) => return Err("tollgate: a shard exited during start-up".to_string()),
+        }
+    }
+    Ok(())
+}
+
+/// Logs the listeners (and the admin listener) once every shard serves.
+fn log_listening(gateway: &Gateway, shards: usize, pin: bool) {
+    let addrs: Vec<String> = gateway
+        .listeners
+        .iter()
+        .map(|a| match gateway.tls.listener(*a) {
+            Some(_) => format!("https://{a}"),
+            None => format!("http://{a}"),
+        })
+        .collect();
+    let listeners = addrs.join(", ");
+    log::info!(
+        listeners = listeners.as_str(), shards = shards, pinned = pin;
+        "listening on {listeners} ({shards} shard{}{})",
+        if shards == 1 { "" } else { "s" },
+        if pin { ", pinned" } else { "" }
+    );
+    if let Some(a) = gateway.settings.admin {
+        log::info!(admin:% = a; "admin listener on http://{a} (/metrics, /healthz, /readyz, POST /reload)");
+    }
 }
 
 /// Waits for SIGTERM/SIGINT (`None`), handling SIGUSR1 (reopen the access logs) and SIGHUP
