@@ -1207,72 +1207,9 @@ fn lease_round(
     // (counter position, withdrawn, owed)
     let mut batch: Vec<(usize, u64, u64)> = Vec::new();
     for (pos, c) in counters.iter_mut().enumerate() {
-        stock.absorb_early(c.index);
-        let (taken, held_here) = stock.counts(c.index);
-        if mode == Mode::Sync {
-            let refused = stock.refused(c.index, true);
-            c.consumed = taken.saturating_sub(c.last_taken) + refused;
-            c.idle = if taken == c.last_taken && refused == 0 {
-                c.idle.saturating_add(1)
-            } else {
-                0
-            };
-            c.last_taken = taken;
+        if let Some((back, owed)) = queue_lease(&mut pipe, conn, stock, c, mode, shards) {
+            batch.push((pos, back, owed));
         }
-        let owed = (taken + held_here).saturating_sub(c.held);
-        // A reload changed the limit: everything in stock goes back and the grant follows
-        // the new limit (one atomic call).
-        let reset = c.reset && mode != Mode::Last;
-        let mut want = match mode {
-            Mode::Last => 0,
-            _ if reset => logic::refill_want(0, c.consumed, shards),
-            // Spent counters are asked again by the regular syncs only.
-            Mode::Refill if held_here > 0 || c.spent => 0,
-            // An empty stock: at least what the last interval consumed.
-            // What the last interval consumed, or more if this one already did: the
-            // stock doubles at each miss while a burst ramps up, and stays within two
-            // intervals of consumption (the bound of what a killed host loses).
-            Mode::Refill => logic::refill_want(
-                0,
-                c.consumed
-                    .max(taken.saturating_sub(c.last_taken) + stock.refused(c.index, false)),
-                shards,
-            ),
-            Mode::Sync => logic::refill_want(held_here, c.consumed, shards),
-        };
-        if c.spent && want > 0 {
-            c.spent_ticks += 1;
-            if c.spent_ticks < SPENT_RETRY_TICKS {
-                want = 0;
-            } else {
-                c.spent_ticks = 0;
-            }
-        }
-        let give_back = match mode {
-            Mode::Last => held_here,
-            _ if reset => held_here,
-            Mode::Refill => 0,
-            Mode::Sync => logic::idle_return(held_here, c.idle, shards, c.spent),
-        };
-        if owed == 0 && want == 0 && give_back == 0 {
-            continue;
-        }
-        let back = stock.withdraw(c.index, give_back);
-        let add = i128::from(owed) - i128::from(back);
-        pipe.cmd("EVALSHA")
-            .arg(&conn.lease_sha)
-            .arg(2)
-            .arg(c.key())
-            .arg(&c.seen)
-            .arg(c.limit)
-            .arg(want)
-            .arg(c.expire_at_ms())
-            .arg(c.offset)
-            .arg(add.to_string())
-            .arg(if c.known { "1" } else { "0" })
-            .arg(logic::MAX_HOST_BLOCK)
-            .arg(logic::REMAINING_DIVISOR);
-        batch.push((pos, back, owed));
     }
     if batch.is_empty() {
         return Ok(());
@@ -1287,26 +1224,132 @@ fn lease_round(
         let Some(c) = counters.get_mut(pos) else {
             continue;
         };
-        if used < 0 {
-            // The period is over by Redis's clock: nothing was counted.
-            continue;
-        }
-        let grant = u64::try_from(grant).unwrap_or(0);
-        let used = u64::try_from(used).unwrap_or(0);
-        c.held = (c.held + owed).saturating_sub(back) + grant;
-        c.known = true;
-        c.reset = false;
-        c.spent = used >= c.limit;
-        // The requests admitted on credit up to the read of `counts` are charged now.
-        stock.settle_credit(c.index, owed);
-        if c.spent {
-            stock.set_credit_budget(c.index, 0);
-        }
-        stock.set_spent(c.index, c.spent);
-        stock.stock_up(c.index, grant);
-        stock.set_global(c.index, used);
+        apply_lease(stock, c, back, owed, grant, used);
     }
     Ok(())
+}
+
+/// Queues `c`'s lease call on `pipe` if it has anything to hand in, ask for or give back;
+/// returns what it withdrew from the stock and what it owes.
+fn queue_lease(
+    pipe: &mut redis::Pipeline,
+    conn: &Conn,
+    stock: &HostStock,
+    c: &mut Counter,
+    mode: Mode,
+    shards: usize,
+) -> Option<(u64, u64)> {
+    stock.absorb_early(c.index);
+    let (taken, held_here) = stock.counts(c.index);
+    if mode == Mode::Sync {
+        note_consumption(stock, c, taken);
+    }
+    let owed = (taken + held_here).saturating_sub(c.held);
+    // A reload changed the limit: everything in stock goes back and the grant follows
+    // the new limit (one atomic call).
+    let reset = c.reset && mode != Mode::Last;
+    let want = lease_want(stock, c, mode, reset, taken, held_here, shards);
+    let want = hold_back_while_spent(c, want);
+    let give_back = match mode {
+        Mode::Last => held_here,
+        _ if reset => held_here,
+        Mode::Refill => 0,
+        Mode::Sync => logic::idle_return(held_here, c.idle, shards, c.spent),
+    };
+    if owed == 0 && want == 0 && give_back == 0 {
+        return None;
+    }
+    let back = stock.withdraw(c.index, give_back);
+    let add = i128::from(owed) - i128::from(back);
+    pipe.cmd("EVALSHA")
+        .arg(&conn.lease_sha)
+        .arg(2)
+        .arg(c.key())
+        .arg(&c.seen)
+        .arg(c.limit)
+        .arg(want)
+        .arg(c.expire_at_ms())
+        .arg(c.offset)
+        .arg(add.to_string())
+        .arg(if c.known { "1" } else { "0" })
+        .arg(logic::MAX_HOST_BLOCK)
+        .arg(logic::REMAINING_DIVISOR);
+    Some((back, owed))
+}
+
+/// A regular sync's bookkeeping: what `c` consumed since the last one and how long it idled.
+fn note_consumption(stock: &HostStock, c: &mut Counter, taken: u64) {
+    let refused = stock.refused(c.index, true);
+    c.consumed = taken.saturating_sub(c.last_taken) + refused;
+    c.idle = if taken == c.last_taken && refused == 0 {
+        c.idle.saturating_add(1)
+    } else {
+        0
+    };
+    c.last_taken = taken;
+}
+
+/// How much `c` asks Redis for in this round.
+fn lease_want(
+    stock: &HostStock,
+    c: &Counter,
+    mode: Mode,
+    reset: bool,
+    taken: u64,
+    held_here: u64,
+    shards: usize,
+) -> u64 {
+    match mode {
+        Mode::Last => 0,
+        _ if reset => logic::refill_want(0, c.consumed, shards),
+        // Spent counters are asked again by the regular syncs only.
+        Mode::Refill if held_here > 0 || c.spent => 0,
+        // An empty stock: at least what the last interval consumed.
+        // What the last interval consumed, or more if this one already did: the
+        // stock doubles at each miss while a burst ramps up, and stays within two
+        // intervals of consumption (the bound of what a killed host loses).
+        Mode::Refill => logic::refill_want(
+            0,
+            c.consumed
+                .max(taken.saturating_sub(c.last_taken) + stock.refused(c.index, false)),
+            shards,
+        ),
+        Mode::Sync => logic::refill_want(held_here, c.consumed, shards),
+    }
+}
+
+/// A spent counter asks again only every `SPENT_RETRY_TICKS` rounds: `want`, or 0 between.
+fn hold_back_while_spent(c: &mut Counter, want: u64) -> u64 {
+    if c.spent && want > 0 {
+        c.spent_ticks += 1;
+        if c.spent_ticks < SPENT_RETRY_TICKS {
+            return 0;
+        }
+        c.spent_ticks = 0;
+    }
+    want
+}
+
+/// Books Redis's answer (`grant`, `used`) to `c`'s lease call into `c` and the stock.
+fn apply_lease(stock: &HostStock, c: &mut Counter, back: u64, owed: u64, grant: i64, used: i64) {
+    if used < 0 {
+        // The period is over by Redis's clock: nothing was counted.
+        return;
+    }
+    let grant = u64::try_from(grant).unwrap_or(0);
+    let used = u64::try_from(used).unwrap_or(0);
+    c.held = (c.held + owed).saturating_sub(back) + grant;
+    c.known = true;
+    c.reset = false;
+    c.spent = used >= c.limit;
+    // The requests admitted on credit up to the read of `counts` are charged now.
+    stock.settle_credit(c.index, owed);
+    if c.spent {
+        stock.set_credit_budget(c.index, 0);
+    }
+    stock.set_spent(c.index, c.spent);
+    stock.stock_up(c.index, grant);
+    stock.set_global(c.index, used);
 }
 
 /// `tollgate usage` with `[cluster]`: the current period's count of every quota counter,
