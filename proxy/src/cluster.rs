@@ -831,69 +831,76 @@ impl Sync {
         let old = std::mem::replace(&mut self.shared, target.clone());
         let mut old_counters = std::mem::take(&mut self.counters);
         if let Some(ns) = target.store.cluster() {
-            for nc in &mut fresh {
-                let found = take_match(&mut old_counters, &old, ns, nc.index).or_else(|| {
-                    self.retiring
-                        .iter_mut()
-                        .find_map(|r| take_match(&mut r.counters, &r.shared, ns, nc.index))
-                });
-                let Some(oc) = found else { continue };
-                nc.day = oc.day;
-                nc.held = oc.held;
-                nc.last_taken = oc.last_taken;
-                nc.consumed = oc.consumed;
-                nc.idle = oc.idle;
-                nc.known = oc.known;
-                if oc.limit == nc.limit {
-                    nc.spent = oc.spent;
-                    nc.spent_ticks = oc.spent_ticks;
-                    nc.reset = oc.reset;
-                    nc.reset_on_retire = oc.reset_on_retire;
-                } else {
-                    nc.reset = true;
-                    nc.reset_on_retire = true;
-                    ns.set_spent(nc.index, false);
-                }
-            }
+            self.carry_counters(&mut fresh, &mut old_counters, &old, ns);
             ns.set_waker(std::thread::current());
             ns.set_fail_open(self.failed_open);
         }
         self.counters = fresh;
-        self.retiring.retain(|r| !Arc::ptr_eq(&r.shared, &target));
-        if !Arc::ptr_eq(&old, &target) {
+        self.retire(&old, &target, old_counters);
+        self.follow_throttles(&old, &target, order.ids);
+        self.roll_periods();
+        if self.conn.is_some() {
+            if let Err(e) = self.sync_quotas(Mode::Refill) {
+                self.failed(&e);
+            }
+        }
+        self.set_credit_budgets();
+        self.arm();
+        let _ = order.reply.send(());
+    }
+
+    /// Each of `fresh` (counters of the new store `ns`) that shares a slot with one of
+    /// `old_counters` (of `old`) or of a retiring generation takes over that one's account.
+    fn carry_counters(
+        &mut self,
+        fresh: &mut [Counter],
+        old_counters: &mut Vec<Counter>,
+        old: &TrafficShared,
+        ns: &HostStock,
+    ) {
+        for nc in fresh {
+            let found = take_match(old_counters, old, ns, nc.index).or_else(|| {
+                self.retiring
+                    .iter_mut()
+                    .find_map(|r| take_match(&mut r.counters, &r.shared, ns, nc.index))
+            });
+            let Some(oc) = found else { continue };
+            carry_counter(nc, &oc, ns);
+        }
+    }
+
+    /// From now on `old` (unless it is `target`) retires with `old_counters`; `target` no
+    /// longer does.
+    fn retire(
+        &mut self,
+        old: &Arc<TrafficShared>,
+        target: &Arc<TrafficShared>,
+        old_counters: Vec<Counter>,
+    ) {
+        self.retiring.retain(|r| !Arc::ptr_eq(&r.shared, target));
+        if !Arc::ptr_eq(old, target) {
             self.retiring.push(Retiring {
                 shared: old.clone(),
                 counters: old_counters,
                 syncs_left: None,
             });
         }
-        // Throttles, by limit identity.
+    }
+
+    /// Throttles, by limit identity: `target`'s limits (named by `ids`) keep `old`'s
+    /// smoothed demand and host share, new ones start at an equal share per host.
+    fn follow_throttles(&mut self, old: &TrafficShared, target: &TrafficShared, ids: Vec<String>) {
         let limits = target.tables().limits.clone();
-        let mut by_id = HashMap::with_capacity(order.ids.len());
-        for (b, id) in order.ids.iter().enumerate() {
+        let mut by_id = HashMap::with_capacity(ids.len());
+        for (b, id) in ids.iter().enumerate() {
             by_id.entry(id.clone()).or_insert(b);
         }
         let mut smoothed = vec![0; limits.len()];
         let mut totals = vec![0; limits.len()];
         if let Some(link) = target.link.as_ref() {
-            for (b, id) in order.ids.iter().enumerate() {
+            for (b, id) in ids.iter().enumerate() {
                 let Some(l) = limits.get(b) else { continue };
-                let before = self.by_id.get(id).copied();
-                let carried = before.and_then(|ob| {
-                    let ol = old.link.as_ref()?;
-                    // Demand the old generation's rounds handed in since the last sync.
-                    let d = ol
-                        .demand
-                        .get(ob)
-                        .map_or(0, |d| d.swap(0, Ordering::Relaxed));
-                    link.add_demand(b, d);
-                    Some((
-                        ol.host_limit(ob)?,
-                        self.smoothed.get(ob).copied().unwrap_or(0),
-                        self.totals.get(ob).copied().unwrap_or(0),
-                    ))
-                });
-                match carried {
+                match self.carried_throttle(old, link, b, id) {
                     Some((share, s, t)) => {
                         link.set_host_limit(b, share);
                         smoothed[b] = s;
@@ -907,19 +914,35 @@ impl Sync {
             }
         }
         self.limits = limits;
-        self.ids = order.ids;
+        self.ids = ids;
         self.by_id = by_id;
         self.smoothed = smoothed;
         self.totals = totals;
-        self.roll_periods();
-        if self.conn.is_some() {
-            if let Err(e) = self.sync_quotas(Mode::Refill) {
-                self.failed(&e);
-            }
-        }
-        self.set_credit_budgets();
-        self.arm();
-        let _ = order.reply.send(());
+    }
+
+    /// For the new limit `b` (identity `id`) of `link`: the old generation's same limit hands
+    /// its demand since the last sync to `link`; returns that limit's host share, smoothed
+    /// demand and total, if `old` had it.
+    fn carried_throttle(
+        &self,
+        old: &TrafficShared,
+        link: &Link,
+        b: usize,
+        id: &str,
+    ) -> Option<(Limit, u64, u64)> {
+        let ob = self.by_id.get(id).copied()?;
+        let ol = old.link.as_ref()?;
+        // Demand the old generation's rounds handed in since the last sync.
+        let d = ol
+            .demand
+            .get(ob)
+            .map_or(0, |d| d.swap(0, Ordering::Relaxed));
+        link.add_demand(b, d);
+        Some((
+            ol.host_limit(ob)?,
+            self.smoothed.get(ob).copied().unwrap_or(0),
+            self.totals.get(ob).copied().unwrap_or(0),
+        ))
     }
 
     /// Every counter's credit budget: floor(0.1 % of the limit / hosts last seen), 0 while
@@ -1193,6 +1216,27 @@ fn take_match(
         .iter()
         .position(|oc| store.shares_slot(c, os, oc.index))?;
     Some(from.swap_remove(p))
+}
+
+/// The new counter `nc` (of store `ns`) takes over `oc`'s account with Redis; a changed limit
+/// gives the stock back and leases anew under it.
+fn carry_counter(nc: &mut Counter, oc: &Counter, ns: &HostStock) {
+    nc.day = oc.day;
+    nc.held = oc.held;
+    nc.last_taken = oc.last_taken;
+    nc.consumed = oc.consumed;
+    nc.idle = oc.idle;
+    nc.known = oc.known;
+    if oc.limit == nc.limit {
+        nc.spent = oc.spent;
+        nc.spent_ticks = oc.spent_ticks;
+        nc.reset = oc.reset;
+        nc.reset_on_retire = oc.reset_on_retire;
+    } else {
+        nc.reset = true;
+        nc.reset_on_retire = true;
+        ns.set_spent(nc.index, false);
+    }
 }
 
 /// One lease call per counter of `stock` that needs one (pipelined).
