@@ -59,11 +59,11 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tollgate_core::gateway::Gateway;
+use tollgate_core::gateway::{Api, Gateway};
 use tollgate_core::traffic::bucket::Limit;
 use tollgate_core::traffic::cluster::{self as logic, ClusterSettings, HostStock};
 use tollgate_core::traffic::period::Period;
-use tollgate_core::traffic::{state, Traffic};
+use tollgate_core::traffic::{state, Binding, Membership, PlanStage, Traffic};
 
 /// Longest wait between reconnect attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -503,13 +503,26 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 fn limit_ids(gw: &Gateway) -> Vec<String> {
     let t = &gw.traffic;
     let mut names: Vec<Option<String>> = vec![None; t.limits.len()];
-    let mut name = |b: u32, what: String| {
-        if let Some(slot) = names.get_mut(b as usize) {
-            slot.get_or_insert(what);
-        }
-    };
-    name(0, "account".to_string());
-    // Stage slot → (api, stage) names, and the stage and stage-route buckets.
+    name_bucket(&mut names, 0, "account".to_string());
+    let slots = name_stage_buckets(gw, &mut names);
+    for m in &t.memberships {
+        name_membership_buckets(gw, &slots, m, &mut names);
+    }
+    hashed_ids(names, &t.limits)
+}
+
+/// Names bucket `b` `what` unless it has a name already (the first name wins).
+fn name_bucket(names: &mut [Option<String>], b: u32, what: String) {
+    if let Some(slot) = names.get_mut(b as usize) {
+        slot.get_or_insert(what);
+    }
+}
+
+/// Names the stage and stage-route buckets; returns stage slot → (api, stage) names.
+fn name_stage_buckets<'g>(
+    gw: &'g Gateway,
+    names: &mut [Option<String>],
+) -> HashMap<u32, (&'g str, &'g str)> {
     let mut slots: HashMap<u32, (&str, &str)> = HashMap::new();
     for api in &gw.apis {
         for route in &api.routes {
@@ -518,63 +531,87 @@ fn limit_ids(gw: &Gateway) -> Vec<String> {
                     continue;
                 };
                 slots.insert(l.stage_slot, (&api.name, &stage.name));
-                name(
+                name_bucket(
+                    names,
                     l.stage_bucket,
                     format!("stage\0{}\0{}", api.name, stage.name),
                 );
-                name(
+                name_bucket(
+                    names,
                     l.stage_route_bucket,
                     format!("stage-route\0{}\0{}\0{}", api.name, stage.name, route.key),
                 );
             }
         }
     }
-    for m in &t.memberships {
-        let (Some(plan), Some(key)) = (t.plans.get(m.plan as usize), t.keys.get(m.key as usize))
+    slots
+}
+
+/// Names membership `m`'s plan throttle and its plan-route buckets on every stage it is
+/// bound to.
+fn name_membership_buckets(
+    gw: &Gateway,
+    slots: &HashMap<u32, (&str, &str)>,
+    m: &Membership,
+    names: &mut [Option<String>],
+) {
+    let t = &gw.traffic;
+    let (Some(plan), Some(key)) = (t.plans.get(m.plan as usize), t.keys.get(m.key as usize)) else {
+        return;
+    };
+    name_bucket(
+        names,
+        m.throttle_bucket,
+        format!("plan\0{}\0{}", plan.name, key.name),
+    );
+    for (slot, bindings) in t.bindings.iter().enumerate() {
+        let Some((ps, api, api_name, stage_name)) = bound_stage(gw, slots, m, slot, bindings)
         else {
             continue;
         };
-        name(
-            m.throttle_bucket,
-            format!("plan\0{}\0{}", plan.name, key.name),
-        );
-        for (slot, bindings) in t.bindings.iter().enumerate() {
-            let Some(b) = bindings.get(m.key as usize) else {
-                continue;
-            };
-            let Some(ps) = t.plan_stages.get(b.plan_stage as usize) else {
-                continue;
-            };
-            let Some((api_name, stage_name)) = u32::try_from(slot).ok().and_then(|s| slots.get(&s))
-            else {
-                continue;
-            };
-            let Some(api) = gw.apis.iter().find(|a| &*a.name == *api_name) else {
-                continue;
-            };
-            if ps.plan != m.plan {
+        for (r, offset) in ps.routes.iter().enumerate() {
+            if *offset == tollgate_core::traffic::NONE {
                 continue;
             }
-            for (r, offset) in ps.routes.iter().enumerate() {
-                if *offset == tollgate_core::traffic::NONE {
-                    continue;
-                }
-                let Some(route) = api.routes.get(r) else {
-                    continue;
-                };
-                name(
-                    m.route_base.saturating_add(*offset),
-                    format!(
-                        "plan-route\0{}\0{}\0{api_name}\0{stage_name}\0{}",
-                        plan.name, key.name, route.key
-                    ),
-                );
-            }
+            let Some(route) = api.routes.get(r) else {
+                continue;
+            };
+            name_bucket(
+                names,
+                m.route_base.saturating_add(*offset),
+                format!(
+                    "plan-route\0{}\0{}\0{api_name}\0{stage_name}\0{}",
+                    plan.name, key.name, route.key
+                ),
+            );
         }
     }
+}
+
+/// The plan stage, API and (api, stage) names of stage slot `slot` if `m`'s key is bound
+/// there to `m`'s plan.
+fn bound_stage<'g>(
+    gw: &'g Gateway,
+    slots: &HashMap<u32, (&'g str, &'g str)>,
+    m: &Membership,
+    slot: usize,
+    bindings: &[Binding],
+) -> Option<(&'g PlanStage, &'g Api, &'g str, &'g str)> {
+    let b = bindings.get(m.key as usize)?;
+    let ps = gw.traffic.plan_stages.get(b.plan_stage as usize)?;
+    let (api_name, stage_name) = u32::try_from(slot).ok().and_then(|s| slots.get(&s))?;
+    let api = gw.apis.iter().find(|a| &*a.name == *api_name)?;
+    if ps.plan != m.plan {
+        return None;
+    }
+    Some((ps, api, api_name, stage_name))
+}
+
+/// Each bucket's identity: the hash of its name (or its index), rate and burst.
+fn hashed_ids(names: Vec<Option<String>>, limits: &[Limit]) -> Vec<String> {
     names
         .into_iter()
-        .zip(&t.limits)
+        .zip(limits)
         .enumerate()
         .map(|(b, (n, l))| {
             let what = n.unwrap_or_else(|| format!("bucket\0{b}"));
