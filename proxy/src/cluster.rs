@@ -59,11 +59,11 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tollgate_core::gateway::Gateway;
+use tollgate_core::gateway::{Api, Gateway};
 use tollgate_core::traffic::bucket::Limit;
 use tollgate_core::traffic::cluster::{self as logic, ClusterSettings, HostStock};
 use tollgate_core::traffic::period::Period;
-use tollgate_core::traffic::{state, Traffic};
+use tollgate_core::traffic::{state, Binding, Membership, PlanStage, Traffic};
 
 /// Longest wait between reconnect attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -503,13 +503,26 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 fn limit_ids(gw: &Gateway) -> Vec<String> {
     let t = &gw.traffic;
     let mut names: Vec<Option<String>> = vec![None; t.limits.len()];
-    let mut name = |b: u32, what: String| {
-        if let Some(slot) = names.get_mut(b as usize) {
-            slot.get_or_insert(what);
-        }
-    };
-    name(0, "account".to_string());
-    // Stage slot → (api, stage) names, and the stage and stage-route buckets.
+    name_bucket(&mut names, 0, "account".to_string());
+    let slots = name_stage_buckets(gw, &mut names);
+    for m in &t.memberships {
+        name_membership_buckets(gw, &slots, m, &mut names);
+    }
+    hashed_ids(names, &t.limits)
+}
+
+/// Names bucket `b` `what` unless it has a name already (the first name wins).
+fn name_bucket(names: &mut [Option<String>], b: u32, what: String) {
+    if let Some(slot) = names.get_mut(b as usize) {
+        slot.get_or_insert(what);
+    }
+}
+
+/// Names the stage and stage-route buckets; returns stage slot → (api, stage) names.
+fn name_stage_buckets<'g>(
+    gw: &'g Gateway,
+    names: &mut [Option<String>],
+) -> HashMap<u32, (&'g str, &'g str)> {
     let mut slots: HashMap<u32, (&str, &str)> = HashMap::new();
     for api in &gw.apis {
         for route in &api.routes {
@@ -518,63 +531,87 @@ fn limit_ids(gw: &Gateway) -> Vec<String> {
                     continue;
                 };
                 slots.insert(l.stage_slot, (&api.name, &stage.name));
-                name(
+                name_bucket(
+                    names,
                     l.stage_bucket,
                     format!("stage\0{}\0{}", api.name, stage.name),
                 );
-                name(
+                name_bucket(
+                    names,
                     l.stage_route_bucket,
                     format!("stage-route\0{}\0{}\0{}", api.name, stage.name, route.key),
                 );
             }
         }
     }
-    for m in &t.memberships {
-        let (Some(plan), Some(key)) = (t.plans.get(m.plan as usize), t.keys.get(m.key as usize))
+    slots
+}
+
+/// Names membership `m`'s plan throttle and its plan-route buckets on every stage it is
+/// bound to.
+fn name_membership_buckets(
+    gw: &Gateway,
+    slots: &HashMap<u32, (&str, &str)>,
+    m: &Membership,
+    names: &mut [Option<String>],
+) {
+    let t = &gw.traffic;
+    let (Some(plan), Some(key)) = (t.plans.get(m.plan as usize), t.keys.get(m.key as usize)) else {
+        return;
+    };
+    name_bucket(
+        names,
+        m.throttle_bucket,
+        format!("plan\0{}\0{}", plan.name, key.name),
+    );
+    for (slot, bindings) in t.bindings.iter().enumerate() {
+        let Some((ps, api, api_name, stage_name)) = bound_stage(gw, slots, m, slot, bindings)
         else {
             continue;
         };
-        name(
-            m.throttle_bucket,
-            format!("plan\0{}\0{}", plan.name, key.name),
-        );
-        for (slot, bindings) in t.bindings.iter().enumerate() {
-            let Some(b) = bindings.get(m.key as usize) else {
-                continue;
-            };
-            let Some(ps) = t.plan_stages.get(b.plan_stage as usize) else {
-                continue;
-            };
-            let Some((api_name, stage_name)) = u32::try_from(slot).ok().and_then(|s| slots.get(&s))
-            else {
-                continue;
-            };
-            let Some(api) = gw.apis.iter().find(|a| &*a.name == *api_name) else {
-                continue;
-            };
-            if ps.plan != m.plan {
+        for (r, offset) in ps.routes.iter().enumerate() {
+            if *offset == tollgate_core::traffic::NONE {
                 continue;
             }
-            for (r, offset) in ps.routes.iter().enumerate() {
-                if *offset == tollgate_core::traffic::NONE {
-                    continue;
-                }
-                let Some(route) = api.routes.get(r) else {
-                    continue;
-                };
-                name(
-                    m.route_base.saturating_add(*offset),
-                    format!(
-                        "plan-route\0{}\0{}\0{api_name}\0{stage_name}\0{}",
-                        plan.name, key.name, route.key
-                    ),
-                );
-            }
+            let Some(route) = api.routes.get(r) else {
+                continue;
+            };
+            name_bucket(
+                names,
+                m.route_base.saturating_add(*offset),
+                format!(
+                    "plan-route\0{}\0{}\0{api_name}\0{stage_name}\0{}",
+                    plan.name, key.name, route.key
+                ),
+            );
         }
     }
+}
+
+/// The plan stage, API and (api, stage) names of stage slot `slot` if `m`'s key is bound
+/// there to `m`'s plan.
+fn bound_stage<'g>(
+    gw: &'g Gateway,
+    slots: &HashMap<u32, (&'g str, &'g str)>,
+    m: &Membership,
+    slot: usize,
+    bindings: &[Binding],
+) -> Option<(&'g PlanStage, &'g Api, &'g str, &'g str)> {
+    let b = bindings.get(m.key as usize)?;
+    let ps = gw.traffic.plan_stages.get(b.plan_stage as usize)?;
+    let (api_name, stage_name) = u32::try_from(slot).ok().and_then(|s| slots.get(&s))?;
+    let api = gw.apis.iter().find(|a| &*a.name == *api_name)?;
+    if ps.plan != m.plan {
+        return None;
+    }
+    Some((ps, api, api_name, stage_name))
+}
+
+/// Each bucket's identity: the hash of its name (or its index), rate and burst.
+fn hashed_ids(names: Vec<Option<String>>, limits: &[Limit]) -> Vec<String> {
     names
         .into_iter()
-        .zip(&t.limits)
+        .zip(limits)
         .enumerate()
         .map(|(b, (n, l))| {
             let what = n.unwrap_or_else(|| format!("bucket\0{b}"));
@@ -831,69 +868,76 @@ impl Sync {
         let old = std::mem::replace(&mut self.shared, target.clone());
         let mut old_counters = std::mem::take(&mut self.counters);
         if let Some(ns) = target.store.cluster() {
-            for nc in &mut fresh {
-                let found = take_match(&mut old_counters, &old, ns, nc.index).or_else(|| {
-                    self.retiring
-                        .iter_mut()
-                        .find_map(|r| take_match(&mut r.counters, &r.shared, ns, nc.index))
-                });
-                let Some(oc) = found else { continue };
-                nc.day = oc.day;
-                nc.held = oc.held;
-                nc.last_taken = oc.last_taken;
-                nc.consumed = oc.consumed;
-                nc.idle = oc.idle;
-                nc.known = oc.known;
-                if oc.limit == nc.limit {
-                    nc.spent = oc.spent;
-                    nc.spent_ticks = oc.spent_ticks;
-                    nc.reset = oc.reset;
-                    nc.reset_on_retire = oc.reset_on_retire;
-                } else {
-                    nc.reset = true;
-                    nc.reset_on_retire = true;
-                    ns.set_spent(nc.index, false);
-                }
-            }
+            self.carry_counters(&mut fresh, &mut old_counters, &old, ns);
             ns.set_waker(std::thread::current());
             ns.set_fail_open(self.failed_open);
         }
         self.counters = fresh;
-        self.retiring.retain(|r| !Arc::ptr_eq(&r.shared, &target));
-        if !Arc::ptr_eq(&old, &target) {
+        self.retire(&old, &target, old_counters);
+        self.follow_throttles(&old, &target, order.ids);
+        self.roll_periods();
+        if self.conn.is_some() {
+            if let Err(e) = self.sync_quotas(Mode::Refill) {
+                self.failed(&e);
+            }
+        }
+        self.set_credit_budgets();
+        self.arm();
+        let _ = order.reply.send(());
+    }
+
+    /// Each of `fresh` (counters of the new store `ns`) that shares a slot with one of
+    /// `old_counters` (of `old`) or of a retiring generation takes over that one's account.
+    fn carry_counters(
+        &mut self,
+        fresh: &mut [Counter],
+        old_counters: &mut Vec<Counter>,
+        old: &TrafficShared,
+        ns: &HostStock,
+    ) {
+        for nc in fresh {
+            let found = take_match(old_counters, old, ns, nc.index).or_else(|| {
+                self.retiring
+                    .iter_mut()
+                    .find_map(|r| take_match(&mut r.counters, &r.shared, ns, nc.index))
+            });
+            let Some(oc) = found else { continue };
+            carry_counter(nc, &oc, ns);
+        }
+    }
+
+    /// From now on `old` (unless it is `target`) retires with `old_counters`; `target` no
+    /// longer does.
+    fn retire(
+        &mut self,
+        old: &Arc<TrafficShared>,
+        target: &Arc<TrafficShared>,
+        old_counters: Vec<Counter>,
+    ) {
+        self.retiring.retain(|r| !Arc::ptr_eq(&r.shared, target));
+        if !Arc::ptr_eq(old, target) {
             self.retiring.push(Retiring {
                 shared: old.clone(),
                 counters: old_counters,
                 syncs_left: None,
             });
         }
-        // Throttles, by limit identity.
+    }
+
+    /// Throttles, by limit identity: `target`'s limits (named by `ids`) keep `old`'s
+    /// smoothed demand and host share, new ones start at an equal share per host.
+    fn follow_throttles(&mut self, old: &TrafficShared, target: &TrafficShared, ids: Vec<String>) {
         let limits = target.tables().limits.clone();
-        let mut by_id = HashMap::with_capacity(order.ids.len());
-        for (b, id) in order.ids.iter().enumerate() {
+        let mut by_id = HashMap::with_capacity(ids.len());
+        for (b, id) in ids.iter().enumerate() {
             by_id.entry(id.clone()).or_insert(b);
         }
         let mut smoothed = vec![0; limits.len()];
         let mut totals = vec![0; limits.len()];
         if let Some(link) = target.link.as_ref() {
-            for (b, id) in order.ids.iter().enumerate() {
+            for (b, id) in ids.iter().enumerate() {
                 let Some(l) = limits.get(b) else { continue };
-                let before = self.by_id.get(id).copied();
-                let carried = before.and_then(|ob| {
-                    let ol = old.link.as_ref()?;
-                    // Demand the old generation's rounds handed in since the last sync.
-                    let d = ol
-                        .demand
-                        .get(ob)
-                        .map_or(0, |d| d.swap(0, Ordering::Relaxed));
-                    link.add_demand(b, d);
-                    Some((
-                        ol.host_limit(ob)?,
-                        self.smoothed.get(ob).copied().unwrap_or(0),
-                        self.totals.get(ob).copied().unwrap_or(0),
-                    ))
-                });
-                match carried {
+                match self.carried_throttle(old, link, b, id) {
                     Some((share, s, t)) => {
                         link.set_host_limit(b, share);
                         smoothed[b] = s;
@@ -907,19 +951,35 @@ impl Sync {
             }
         }
         self.limits = limits;
-        self.ids = order.ids;
+        self.ids = ids;
         self.by_id = by_id;
         self.smoothed = smoothed;
         self.totals = totals;
-        self.roll_periods();
-        if self.conn.is_some() {
-            if let Err(e) = self.sync_quotas(Mode::Refill) {
-                self.failed(&e);
-            }
-        }
-        self.set_credit_budgets();
-        self.arm();
-        let _ = order.reply.send(());
+    }
+
+    /// For the new limit `b` (identity `id`) of `link`: the old generation's same limit hands
+    /// its demand since the last sync to `link`; returns that limit's host share, smoothed
+    /// demand and total, if `old` had it.
+    fn carried_throttle(
+        &self,
+        old: &TrafficShared,
+        link: &Link,
+        b: usize,
+        id: &str,
+    ) -> Option<(Limit, u64, u64)> {
+        let ob = self.by_id.get(id).copied()?;
+        let ol = old.link.as_ref()?;
+        // Demand the old generation's rounds handed in since the last sync.
+        let d = ol
+            .demand
+            .get(ob)
+            .map_or(0, |d| d.swap(0, Ordering::Relaxed));
+        link.add_demand(b, d);
+        Some((
+            ol.host_limit(ob)?,
+            self.smoothed.get(ob).copied().unwrap_or(0),
+            self.totals.get(ob).copied().unwrap_or(0),
+        ))
     }
 
     /// Every counter's credit budget: floor(0.1 % of the limit / hosts last seen), 0 while
@@ -1195,6 +1255,27 @@ fn take_match(
     Some(from.swap_remove(p))
 }
 
+/// The new counter `nc` (of store `ns`) takes over `oc`'s account with Redis; a changed limit
+/// gives the stock back and leases anew under it.
+fn carry_counter(nc: &mut Counter, oc: &Counter, ns: &HostStock) {
+    nc.day = oc.day;
+    nc.held = oc.held;
+    nc.last_taken = oc.last_taken;
+    nc.consumed = oc.consumed;
+    nc.idle = oc.idle;
+    nc.known = oc.known;
+    if oc.limit == nc.limit {
+        nc.spent = oc.spent;
+        nc.spent_ticks = oc.spent_ticks;
+        nc.reset = oc.reset;
+        nc.reset_on_retire = oc.reset_on_retire;
+    } else {
+        nc.reset = true;
+        nc.reset_on_retire = true;
+        ns.set_spent(nc.index, false);
+    }
+}
+
 /// One lease call per counter of `stock` that needs one (pipelined).
 fn lease_round(
     conn: &mut Conn,
@@ -1207,72 +1288,9 @@ fn lease_round(
     // (counter position, withdrawn, owed)
     let mut batch: Vec<(usize, u64, u64)> = Vec::new();
     for (pos, c) in counters.iter_mut().enumerate() {
-        stock.absorb_early(c.index);
-        let (taken, held_here) = stock.counts(c.index);
-        if mode == Mode::Sync {
-            let refused = stock.refused(c.index, true);
-            c.consumed = taken.saturating_sub(c.last_taken) + refused;
-            c.idle = if taken == c.last_taken && refused == 0 {
-                c.idle.saturating_add(1)
-            } else {
-                0
-            };
-            c.last_taken = taken;
+        if let Some((back, owed)) = queue_lease(&mut pipe, conn, stock, c, mode, shards) {
+            batch.push((pos, back, owed));
         }
-        let owed = (taken + held_here).saturating_sub(c.held);
-        // A reload changed the limit: everything in stock goes back and the grant follows
-        // the new limit (one atomic call).
-        let reset = c.reset && mode != Mode::Last;
-        let mut want = match mode {
-            Mode::Last => 0,
-            _ if reset => logic::refill_want(0, c.consumed, shards),
-            // Spent counters are asked again by the regular syncs only.
-            Mode::Refill if held_here > 0 || c.spent => 0,
-            // An empty stock: at least what the last interval consumed.
-            // What the last interval consumed, or more if this one already did: the
-            // stock doubles at each miss while a burst ramps up, and stays within two
-            // intervals of consumption (the bound of what a killed host loses).
-            Mode::Refill => logic::refill_want(
-                0,
-                c.consumed
-                    .max(taken.saturating_sub(c.last_taken) + stock.refused(c.index, false)),
-                shards,
-            ),
-            Mode::Sync => logic::refill_want(held_here, c.consumed, shards),
-        };
-        if c.spent && want > 0 {
-            c.spent_ticks += 1;
-            if c.spent_ticks < SPENT_RETRY_TICKS {
-                want = 0;
-            } else {
-                c.spent_ticks = 0;
-            }
-        }
-        let give_back = match mode {
-            Mode::Last => held_here,
-            _ if reset => held_here,
-            Mode::Refill => 0,
-            Mode::Sync => logic::idle_return(held_here, c.idle, shards, c.spent),
-        };
-        if owed == 0 && want == 0 && give_back == 0 {
-            continue;
-        }
-        let back = stock.withdraw(c.index, give_back);
-        let add = i128::from(owed) - i128::from(back);
-        pipe.cmd("EVALSHA")
-            .arg(&conn.lease_sha)
-            .arg(2)
-            .arg(c.key())
-            .arg(&c.seen)
-            .arg(c.limit)
-            .arg(want)
-            .arg(c.expire_at_ms())
-            .arg(c.offset)
-            .arg(add.to_string())
-            .arg(if c.known { "1" } else { "0" })
-            .arg(logic::MAX_HOST_BLOCK)
-            .arg(logic::REMAINING_DIVISOR);
-        batch.push((pos, back, owed));
     }
     if batch.is_empty() {
         return Ok(());
@@ -1287,26 +1305,132 @@ fn lease_round(
         let Some(c) = counters.get_mut(pos) else {
             continue;
         };
-        if used < 0 {
-            // The period is over by Redis's clock: nothing was counted.
-            continue;
-        }
-        let grant = u64::try_from(grant).unwrap_or(0);
-        let used = u64::try_from(used).unwrap_or(0);
-        c.held = (c.held + owed).saturating_sub(back) + grant;
-        c.known = true;
-        c.reset = false;
-        c.spent = used >= c.limit;
-        // The requests admitted on credit up to the read of `counts` are charged now.
-        stock.settle_credit(c.index, owed);
-        if c.spent {
-            stock.set_credit_budget(c.index, 0);
-        }
-        stock.set_spent(c.index, c.spent);
-        stock.stock_up(c.index, grant);
-        stock.set_global(c.index, used);
+        apply_lease(stock, c, back, owed, grant, used);
     }
     Ok(())
+}
+
+/// Queues `c`'s lease call on `pipe` if it has anything to hand in, ask for or give back;
+/// returns what it withdrew from the stock and what it owes.
+fn queue_lease(
+    pipe: &mut redis::Pipeline,
+    conn: &Conn,
+    stock: &HostStock,
+    c: &mut Counter,
+    mode: Mode,
+    shards: usize,
+) -> Option<(u64, u64)> {
+    stock.absorb_early(c.index);
+    let (taken, held_here) = stock.counts(c.index);
+    if mode == Mode::Sync {
+        note_consumption(stock, c, taken);
+    }
+    let owed = (taken + held_here).saturating_sub(c.held);
+    // A reload changed the limit: everything in stock goes back and the grant follows
+    // the new limit (one atomic call).
+    let reset = c.reset && mode != Mode::Last;
+    let want = lease_want(stock, c, mode, reset, taken, held_here, shards);
+    let want = hold_back_while_spent(c, want);
+    let give_back = match mode {
+        Mode::Last => held_here,
+        _ if reset => held_here,
+        Mode::Refill => 0,
+        Mode::Sync => logic::idle_return(held_here, c.idle, shards, c.spent),
+    };
+    if owed == 0 && want == 0 && give_back == 0 {
+        return None;
+    }
+    let back = stock.withdraw(c.index, give_back);
+    let add = i128::from(owed) - i128::from(back);
+    pipe.cmd("EVALSHA")
+        .arg(&conn.lease_sha)
+        .arg(2)
+        .arg(c.key())
+        .arg(&c.seen)
+        .arg(c.limit)
+        .arg(want)
+        .arg(c.expire_at_ms())
+        .arg(c.offset)
+        .arg(add.to_string())
+        .arg(if c.known { "1" } else { "0" })
+        .arg(logic::MAX_HOST_BLOCK)
+        .arg(logic::REMAINING_DIVISOR);
+    Some((back, owed))
+}
+
+/// A regular sync's bookkeeping: what `c` consumed since the last one and how long it idled.
+fn note_consumption(stock: &HostStock, c: &mut Counter, taken: u64) {
+    let refused = stock.refused(c.index, true);
+    c.consumed = taken.saturating_sub(c.last_taken) + refused;
+    c.idle = if taken == c.last_taken && refused == 0 {
+        c.idle.saturating_add(1)
+    } else {
+        0
+    };
+    c.last_taken = taken;
+}
+
+/// How much `c` asks Redis for in this round.
+fn lease_want(
+    stock: &HostStock,
+    c: &Counter,
+    mode: Mode,
+    reset: bool,
+    taken: u64,
+    held_here: u64,
+    shards: usize,
+) -> u64 {
+    match mode {
+        Mode::Last => 0,
+        _ if reset => logic::refill_want(0, c.consumed, shards),
+        // Spent counters are asked again by the regular syncs only.
+        Mode::Refill if held_here > 0 || c.spent => 0,
+        // An empty stock: at least what the last interval consumed.
+        // What the last interval consumed, or more if this one already did: the
+        // stock doubles at each miss while a burst ramps up, and stays within two
+        // intervals of consumption (the bound of what a killed host loses).
+        Mode::Refill => logic::refill_want(
+            0,
+            c.consumed
+                .max(taken.saturating_sub(c.last_taken) + stock.refused(c.index, false)),
+            shards,
+        ),
+        Mode::Sync => logic::refill_want(held_here, c.consumed, shards),
+    }
+}
+
+/// A spent counter asks again only every `SPENT_RETRY_TICKS` rounds: `want`, or 0 between.
+fn hold_back_while_spent(c: &mut Counter, want: u64) -> u64 {
+    if c.spent && want > 0 {
+        c.spent_ticks += 1;
+        if c.spent_ticks < SPENT_RETRY_TICKS {
+            return 0;
+        }
+        c.spent_ticks = 0;
+    }
+    want
+}
+
+/// Books Redis's answer (`grant`, `used`) to `c`'s lease call into `c` and the stock.
+fn apply_lease(stock: &HostStock, c: &mut Counter, back: u64, owed: u64, grant: i64, used: i64) {
+    if used < 0 {
+        // The period is over by Redis's clock: nothing was counted.
+        return;
+    }
+    let grant = u64::try_from(grant).unwrap_or(0);
+    let used = u64::try_from(used).unwrap_or(0);
+    c.held = (c.held + owed).saturating_sub(back) + grant;
+    c.known = true;
+    c.reset = false;
+    c.spent = used >= c.limit;
+    // The requests admitted on credit up to the read of `counts` are charged now.
+    stock.settle_credit(c.index, owed);
+    if c.spent {
+        stock.set_credit_budget(c.index, 0);
+    }
+    stock.set_spent(c.index, c.spent);
+    stock.stock_up(c.index, grant);
+    stock.set_global(c.index, used);
 }
 
 /// `tollgate usage` with `[cluster]`: the current period's count of every quota counter,
