@@ -516,6 +516,18 @@ pub fn render(reg: &Registry) -> String {
         .filter(|&i| sum[i * PER_SERIES + COUNT] > 0)
         .collect();
     let mut out = String::with_capacity(4096 + active.len() * 2048);
+    render_counters(book, &sum, &active, &mut out);
+    render_histograms(book, &sum, &active, &mut out);
+    render_auth_cache(book, &auth, &mut out);
+    render_pool_idle(reg, book, &mut out);
+    render_per_shard(reg, &mut out);
+    crate::cluster::render_metrics(&mut out);
+    render_reload(&reg.reload, &mut out);
+    out
+}
+
+/// The request counters (Count, 4XXError, 5XXError, 429s) of the `active` series.
+fn render_counters(book: &Book, sum: &[u64], active: &[usize], out: &mut String) {
     let counters = [
         (
             "tollgate_count_total",
@@ -545,12 +557,16 @@ pub fn render(reg: &Registry) -> String {
     ];
     for (name, help, at) in counters {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-        for &i in &active {
+        for &i in active {
             out.push_str(name);
-            labels(&book.series.list[i], None, &mut out);
+            labels(&book.series.list[i], None, out);
             let _ = writeln!(out, " {}", sum[i * PER_SERIES + at]);
         }
     }
+}
+
+/// The Latency and IntegrationLatency histograms of the `active` series.
+fn render_histograms(book: &Book, sum: &[u64], active: &[usize], out: &mut String) {
     let histograms = [
         (
             "tollgate_latency_milliseconds",
@@ -569,7 +585,7 @@ pub fn render(reg: &Registry) -> String {
     ];
     for (name, help, buckets, sum_at, count_at) in histograms {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        for &i in &active {
+        for &i in active {
             let base = i * PER_SERIES;
             let l = &book.series.list[i];
             let mut cumulative = 0;
@@ -577,20 +593,24 @@ pub fn render(reg: &Registry) -> String {
                 cumulative += sum[base + buckets + b];
                 let le = le.to_string();
                 let _ = write!(out, "{name}_bucket");
-                labels(l, Some(("le", &le)), &mut out);
+                labels(l, Some(("le", &le)), out);
                 let _ = writeln!(out, " {cumulative}");
             }
             let _ = write!(out, "{name}_bucket");
-            labels(l, Some(("le", "+Inf")), &mut out);
+            labels(l, Some(("le", "+Inf")), out);
             let _ = writeln!(out, " {}", sum[base + count_at]);
             let _ = write!(out, "{name}_sum");
-            labels(l, None, &mut out);
+            labels(l, None, out);
             let _ = writeln!(out, " {}", sum[base + sum_at]);
             let _ = write!(out, "{name}_count");
-            labels(l, None, &mut out);
+            labels(l, None, out);
             let _ = writeln!(out, " {}", sum[base + count_at]);
         }
     }
+}
+
+/// The per-shard gauges and counters (connections, upstream failures, accepts, log lines).
+fn render_per_shard(reg: &Registry, out: &mut String) {
     type Get = fn(&ShardMetrics) -> &AtomicU64;
     let per_shard: [(&str, &str, &str, Get); 8] = [
         (
@@ -642,8 +662,6 @@ pub fn render(reg: &Registry) -> String {
             |m| &m.access_log_dropped,
         ),
     ];
-    render_auth_cache(book, &auth, &mut out);
-    render_pool_idle(reg, book, &mut out);
     for (name, kind, help, get) in per_shard {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for m in &reg.shards {
@@ -655,9 +673,6 @@ pub fn render(reg: &Registry) -> String {
             );
         }
     }
-    crate::cluster::render_metrics(&mut out);
-    render_reload(&reg.reload, &mut out);
-    out
 }
 
 /// `tollgate_authorizer_cache_{hits,misses}_total{api,authorizer}`: `totals` (hits and
