@@ -1021,14 +1021,15 @@ fn fixed_section(res: &Results, f: &FixedRateScenario) -> String {
 /// its target.
 fn pair_section(res: &Results, p: &PairScenario) -> String {
     let o = &res.opts;
-    let labels = if p.scenario == Scenario::Scrape {
-        ["tollgate (no scrape)", "tollgate (scrape 1/s)"]
+    let labels: &[&str] = if p.scenario == Scenario::Scrape {
+        &crate::run::SCRAPE_LABELS
     } else {
-        ["tollgate (log off)", "tollgate (log on)"]
+        &["tollgate (log off)", "tollgate (log on)"]
     };
     let mut table = table_head(&PAIR_COLUMNS);
     let mut notes: Vec<String> = Vec::new();
-    for (label, r) in labels.iter().zip([&p.base, &p.with]) {
+    let rows = [Some(&p.base), Some(&p.with), p.control.as_ref()];
+    for (label, r) in labels.iter().zip(rows.into_iter().flatten()) {
         let phases = p.phases(r);
         let busy = match (
             median_of(&phases, |p| p.proxy_busy),
@@ -1072,6 +1073,14 @@ fn pair_section(res: &Results, p: &PairScenario) -> String {
         Some(r) if r <= p.target() => format!("**{}** — met", fmt_num(r, 3)),
         Some(r) => format!("**{}** — NOT met", fmt_num(r, 3)),
     };
+    let rounds = if p.scenario == Scenario::Scrape {
+        o.rounds * crate::run::SCRAPE_ROUND_FACTOR
+    } else {
+        o.rounds
+    };
+    let noise = p
+        .noise()
+        .map_or_else(|| "not measured".to_string(), |n| fmt_num(n, 3));
     let name = if p.scenario == Scenario::Scrape {
         "scrape"
     } else {
@@ -1088,11 +1097,12 @@ fn pair_section(res: &Results, p: &PairScenario) -> String {
             ("rate_arg", &format!("{:.0}", p.rate)),
             ("connections", &o.connections),
             ("duration", &format!("{:.1}", o.duration.as_secs_f64())),
-            ("rounds", &o.rounds),
+            ("rounds", &rounds),
             ("proxy_cpu", &res.proxy_cpu),
             ("client_cpu", &res.client_cpu),
             ("table", &table),
             ("ratio", &verdict),
+            ("noise", &noise),
             ("target", &fmt_num(p.target(), 2)),
             ("count", &fmt_num(p.count as f64, 0)),
             ("notes", &notes_block(&notes)),

@@ -374,6 +374,7 @@ fn pair(
     rate: f64,
     base: Vec<Phase>,
     with: Vec<Phase>,
+    control: Option<Vec<Phase>>,
     count: u64,
 ) -> PairScenario {
     let row = |phases: Vec<Phase>| {
@@ -391,6 +392,7 @@ fn pair(
         rate,
         base: row(base),
         with: row(with),
+        control: control.map(row),
         count,
         notes: Vec::new(),
     }
@@ -404,11 +406,13 @@ fn access_log_scenario() -> PairScenario {
         0.0,
         vec![p(50_000.0, 20.0), p(49_000.0, 20.5), p(51_000.0, 19.5)],
         vec![p(47_000.0, 21.0), p(46_000.0, 21.5), p(48_000.0, 20.9)],
+        None,
         1_410_000,
     )
 }
 
-/// `scrape` at 10,000 req/s: p99 medians 1.00 ms without, 1.20 ms with: 1.200, not met.
+/// `scrape` at 10,000 req/s: p99 median 1.20 ms with; without, the base phases' 0.9-1.1 and
+/// the control's 1.2-1.4 pool to a median of 1.15: 1.043, met; control ÷ base 1.300.
 fn scrape_scenario() -> PairScenario {
     let r = |p99, cpu| rate_phase(10_000.0, p99, cpu);
     pair(
@@ -416,6 +420,7 @@ fn scrape_scenario() -> PairScenario {
         10_000.0,
         vec![r(1.0, 30.0), r(0.9, 31.0), r(1.1, 30.5)],
         vec![r(1.2, 31.0), r(1.3, 31.5), r(1.1, 30.8)],
+        Some(vec![r(1.3, 30.0), r(1.4, 30.2), r(1.2, 30.4)]),
         12,
     )
 }
@@ -959,19 +964,45 @@ fn access_log_and_scrape_ratios() {
         "{md}"
     );
     assert!(
-        md.contains("p99 with scrapes ÷ without (medians): **1.200** — NOT met (target ≤ 1.10"),
+        md.contains("| tollgate (no scrape, control) | 9,990 | 30.00 / 30.20 / 30.40 | 30.20 | 1.300 / 1.400 / 1.200 | 1.300 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("base and control): **1.043** — met (target ≤ 1.10"),
+        "{md}"
+    );
+    assert!(
+        md.contains("the same configuration measured twice: 1.300."),
         "{md}"
     );
     assert!(md.contains("`tollgate-load -R 10000 -c 64"), "{md}");
-    res.pairs[1].with.failure = Some("open loop: tollgate exited".into());
+    // Without the control row the ratio is against the base phases alone: 1.200, not met.
+    res.pairs[1].control = None;
     let md = report::render(&res, &[], None, &[]);
     assert!(
-        md.contains("p99 with scrapes ÷ without (medians): not measured"),
+        md.contains("base and control): **1.200** — NOT met (target ≤ 1.10"),
         "{md}"
     );
+    assert!(md.contains("measured twice: not measured."), "{md}");
+    res.pairs[1].with.failure = Some("open loop: tollgate exited".into());
+    let md = report::render(&res, &[], None, &[]);
+    assert!(md.contains("base and control): not measured"), "{md}");
     assert!(
         md.contains("**tollgate (scrape 1/s) not measured:** open loop: tollgate exited"),
         "{md}"
+    );
+}
+
+/// The scrape phase sits between the two phases without it, which alternate round by round.
+#[test]
+fn scrape_phase_order() {
+    use tollgate_bench::run::scrape_order;
+    assert_eq!(scrape_order(0), [0, 1, 2]);
+    assert_eq!(scrape_order(1), [2, 1, 0]);
+    assert_eq!(scrape_order(2), [0, 1, 2]);
+    assert_eq!(
+        tollgate_bench::run::SCRAPE_LABELS[1],
+        "tollgate (scrape 1/s)"
     );
 }
 

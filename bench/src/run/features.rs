@@ -136,6 +136,7 @@ pub(super) fn run_access_log(
         rate: 0.0,
         base,
         with,
+        control: None,
         count: lines,
         notes,
     };
@@ -193,7 +194,8 @@ fn scraper(
             let due = start + Duration::from_secs(u64::from(n));
             let now = Instant::now();
             if now < due {
-                std::thread::sleep((due - now).min(Duration::from_millis(20)));
+                // Woken early by `unpark` when the phase ends.
+                std::thread::park_timeout(due - now);
                 continue;
             }
             match scrape_once(addr) {
@@ -207,6 +209,27 @@ fn scraper(
         }
         last_error
     })
+}
+
+/// The rows of `scrape`: without, with, and without again (the control).
+pub const SCRAPE_LABELS: [&str; 3] = [
+    "tollgate (no scrape)",
+    "tollgate (scrape 1/s)",
+    "tollgate (no scrape, control)",
+];
+
+/// `scrape` runs this many times `--rounds`: p99 at a fixed rate is the noisiest statistic
+/// the bench reads (a round's p99 moves by 2× with nothing changed on this machine).
+pub const SCRAPE_ROUND_FACTOR: usize = 3;
+
+/// The order of the three phases in `round`: the *with* phase always in the middle, the two
+/// phases without it alternating around it, so a drift over the round weighs on both sides.
+pub fn scrape_order(round: usize) -> [usize; 3] {
+    if round.is_multiple_of(2) {
+        [0, 1, 2]
+    } else {
+        [2, 1, 0]
+    }
 }
 
 pub(super) fn run_scrape(
@@ -226,9 +249,12 @@ pub(super) fn run_scrape(
         ..Setup::default()
     };
     let cpus = ctx.pinned.proxy.clone();
-    let labels = ["tollgate (no scrape)", "tollgate (scrape 1/s)"];
-    let mut base = LoadRow::new(ProxyKind::Tollgate);
-    let mut with = LoadRow::new(ProxyKind::Tollgate);
+    let labels = SCRAPE_LABELS;
+    let mut rows = [
+        LoadRow::new(ProxyKind::Tollgate),
+        LoadRow::new(ProxyKind::Tollgate),
+        LoadRow::new(ProxyKind::Tollgate),
+    ];
     let mut proxy = match ctx.start_proxy_with(
         ProxyKind::Tollgate,
         Routes::Single,
@@ -240,8 +266,9 @@ pub(super) fn run_scrape(
         Ok(p) => Some(p),
         Err(e) => {
             progress(&format!("  tollgate: {e}"));
-            base.failure = Some(format!("did not start: {e}"));
-            with.failure = base.failure.clone();
+            for r in rows.iter_mut() {
+                r.failure = Some(format!("did not start: {e}"));
+            }
             None
         }
     };
@@ -261,8 +288,9 @@ pub(super) fn run_scrape(
         });
         if let Some(why) = why {
             progress(&format!("  tollgate: {why}"));
-            base.failure = Some(why.clone());
-            with.failure = Some(why);
+            for r in rows.iter_mut() {
+                r.failure = Some(why.clone());
+            }
             proxy = None;
         }
     }
@@ -271,20 +299,28 @@ pub(super) fn run_scrape(
         rate: Some(rate),
         ..PhaseSpec::closed(opts.duration, opts.connections, &layout)
     };
-    for round in 0..opts.rounds {
-        for (i, label) in labels.iter().enumerate() {
+    for round in 0..opts.rounds * SCRAPE_ROUND_FACTOR {
+        for i in scrape_order(round) {
             let Some(p) = proxy.as_mut() else { break };
+            let label = labels[i];
             let stop = Arc::new(AtomicBool::new(false));
             let thread = (i == 1).then(|| scraper(addr, stop.clone(), ok.clone(), failed.clone()));
             let result = ctx.phase(p, scen, &spec);
             stop.store(true, Ordering::Relaxed);
-            if let Some(Ok(Some(e))) = thread.map(|t| t.join()) {
+            if let Some(Ok(Some(e))) = thread.map(|t| {
+                t.thread().unpark();
+                t.join()
+            }) {
                 notes.push(format!("Round {}: a scrape failed: {e}", round + 1));
             }
-            let row = if i == 1 { &mut with } else { &mut base };
-            let kept = keep(row, &mut proxy, result, "open loop", progress, |_, ph| {
-                line(round, label, ph)
-            });
+            let kept = keep(
+                &mut rows[i],
+                &mut proxy,
+                result,
+                "open loop",
+                progress,
+                |_, ph| line(round, label, ph),
+            );
             if let Some((ph, r)) = kept {
                 if r.rps < rate * 0.95 {
                     notes.push(format!(
@@ -293,12 +329,13 @@ pub(super) fn run_scrape(
                         r.rps
                     ));
                 }
-                row.open.push(ph);
+                rows[i].open.push(ph);
             } else {
-                // The proxy stopped: neither row is measured any further.
-                let f = row.failure.clone();
-                base.failure = base.failure.take().or_else(|| f.clone());
-                with.failure = with.failure.take().or(f);
+                // The proxy stopped: no row is measured any further.
+                let f = rows[i].failure.clone();
+                for r in rows.iter_mut() {
+                    r.failure = r.failure.take().or_else(|| f.clone());
+                }
             }
         }
         if procs::interrupted() {
@@ -311,17 +348,23 @@ pub(super) fn run_scrape(
     }
     if let Some(p) = proxy.as_ref() {
         let hwm = p.child.sample().hwm_kib;
-        base.peak_rss_kib = hwm;
-        with.peak_rss_kib = hwm;
+        for r in rows.iter_mut() {
+            r.peak_rss_kib = hwm;
+        }
     }
+    let [base, with, control] = rows;
     let res = PairScenario {
         scenario: scen,
         rate,
         base,
         with,
+        control: Some(control),
         count: ok.load(Ordering::Relaxed),
         notes,
     };
     report_ratio(&res, "p99 with scrapes ÷ without", progress);
+    if let Some(n) = res.noise() {
+        progress(&format!("  p99 control ÷ base (nothing changed): {n:.3}"));
+    }
     Ok(res)
 }

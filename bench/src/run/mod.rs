@@ -26,7 +26,7 @@ mod scenario;
 pub use anchors::handshake_mismatch;
 pub use cluster::{ClusterScenario, OpsPhase, CLUSTER_TARGET_RATIO, MAX_LEASE, OPS_METRIC};
 pub use control::{check_answers, find_tools, one_line, Tools, INSTALL_HINT};
-pub use features::scrape_once;
+pub use features::{scrape_once, scrape_order, SCRAPE_LABELS, SCRAPE_ROUND_FACTOR};
 pub use memory::{section as memory_section, MemoryRow};
 pub use results::*;
 pub use scenario::*;

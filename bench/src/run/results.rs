@@ -261,6 +261,10 @@ pub struct PairScenario {
     pub rate: f64,
     pub base: LoadRow,
     pub with: LoadRow,
+    /// `scrape` only: a second phase without the feature in every round (the *with* phase
+    /// runs between the two, their order alternating), so `base` ÷ `control` shows how far
+    /// the statistic moves with nothing changed, in the same run.
+    pub control: Option<LoadRow>,
     /// `scrape`: successful `/metrics` scrapes during the `with` phases; `access-log`: lines
     /// found in the log after the `with` phases.
     pub count: u64,
@@ -281,21 +285,42 @@ impl PairScenario {
         }
     }
 
-    /// with ÷ base: CPU per request (`access-log`) or p99 (`scrape`), medians over rounds.
+    /// The statistic compared: p99 (`scrape`) or CPU per request (`access-log`).
+    fn stat(&self, p: &Phase) -> f64 {
+        if self.scenario == Scenario::Scrape {
+            p.p99_us
+        } else {
+            p.cpu_us_per_req
+        }
+    }
+
+    /// The phases without the feature: `base`'s, and `control`'s when measured.
+    fn without(&self) -> Vec<Phase> {
+        let mut v = self.phases(&self.base);
+        if let Some(c) = self.control.as_ref().filter(|c| c.ok()) {
+            v.extend(self.phases(c));
+        }
+        v
+    }
+
+    /// with ÷ without: CPU per request (`access-log`) or p99 (`scrape`), medians over every
+    /// phase of each (for `scrape`, *without* pools the base and control phases).
     pub fn ratio(&self) -> Option<f64> {
         if !self.base.ok() || !self.with.ok() {
             return None;
         }
-        let f = |p: &Phase| {
-            if self.scenario == Scenario::Scrape {
-                p.p99_us
-            } else {
-                p.cpu_us_per_req
-            }
-        };
-        let w = median_of(&self.phases(&self.with), f)?;
-        let b = median_of(&self.phases(&self.base), f)?;
+        let w = median_of(&self.phases(&self.with), |p| self.stat(p))?;
+        let b = median_of(&self.without(), |p| self.stat(p))?;
         (b > 0.0).then(|| w / b)
+    }
+
+    /// control ÷ base (medians): the same configuration measured twice, the noise floor of
+    /// `ratio` in this run. None without a control row.
+    pub fn noise(&self) -> Option<f64> {
+        let c = self.control.as_ref().filter(|c| c.ok() && self.base.ok())?;
+        let a = median_of(&self.phases(c), |p| self.stat(p))?;
+        let b = median_of(&self.phases(&self.base), |p| self.stat(p))?;
+        (b > 0.0).then(|| a / b)
     }
 
     pub fn target(&self) -> f64 {
