@@ -177,7 +177,47 @@ impl Reloader {
             ));
         };
         let file = path.display().to_string();
-        let mut gw = config::load_file(&path).map_err(|errors| {
+        let gw = self.load_checked(&path, &file)?;
+        let (traffic, seeded) = traffic_state::successor(&self.traffic, &gw);
+        let number = self.generation + 1;
+        let answers = self.swap_shards(&gw, &traffic);
+        let swapped = answers.iter().filter(|a| matches!(a, Some(Ok(())))).count();
+        if swapped == 0 {
+            let mut msg = shard_failures(&answers, "no answer");
+            msg.push_str(&format!(
+                "no shard swapped: the running configuration (generation {}) stays",
+                self.generation
+            ));
+            traffic_state::abandon(&traffic, &self.traffic, &self.running);
+            return Err(refused(500, msg));
+        }
+        // At least one shard runs the new generation: it is the one in force.
+        if let Err(e) =
+            traffic_state::hand_over(&self.traffic, &traffic, &seeded, gw.settings.state_flush)
+        {
+            logging::event(format_args!("{e}"));
+        }
+        self.traffic = traffic;
+        self.running = gw;
+        self.generation = number;
+        if swapped < self.orders.len() {
+            let msg = format!(
+                "{file}: generation {number} runs on {swapped} of {} shards; the others keep the previous one:\n{}",
+                self.orders.len(),
+                shard_failures(&answers, &format!("no answer within {SHARD_WAIT:?}"))
+            );
+            return Err(refused(500, msg.trim_end().to_string()));
+        }
+        Ok(format!(
+            "reloaded {file}: generation {number} on all {} shards",
+            self.orders.len()
+        ))
+    }
+
+    /// Loads and validates the file as at start, then the restart-only checks; 422 with
+    /// every error otherwise.
+    fn load_checked(&self, path: &std::path::Path, file: &str) -> Result<Gateway, Refused> {
+        let mut gw = config::load_file(path).map_err(|errors| {
             let mut msg = String::new();
             for e in &errors {
                 msg.push_str(&e.to_string());
@@ -190,7 +230,7 @@ impl Reloader {
             ));
             refused(422, msg)
         })?;
-        self.check(&file, &mut gw).map_err(|m| {
+        self.check(file, &mut gw).map_err(|m| {
             refused(
                 422,
                 format!(
@@ -199,8 +239,16 @@ impl Reloader {
                 ),
             )
         })?;
-        let (traffic, seeded) = traffic_state::successor(&self.traffic, &gw);
-        let number = self.generation + 1;
+        Ok(gw)
+    }
+
+    /// Sends every shard the new generation and waits up to `SHARD_WAIT` for their answers:
+    /// one entry per shard, None where none came.
+    fn swap_shards(
+        &self,
+        gw: &Gateway,
+        traffic: &Arc<TrafficShared>,
+    ) -> Vec<Option<Result<(), String>>> {
         let (tx, rx) = mpsc::channel();
         let mut sent = 0;
         let senders = self.writers.senders();
@@ -229,50 +277,7 @@ impl Reloader {
                 Err(_) => break,
             }
         }
-        let swapped = answers.iter().filter(|a| matches!(a, Some(Ok(())))).count();
-        if swapped == 0 {
-            let mut msg = String::new();
-            for (i, a) in answers.iter().enumerate() {
-                match a {
-                    Some(Err(e)) => msg.push_str(&format!("shard {i}: {e}\n")),
-                    Some(Ok(())) => {}
-                    None => msg.push_str(&format!("shard {i}: no answer\n")),
-                }
-            }
-            msg.push_str(&format!(
-                "no shard swapped: the running configuration (generation {}) stays",
-                self.generation
-            ));
-            traffic_state::abandon(&traffic, &self.traffic, &self.running);
-            return Err(refused(500, msg));
-        }
-        // At least one shard runs the new generation: it is the one in force.
-        if let Err(e) =
-            traffic_state::hand_over(&self.traffic, &traffic, &seeded, gw.settings.state_flush)
-        {
-            logging::event(format_args!("{e}"));
-        }
-        self.traffic = traffic;
-        self.running = gw;
-        self.generation = number;
-        if swapped < self.orders.len() {
-            let mut msg = format!(
-                "{file}: generation {number} runs on {swapped} of {} shards; the others keep the previous one:\n",
-                self.orders.len()
-            );
-            for (i, a) in answers.iter().enumerate() {
-                match a {
-                    Some(Err(e)) => msg.push_str(&format!("shard {i}: {e}\n")),
-                    Some(Ok(())) => {}
-                    None => msg.push_str(&format!("shard {i}: no answer within {SHARD_WAIT:?}\n")),
-                }
-            }
-            return Err(refused(500, msg.trim_end().to_string()));
-        }
-        Ok(format!(
-            "reloaded {file}: generation {number} on all {} shards",
-            self.orders.len()
-        ))
+        answers
     }
 
     /// What a running process cannot take, and new listeners' addresses and certificates;
@@ -491,6 +496,19 @@ fn carry_authorizers(old: &Gen, new: &Gen) {
             }
         }
     }
+}
+
+/// One line per shard that did not swap: its error, or `silent` when it did not answer.
+fn shard_failures(answers: &[Option<Result<(), String>>], silent: &str) -> String {
+    let mut msg = String::new();
+    for (i, a) in answers.iter().enumerate() {
+        match a {
+            Some(Err(e)) => msg.push_str(&format!("shard {i}: {e}\n")),
+            Some(Ok(())) => {}
+            None => msg.push_str(&format!("shard {i}: {silent}\n")),
+        }
+    }
+    msg
 }
 
 #[cfg(test)]
