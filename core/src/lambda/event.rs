@@ -533,7 +533,30 @@ impl<'a> EventRequest<'a> {
         field(out, "resource", self.resource());
         field(out, "path", self.path);
         field(out, "httpMethod", self.method);
-        // headers (last value of each name) and multiValueHeaders (every value).
+        self.write_headers_v1(out);
+        self.write_query_v1(out);
+        self.write_path_parameters(out, true);
+        self.write_stage_variables(out, true);
+        self.write_request_context_v1(out);
+    }
+
+    /// The payload 2.0 event into `out`, left open inside `requestContext` (see
+    /// [`Self::write_proxy_v1`]).
+    pub fn write_proxy_v2(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(br#"{"version":"2.0","#);
+        field(out, "routeKey", self.route_key);
+        field(out, "rawPath", self.raw_path);
+        field(out, "rawQueryString", self.query.unwrap_or(""));
+        self.write_cookies_v2(out);
+        self.write_headers_v2(out);
+        self.write_query_v2(out);
+        self.write_path_parameters(out, false);
+        self.write_stage_variables(out, false);
+        self.write_request_context_v2(out);
+    }
+
+    /// 1.0: `headers` (the last value of each name) and `multiValueHeaders` (every value).
+    fn write_headers_v1(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(br#""headers":{"#);
         let mut first = true;
         for (i, h) in self.headers.iter().enumerate() {
@@ -567,6 +590,10 @@ impl<'a> EventRequest<'a> {
             out.push(b']');
         }
         out.extend_from_slice(b"},");
+    }
+
+    /// 1.0: `queryStringParameters` and `multiValueQueryStringParameters` (`null` when none).
+    fn write_query_v1(&self, out: &mut Vec<u8>) {
         let pairs = self.query_pairs_cow();
         if pairs.is_empty() {
             out.extend_from_slice(
@@ -607,9 +634,10 @@ impl<'a> EventRequest<'a> {
             }
             out.extend_from_slice(b"},");
         }
-        self.write_path_parameters(out, true);
-        self.write_stage_variables(out, true);
-        // requestContext, left open.
+    }
+
+    /// 1.0: `requestContext`, left open after `stage`.
+    fn write_request_context_v1(&self, out: &mut Vec<u8>) {
         let (domain, prefix) = self.domain_cow();
         out.extend_from_slice(br#""requestContext":{"#);
         field(out, "accountId", &self.account.account_id);
@@ -638,13 +666,8 @@ impl<'a> EventRequest<'a> {
         string(out, self.stage);
     }
 
-    /// The payload 2.0 event into `out`, left open inside `requestContext` (see
-    /// [`Self::write_proxy_v1`]).
-    pub fn write_proxy_v2(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(br#"{"version":"2.0","#);
-        field(out, "routeKey", self.route_key);
-        field(out, "rawPath", self.raw_path);
-        field(out, "rawQueryString", self.query.unwrap_or(""));
+    /// 2.0: `cookies` from every `Cookie` header, left out when there are none.
+    fn write_cookies_v2(&self, out: &mut Vec<u8>) {
         let is_cookie = |h: &httparse::Header<'_>| h.name.eq_ignore_ascii_case("cookie");
         if self.headers.iter().any(is_cookie) {
             let mut first = true;
@@ -662,6 +685,11 @@ impl<'a> EventRequest<'a> {
                 out.extend_from_slice(b"],");
             }
         }
+    }
+
+    /// 2.0: `headers`, lower-cased names, repeated values joined with commas, no cookies.
+    fn write_headers_v2(&self, out: &mut Vec<u8>) {
+        let is_cookie = |h: &httparse::Header<'_>| h.name.eq_ignore_ascii_case("cookie");
         out.extend_from_slice(br#""headers":{"#);
         let mut first = true;
         for (i, h) in self.headers.iter().enumerate() {
@@ -688,6 +716,10 @@ impl<'a> EventRequest<'a> {
             }
         }
         out.extend_from_slice(b"},");
+    }
+
+    /// 2.0: `queryStringParameters`, repeated values joined with commas, left out when none.
+    fn write_query_v2(&self, out: &mut Vec<u8>) {
         let pairs = self.query_pairs_cow();
         if !pairs.is_empty() {
             out.extend_from_slice(br#""queryStringParameters":{"#);
@@ -708,8 +740,10 @@ impl<'a> EventRequest<'a> {
             }
             out.extend_from_slice(b"},");
         }
-        self.write_path_parameters(out, false);
-        self.write_stage_variables(out, false);
+    }
+
+    /// 2.0: `requestContext`, left open after `timeEpoch`.
+    fn write_request_context_v2(&self, out: &mut Vec<u8>) {
         let (domain, prefix) = self.domain_cow();
         out.extend_from_slice(br#""requestContext":{"#);
         field(out, "accountId", &self.account.account_id);
