@@ -143,17 +143,7 @@ pub fn verify(
     let family = family_of(header.alg).ok_or(JwtError::Invalid(
         "the token's signing algorithm is not supported",
     ))?;
-    let key = match &header.kid {
-        Some(kid) => keys
-            .keys
-            .iter()
-            .find(|(k, f, _)| k.as_deref() == Some(kid.as_str()) && *f == family),
-        None if keys.keys.len() == 1 => keys.keys.first().filter(|(_, f, _)| *f == family),
-        None => None,
-    };
-    let Some((_, _, key)) = key else {
-        return Err(JwtError::UnknownKey);
-    };
+    let key = select_key(keys, header.kid.as_deref(), family)?;
     let mut v = Validation::new(header.alg);
     v.required_spec_claims.clear();
     v.validate_exp = false;
@@ -162,6 +152,50 @@ pub fn verify(
     let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, &v)
         .map_err(|_| JwtError::Invalid("the token signature is invalid"))?;
     let claims = data.claims;
+    let valid_until = check_claims(&claims, cfg, now)?;
+    let token_scopes = token_scopes(&claims);
+    if !has_scope(scopes, &token_scopes) {
+        return Err(JwtError::Scope);
+    }
+    let claims = claims
+        .into_iter()
+        .map(|(k, v)| {
+            let s = match v {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            (k, Value::String(s))
+        })
+        .collect();
+    Ok(Verified {
+        claims,
+        scopes: token_scopes,
+        valid_until,
+    })
+}
+
+/// The key that signed a token with `kid` in `family`: the one named, or the only key when
+/// the token names none.
+fn select_key<'k>(
+    keys: &'k Keys,
+    kid: Option<&str>,
+    family: Family,
+) -> Result<&'k DecodingKey, JwtError> {
+    let key = match kid {
+        Some(kid) => keys
+            .keys
+            .iter()
+            .find(|(k, f, _)| k.as_deref() == Some(kid) && *f == family),
+        None if keys.keys.len() == 1 => keys.keys.first().filter(|(_, f, _)| *f == family),
+        None => None,
+    };
+    key.map(|(_, _, key)| key).ok_or(JwtError::UnknownKey)
+}
+
+/// The registered claims a verified signature does not settle: issuer, audience (or
+/// `client_id`), expiry, not-before and issued-at, each with the leeway. Returns until when
+/// the token is valid (its `exp` plus the leeway).
+fn check_claims(claims: &Map<String, Value>, cfg: &JwtConfig, now: u64) -> Result<u64, JwtError> {
     match claims.get("iss").and_then(Value::as_str) {
         Some(iss) if iss == &*cfg.issuer => {}
         _ => return Err(JwtError::Invalid("the token does not have a valid issuer")),
@@ -183,18 +217,23 @@ pub fn verify(
             "the token does not have a valid audience",
         ));
     }
-    let valid_until = match numeric(&claims, "exp")? {
+    let valid_until = match numeric(claims, "exp")? {
         Some(exp) if exp.saturating_add(LEEWAY_SECONDS) > now => exp.saturating_add(LEEWAY_SECONDS),
         Some(_) => return Err(JwtError::Invalid("the token has expired")),
         None => return Err(JwtError::Invalid("the token has no expiry")),
     };
-    if numeric(&claims, "nbf")?.is_some_and(|nbf| nbf > now + LEEWAY_SECONDS) {
+    if numeric(claims, "nbf")?.is_some_and(|nbf| nbf > now + LEEWAY_SECONDS) {
         return Err(JwtError::Invalid("the token is not valid yet"));
     }
-    if numeric(&claims, "iat")?.is_some_and(|iat| iat > now + LEEWAY_SECONDS) {
+    if numeric(claims, "iat")?.is_some_and(|iat| iat > now + LEEWAY_SECONDS) {
         return Err(JwtError::Invalid("the token was issued in the future"));
     }
-    let token_scopes: Vec<String> = match claims.get("scope").or_else(|| claims.get("scp")) {
+    Ok(valid_until)
+}
+
+/// The token's scopes: `scope` (space-separated) or `scp` (a list or a string).
+fn token_scopes(claims: &Map<String, Value>) -> Vec<String> {
+    match claims.get("scope").or_else(|| claims.get("scp")) {
         Some(Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
         Some(Value::Array(a)) => a
             .iter()
@@ -202,25 +241,7 @@ pub fn verify(
             .map(str::to_string)
             .collect(),
         _ => Vec::new(),
-    };
-    if !has_scope(scopes, &token_scopes) {
-        return Err(JwtError::Scope);
     }
-    let claims = claims
-        .into_iter()
-        .map(|(k, v)| {
-            let s = match v {
-                Value::String(s) => s,
-                other => other.to_string(),
-            };
-            (k, Value::String(s))
-        })
-        .collect();
-    Ok(Verified {
-        claims,
-        scopes: token_scopes,
-        valid_until,
-    })
 }
 
 /// A route requiring `required` scopes (none: any token) accepts a token with `token_scopes`.
