@@ -55,10 +55,36 @@ pub fn map_result(
         return Err(Malformed("the result has an unknown key"));
     }
     let status = status_code(&obj["statusCode"])?;
+    let mut headers = result_headers(&obj, version)?;
+    let body = result_body(&obj, decode_base64)?;
+    for (k, v) in &headers {
+        check_header(k, v)?;
+    }
+    headers.retain(|(k, _)| !is_dropped(k));
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
+        headers.push(("content-type".into(), "application/json".into()));
+    }
+    Ok(Mapped {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// `headers`, `multiValueHeaders` (which wins for a name in both) and, for 2.0, `cookies`
+/// as `set-cookie` headers, in that order.
+fn result_headers(
+    obj: &Map<String, Value>,
+    version: PayloadVersion,
+) -> Result<Vec<(String, String)>, Malformed> {
     let mut headers: Vec<(String, String)> = Vec::new();
+    let empty = Map::new();
     let multi = match obj.get("multiValueHeaders") {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(m)) => m.clone(),
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(m)) => m,
         Some(_) => return Err(Malformed("multiValueHeaders is not an object")),
     };
     match obj.get("headers") {
@@ -75,7 +101,7 @@ pub fn map_result(
         }
         Some(_) => return Err(Malformed("headers is not an object")),
     }
-    for (k, v) in &multi {
+    for (k, v) in multi {
         match v {
             Value::Null => {}
             Value::Array(vs) => {
@@ -102,34 +128,24 @@ pub fn map_result(
             Some(_) => return Err(Malformed("cookies is not an array")),
         }
     }
+    Ok(headers)
+}
+
+/// `body` (`isBase64Encoded` bodies decoded when `decode_base64`).
+fn result_body(obj: &Map<String, Value>, decode_base64: bool) -> Result<Vec<u8>, Malformed> {
     let encoded = match obj.get("isBase64Encoded") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(Malformed("isBase64Encoded is not a boolean")),
     };
-    let body = match obj.get("body") {
-        None | Some(Value::Null) => Vec::new(),
+    match obj.get("body") {
+        None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::String(s)) if encoded && decode_base64 => {
-            base64::decode(s.as_bytes()).ok_or(Malformed("the body is not valid base64"))?
+            base64::decode(s.as_bytes()).ok_or(Malformed("the body is not valid base64"))
         }
-        Some(Value::String(s)) => s.as_bytes().to_vec(),
-        Some(_) => return Err(Malformed("body is not a string")),
-    };
-    for (k, v) in &headers {
-        check_header(k, v)?;
+        Some(Value::String(s)) => Ok(s.as_bytes().to_vec()),
+        Some(_) => Err(Malformed("body is not a string")),
     }
-    headers.retain(|(k, _)| !is_dropped(k));
-    if !headers
-        .iter()
-        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-    {
-        headers.push(("content-type".into(), "application/json".into()));
-    }
-    Ok(Mapped {
-        status,
-        headers,
-        body,
-    })
 }
 
 /// 2.0's inference for valid JSON without `statusCode` (L40964-40990).
