@@ -232,6 +232,52 @@ pub fn scrape_order(round: usize) -> [usize; 3] {
     }
 }
 
+/// Starts the `scrape` scenario's tollgate, warms it up and checks one scrape answers.
+fn start_scraped(
+    ctx: &mut Ctx<'_>,
+    setup: &Setup,
+    addr: SocketAddr,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Proxy, String> {
+    let scen = Scenario::Scrape;
+    let cpus = ctx.pinned.proxy.clone();
+    let mut p = ctx
+        .start_proxy_with(
+            ProxyKind::Tollgate,
+            Routes::Single,
+            scen.id(),
+            1,
+            &cpus,
+            setup,
+        )
+        .map_err(|e| {
+            progress(&format!("  tollgate: {e}"));
+            format!("did not start: {e}")
+        })?;
+    let layout = ctx.pinned.clone();
+    let warm = PhaseSpec::closed(
+        ctx.opts.duration.min(WARM_UP),
+        ctx.opts.connections,
+        &layout,
+    );
+    let why = match ctx.phase(&mut p, scen, &warm) {
+        Ok((_, r)) => crate::run::check_answers(&r, 0),
+        Err(e) => Some(format!("warm-up failed: {e}")),
+    }
+    .or_else(|| {
+        scrape_once(addr)
+            .err()
+            .map(|e| format!("GET /metrics: {e}"))
+    });
+    match why {
+        Some(why) => {
+            progress(&format!("  tollgate: {why}"));
+            Err(why)
+        }
+        None => Ok(p),
+    }
+}
+
 pub(super) fn run_scrape(
     ctx: &mut Ctx<'_>,
     progress: &mut dyn FnMut(&str),
@@ -248,52 +294,24 @@ pub(super) fn run_scrape(
         admin_port: Some(admin),
         ..Setup::default()
     };
-    let cpus = ctx.pinned.proxy.clone();
     let labels = SCRAPE_LABELS;
     let mut rows = [
         LoadRow::new(ProxyKind::Tollgate),
         LoadRow::new(ProxyKind::Tollgate),
         LoadRow::new(ProxyKind::Tollgate),
     ];
-    let mut proxy = match ctx.start_proxy_with(
-        ProxyKind::Tollgate,
-        Routes::Single,
-        scen.id(),
-        1,
-        &cpus,
-        &setup,
-    ) {
+    let addr = SocketAddr::from(([127, 0, 0, 1], admin));
+    let layout = ctx.pinned.clone();
+    let mut notes = Vec::new();
+    let mut proxy = match start_scraped(ctx, &setup, addr, progress) {
         Ok(p) => Some(p),
-        Err(e) => {
-            progress(&format!("  tollgate: {e}"));
+        Err(why) => {
             for r in rows.iter_mut() {
-                r.failure = Some(format!("did not start: {e}"));
+                r.failure = Some(why.clone());
             }
             None
         }
     };
-    let addr = SocketAddr::from(([127, 0, 0, 1], admin));
-    let layout = ctx.pinned.clone();
-    let mut notes = Vec::new();
-    if let Some(p) = proxy.as_mut() {
-        let warm = PhaseSpec::closed(opts.duration.min(WARM_UP), opts.connections, &layout);
-        let why = match ctx.phase(p, scen, &warm) {
-            Ok((_, r)) => crate::run::check_answers(&r, 0),
-            Err(e) => Some(format!("warm-up failed: {e}")),
-        }
-        .or_else(|| {
-            scrape_once(addr)
-                .err()
-                .map(|e| format!("GET /metrics: {e}"))
-        });
-        if let Some(why) = why {
-            progress(&format!("  tollgate: {why}"));
-            for r in rows.iter_mut() {
-                r.failure = Some(why.clone());
-            }
-            proxy = None;
-        }
-    }
     let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let spec = PhaseSpec {
         rate: Some(rate),
