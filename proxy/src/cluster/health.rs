@@ -2,7 +2,7 @@
 //! data), timeouts, success and failure of a sync (logging at a bounded rate, backoff), and
 //! failing open after `fail_open_after`.
 
-use redis::{Connection, RedisResult};
+use redis::{Connection, ConnectionLike, ErrorKind, RedisResult, Value};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tollgate_core::traffic::cluster as logic;
@@ -23,6 +23,19 @@ pub(super) struct Conn {
 }
 
 impl Sync {
+    /// Sends `pipe` (`n` commands) in one round trip and returns each command's reply, an
+    /// error reply (`Value::ServerError`) in its place; a failed connection is an error.
+    pub(super) fn send(&mut self, pipe: &redis::Pipeline, n: usize) -> RedisResult<Vec<Value>> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Err((ErrorKind::IoError, "not connected to Redis").into());
+        };
+        STATS
+            .ops
+            .fetch_add(u64::try_from(n).unwrap_or(0), Ordering::Relaxed);
+        conn.conn
+            .req_packed_commands(&pipe.get_packed_pipeline(), 0, n)
+    }
+
     pub(super) fn timeout(&self) -> Duration {
         self.settings
             .fail_open_after

@@ -2,13 +2,11 @@
 //! counter that owes, wants or gives back stock), what each counter asks for, and how
 //! Redis's answers are booked into the `HostStock`; period rollover (`roll_periods`).
 
-use redis::RedisResult;
-use std::sync::atomic::Ordering;
+use redis::{ErrorKind, RedisResult, Value};
 use tollgate_core::traffic::cluster::{self as logic, HostStock};
 
 use super::counter::Counter;
 use super::health::Conn;
-use super::stats::STATS;
 use super::sync::{unix_ms, Sync};
 
 /// A spent counter (Redis said nothing is left) is asked again at most every this many syncs.
@@ -50,65 +48,148 @@ impl Sync {
     }
 
     /// One lease round for the counters followed (`mode`) and, at regular syncs and at exit,
-    /// one giving back everything of the retired counters of replaced traffic states.
+    /// the retired counters of replaced traffic states giving back everything: one pipeline,
+    /// one round trip (none when no counter needs a call). The regular sync sends these
+    /// calls together with the demand script instead (`Sync::sync_round`).
     pub(super) fn sync_quotas(&mut self, mode: Mode) -> RedisResult<()> {
-        let Some(conn) = self.conn.as_mut() else {
-            return Ok(());
+        let mut pipe = redis::pipe();
+        let mut queued = std::mem::take(&mut self.queued);
+        queued.clear();
+        self.queue_quotas(&mut pipe, mode, &mut queued);
+        let r = if queued.is_empty() {
+            Ok(())
+        } else {
+            self.send(&pipe, queued.len())
+                .and_then(|replies| self.apply_quotas(&mut replies.into_iter(), &queued))
+        };
+        self.queued = queued;
+        r?;
+        self.count_retiring_sync(mode);
+        Ok(())
+    }
+
+    /// Queues on `pipe` the lease calls of one round (`mode`): the followed counters', and
+    /// at regular syncs and at exit the retiring generations' (everything back); one
+    /// `Queued` per call, in order.
+    pub(super) fn queue_quotas(
+        &mut self,
+        pipe: &mut redis::Pipeline,
+        mode: Mode,
+        queued: &mut Vec<Queued>,
+    ) {
+        let Some(conn) = self.conn.as_ref() else {
+            return;
         };
         if let Some(stock) = self.shared.store.cluster() {
-            lease_round(conn, stock, &mut self.counters, mode, self.shared.shards)?;
+            let (counters, shards) = (&mut self.counters, self.shared.shards);
+            queue_round(pipe, conn, stock, counters, mode, shards, None, queued);
         }
         if mode == Mode::Refill {
-            return Ok(());
+            return;
         }
-        for r in &mut self.retiring {
+        for (i, r) in self.retiring.iter_mut().enumerate() {
             if r.syncs_left.is_none() && mode != Mode::Last {
                 continue;
             }
             if let Some(stock) = r.shared.store.cluster() {
-                lease_round(conn, stock, &mut r.counters, Mode::Last, r.shared.shards)?;
+                let shards = r.shared.shards;
+                queue_round(
+                    pipe,
+                    conn,
+                    stock,
+                    &mut r.counters,
+                    Mode::Last,
+                    shards,
+                    Some(i),
+                    queued,
+                );
             }
-            if mode == Mode::Sync {
+        }
+    }
+
+    /// Books Redis's replies to the `queued` lease calls (taken from `replies`, in order). A
+    /// call Redis answered with an error books nothing (its withdrawn stock is dropped and
+    /// its debt kept: Redis may count a few requests nobody admitted, never the reverse);
+    /// the first such error is returned once every call is booked.
+    pub(super) fn apply_quotas(
+        &mut self,
+        replies: &mut impl Iterator<Item = Value>,
+        queued: &[Queued],
+    ) -> RedisResult<()> {
+        let mut first_err = None;
+        for q in queued {
+            let reply = replies.next().map_or_else(
+                || Err((ErrorKind::ResponseError, "missing lease reply").into()),
+                redis::from_owned_redis_value::<(i64, i64)>,
+            );
+            let (grant, used) = match reply {
+                Ok(r) => r,
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                    continue;
+                }
+            };
+            let (stock, counters) = match q.group {
+                None => (self.shared.store.cluster(), &mut self.counters),
+                Some(i) => match self.retiring.get_mut(i) {
+                    Some(r) => (r.shared.store.cluster(), &mut r.counters),
+                    None => continue,
+                },
+            };
+            if let (Some(stock), Some(c)) = (stock, counters.get_mut(q.pos)) {
+                apply_lease(stock, c, q.back, q.owed, grant, used);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// After a round that reached Redis: a regular sync counts down the retiring generations
+    /// it gave back; those done (and, at exit, all) are forgotten.
+    pub(super) fn count_retiring_sync(&mut self, mode: Mode) {
+        if mode == Mode::Refill {
+            return;
+        }
+        if mode == Mode::Sync {
+            for r in &mut self.retiring {
                 r.syncs_left = r.syncs_left.map(|n| n.saturating_sub(1));
             }
         }
         self.retiring.retain(|r| r.syncs_left != Some(0));
-        Ok(())
     }
 }
 
-/// One lease call per counter of `stock` that needs one (pipelined).
-pub(super) fn lease_round(
-    conn: &mut Conn,
+/// A lease call queued on a pipeline: its counter (`group`: `None`, the counters followed;
+/// `Some(i)`, retiring generation `i`; `pos` in that list), what it withdrew from the stock
+/// and what it owes.
+pub(super) struct Queued {
+    group: Option<usize>,
+    pos: usize,
+    back: u64,
+    owed: u64,
+}
+
+/// Queues one lease call per counter of `stock` that needs one (`group`: see `Queued`).
+#[allow(clippy::too_many_arguments)]
+fn queue_round(
+    pipe: &mut redis::Pipeline,
+    conn: &Conn,
     stock: &HostStock,
     counters: &mut [Counter],
     mode: Mode,
     shards: usize,
-) -> RedisResult<()> {
-    let mut pipe = redis::pipe();
-    // (counter position, withdrawn, owed)
-    let mut batch: Vec<(usize, u64, u64)> = Vec::new();
+    group: Option<usize>,
+    queued: &mut Vec<Queued>,
+) {
     for (pos, c) in counters.iter_mut().enumerate() {
-        if let Some((back, owed)) = queue_lease(&mut pipe, conn, stock, c, mode, shards) {
-            batch.push((pos, back, owed));
+        if let Some((back, owed)) = queue_lease(pipe, conn, stock, c, mode, shards) {
+            queued.push(Queued {
+                group,
+                pos,
+                back,
+                owed,
+            });
         }
     }
-    if batch.is_empty() {
-        return Ok(());
-    }
-    STATS
-        .ops
-        .fetch_add(u64::try_from(batch.len()).unwrap_or(0), Ordering::Relaxed);
-    // On an error the withdrawn stock is dropped and the debt kept: Redis may count a
-    // few requests nobody admitted (under-admission), never the reverse.
-    let results: Vec<(i64, i64)> = pipe.query(&mut conn.conn)?;
-    for ((pos, back, owed), (grant, used)) in batch.into_iter().zip(results) {
-        let Some(c) = counters.get_mut(pos) else {
-            continue;
-        };
-        apply_lease(stock, c, back, owed, grant, used);
-    }
-    Ok(())
 }
 
 /// Queues `c`'s lease call on `pipe` if it has anything to hand in, ask for or give back;

@@ -2,6 +2,7 @@
 //! the next sync (waking early for misses, reload orders and the exit), `tick` runs one sync,
 //! and `Ready` tells the runtime when the host may serve.
 
+use redis::RedisResult;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
@@ -14,7 +15,7 @@ use super::counter::{counters, Counter};
 use super::health::Conn;
 use super::ids::limit_ids;
 use super::link::Link;
-use super::quota::Mode;
+use super::quota::{Mode, Queued};
 use super::reload::{Follow, Retiring};
 use super::stats::STATS;
 use crate::traffic_state::TrafficShared;
@@ -54,6 +55,12 @@ pub(super) struct Sync {
     pub(super) ids: Vec<String>,
     pub(super) by_id: HashMap<String, usize>,
     pub(super) smoothed: Vec<u64>,
+    /// The sync in flight: per limit, the demand taken from the link and the smoothed
+    /// demand published (`queue_demand`); kept between syncs for their capacity.
+    pub(super) swapped: Vec<u64>,
+    pub(super) pending: Vec<u64>,
+    /// The lease calls of the round in flight (kept between rounds for its capacity).
+    pub(super) queued: Vec<Queued>,
     pub(super) totals: Vec<u64>,
     pub(super) hosts: usize,
     /// When this host may start admitting on credit (set at its first registration).
@@ -127,6 +134,9 @@ pub fn start(
         retiring: Vec::new(),
         counters: counters(t, &settings.key_prefix),
         smoothed: vec![0; limits.len()],
+        swapped: Vec::with_capacity(limits.len()),
+        pending: Vec::with_capacity(limits.len()),
+        queued: Vec::new(),
         totals: vec![0; limits.len()],
         limits,
         ids,
@@ -253,12 +263,10 @@ impl Sync {
         }
         self.retire_check();
         if self.conn.is_some() {
-            let mode = if last { Mode::Last } else { Mode::Sync };
-            let r = self.sync_quotas(mode);
             let r = if last {
-                r
+                self.sync_quotas(Mode::Last)
             } else {
-                r.and_then(|()| self.sync_throttles())
+                self.sync_round()
             };
             match r {
                 Ok(()) => self.succeeded(),
@@ -268,6 +276,36 @@ impl Sync {
         self.check_fail_open();
         self.set_credit_budgets();
         self.arm();
+    }
+
+    /// A regular sync in one round trip: the lease calls (`queue_quotas`) and the demand
+    /// script (`queue_demand`) on one pipeline, Redis running them in that order. Booked as
+    /// when they went one after the other: the leases first; if one failed, the sync fails
+    /// and the demand goes back to the link (its reply is not booked).
+    fn sync_round(&mut self) -> RedisResult<()> {
+        let mut pipe = redis::pipe();
+        let mut queued = std::mem::take(&mut self.queued);
+        queued.clear();
+        self.queue_quotas(&mut pipe, Mode::Sync, &mut queued);
+        let demand = self.queue_demand(&mut pipe);
+        let n = queued.len() + usize::from(demand);
+        let r = if n == 0 {
+            Ok(())
+        } else {
+            self.send(&pipe, n).and_then(|replies| {
+                let mut replies = replies.into_iter();
+                self.apply_quotas(&mut replies, &queued)?;
+                self.count_retiring_sync(Mode::Sync);
+                if demand {
+                    self.apply_demand(replies.next())
+                } else {
+                    Ok(())
+                }
+            })
+        };
+        self.restore_demand();
+        self.queued = queued;
+        r
     }
 
     /// Lets the next miss wake this thread, on the store it stocks and on replaced ones.
