@@ -21,6 +21,9 @@ pub struct Link {
     pub(super) done: AtomicBool,
     /// The sync thread's order channel (set by `start`, handed on to successors by `follow`).
     pub(super) follow: std::sync::OnceLock<mpsc::Sender<Follow>>,
+    /// The sync thread, unparked by a reload order and by the exit (set by the thread,
+    /// handed on to successors by `follow`).
+    pub(super) waker: std::sync::OnceLock<std::thread::Thread>,
 }
 
 impl Link {
@@ -36,6 +39,7 @@ impl Link {
             stop: AtomicBool::new(false),
             done: AtomicBool::new(false),
             follow: std::sync::OnceLock::new(),
+            waker: std::sync::OnceLock::new(),
         }
     }
 
@@ -67,10 +71,23 @@ impl Link {
         }
     }
 
+    /// The sync thread (`wake` unparks it); the first one set stays.
+    pub(super) fn set_waker(&self, t: std::thread::Thread) {
+        let _ = self.waker.set(t);
+    }
+
+    /// Unparks the sync thread (if it started).
+    pub(super) fn wake(&self) {
+        if let Some(t) = self.waker.get() {
+            t.unpark();
+        }
+    }
+
     /// The exit path: the sync thread gives the stock back to Redis (waits at most
     /// `SHUTDOWN_WAIT`). Call it after the shards gave back their leases.
     pub fn shutdown(&self) {
         self.stop.store(true, Ordering::Release);
+        self.wake();
         let deadline = Instant::now() + SHUTDOWN_WAIT;
         while !self.done.load(Ordering::Acquire) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));

@@ -46,13 +46,18 @@ pub fn follow(old: &TrafficShared, new: &Arc<TrafficShared>, gw: &Gateway) {
         return;
     };
     let _ = nl.follow.set(tx.clone());
+    if let Some(t) = ol.waker.get() {
+        nl.set_waker(t.clone());
+    }
     let (reply, answer) = mpsc::channel();
     let order = Follow {
         shared: new.clone(),
         ids: limit_ids(gw),
         reply,
     };
-    if tx.send(order).is_ok() && answer.recv_timeout(FOLLOW_WAIT).is_err() {
+    let sent = tx.send(order).is_ok();
+    ol.wake();
+    if sent && answer.recv_timeout(FOLLOW_WAIT).is_err() {
         eprintln!(
             "tollgate: cluster: the sync thread did not take the reloaded limits within {FOLLOW_WAIT:?}; it will when its Redis call returns (shards admit on credit meanwhile)"
         );
@@ -114,6 +119,9 @@ impl Sync {
             self.carry_counters(&mut fresh, &mut old_counters, &old, ns);
             ns.set_waker(std::thread::current());
             ns.set_fail_open(self.failed_open);
+        }
+        if let Some(l) = target.link.as_ref() {
+            l.set_waker(std::thread::current());
         }
         self.counters = fresh;
         self.retire(&old, &target, old_counters);

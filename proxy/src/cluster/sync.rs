@@ -24,8 +24,10 @@ use crate::traffic_state::TrafficShared;
 /// host to be ready before starting the shards anyway.
 pub(super) const READY_SLACK: Duration = Duration::from_secs(1);
 
-/// Longest sleep between looks at the stop flag and at misses (a miss also wakes the thread).
-pub(super) const MISS_POLL: Duration = Duration::from_millis(10);
+/// Longest sleep between looks at whether a reload handed over (`Sync::retire_check`) while
+/// one is pending. Otherwise the thread sleeps to the next sync: a miss, a reload order and
+/// the exit wake it (`HostStock`'s and `Link`'s waker).
+pub(super) const HANDOVER_POLL: Duration = Duration::from_millis(10);
 /// Credit is given only once the host registered this many sync intervals ago: every other
 /// host has synced since and counts it, so the budgets (limit / 1000 / hosts) of all hosts
 /// sum to at most 0.1 % of the limit.
@@ -194,6 +196,9 @@ impl Sync {
         if let Some(s) = self.stock() {
             s.set_waker(std::thread::current());
         }
+        if let Some(l) = self.link() {
+            l.set_waker(std::thread::current());
+        }
         self.tick(false);
         let mut told = false;
         loop {
@@ -210,7 +215,8 @@ impl Sync {
                 return;
             }
             // Sleep to the next sync, or to just past the next UTC midnight (periods roll
-            // there), in slices so a shutdown is seen quickly.
+            // there). A miss, a reload order and the exit unpark the thread; only while a
+            // reload's hand-over is pending does it look every `HANDOVER_POLL`.
             let now = unix_ms();
             let to_midnight = 86_400_000 - now % 86_400_000 + 1;
             let interval = u64::try_from(self.settings.sync_interval.as_millis()).unwrap_or(100);
@@ -245,7 +251,11 @@ impl Sync {
                     }
                 }
                 let left = deadline.saturating_duration_since(Instant::now());
-                std::thread::park_timeout(left.min(MISS_POLL));
+                if self.retiring.iter().any(|r| r.syncs_left.is_none()) {
+                    std::thread::park_timeout(left.min(HANDOVER_POLL));
+                } else {
+                    std::thread::park_timeout(left);
+                }
             }
             if !self.link().is_some_and(|l| l.stop.load(Ordering::Acquire)) {
                 self.tick(false);
