@@ -1,6 +1,7 @@
 //! `Counter`: one quota counter (a membership with a quota) as the sync thread follows it —
 //! its Redis key names, period and account with Redis (`held`, demand, spent, reset).
 
+use std::fmt::Write as _;
 use tollgate_core::traffic::period::Period;
 use tollgate_core::traffic::Traffic;
 
@@ -42,11 +43,21 @@ pub(super) struct Counter {
     /// ... and once more after the reload's hand-over (leases the shards gave back while
     /// they swapped).
     pub(super) reset_on_retire: bool,
+    /// The count key of period `key_day` (`key`), kept between syncs: rebuilt only when the
+    /// period changed.
+    pub(super) key: String,
+    pub(super) key_day: i64,
 }
 
 impl Counter {
-    pub(super) fn key(&self) -> String {
-        format!("{}{}", self.base, self.day)
+    /// The count key of the period being leased: `base` and the period's first day.
+    pub(super) fn key(&mut self) -> &str {
+        if self.key_day != self.day || self.key.is_empty() {
+            self.key.clear();
+            let _ = write!(self.key, "{}{}", self.base, self.day);
+            self.key_day = self.day;
+        }
+        &self.key
     }
 
     pub(super) fn expire_at_ms(&self) -> u64 {
@@ -81,6 +92,8 @@ pub(super) fn counters(t: &Traffic, prefix: &str) -> Vec<Counter> {
             known: false,
             reset: false,
             reset_on_retire: false,
+            key: String::new(),
+            key_day: i64::MIN,
         });
     }
     out
@@ -95,5 +108,33 @@ mod tests {
         assert_ne!(count_base("t:", "a:b", "c"), count_base("t:", "a", "b:c"));
         assert_eq!(count_base("t:", "gold", "alice"), "t:q:4:gold:alice:");
         assert_eq!(seen_key("t:", "gold", "alice"), "t:seen:4:gold:alice");
+    }
+
+    #[test]
+    fn the_count_key_follows_the_period() {
+        let gw = tollgate_core::config::load_str(
+            "<key>",
+            r#"
+[[listeners]]
+address = "127.0.0.1"
+port = 8080
+[[api_keys]]
+name = "alice"
+value = "alice0123456789abcdef"
+[[usage_plans]]
+name = "gold"
+quota = { limit = 100, period = "DAY" }
+keys = ["alice"]
+"#,
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let mut cs = counters(&gw.traffic, "t:");
+        assert_eq!(cs.len(), 1);
+        let c = &mut cs[0];
+        c.day = 20_000;
+        assert_eq!(c.key(), "t:q:4:gold:alice:20000");
+        assert_eq!(c.key(), "t:q:4:gold:alice:20000");
+        c.day = 20_001;
+        assert_eq!(c.key(), "t:q:4:gold:alice:20001");
     }
 }

@@ -223,7 +223,10 @@ pub(super) fn queue_lease(
         return None;
     }
     let back = stock.withdraw(c.index, give_back);
-    let add = i128::from(owed) - i128::from(back);
+    // owed > 0, given back < 0 (both far below 2^63: counts of requests).
+    let add = i64::try_from(owed)
+        .unwrap_or(i64::MAX)
+        .saturating_sub(i64::try_from(back).unwrap_or(i64::MAX));
     pipe.cmd("EVALSHA")
         .arg(&conn.lease_sha)
         .arg(2)
@@ -233,7 +236,7 @@ pub(super) fn queue_lease(
         .arg(want)
         .arg(c.expire_at_ms())
         .arg(c.offset)
-        .arg(add.to_string())
+        .arg(add)
         .arg(if c.known { "1" } else { "0" })
         .arg(logic::MAX_HOST_BLOCK)
         .arg(logic::REMAINING_DIVISOR);
