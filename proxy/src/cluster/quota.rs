@@ -12,6 +12,12 @@ use super::sync::{unix_ms, Sync};
 /// A spent counter (Redis said nothing is left) is asked again at most every this many syncs.
 pub(super) const SPENT_RETRY_TICKS: u32 = 5;
 
+/// A lease call's arguments: `EVALSHA`, the script, 2 keys, 8 values.
+const LEASE_ARGS: usize = 13;
+/// A lease call's bytes besides the script's hash and the two key names: `EVALSHA` and
+/// nine numbers of at most 20 digits.
+const LEASE_DATA: usize = 7 + 9 * 20;
+
 /// What a quota sync does.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Mode {
@@ -227,10 +233,17 @@ pub(super) fn queue_lease(
     let add = i64::try_from(owed)
         .unwrap_or(i64::MAX)
         .saturating_sub(i64::try_from(back).unwrap_or(i64::MAX));
-    pipe.cmd("EVALSHA")
+    // Sized once: growing a command argument by argument cost more than the call's encoding.
+    // (`key` brings the cached count key `c.key` up to date.)
+    let key_len = c.key().len();
+    let mut cmd = redis::Cmd::with_capacity(
+        LEASE_ARGS,
+        LEASE_DATA + conn.lease_sha.len() + key_len + c.seen.len(),
+    );
+    cmd.arg("EVALSHA")
         .arg(&conn.lease_sha)
         .arg(2)
-        .arg(c.key())
+        .arg(&c.key)
         .arg(&c.seen)
         .arg(c.limit)
         .arg(want)
@@ -240,6 +253,7 @@ pub(super) fn queue_lease(
         .arg(if c.known { "1" } else { "0" })
         .arg(logic::MAX_HOST_BLOCK)
         .arg(logic::REMAINING_DIVISOR);
+    pipe.add_command(cmd);
     Some((back, owed))
 }
 

@@ -19,7 +19,19 @@ impl Sync {
             return false;
         };
         let ttl = (self.settings.sync_interval * 5).max(Duration::from_millis(500));
-        pipe.cmd("EVALSHA")
+        // Sized once for every limit (16-hex-digit identity, demand of at most 20 digits):
+        // growing it argument by argument cost more than its encoding.
+        let limits = self.smoothed.len();
+        let mut cmd = redis::Cmd::with_capacity(
+            5 + 2 * limits,
+            7 + conn.demand_sha.len()
+                + 1
+                + self.settings.key_prefix.len()
+                + self.host_id.len()
+                + 20
+                + limits * (16 + 20),
+        );
+        cmd.arg("EVALSHA")
             .arg(&conn.demand_sha)
             .arg(0)
             .arg(&self.settings.key_prefix)
@@ -37,10 +49,11 @@ impl Sync {
             self.pending.push(n);
             if n > 0 {
                 if let Some(id) = self.ids.get(b) {
-                    pipe.arg(id).arg(n);
+                    cmd.arg(id).arg(n);
                 }
             }
         }
+        pipe.add_command(cmd);
         true
     }
 
