@@ -1,6 +1,10 @@
 //! `[cluster]`: quotas and throttles shared by several hosts through Redis — the host's one
 //! sync thread (`tollgate-cluster`) and the only code that talks to Redis.
 //!
+//! A regular sync is one round trip: its lease calls and its demand script go on one pipeline
+//! (`Sync::sync_round`); between syncs the thread sleeps, unparked by a miss, a reload order
+//! or the exit (it looks every 10 ms only while a reload's hand-over is pending).
+//!
 //! The shards never wait for Redis: they lease quota from the host's `HostStock` (the quota
 //! store of `traffic_state` in cluster mode) and throttle with their own buckets. This thread,
 //! every `sync_interval` (and at each UTC midnight, where quota periods roll):
