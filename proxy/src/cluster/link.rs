@@ -94,3 +94,37 @@ impl Link {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn shutdown_wakes_a_parked_sync_thread() {
+        let link = Arc::new(Link::new(&[]));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let l = link.clone();
+        let thread = std::thread::spawn(move || {
+            l.set_waker(std::thread::current());
+            let _ = ready_tx.send(());
+            let start = Instant::now();
+            // Parks as the sync thread does between syncs (spurious wake-ups aside).
+            while !l.stop.load(Ordering::Acquire) && start.elapsed() < Duration::from_secs(10) {
+                std::thread::park_timeout(Duration::from_secs(10));
+            }
+            l.done.store(true, Ordering::Release);
+            start.elapsed()
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("{e}"));
+        link.shutdown();
+        assert!(
+            link.done.load(Ordering::Acquire),
+            "shutdown returned before done"
+        );
+        let parked = thread.join().unwrap_or_else(|_| panic!("thread panicked"));
+        assert!(parked < Duration::from_secs(5), "woken after {parked:?}");
+    }
+}
