@@ -72,16 +72,17 @@ port_free() {
 # The kind of the thread whose callgrind dump is $1, by the functions it ran: `shard`
 # (serves connections), `sync` (the `tollgate-cluster` thread), `other` (main, admin, ...).
 kind() {
-    if grep -q 'tollgate::cluster::Sync' "$1"; then echo sync
+    if grep -Eq 'tollgate::cluster::(sync::)?Sync' "$1"; then echo sync
     elif grep -q 'tollgate::conn::' "$1"; then echo shard
     else echo other
     fi
 }
 
-# How many syncs (`Sync::tick` calls) the dump $1 of the sync thread ran.
+# How many syncs (`Sync::tick` calls; `cluster::sync::Sync` since the module split) the
+# dump $1 of the sync thread ran.
 ticks() {
     callgrind_annotate --tree=caller --inclusive=yes --threshold=100 "$1" 2>/dev/null | awk 'BEGIN { RS = "" }
-        /\* [^\n]*tollgate::cluster::Sync::tick \[/ {
+        /\* [^\n]*tollgate::cluster::(sync::)?Sync::tick \[/ {
             n = split($0, L, "\n")
             for (i = 1; i <= n; i++)
                 if (L[i] ~ /< / && match(L[i], /\([0-9]+x\)$/)) s += substr(L[i], RSTART + 1, RLENGTH - 3)
