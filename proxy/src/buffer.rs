@@ -18,6 +18,7 @@
 //! After a burst (`conn_opened` / `conn_closed`: the shard's connections fell to half a peak
 //! of at least `TRIM_PEAK`), `trim` drops the free lists to a few blocks and hands free heap
 //! pages back to the system (`malloc_trim`), so RSS comes back instead of staying at the peak.
+//! `Shard::trim_later` schedules it, after the socket layer's and the executor's own trims.
 
 use std::alloc::Layout;
 use std::cell::{Cell, RefCell};
