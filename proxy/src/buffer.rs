@@ -18,6 +18,7 @@
 //! After a burst (`conn_opened` / `conn_closed`: the shard's connections fell to half a peak
 //! of at least `TRIM_PEAK`), `trim` drops the free lists to a few blocks and hands free heap
 //! pages back to the system (`malloc_trim`), so RSS comes back instead of staying at the peak.
+//! `Shard::trim_later` schedules it, after the socket layer's and the executor's own trims.
 
 use std::alloc::Layout;
 use std::cell::{Cell, RefCell};
@@ -421,6 +422,7 @@ impl Drop for Buf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, Instant};
 
     #[test]
     fn compacts_when_tail_is_full() {
@@ -581,6 +583,69 @@ mod tests {
         drop(f);
         assert_eq!(dropped.get(), 3);
         assert_eq!(pool.blocks.borrow().len(), 1);
+    }
+
+    /// What a burst of connections leaves in a shard's executor comes back with the trim
+    /// `Shard::trim_later` runs after it: the lean path's slot table down to the last socket
+    /// still open (chunks and free ids), the timer map (each connection arms a timeout) and
+    /// the run queue (they all wake at once), both far above what a quiet shard needs.
+    #[test]
+    fn the_trim_after_a_burst_gives_back_the_executors_tables() {
+        const N: usize = 1200;
+        const KEPT: usize = 3;
+        let server = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = server.local_addr().expect("address");
+        server.set_nonblocking(true).expect("non-blocking");
+        let accepted = std::thread::spawn(move || {
+            let (mut got, until) = (Vec::new(), Instant::now() + Duration::from_secs(20));
+            while got.len() < N && Instant::now() < until {
+                match server.accept() {
+                    Ok((s, _)) => got.push(s),
+                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                }
+            }
+            got
+        });
+        let (held, after, freed) = glommio::LocalExecutorBuilder::default()
+            .make()
+            .expect("executor (ulimit -l?)")
+            .run(async move {
+                let mut conns = Vec::new();
+                for _ in 0..N {
+                    let c = crate::net::connect(addr, Duration::from_secs(5)).await;
+                    conns.push(c.expect("connect"));
+                }
+                let timers: Vec<_> = (0..N)
+                    .map(|_| glommio::spawn_local(glommio::timer::sleep(Duration::from_millis(20))))
+                    .collect();
+                for t in timers {
+                    t.await;
+                }
+                let held = crate::net::lean_stats().expect("lean path");
+                // The first sockets outlive the burst, as long-lived ones do.
+                let rest = conns.split_off(KEPT);
+                drop(rest);
+                let until = Instant::now() + Duration::from_secs(10);
+                while crate::net::lean_stats().is_some_and(|st| st.closing > 0)
+                    && Instant::now() < until
+                {
+                    glommio::timer::sleep(Duration::from_millis(5)).await;
+                }
+                crate::net::trim();
+                let freed = glommio::executor().trim();
+                let after = crate::net::lean_stats().expect("lean path");
+                drop(conns);
+                (held, after, freed)
+            });
+        drop(accepted.join());
+        assert!(
+            held.slot_ids >= N && held.slot_chunks >= N / 256,
+            "{held:?}"
+        );
+        assert_eq!((after.open, after.closing), (KEPT, 0), "{after:?}");
+        assert_eq!((after.slot_ids, after.slot_chunks), (KEPT, 1), "{after:?}");
+        // The timer map and the run queue each held room for more than N entries.
+        assert!(freed >= N, "{freed} entries' worth of capacity freed");
     }
 
     #[test]

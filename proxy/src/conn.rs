@@ -94,27 +94,9 @@ pub fn serve(shard: Rc<Shard>, conn: Conn) -> impl std::future::Future<Output = 
         drop(c);
         ShardMetrics::dec(&shard.metrics.open_connections);
         if shard.bufs.conn_closed() {
-            trim_later(&shard);
+            shard.trim_later();
         }
     }
-}
-
-/// How long after a burst of connections ended the shard trims its memory (`BufPool::trim`):
-/// long enough that a burst that comes back finds its buffers, short enough that RSS is back
-/// well within a minute.
-const TRIM_AFTER: Duration = Duration::from_secs(5);
-
-/// Trims the shard's pool and the allocator's free memory `TRIM_AFTER` from now (once per
-/// burst: `BufPool::conn_closed` says when).
-fn trim_later(shard: &Rc<Shard>) {
-    let bufs = shard.bufs.clone();
-    glommio::spawn_local(async move {
-        glommio::timer::sleep(TRIM_AFTER).await;
-        // The socket layer's tables first: what it frees goes back with the heap trim.
-        crate::net::trim();
-        bufs.trim();
-    })
-    .detach();
 }
 
 /// Reads and serves requests until the connection ends; true when we chose to close it (then

@@ -189,7 +189,45 @@ pub struct Ops {
     pub log_senders: Vec<Option<SyncSender<Vec<u8>>>>,
 }
 
+/// How long after a burst of connections ended the shard first trims its memory
+/// (`Shard::trim_later`): long enough that a burst that comes back finds its buffers, short
+/// enough that RSS is back well within a minute.
+const TRIM_AFTER: Duration = Duration::from_secs(5);
+
+/// The longest a shard waits for a burst's pooled backend connections to expire before its
+/// second trim (a longer `upstream_idle_timeout` gets no second trim).
+const TRIM_POOLED_MAX: Duration = Duration::from_secs(600);
+
+/// Gives back what a burst left: the socket layer's tables, the executor's (run queues, timer
+/// map, ring submission queues), then the buffer pool's free lists and the allocator's free
+/// pages (`BufPool::trim`, last, so that it returns what the others freed).
+fn trim(bufs: &BufPool) {
+    crate::net::trim();
+    glommio::executor().trim();
+    bufs.trim();
+}
+
 impl Shard {
+    /// Called when a burst of connections ended (`BufPool::conn_closed` said so): trims the
+    /// shard's memory `TRIM_AFTER` from now, and again once the backend connections the burst
+    /// left in the pools have expired (parked by now, they are closed within the current
+    /// `upstream_idle_timeout`), which gives back their sockets' slots too.
+    pub fn trim_later(&self) {
+        let bufs = self.bufs.clone();
+        let pooled = self.gen.borrow().gateway.settings.upstream_idle_timeout;
+        glommio::spawn_local(async move {
+            glommio::timer::sleep(TRIM_AFTER).await;
+            trim(&bufs);
+            if pooled <= TRIM_POOLED_MAX {
+                // A second past the last expiry: the pool's reaper has closed them by then.
+                let wait = pooled.saturating_sub(TRIM_AFTER) + Duration::from_secs(1);
+                glommio::timer::sleep(wait).await;
+                trim(&bufs);
+            }
+        })
+        .detach();
+    }
+
     pub fn new(
         index: usize,
         gateway: Gateway,

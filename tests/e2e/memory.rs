@@ -157,7 +157,7 @@ fn a_slow_partial_head_costs_at_most_8_kib_and_memory_comes_back() {
         "a slow client got an answer or a close before its head was complete"
     );
     drop(conns);
-    // The shard trims a few seconds after the burst ended (`conn::TRIM_AFTER`).
+    // The shard trims a few seconds after the burst ended (`shard::TRIM_AFTER`).
     let limit = before + before / 10;
     let after = rss_settles(pid, limit, Duration::from_secs(20));
     assert!(

@@ -8,6 +8,14 @@
 //! Each burst reports RSS before it, while its connections are held, and `AFTER` (a minute)
 //! after they all closed, so memory that never comes back shows. Opt-in (`--scenarios
 //! memory`, not part of `all`): it waits two minutes per proxy and measures no CPU.
+//!
+//! What the readings mean: the idle burst's *before* is read 0.3 s after one warm-up request
+//! (so the first backend connection, and whatever the proxy allocates at start, such as
+//! tollgate's receive ring, are in it: the baseline is the started, warmed proxy, not an empty
+//! process); the slow burst's *before* is the idle burst's *after*, so its percentage is
+//! relative to what the first burst left, not to the start. The idle burst's *after* falls at
+//! tollgate's default backend idle timeout (60 s): pooled backend connections the burst opened
+//! may still be open, or just closed, when it is read.
 
 use super::control::{one_line, Ctx};
 use super::scenario::ProxyKind;

@@ -77,6 +77,9 @@ impl SharedChannels {
     }
 }
 
+/// Armed timers `Timers::trim` always leaves room for.
+const TIMERS_KEEP: usize = 64;
+
 struct Timers {
     timer_id: u64,
     timers_by_id: AHashMap<u64, Instant>,
@@ -109,6 +112,20 @@ impl Timers {
         }
 
         None
+    }
+
+    /// tollgate patch 8: gives back the capacity a burst of timers left in `timers_by_id` (one
+    /// entry per armed timer: a burst of 10,000 connections, each with its idle timeout, grew
+    /// it to 16,384 buckets, 400 KB, that a hash map never gives back by itself). Shrinks only
+    /// when it is at most a quarter full, keeping room for twice what it holds. Returns the
+    /// entries' worth of capacity freed. (`timers`, a B-tree, frees its nodes as it empties.)
+    fn trim(&mut self) -> usize {
+        let before = self.timers_by_id.capacity();
+        let len = self.timers_by_id.len();
+        if before > 4 * len.max(TIMERS_KEEP) {
+            self.timers_by_id.shrink_to(2 * len.max(TIMERS_KEEP));
+        }
+        before - self.timers_by_id.capacity()
     }
 
     fn insert(&mut self, id: u64, when: Instant, waker: Waker) {
@@ -827,6 +844,13 @@ impl Reactor {
     pub(crate) fn remove_timer(&self, id: u64) -> Option<Waker> {
         let mut timers = self.timers.borrow_mut();
         timers.remove(id)
+    }
+
+    /// tollgate patch 8: gives back what a burst left in the reactor's tables: the timer map
+    /// (`Timers::trim`) and the rings' submission queues (`sys::Reactor::trim_queues`).
+    /// Returns the entries' worth of capacity freed.
+    pub(crate) fn trim(&self) -> usize {
+        self.timers.borrow_mut().trim() + self.sys.trim_queues()
     }
 
     pub(crate) fn timer_exists(&self, id: &(Instant, u64)) -> bool {

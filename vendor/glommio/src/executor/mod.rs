@@ -1123,6 +1123,18 @@ impl LocalExecutor {
         self.reactor.clone()
     }
 
+    /// tollgate patch 8: see `ExecutorProxy::trim`.
+    fn trim(&self) -> usize {
+        let queues: usize = self
+            .queues
+            .borrow()
+            .available_executors
+            .values()
+            .map(|tq| tq.borrow().ex.trim())
+            .sum();
+        queues + self.reactor.trim()
+    }
+
     fn init(&mut self) {
         let io_requirements = IoRequirements::new(Latency::NotImportant, 0);
         self.queues.borrow_mut().available_executors.insert(
@@ -2141,6 +2153,24 @@ impl ExecutorProxy {
                 .map(|ex| ex.need_preempt())
                 .unwrap_or_default()
         };
+    }
+
+    /// tollgate patch 8: gives back the capacity a burst left in this executor's own tables:
+    /// the run queue of every task queue (`multitask::LocalQueue::trim`), the reactor's timer
+    /// map and the rings' submission queues (`Reactor::trim`). Each shrinks only when at most
+    /// a quarter full, so a steady load is not touched; nothing calls it by itself (tollgate
+    /// calls it a few seconds after a burst of connections ended). Returns the entries' worth
+    /// of capacity freed; 0 outside an executor.
+    pub fn trim(&self) -> usize {
+        #[cfg(not(feature = "native-tls"))]
+        return if LOCAL_EX.is_set() {
+            LOCAL_EX.with(|local_ex| local_ex.trim())
+        } else {
+            0
+        };
+
+        #[cfg(feature = "native-tls")]
+        return unsafe { LOCAL_EX.as_ref().map(|ex| ex.trim()).unwrap_or_default() };
     }
 
     /// Conditionally yields the current task queue. The scheduler may then

@@ -99,6 +99,12 @@ pub struct LeanStats {
     pub starved: u64,
     /// Bytes written by owners and not yet taken by the kernel, all sockets together.
     pub send_queued_bytes: usize,
+    /// tollgate patch 8: slot ids the table spans (every id below this is open, closing or
+    /// free): the most sockets open at once since the last `lean_trim`, which cuts it to the
+    /// last socket still open.
+    pub slot_ids: usize,
+    /// tollgate patch 8: slot-table chunks allocated (`SLOT_CHUNK` slots each).
+    pub slot_chunks: usize,
 }
 
 #[derive(Clone, Copy)]
@@ -191,6 +197,31 @@ impl Slots {
             }
         }
         freed
+    }
+
+    /// tollgate patch 8: forgets the free ids above the last slot in use, so that neither
+    /// `free` (a heap of every free id: 10,000 after a burst of 10,000 sockets) nor `chunks`
+    /// keeps the burst's size. Ids handed out later start over from there (`push`). A free
+    /// slot has nothing in the kernel (`maybe_free`), so no completion names a cut id.
+    /// Returns the ids cut.
+    fn cut_free_tail(&mut self, free: &mut BinaryHeap<Reverse<u32>>) -> usize {
+        let used = (0..self.len)
+            .rev()
+            .find(|&id| {
+                self.chunks[id / SLOT_CHUNK]
+                    .as_ref()
+                    .is_some_and(|c| c[id % SLOT_CHUNK].fd != -1)
+            })
+            .map_or(0, |id| id + 1);
+        let cut = self.len - used;
+        if cut > 0 {
+            free.retain(|&Reverse(id)| (id as usize) < used);
+            self.len = used;
+            self.chunks.truncate(used.div_ceil(SLOT_CHUNK));
+        }
+        free.shrink_to_fit();
+        self.chunks.shrink_to_fit();
+        cut
     }
 }
 
@@ -395,6 +426,8 @@ impl LeanState {
             closing: self.closing,
             starved: self.starved,
             send_queued_bytes: self.slots.iter().map(Slot::tx_pending).sum(),
+            slot_ids: self.slots.len,
+            slot_chunks: self.slots.chunks.iter().filter(|c| c.is_some()).count(),
         }
     }
 
@@ -402,11 +435,14 @@ impl LeanState {
     /// the slot table whose slots are all free (free ids are reused lowest first, so after a
     /// burst the sockets still open sit in the first chunks) and the pooled send vectors.
     /// Returns the slots freed. Their ids stay free: a chunk comes back when one is reused.
+    /// Patch 8: the free ids above the last socket open are forgotten (`Slots::cut_free_tail`).
     pub(crate) fn trim(&mut self) -> usize {
         self.pool.clear();
         self.pool.shrink_to_fit();
         self.pending.shrink_to_fit();
-        self.slots.trim()
+        let freed = self.slots.trim();
+        self.slots.cut_free_tail(&mut self.free_slots);
+        freed
     }
 
     pub(crate) fn has_pending(&self) -> bool {

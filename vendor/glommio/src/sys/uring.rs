@@ -625,6 +625,17 @@ impl UringQueueState {
         self.submissions.is_empty() && self.cancellations.is_empty()
     }
 
+    /// tollgate patch 8: gives back the capacity a burst left in both queues (a connect storm
+    /// can queue thousands of descriptors, 48 bytes each, and a `VecDeque` never shrinks by
+    /// itself): the submissions go back to `keep` (their capacity at start), the cancellations
+    /// to what they hold. Returns the descriptors' worth of capacity freed.
+    fn trim(&mut self, keep: usize) -> usize {
+        let before = self.submissions.capacity() + self.cancellations.capacity();
+        self.submissions.shrink_to(keep);
+        self.cancellations.shrink_to(0);
+        before - (self.submissions.capacity() + self.cancellations.capacity())
+    }
+
     pub(crate) fn cancel_request(&mut self, id: SourceId) {
         self.cancellations.push_back(UringDescriptor {
             args: UringOpDescriptor::Cancel(to_user_data(id)),
@@ -1572,6 +1583,19 @@ impl Reactor {
             .as_ref()
             .and_then(|l| l.as_ref().map(|l| l.borrow_mut().trim()))
             .unwrap_or(0)
+    }
+
+    /// tollgate patch 8: trims the submission queues of the three rings (`UringQueueState::trim`)
+    /// back to their capacity at start; returns the descriptors' worth of capacity freed.
+    pub(crate) fn trim_queues(&self) -> usize {
+        let main = self.main_ring.borrow();
+        let latency = self.latency_ring.borrow();
+        let poll = self.poll_ring.borrow();
+        // Each queue started with four descriptors per ring entry (`with_capacity(size * 4)`).
+        let freed = main.submission_queue.borrow_mut().trim(main.size * 4)
+            + latency.submission_queue.borrow_mut().trim(latency.size * 4)
+            + poll.submission_queue.borrow_mut().trim(poll.size * 4);
+        freed
     }
 
     pub(crate) fn lean_stats(&self) -> Option<LeanStats> {
