@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The `tollgate-cluster` sync thread's syscalls, Redis round trips and context switches,
-# natively (bench/CLUSTER-SYNC.md): tollgate runs the `cluster` config of
+# natively (bench/RESULTS.md, "Cluster cost"): tollgate runs the `cluster` config of
 # bench/callgrind-cluster.sh (gateway-keys + [admin] + [cluster], sync_interval_ms = 100)
 # against a redis-server this script starts; the thread is found by its name. For 10 s idle,
 # then 10 s under `wrk -t1 -c4` with the key: context switches of the thread (from
