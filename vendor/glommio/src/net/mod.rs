@@ -113,7 +113,7 @@ mod tcp_socket;
 mod udp_socket;
 mod unix;
 pub use self::{
-    lean::{lean_configure, lean_stats, lean_trim, LeanStats, LeanStream},
+    lean::{lean_configure, lean_stats, lean_trim, LeanStats, LeanStream, Relayed},
     stream::{Buffered, Preallocated},
     tcp_socket::{AcceptedTcpStream, TcpListener, TcpStream},
     udp_socket::UdpSocket,
