@@ -95,6 +95,11 @@ const CHUNK_HEAD_ROOM: usize = 18;
 /// Room kept after a read for the CRLF that ends a chunk's data.
 const CHUNK_TAIL_ROOM: usize = 2;
 
+/// The most one splice step moves: what a slow destination's send queue can hold past
+/// `SEND_QUEUE_LIMIT` stays what the copy path's 64 KiB read buffer allowed (the source
+/// holds at most 8 ring buffers, 128 KiB, at a time).
+const SPLICE_STEP_MAX: usize = 64 * 1024;
+
 /// Relays one body. `dst` is `None` to discard it (draining a request nobody will read).
 pub async fn relay(
     src: &mut Conn,
@@ -192,8 +197,8 @@ pub async fn relay(
         // Lean to lean, body passed as it comes: straight from the receive ring to the
         // destination (`sbuf` is empty here: what it held was written above).
         let max = match framing {
-            Framing::Length(rem) => usize::try_from(rem).unwrap_or(usize::MAX),
-            Framing::UntilClose { rechunk: false } => usize::MAX,
+            Framing::Length(rem) => rem.min(SPLICE_STEP_MAX as u64) as usize,
+            Framing::UntilClose { rechunk: false } => SPLICE_STEP_MAX,
             _ => 0,
         };
         if let Some(d) = dst

@@ -112,6 +112,7 @@ mod stream;
 mod tcp_socket;
 mod udp_socket;
 mod unix;
+// tollgate patches 4, 7, 8: the lean socket path (`Relayed`: patch 8).
 pub use self::{
     lean::{lean_configure, lean_stats, lean_trim, LeanStats, LeanStream, Relayed},
     stream::{Buffered, Preallocated},

@@ -676,6 +676,7 @@ impl LeanState {
 
     /// Appends `data` to socket `id`'s send queue: to the send that is (or will be) queued
     /// when nothing is in the kernel, else to the bytes that follow the send in flight.
+    #[inline]
     fn enqueue(&mut self, id: u32, data: &[u8]) {
         if data.is_empty() {
             return;
