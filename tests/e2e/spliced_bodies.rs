@@ -1,8 +1,9 @@
 //! Large response bodies that the lean path relays straight from its receive ring (no copy
-//! through a buffer of ours, `net::Conn::splice_to`): a Content-Length body and a
-//! close-delimited one, each larger than the ring's receive limit for one connection, to
-//! clients that read slowly, so the gateway's send queue fills and the relay has to wait on
-//! it while the backend keeps sending. Every byte has to arrive, in order, and the
+//! through a buffer of ours, `net::Conn::splice_to`): Content-Length bodies and a
+//! close-delimited one, larger than the ring's receive limit for one connection and than the
+//! kernel's socket buffers (up to 4 MiB on loopback), to clients that read slowly through a
+//! small window, so the gateway's sends come back short, its send queue fills and the relay
+//! has to wait on it while the backend keeps sending. Every byte has to arrive, in order, and the
 //! Content-Length framing has to leave the keep-alive connection usable. (On the poll path,
 //! `TOLLGATE_SOCKET_PATH=poll`, the same tests cover the copy path.)
 
@@ -15,6 +16,27 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 const MIB: usize = 1024 * 1024;
+
+/// Connects to the gateway with a small receive buffer, so the gateway's socket cannot take
+/// a whole body at once: its sends come back short and the rest waits in its send queue.
+fn connect_small_window(addr: std::net::SocketAddr) -> TcpStream {
+    use std::os::fd::AsRawFd;
+    let s = TcpStream::connect(addr).expect("connect");
+    let bytes: libc::c_int = 16 * 1024;
+    // SAFETY: setsockopt reads a valid c_int from a socket this function owns.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    s
+}
 
 /// Reads one response with a Content-Length body, `step` bytes at a time with a pause after
 /// each read; returns the status line and the body.
@@ -58,15 +80,28 @@ fn read_slowly(s: &mut TcpStream, step: usize, pause: Duration) -> (String, Vec<
 }
 
 #[test]
-fn one_mib_content_length_body_reaches_a_slow_client_byte_exact() {
+fn large_content_length_bodies_reach_a_slow_client_byte_exact() {
+    content_length_bodies(Server::default());
+}
+
+/// The same through a receive ring of two 1 KiB buffers, which the backend's bytes run dry at
+/// once: the relay's steps fall back to reading and writing (`recv(2)`) and back again.
+#[test]
+fn content_length_bodies_survive_a_receive_ring_that_runs_dry() {
+    content_length_bodies(
+        Server::default()
+            .with("receive_ring_buffers", "2")
+            .with("receive_ring_buffer_bytes", "1024"),
+    );
+}
+
+fn content_length_bodies(server: Server) {
     let origin = Origin::start();
-    let gw = Gateway::start(&Server::default(), &rest_proxy_api(origin.addr, 20_000, ""));
-    let mut s = TcpStream::connect(gw.addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
+    let gw = Gateway::start(&server, &rest_proxy_api(origin.addr, 20_000, ""));
+    let mut s = connect_small_window(gw.addr);
     // Sizes that end inside a ring buffer; the second request on the same connection shows
     // the first body ended exactly where its Content-Length said.
-    for size in [MIB + 5, 3 * MIB + 16_385] {
+    for size in [MIB + 5, 9 * MIB + 16_385] {
         let req =
             format!("GET /prod/download?size={size}&chunked=0 HTTP/1.1\r\nHost: gw.test\r\n\r\n");
         s.write_all(req.as_bytes()).expect("send request");
@@ -85,7 +120,7 @@ fn one_mib_content_length_body_reaches_a_slow_client_byte_exact() {
 
 #[test]
 fn close_delimited_body_reaches_a_slow_http10_client_byte_exact() {
-    let body = pattern(7, 2 * MIB + 3);
+    let body = pattern(7, 6 * MIB + 3);
     let mut response =
         b"HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\n\r\n".to_vec();
     response.extend_from_slice(&body);
@@ -95,7 +130,7 @@ fn close_delimited_body_reaches_a_slow_http10_client_byte_exact() {
         end: End::Close,
     });
     let gw = Gateway::start(&Server::default(), &rest_proxy_api(origin.addr, 20_000, ""));
-    let mut s = TcpStream::connect(gw.addr).expect("connect");
+    let mut s = connect_small_window(gw.addr);
     // HTTP/1.0: the body is passed on as it comes and ends with the connection.
     s.write_all(b"GET /prod/blob HTTP/1.0\r\nHost: gw.test\r\n\r\n")
         .expect("send request");
