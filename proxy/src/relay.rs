@@ -1,6 +1,9 @@
 //! Streams a message body from one connection to another without buffering it whole: bytes
 //! already read (in the source's buffer) first, then read/write in buffer-sized steps, bounded
-//! by the body's framing (Content-Length, chunked, or until the source closes).
+//! by the body's framing (Content-Length, chunked, or until the source closes). Between two
+//! plain lean connections a Content-Length body, and an until-close body passed as it comes,
+//! skip the source's buffer: `Conn::splice_to` sends them from the shard's receive ring.
+//! Chunked and re-chunked bodies keep the copy: their framing is parsed or written in `sbuf`.
 //!
 //! Chunked bodies are validated as they pass; chunk extensions are cut out (RFC 9112 §7.1.1
 //! lets a recipient ignore them; passing them on would hand the next parser input we did not
@@ -8,7 +11,7 @@
 //! client can tell a complete body (the `0` chunk) from one cut by a reset (no `0` chunk).
 
 use crate::buffer::Buf;
-use crate::net::Conn;
+use crate::net::{Conn, Splice, SpliceError};
 use smallvec::SmallVec;
 use std::io;
 use std::ops::Range;
@@ -91,6 +94,11 @@ pub struct Limits {
 const CHUNK_HEAD_ROOM: usize = 18;
 /// Room kept after a read for the CRLF that ends a chunk's data.
 const CHUNK_TAIL_ROOM: usize = 2;
+
+/// The most one splice step moves: what a slow destination's send queue can hold past
+/// `SEND_QUEUE_LIMIT` stays what the copy path's 64 KiB read buffer allowed (the source
+/// holds at most 8 ring buffers, 128 KiB, at a time).
+const SPLICE_STEP_MAX: usize = 64 * 1024;
 
 /// Relays one body. `dst` is `None` to discard it (draining a request nobody will read).
 pub async fn relay(
@@ -186,6 +194,37 @@ pub async fn relay(
         if let Framing::Length(0) = framing {
             return Ok(());
         }
+        // Lean to lean, body passed as it comes: straight from the receive ring to the
+        // destination (`sbuf` is empty here: what it held was written above).
+        let max = match framing {
+            Framing::Length(rem) => rem.min(SPLICE_STEP_MAX as u64) as usize,
+            Framing::UntilClose { rechunk: false } => SPLICE_STEP_MAX,
+            _ => 0,
+        };
+        if let Some(d) = dst
+            .as_deref_mut()
+            .filter(|d| max > 0 && src.can_splice_to(d))
+        {
+            let deadline = Instant::now() + limits.read_timeout;
+            match src.splice_to(d, max, deadline, limits.write_timeout).await {
+                Ok(Splice::Moved(0)) => {
+                    return match framing {
+                        Framing::UntilClose { .. } => Ok(()),
+                        _ => Err(RelayError::Source),
+                    };
+                }
+                Ok(Splice::Moved(n)) => {
+                    if let Framing::Length(rem) = &mut framing {
+                        *rem -= n as u64;
+                    }
+                    continue;
+                }
+                // The receive ring ran dry: this step reads and writes.
+                Ok(Splice::Copy) => {}
+                Err(SpliceError::Source(e)) => return Err(read_error(e)),
+                Err(SpliceError::Sink) => return Err(RelayError::Sink),
+            }
+        }
         let spare = sbuf.spare();
         if let Framing::UntilClose { rechunk: true } = framing {
             if spare.len() > CHUNK_HEAD_ROOM + CHUNK_TAIL_ROOM {
@@ -246,16 +285,18 @@ async fn write(d: &mut Conn, bytes: &[u8], limits: &Limits) -> Result<(), RelayE
 async fn read(src: &mut Conn, into: &mut [u8], limits: &Limits) -> Result<usize, RelayError> {
     src.read(into, Instant::now() + limits.read_timeout)
         .await
-        .map_err(|e| {
-            if matches!(
-                e.kind(),
-                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-            ) {
-                RelayError::SourceTimeout
-            } else {
-                RelayError::Source
-            }
-        })
+        .map_err(read_error)
+}
+
+fn read_error(e: io::Error) -> RelayError {
+    if matches!(
+        e.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+    ) {
+        RelayError::SourceTimeout
+    } else {
+        RelayError::Source
+    }
 }
 
 /// Writes `<hex len>\r\n` right-aligned into `out`; returns where it starts.

@@ -44,6 +44,7 @@ mod selftest;
 mod slashes;
 mod smuggling;
 mod socket_paths;
+mod spliced_bodies;
 mod timeouts;
 mod tls;
 mod traffic;

@@ -2,8 +2,8 @@
 //! multishot receive into the shard's provided-buffer ring and sends queued as SQEs. Nothing
 //! here makes a syscall per read or write; waits are wakers registered with the ring's slot.
 
-use super::{until, MIN_TIMEOUT, SEND_QUEUE_LIMIT};
-use glommio::net::LeanStream;
+use super::{until, Splice, SpliceError, MIN_TIMEOUT, SEND_QUEUE_LIMIT};
+use glommio::net::{LeanStream, Relayed};
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::task::{Context, Poll};
@@ -72,6 +72,39 @@ impl Stream {
             l.poll_write_room(cx, SEND_QUEUE_LIMIT)
         })
         .await
+    }
+
+    /// Moves up to `max` received bytes to `dst` out of the receive ring (no copy in user
+    /// space when `dst` takes them at once; see `LeanStream::poll_relay_to`), then waits, as
+    /// `write_all` does, until fewer than `SEND_QUEUE_LIMIT` bytes wait unsent on `dst`.
+    pub(super) async fn splice_to(
+        &mut self,
+        dst: &mut Stream,
+        max: usize,
+        deadline: Instant,
+        write_timeout: Duration,
+    ) -> Result<Splice, SpliceError> {
+        let (l, d) = (&self.inner, &dst.inner);
+        let step = until(deadline, "read deadline passed", |cx| {
+            l.poll_relay_to(cx, d, max).map(Ok)
+        })
+        .await
+        .map_err(SpliceError::Source)?;
+        let n = match step {
+            Relayed::Moved(n) => n,
+            Relayed::Eof => return Ok(Splice::Moved(0)),
+            Relayed::Starved => return Ok(Splice::Copy),
+            Relayed::SourceFailed(e) => return Err(SpliceError::Source(e)),
+            Relayed::SinkFailed(_) => return Err(SpliceError::Sink),
+        };
+        let want = write_timeout.max(MIN_TIMEOUT);
+        dst.write_timeout = Some(want);
+        until(Instant::now() + want, "write timed out", |cx| {
+            d.poll_write_room(cx, SEND_QUEUE_LIMIT)
+        })
+        .await
+        .map_err(|_| SpliceError::Sink)?;
+        Ok(Splice::Moved(n))
     }
 
     pub(super) async fn shutdown_write(&self) -> io::Result<()> {

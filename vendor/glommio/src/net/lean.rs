@@ -6,7 +6,7 @@
 //! rules that keep buffers alive until their completions, are in `sys/lean.rs`.
 
 use crate::sys::lean::{self, LeanRef};
-pub use crate::sys::lean::LeanStats;
+pub use crate::sys::lean::{LeanStats, Relayed};
 use std::{
     io,
     os::fd::{IntoRawFd, OwnedFd, RawFd},
@@ -59,6 +59,27 @@ impl LeanStream {
     /// Copies received bytes into `buf` (`Ok(0)`: EOF).
     pub fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         match self.lean.borrow_mut().read(self.id, buf, cx.waker()) {
+            Some(r) => Poll::Ready(r),
+            None => Poll::Pending,
+        }
+    }
+
+    /// tollgate patch 9: moves up to `max` (> 0) received bytes to `dst` without copying
+    /// them out of the receive ring: sent from the ring buffers with one `sendmsg(2)` when
+    /// `dst` has no send in the kernel and the step is large (at least 16 KiB with what `dst`
+    /// has queued), otherwise (and for what the socket does not take) copied into `dst`'s
+    /// send queue as `write` does. Buffers fully moved are back in the ring when this
+    /// returns. `Pending`: nothing received yet. `Starved`: use `poll_read` for now. `dst`
+    /// must be another stream of the same executor, else `SinkFailed` (`InvalidInput`).
+    /// Keep the send queue bounded with `dst.poll_write_room` between steps.
+    pub fn poll_relay_to(&self, cx: &mut Context<'_>, dst: &LeanStream, max: usize) -> Poll<Relayed> {
+        if !std::rc::Rc::ptr_eq(&self.lean, &dst.lean) || self.id == dst.id || max == 0 {
+            return Poll::Ready(Relayed::SinkFailed(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "relay needs another lean stream of this executor and max > 0",
+            )));
+        }
+        match self.lean.borrow_mut().relay(self.id, dst.id, max, cx.waker()) {
             Some(r) => Poll::Ready(r),
             None => Poll::Pending,
         }

@@ -112,8 +112,9 @@ mod stream;
 mod tcp_socket;
 mod udp_socket;
 mod unix;
+// tollgate patches 4, 7, 8, 9: the lean socket path (`Relayed`: patch 9).
 pub use self::{
-    lean::{lean_configure, lean_stats, lean_trim, LeanStats, LeanStream},
+    lean::{lean_configure, lean_stats, lean_trim, LeanStats, LeanStream, Relayed},
     stream::{Buffered, Preallocated},
     tcp_socket::{AcceptedTcpStream, TcpListener, TcpStream},
     udp_socket::UdpSocket,

@@ -107,6 +107,22 @@ pub struct LeanStats {
     pub slot_chunks: usize,
 }
 
+/// What one `LeanStream::poll_relay_to` step did (tollgate patch 9).
+#[derive(Debug)]
+pub enum Relayed {
+    /// This many bytes left the source: sent, or queued on the destination.
+    Moved(usize),
+    /// The source closed (every byte before the close was moved).
+    Eof,
+    /// The receive ring ran dry for the source: read it with `poll_read` (one `recv(2)`)
+    /// until it is empty again.
+    Starved,
+    /// Receiving failed.
+    SourceFailed(io::Error),
+    /// Sending failed (now or earlier).
+    SinkFailed(io::Error),
+}
+
 #[derive(Clone, Copy)]
 struct Chunk {
     bid: u16,
@@ -277,6 +293,10 @@ pub(crate) struct LeanState {
     /// Linux 6.16): each receive ends after `RX_PAUSE` buffers' worth, so one connection
     /// cannot drain the ring. Cleared at the first `EINVAL` (older kernels).
     mshot_limit: bool,
+    /// tollgate patch 9, debug builds: which buffers the ring holds, to catch a buffer
+    /// returned twice (or taken from the ring twice) where it happens.
+    #[cfg(debug_assertions)]
+    in_ring_map: Vec<bool>,
 }
 
 #[repr(C)]
@@ -383,6 +403,8 @@ impl LeanState {
             closing: 0,
             starved: 0,
             mshot_limit: true,
+            #[cfg(debug_assertions)]
+            in_ring_map: vec![false; count],
         };
         for bid in 0..count {
             st.put_buf(bid as u16);
@@ -394,6 +416,11 @@ impl LeanState {
     }
 
     fn put_buf(&mut self, bid: u16) {
+        #[cfg(debug_assertions)]
+        {
+            assert!(!self.in_ring_map[bid as usize], "lean: buffer {bid} returned twice");
+            self.in_ring_map[bid as usize] = true;
+        }
         let idx = (self.tail & self.mask) as usize;
         // SAFETY: idx < entries; each entry is 16 bytes {addr u64, len u32, bid u16, resv u16}.
         // Entry 0's `resv` is the shared tail, so fields are written one by one.
@@ -679,6 +706,17 @@ impl LeanState {
                 }
             }
         }
+        self.enqueue(id, data);
+        Ok(())
+    }
+
+    /// Appends `data` to socket `id`'s send queue: to the send that is (or will be) queued
+    /// when nothing is in the kernel, else to the bytes that follow the send in flight.
+    #[inline]
+    fn enqueue(&mut self, id: u32, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
         let s = &self.slots[id as usize];
         if !s.send_inflight {
             // Nothing in the kernel: the bytes join the send that is (or will be) queued.
@@ -699,7 +737,134 @@ impl LeanState {
             }
             self.slots[id as usize].tx_next.extend_from_slice(data);
         }
-        Ok(())
+    }
+
+    /// tollgate patch 9: moves up to `max` (> 0) received bytes of socket `src` to socket
+    /// `dst` without copying them in user space when `dst` can take them at once: with no send
+    /// of `dst`'s in the kernel and at least `DIRECT_SEND_MIN` bytes (with what `dst` has
+    /// queued, which goes first), one `sendmsg(2)` straight from the ring buffers. What the
+    /// socket does not take, and every byte of a smaller step, is copied into `dst`'s send
+    /// queue as `write` does. Every ring buffer whose bytes were all moved goes back to the
+    /// ring before this returns; a partly moved one stays first in `src`'s queue with its
+    /// offset. `None`: nothing received yet (`src`'s reader waker registered).
+    pub(crate) fn relay(&mut self, src: u32, dst: u32, max: usize, waker: &Waker) -> Option<Relayed> {
+        debug_assert!(src != dst && max > 0);
+        if let Some(e) = self.slots[dst as usize].tx_err {
+            return Some(Relayed::SinkFailed(io::Error::from_raw_os_error(e)));
+        }
+        let s = &mut self.slots[src as usize];
+        if s.rx.is_empty() {
+            if s.eof {
+                return Some(Relayed::Eof);
+            }
+            if let Some(e) = s.rx_err {
+                return Some(Relayed::SourceFailed(io::Error::from_raw_os_error(e)));
+            }
+            if s.starved {
+                return Some(Relayed::Starved);
+            }
+            set_waker(&mut s.reader, waker);
+            self.arm(src);
+            return None;
+        }
+        // iov[0]: `dst`'s queued bytes (filled in below if they go first); then the chunks.
+        let mut iov: SmallVec<[libc::iovec; 10]> = SmallVec::new();
+        iov.push(libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        });
+        let mut moved = 0usize;
+        for c in s.rx.iter() {
+            if moved == max {
+                break;
+            }
+            let take = ((c.len - c.off) as usize).min(max - moved);
+            iov.push(libc::iovec {
+                // SAFETY: inside buffer `bid`, which the kernel filled and will not touch
+                // until it is back in the ring (after the last use of these iovecs below).
+                iov_base: unsafe {
+                    self.bufs.add(c.bid as usize * self.buf_size + c.off as usize)
+                } as *mut libc::c_void,
+                iov_len: take,
+            });
+            moved += take;
+        }
+        let d = &mut self.slots[dst as usize];
+        let mut sent_body = 0usize;
+        if !d.send_inflight && d.tx_cur.len() - d.tx_off + moved >= DIRECT_SEND_MIN {
+            let queued = &d.tx_cur[d.tx_off..];
+            iov[0] = libc::iovec {
+                iov_base: queued.as_ptr() as *mut libc::c_void,
+                iov_len: queued.len(),
+            };
+            let queued_len = queued.len();
+            let skip = usize::from(queued_len == 0);
+            // SAFETY: a zeroed msghdr with iovecs that point into live buffers for the call.
+            let r = unsafe {
+                let mut msg: libc::msghdr = std::mem::zeroed();
+                msg.msg_iov = iov[skip..].as_mut_ptr();
+                msg.msg_iovlen = iov.len() - skip;
+                libc::sendmsg(d.fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+            };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::WouldBlock {
+                    d.tx_err = e.raw_os_error();
+                    d.tx_cur.clear();
+                    d.tx_off = 0;
+                    return Some(Relayed::SinkFailed(e));
+                }
+            } else {
+                let sent = r as usize;
+                let from_queue = sent.min(queued_len);
+                d.tx_off += from_queue;
+                sent_body = sent - from_queue;
+                if d.tx_off == d.tx_cur.len() {
+                    // The queued send (if any) finds nothing left and is skipped.
+                    d.tx_cur.clear();
+                    d.tx_off = 0;
+                }
+            }
+        }
+        // What the socket did not take: copied into the send queue.
+        let mut skip = sent_body;
+        for v in &iov[1..] {
+            if skip >= v.iov_len {
+                skip -= v.iov_len;
+                continue;
+            }
+            // SAFETY: the iovec points into a ring buffer still held by `src` (see above).
+            let rest = unsafe {
+                std::slice::from_raw_parts((v.iov_base as *const u8).add(skip), v.iov_len - skip)
+            };
+            skip = 0;
+            self.enqueue(dst, rest);
+        }
+        // Consume the moved bytes: buffers fully moved go back to the ring.
+        let s = &mut self.slots[src as usize];
+        let mut left = moved;
+        let mut done = 0;
+        for c in s.rx.iter_mut() {
+            if left == 0 {
+                break;
+            }
+            let take = ((c.len - c.off) as usize).min(left);
+            c.off += take as u32;
+            left -= take;
+            if c.off == c.len {
+                done += 1;
+            }
+        }
+        let finished: SmallVec<[u16; 8]> = s.rx.drain(..done).map(|c| c.bid).collect();
+        let empty = s.rx.is_empty();
+        for bid in finished {
+            self.put_buf(bid);
+        }
+        self.publish_tail();
+        if empty {
+            self.arm(src);
+        }
+        Some(Relayed::Moved(moved))
     }
 
     /// Ready (`Some`) when fewer than `limit` bytes wait to be sent, or the socket failed.
@@ -811,6 +976,11 @@ impl LeanState {
                 let mut give_back = None;
                 if flags & IORING_CQE_F_BUFFER != 0 {
                     let bid = (flags >> IORING_CQE_BUFFER_SHIFT) as u16;
+                    #[cfg(debug_assertions)]
+                    {
+                        assert!(self.in_ring_map[bid as usize], "lean: buffer {bid} not in the ring");
+                        self.in_ring_map[bid as usize] = false;
+                    }
                     if res > 0 && !s.gone {
                         s.rx.push(Chunk {
                             bid,
