@@ -51,11 +51,11 @@ pub(super) fn start_all<R>(
     (rows, running)
 }
 
-/// A load scenario's rows, its running proxies (in the same order) and its notes.
-struct Field {
-    rows: Vec<LoadRow>,
-    running: Vec<Option<Proxy>>,
-    notes: Vec<String>,
+/// A scenario's rows, its running proxies (in the same order) and its notes.
+pub(super) struct Field {
+    pub(super) rows: Vec<LoadRow>,
+    pub(super) running: Vec<Option<Proxy>>,
+    pub(super) notes: Vec<String>,
 }
 
 /// Runs a load scenario: warm-up, then per round a closed-loop phase of each proxy (and wrk
