@@ -52,8 +52,8 @@ pub(super) fn start_all<R>(
 }
 
 /// A scenario's rows, its running proxies (in the same order) and its notes.
-pub(super) struct Field {
-    pub(super) rows: Vec<LoadRow>,
+pub(super) struct Field<R = LoadRow> {
+    pub(super) rows: Vec<R>,
     pub(super) running: Vec<Option<Proxy>>,
     pub(super) notes: Vec<String>,
 }
