@@ -132,156 +132,37 @@ fn default_bin_dir(exe: &std::path::Path) -> PathBuf {
     }
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Some(Cmd::Origin { port, max_secs }) => {
-            return match origin::serve(port, max_secs) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("tollgate-bench origin: {e}");
-                    ExitCode::FAILURE
-                }
-            };
-        }
-        Some(Cmd::Functions {
+/// Runs a hidden subcommand (`origin`, `functions`) to its end.
+fn run_subcommand(cmd: Cmd) -> ExitCode {
+    let (name, result) = match cmd {
+        Cmd::Origin { port, max_secs } => ("origin", origin::serve(port, max_secs)),
+        Cmd::Functions {
             port,
             max_secs,
             stats,
-        }) => {
-            return match functions::serve(port, max_secs, stats) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("tollgate-bench functions: {e}");
-                    ExitCode::FAILURE
-                }
-            };
+        } => ("functions", functions::serve(port, max_secs, stats)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tollgate-bench {name}: {e}");
+            ExitCode::FAILURE
         }
-        None => {}
+    }
+}
+
+fn main() -> ExitCode {
+    let mut cli = Cli::parse();
+    if let Some(cmd) = cli.command.take() {
+        return run_subcommand(cmd);
     }
     procs::install_handlers();
     let program_start = std::time::Instant::now();
-    let full = cli.full;
-    let mode = if full { "full" } else { "quick" };
-    let times = run::mode_times(full);
-    let custom = cli.duration_ms.is_some() || cli.rounds.is_some();
-    let scenarios = match Scenario::parse_list(&cli.scenarios) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("tollgate-bench: --scenarios: {e}");
-            return ExitCode::from(2);
-        }
+    let opts = match options(cli) {
+        Ok(o) => o,
+        Err(code) => return code,
     };
-    let mut proxies = Vec::new();
-    for p in cli.proxies.split(',').filter(|p| !p.trim().is_empty()) {
-        match ProxyKind::parse(p) {
-            Some(k) if !proxies.contains(&k) => proxies.push(k),
-            Some(_) => {}
-            None => {
-                eprintln!(
-                    "tollgate-bench: --proxies: unknown proxy {p:?} (one of {})",
-                    run::DEFAULT_PROXIES.replace(',', ", ")
-                );
-                return ExitCode::from(2);
-            }
-        }
-    }
-    let exe = match std::env::current_exe() {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("tollgate-bench: cannot find my own executable: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let rounds = cli.rounds.unwrap_or(times.rounds).max(1);
-    let mut sweep_connections: Vec<usize> = Vec::new();
-    for &c in &cli.sweep_connections {
-        if c == 0 {
-            eprintln!("tollgate-bench: --sweep-connections: counts must be at least 1");
-            return ExitCode::from(2);
-        }
-        if !sweep_connections.contains(&c) {
-            sweep_connections.push(c);
-        }
-    }
-    if sweep_connections.is_empty() {
-        eprintln!("tollgate-bench: --sweep-connections: no count given");
-        return ExitCode::from(2);
-    }
-    let Some(nginx_routes) = NginxRoutes::parse(&cli.nginx_routes) else {
-        eprintln!("tollgate-bench: --nginx-routes: use prefix, map or regex");
-        return ExitCode::from(2);
-    };
-    let Some(haproxy_routes) = HaproxyRoutes::parse(&cli.haproxy_routes) else {
-        eprintln!("tollgate-bench: --haproxy-routes: use map or regex");
-        return ExitCode::from(2);
-    };
-    if cli.fixed_rates.is_empty()
-        || cli
-            .fixed_rates
-            .iter()
-            .any(|r| !(r.is_finite() && *r >= 1.0))
-    {
-        eprintln!("tollgate-bench: --fixed-rates: rates must be at least 1 req/s");
-        return ExitCode::from(2);
-    }
-    let (duration, wrk_duration, sweep_duration) = match cli.duration_ms {
-        Some(d) => {
-            let ms = |v: u64| Duration::from_millis(v.max(100));
-            (ms(d), ms(d), ms(d / 2))
-        }
-        None => (times.duration, times.wrk, times.sweep),
-    };
-    // Children run in their own directories: every path they get must be absolute.
-    let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let opts = Options {
-        mode: if custom {
-            format!("{mode} (custom)")
-        } else {
-            mode.to_string()
-        },
-        duration,
-        wrk_duration,
-        sweep_duration,
-        rounds,
-        wrk_rounds: 1,
-        connections: cli.connections.max(1),
-        sweep_connections,
-        idle_connections: cli.idle_connections.max(1),
-        gateway_routes: cli.gateway_routes.max(1),
-        fixed_rates: cli.fixed_rates.clone(),
-        nginx_routes,
-        haproxy_routes,
-        scenarios,
-        proxies,
-        out: absolute(cli.out.unwrap_or_else(|| manifest.clone())),
-        bin_dir: absolute(cli.bin_dir.unwrap_or_else(|| default_bin_dir(&exe))),
-        self_exe: exe,
-        workspace: manifest.parent().map(PathBuf::from).unwrap_or(manifest),
-    };
-    eprintln!(
-        "tollgate-bench: {} mode, {} round(s) of {:.1} s (wrk {:.1} s, sweep {:.1} s), proxies {}, scenarios {}",
-        opts.mode,
-        opts.rounds,
-        opts.duration.as_secs_f64(),
-        opts.wrk_duration.as_secs_f64(),
-        opts.sweep_duration.as_secs_f64(),
-        opts.proxies
-            .iter()
-            .map(|p| p.name())
-            .collect::<Vec<_>>()
-            .join(","),
-        opts.scenarios
-            .iter()
-            .map(|s| s.id())
-            .collect::<Vec<_>>()
-            .join(",")
-    );
-    eprintln!(
-        "tollgate-bench: planned run time about {:.0} s",
-        run::planned_time(&opts).as_secs_f64()
-    );
+    announce(&opts);
     let result = run::run(&opts, &mut |line| eprintln!("tollgate-bench: {line}"));
     let res = match result {
         Ok(r) => r,
@@ -307,8 +188,173 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let tollgate_measured = res
-        .loads
+    verdict(&opts, &res)
+}
+
+/// The run's options from the command line; a bad value is reported on stderr and yields the
+/// exit code (2 for a usage error).
+fn options(cli: Cli) -> Result<Options, ExitCode> {
+    let full = cli.full;
+    let mode = if full { "full" } else { "quick" };
+    let times = run::mode_times(full);
+    let custom = cli.duration_ms.is_some() || cli.rounds.is_some();
+    let scenarios = match Scenario::parse_list(&cli.scenarios) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("tollgate-bench: --scenarios: {e}");
+            return Err(ExitCode::from(2));
+        }
+    };
+    let proxies = parse_proxies(&cli.proxies)?;
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("tollgate-bench: cannot find my own executable: {e}");
+            return Err(ExitCode::FAILURE);
+        }
+    };
+    let rounds = cli.rounds.unwrap_or(times.rounds).max(1);
+    let sweep_connections = parse_sweep(&cli.sweep_connections)?;
+    let Some(nginx_routes) = NginxRoutes::parse(&cli.nginx_routes) else {
+        eprintln!("tollgate-bench: --nginx-routes: use prefix, map or regex");
+        return Err(ExitCode::from(2));
+    };
+    let Some(haproxy_routes) = HaproxyRoutes::parse(&cli.haproxy_routes) else {
+        eprintln!("tollgate-bench: --haproxy-routes: use map or regex");
+        return Err(ExitCode::from(2));
+    };
+    if cli.fixed_rates.is_empty()
+        || cli
+            .fixed_rates
+            .iter()
+            .any(|r| !(r.is_finite() && *r >= 1.0))
+    {
+        eprintln!("tollgate-bench: --fixed-rates: rates must be at least 1 req/s");
+        return Err(ExitCode::from(2));
+    }
+    let (duration, wrk_duration, sweep_duration) = match cli.duration_ms {
+        Some(d) => {
+            let ms = |v: u64| Duration::from_millis(v.max(100));
+            (ms(d), ms(d), ms(d / 2))
+        }
+        None => (times.duration, times.wrk, times.sweep),
+    };
+    // Children run in their own directories: every path they get must be absolute.
+    let absolute = |p: PathBuf| std::path::absolute(&p).unwrap_or(p);
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    Ok(Options {
+        mode: if custom {
+            format!("{mode} (custom)")
+        } else {
+            mode.to_string()
+        },
+        duration,
+        wrk_duration,
+        sweep_duration,
+        rounds,
+        wrk_rounds: 1,
+        connections: cli.connections.max(1),
+        sweep_connections,
+        idle_connections: cli.idle_connections.max(1),
+        gateway_routes: cli.gateway_routes.max(1),
+        fixed_rates: cli.fixed_rates.clone(),
+        nginx_routes,
+        haproxy_routes,
+        scenarios,
+        proxies,
+        out: absolute(cli.out.unwrap_or_else(|| manifest.clone())),
+        bin_dir: absolute(cli.bin_dir.unwrap_or_else(|| default_bin_dir(&exe))),
+        self_exe: exe,
+        workspace: manifest.parent().map(PathBuf::from).unwrap_or(manifest),
+    })
+}
+
+/// `--proxies`: the named proxies in order, each once.
+fn parse_proxies(list: &str) -> Result<Vec<ProxyKind>, ExitCode> {
+    let mut proxies = Vec::new();
+    for p in list.split(',').filter(|p| !p.trim().is_empty()) {
+        match ProxyKind::parse(p) {
+            Some(k) if !proxies.contains(&k) => proxies.push(k),
+            Some(_) => {}
+            None => {
+                eprintln!(
+                    "tollgate-bench: --proxies: unknown proxy {p:?} (one of {})",
+                    run::DEFAULT_PROXIES.replace(',', ", ")
+                );
+                return Err(ExitCode::from(2));
+            }
+        }
+    }
+    Ok(proxies)
+}
+
+/// `--sweep-connections`: the counts in order, each once, none zero, at least one.
+fn parse_sweep(counts: &[usize]) -> Result<Vec<usize>, ExitCode> {
+    let mut sweep_connections: Vec<usize> = Vec::new();
+    for &c in counts {
+        if c == 0 {
+            eprintln!("tollgate-bench: --sweep-connections: counts must be at least 1");
+            return Err(ExitCode::from(2));
+        }
+        if !sweep_connections.contains(&c) {
+            sweep_connections.push(c);
+        }
+    }
+    if sweep_connections.is_empty() {
+        eprintln!("tollgate-bench: --sweep-connections: no count given");
+        return Err(ExitCode::from(2));
+    }
+    Ok(sweep_connections)
+}
+
+/// Tells on stderr what the run will do and about how long it will take.
+fn announce(opts: &Options) {
+    eprintln!(
+        "tollgate-bench: {} mode, {} round(s) of {:.1} s (wrk {:.1} s, sweep {:.1} s), proxies {}, scenarios {}",
+        opts.mode,
+        opts.rounds,
+        opts.duration.as_secs_f64(),
+        opts.wrk_duration.as_secs_f64(),
+        opts.sweep_duration.as_secs_f64(),
+        opts.proxies
+            .iter()
+            .map(|p| p.name())
+            .collect::<Vec<_>>()
+            .join(","),
+        opts.scenarios
+            .iter()
+            .map(|s| s.id())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    eprintln!(
+        "tollgate-bench: planned run time about {:.0} s",
+        run::planned_time(opts).as_secs_f64()
+    );
+}
+
+/// The exit code of a finished run: failure when tollgate was asked for and nothing of it was
+/// measured, or when a gateway-keys row failed.
+fn verdict(opts: &Options, res: &run::Results) -> ExitCode {
+    if opts.proxies.contains(&ProxyKind::Tollgate) && !tollgate_measured(res) {
+        eprintln!("tollgate-bench: tollgate could not be measured (see RESULTS.md notes)");
+        return ExitCode::FAILURE;
+    }
+    // gateway-keys refuses nothing by construction: a failed row (a non-2xx answer) fails the run.
+    if let Some(k) = &res.keys {
+        for (label, row) in [("keys", &k.keys), ("plain", &k.plain)] {
+            if let Some(why) = &row.failure {
+                eprintln!("tollgate-bench: gateway-keys, tollgate ({label}) failed: {why}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// Whether at least one tollgate row of any scenario succeeded.
+fn tollgate_measured(res: &run::Results) -> bool {
+    res.loads
         .iter()
         .flat_map(|s| &s.rows)
         .any(|r| r.proxy == ProxyKind::Tollgate && r.ok())
@@ -335,19 +381,5 @@ fn main() -> ExitCode {
             .chain(res.https.iter().flat_map(|s| &s.rows))
             .any(|r| r.proxy == ProxyKind::Tollgate && r.ok())
         || res.pairs.iter().any(|p| p.base.ok() || p.with.ok())
-        || res.cluster.iter().any(|c| c.base.ok() || c.with.ok());
-    if opts.proxies.contains(&ProxyKind::Tollgate) && !tollgate_measured {
-        eprintln!("tollgate-bench: tollgate could not be measured (see RESULTS.md notes)");
-        return ExitCode::FAILURE;
-    }
-    // gateway-keys refuses nothing by construction: a failed row (a non-2xx answer) fails the run.
-    if let Some(k) = &res.keys {
-        for (label, row) in [("keys", &k.keys), ("plain", &k.plain)] {
-            if let Some(why) = &row.failure {
-                eprintln!("tollgate-bench: gateway-keys, tollgate ({label}) failed: {why}");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
-    ExitCode::SUCCESS
+        || res.cluster.iter().any(|c| c.base.ok() || c.with.ok())
 }

@@ -172,8 +172,10 @@ pub fn serve_with(port: u16, max_secs: u64, answers: &mut dyn Answers) -> io::Re
         libc::EPOLLIN as u32,
         LISTENER,
     )?;
-    let mut conns: Vec<Option<Conn>> = Vec::new();
-    let mut free: Vec<usize> = Vec::new();
+    let mut conns = Conns {
+        slots: Vec::new(),
+        free: Vec::new(),
+    };
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
     let end = Instant::now() + Duration::from_secs(max_secs);
     let mut scratch = vec![0u8; 64 * 1024];
@@ -191,64 +193,9 @@ pub fn serve_with(port: u16, max_secs: u64, answers: &mut dyn Answers) -> io::Re
         for ev in &events[..n as usize] {
             let token = ev.u64;
             if token == LISTENER {
-                loop {
-                    match listener.accept() {
-                        Ok((stream, _)) => {
-                            let _ = stream.set_nonblocking(true);
-                            let _ = stream.set_nodelay(true);
-                            let idx = free.pop().unwrap_or_else(|| {
-                                conns.push(None);
-                                conns.len() - 1
-                            });
-                            let fd = stream.as_raw_fd();
-                            conns[idx] = Some(Conn {
-                                stream,
-                                inbuf: Vec::with_capacity(4096),
-                                skip: 0,
-                                out: Vec::new(),
-                                out_pos: 0,
-                                want_write: false,
-                                close_after_write: false,
-                            });
-                            if epoll_ctl(
-                                ep,
-                                libc::EPOLL_CTL_ADD,
-                                fd,
-                                (libc::EPOLLIN | libc::EPOLLRDHUP) as u32,
-                                idx as u64,
-                            )
-                            .is_err()
-                            {
-                                conns[idx] = None;
-                                free.push(idx);
-                            }
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(_) => break,
-                    }
-                }
-                continue;
-            }
-            let idx = token as usize;
-            let Some(Some(conn)) = conns.get_mut(idx) else {
-                continue;
-            };
-            let keep = handle(conn, ev.events, &mut scratch, answers);
-            let fd = conn.stream.as_raw_fd();
-            if !keep {
-                let _ = epoll_ctl(ep, libc::EPOLL_CTL_DEL, fd, 0, 0);
-                conns[idx] = None;
-                free.push(idx);
-                continue;
-            }
-            let pending = conn.out_pos < conn.out.len();
-            if pending != conn.want_write {
-                conn.want_write = pending;
-                let mut events = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
-                if pending {
-                    events |= libc::EPOLLOUT as u32;
-                }
-                let _ = epoll_ctl(ep, libc::EPOLL_CTL_MOD, fd, events, idx as u64);
+                conns.accept_all(ep, &listener);
+            } else {
+                conns.ready(ep, token as usize, ev.events, &mut scratch, answers);
             }
         }
     }
@@ -256,6 +203,86 @@ pub fn serve_with(port: u16, max_secs: u64, answers: &mut dyn Answers) -> io::Re
     // SAFETY: closing our own epoll fd.
     unsafe { libc::close(ep) };
     Ok(())
+}
+
+/// The origin's connections, indexed by their epoll token, and the free slots.
+struct Conns {
+    slots: Vec<Option<Conn>>,
+    free: Vec<usize>,
+}
+
+impl Conns {
+    /// Accepts every pending connection and registers it with `ep`.
+    fn accept_all(&mut self, ep: i32, listener: &TcpListener) {
+        loop {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nonblocking(true);
+                    let _ = stream.set_nodelay(true);
+                    let idx = self.free.pop().unwrap_or_else(|| {
+                        self.slots.push(None);
+                        self.slots.len() - 1
+                    });
+                    let fd = stream.as_raw_fd();
+                    self.slots[idx] = Some(Conn {
+                        stream,
+                        inbuf: Vec::with_capacity(4096),
+                        skip: 0,
+                        out: Vec::new(),
+                        out_pos: 0,
+                        want_write: false,
+                        close_after_write: false,
+                    });
+                    if epoll_ctl(
+                        ep,
+                        libc::EPOLL_CTL_ADD,
+                        fd,
+                        (libc::EPOLLIN | libc::EPOLLRDHUP) as u32,
+                        idx as u64,
+                    )
+                    .is_err()
+                    {
+                        self.slots[idx] = None;
+                        self.free.push(idx);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Readiness `events` on connection `idx`: handles it, then closes it or updates its
+    /// interest in writability.
+    fn ready(
+        &mut self,
+        ep: i32,
+        idx: usize,
+        events: u32,
+        scratch: &mut [u8],
+        answers: &mut dyn Answers,
+    ) {
+        let Some(Some(conn)) = self.slots.get_mut(idx) else {
+            return;
+        };
+        let keep = handle(conn, events, scratch, answers);
+        let fd = conn.stream.as_raw_fd();
+        if !keep {
+            let _ = epoll_ctl(ep, libc::EPOLL_CTL_DEL, fd, 0, 0);
+            self.slots[idx] = None;
+            self.free.push(idx);
+            return;
+        }
+        let pending = conn.out_pos < conn.out.len();
+        if pending != conn.want_write {
+            conn.want_write = pending;
+            let mut events = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
+            if pending {
+                events |= libc::EPOLLOUT as u32;
+            }
+            let _ = epoll_ctl(ep, libc::EPOLL_CTL_MOD, fd, events, idx as u64);
+        }
+    }
 }
 
 /// Handles readiness on one connection; false: close it.

@@ -11,8 +11,8 @@ use crate::configs::{HaproxyRoutes, NginxRoutes};
 use crate::plot;
 use crate::run::{
     bound_of, cpu_list, median, median_of, one_line, ClusterScenario, FixedRateScenario,
-    HttpsScenario, IdleRow, KeysScenario, LoadRow, LoadScenario, Options, PairScenario, Phase,
-    ProxyKind, Results, Scenario, SweepRow, SweepScenario, ALL_SCENARIOS, BOUND,
+    HttpsScenario, IdleRow, KeysScenario, LoadRow, LoadScenario, OpsPhase, Options, PairScenario,
+    Phase, ProxyKind, Results, Scenario, SweepRow, SweepScenario, ALL_SCENARIOS, BOUND,
     CLUSTER_TARGET_RATIO, KEYS_TARGET_RATIO, MAX_LEASE, OPS_METRIC, OTHERS_NOTICEABLE,
     SOCKET_PATH_ENV, STOCK_RINGS_ENV,
 };
@@ -1021,58 +1021,10 @@ fn fixed_section(res: &Results, f: &FixedRateScenario) -> String {
 /// its target.
 fn pair_section(res: &Results, p: &PairScenario) -> String {
     let o = &res.opts;
-    let labels: &[&str] = if p.scenario == Scenario::Scrape {
-        &crate::run::SCRAPE_LABELS
-    } else {
-        &["tollgate (log off)", "tollgate (log on)"]
-    };
-    let mut table = table_head(&PAIR_COLUMNS);
     let mut notes: Vec<String> = Vec::new();
-    let rows = [Some(&p.base), Some(&p.with), p.control.as_ref()];
-    for (label, r) in labels.iter().zip(rows.into_iter().flatten()) {
-        let phases = p.phases(r);
-        let busy = match (
-            median_of(&phases, |p| p.proxy_busy),
-            median_of(&phases, |p| p.client_busy),
-        ) {
-            (Some(a), Some(b)) => format!("{:.0}% / {:.0}%", a * 100.0, b * 100.0),
-            _ => "—".into(),
-        };
-        let name = if r.ok() {
-            label.to_string()
-        } else {
-            format!("{label} (not measured, see notes)")
-        };
-        table.push_str(&table_row(&[
-            name,
-            opt(median_of(&phases, |p| p.rps), 0),
-            per_round(&phases, |p| p.cpu_us_per_req, 2),
-            opt(median_of(&phases, |p| p.cpu_us_per_req), 2),
-            per_round(&phases, |p| p.p99_us / 1000.0, 3),
-            opt(median_of(&phases, |p| p.p99_us).map(|v| v / 1000.0), 3),
-            busy,
-            failed(&phases),
-            bound_of(&phases).unwrap_or(NOT_BOUND).to_string(),
-        ]));
-        if let Some(f) = &r.failure {
-            notes.push(fill(
-                part("pair-not-measured"),
-                &[("label", label), ("why", &one_line(f))],
-            ));
-        }
-        if !r.codes.is_empty() {
-            notes.push(fill(
-                part("codes"),
-                &[("proxy", label), ("codes", &r.codes.join("; "))],
-            ));
-        }
-    }
+    let table = pair_table(p, &mut notes);
     notes.extend(p.notes.iter().cloned());
-    let verdict = match p.ratio() {
-        None => "not measured".to_string(),
-        Some(r) if r <= p.target() => format!("**{}** — met", fmt_num(r, 3)),
-        Some(r) => format!("**{}** — NOT met", fmt_num(r, 3)),
-    };
+    let verdict = ratio_verdict(p.ratio(), p.target());
     let rounds = if p.scenario == Scenario::Scrape {
         o.rounds * crate::run::SCRAPE_ROUND_FACTOR
     } else {
@@ -1110,6 +1062,80 @@ fn pair_section(res: &Results, p: &PairScenario) -> String {
     )
 }
 
+/// The table of an `access-log` or `scrape` section, a row per measured configuration; their
+/// failures and non-2xx codes go to `notes`.
+fn pair_table(p: &PairScenario, notes: &mut Vec<String>) -> String {
+    let labels: &[&str] = if p.scenario == Scenario::Scrape {
+        &crate::run::SCRAPE_LABELS
+    } else {
+        &["tollgate (log off)", "tollgate (log on)"]
+    };
+    let mut table = table_head(&PAIR_COLUMNS);
+    let rows = [Some(&p.base), Some(&p.with), p.control.as_ref()];
+    for (label, r) in labels.iter().zip(rows.into_iter().flatten()) {
+        let phases = p.phases(r);
+        table.push_str(&table_row(&[
+            labelled(label, r),
+            opt(median_of(&phases, |p| p.rps), 0),
+            per_round(&phases, |p| p.cpu_us_per_req, 2),
+            opt(median_of(&phases, |p| p.cpu_us_per_req), 2),
+            per_round(&phases, |p| p.p99_us / 1000.0, 3),
+            opt(median_of(&phases, |p| p.p99_us).map(|v| v / 1000.0), 3),
+            busy_pair(&phases),
+            failed(&phases),
+            bound_of(&phases).unwrap_or(NOT_BOUND).to_string(),
+        ]));
+        pair_row_notes(label, r, notes);
+    }
+    table
+}
+
+/// A row's label, marked when the row was not measured.
+fn labelled(label: &str, r: &LoadRow) -> String {
+    if r.ok() {
+        label.to_string()
+    } else {
+        format!("{label} (not measured, see notes)")
+    }
+}
+
+/// "proxy % / client %" busy, the medians over `phases` ("—" when not measured).
+fn busy_pair(phases: &[Phase]) -> String {
+    match (
+        median_of(phases, |p| p.proxy_busy),
+        median_of(phases, |p| p.client_busy),
+    ) {
+        (Some(a), Some(b)) => format!("{:.0}% / {:.0}%", a * 100.0, b * 100.0),
+        _ => "—".into(),
+    }
+}
+
+/// The notes of one row of a two-configuration section: why it was not measured, its non-2xx
+/// status codes.
+fn pair_row_notes(label: &str, r: &LoadRow, notes: &mut Vec<String>) {
+    if let Some(f) = &r.failure {
+        notes.push(fill(
+            part("pair-not-measured"),
+            &[("label", &label), ("why", &one_line(f))],
+        ));
+    }
+    if !r.codes.is_empty() {
+        notes.push(fill(
+            part("codes"),
+            &[("proxy", &label), ("codes", &r.codes.join("; "))],
+        ));
+    }
+}
+
+/// A ratio against its target: "**r** — met", "**r** — NOT met" or "not measured".
+fn ratio_verdict(ratio: Option<f64>, target: f64) -> String {
+    match ratio {
+        None => "not measured".to_string(),
+        Some(r) if r <= target => format!("**{}** — met", fmt_num(r, 3)),
+        Some(r) => format!("**{}** — NOT met", fmt_num(r, 3)),
+    }
+}
+
 /// The columns of the `cluster` scenario's closed-loop table.
 pub const CLUSTER_CLOSED_COLUMNS: [&str; 10] = [
     "config",
@@ -1143,154 +1169,11 @@ pub const CLUSTER_OPEN_COLUMNS: [&str; 10] = [
 /// second from both counters), the Redis commands of the whole scenario.
 fn cluster_section(res: &Results, c: &ClusterScenario) -> String {
     let o = &res.opts;
-    let labels = ["tollgate (no cluster)", "tollgate (cluster)"];
-    let mut closed = table_head(&CLUSTER_CLOSED_COLUMNS);
     let mut notes: Vec<String> = Vec::new();
-    for (label, (r, ops)) in labels
-        .iter()
-        .zip([(&c.base, &c.base_ops), (&c.with, &c.closed_ops)])
-    {
-        let phases = &r.closed;
-        let busy = match (
-            median_of(phases, |p| p.proxy_busy),
-            median_of(phases, |p| p.client_busy),
-        ) {
-            (Some(a), Some(b)) => format!("{:.0}% / {:.0}%", a * 100.0, b * 100.0),
-            _ => "—".into(),
-        };
-        let name = if r.ok() {
-            label.to_string()
-        } else {
-            format!("{label} (not measured, see notes)")
-        };
-        let sum = median(
-            phases
-                .iter()
-                .zip(ops)
-                .filter_map(|(p, o)| Some(p.cpu_us_per_req + o.redis_cpu_us_per_req()?))
-                .collect(),
-        );
-        closed.push_str(&table_row(&[
-            name,
-            opt(median_of(phases, |p| p.rps), 0),
-            per_round(phases, |p| p.cpu_us_per_req, 2),
-            opt(median_of(phases, |p| p.cpu_us_per_req), 2),
-            opt(
-                median(
-                    ops.iter()
-                        .filter_map(|o| o.redis_cpu_us_per_req())
-                        .collect(),
-                ),
-                2,
-            ),
-            opt(sum, 2),
-            opt(
-                median(ops.iter().filter_map(|o| o.tollgate_ops_per_s()).collect()),
-                1,
-            ),
-            opt(
-                median(
-                    ops.iter()
-                        .filter_map(|o| o.redis_commands_per_s())
-                        .collect(),
-                ),
-                1,
-            ),
-            busy,
-            bound_of(phases).unwrap_or(NOT_BOUND).to_string(),
-        ]));
-        if let Some(f) = &r.failure {
-            notes.push(fill(
-                part("pair-not-measured"),
-                &[("label", label), ("why", &one_line(f))],
-            ));
-        }
-        if !r.codes.is_empty() {
-            notes.push(fill(
-                part("codes"),
-                &[("proxy", label), ("codes", &r.codes.join("; "))],
-            ));
-        }
-    }
-    let mut open = table_head(&CLUSTER_OPEN_COLUMNS);
-    for (i, &rate) in c.rates.iter().enumerate() {
-        let phases: Vec<Phase> = c
-            .open
-            .get(i)
-            .map(|v| v.iter().map(|(p, _)| p.clone()).collect())
-            .unwrap_or_default();
-        let ops_round: Vec<String> = c
-            .open
-            .get(i)
-            .map_or(&[][..], Vec::as_slice)
-            .iter()
-            .map(|(_, o)| opt(o.tollgate_ops_per_s(), 1))
-            .collect();
-        let per_1k = c.open_median(i, |_, o| {
-            let n = o.tollgate_ops?;
-            (o.requests > 0).then(|| n as f64 * 1000.0 / o.requests as f64)
-        });
-        open.push_str(&table_row(&[
-            format!("{} req/s", fmt_num(rate, 0)),
-            opt(median_of(&phases, |p| p.rps), 0),
-            opt(median_of(&phases, |p| p.p99_us).map(|v| v / 1000.0), 3),
-            opt(median_of(&phases, |p| p.cpu_us_per_req), 2),
-            if ops_round.is_empty() {
-                "—".into()
-            } else {
-                ops_round.join(", ")
-            },
-            opt(c.open_median(i, |_, o| o.tollgate_ops_per_s()), 1),
-            opt(c.open_median(i, |_, o| o.redis_commands_per_s()), 1),
-            opt(per_1k, 2),
-            fmt_num(rate / MAX_LEASE as f64, 1),
-            c.open_median(i, |_, o| (o.secs > 0.0).then(|| o.redis_cpu_s / o.secs))
-                .map_or_else(|| "—".into(), |v| format!("{:.1}%", v * 100.0)),
-        ]));
-    }
+    let closed = cluster_closed_table(c, &mut notes);
+    let open = cluster_open_table(c);
     notes.extend(c.notes.iter().cloned());
-    let verdict = match c.cpu_ratio() {
-        None => "not measured".to_string(),
-        Some(r) if r <= CLUSTER_TARGET_RATIO => format!("**{}** — met", fmt_num(r, 3)),
-        Some(r) => format!("**{}** — NOT met", fmt_num(r, 3)),
-    };
-    let growth = match (c.rates.len(), c.rates.first(), c.rates.last()) {
-        (2.., Some(&lo), Some(&hi)) => {
-            let first = c.open_median(0, |_, o| o.tollgate_ops_per_s());
-            let last = c.open_median(c.rates.len() - 1, |_, o| o.tollgate_ops_per_s());
-            match (first, last) {
-                (Some(a), Some(b)) => fill(
-                    part("cluster-growth"),
-                    &[
-                        ("lo", &fmt_num(lo, 0)),
-                        ("hi", &fmt_num(hi, 0)),
-                        ("ops_lo", &fmt_num(a, 1)),
-                        ("ops_hi", &fmt_num(b, 1)),
-                        (
-                            "delta",
-                            &if b - a >= -0.05 {
-                                format!("{} more", fmt_num((b - a).max(0.0), 1))
-                            } else {
-                                format!("{} fewer", fmt_num(a - b, 1))
-                            },
-                        ),
-                        ("refills", &fmt_num((hi - lo) / MAX_LEASE as f64, 1)),
-                    ],
-                ),
-                _ => "Redis operations per second: not measured.".into(),
-            }
-        }
-        _ => String::new(),
-    };
-    let commands = if c.commandstats.is_empty() {
-        "not read".to_string()
-    } else {
-        c.commandstats
-            .iter()
-            .map(|(n, k)| format!("`{n}` {}", fmt_num(*k as f64, 0)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let verdict = ratio_verdict(c.cpu_ratio(), CLUSTER_TARGET_RATIO);
     fill(
         part("cluster"),
         &[
@@ -1327,11 +1210,157 @@ fn cluster_section(res: &Results, c: &ClusterScenario) -> String {
                 },
             ),
             ("target", &fmt_num(CLUSTER_TARGET_RATIO, 2)),
-            ("growth", &growth),
-            ("commands", &commands),
+            ("growth", &cluster_growth(c)),
+            ("commands", &cluster_commands(c)),
             ("notes", &notes_block(&notes)),
         ],
     )
+}
+
+/// The `cluster` closed-loop table, without then with `[cluster]`; failures and non-2xx codes
+/// go to `notes`.
+fn cluster_closed_table(c: &ClusterScenario, notes: &mut Vec<String>) -> String {
+    let labels = ["tollgate (no cluster)", "tollgate (cluster)"];
+    let mut closed = table_head(&CLUSTER_CLOSED_COLUMNS);
+    for (label, (r, ops)) in labels
+        .iter()
+        .zip([(&c.base, &c.base_ops), (&c.with, &c.closed_ops)])
+    {
+        closed.push_str(&cluster_closed_row(label, r, ops));
+        pair_row_notes(label, r, notes);
+    }
+    closed
+}
+
+/// One row of the `cluster` closed-loop table: `r`'s phases and the Redis readings of each.
+fn cluster_closed_row(label: &str, r: &LoadRow, ops: &[OpsPhase]) -> String {
+    let phases = &r.closed;
+    let sum = median(
+        phases
+            .iter()
+            .zip(ops)
+            .filter_map(|(p, o)| Some(p.cpu_us_per_req + o.redis_cpu_us_per_req()?))
+            .collect(),
+    );
+    table_row(&[
+        labelled(label, r),
+        opt(median_of(phases, |p| p.rps), 0),
+        per_round(phases, |p| p.cpu_us_per_req, 2),
+        opt(median_of(phases, |p| p.cpu_us_per_req), 2),
+        opt(
+            median(
+                ops.iter()
+                    .filter_map(|o| o.redis_cpu_us_per_req())
+                    .collect(),
+            ),
+            2,
+        ),
+        opt(sum, 2),
+        opt(
+            median(ops.iter().filter_map(|o| o.tollgate_ops_per_s()).collect()),
+            1,
+        ),
+        opt(
+            median(
+                ops.iter()
+                    .filter_map(|o| o.redis_commands_per_s())
+                    .collect(),
+            ),
+            1,
+        ),
+        busy_pair(phases),
+        bound_of(phases).unwrap_or(NOT_BOUND).to_string(),
+    ])
+}
+
+/// The `cluster` open-loop table: a row per rate.
+fn cluster_open_table(c: &ClusterScenario) -> String {
+    let mut open = table_head(&CLUSTER_OPEN_COLUMNS);
+    for (i, &rate) in c.rates.iter().enumerate() {
+        open.push_str(&cluster_open_row(c, i, rate));
+    }
+    open
+}
+
+/// The `cluster` open-loop row of rate `i` (`rate` req/s).
+fn cluster_open_row(c: &ClusterScenario, i: usize, rate: f64) -> String {
+    let phases: Vec<Phase> = c
+        .open
+        .get(i)
+        .map(|v| v.iter().map(|(p, _)| p.clone()).collect())
+        .unwrap_or_default();
+    let ops_round: Vec<String> = c
+        .open
+        .get(i)
+        .map_or(&[][..], Vec::as_slice)
+        .iter()
+        .map(|(_, o)| opt(o.tollgate_ops_per_s(), 1))
+        .collect();
+    let per_1k = c.open_median(i, |_, o| {
+        let n = o.tollgate_ops?;
+        (o.requests > 0).then(|| n as f64 * 1000.0 / o.requests as f64)
+    });
+    table_row(&[
+        format!("{} req/s", fmt_num(rate, 0)),
+        opt(median_of(&phases, |p| p.rps), 0),
+        opt(median_of(&phases, |p| p.p99_us).map(|v| v / 1000.0), 3),
+        opt(median_of(&phases, |p| p.cpu_us_per_req), 2),
+        if ops_round.is_empty() {
+            "—".into()
+        } else {
+            ops_round.join(", ")
+        },
+        opt(c.open_median(i, |_, o| o.tollgate_ops_per_s()), 1),
+        opt(c.open_median(i, |_, o| o.redis_commands_per_s()), 1),
+        opt(per_1k, 2),
+        fmt_num(rate / MAX_LEASE as f64, 1),
+        c.open_median(i, |_, o| (o.secs > 0.0).then(|| o.redis_cpu_s / o.secs))
+            .map_or_else(|| "—".into(), |v| format!("{:.1}%", v * 100.0)),
+    ])
+}
+
+/// How the Redis operations per second grow from the lowest rate to the highest (empty with
+/// fewer than two rates).
+fn cluster_growth(c: &ClusterScenario) -> String {
+    let (2.., Some(&lo), Some(&hi)) = (c.rates.len(), c.rates.first(), c.rates.last()) else {
+        return String::new();
+    };
+    let first = c.open_median(0, |_, o| o.tollgate_ops_per_s());
+    let last = c.open_median(c.rates.len() - 1, |_, o| o.tollgate_ops_per_s());
+    let (Some(a), Some(b)) = (first, last) else {
+        return "Redis operations per second: not measured.".into();
+    };
+    fill(
+        part("cluster-growth"),
+        &[
+            ("lo", &fmt_num(lo, 0)),
+            ("hi", &fmt_num(hi, 0)),
+            ("ops_lo", &fmt_num(a, 1)),
+            ("ops_hi", &fmt_num(b, 1)),
+            (
+                "delta",
+                &if b - a >= -0.05 {
+                    format!("{} more", fmt_num((b - a).max(0.0), 1))
+                } else {
+                    format!("{} fewer", fmt_num(a - b, 1))
+                },
+            ),
+            ("refills", &fmt_num((hi - lo) / MAX_LEASE as f64, 1)),
+        ],
+    )
+}
+
+/// The Redis commands of the whole scenario with their counts ("not read" when unknown).
+fn cluster_commands(c: &ClusterScenario) -> String {
+    if c.commandstats.is_empty() {
+        "not read".to_string()
+    } else {
+        c.commandstats
+            .iter()
+            .map(|(n, k)| format!("`{n}` {}", fmt_num(*k as f64, 0)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 fn https_table(h: &HttpsScenario) -> String {

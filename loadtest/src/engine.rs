@@ -247,9 +247,43 @@ fn worker(
     let timeout_ns = u64::try_from(cfg.timeout.as_nanos()).unwrap_or(u64::MAX / 4);
     let hard_end = plan.end_ns.saturating_add(HARD_GRACE.as_nanos() as u64);
     let drain_end = plan.end_ns.saturating_add(timeout_ns).min(hard_end);
+    let mut conns = new_conns(cfg, &plan, tls, depth);
+    let mut ctx = Ctx {
+        reqs: &cfg.requests,
+        addr: cfg.target.addr,
+        ep,
+        stats: Stats::new(),
+        rng: Rng::new(0x5EED ^ plan.index as u64),
+        open,
+        depth,
+        timeout_ns,
+        end_ns: plan.end_ns,
+        quota: plan.quota,
+        stopping: false,
+        inflight_total: 0,
+        scheduled_conns: conns
+            .iter()
+            .filter(|c| {
+                c.sched
+                    .as_ref()
+                    .is_some_and(|s| s.next_intended().is_some())
+            })
+            .count(),
+        timers: BinaryHeap::with_capacity(conns.len() + 1),
+        tls,
+        new_conn: cfg.new_conn_per_request,
+    };
+    let finish = event_loop(&mut conns, &mut ctx, progress, drain_end)?;
+    progress.publish(&ctx.stats);
+    drop(conns);
+    Ok((ctx.stats, finish))
+}
+
+/// A worker's connections, all down, with their buffers (room for `depth` requests) and, in
+/// open loop, their share of the schedule.
+fn new_conns(cfg: &Config, plan: &Plan, tls: Option<&TlsClient>, depth: usize) -> Vec<Conn> {
     let wcap = cfg.requests.max_len() * depth;
-    let mut conns: Vec<Conn> = plan
-        .conns
+    plan.conns
         .clone()
         .enumerate()
         .map(|(i, global)| Conn {
@@ -279,75 +313,41 @@ fn worker(
             },
             armed: false,
         })
-        .collect();
-    let mut ctx = Ctx {
-        reqs: &cfg.requests,
-        addr: cfg.target.addr,
-        ep,
-        stats: Stats::new(),
-        rng: Rng::new(0x5EED ^ plan.index as u64),
-        open,
-        depth,
-        timeout_ns,
-        end_ns: plan.end_ns,
-        quota: plan.quota,
-        stopping: false,
-        inflight_total: 0,
-        scheduled_conns: conns
-            .iter()
-            .filter(|c| {
-                c.sched
-                    .as_ref()
-                    .is_some_and(|s| s.next_intended().is_some())
-            })
-            .count(),
-        timers: BinaryHeap::with_capacity(conns.len() + 1),
-        tls,
-        new_conn: cfg.new_conn_per_request,
-    };
+        .collect()
+}
+
+/// The worker's event loop: connects, then handles readiness, timers and housekeeping until
+/// everything owed is answered or `drain_end` passes. The time it finished.
+fn event_loop(
+    conns: &mut [Conn],
+    ctx: &mut Ctx<'_>,
+    progress: &Progress,
+    drain_end: u64,
+) -> Result<u64, Error> {
+    let open = ctx.open;
     let mut now = now_ns();
     for c in conns.iter_mut() {
-        connect(c, &mut ctx, now);
+        connect(c, ctx, now);
     }
     let mut events = vec![Event { events: 0, u64: 0 }; conns.len().clamp(16, 1024)];
     let mut next_tick = now + TICK_NS;
-    let finish;
     loop {
-        let mut wake = next_tick.min(drain_end);
-        if !ctx.stopping {
-            wake = wake.min(ctx.end_ns);
-        }
-        if let Some(Reverse((t, _, _))) = ctx.timers.peek() {
-            wake = wake.min(*t);
-        }
+        let wake = wake_at(ctx, next_tick, drain_end);
         let n = ctx
             .ep
             .wait(&mut events, wake.saturating_sub(now))
             .map_err(|e| Error::new(format!("epoll_wait: {e}")))?;
         now = now_ns();
-        for ev in &events[..n] {
-            let idx = (ev.u64 & 0xffff_ffff) as usize;
-            let gen = (ev.u64 >> 32) as u32;
-            let Some(c) = conns.get_mut(idx) else {
-                continue;
-            };
-            if c.gen != gen {
-                continue;
-            }
-            if open {
-                now = now_ns();
-            }
-            on_event(c, &mut ctx, ev.events, now);
-        }
+        now = dispatch(&events[..n], conns, ctx, open, now);
         if open {
             now = now_ns();
-            fire_timers(&mut conns, &mut ctx, now);
+            fire_timers(conns, ctx, now);
         } else if !ctx.stopping && now >= ctx.end_ns {
             ctx.stopping = true;
         }
         if now >= next_tick {
             next_tick = now + TICK_NS;
-            housekeeping(&mut conns, &mut ctx, now);
+            housekeeping(conns, ctx, now);
             progress.publish(&ctx.stats);
         }
         let done = ctx.inflight_total == 0
@@ -357,25 +357,56 @@ fn worker(
                 !ctx.can_issue()
             };
         if done {
-            finish = now;
-            break;
+            return Ok(now);
         }
         if now >= drain_end {
             // Everything still owed has waited at least the timeout.
             let mut owed = ctx.inflight_total as u64;
-            for c in &conns {
+            for c in conns.iter() {
                 if let Some(s) = &c.sched {
                     owed += s.backlog(u64::MAX);
                 }
             }
             ctx.stats.errors.timeout += owed;
-            finish = now;
-            break;
+            return Ok(now);
         }
     }
-    progress.publish(&ctx.stats);
-    drop(conns);
-    Ok((ctx.stats, finish))
+}
+
+/// When the event loop must wake at the latest: the next tick, the drain deadline, the end
+/// of the run (until stopping) and the earliest timer.
+#[inline]
+fn wake_at(ctx: &Ctx<'_>, next_tick: u64, drain_end: u64) -> u64 {
+    let mut wake = next_tick.min(drain_end);
+    if !ctx.stopping {
+        wake = wake.min(ctx.end_ns);
+    }
+    if let Some(Reverse((t, _, _))) = ctx.timers.peek() {
+        wake = wake.min(*t);
+    }
+    wake
+}
+
+/// Hands each event to its connection (stale generations are ignored); in open loop the
+/// clock is read again before each. The time after the last.
+#[inline]
+fn dispatch(events: &[Event], conns: &mut [Conn], ctx: &mut Ctx<'_>, open: bool, now: u64) -> u64 {
+    let mut now = now;
+    for ev in events {
+        let idx = (ev.u64 & 0xffff_ffff) as usize;
+        let gen = (ev.u64 >> 32) as u32;
+        let Some(c) = conns.get_mut(idx) else {
+            continue;
+        };
+        if c.gen != gen {
+            continue;
+        }
+        if open {
+            now = now_ns();
+        }
+        on_event(c, ctx, ev.events, now);
+    }
+    now
 }
 
 fn connect(c: &mut Conn, ctx: &mut Ctx<'_>, now: u64) {

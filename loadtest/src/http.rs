@@ -3,6 +3,8 @@
 //! connection close. Bodies are skipped, never copied; the caller keeps the
 //! unconsumed bytes and calls again when more arrive.
 
+use std::ops::ControlFlow::{self, Break, Continue};
+
 /// Most headers we look at in one response head.
 const MAX_HEADERS: usize = 64;
 /// Largest response head (or chunk-size / trailer line) we accept.
@@ -98,112 +100,155 @@ impl ResponseParser {
     pub fn parse(&mut self, buf: &[u8], head_request: bool) -> Result<Step, ParseError> {
         let mut pos = 0usize;
         loop {
-            match self.state {
-                State::Head => {
-                    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                    let mut resp = httparse::Response::new(&mut headers);
-                    let n = match resp.parse(&buf[pos..]) {
-                        Ok(httparse::Status::Complete(n)) => n,
-                        Ok(httparse::Status::Partial) => {
-                            if buf.len() - pos >= MAX_HEAD {
-                                return Err(ParseError::HeadTooLarge);
-                            }
-                            return Ok(Step::NeedMore { consumed: pos });
-                        }
-                        Err(e) => return Err(ParseError::Head(e)),
-                    };
-                    let status = resp.code.unwrap_or(0);
-                    let (framing, close) = framing(&resp, head_request)?;
-                    pos += n;
-                    if (100..200).contains(&status) && status != 101 {
-                        // Interim response: the real one follows.
-                        continue;
-                    }
-                    self.info = ResponseInfo {
-                        status,
-                        close: close || status == 101,
-                    };
-                    match framing {
-                        Framing::None | Framing::Length(0) => return Ok(self.finish(pos)),
-                        Framing::Length(len) => self.state = State::Body(len),
-                        Framing::Chunked => self.state = State::Chunked(Chunk::Size),
-                        Framing::Close => {
-                            self.info.close = true;
-                            self.state = State::UntilClose;
-                        }
-                    }
+            let next = match self.state {
+                State::Head => self.head(buf, pos, head_request)?,
+                State::Body(left) => self.body(buf, pos, left),
+                State::UntilClose => Break(Step::NeedMore {
+                    consumed: buf.len(),
+                }),
+                State::Chunked(Chunk::Size) => self.chunk_size(buf, pos)?,
+                State::Chunked(Chunk::Data(left)) => self.chunk_data(buf, pos, left),
+                State::Chunked(Chunk::DataEnd) => self.chunk_end(buf, pos)?,
+                State::Chunked(Chunk::Trailer) => self.trailer(buf, pos)?,
+            };
+            match next {
+                Continue(p) => pos = p,
+                Break(step) => return Ok(step),
+            }
+        }
+    }
+
+    /// A response head at `buf[pos..]`: the position after it (an interim response, or a
+    /// body follows), or the step when it is complete, or more is needed.
+    #[inline]
+    fn head(
+        &mut self,
+        buf: &[u8],
+        pos: usize,
+        head_request: bool,
+    ) -> Result<ControlFlow<Step, usize>, ParseError> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut headers);
+        let n = match resp.parse(&buf[pos..]) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => {
+                if buf.len() - pos >= MAX_HEAD {
+                    return Err(ParseError::HeadTooLarge);
                 }
-                State::Body(left) => {
-                    let avail = (buf.len() - pos) as u64;
-                    if avail >= left {
-                        return Ok(self.finish(pos + left as usize));
-                    }
-                    self.state = State::Body(left - avail);
-                    return Ok(Step::NeedMore {
-                        consumed: buf.len(),
-                    });
+                return Ok(Break(Step::NeedMore { consumed: pos }));
+            }
+            Err(e) => return Err(ParseError::Head(e)),
+        };
+        let status = resp.code.unwrap_or(0);
+        let (framing, close) = framing(&resp, head_request)?;
+        let pos = pos + n;
+        if (100..200).contains(&status) && status != 101 {
+            // Interim response: the real one follows.
+            return Ok(Continue(pos));
+        }
+        self.info = ResponseInfo {
+            status,
+            close: close || status == 101,
+        };
+        match framing {
+            Framing::None | Framing::Length(0) => return Ok(Break(self.finish(pos))),
+            Framing::Length(len) => self.state = State::Body(len),
+            Framing::Chunked => self.state = State::Chunked(Chunk::Size),
+            Framing::Close => {
+                self.info.close = true;
+                self.state = State::UntilClose;
+            }
+        }
+        Ok(Continue(pos))
+    }
+
+    /// A body of `left` more bytes, from `buf[pos..]`.
+    #[inline]
+    fn body(&mut self, buf: &[u8], pos: usize, left: u64) -> ControlFlow<Step, usize> {
+        let avail = (buf.len() - pos) as u64;
+        if avail >= left {
+            return Break(self.finish(pos + left as usize));
+        }
+        self.state = State::Body(left - avail);
+        Break(Step::NeedMore {
+            consumed: buf.len(),
+        })
+    }
+
+    /// A chunk-size line at `buf[pos..]`.
+    #[inline]
+    fn chunk_size(
+        &mut self,
+        buf: &[u8],
+        pos: usize,
+    ) -> Result<ControlFlow<Step, usize>, ParseError> {
+        match httparse::parse_chunk_size(&buf[pos..]) {
+            Ok(httparse::Status::Complete((n, size))) => {
+                self.state = State::Chunked(if size == 0 {
+                    Chunk::Trailer
+                } else {
+                    Chunk::Data(size)
+                });
+                Ok(Continue(pos + n))
+            }
+            Ok(httparse::Status::Partial) => {
+                if buf.len() - pos >= MAX_HEAD {
+                    return Err(ParseError::BadChunk);
                 }
-                State::UntilClose => {
-                    return Ok(Step::NeedMore {
-                        consumed: buf.len(),
-                    })
+                Ok(Break(Step::NeedMore { consumed: pos }))
+            }
+            Err(_) => Err(ParseError::BadChunk),
+        }
+    }
+
+    /// `left` more bytes of chunk data, from `buf[pos..]`.
+    #[inline]
+    fn chunk_data(&mut self, buf: &[u8], pos: usize, left: u64) -> ControlFlow<Step, usize> {
+        let avail = (buf.len() - pos) as u64;
+        if avail >= left {
+            self.state = State::Chunked(Chunk::DataEnd);
+            Continue(pos + left as usize)
+        } else {
+            self.state = State::Chunked(Chunk::Data(left - avail));
+            Break(Step::NeedMore {
+                consumed: buf.len(),
+            })
+        }
+    }
+
+    /// The CRLF after chunk data, at `buf[pos..]`.
+    #[inline]
+    fn chunk_end(
+        &mut self,
+        buf: &[u8],
+        pos: usize,
+    ) -> Result<ControlFlow<Step, usize>, ParseError> {
+        let rest = &buf[pos..];
+        if rest.len() < 2 {
+            if rest.first().is_some_and(|&b| b != b'\r') {
+                return Err(ParseError::BadChunk);
+            }
+            return Ok(Break(Step::NeedMore { consumed: pos }));
+        }
+        if &rest[..2] != b"\r\n" {
+            return Err(ParseError::BadChunk);
+        }
+        self.state = State::Chunked(Chunk::Size);
+        Ok(Continue(pos + 2))
+    }
+
+    /// Trailer lines up to the empty line ending the chunked body, at `buf[pos..]`.
+    #[inline]
+    fn trailer(&mut self, buf: &[u8], pos: usize) -> Result<ControlFlow<Step, usize>, ParseError> {
+        let rest = &buf[pos..];
+        match rest.windows(2).position(|w| w == b"\r\n") {
+            Some(0) => Ok(Break(self.finish(pos + 2))),
+            Some(i) => Ok(Continue(pos + i + 2)),
+            None => {
+                if rest.len() >= MAX_HEAD {
+                    return Err(ParseError::BadChunk);
                 }
-                State::Chunked(Chunk::Size) => match httparse::parse_chunk_size(&buf[pos..]) {
-                    Ok(httparse::Status::Complete((n, size))) => {
-                        pos += n;
-                        self.state = State::Chunked(if size == 0 {
-                            Chunk::Trailer
-                        } else {
-                            Chunk::Data(size)
-                        });
-                    }
-                    Ok(httparse::Status::Partial) => {
-                        if buf.len() - pos >= MAX_HEAD {
-                            return Err(ParseError::BadChunk);
-                        }
-                        return Ok(Step::NeedMore { consumed: pos });
-                    }
-                    Err(_) => return Err(ParseError::BadChunk),
-                },
-                State::Chunked(Chunk::Data(left)) => {
-                    let avail = (buf.len() - pos) as u64;
-                    if avail >= left {
-                        pos += left as usize;
-                        self.state = State::Chunked(Chunk::DataEnd);
-                    } else {
-                        self.state = State::Chunked(Chunk::Data(left - avail));
-                        return Ok(Step::NeedMore {
-                            consumed: buf.len(),
-                        });
-                    }
-                }
-                State::Chunked(Chunk::DataEnd) => {
-                    let rest = &buf[pos..];
-                    if rest.len() < 2 {
-                        if rest.first().is_some_and(|&b| b != b'\r') {
-                            return Err(ParseError::BadChunk);
-                        }
-                        return Ok(Step::NeedMore { consumed: pos });
-                    }
-                    if &rest[..2] != b"\r\n" {
-                        return Err(ParseError::BadChunk);
-                    }
-                    pos += 2;
-                    self.state = State::Chunked(Chunk::Size);
-                }
-                State::Chunked(Chunk::Trailer) => {
-                    let rest = &buf[pos..];
-                    match rest.windows(2).position(|w| w == b"\r\n") {
-                        Some(0) => return Ok(self.finish(pos + 2)),
-                        Some(i) => pos += i + 2,
-                        None => {
-                            if rest.len() >= MAX_HEAD {
-                                return Err(ParseError::BadChunk);
-                            }
-                            return Ok(Step::NeedMore { consumed: pos });
-                        }
-                    }
-                }
+                Ok(Break(Step::NeedMore { consumed: pos }))
             }
         }
     }

@@ -32,18 +32,7 @@ pub struct Target {
 /// Parse an `http://` or `https://` URL (a missing scheme means `http`).
 pub fn parse_url(input: &str) -> Result<Url, Error> {
     let s = input.trim();
-    let lower = s.to_ascii_lowercase();
-    let (rest, https) = if lower.starts_with("http://") {
-        (&s[7..], false)
-    } else if lower.starts_with("https://") {
-        (&s[8..], true)
-    } else if lower.contains("://") {
-        return Err(Error::new(format!(
-            "{input}: only http:// and https:// URLs are supported"
-        )));
-    } else {
-        (s, false)
-    };
+    let (rest, https) = split_scheme(input, s)?;
     let default_port = if https { 443 } else { 80 };
     let rest = rest.split('#').next().unwrap_or("");
     let split = rest.find(['/', '?']).unwrap_or(rest.len());
@@ -53,38 +42,8 @@ pub fn parse_url(input: &str) -> Result<Url, Error> {
             "{input}: user info in URLs is not supported"
         )));
     }
-    let (host, port_str, bracketed) = if let Some(after) = authority.strip_prefix('[') {
-        let close = after
-            .find(']')
-            .ok_or_else(|| Error::new(format!("{input}: unterminated '[' in host")))?;
-        let host = &after[..close];
-        let tail = &after[close + 1..];
-        let port = match tail.strip_prefix(':') {
-            Some(p) => Some(p),
-            None if tail.is_empty() => None,
-            None => return Err(Error::new(format!("{input}: junk after ']' in host"))),
-        };
-        (host, port, true)
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p), false),
-            None => (authority, None, false),
-        }
-    };
-    if host.is_empty() {
-        return Err(Error::new(format!("{input}: missing host")));
-    }
-    if !bracketed && host.contains(':') {
-        return Err(Error::new(format!(
-            "{input}: IPv6 hosts must be in brackets"
-        )));
-    }
-    if host
-        .bytes()
-        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b == b'/')
-    {
-        return Err(Error::new(format!("{input}: invalid character in host")));
-    }
+    let (host, port_str, bracketed) = split_authority(input, authority)?;
+    check_host(input, host, bracketed)?;
     let port = match port_str {
         None => default_port,
         Some(p) => match p.parse::<u16>() {
@@ -117,6 +76,68 @@ pub fn parse_url(input: &str) -> Result<Url, Error> {
         path,
         host_header,
     })
+}
+
+/// `s` (the trimmed `input`) without its scheme, and whether it is `https://`.
+fn split_scheme<'s>(input: &str, s: &'s str) -> Result<(&'s str, bool), Error> {
+    let lower = s.to_ascii_lowercase();
+    if lower.starts_with("http://") {
+        Ok((&s[7..], false))
+    } else if lower.starts_with("https://") {
+        Ok((&s[8..], true))
+    } else if lower.contains("://") {
+        Err(Error::new(format!(
+            "{input}: only http:// and https:// URLs are supported"
+        )))
+    } else {
+        Ok((s, false))
+    }
+}
+
+/// The host (IPv6 without brackets), the port as written if any, and whether the host was
+/// in brackets.
+fn split_authority<'a>(
+    input: &str,
+    authority: &'a str,
+) -> Result<(&'a str, Option<&'a str>, bool), Error> {
+    if let Some(after) = authority.strip_prefix('[') {
+        let close = after
+            .find(']')
+            .ok_or_else(|| Error::new(format!("{input}: unterminated '[' in host")))?;
+        let host = &after[..close];
+        let tail = &after[close + 1..];
+        let port = match tail.strip_prefix(':') {
+            Some(p) => Some(p),
+            None if tail.is_empty() => None,
+            None => return Err(Error::new(format!("{input}: junk after ']' in host"))),
+        };
+        Ok((host, port, true))
+    } else {
+        Ok(match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p), false),
+            None => (authority, None, false),
+        })
+    }
+}
+
+/// Refuses an empty host, an IPv6 host without brackets and a host with whitespace, control
+/// characters or `/`.
+fn check_host(input: &str, host: &str, bracketed: bool) -> Result<(), Error> {
+    if host.is_empty() {
+        return Err(Error::new(format!("{input}: missing host")));
+    }
+    if !bracketed && host.contains(':') {
+        return Err(Error::new(format!(
+            "{input}: IPv6 hosts must be in brackets"
+        )));
+    }
+    if host
+        .bytes()
+        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b == b'/')
+    {
+        return Err(Error::new(format!("{input}: invalid character in host")));
+    }
+    Ok(())
 }
 
 /// Whether an address is in 127.0.0.0/8 or is ::1 (IPv4-mapped forms included).

@@ -822,55 +822,20 @@ protocol = "rest"
         shard[1].rejected(s, ResponseType::AccessDenied);
         let text = render(&reg);
         let l = "api=\"a\",stage=\"beta\",route=\"GET /y\"";
-        assert!(
-            text.contains(&format!("tollgate_throttled_total{{{l}}} 2\n")),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!("tollgate_quota_exceeded_total{{{l}}} 1\n")),
-            "{text}"
-        );
-        let l = "api=\"a\",stage=\"beta\",route=\"GET /y\"";
-        assert!(
-            text.contains(&format!("tollgate_count_total{{{l}}} 2\n")),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!("tollgate_5xxerror_total{{{l}}} 1\n")),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!("tollgate_4xxerror_total{{{l}}} 0\n")),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!(
-                "tollgate_latency_milliseconds_bucket{{{l},le=\"5\"}} 1\n"
-            )),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!(
-                "tollgate_latency_milliseconds_bucket{{{l},le=\"30000\"}} 1\n"
-            )),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!(
-                "tollgate_latency_milliseconds_bucket{{{l},le=\"+Inf\"}} 2\n"
-            )),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!("tollgate_latency_milliseconds_sum{{{l}}} 40003\n")),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!(
-                "tollgate_integration_latency_milliseconds_count{{{l}}} 1\n"
-            )),
-            "{text}"
-        );
+        for want in [
+            format!("tollgate_throttled_total{{{l}}} 2\n"),
+            format!("tollgate_quota_exceeded_total{{{l}}} 1\n"),
+            format!("tollgate_count_total{{{l}}} 2\n"),
+            format!("tollgate_5xxerror_total{{{l}}} 1\n"),
+            format!("tollgate_4xxerror_total{{{l}}} 0\n"),
+            format!("tollgate_latency_milliseconds_bucket{{{l},le=\"5\"}} 1\n"),
+            format!("tollgate_latency_milliseconds_bucket{{{l},le=\"30000\"}} 1\n"),
+            format!("tollgate_latency_milliseconds_bucket{{{l},le=\"+Inf\"}} 2\n"),
+            format!("tollgate_latency_milliseconds_sum{{{l}}} 40003\n"),
+            format!("tollgate_integration_latency_milliseconds_count{{{l}}} 1\n"),
+        ] {
+            assert!(text.contains(&want), "{want:?} missing from:\n{text}");
+        }
         assert!(
             !text.contains("route=\"GET /x\""),
             "unused series are left out: {text}"

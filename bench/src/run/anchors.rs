@@ -6,8 +6,8 @@
 
 use crate::configs::{Routes, Setup, TlsFiles};
 use crate::procs;
-use crate::run::control::{Ctx, PhaseSpec};
-use crate::run::drivers::{keep, record_peak_rss, start_all};
+use crate::run::control::{Ctx, PhaseSpec, Proxy};
+use crate::run::drivers::{keep, record_peak_rss, start_all, Field};
 use crate::run::{
     anchors, FixedRateScenario, HttpsMode, HttpsScenario, ProxyKind, Scenario, SweepRow,
     HTTPS_WARM_UP, WARM_UP,
@@ -152,12 +152,61 @@ pub(super) fn run_https(
         tls: Some(files),
         ..Setup::default()
     };
+    let (rows, running) = start_tls(ctx, &proxies, modes.len(), &setup, progress);
+    let mut f = Field {
+        rows,
+        running,
+        notes: Vec::new(),
+    };
+    let layout = ctx.pinned.clone();
+    let spec = |mode: HttpsMode, duration| PhaseSpec {
+        tls: Some(mode.load_args()),
+        ..PhaseSpec::closed(duration, opts.connections, &layout)
+    };
+    // Longer than the other warm-ups: 64 handshakes must complete within it.
+    let warm = spec(HttpsMode::KeepAlive, opts.duration.min(HTTPS_WARM_UP));
+    ctx.warm_up(&mut f.running, &mut f.rows, scen, &warm, progress);
+    for round in 0..opts.rounds {
+        for (mi, &mode) in modes.iter().enumerate() {
+            let ps = spec(mode, opts.duration);
+            for i in 0..f.rows.len() {
+                https_phase(ctx, (round, mi, mode), i, &ps, &mut f, progress);
+            }
+            if procs::interrupted() {
+                return Err("interrupted".into());
+            }
+        }
+    }
+    let Field {
+        mut rows,
+        running,
+        notes,
+    } = f;
+    record_peak_rss(&mut rows, running);
+    Ok(HttpsScenario {
+        modes,
+        rows,
+        certificate,
+        notes,
+    })
+}
+
+/// Starts every proxy terminating TLS as `setup` says: a row per proxy (a column per mode)
+/// and the running proxies in the same order (`None` where it failed to start).
+fn start_tls(
+    ctx: &mut Ctx<'_>,
+    proxies: &[ProxyKind],
+    modes: usize,
+    setup: &Setup,
+    progress: &mut dyn FnMut(&str),
+) -> (Vec<SweepRow>, Vec<Option<Proxy>>) {
+    let scen = Scenario::Https;
     let cpus = ctx.pinned.proxy.clone();
     let mut rows = Vec::with_capacity(proxies.len());
     let mut running = Vec::with_capacity(proxies.len());
-    for &k in &proxies {
-        let mut row = SweepRow::new(k, modes.len());
-        match ctx.start_proxy_with(k, Routes::Single, scen.id(), 1, &cpus, &setup) {
+    for &k in proxies {
+        let mut row = SweepRow::new(k, modes);
+        match ctx.start_proxy_with(k, Routes::Single, scen.id(), 1, &cpus, setup) {
             Ok(p) => running.push(Some(p)),
             Err(e) => {
                 progress(&format!("  {}: {e}", k.name()));
@@ -167,71 +216,59 @@ pub(super) fn run_https(
         }
         rows.push(row);
     }
-    let layout = ctx.pinned.clone();
-    let spec = |mode: HttpsMode, duration| PhaseSpec {
-        tls: Some(mode.load_args()),
-        ..PhaseSpec::closed(duration, opts.connections, &layout)
+    (rows, running)
+}
+
+/// Proxy `i`'s phase in `mode` (column `mi`) of round `round`; a phase whose handshakes do not
+/// match the mode is left out, with a note.
+fn https_phase(
+    ctx: &mut Ctx<'_>,
+    (round, mi, mode): (usize, usize, HttpsMode),
+    i: usize,
+    ps: &PhaseSpec<'_>,
+    f: &mut Field<SweepRow>,
+    progress: &mut dyn FnMut(&str),
+) {
+    let what = format!("{} phase (round {})", mode.name(), round + 1);
+    let scen = Scenario::Https;
+    let Some(result) = ctx.watched_phase(&mut f.running, i, scen, ps, &what, &mut f.notes) else {
+        return;
     };
-    // Longer than the other warm-ups: 64 handshakes must complete within it.
-    let warm = spec(HttpsMode::KeepAlive, opts.duration.min(HTTPS_WARM_UP));
-    ctx.warm_up(&mut running, &mut rows, scen, &warm, progress);
-    let mut notes = Vec::new();
-    for round in 0..opts.rounds {
-        for (mi, &mode) in modes.iter().enumerate() {
-            let ps = spec(mode, opts.duration);
-            for i in 0..rows.len() {
-                let what = format!("{} phase (round {})", mode.name(), round + 1);
-                let Some(result) = ctx.watched_phase(&mut running, i, scen, &ps, &what, &mut notes)
-                else {
-                    continue;
-                };
-                let kept = keep(
-                    &mut rows[i],
-                    &mut running[i],
-                    result,
-                    mode.name(),
-                    progress,
-                    |name, ph| {
-                        format!(
-                            "round {} {:<30} {:<14} {:>9.0} req/s  {:>7.2} µs CPU/req  proxy CPU {:>3.0}%",
-                            round + 1,
-                            mode.name(),
-                            name,
-                            ph.rps,
-                            ph.cpu_us_per_req,
-                            ph.proxy_busy * 100.0,
-                        )
-                    },
-                );
-                let Some((ph, r)) = kept else { continue };
-                match handshake_mismatch(mode, r.tls_full, r.tls_resumed, opts.connections as u64) {
-                    None => {
-                        if let Some(v) = rows[i].phases.get_mut(mi) {
-                            v.push(ph);
-                        }
-                    }
-                    Some(why) => {
-                        let why = format!("{} round {}: {why}", mode.name(), round + 1);
-                        progress(&format!("  {}: {why}", rows[i].proxy.name()));
-                        notes.push(format!(
-                            "{}: {why}; the phase is left out.",
-                            rows[i].proxy.name()
-                        ));
-                    }
-                }
-            }
-            if procs::interrupted() {
-                return Err("interrupted".into());
+    let kept = keep(
+        &mut f.rows[i],
+        &mut f.running[i],
+        result,
+        mode.name(),
+        progress,
+        |name, ph| {
+            format!(
+                "round {} {:<30} {:<14} {:>9.0} req/s  {:>7.2} µs CPU/req  proxy CPU {:>3.0}%",
+                round + 1,
+                mode.name(),
+                name,
+                ph.rps,
+                ph.cpu_us_per_req,
+                ph.proxy_busy * 100.0,
+            )
+        },
+    );
+    let Some((ph, r)) = kept else { return };
+    let connections = ctx.opts.connections as u64;
+    match handshake_mismatch(mode, r.tls_full, r.tls_resumed, connections) {
+        None => {
+            if let Some(v) = f.rows[i].phases.get_mut(mi) {
+                v.push(ph);
             }
         }
+        Some(why) => {
+            let why = format!("{} round {}: {why}", mode.name(), round + 1);
+            progress(&format!("  {}: {why}", f.rows[i].proxy.name()));
+            f.notes.push(format!(
+                "{}: {why}; the phase is left out.",
+                f.rows[i].proxy.name()
+            ));
+        }
     }
-    record_peak_rss(&mut rows, running);
-    Ok(HttpsScenario {
-        modes,
-        rows,
-        certificate,
-        notes,
-    })
 }
 
 #[cfg(test)]

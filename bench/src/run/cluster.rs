@@ -15,12 +15,13 @@
 use crate::configs;
 use crate::load::LoadResult;
 use crate::procs::{self, Child};
-use crate::run::control::{one_line, wait_ready, Ctx, PhaseSpec, Proxy};
+use crate::run::control::{one_line, wait_ready, Ctx, Layout, PhaseSpec, Proxy};
 use crate::run::drivers::{keep, record_peak_rss};
 use crate::run::{median, median_of, LoadRow, Phase, ProxyKind, Scenario, DEFAULT_FIXED_RATES};
 use crate::sysinfo;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Issue 19: CPU per request with `[cluster]` ÷ without at most this.
@@ -468,37 +469,70 @@ fn ops_text(o: &OpsPhase) -> String {
     )
 }
 
-pub(super) fn run_cluster(
-    ctx: &mut Ctx<'_>,
-    progress: &mut dyn FnMut(&str),
-) -> Result<ClusterScenario, String> {
-    let opts = ctx.opts;
-    let scen = Scenario::Cluster;
-    let rates: Vec<f64> = {
-        let mut r: Vec<f64> = opts.fixed_rates.clone();
-        if r.is_empty() {
-            r = DEFAULT_FIXED_RATES.to_vec();
+/// The two tollgates of the scenario, in the order of their rows.
+const LABELS: [&str; 2] = ["tollgate (no cluster)", "tollgate (cluster)"];
+
+/// The row of tollgate `i`: 0 without [cluster], 1 with.
+fn row_of(res: &mut ClusterScenario, i: usize) -> &mut LoadRow {
+    if i == 1 {
+        &mut res.with
+    } else {
+        &mut res.base
+    }
+}
+
+/// What the phases of one run of the scenario share.
+struct Setup<'a> {
+    redis: &'a Redis,
+    admins: [u16; 2],
+    file: &'a Path,
+    layout: &'a Layout,
+    duration: Duration,
+    connections: usize,
+    clk_tck: f64,
+    client_cpus: usize,
+}
+
+impl<'a> Setup<'a> {
+    /// A phase of the scenario's traffic file, closed loop or open at `rate`.
+    fn spec(&self, duration: Duration, rate: Option<f64>) -> PhaseSpec<'a> {
+        PhaseSpec {
+            scenario_file: Some(self.file),
+            rate,
+            ..PhaseSpec::closed(duration, self.connections, self.layout)
         }
-        r
-    };
-    let mut res = ClusterScenario {
+    }
+}
+
+/// The scenario's results before anything ran, with a column per open-loop rate.
+fn empty_result(rates: &[f64]) -> ClusterScenario {
+    ClusterScenario {
         base: LoadRow::new(ProxyKind::Tollgate),
         with: LoadRow::new(ProxyKind::Tollgate),
         closed_ops: Vec::new(),
         base_ops: Vec::new(),
         open: vec![Vec::new(); rates.len()],
-        rates: rates.clone(),
+        rates: rates.to_vec(),
         redis_version: String::new(),
         commandstats: Vec::new(),
         notes: Vec::new(),
-    };
+    }
+}
+
+/// Starts the scenario's redis-server and notes its version; when it cannot start, both rows
+/// say why and there is None.
+fn redis_for(
+    ctx: &mut Ctx<'_>,
+    res: &mut ClusterScenario,
+    progress: &mut dyn FnMut(&str),
+) -> Option<Redis> {
     let (redis, version) = match start_redis(ctx) {
         Ok(r) => r,
         Err(e) => {
             progress(&format!("  redis-server: {e}"));
             res.base.failure = Some(format!("no Redis: {e}"));
             res.with.failure = res.base.failure.clone();
-            return Ok(res);
+            return None;
         }
     };
     res.redis_version = version;
@@ -507,161 +541,249 @@ pub(super) fn run_cluster(
         redis.port,
         crate::run::cpu_list(&ctx.pinned.client)
     ));
+    Some(redis)
+}
+
+/// Runs the cluster scenario: tollgate without and with [cluster] in closed loop, then the
+/// [cluster] one in open loop at each rate, every round.
+pub(super) fn run_cluster(
+    ctx: &mut Ctx<'_>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<ClusterScenario, String> {
+    let opts = ctx.opts;
+    let rates: Vec<f64> = {
+        let mut r: Vec<f64> = opts.fixed_rates.clone();
+        if r.is_empty() {
+            r = DEFAULT_FIXED_RATES.to_vec();
+        }
+        r
+    };
+    let mut res = empty_result(&rates);
+    let Some(redis) = redis_for(ctx, &mut res, progress) else {
+        return Ok(res);
+    };
     let file = ctx.temp.join("cluster-scenario.toml");
     std::fs::write(&file, configs::traffic_load_scenario()).map_err(|e| e.to_string())?;
-    let labels = ["tollgate (no cluster)", "tollgate (cluster)"];
     let admins = [ctx.ports.free()?, ctx.ports.free()?];
-    let mut running: Vec<Option<Proxy>> = Vec::with_capacity(2);
-    for (i, label) in labels.iter().enumerate() {
-        let tag = if i == 1 { "cluster" } else { "single" };
-        let r = start_tollgate(ctx, tag, admins[i], (i == 1).then_some(redis.port));
-        match r {
-            Ok(p) => running.push(Some(p)),
-            Err(e) => {
-                progress(&format!("  {label}: {e}"));
-                let row = if i == 1 { &mut res.with } else { &mut res.base };
-                row.failure = Some(format!("did not start: {e}"));
-                running.push(None);
-            }
-        }
-    }
+    let mut running = start_both(ctx, &redis, admins, &mut res, progress);
     let layout = ctx.pinned.clone();
-    let spec = |duration, rate| PhaseSpec {
-        scenario_file: Some(&file),
-        rate,
-        ..PhaseSpec::closed(duration, opts.connections, &layout)
+    let setup = Setup {
+        redis: &redis,
+        admins,
+        file: &file,
+        layout: &layout,
+        duration: opts.duration,
+        connections: opts.connections,
+        clk_tck: ctx.clk_tck,
+        client_cpus: ctx.pinned.client.len(),
     };
-    let warm = spec(opts.duration.min(crate::run::WARM_UP), None);
-    for i in 0..2 {
-        let Some(p) = running[i].as_mut() else {
-            continue;
-        };
-        let why = match ctx.phase(p, scen, &warm) {
-            Ok((_, r)) => refused("warm-up", &r),
-            Err(e) => Some(format!("warm-up failed: {e}")),
-        };
-        if let Some(why) = why {
-            progress(&format!("  {}: FAILED: {why}", labels[i]));
-            let row = if i == 1 { &mut res.with } else { &mut res.base };
-            row.failure = Some(why);
-            running[i] = None;
-        }
-    }
-    let clk = ctx.clk_tck;
-    let clients = ctx.pinned.client.len();
+    warm_up(ctx, &setup, &mut running, &mut res, progress);
     for round in 0..opts.rounds {
         // Closed loop: without, then with [cluster].
         for i in 0..2 {
-            let what = format!("closed-loop phase (round {})", round + 1);
-            let admin = (i == 1).then_some(admins[i]);
-            let before = read(&redis, admin, clk);
-            let Some(result) = ctx.watched_phase(
-                &mut running,
-                i,
-                scen,
-                &spec(opts.duration, None),
-                &what,
-                &mut res.notes,
-            ) else {
-                continue;
-            };
-            let after = read(&redis, admin, clk);
-            let label = labels[i];
-            let row = if i == 1 { &mut res.with } else { &mut res.base };
-            let kept = keep(
-                row,
-                &mut running[i],
-                result,
-                "closed loop",
-                progress,
-                |_, ph| {
-                    format!(
-                    "round {} {:<22} closed loop {:>9.0} req/s  {:>6.2} µs CPU/req  proxy CPU {:>3.0}%",
-                    round + 1,
-                    label,
-                    ph.rps,
-                    ph.cpu_us_per_req,
-                    ph.proxy_busy * 100.0
-                )
-                },
-            );
-            let Some((ph, r)) = kept else { continue };
-            if let Some(why) = refused(&format!("closed loop round {}", round + 1), &r) {
-                progress(&format!("  {label}: FAILED: {why}"));
-                row.failure = Some(why);
-                running[i] = None;
-                continue;
-            }
-            let ops = between(&before, &after, r.requests);
-            let ph = without_redis(ph, &ops, clients);
-            if i == 1 {
-                progress(&format!("    {}", ops_text(&ops)));
-                res.closed_ops.push(ops);
-            } else {
-                res.base_ops.push(ops);
-            }
-            row.closed.push(ph);
+            closed_phase(ctx, &setup, round, i, &mut running, &mut res, progress);
         }
         // Open loop, [cluster] only, at each rate.
         for (k, &rate) in rates.iter().enumerate() {
             if running[1].is_none() {
                 break;
             }
-            let what = format!("open-loop phase at {rate:.0} req/s (round {})", round + 1);
-            let before = read(&redis, Some(admins[1]), clk);
-            let Some(result) = ctx.watched_phase(
+            open_phase(
+                ctx,
+                &setup,
+                round,
+                (k, rate),
                 &mut running,
-                1,
-                scen,
-                &spec(opts.duration, Some(rate)),
-                &what,
-                &mut res.notes,
-            ) else {
-                continue;
-            };
-            let after = read(&redis, Some(admins[1]), clk);
-            let label = labels[1];
-            let kept = keep(
-                &mut res.with,
-                &mut running[1],
-                result,
-                "open loop",
+                &mut res,
                 progress,
-                |_, ph| {
-                    format!(
-                        "round {} {:<22} open loop {:>9.0} req/s  p99 {:.3} ms  {:>6.2} µs CPU/req",
-                        round + 1,
-                        label,
-                        ph.rps,
-                        ph.p99_us / 1000.0,
-                        ph.cpu_us_per_req
-                    )
-                },
             );
-            let Some((ph, r)) = kept else { continue };
-            if let Some(why) = refused(&what, &r) {
-                progress(&format!("  {label}: FAILED: {why}"));
-                res.with.failure = Some(why);
-                running[1] = None;
-                continue;
-            }
-            if r.rps < rate * 0.95 {
-                res.notes.push(format!(
-                    "Round {}: the open loop at {} req/s reached only {:.0} req/s.",
-                    round + 1,
-                    rate,
-                    r.rps
-                ));
-            }
-            let ops = between(&before, &after, r.requests);
-            progress(&format!("    {}", ops_text(&ops)));
-            let ph = without_redis(ph, &ops, clients);
-            res.open[k].push((ph, ops));
         }
         if procs::interrupted() {
             return Err("interrupted".into());
         }
     }
+    finish(&mut res, running, redis, progress);
+    Ok(res)
+}
+
+/// Starts tollgate without and with [cluster]; a failed start is kept on its row.
+fn start_both(
+    ctx: &mut Ctx<'_>,
+    redis: &Redis,
+    admins: [u16; 2],
+    res: &mut ClusterScenario,
+    progress: &mut dyn FnMut(&str),
+) -> Vec<Option<Proxy>> {
+    let mut running: Vec<Option<Proxy>> = Vec::with_capacity(2);
+    for (i, label) in LABELS.iter().enumerate() {
+        let tag = if i == 1 { "cluster" } else { "single" };
+        let r = start_tollgate(ctx, tag, admins[i], (i == 1).then_some(redis.port));
+        match r {
+            Ok(p) => running.push(Some(p)),
+            Err(e) => {
+                progress(&format!("  {label}: {e}"));
+                row_of(res, i).failure = Some(format!("did not start: {e}"));
+                running.push(None);
+            }
+        }
+    }
+    running
+}
+
+/// Warms both tollgates up; one that fails or refuses a request stops being measured.
+fn warm_up(
+    ctx: &mut Ctx<'_>,
+    setup: &Setup<'_>,
+    running: &mut [Option<Proxy>],
+    res: &mut ClusterScenario,
+    progress: &mut dyn FnMut(&str),
+) {
+    let warm = setup.spec(setup.duration.min(crate::run::WARM_UP), None);
+    for i in 0..2 {
+        let Some(p) = running[i].as_mut() else {
+            continue;
+        };
+        let why = match ctx.phase(p, Scenario::Cluster, &warm) {
+            Ok((_, r)) => refused("warm-up", &r),
+            Err(e) => Some(format!("warm-up failed: {e}")),
+        };
+        if let Some(why) = why {
+            progress(&format!("  {}: FAILED: {why}", LABELS[i]));
+            row_of(res, i).failure = Some(why);
+            running[i] = None;
+        }
+    }
+}
+
+/// One closed-loop phase of tollgate `i` in round `round`, with the Redis operations it caused.
+fn closed_phase(
+    ctx: &mut Ctx<'_>,
+    setup: &Setup<'_>,
+    round: usize,
+    i: usize,
+    running: &mut [Option<Proxy>],
+    res: &mut ClusterScenario,
+    progress: &mut dyn FnMut(&str),
+) {
+    let what = format!("closed-loop phase (round {})", round + 1);
+    let admin = (i == 1).then_some(setup.admins[i]);
+    let before = read(setup.redis, admin, setup.clk_tck);
+    let Some(result) = ctx.watched_phase(
+        running,
+        i,
+        Scenario::Cluster,
+        &setup.spec(setup.duration, None),
+        &what,
+        &mut res.notes,
+    ) else {
+        return;
+    };
+    let after = read(setup.redis, admin, setup.clk_tck);
+    let label = LABELS[i];
+    let kept = keep(
+        row_of(res, i),
+        &mut running[i],
+        result,
+        "closed loop",
+        progress,
+        |_, ph| {
+            format!(
+                "round {} {:<22} closed loop {:>9.0} req/s  {:>6.2} µs CPU/req  proxy CPU {:>3.0}%",
+                round + 1,
+                label,
+                ph.rps,
+                ph.cpu_us_per_req,
+                ph.proxy_busy * 100.0
+            )
+        },
+    );
+    let Some((ph, r)) = kept else { return };
+    if let Some(why) = refused(&format!("closed loop round {}", round + 1), &r) {
+        progress(&format!("  {label}: FAILED: {why}"));
+        row_of(res, i).failure = Some(why);
+        running[i] = None;
+        return;
+    }
+    let ops = between(&before, &after, r.requests);
+    let ph = without_redis(ph, &ops, setup.client_cpus);
+    if i == 1 {
+        progress(&format!("    {}", ops_text(&ops)));
+        res.closed_ops.push(ops);
+    } else {
+        res.base_ops.push(ops);
+    }
+    row_of(res, i).closed.push(ph);
+}
+
+/// One open-loop phase of tollgate with [cluster] at rate `k` (`rate` req/s) in round `round`.
+fn open_phase(
+    ctx: &mut Ctx<'_>,
+    setup: &Setup<'_>,
+    round: usize,
+    (k, rate): (usize, f64),
+    running: &mut [Option<Proxy>],
+    res: &mut ClusterScenario,
+    progress: &mut dyn FnMut(&str),
+) {
+    let what = format!("open-loop phase at {rate:.0} req/s (round {})", round + 1);
+    let before = read(setup.redis, Some(setup.admins[1]), setup.clk_tck);
+    let Some(result) = ctx.watched_phase(
+        running,
+        1,
+        Scenario::Cluster,
+        &setup.spec(setup.duration, Some(rate)),
+        &what,
+        &mut res.notes,
+    ) else {
+        return;
+    };
+    let after = read(setup.redis, Some(setup.admins[1]), setup.clk_tck);
+    let label = LABELS[1];
+    let kept = keep(
+        &mut res.with,
+        &mut running[1],
+        result,
+        "open loop",
+        progress,
+        |_, ph| {
+            format!(
+                "round {} {:<22} open loop {:>9.0} req/s  p99 {:.3} ms  {:>6.2} µs CPU/req",
+                round + 1,
+                label,
+                ph.rps,
+                ph.p99_us / 1000.0,
+                ph.cpu_us_per_req
+            )
+        },
+    );
+    let Some((ph, r)) = kept else { return };
+    if let Some(why) = refused(&what, &r) {
+        progress(&format!("  {label}: FAILED: {why}"));
+        res.with.failure = Some(why);
+        running[1] = None;
+        return;
+    }
+    if r.rps < rate * 0.95 {
+        res.notes.push(format!(
+            "Round {}: the open loop at {} req/s reached only {:.0} req/s.",
+            round + 1,
+            rate,
+            r.rps
+        ));
+    }
+    let ops = between(&before, &after, r.requests);
+    progress(&format!("    {}", ops_text(&ops)));
+    let ph = without_redis(ph, &ops, setup.client_cpus);
+    res.open[k].push((ph, ops));
+}
+
+/// The peak RSS of both rows and Redis's command statistics; stops the proxies and Redis.
+fn finish(
+    res: &mut ClusterScenario,
+    running: Vec<Option<Proxy>>,
+    redis: Redis,
+    progress: &mut dyn FnMut(&str),
+) {
     let mut rows = [res.base.clone(), res.with.clone()];
     record_peak_rss(&mut rows, running);
     let [base, with] = rows;
@@ -680,7 +802,6 @@ pub(super) fn run_cluster(
         )),
         None => progress("  CPU per request cluster ÷ single host: not measured"),
     }
-    Ok(res)
 }
 
 #[cfg(test)]

@@ -135,6 +135,81 @@ impl Layout {
     }
 }
 
+/// The CPU time spent during one load phase: the proxy's, the origin's and the load
+/// generator's clock ticks, the phase's length, and every CPU's (busy, total) ticks before
+/// and after it.
+struct Window<'c> {
+    proxy_ticks: f64,
+    origin_ticks: f64,
+    load_ticks: f64,
+    secs: f64,
+    clk_tck: f64,
+    cpus_before: &'c [(u64, u64)],
+    cpus_after: &'c [(u64, u64)],
+}
+
+impl Window<'_> {
+    /// The phase's figures from load result `r`, the proxy pinned as `layout` says.
+    fn phase(&self, r: &LoadResult, layout: &Layout) -> Phase {
+        let (proxy_ticks, origin_ticks, load_ticks) =
+            (self.proxy_ticks, self.origin_ticks, self.load_ticks);
+        let client_ticks = origin_ticks + load_ticks;
+        let (others_proxy_cpu, others_client_cpu) = if layout.shared() {
+            let o = self.others(&layout.proxy, proxy_ticks + client_ticks);
+            (o, o)
+        } else {
+            (
+                self.others(&layout.proxy, proxy_ticks),
+                self.others(&layout.client, client_ticks),
+            )
+        };
+        let busy = |t: f64| t / self.clk_tck / self.secs;
+        let (load_busy, origin_busy, client_busy) =
+            (busy(load_ticks), busy(origin_ticks), busy(client_ticks));
+        // One client CPU (origin + generator): saturated when they fill it. Otherwise the
+        // single generator thread is the client side's limit.
+        let client_saturated = layout.client.len() == 1 && !layout.shared();
+        Phase {
+            rps: r.rps,
+            cpu_us_per_req: if r.requests > 0 {
+                proxy_ticks / self.clk_tck * 1e6 / r.requests as f64
+            } else {
+                f64::NAN
+            },
+            proxy_busy: busy(proxy_ticks),
+            client_busy,
+            load_busy,
+            origin_busy,
+            client_bound: saturated(load_busy) || (client_saturated && saturated(client_busy)),
+            origin_bound: saturated(origin_busy),
+            p50_us: r.p50_us as f64,
+            p99_us: r.p99_us as f64,
+            p999_us: r.p999_us as f64,
+            bad: r.bad(),
+            others_proxy_cpu,
+            others_client_cpu,
+        }
+    }
+
+    /// What the rest of the machine did on `cpus` meanwhile (same window): the share of their
+    /// time busy beyond `ours_ticks`.
+    fn others(&self, cpus: &[usize], ours_ticks: f64) -> f64 {
+        let (c0, c1) = (self.cpus_before, self.cpus_after);
+        let (mut busy, mut total) = (0u64, 0u64);
+        for &cpu in cpus {
+            if let (Some(a), Some(b)) = (c0.get(cpu), c1.get(cpu)) {
+                busy += b.0.saturating_sub(a.0);
+                total += b.1.saturating_sub(a.1);
+            }
+        }
+        if total == 0 {
+            0.0
+        } else {
+            ((busy as f64 - ours_ticks) / total as f64).clamp(0.0, 1.0)
+        }
+    }
+}
+
 /// How to drive one tollgate-load phase.
 pub(super) struct PhaseSpec<'a> {
     pub(super) scenario_file: Option<&'a Path>,
@@ -181,6 +256,13 @@ pub(super) struct Ctx<'a> {
     pub(super) nofile: u64,
     pub(super) clk_tck: f64,
     pub(super) seq: usize,
+}
+
+/// Writes `text` to the file `name` in `dir`; its path.
+fn write_in(dir: &Path, name: &str, text: String) -> Result<PathBuf, String> {
+    let p = dir.join(name);
+    std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))?;
+    Ok(p)
 }
 
 /// Starts the benchmark origin (this program's `origin` subcommand) on `cpus`.
@@ -256,79 +338,12 @@ impl Ctx<'_> {
         let tag = self.next_tag(&format!("{}-{scen}", kind.name().to_ascii_lowercase()));
         let dir = self.temp.join(&tag);
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let write = |name: &str, text: String| -> Result<PathBuf, String> {
-            let p = dir.join(name);
-            std::fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))?;
-            Ok(p)
-        };
-        let (program, args): (PathBuf, Vec<String>) = match kind {
+        let (program, args) = match kind {
             ProxyKind::Tollgate | ProxyKind::TollgatePoll | ProxyKind::TollgateStock => {
-                let cfg = write(
-                    "tollgate.toml",
-                    configs::tollgate_with(routes, port, self.origin_port, workers, &setup),
-                )?;
-                (
-                    self.tools.tollgate.clone(),
-                    vec![
-                        "--config".into(),
-                        cfg.display().to_string(),
-                        "--shards".into(),
-                        workers.to_string(),
-                    ],
-                )
+                self.tollgate_command(routes, port, workers, &dir, &setup)?
             }
-            ProxyKind::Nginx => {
-                let program = self.tools.nginx.clone().ok_or("nginx is not installed")?;
-                let cfg = write(
-                    "nginx.conf",
-                    configs::nginx(
-                        routes,
-                        port,
-                        self.origin_port,
-                        &dir,
-                        self.nofile,
-                        workers,
-                        &setup,
-                    ),
-                )?;
-                (
-                    program,
-                    vec![
-                        "-p".into(),
-                        dir.display().to_string(),
-                        "-e".into(),
-                        dir.join("nginx-error.log").display().to_string(),
-                        "-c".into(),
-                        cfg.display().to_string(),
-                    ],
-                )
-            }
-            ProxyKind::Haproxy => {
-                let program = self
-                    .tools
-                    .haproxy
-                    .clone()
-                    .ok_or("HAProxy is not installed")?;
-                if let Routes::Gateway { count } = routes {
-                    write(configs::HAPROXY_MAP, configs::haproxy_route_map(count))?;
-                }
-                let cfg = write(
-                    "haproxy.cfg",
-                    configs::haproxy(
-                        routes,
-                        port,
-                        self.origin_port,
-                        self.nofile,
-                        workers,
-                        &dir,
-                        &setup,
-                    ),
-                )?;
-                (
-                    program,
-                    vec!["-f".into(), cfg.display().to_string(), "-db".into()],
-                )
-            }
+            ProxyKind::Nginx => self.nginx_command(routes, port, workers, &dir, &setup)?,
+            ProxyKind::Haproxy => self.haproxy_command(routes, port, workers, &dir, &setup)?,
         };
         let mut child = procs::spawn_env(
             kind.name(),
@@ -342,6 +357,103 @@ impl Ctx<'_> {
         .map_err(|e| e.to_string())?;
         wait_ready(&mut child, port)?;
         Ok(Proxy { kind, port, child })
+    }
+
+    /// tollgate's program and arguments, its config written in `dir`.
+    fn tollgate_command(
+        &self,
+        routes: Routes,
+        port: u16,
+        workers: usize,
+        dir: &Path,
+        setup: &Setup,
+    ) -> Result<(PathBuf, Vec<String>), String> {
+        let cfg = write_in(
+            dir,
+            "tollgate.toml",
+            configs::tollgate_with(routes, port, self.origin_port, workers, setup),
+        )?;
+        Ok((
+            self.tools.tollgate.clone(),
+            vec![
+                "--config".into(),
+                cfg.display().to_string(),
+                "--shards".into(),
+                workers.to_string(),
+            ],
+        ))
+    }
+
+    /// nginx's program and arguments, its config written in `dir` (its prefix directory).
+    fn nginx_command(
+        &self,
+        routes: Routes,
+        port: u16,
+        workers: usize,
+        dir: &Path,
+        setup: &Setup,
+    ) -> Result<(PathBuf, Vec<String>), String> {
+        let program = self.tools.nginx.clone().ok_or("nginx is not installed")?;
+        let cfg = write_in(
+            dir,
+            "nginx.conf",
+            configs::nginx(
+                routes,
+                port,
+                self.origin_port,
+                dir,
+                self.nofile,
+                workers,
+                setup,
+            ),
+        )?;
+        Ok((
+            program,
+            vec![
+                "-p".into(),
+                dir.display().to_string(),
+                "-e".into(),
+                dir.join("nginx-error.log").display().to_string(),
+                "-c".into(),
+                cfg.display().to_string(),
+            ],
+        ))
+    }
+
+    /// HAProxy's program and arguments, its config (and route map) written in `dir`.
+    fn haproxy_command(
+        &self,
+        routes: Routes,
+        port: u16,
+        workers: usize,
+        dir: &Path,
+        setup: &Setup,
+    ) -> Result<(PathBuf, Vec<String>), String> {
+        let program = self
+            .tools
+            .haproxy
+            .clone()
+            .ok_or("HAProxy is not installed")?;
+        if let Routes::Gateway { count } = routes {
+            write_in(dir, configs::HAPROXY_MAP, configs::haproxy_route_map(count))?;
+        }
+        let cfg = write_in(
+            dir,
+            "haproxy.cfg",
+            configs::haproxy(
+                routes,
+                port,
+                self.origin_port,
+                self.nofile,
+                workers,
+                dir,
+                setup,
+            ),
+        )?;
+        Ok((
+            program,
+            vec!["-f".into(), cfg.display().to_string(), "-db".into()],
+        ))
     }
 
     /// Warm-up: one short phase per running proxy (it opens the upstream connections), which
@@ -422,61 +534,16 @@ impl Ctx<'_> {
         .max(1e-6);
         let ticks =
             |a: &GroupSample, b: &GroupSample| b.cpu_ticks.saturating_sub(a.cpu_ticks) as f64;
-        let proxy_ticks = ticks(&p0, &p1);
-        let origin_ticks = ticks(&o0, &o1);
-        let load_ticks = ran.client_cpu.as_secs_f64() * self.clk_tck;
-        let client_ticks = origin_ticks + load_ticks;
-        // What the rest of the machine did on those CPUs meanwhile (same window).
-        let others = |cpus: &[usize], ours_ticks: f64| {
-            let (mut busy, mut total) = (0u64, 0u64);
-            for &cpu in cpus {
-                if let (Some(a), Some(b)) = (c0.get(cpu), c1.get(cpu)) {
-                    busy += b.0.saturating_sub(a.0);
-                    total += b.1.saturating_sub(a.1);
-                }
-            }
-            if total == 0 {
-                0.0
-            } else {
-                ((busy as f64 - ours_ticks) / total as f64).clamp(0.0, 1.0)
-            }
+        let window = Window {
+            proxy_ticks: ticks(&p0, &p1),
+            origin_ticks: ticks(&o0, &o1),
+            load_ticks: ran.client_cpu.as_secs_f64() * self.clk_tck,
+            secs,
+            clk_tck: self.clk_tck,
+            cpus_before: &c0,
+            cpus_after: &c1,
         };
-        let layout = ps.layout;
-        let (others_proxy_cpu, others_client_cpu) = if layout.shared() {
-            let o = others(&layout.proxy, proxy_ticks + client_ticks);
-            (o, o)
-        } else {
-            (
-                others(&layout.proxy, proxy_ticks),
-                others(&layout.client, client_ticks),
-            )
-        };
-        let busy = |t: f64| t / self.clk_tck / secs;
-        let (load_busy, origin_busy, client_busy) =
-            (busy(load_ticks), busy(origin_ticks), busy(client_ticks));
-        // One client CPU (origin + generator): saturated when they fill it. Otherwise the
-        // single generator thread is the client side's limit.
-        let client_saturated = layout.client.len() == 1 && !layout.shared();
-        let phase = Phase {
-            rps: r.rps,
-            cpu_us_per_req: if r.requests > 0 {
-                proxy_ticks / self.clk_tck * 1e6 / r.requests as f64
-            } else {
-                f64::NAN
-            },
-            proxy_busy: busy(proxy_ticks),
-            client_busy,
-            load_busy,
-            origin_busy,
-            client_bound: saturated(load_busy) || (client_saturated && saturated(client_busy)),
-            origin_bound: saturated(origin_busy),
-            p50_us: r.p50_us as f64,
-            p99_us: r.p99_us as f64,
-            p999_us: r.p999_us as f64,
-            bad: r.bad(),
-            others_proxy_cpu,
-            others_client_cpu,
-        };
+        let phase = window.phase(r, ps.layout);
         Ok((phase, ran.result))
     }
 

@@ -15,6 +15,7 @@ use crate::run::{
     SweepRow, SweepScenario, OTHERS_NOTICEABLE, WARM_UP,
 };
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Starts every proxy for a scenario: a row per proxy (made by `row` from the proxy and, if it
@@ -50,6 +51,15 @@ pub(super) fn start_all<R>(
     (rows, running)
 }
 
+/// A scenario's rows, its running proxies (in the same order) and its notes.
+pub(super) struct Field<R = LoadRow> {
+    pub(super) rows: Vec<R>,
+    pub(super) running: Vec<Option<Proxy>>,
+    pub(super) notes: Vec<String>,
+}
+
+/// Runs a load scenario: warm-up, then per round a closed-loop phase of each proxy (and wrk
+/// in the first `wrk_rounds`), then the open loop at half the slowest proxy's maximum.
 pub(super) fn run_load(
     ctx: &mut Ctx<'_>,
     scen: Scenario,
@@ -58,20 +68,16 @@ pub(super) fn run_load(
 ) -> Result<LoadScenario, String> {
     let opts = ctx.opts;
     let paths = scen.paths(opts.gateway_routes);
-    let mut notes = Vec::new();
-    let (scenario_file, lua) = if paths.len() > 1 {
-        let s = ctx.temp.join(&format!("{}-scenario.toml", scen.id()));
-        let l = ctx.temp.join(&format!("{}-wrk.lua", scen.id()));
-        std::fs::write(&s, configs::load_scenario(&paths)).map_err(|e| e.to_string())?;
-        std::fs::write(&l, configs::wrk_lua(&paths)).map_err(|e| e.to_string())?;
-        (Some(s), Some(l))
-    } else {
-        (None, None)
-    };
-    let (mut rows, mut running) = start_all(ctx, scen, proxies, progress, |k, failure| LoadRow {
+    let (scenario_file, lua) = scenario_files(ctx, scen, &paths)?;
+    let (rows, running) = start_all(ctx, scen, proxies, progress, |k, failure| LoadRow {
         failure,
         ..LoadRow::new(k)
     });
+    let mut f = Field {
+        rows,
+        running,
+        notes: Vec::new(),
+    };
 
     let layout = ctx.pinned.clone();
     let closed = |duration| PhaseSpec {
@@ -81,176 +87,257 @@ pub(super) fn run_load(
 
     // Warm-up: opens the upstream connections and checks that every proxy answers right.
     let warm = closed(opts.duration.min(WARM_UP));
-    ctx.warm_up(&mut running, &mut rows, scen, &warm, progress);
+    ctx.warm_up(&mut f.running, &mut f.rows, scen, &warm, progress);
 
     // Closed loop (max throughput) and wrk, proxies interleaved round by round.
     for round in 0..opts.rounds {
-        for i in 0..rows.len() {
-            // The proxies not under test must stay idle: their CPU is watched meanwhile.
-            let what = format!("closed-loop phase (round {})", round + 1);
-            let Some(result) = ctx.watched_phase(
-                &mut running,
-                i,
-                scen,
-                &closed(opts.duration),
-                &what,
-                &mut notes,
-            ) else {
-                continue;
-            };
-            let kept = keep(
-                &mut rows[i],
-                &mut running[i],
-                result,
-                "closed loop",
-                progress,
-                |name, ph| {
-                    format!(
-                    "round {} {:<14} closed loop {:>9.0} req/s  {:>6.2} µs CPU/req  proxy CPU {:>3.0}%  client CPU {:>3.0}% (origin {:.0}%)",
-                    round + 1,
-                    name,
-                    ph.rps,
-                    ph.cpu_us_per_req,
-                    ph.proxy_busy * 100.0,
-                    ph.client_busy * 100.0,
-                    ph.origin_busy * 100.0,
-                )
-                },
-            );
-            if let Some((ph, _)) = kept {
-                rows[i].closed.push(ph);
-            }
-        }
+        closed_round(ctx, scen, round, &closed(opts.duration), &mut f, progress);
         if round < opts.wrk_rounds {
-            if let Some(wrk) = &ctx.tools.wrk {
-                for i in 0..rows.len() {
-                    let Some(p) = running[i].as_ref() else {
-                        continue;
-                    };
-                    let url = format!("http://127.0.0.1:{}{}", p.port, paths[0]);
-                    let tag = ctx.next_tag(&format!("wrk-{}-{}", scen.id(), p.kind.name()));
-                    let spec = LoadSpec {
-                        url: &url,
-                        scenario: None,
-                        connections: opts.connections,
-                        duration: opts.wrk_duration,
-                        rate: None,
-                        hgrm: None,
-                        cpus: &layout.client,
-                        work: &ctx.temp.path,
-                        tag: &tag,
-                        extra: &[],
-                    };
-                    match load::run_wrk(wrk, &spec, lua.as_deref()) {
-                        Ok(ran) => {
-                            progress(&format!(
-                                "  round {} {:<14} wrk         {:>9.0} req/s",
-                                round + 1,
-                                rows[i].proxy.name(),
-                                ran.result.rps
-                            ));
-                            rows[i].wrk.push(ran.result);
-                        }
-                        Err(e) => {
-                            if procs::interrupted() {
-                                return Err("interrupted".into());
-                            }
-                            notes.push(format!("wrk against {}: {e}", rows[i].proxy.name()));
-                        }
-                    }
-                }
-            }
+            wrk_round(
+                ctx,
+                scen,
+                round,
+                &paths[0],
+                lua.as_deref(),
+                &mut f,
+                progress,
+            )?;
         }
         if procs::interrupted() {
             return Err("interrupted".into());
         }
     }
 
-    // The fixed open-loop rate: half the slowest proxy's closed-loop maximum.
+    let rate = open_rate(&f.rows);
+    if rate > 0.0 {
+        progress(&format!("  open loop at {rate:.0} req/s"));
+        open_loop(ctx, scen, rate, &closed, &mut f, progress)?;
+    } else {
+        f.notes
+            .push("No open-loop latency phase: no proxy completed the closed-loop phase.".into());
+    }
+
+    record_peak_rss(&mut f.rows, f.running);
+    Ok(LoadScenario {
+        scenario: scen,
+        paths,
+        rate,
+        rows: f.rows,
+        notes: f.notes,
+    })
+}
+
+/// With more than one path: the tollgate-load scenario file and the wrk Lua script that
+/// spread the requests over them (else none: every request goes to the one path).
+fn scenario_files(
+    ctx: &Ctx<'_>,
+    scen: Scenario,
+    paths: &[String],
+) -> Result<(Option<PathBuf>, Option<PathBuf>), String> {
+    if paths.len() <= 1 {
+        return Ok((None, None));
+    }
+    let s = ctx.temp.join(&format!("{}-scenario.toml", scen.id()));
+    let l = ctx.temp.join(&format!("{}-wrk.lua", scen.id()));
+    std::fs::write(&s, configs::load_scenario(paths)).map_err(|e| e.to_string())?;
+    std::fs::write(&l, configs::wrk_lua(paths)).map_err(|e| e.to_string())?;
+    Ok((Some(s), Some(l)))
+}
+
+/// One closed-loop phase of each running proxy in turn.
+fn closed_round(
+    ctx: &mut Ctx<'_>,
+    scen: Scenario,
+    round: usize,
+    ps: &PhaseSpec<'_>,
+    f: &mut Field,
+    progress: &mut dyn FnMut(&str),
+) {
+    for i in 0..f.rows.len() {
+        // The proxies not under test must stay idle: their CPU is watched meanwhile.
+        let what = format!("closed-loop phase (round {})", round + 1);
+        let Some(result) = ctx.watched_phase(&mut f.running, i, scen, ps, &what, &mut f.notes)
+        else {
+            continue;
+        };
+        let kept = keep(
+            &mut f.rows[i],
+            &mut f.running[i],
+            result,
+            "closed loop",
+            progress,
+            |name, ph| {
+                format!(
+                "round {} {:<14} closed loop {:>9.0} req/s  {:>6.2} µs CPU/req  proxy CPU {:>3.0}%  client CPU {:>3.0}% (origin {:.0}%)",
+                round + 1,
+                name,
+                ph.rps,
+                ph.cpu_us_per_req,
+                ph.proxy_busy * 100.0,
+                ph.client_busy * 100.0,
+                ph.origin_busy * 100.0,
+            )
+            },
+        );
+        if let Some((ph, _)) = kept {
+            f.rows[i].closed.push(ph);
+        }
+    }
+}
+
+/// One wrk run against each running proxy in turn, on `path` (with the `lua` script when
+/// there are several paths); nothing when wrk is not installed.
+fn wrk_round(
+    ctx: &mut Ctx<'_>,
+    scen: Scenario,
+    round: usize,
+    path: &str,
+    lua: Option<&Path>,
+    f: &mut Field,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), String> {
+    let (opts, tools) = (ctx.opts, ctx.tools);
+    let Some(wrk) = &tools.wrk else {
+        return Ok(());
+    };
+    for i in 0..f.rows.len() {
+        let Some(p) = f.running[i].as_ref() else {
+            continue;
+        };
+        let url = format!("http://127.0.0.1:{}{}", p.port, path);
+        let tag = ctx.next_tag(&format!("wrk-{}-{}", scen.id(), p.kind.name()));
+        let spec = LoadSpec {
+            url: &url,
+            scenario: None,
+            connections: opts.connections,
+            duration: opts.wrk_duration,
+            rate: None,
+            hgrm: None,
+            cpus: &ctx.pinned.client,
+            work: &ctx.temp.path,
+            tag: &tag,
+            extra: &[],
+        };
+        match load::run_wrk(wrk, &spec, lua) {
+            Ok(ran) => {
+                progress(&format!(
+                    "  round {} {:<14} wrk         {:>9.0} req/s",
+                    round + 1,
+                    f.rows[i].proxy.name(),
+                    ran.result.rps
+                ));
+                f.rows[i].wrk.push(ran.result);
+            }
+            Err(e) => {
+                if procs::interrupted() {
+                    return Err("interrupted".into());
+                }
+                f.notes
+                    .push(format!("wrk against {}: {e}", f.rows[i].proxy.name()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The fixed open-loop rate: half the slowest proxy's closed-loop maximum (0: none measured).
+fn open_rate(rows: &[LoadRow]) -> f64 {
     let slowest = rows
         .iter()
         .filter(|r| r.ok())
         .filter_map(|r| median_of(&r.closed, |p| p.rps))
         .fold(f64::INFINITY, f64::min);
-    let rate = if slowest.is_finite() && slowest > 2.0 {
+    if slowest.is_finite() && slowest > 2.0 {
         (slowest / 2.0).floor()
     } else {
         0.0
-    };
-    if rate > 0.0 {
-        progress(&format!("  open loop at {rate:.0} req/s"));
-        let mut curves: Vec<Vec<(f64, Vec<Point>)>> = vec![Vec::new(); rows.len()];
-        for round in 0..opts.rounds {
-            for i in 0..rows.len() {
-                let Some(p) = running[i].as_mut() else {
-                    continue;
-                };
-                let hgrm = ctx.temp.join(&format!(
-                    "{}-{}-{round}.hgrm",
-                    scen.id(),
-                    rows[i].proxy.name()
-                ));
-                let open = PhaseSpec {
-                    rate: Some(rate),
-                    hgrm: Some(&hgrm),
-                    ..closed(opts.duration)
-                };
-                let result = ctx.phase(p, scen, &open);
-                let kept = keep(
-                    &mut rows[i],
-                    &mut running[i],
-                    result,
-                    "open loop",
-                    progress,
-                    |name, ph| {
-                        format!(
-                        "round {} {:<14} open loop   p50 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  {:>6.2} µs CPU/req",
-                        round + 1,
-                        name,
-                        ph.p50_us / 1000.0,
-                        ph.p99_us / 1000.0,
-                        ph.p999_us / 1000.0,
-                        ph.cpu_us_per_req,
-                    )
-                    },
-                );
-                if let Some((ph, r)) = kept {
-                    if r.rps < rate * 0.95 {
-                        notes.push(format!(
-                            "{} round {}: the open loop reached only {:.0} of {rate:.0} req/s.",
-                            rows[i].proxy.name(),
-                            round + 1,
-                            r.rps
-                        ));
-                    }
-                    let text = std::fs::read_to_string(&hgrm).unwrap_or_default();
-                    curves[i].push((ph.p99_us, plot::parse_hgrm(&text)));
-                    rows[i].open.push(ph);
-                }
-            }
-            if procs::interrupted() {
-                return Err("interrupted".into());
-            }
-        }
-        for (row, mut c) in rows.iter_mut().zip(curves) {
-            c.sort_by(|a, b| a.0.total_cmp(&b.0));
-            if !c.is_empty() {
-                let mid = (c.len() - 1) / 2;
-                row.curve = c.swap_remove(mid).1;
-            }
-        }
-    } else {
-        notes.push("No open-loop latency phase: no proxy completed the closed-loop phase.".into());
     }
+}
 
-    record_peak_rss(&mut rows, running);
-    Ok(LoadScenario {
-        scenario: scen,
-        paths,
-        rate,
-        rows,
-        notes,
-    })
+/// The open-loop phases at `rate`, proxies interleaved round by round; each row's latency
+/// curve is that of its median-p99 phase.
+fn open_loop<'s>(
+    ctx: &mut Ctx<'_>,
+    scen: Scenario,
+    rate: f64,
+    closed: &dyn Fn(Duration) -> PhaseSpec<'s>,
+    f: &mut Field,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), String> {
+    let mut curves: Vec<Vec<(f64, Vec<Point>)>> = vec![Vec::new(); f.rows.len()];
+    for round in 0..ctx.opts.rounds {
+        for (i, curve) in curves.iter_mut().enumerate() {
+            if let Some(c) = open_phase(ctx, scen, (round, i), rate, closed, f, progress) {
+                curve.push(c);
+            }
+        }
+        if procs::interrupted() {
+            return Err("interrupted".into());
+        }
+    }
+    for (row, mut c) in f.rows.iter_mut().zip(curves) {
+        c.sort_by(|a, b| a.0.total_cmp(&b.0));
+        if !c.is_empty() {
+            let mid = (c.len() - 1) / 2;
+            row.curve = c.swap_remove(mid).1;
+        }
+    }
+    Ok(())
+}
+
+/// Proxy `i`'s open-loop phase of round `round`: its p99 and latency curve when it ran.
+fn open_phase<'s>(
+    ctx: &mut Ctx<'_>,
+    scen: Scenario,
+    (round, i): (usize, usize),
+    rate: f64,
+    closed: &dyn Fn(Duration) -> PhaseSpec<'s>,
+    f: &mut Field,
+    progress: &mut dyn FnMut(&str),
+) -> Option<(f64, Vec<Point>)> {
+    let p = f.running[i].as_mut()?;
+    let hgrm = ctx.temp.join(&format!(
+        "{}-{}-{round}.hgrm",
+        scen.id(),
+        f.rows[i].proxy.name()
+    ));
+    let open = PhaseSpec {
+        rate: Some(rate),
+        hgrm: Some(&hgrm),
+        ..closed(ctx.opts.duration)
+    };
+    let result = ctx.phase(p, scen, &open);
+    let kept = keep(
+        &mut f.rows[i],
+        &mut f.running[i],
+        result,
+        "open loop",
+        progress,
+        |name, ph| {
+            format!(
+            "round {} {:<14} open loop   p50 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  {:>6.2} µs CPU/req",
+            round + 1,
+            name,
+            ph.p50_us / 1000.0,
+            ph.p99_us / 1000.0,
+            ph.p999_us / 1000.0,
+            ph.cpu_us_per_req,
+        )
+        },
+    );
+    let (ph, r) = kept?;
+    if r.rps < rate * 0.95 {
+        f.notes.push(format!(
+            "{} round {}: the open loop reached only {:.0} of {rate:.0} req/s.",
+            f.rows[i].proxy.name(),
+            round + 1,
+            r.rps
+        ));
+    }
+    let text = std::fs::read_to_string(&hgrm).unwrap_or_default();
+    let curve = (ph.p99_us, plot::parse_hgrm(&text));
+    f.rows[i].open.push(ph);
+    Some(curve)
 }
 
 /// The `gateway-keys` scenario: tollgate twice, on the traffic-control config (`keys`: API
@@ -266,6 +353,59 @@ pub(super) fn run_keys(
     let scen = Scenario::GatewayKeys;
     let file = ctx.temp.join("gateway-keys-scenario.toml");
     std::fs::write(&file, configs::traffic_load_scenario()).map_err(|e| e.to_string())?;
+    let (rows, running) = start_keys(ctx, progress);
+    let mut f = Field {
+        rows,
+        running,
+        notes: Vec::new(),
+    };
+    let layout = ctx.pinned.clone();
+    let closed = |duration| PhaseSpec {
+        scenario_file: Some(&file),
+        ..PhaseSpec::closed(duration, opts.connections, &layout)
+    };
+    // Warm-up: opens the upstream connections; it must see only 2xx answers too.
+    warm_keys(ctx, &closed(opts.duration.min(WARM_UP)), &mut f, progress);
+    for round in 0..opts.rounds {
+        keys_round(ctx, round, &closed(opts.duration), &mut f, progress);
+        if procs::interrupted() {
+            return Err("interrupted".into());
+        }
+    }
+    let Field {
+        mut rows,
+        running,
+        notes,
+    } = f;
+    record_peak_rss(&mut rows, running);
+    let plain = rows.pop().ok_or("no plain row")?;
+    let keys = rows.pop().ok_or("no keys row")?;
+    let res = KeysScenario {
+        paths: scen.paths(opts.gateway_routes),
+        keys,
+        plain,
+        notes,
+    };
+    match res.cpu_ratio() {
+        Some(r) => progress(&format!(
+            "  CPU per request keys ÷ plain: {r:.3} (target ≤ {:.2})",
+            crate::run::KEYS_TARGET_RATIO
+        )),
+        None => progress("  CPU per request keys ÷ plain: not measured"),
+    }
+    Ok(res)
+}
+
+/// The `gateway-keys` rows, in the order of [`KEYS_LABELS`].
+const KEYS_LABELS: [&str; 2] = ["tollgate (keys)", "tollgate (plain)"];
+
+/// Starts tollgate on the traffic-control config with and without limits: a row each and the
+/// running proxies in the same order (`None` where it failed to start).
+fn start_keys(
+    ctx: &mut Ctx<'_>,
+    progress: &mut dyn FnMut(&str),
+) -> (Vec<LoadRow>, Vec<Option<Proxy>>) {
+    let scen = Scenario::GatewayKeys;
     let cpus = ctx.pinned.proxy.clone();
     let mut rows = Vec::with_capacity(2);
     let mut running = Vec::with_capacity(2);
@@ -288,94 +428,79 @@ pub(super) fn run_keys(
         }
         rows.push(row);
     }
-    let labels = ["tollgate (keys)", "tollgate (plain)"];
-    let layout = ctx.pinned.clone();
-    let closed = |duration| PhaseSpec {
-        scenario_file: Some(&file),
-        ..PhaseSpec::closed(duration, opts.connections, &layout)
-    };
-    // Warm-up: opens the upstream connections; it must see only 2xx answers too.
-    let warm = closed(opts.duration.min(WARM_UP));
-    for i in 0..rows.len() {
-        let Some(p) = running[i].as_mut() else {
+    (rows, running)
+}
+
+/// The `gateway-keys` warm-up of each running proxy: one that fails or refuses a request
+/// stops being measured.
+fn warm_keys(
+    ctx: &mut Ctx<'_>,
+    warm: &PhaseSpec<'_>,
+    f: &mut Field,
+    progress: &mut dyn FnMut(&str),
+) {
+    for (i, label) in KEYS_LABELS.iter().enumerate() {
+        let Some(p) = f.running[i].as_mut() else {
             continue;
         };
-        let why = match ctx.phase(p, scen, &warm) {
+        let why = match ctx.phase(p, Scenario::GatewayKeys, warm) {
             Ok((_, r)) => refused("warm-up", &r),
             Err(e) => Some(format!("warm-up failed: {e}")),
         };
         if let Some(why) = why {
-            progress(&format!("  {}: FAILED: {why}", labels[i]));
-            rows[i].failure = Some(why);
-            running[i] = None;
+            progress(&format!("  {label}: FAILED: {why}"));
+            f.rows[i].failure = Some(why);
+            f.running[i] = None;
         }
     }
-    let mut notes = Vec::new();
-    for round in 0..opts.rounds {
-        for i in 0..rows.len() {
-            let what = format!("closed-loop phase (round {})", round + 1);
-            let Some(result) = ctx.watched_phase(
-                &mut running,
-                i,
-                scen,
-                &closed(opts.duration),
-                &what,
-                &mut notes,
-            ) else {
-                continue;
-            };
-            let label = labels[i];
-            let kept = keep(
-                &mut rows[i],
-                &mut running[i],
-                result,
-                "closed loop",
-                progress,
-                |_, ph| {
-                    format!(
-                    "round {} {:<16} closed loop {:>9.0} req/s  {:>6.2} µs CPU/req  proxy CPU {:>3.0}%  client CPU {:>3.0}% (origin {:.0}%)",
-                    round + 1,
-                    label,
-                    ph.rps,
-                    ph.cpu_us_per_req,
-                    ph.proxy_busy * 100.0,
-                    ph.client_busy * 100.0,
-                    ph.origin_busy * 100.0,
-                )
-                },
-            );
-            if let Some((ph, r)) = kept {
-                match refused(&format!("closed loop round {}", round + 1), &r) {
-                    None => rows[i].closed.push(ph),
-                    Some(why) => {
-                        progress(&format!("  {label}: FAILED: {why}"));
-                        rows[i].failure = Some(why);
-                        running[i] = None;
-                    }
+}
+
+/// One `gateway-keys` closed-loop phase of each running proxy in turn; a refused request
+/// fails the row.
+fn keys_round(
+    ctx: &mut Ctx<'_>,
+    round: usize,
+    ps: &PhaseSpec<'_>,
+    f: &mut Field,
+    progress: &mut dyn FnMut(&str),
+) {
+    let scen = Scenario::GatewayKeys;
+    for (i, &label) in KEYS_LABELS.iter().enumerate() {
+        let what = format!("closed-loop phase (round {})", round + 1);
+        let Some(result) = ctx.watched_phase(&mut f.running, i, scen, ps, &what, &mut f.notes)
+        else {
+            continue;
+        };
+        let kept = keep(
+            &mut f.rows[i],
+            &mut f.running[i],
+            result,
+            "closed loop",
+            progress,
+            |_, ph| {
+                format!(
+                "round {} {:<16} closed loop {:>9.0} req/s  {:>6.2} µs CPU/req  proxy CPU {:>3.0}%  client CPU {:>3.0}% (origin {:.0}%)",
+                round + 1,
+                label,
+                ph.rps,
+                ph.cpu_us_per_req,
+                ph.proxy_busy * 100.0,
+                ph.client_busy * 100.0,
+                ph.origin_busy * 100.0,
+            )
+            },
+        );
+        if let Some((ph, r)) = kept {
+            match refused(&format!("closed loop round {}", round + 1), &r) {
+                None => f.rows[i].closed.push(ph),
+                Some(why) => {
+                    progress(&format!("  {label}: FAILED: {why}"));
+                    f.rows[i].failure = Some(why);
+                    f.running[i] = None;
                 }
             }
         }
-        if procs::interrupted() {
-            return Err("interrupted".into());
-        }
     }
-    record_peak_rss(&mut rows, running);
-    let plain = rows.pop().ok_or("no plain row")?;
-    let keys = rows.pop().ok_or("no keys row")?;
-    let res = KeysScenario {
-        paths: scen.paths(opts.gateway_routes),
-        keys,
-        plain,
-        notes,
-    };
-    match res.cpu_ratio() {
-        Some(r) => progress(&format!(
-            "  CPU per request keys ÷ plain: {r:.3} (target ≤ {:.2})",
-            crate::run::KEYS_TARGET_RATIO
-        )),
-        None => progress("  CPU per request keys ÷ plain: not measured"),
-    }
-    Ok(res)
 }
 
 /// Why a `gateway-keys` phase fails its row: any non-2xx answer (the limits must refuse

@@ -10,7 +10,7 @@
 use crate::configs::{Routes, Setup};
 use crate::procs;
 use crate::run::control::{Ctx, PhaseSpec, Proxy};
-use crate::run::drivers::{keep, record_peak_rss};
+use crate::run::drivers::{keep, record_peak_rss, Field};
 use crate::run::{LoadRow, PairScenario, Phase, ProxyKind, Scenario, DEFAULT_FIXED_RATES, WARM_UP};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -43,6 +43,11 @@ fn count_lines(path: &Path) -> u64 {
     }
 }
 
+/// The `access-log` rows.
+const LOG_LABELS: [&str; 2] = ["tollgate (log off)", "tollgate (log on)"];
+
+/// Runs the `access-log` scenario: tollgate without and with its JSON access log, closed loop,
+/// rounds interleaved.
 pub(super) fn run_access_log(
     ctx: &mut Ctx<'_>,
     progress: &mut dyn FnMut(&str),
@@ -50,83 +55,30 @@ pub(super) fn run_access_log(
     let opts = ctx.opts;
     let scen = Scenario::AccessLog;
     let log = ctx.temp.join("access-log.json");
-    let cpus = ctx.pinned.proxy.clone();
-    let labels = ["tollgate (log off)", "tollgate (log on)"];
-    let mut rows = Vec::with_capacity(2);
-    let mut running: Vec<Option<Proxy>> = Vec::with_capacity(2);
-    for (i, label) in labels.iter().enumerate() {
-        let setup = Setup {
-            access_log: (i == 1).then(|| log.clone()),
-            ..Setup::default()
-        };
-        let mut row = LoadRow::new(ProxyKind::Tollgate);
-        let tag = format!("{}-{}", scen.id(), if i == 1 { "on" } else { "off" });
-        match ctx.start_proxy_with(ProxyKind::Tollgate, Routes::Single, &tag, 1, &cpus, &setup) {
-            Ok(p) => running.push(Some(p)),
-            Err(e) => {
-                progress(&format!("  {label}: {e}"));
-                row.failure = Some(format!("did not start: {e}"));
-                running.push(None);
-            }
-        }
-        rows.push(row);
-    }
+    let (rows, running) = start_log_pair(ctx, &log, progress);
+    let mut f = Field {
+        rows,
+        running,
+        notes: Vec::new(),
+    };
     let layout = ctx.pinned.clone();
     let warm = PhaseSpec::closed(opts.duration.min(WARM_UP), opts.connections, &layout);
-    ctx.warm_up(&mut running, &mut rows, scen, &warm, progress);
-    let mut notes = Vec::new();
+    ctx.warm_up(&mut f.running, &mut f.rows, scen, &warm, progress);
+    let spec = PhaseSpec::closed(opts.duration, opts.connections, &layout);
     let mut lines = 0;
     for round in 0..opts.rounds {
-        for i in 0..rows.len() {
-            // Only this phase's lines are counted: the warm-up's and earlier rounds' go.
-            if i == 1 {
-                std::thread::sleep(Duration::from_millis(300));
-                let _ = std::fs::File::create(&log);
-            }
-            let spec = PhaseSpec::closed(opts.duration, opts.connections, &layout);
-            let what = format!("closed-loop phase (round {})", round + 1);
-            let Some(result) = ctx.watched_phase(&mut running, i, scen, &spec, &what, &mut notes)
-            else {
-                continue;
-            };
-            let label = labels[i];
-            let kept = keep(
-                &mut rows[i],
-                &mut running[i],
-                result,
-                "closed loop",
-                progress,
-                |_, ph| line(round, label, ph),
-            );
-            let Some((ph, r)) = kept else { continue };
-            if i == 1 {
-                // The shard hands its buffer over every 100 ms; the writer thread then writes.
-                std::thread::sleep(Duration::from_millis(400));
-                let n = count_lines(&log);
-                lines += n;
-                let _ = std::fs::File::create(&log);
-                if n < r.requests {
-                    notes.push(format!(
-                        "Round {}: the access log has {n} lines for {} answered requests ({} missing: dropped under load, counted in `tollgate_access_log_dropped_lines_total`).",
-                        round + 1,
-                        r.requests,
-                        r.requests - n
-                    ));
-                }
-                if n == 0 {
-                    let why = format!("round {}: the access log stayed empty", round + 1);
-                    progress(&format!("  {label}: FAILED: {why}"));
-                    rows[i].failure = Some(why);
-                    running[i] = None;
-                    continue;
-                }
-            }
-            rows[i].closed.push(ph);
+        for i in 0..f.rows.len() {
+            lines += log_phase(ctx, (round, i), &log, &spec, &mut f, progress);
         }
         if procs::interrupted() {
             return Err("interrupted".into());
         }
     }
+    let Field {
+        mut rows,
+        running,
+        notes,
+    } = f;
     record_peak_rss(&mut rows, running);
     let _ = std::fs::remove_file(&log);
     let with = rows.pop().ok_or("no log-on row")?;
@@ -142,6 +94,93 @@ pub(super) fn run_access_log(
     };
     report_ratio(&res, "CPU per request log on ÷ off", progress);
     Ok(res)
+}
+
+/// Starts tollgate without and with the access log to `log`: a row each and the running
+/// proxies in the same order (`None` where it failed to start).
+fn start_log_pair(
+    ctx: &mut Ctx<'_>,
+    log: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> (Vec<LoadRow>, Vec<Option<Proxy>>) {
+    let scen = Scenario::AccessLog;
+    let cpus = ctx.pinned.proxy.clone();
+    let mut rows = Vec::with_capacity(2);
+    let mut running: Vec<Option<Proxy>> = Vec::with_capacity(2);
+    for (i, label) in LOG_LABELS.iter().enumerate() {
+        let setup = Setup {
+            access_log: (i == 1).then(|| log.to_path_buf()),
+            ..Setup::default()
+        };
+        let mut row = LoadRow::new(ProxyKind::Tollgate);
+        let tag = format!("{}-{}", scen.id(), if i == 1 { "on" } else { "off" });
+        match ctx.start_proxy_with(ProxyKind::Tollgate, Routes::Single, &tag, 1, &cpus, &setup) {
+            Ok(p) => running.push(Some(p)),
+            Err(e) => {
+                progress(&format!("  {label}: {e}"));
+                row.failure = Some(format!("did not start: {e}"));
+                running.push(None);
+            }
+        }
+        rows.push(row);
+    }
+    (rows, running)
+}
+
+/// Proxy `i`'s closed-loop phase of round `round`; with the log on, the lines it wrote (a line
+/// per answered request is expected; none fails the row). The lines counted (0 log off).
+fn log_phase(
+    ctx: &mut Ctx<'_>,
+    (round, i): (usize, usize),
+    log: &Path,
+    spec: &PhaseSpec<'_>,
+    f: &mut Field,
+    progress: &mut dyn FnMut(&str),
+) -> u64 {
+    // Only this phase's lines are counted: the warm-up's and earlier rounds' go.
+    if i == 1 {
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = std::fs::File::create(log);
+    }
+    let what = format!("closed-loop phase (round {})", round + 1);
+    let scen = Scenario::AccessLog;
+    let Some(result) = ctx.watched_phase(&mut f.running, i, scen, spec, &what, &mut f.notes) else {
+        return 0;
+    };
+    let label = LOG_LABELS[i];
+    let kept = keep(
+        &mut f.rows[i],
+        &mut f.running[i],
+        result,
+        "closed loop",
+        progress,
+        |_, ph| line(round, label, ph),
+    );
+    let Some((ph, r)) = kept else { return 0 };
+    let mut n = 0;
+    if i == 1 {
+        // The shard hands its buffer over every 100 ms; the writer thread then writes.
+        std::thread::sleep(Duration::from_millis(400));
+        n = count_lines(log);
+        let _ = std::fs::File::create(log);
+        if n < r.requests {
+            f.notes.push(format!(
+                "Round {}: the access log has {n} lines for {} answered requests ({} missing: dropped under load, counted in `tollgate_access_log_dropped_lines_total`).",
+                round + 1,
+                r.requests,
+                r.requests - n
+            ));
+        }
+        if n == 0 {
+            let why = format!("round {}: the access log stayed empty", round + 1);
+            progress(&format!("  {label}: FAILED: {why}"));
+            f.rows[i].failure = Some(why);
+            f.running[i] = None;
+            return n;
+        }
+    }
+    f.rows[i].closed.push(ph);
+    n
 }
 
 fn report_ratio(res: &PairScenario, what: &str, progress: &mut dyn FnMut(&str)) {
@@ -278,12 +317,25 @@ fn start_scraped(
     }
 }
 
+/// The state of the `scrape` scenario: its one tollgate, the rows (no scrape, scrape 1/s,
+/// control), the notes, and the scraper's counts.
+struct Scraped {
+    proxy: Option<Proxy>,
+    rows: [LoadRow; 3],
+    notes: Vec<String>,
+    addr: SocketAddr,
+    rate: f64,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+}
+
+/// Runs the `scrape` scenario: one tollgate in open loop at the first fixed rate, phases
+/// without, with and again without a thread scraping `/metrics`, in alternating order.
 pub(super) fn run_scrape(
     ctx: &mut Ctx<'_>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<PairScenario, String> {
     let opts = ctx.opts;
-    let scen = Scenario::Scrape;
     let rate = opts
         .fixed_rates
         .first()
@@ -294,72 +346,107 @@ pub(super) fn run_scrape(
         admin_port: Some(admin),
         ..Setup::default()
     };
-    let labels = SCRAPE_LABELS;
-    let mut rows = [
-        LoadRow::new(ProxyKind::Tollgate),
-        LoadRow::new(ProxyKind::Tollgate),
-        LoadRow::new(ProxyKind::Tollgate),
-    ];
     let addr = SocketAddr::from(([127, 0, 0, 1], admin));
     let layout = ctx.pinned.clone();
-    let mut notes = Vec::new();
-    let mut proxy = match start_scraped(ctx, &setup, addr, progress) {
-        Ok(p) => Some(p),
+    let mut s = Scraped {
+        proxy: None,
+        rows: [
+            LoadRow::new(ProxyKind::Tollgate),
+            LoadRow::new(ProxyKind::Tollgate),
+            LoadRow::new(ProxyKind::Tollgate),
+        ],
+        notes: Vec::new(),
+        addr,
+        rate,
+        ok: Arc::new(AtomicU64::new(0)),
+        failed: Arc::new(AtomicU64::new(0)),
+    };
+    match start_scraped(ctx, &setup, addr, progress) {
+        Ok(p) => s.proxy = Some(p),
         Err(why) => {
-            for r in rows.iter_mut() {
+            for r in s.rows.iter_mut() {
                 r.failure = Some(why.clone());
             }
-            None
         }
-    };
-    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    }
     let spec = PhaseSpec {
         rate: Some(rate),
         ..PhaseSpec::closed(opts.duration, opts.connections, &layout)
     };
     for round in 0..opts.rounds * SCRAPE_ROUND_FACTOR {
         for i in scrape_order(round) {
-            let Some(p) = proxy.as_mut() else { break };
-            let label = labels[i];
-            let stop = Arc::new(AtomicBool::new(false));
-            let thread = (i == 1).then(|| scraper(addr, stop.clone(), ok.clone(), failed.clone()));
-            let result = ctx.phase(p, scen, &spec);
-            stop.store(true, Ordering::Relaxed);
-            if let Some(Ok(Some(e))) = thread.map(|t| {
-                t.thread().unpark();
-                t.join()
-            }) {
-                notes.push(format!("Round {}: a scrape failed: {e}", round + 1));
+            if s.proxy.is_none() {
+                break;
             }
-            let kept = keep(
-                &mut rows[i],
-                &mut proxy,
-                result,
-                "open loop",
-                progress,
-                |_, ph| line(round, label, ph),
-            );
-            if let Some((ph, r)) = kept {
-                if r.rps < rate * 0.95 {
-                    notes.push(format!(
-                        "{label} round {}: the open loop at {rate:.0} req/s reached only {:.0} req/s.",
-                        round + 1,
-                        r.rps
-                    ));
-                }
-                rows[i].open.push(ph);
-            } else {
-                // The proxy stopped: no row is measured any further.
-                let f = rows[i].failure.clone();
-                for r in rows.iter_mut() {
-                    r.failure = r.failure.take().or_else(|| f.clone());
-                }
-            }
+            scrape_phase(ctx, (round, i), &spec, &mut s, progress);
         }
         if procs::interrupted() {
             return Err("interrupted".into());
         }
     }
+    Ok(finish_scrape(s, progress))
+}
+
+/// Row `i`'s open-loop phase of round `round`, with the scraper running for row 1.
+fn scrape_phase(
+    ctx: &mut Ctx<'_>,
+    (round, i): (usize, usize),
+    spec: &PhaseSpec<'_>,
+    s: &mut Scraped,
+    progress: &mut dyn FnMut(&str),
+) {
+    let Some(p) = s.proxy.as_mut() else { return };
+    let label = SCRAPE_LABELS[i];
+    let rate = s.rate;
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = (i == 1).then(|| scraper(s.addr, stop.clone(), s.ok.clone(), s.failed.clone()));
+    let result = ctx.phase(p, Scenario::Scrape, spec);
+    stop.store(true, Ordering::Relaxed);
+    if let Some(Ok(Some(e))) = thread.map(|t| {
+        t.thread().unpark();
+        t.join()
+    }) {
+        s.notes
+            .push(format!("Round {}: a scrape failed: {e}", round + 1));
+    }
+    let kept = keep(
+        &mut s.rows[i],
+        &mut s.proxy,
+        result,
+        "open loop",
+        progress,
+        |_, ph| line(round, label, ph),
+    );
+    if let Some((ph, r)) = kept {
+        if r.rps < rate * 0.95 {
+            s.notes.push(format!(
+                "{label} round {}: the open loop at {rate:.0} req/s reached only {:.0} req/s.",
+                round + 1,
+                r.rps
+            ));
+        }
+        s.rows[i].open.push(ph);
+    } else {
+        // The proxy stopped: no row is measured any further.
+        let f = s.rows[i].failure.clone();
+        for r in s.rows.iter_mut() {
+            r.failure = r.failure.take().or_else(|| f.clone());
+        }
+    }
+}
+
+/// The scenario's result: the failed scrapes noted, the peak RSS on every row, the ratios
+/// reported.
+fn finish_scrape(s: Scraped, progress: &mut dyn FnMut(&str)) -> PairScenario {
+    let Scraped {
+        proxy,
+        mut rows,
+        mut notes,
+        rate,
+        ok,
+        failed,
+        ..
+    } = s;
     let failed = failed.load(Ordering::Relaxed);
     if failed > 0 {
         notes.push(format!("{failed} scrapes failed."));
@@ -372,7 +459,7 @@ pub(super) fn run_scrape(
     }
     let [base, with, control] = rows;
     let res = PairScenario {
-        scenario: scen,
+        scenario: Scenario::Scrape,
         rate,
         base,
         with,
@@ -384,5 +471,5 @@ pub(super) fn run_scrape(
     if let Some(n) = res.noise() {
         progress(&format!("  p99 control ÷ base (nothing changed): {n:.3}"));
     }
-    Ok(res)
+    res
 }

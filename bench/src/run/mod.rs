@@ -42,6 +42,84 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Results, St
     let started = Instant::now();
     let tools = find_tools(&opts.bin_dir)?;
     let (proxies, skipped) = available_proxies(opts, &tools, progress);
+    let mut notes = build_notes(opts);
+    let m = prepare_machine(opts, &mut notes);
+
+    let temp = TempDir::new("run").map_err(|e| format!("temp dir: {e}"))?;
+    let mut ports = Ports::default();
+    let (origin, origin_port) = start_origin(opts, &temp, &mut ports, &[m.client_cpu], "origin")?;
+    progress(&format!(
+        "origin on 127.0.0.1:{origin_port} (CPU {}); proxies on CPU {}",
+        m.client_cpu, m.proxy_cpu
+    ));
+
+    let mut ctx = Ctx {
+        opts,
+        tools: &tools,
+        temp: &temp,
+        ports,
+        origin,
+        origin_port,
+        pinned: Layout {
+            proxy: vec![m.proxy_cpu],
+            client: vec![m.client_cpu],
+        },
+        wide: Layout {
+            proxy: m.wide.clone(),
+            client: m.wide.clone(),
+        },
+        nofile: m.nofile,
+        clk_tck: m.clk_tck,
+        seq: 0,
+    };
+    let mut c = Collected::default();
+    for &scen in &opts.scenarios {
+        if procs::interrupted() {
+            return Err("interrupted".into());
+        }
+        let scen_start = Instant::now();
+        progress(&format!("scenario {}", scen.id()));
+        run_scenario(&mut ctx, scen, &proxies, &mut c, &mut notes, progress)?;
+        progress(&format!(
+            "  ({} took {:.0} s; {:.0} s so far)",
+            scen.id(),
+            scen_start.elapsed().as_secs_f64(),
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    ctx.origin.stop();
+
+    let machine = vec![
+        ("CPUs (nproc)".to_string(), m.ncpu.to_string()),
+        ("CPU model".to_string(), sysinfo::cpu_model()),
+        ("kernel".to_string(), sysinfo::kernel()),
+    ];
+    Ok(Results {
+        date: sysinfo::now_utc(),
+        machine,
+        versions: versions(&tools, opts),
+        opts: opts.clone(),
+        proxy_cpu: m.proxy_cpu,
+        client_cpu: m.client_cpu,
+        nofile: m.nofile,
+        clk_tck: m.clk_tck,
+        loads: c.loads,
+        sweeps: c.sweeps,
+        idle: c.idle,
+        memory: c.memory,
+        keys: c.keys,
+        fixed: c.fixed,
+        pairs: c.pairs,
+        https: c.https,
+        cluster: c.cluster,
+        skipped,
+        notes,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// The notes about how the binaries were built.
+fn build_notes(opts: &Options) -> Vec<String> {
     let mut notes = Vec::new();
     if cfg!(debug_assertions) {
         notes.push("tollgate-bench itself was a debug build: its origin is slower than in a release build (run with `cargo run --release -p tollgate-bench`).".into());
@@ -56,7 +134,23 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Results, St
             opts.bin_dir.display()
         ));
     }
+    notes
+}
 
+/// The CPUs, descriptor limit and clock of this machine as the run uses them.
+struct Machine {
+    ncpu: usize,
+    proxy_cpu: usize,
+    client_cpu: usize,
+    /// The CPUs of the two-shard scenario.
+    wide: Vec<usize>,
+    nofile: u64,
+    clk_tck: f64,
+}
+
+/// Chooses the CPUs, raises the open-files limit and pins this process to the client CPU;
+/// what falls short of the method goes to `notes`.
+fn prepare_machine(opts: &Options, notes: &mut Vec<String>) -> Machine {
     let ncpu = procs::online_cpus();
     let proxy_cpu = 0;
     let client_cpu = if ncpu >= 2 { 1 } else { 0 };
@@ -87,128 +181,64 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Results, St
                 .into(),
         );
     }
-
-    let temp = TempDir::new("run").map_err(|e| format!("temp dir: {e}"))?;
-    let mut ports = Ports::default();
-    let (origin, origin_port) = start_origin(opts, &temp, &mut ports, &[client_cpu], "origin")?;
-    progress(&format!(
-        "origin on 127.0.0.1:{origin_port} (CPU {client_cpu}); proxies on CPU {proxy_cpu}"
-    ));
-
-    let mut ctx = Ctx {
-        opts,
-        tools: &tools,
-        temp: &temp,
-        ports,
-        origin,
-        origin_port,
-        pinned: Layout {
-            proxy: vec![proxy_cpu],
-            client: vec![client_cpu],
-        },
-        wide: Layout {
-            proxy: wide.clone(),
-            client: wide,
-        },
-        nofile,
-        clk_tck,
-        seq: 0,
-    };
-    let mut loads = Vec::new();
-    let mut sweeps = Vec::new();
-    let mut idle_rows = None;
-    let mut keys = None;
-    let mut fixed = None;
-    let mut pairs = Vec::new();
-    let mut https = None;
-    let mut memory_rows = None;
-    let mut cluster = None;
-    for &scen in &opts.scenarios {
-        if procs::interrupted() {
-            return Err("interrupted".into());
-        }
-        let scen_start = Instant::now();
-        progress(&format!("scenario {}", scen.id()));
-        if scen == Scenario::GatewayKeys {
-            if proxies.contains(&ProxyKind::Tollgate) {
-                keys = Some(run_keys(&mut ctx, progress)?);
-            } else {
-                progress("  skipped: tollgate is not among --proxies");
-                notes.push("The gateway-keys scenario runs tollgate only: tollgate was not among --proxies.".into());
-            }
-        } else if matches!(scen, Scenario::AccessLog | Scenario::Scrape) {
-            if proxies.contains(&ProxyKind::Tollgate) {
-                pairs.push(if scen == Scenario::AccessLog {
-                    features::run_access_log(&mut ctx, progress)?
-                } else {
-                    features::run_scrape(&mut ctx, progress)?
-                });
-            } else {
-                progress("  skipped: tollgate is not among --proxies");
-                notes.push(format!(
-                    "The {} scenario runs tollgate only: tollgate was not among --proxies.",
-                    scen.id()
-                ));
-            }
-        } else if scen == Scenario::Cluster {
-            if proxies.contains(&ProxyKind::Tollgate) {
-                cluster = Some(cluster::run_cluster(&mut ctx, progress)?);
-            } else {
-                progress("  skipped: tollgate is not among --proxies");
-                notes.push(
-                    "The cluster scenario runs tollgate only: tollgate was not among --proxies."
-                        .into(),
-                );
-            }
-        } else if scen == Scenario::FixedRate {
-            fixed = Some(anchors::run_fixed(&mut ctx, &proxies, progress)?);
-        } else if scen == Scenario::Https {
-            https = Some(anchors::run_https(&mut ctx, &proxies, progress)?);
-        } else if scen == Scenario::Memory {
-            memory_rows = Some(memory::run_memory(&mut ctx, &proxies, progress)?);
-        } else if scen == Scenario::Idle {
-            idle_rows = Some(run_idle(&mut ctx, &proxies, progress)?);
-        } else if scen.is_sweep() {
-            sweeps.push(run_sweep(&mut ctx, scen, &proxies, progress)?);
-        } else {
-            loads.push(run_load(&mut ctx, scen, &proxies, progress)?);
-        }
-        progress(&format!(
-            "  ({} took {:.0} s; {:.0} s so far)",
-            scen.id(),
-            scen_start.elapsed().as_secs_f64(),
-            started.elapsed().as_secs_f64()
-        ));
-    }
-    ctx.origin.stop();
-
-    let machine = vec![
-        ("CPUs (nproc)".to_string(), ncpu.to_string()),
-        ("CPU model".to_string(), sysinfo::cpu_model()),
-        ("kernel".to_string(), sysinfo::kernel()),
-    ];
-    Ok(Results {
-        date: sysinfo::now_utc(),
-        machine,
-        versions: versions(&tools, opts),
-        opts: opts.clone(),
+    Machine {
+        ncpu,
         proxy_cpu,
         client_cpu,
+        wide,
         nofile,
         clk_tck,
-        loads,
-        sweeps,
-        idle: idle_rows,
-        memory: memory_rows,
-        keys,
-        fixed,
-        pairs,
-        https,
-        cluster,
-        skipped,
-        notes,
-        elapsed: started.elapsed(),
-    })
+    }
+}
+
+/// What the scenarios measured so far.
+#[derive(Default)]
+struct Collected {
+    loads: Vec<LoadScenario>,
+    sweeps: Vec<SweepScenario>,
+    idle: Option<Vec<IdleRow>>,
+    keys: Option<KeysScenario>,
+    fixed: Option<FixedRateScenario>,
+    pairs: Vec<PairScenario>,
+    https: Option<HttpsScenario>,
+    memory: Option<Vec<MemoryRow>>,
+    cluster: Option<ClusterScenario>,
+}
+
+/// Runs scenario `scen` and keeps its result in `c`.
+fn run_scenario(
+    ctx: &mut Ctx<'_>,
+    scen: Scenario,
+    proxies: &[ProxyKind],
+    c: &mut Collected,
+    notes: &mut Vec<String>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), String> {
+    let tollgate_only = matches!(
+        scen,
+        Scenario::GatewayKeys | Scenario::AccessLog | Scenario::Scrape | Scenario::Cluster
+    );
+    if tollgate_only && !proxies.contains(&ProxyKind::Tollgate) {
+        progress("  skipped: tollgate is not among --proxies");
+        notes.push(format!(
+            "The {} scenario runs tollgate only: tollgate was not among --proxies.",
+            scen.id()
+        ));
+        return Ok(());
+    }
+    match scen {
+        Scenario::GatewayKeys => c.keys = Some(run_keys(ctx, progress)?),
+        Scenario::AccessLog => c.pairs.push(features::run_access_log(ctx, progress)?),
+        Scenario::Scrape => c.pairs.push(features::run_scrape(ctx, progress)?),
+        Scenario::Cluster => c.cluster = Some(cluster::run_cluster(ctx, progress)?),
+        Scenario::FixedRate => c.fixed = Some(anchors::run_fixed(ctx, proxies, progress)?),
+        Scenario::Https => c.https = Some(anchors::run_https(ctx, proxies, progress)?),
+        Scenario::Memory => c.memory = Some(memory::run_memory(ctx, proxies, progress)?),
+        Scenario::Idle => c.idle = Some(run_idle(ctx, proxies, progress)?),
+        _ if scen.is_sweep() => c.sweeps.push(run_sweep(ctx, scen, proxies, progress)?),
+        _ => c.loads.push(run_load(ctx, scen, proxies, progress)?),
+    }
+    Ok(())
 }
 
 /// The selected proxies whose programs are installed, and a line for each proxy (and wrk)

@@ -421,85 +421,97 @@ pub const WARM_UP: Duration = Duration::from_millis(250);
 /// on a 2-CPU machine (about 1 s per scenario for starting the proxies, 50 ms per phase, 3 s
 /// per proxy in the idle-connection scenario). wrk is assumed installed.
 pub fn planned_time(opts: &Options) -> Duration {
-    const PER_PHASE: f64 = 0.05;
-    const PER_SCENARIO: f64 = 1.0;
-    const IDLE_PER_PROXY: f64 = 3.0;
     let n = opts.proxies.len() as f64;
+    let mut secs = 0.0;
+    for &s in &opts.scenarios {
+        secs += PER_SCENARIO + n * per_proxy_secs(opts, s);
+        if s == Scenario::TwoShards {
+            secs += PER_SCENARIO; // its own origin
+        }
+        secs += shared_secs(opts, s);
+    }
+    Duration::from_secs_f64(secs)
+}
+
+/// The planned overhead of each phase (sampling, reading results).
+const PER_PHASE: f64 = 0.05;
+/// The planned overhead of each scenario (starting the proxies).
+const PER_SCENARIO: f64 = 1.0;
+/// The planned time per proxy of the idle-connection scenario.
+const IDLE_PER_PROXY: f64 = 3.0;
+
+/// The planned time of scenario `s` for each proxy of the list (0 for the scenarios that do
+/// not run the whole list: see [`shared_secs`]).
+fn per_proxy_secs(opts: &Options, s: Scenario) -> f64 {
     let rounds = opts.rounds as f64;
     let d = opts.duration.as_secs_f64();
     let sweep = opts.sweep_duration.as_secs_f64();
     let wrk = opts.wrk_duration.as_secs_f64().round().max(1.0);
     let wrk_rounds = opts.wrk_rounds.min(opts.rounds) as f64;
-    let mut secs = 0.0;
-    for s in &opts.scenarios {
-        secs += PER_SCENARIO
-            + n * match s {
-                Scenario::Idle => IDLE_PER_PROXY,
-                Scenario::Memory => super::memory::PLANNED_SECS_PER_PROXY,
-                // tollgate only, two configs: counted once for the proxy list.
-                Scenario::GatewayKeys
-                | Scenario::AccessLog
-                | Scenario::Scrape
-                | Scenario::Cluster => 0.0,
-                // The anchors only: counted below.
-                Scenario::FixedRate | Scenario::Https => 0.0,
-                Scenario::Conns | Scenario::TwoShards => {
-                    let counts = if *s == Scenario::Conns {
-                        opts.sweep_connections.len() as f64
-                    } else {
-                        1.0
-                    };
-                    let phases = 1.0 + rounds * counts;
-                    opts.sweep_duration.min(WARM_UP).as_secs_f64()
-                        + rounds * counts * sweep
-                        + phases * PER_PHASE
-                }
-                _ => {
-                    let phases = 1.0 + rounds * 2.0 + wrk_rounds;
-                    opts.duration.min(WARM_UP).as_secs_f64()
-                        + rounds * 2.0 * d
-                        + wrk_rounds * wrk
-                        + phases * PER_PHASE
-                }
+    match s {
+        Scenario::Idle => IDLE_PER_PROXY,
+        Scenario::Memory => super::memory::PLANNED_SECS_PER_PROXY,
+        // tollgate only, two configs: counted once for the proxy list.
+        Scenario::GatewayKeys | Scenario::AccessLog | Scenario::Scrape | Scenario::Cluster => 0.0,
+        // The anchors only: counted in shared_secs.
+        Scenario::FixedRate | Scenario::Https => 0.0,
+        Scenario::Conns | Scenario::TwoShards => {
+            let counts = if s == Scenario::Conns {
+                opts.sweep_connections.len() as f64
+            } else {
+                1.0
             };
-        if *s == Scenario::TwoShards {
-            secs += PER_SCENARIO; // its own origin
+            let phases = 1.0 + rounds * counts;
+            opts.sweep_duration.min(WARM_UP).as_secs_f64()
+                + rounds * counts * sweep
+                + phases * PER_PHASE
         }
-        let anchors = anchors(&opts.proxies).len() as f64;
-        let warm = opts.duration.min(WARM_UP).as_secs_f64();
-        match s {
-            Scenario::FixedRate => {
-                let phases = rounds * opts.fixed_rates.len() as f64;
-                secs += anchors * (warm + phases * d + (1.0 + phases) * PER_PHASE);
-            }
-            Scenario::Https => {
-                let phases = rounds * HttpsMode::ALL.len() as f64;
-                let warm = opts.duration.min(HTTPS_WARM_UP).as_secs_f64();
-                secs += anchors * (warm + phases * d + (1.0 + phases) * PER_PHASE);
-            }
-            Scenario::Cluster => {
-                // Two tollgate rows (without, with [cluster]): warm-up and a closed-loop phase
-                // per round each, the cluster row an open-loop phase per rate and round.
-                let open = rounds * opts.fixed_rates.len() as f64;
-                secs +=
-                    2.0 * (warm + rounds * d + (1.0 + rounds) * PER_PHASE) + open * (d + PER_PHASE);
-            }
-            Scenario::AccessLog | Scenario::Scrape => {
-                // Two tollgate rows (off / on): warm-up and a phase per round each.
-                secs += 2.0 * (warm + rounds * d + (1.0 + rounds) * PER_PHASE);
-            }
-            _ => {}
-        }
-        if *s == Scenario::GatewayKeys {
-            // Two tollgate rows (keys, plain): warm-up and a closed-loop phase per round each.
-            let phases = 1.0 + rounds;
-            secs += 2.0
-                * (opts.duration.min(WARM_UP).as_secs_f64()
-                    + rounds * opts.duration.as_secs_f64()
-                    + phases * PER_PHASE);
+        _ => {
+            let phases = 1.0 + rounds * 2.0 + wrk_rounds;
+            opts.duration.min(WARM_UP).as_secs_f64()
+                + rounds * 2.0 * d
+                + wrk_rounds * wrk
+                + phases * PER_PHASE
         }
     }
-    Duration::from_secs_f64(secs)
+}
+
+/// The planned time of the scenarios that run the anchors only or tollgate only (0 for the
+/// others).
+fn shared_secs(opts: &Options, s: Scenario) -> f64 {
+    let rounds = opts.rounds as f64;
+    let d = opts.duration.as_secs_f64();
+    let anchors = anchors(&opts.proxies).len() as f64;
+    let warm = opts.duration.min(WARM_UP).as_secs_f64();
+    match s {
+        Scenario::FixedRate => {
+            let phases = rounds * opts.fixed_rates.len() as f64;
+            anchors * (warm + phases * d + (1.0 + phases) * PER_PHASE)
+        }
+        Scenario::Https => {
+            let phases = rounds * HttpsMode::ALL.len() as f64;
+            let warm = opts.duration.min(HTTPS_WARM_UP).as_secs_f64();
+            anchors * (warm + phases * d + (1.0 + phases) * PER_PHASE)
+        }
+        Scenario::Cluster => {
+            // Two tollgate rows (without, with [cluster]): warm-up and a closed-loop phase
+            // per round each, the cluster row an open-loop phase per rate and round.
+            let open = rounds * opts.fixed_rates.len() as f64;
+            2.0 * (warm + rounds * d + (1.0 + rounds) * PER_PHASE) + open * (d + PER_PHASE)
+        }
+        Scenario::AccessLog | Scenario::Scrape => {
+            // Two tollgate rows (off / on): warm-up and a phase per round each.
+            2.0 * (warm + rounds * d + (1.0 + rounds) * PER_PHASE)
+        }
+        Scenario::GatewayKeys => {
+            // Two tollgate rows (keys, plain): warm-up and a closed-loop phase per round each.
+            let phases = 1.0 + rounds;
+            2.0 * (opts.duration.min(WARM_UP).as_secs_f64()
+                + rounds * opts.duration.as_secs_f64()
+                + phases * PER_PHASE)
+        }
+        _ => 0.0,
+    }
 }
 
 #[cfg(test)]

@@ -110,7 +110,51 @@ pub fn authorize<'g>(
         .map(|()| Authorize::Done);
     }
     let cached = !a.ttl.is_zero();
-    let missing = values.iter().any(Option::is_none);
+    check_identity(a, &values, cached, protocol)?;
+    let texts: SmallVec<[&str; 4]> = values.iter().map(|v| v.as_deref().unwrap_or("")).collect();
+    let cache_key = cached.then(|| cache::key_buf(&texts));
+    if let Some(key) = &cache_key {
+        if let Some(hit) = caches.get_mut(a.id).and_then(|c| c.get(key, now)) {
+            return cached_decision(hit, &ev, ctx, protocol);
+        }
+    }
+    Ok(Authorize::Call(Box::new(call(
+        &ev, a, protocol, &texts, cache_key,
+    ))))
+}
+
+/// The authorizer invocation for identity values `texts` (its result cached under
+/// `cache_key` when there is one).
+fn call<'g>(
+    ev: &EventRequest<'_>,
+    a: &'g Authorizer,
+    protocol: Protocol,
+    texts: &[&str],
+    cache_key: Option<SmallVec<[u8; 256]>>,
+) -> AuthCall<'g> {
+    let method_arn = ev.method_arn();
+    let values: Vec<String> = texts.iter().map(|v| v.to_string()).collect();
+    let event = authorizer_event(ev, a, protocol, &method_arn, &values);
+    AuthCall {
+        authorizer: a,
+        upstream: a.upstream as usize,
+        event,
+        cache_key: cache_key.map(|k| Box::from(&k[..])),
+        method_arn,
+        protocol,
+    }
+}
+
+/// 401 before any call: a TOKEN authorizer's missing token or one failing
+/// `validation_regex`; a REQUEST authorizer's missing identity source when results are cached
+/// (or on an HTTP API).
+#[inline]
+fn check_identity(
+    a: &Authorizer,
+    values: &[Option<Cow<'_, str>>],
+    cached: bool,
+    protocol: Protocol,
+) -> Result<(), Failure> {
     match a.kind {
         AuthorizerKind::Token => {
             let token = values.first().and_then(Option::as_deref);
@@ -122,35 +166,30 @@ pub fn authorize<'g>(
             }
         }
         AuthorizerKind::Request | AuthorizerKind::Jwt => {
+            let missing = values.iter().any(Option::is_none);
             if missing && (cached || protocol == Protocol::Http) {
                 return Err(Failure::Unauthorized);
             }
         }
     }
-    let texts: SmallVec<[&str; 4]> = values.iter().map(|v| v.as_deref().unwrap_or("")).collect();
-    let cache_key = cached.then(|| cache::key_buf(&texts));
-    if let Some(key) = &cache_key {
-        if let Some(hit) = caches.get_mut(a.id).and_then(|c| c.get(key, now)) {
-            // A policy that decides the same for every ARN (`Resource: "*"`) needs none built.
-            let decision = match hit.decide_any() {
-                Some(d) => d,
-                None => hit.decide(&ev.method_arn()),
-            };
-            ctx.authorizer = Some(hit);
-            return failure(decision, protocol).map(|()| Authorize::Done);
-        }
-    }
-    let method_arn = ev.method_arn();
-    let values: Vec<String> = texts.iter().map(|v| v.to_string()).collect();
-    let event = authorizer_event(&ev, a, protocol, &method_arn, &values);
-    Ok(Authorize::Call(Box::new(AuthCall {
-        authorizer: a,
-        upstream: a.upstream as usize,
-        event,
-        cache_key: cache_key.map(|k| Box::from(&k[..])),
-        method_arn,
-        protocol,
-    })))
+    Ok(())
+}
+
+/// The decision of a cached authorizer result `hit`, kept on the context.
+#[inline]
+fn cached_decision<'g>(
+    hit: Rc<AuthResult>,
+    ev: &EventRequest<'_>,
+    ctx: &mut Context<'g>,
+    protocol: Protocol,
+) -> Result<Authorize<'g>, Failure> {
+    // A policy that decides the same for every ARN (`Resource: "*"`) needs none built.
+    let decision = match hit.decide_any() {
+        Some(d) => d,
+        None => hit.decide(&ev.method_arn()),
+    };
+    ctx.authorizer = Some(hit);
+    failure(decision, protocol).map(|()| Authorize::Done)
 }
 
 fn authorizer_event(
