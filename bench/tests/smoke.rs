@@ -468,13 +468,17 @@ fn issue_scenarios_report_their_rows() {
     for (section, names, ratio) in [
         (
             "(`access-log`)\n",
-            ["tollgate (log off)", "tollgate (log on)"],
+            &["tollgate (log off)", "tollgate (log on)"][..],
             "CPU per request log on ÷ off (medians): **",
         ),
         (
             "(`scrape`)\n",
-            ["tollgate (no scrape)", "tollgate (scrape 1/s)"],
-            "p99 with scrapes ÷ without (medians): **",
+            &[
+                "tollgate (no scrape)",
+                "tollgate (scrape 1/s)",
+                "tollgate (no scrape, control)",
+            ][..],
+            "every phase without, base and control): **",
         ),
     ] {
         for name in names {
