@@ -100,6 +100,16 @@ const CHUNK_TAIL_ROOM: usize = 2;
 /// holds at most 8 ring buffers, 128 KiB, at a time).
 const SPLICE_STEP_MAX: usize = 64 * 1024;
 
+/// What one step of the relay loop decided.
+enum Step {
+    /// The body is complete.
+    Done,
+    /// Go round the loop again.
+    Next,
+    /// Read into the source's buffer next.
+    Read,
+}
+
 /// Relays one body. `dst` is `None` to discard it (draining a request nobody will read).
 pub async fn relay(
     src: &mut Conn,
@@ -112,168 +122,225 @@ pub async fn relay(
         decoder.set_limit(limits.max_body);
     }
     loop {
-        if !sbuf.is_empty() {
-            match &mut framing {
-                Framing::Length(rem) => {
-                    let n = (*rem).min(sbuf.len() as u64) as usize;
-                    if let Some(d) = dst.as_deref_mut() {
-                        write(d, &sbuf.filled()[..n], limits).await?;
-                    }
-                    sbuf.consume(n);
-                    *rem -= n as u64;
-                }
-                Framing::Chunked { decoder, dechunk } => {
-                    let filled = sbuf.filled();
-                    let base = filled.as_ptr() as usize;
-                    // Data runs when de-chunking, extension ranges otherwise.
-                    let mut data: SmallVec<[Range<usize>; 8]> = SmallVec::new();
-                    let mut exts: SmallVec<[Range<usize>; 4]> = SmallVec::new();
-                    let dechunk = *dechunk;
-                    let (used, done) = decoder
-                        .feed_parts(
-                            filled,
-                            |d| {
-                                if dechunk && !d.is_empty() {
-                                    let off = d.as_ptr() as usize - base;
-                                    data.push(off..off + d.len());
-                                }
-                            },
-                            |ext| {
-                                if !dechunk {
-                                    exts.push(ext);
-                                }
-                            },
-                        )
-                        .map_err(|e| match e {
-                            ChunkError::TooLarge => RelayError::TooLarge,
-                            ChunkError::Malformed(_) => RelayError::Framing,
-                        })?;
-                    if let Some(d) = dst.as_deref_mut() {
-                        if dechunk {
-                            for r in data {
-                                write(d, &filled[r], limits).await?;
-                            }
-                        } else {
-                            // The framing as received, minus the extensions (usually none:
-                            // one write).
-                            let mut at = 0;
-                            for r in exts {
-                                if r.start > at {
-                                    write(d, &filled[at..r.start], limits).await?;
-                                }
-                                at = r.end;
-                            }
-                            if used > at {
-                                write(d, &filled[at..used], limits).await?;
-                            }
-                        }
-                    }
-                    sbuf.consume(used);
-                    if done {
-                        return Ok(());
-                    }
-                }
-                Framing::UntilClose { rechunk } => {
-                    if let Some(d) = dst.as_deref_mut() {
-                        if *rechunk {
-                            // Bytes that came with the head: framed apart (once per body).
-                            let mut head = [0u8; CHUNK_HEAD_ROOM];
-                            let at = chunk_head(&mut head, sbuf.len());
-                            write(d, &head[at..], limits).await?;
-                            write(d, sbuf.filled(), limits).await?;
-                            write(d, b"\r\n", limits).await?;
-                        } else {
-                            write(d, sbuf.filled(), limits).await?;
-                        }
-                    }
-                    let n = sbuf.len();
-                    sbuf.consume(n);
-                }
-            }
+        if !sbuf.is_empty() && pass_buffered(sbuf, dst.as_deref_mut(), &mut framing, limits).await?
+        {
+            return Ok(());
         }
         if let Framing::Length(0) = framing {
             return Ok(());
         }
-        // Lean to lean, body passed as it comes: straight from the receive ring to the
-        // destination (`sbuf` is empty here: what it held was written above).
-        let max = match framing {
-            Framing::Length(rem) => rem.min(SPLICE_STEP_MAX as u64) as usize,
-            Framing::UntilClose { rechunk: false } => SPLICE_STEP_MAX,
-            _ => 0,
-        };
-        if let Some(d) = dst
-            .as_deref_mut()
-            .filter(|d| max > 0 && src.can_splice_to(d))
-        {
-            let deadline = Instant::now() + limits.read_timeout;
-            match src.splice_to(d, max, deadline, limits.write_timeout).await {
-                Ok(Splice::Moved(0)) => {
-                    return match framing {
-                        Framing::UntilClose { .. } => Ok(()),
-                        _ => Err(RelayError::Source),
-                    };
-                }
-                Ok(Splice::Moved(n)) => {
-                    if let Framing::Length(rem) = &mut framing {
-                        *rem -= n as u64;
-                    }
-                    continue;
-                }
-                // The receive ring ran dry: this step reads and writes.
-                Ok(Splice::Copy) => {}
-                Err(SpliceError::Source(e)) => return Err(read_error(e)),
-                Err(SpliceError::Sink) => return Err(RelayError::Sink),
-            }
+        match splice_step(src, dst.as_deref_mut(), &mut framing, limits).await? {
+            Step::Done => return Ok(()),
+            Step::Next => continue,
+            Step::Read => {}
         }
-        let spare = sbuf.spare();
         if let Framing::UntilClose { rechunk: true } = framing {
-            if spare.len() > CHUNK_HEAD_ROOM + CHUNK_TAIL_ROOM {
-                // Read between the room for the chunk-size line and its CRLF, then send the
-                // whole chunk from the buffer in one write (nothing is kept in `sbuf`).
-                let end = spare.len() - CHUNK_TAIL_ROOM;
-                let n = read(src, &mut spare[CHUNK_HEAD_ROOM..end], limits).await?;
-                // A read that filled the room: the next one may use a full-size buffer.
-                let full = n == end - CHUNK_HEAD_ROOM;
-                let Some(d) = dst.as_deref_mut() else {
-                    if n == 0 {
-                        return Ok(());
-                    }
-                    continue;
-                };
-                if n == 0 {
-                    return write(d, b"0\r\n\r\n", limits).await;
+            if sbuf.spare().len() > CHUNK_HEAD_ROOM + CHUNK_TAIL_ROOM {
+                match read_rechunked(src, sbuf, dst.as_deref_mut(), limits).await? {
+                    Step::Done => return Ok(()),
+                    Step::Next | Step::Read => continue,
                 }
-                let mut head = [0u8; CHUNK_HEAD_ROOM];
-                let at = chunk_head(&mut head, n);
-                spare[at..CHUNK_HEAD_ROOM].copy_from_slice(&head[at..]);
-                let tail = CHUNK_HEAD_ROOM + n;
-                spare[tail..tail + CHUNK_TAIL_ROOM].copy_from_slice(b"\r\n");
-                write(d, &spare[at..tail + CHUNK_TAIL_ROOM], limits).await?;
-                if full {
-                    sbuf.read_filled_spare();
-                }
-                continue;
             }
         }
-        // A Content-Length body is read no further than its end (the rest belongs to the
-        // next message on this connection).
-        let want = match framing {
-            Framing::Length(rem) => (rem.min(spare.len() as u64)) as usize,
-            _ => spare.len(),
-        };
-        let n = read(src, &mut spare[..want], limits).await?;
-        if n == 0 {
-            return match framing {
-                Framing::UntilClose { rechunk: false } => Ok(()),
-                Framing::UntilClose { rechunk: true } => match dst {
-                    Some(d) => write(d, b"0\r\n\r\n", limits).await,
-                    None => Ok(()),
-                },
-                _ => Err(RelayError::Source),
-            };
+        if read_more(src, sbuf, dst.as_deref_mut(), &framing, limits).await? {
+            return Ok(());
         }
-        sbuf.commit(n);
     }
+}
+
+/// Passes on what the source's buffer holds, as the framing says; true when that ended the
+/// body (a chunked body's last chunk).
+async fn pass_buffered(
+    sbuf: &mut Buf,
+    dst: Option<&mut Conn>,
+    framing: &mut Framing,
+    limits: &Limits,
+) -> Result<bool, RelayError> {
+    match framing {
+        Framing::Length(rem) => {
+            let n = (*rem).min(sbuf.len() as u64) as usize;
+            if let Some(d) = dst {
+                write(d, &sbuf.filled()[..n], limits).await?;
+            }
+            sbuf.consume(n);
+            *rem -= n as u64;
+        }
+        Framing::Chunked { decoder, dechunk } => {
+            return pass_chunked(sbuf, dst, decoder, *dechunk, limits).await;
+        }
+        Framing::UntilClose { rechunk } => {
+            if let Some(d) = dst {
+                if *rechunk {
+                    // Bytes that came with the head: framed apart (once per body).
+                    let mut head = [0u8; CHUNK_HEAD_ROOM];
+                    let at = chunk_head(&mut head, sbuf.len());
+                    write(d, &head[at..], limits).await?;
+                    write(d, sbuf.filled(), limits).await?;
+                    write(d, b"\r\n", limits).await?;
+                } else {
+                    write(d, sbuf.filled(), limits).await?;
+                }
+            }
+            let n = sbuf.len();
+            sbuf.consume(n);
+        }
+    }
+    Ok(false)
+}
+
+/// Validates the chunked framing in the source's buffer and passes it on (the data only when
+/// `dechunk`, else the framing as received minus chunk extensions); true after the last chunk.
+async fn pass_chunked(
+    sbuf: &mut Buf,
+    dst: Option<&mut Conn>,
+    decoder: &mut ChunkedDecoder,
+    dechunk: bool,
+    limits: &Limits,
+) -> Result<bool, RelayError> {
+    let filled = sbuf.filled();
+    let base = filled.as_ptr() as usize;
+    // Data runs when de-chunking, extension ranges otherwise.
+    let mut data: SmallVec<[Range<usize>; 8]> = SmallVec::new();
+    let mut exts: SmallVec<[Range<usize>; 4]> = SmallVec::new();
+    let (used, done) = decoder
+        .feed_parts(
+            filled,
+            |d| {
+                if dechunk && !d.is_empty() {
+                    let off = d.as_ptr() as usize - base;
+                    data.push(off..off + d.len());
+                }
+            },
+            |ext| {
+                if !dechunk {
+                    exts.push(ext);
+                }
+            },
+        )
+        .map_err(|e| match e {
+            ChunkError::TooLarge => RelayError::TooLarge,
+            ChunkError::Malformed(_) => RelayError::Framing,
+        })?;
+    if let Some(d) = dst {
+        if dechunk {
+            for r in data {
+                write(d, &filled[r], limits).await?;
+            }
+        } else {
+            // The framing as received, minus the extensions (usually none: one write).
+            let mut at = 0;
+            for r in exts {
+                if r.start > at {
+                    write(d, &filled[at..r.start], limits).await?;
+                }
+                at = r.end;
+            }
+            if used > at {
+                write(d, &filled[at..used], limits).await?;
+            }
+        }
+    }
+    sbuf.consume(used);
+    Ok(done)
+}
+
+/// Lean to lean, body passed as it comes: straight from the receive ring to the destination
+/// (the source's buffer is empty here). `Step::Read` when this step cannot splice (another
+/// socket path, chunked framing, discarding, or the receive ring ran dry).
+async fn splice_step(
+    src: &mut Conn,
+    dst: Option<&mut Conn>,
+    framing: &mut Framing,
+    limits: &Limits,
+) -> Result<Step, RelayError> {
+    let max = match framing {
+        Framing::Length(rem) => (*rem).min(SPLICE_STEP_MAX as u64) as usize,
+        Framing::UntilClose { rechunk: false } => SPLICE_STEP_MAX,
+        _ => 0,
+    };
+    let Some(d) = dst.filter(|d| max > 0 && src.can_splice_to(d)) else {
+        return Ok(Step::Read);
+    };
+    let deadline = Instant::now() + limits.read_timeout;
+    match src.splice_to(d, max, deadline, limits.write_timeout).await {
+        Ok(Splice::Moved(0)) => match framing {
+            Framing::UntilClose { .. } => Ok(Step::Done),
+            _ => Err(RelayError::Source),
+        },
+        Ok(Splice::Moved(n)) => {
+            if let Framing::Length(rem) = framing {
+                *rem -= n as u64;
+            }
+            Ok(Step::Next)
+        }
+        // The receive ring ran dry: this step reads and writes.
+        Ok(Splice::Copy) => Ok(Step::Read),
+        Err(SpliceError::Source(e)) => Err(read_error(e)),
+        Err(SpliceError::Sink) => Err(RelayError::Sink),
+    }
+}
+
+/// A close-delimited body re-encoded as chunked: reads between the room for the chunk-size
+/// line and its CRLF, then sends the whole chunk from the buffer in one write (nothing is
+/// kept in the buffer); at the source's close, the `0` chunk.
+async fn read_rechunked(
+    src: &mut Conn,
+    sbuf: &mut Buf,
+    dst: Option<&mut Conn>,
+    limits: &Limits,
+) -> Result<Step, RelayError> {
+    let spare = sbuf.spare();
+    let end = spare.len() - CHUNK_TAIL_ROOM;
+    let n = read(src, &mut spare[CHUNK_HEAD_ROOM..end], limits).await?;
+    // A read that filled the room: the next one may use a full-size buffer.
+    let full = n == end - CHUNK_HEAD_ROOM;
+    let Some(d) = dst else {
+        return Ok(if n == 0 { Step::Done } else { Step::Next });
+    };
+    if n == 0 {
+        write(d, b"0\r\n\r\n", limits).await?;
+        return Ok(Step::Done);
+    }
+    let mut head = [0u8; CHUNK_HEAD_ROOM];
+    let at = chunk_head(&mut head, n);
+    spare[at..CHUNK_HEAD_ROOM].copy_from_slice(&head[at..]);
+    let tail = CHUNK_HEAD_ROOM + n;
+    spare[tail..tail + CHUNK_TAIL_ROOM].copy_from_slice(b"\r\n");
+    write(d, &spare[at..tail + CHUNK_TAIL_ROOM], limits).await?;
+    if full {
+        sbuf.read_filled_spare();
+    }
+    Ok(Step::Next)
+}
+
+/// Reads more of the body into the source's buffer (a Content-Length body no further than its
+/// end: the rest belongs to the next message on this connection); true when the source's
+/// close ended a close-delimited body (after the `0` chunk when re-chunking).
+async fn read_more(
+    src: &mut Conn,
+    sbuf: &mut Buf,
+    dst: Option<&mut Conn>,
+    framing: &Framing,
+    limits: &Limits,
+) -> Result<bool, RelayError> {
+    let spare = sbuf.spare();
+    let want = match framing {
+        Framing::Length(rem) => ((*rem).min(spare.len() as u64)) as usize,
+        _ => spare.len(),
+    };
+    let n = read(src, &mut spare[..want], limits).await?;
+    if n == 0 {
+        return match framing {
+            Framing::UntilClose { rechunk: false } => Ok(true),
+            Framing::UntilClose { rechunk: true } => match dst {
+                Some(d) => write(d, b"0\r\n\r\n", limits).await.map(|()| true),
+                None => Ok(true),
+            },
+            _ => Err(RelayError::Source),
+        };
+    }
+    sbuf.commit(n);
+    Ok(false)
 }
 
 async fn write(d: &mut Conn, bytes: &[u8], limits: &Limits) -> Result<(), RelayError> {
