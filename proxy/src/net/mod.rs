@@ -466,8 +466,23 @@ mod tests {
     use glommio::LocalExecutorBuilder;
     use std::io::{Read, Write};
 
-    fn open_fds() -> usize {
-        std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+    /// The socket inode behind `fd` (`socket:[N]` in /proc/self/fd).
+    fn socket_inode(fd: std::os::fd::RawFd) -> Option<String> {
+        let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()?;
+        let link = link.to_str()?;
+        link.starts_with("socket:[").then(|| link.to_string())
+    }
+
+    /// This process's descriptors that still refer to one of `sockets` (by inode, so a
+    /// descriptor number another test reused, or another test's sockets, do not count: tests
+    /// run in one process at the same time).
+    fn fds_of(sockets: &std::collections::HashSet<String>) -> usize {
+        std::fs::read_dir("/proc/self/fd").map_or(0, |d| {
+            d.filter_map(Result::ok)
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter(|l| l.to_str().is_some_and(|l| sockets.contains(l)))
+                .count()
+        })
     }
 
     /// Runs `body` on a fresh executor (SQ of `ring_depth` entries) with a listener on a free
@@ -568,7 +583,7 @@ mod tests {
     /// read), and peers that vanish while the server waits to read.
     fn aborts(conns: usize) -> (glommio::net::LeanStats, usize, usize) {
         on_executor(128, move |l, addr| async move {
-            let base = open_fds();
+            let mut sockets = std::collections::HashSet::new();
             let (tx, rx) = std::sync::mpsc::channel::<()>();
             let clients = std::thread::spawn(move || {
                 let mut keep = Vec::new();
@@ -586,6 +601,8 @@ mod tests {
             let mut tasks = Vec::new();
             for i in 0..conns {
                 let mut c = l.accept().await.unwrap();
+                let fd = c.with_sock(|s| std::os::fd::AsRawFd::as_raw_fd(&*s));
+                sockets.extend(socket_inode(fd));
                 tasks.push(glommio::spawn_local(async move {
                     // 4 MB to a peer that never reads: sends stay in flight.
                     let chunk = vec![b'y'; 64 * 1024];
@@ -610,10 +627,11 @@ mod tests {
             clients.join().unwrap();
             let st = settled().await;
             let deadline = Instant::now() + Duration::from_secs(15);
-            while open_fds() > base && Instant::now() < deadline {
+            assert_eq!(sockets.len(), conns, "every accepted socket's inode read");
+            while fds_of(&sockets) > 0 && Instant::now() < deadline {
                 glommio::timer::sleep(Duration::from_millis(20)).await;
             }
-            (st, base, open_fds())
+            (st, 0, fds_of(&sockets))
         })
     }
 
@@ -853,7 +871,10 @@ mod tests {
         let (st, base, after) = aborts(20);
         assert_eq!((st.open, st.closing), (0, 0), "{st:?}");
         assert_eq!(st.buffers_free, st.buffers, "{st:?}");
-        assert!(after <= base, "{after} descriptors open, {base} before");
+        assert!(
+            after <= base,
+            "{after} descriptors still open on the dropped connections' sockets"
+        );
 
         // A ring far too small for the load: receives run dry (ENOBUFS), fall back to
         // recv(2), pause and re-arm; bytes still arrive intact and in order. This executor
