@@ -850,58 +850,7 @@ async fn exchange(
     up: &mut UpConn,
     x: &mut Exchange,
 ) -> Result<ResponsePlan, Attempt> {
-    let s = &shard.gateway.settings;
-    let write_timeout = x
-        .deadline
-        .saturating_duration_since(Instant::now())
-        .max(Duration::from_millis(1));
-    if up.conn.write_all(&c.out, write_timeout).await.is_err() {
-        return Err(if up.reused {
-            Attempt::Stale
-        } else {
-            Attempt::Fail(Failure::BackendFailed)
-        });
-    }
-    if !x.resendable {
-        if ctx.expect_continue
-            && c.conn
-                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n", s.client_write_timeout)
-                .await
-                .is_err()
-        {
-            return Err(Attempt::Drop);
-        }
-        let limits = Limits {
-            read_timeout: s.body_read_timeout,
-            write_timeout,
-            max_body: s.max_body_bytes,
-        };
-        x.body = BodyState::Broken;
-        let framing = Framing::request(ctx.body);
-        match relay::relay(
-            &mut c.conn,
-            &mut c.buf,
-            Some(&mut up.conn),
-            framing,
-            &limits,
-        )
-        .await
-        {
-            Ok(()) => x.body = BodyState::Done,
-            Err(RelayError::TooLarge) => return Err(Attempt::Fail(Failure::BodyTooLarge)),
-            Err(RelayError::Framing) => {
-                return Err(Attempt::Fail(Failure::Refused(GatewayError::BadRequest)))
-            }
-            Err(RelayError::Source) => return Err(Attempt::Drop),
-            Err(RelayError::SourceTimeout) => {
-                return Err(Attempt::Fail(Failure::Refused(
-                    GatewayError::RequestTimeout,
-                )))
-            }
-            Err(RelayError::Sink) => return Err(Attempt::Fail(Failure::BackendFailed)),
-        }
-    }
-
+    send_request(shard, c, ctx, up, x).await?;
     let is_head = ctx.head_request();
     let mut got_any = false;
     // A dead pooled connection shows as a close or reset before any byte.
@@ -915,31 +864,7 @@ async fn exchange(
     };
     loop {
         if !up.buf.is_empty() {
-            // `headers` (3 KiB) lives only in this block, so no await keeps it in the future.
-            let found = {
-                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                match response::parse(up.buf.filled(), &mut headers, s.read_buffer_bytes, is_head) {
-                    // Interim responses (we never ask for upgrades) are dropped.
-                    Ok(Some(resp)) if (100..200).contains(&resp.status) => {
-                        Head::Interim(resp.head_len)
-                    }
-                    Ok(Some(resp)) => {
-                        c.out.clear();
-                        Head::Final(if shard.draining.get() && ctx.keep_alive {
-                            // Shutting down since the request came: the response closes.
-                            let mut closing = ctx.clone();
-                            closing.keep_alive = false;
-                            pipeline::integration_response(&resp, &closing, &mut c.out)
-                        } else {
-                            pipeline::integration_response(&resp, ctx, &mut c.out)
-                        })
-                    }
-                    Ok(None) if up.buf.is_full() => Head::Bad,
-                    Ok(None) => Head::More,
-                    Err(_) => Head::Bad,
-                }
-            };
-            match found {
+            match look_at_head(shard, c, ctx, up, is_head) {
                 Head::Interim(n) => {
                     up.buf.consume(n);
                     continue;
@@ -963,6 +888,100 @@ async fn exchange(
             }
             Err(_) => return Err(stale_or_failed(got_any)),
         }
+    }
+}
+
+/// Writes the request head in `c.out` to the backend, then, unless the body came inline
+/// (`x.resendable`), answers `Expect: 100-continue` and streams the body from the client.
+async fn send_request(
+    shard: &Turn<'_>,
+    c: &mut Client,
+    ctx: &Context<'_>,
+    up: &mut UpConn,
+    x: &mut Exchange,
+) -> Result<(), Attempt> {
+    let s = &shard.gateway.settings;
+    let write_timeout = x
+        .deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
+    if up.conn.write_all(&c.out, write_timeout).await.is_err() {
+        return Err(if up.reused {
+            Attempt::Stale
+        } else {
+            Attempt::Fail(Failure::BackendFailed)
+        });
+    }
+    if x.resendable {
+        return Ok(());
+    }
+    if ctx.expect_continue
+        && c.conn
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n", s.client_write_timeout)
+            .await
+            .is_err()
+    {
+        return Err(Attempt::Drop);
+    }
+    let limits = Limits {
+        read_timeout: s.body_read_timeout,
+        write_timeout,
+        max_body: s.max_body_bytes,
+    };
+    x.body = BodyState::Broken;
+    let framing = Framing::request(ctx.body);
+    match relay::relay(
+        &mut c.conn,
+        &mut c.buf,
+        Some(&mut up.conn),
+        framing,
+        &limits,
+    )
+    .await
+    {
+        Ok(()) => {
+            x.body = BodyState::Done;
+            Ok(())
+        }
+        Err(RelayError::TooLarge) => Err(Attempt::Fail(Failure::BodyTooLarge)),
+        Err(RelayError::Framing) => Err(Attempt::Fail(Failure::Refused(GatewayError::BadRequest))),
+        Err(RelayError::Source) => Err(Attempt::Drop),
+        Err(RelayError::SourceTimeout) => Err(Attempt::Fail(Failure::Refused(
+            GatewayError::RequestTimeout,
+        ))),
+        Err(RelayError::Sink) => Err(Attempt::Fail(Failure::BackendFailed)),
+    }
+}
+
+/// Parses what `up.buf` holds as a response head (`headers`, 3 KiB, lives only in this
+/// call, never in a future); for the final head, the integration response phase writes the
+/// client head into `c.out`.
+fn look_at_head(
+    shard: &Turn<'_>,
+    c: &mut Client,
+    ctx: &Context<'_>,
+    up: &UpConn,
+    is_head: bool,
+) -> Head {
+    let s = &shard.gateway.settings;
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    match response::parse(up.buf.filled(), &mut headers, s.read_buffer_bytes, is_head) {
+        // Interim responses (we never ask for upgrades) are dropped.
+        Ok(Some(resp)) if (100..200).contains(&resp.status) => Head::Interim(resp.head_len),
+        Ok(Some(resp)) => {
+            c.out.clear();
+            Head::Final(if shard.draining.get() && ctx.keep_alive {
+                // Shutting down since the request came: the response closes.
+                let mut closing = ctx.clone();
+                closing.keep_alive = false;
+                pipeline::integration_response(&resp, &closing, &mut c.out)
+            } else {
+                pipeline::integration_response(&resp, ctx, &mut c.out)
+            })
+        }
+        Ok(None) if up.buf.is_full() => Head::Bad,
+        Ok(None) => Head::More,
+        Err(_) => Head::Bad,
     }
 }
 
