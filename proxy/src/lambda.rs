@@ -126,6 +126,36 @@ async fn request(
 /// The parsed response head: (status, function error, framing, keep-alive, head length).
 type Head = (u16, bool, BodyKind, bool, usize);
 
+/// What one look at the Invoke response buffer found.
+enum Seen {
+    /// A 1xx interim head of this length: skip it.
+    Interim(usize),
+    Final(Head),
+    /// Incomplete: read more.
+    More,
+    /// Not a valid response head.
+    Bad,
+}
+
+/// Parses what `buf` holds as the Invoke response head (`headers` lives only in this call,
+/// never in a future).
+fn look_at_head(buf: &Buf, max_head: usize) -> Seen {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    match response::parse(buf.filled(), &mut headers, max_head, false) {
+        Ok(Some(r)) if (100..200).contains(&r.status) => Seen::Interim(r.head_len),
+        Ok(Some(r)) => {
+            let fe = r
+                .headers
+                .iter()
+                .any(|h| h.name.eq_ignore_ascii_case(FUNCTION_ERROR_HEADER));
+            Seen::Final((r.status, fe, r.body, r.keep_alive, r.head_len))
+        }
+        Ok(None) if buf.is_full() => Seen::Bad,
+        Ok(None) => Seen::More,
+        Err(_) => Seen::Bad,
+    }
+}
+
 async fn exchange(
     shard: &Turn<'_>,
     up: &mut UpConn,
@@ -147,31 +177,14 @@ async fn exchange(
     let mut got_any = false;
     let head: Head = loop {
         if !up.buf.is_empty() {
-            // `headers` lives only in this block: no await keeps it in the future.
-            let parsed = {
-                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                match response::parse(up.buf.filled(), &mut headers, max_head, false) {
-                    Ok(Some(r)) if (100..200).contains(&r.status) => Ok(Some(Err(r.head_len))),
-                    Ok(Some(r)) => {
-                        let fe = r
-                            .headers
-                            .iter()
-                            .any(|h| h.name.eq_ignore_ascii_case(FUNCTION_ERROR_HEADER));
-                        Ok(Some(Ok((r.status, fe, r.body, r.keep_alive, r.head_len))))
-                    }
-                    Ok(None) if up.buf.is_full() => Err(()),
-                    Ok(None) => Ok(None),
-                    Err(_) => Err(()),
-                }
-            };
-            match parsed {
-                Ok(Some(Ok(h))) => break h,
-                Ok(Some(Err(interim))) => {
-                    up.buf.consume(interim);
+            match look_at_head(&up.buf, max_head) {
+                Seen::Final(h) => break h,
+                Seen::Interim(n) => {
+                    up.buf.consume(n);
                     continue;
                 }
-                Ok(None) => {}
-                Err(()) => return Attempt::Err(InvokeError::Malformed),
+                Seen::More => {}
+                Seen::Bad => return Attempt::Err(InvokeError::Malformed),
             }
         }
         match up.conn.read(up.buf.spare(), deadline).await {
