@@ -166,18 +166,7 @@ fn closed_round(
             result,
             "closed loop",
             progress,
-            |name, ph| {
-                format!(
-                "round {} {:<14} closed loop {:>9.0} req/s  {:>6.2} µs CPU/req  proxy CPU {:>3.0}%  client CPU {:>3.0}% (origin {:.0}%)",
-                round + 1,
-                name,
-                ph.rps,
-                ph.cpu_us_per_req,
-                ph.proxy_busy * 100.0,
-                ph.client_busy * 100.0,
-                ph.origin_busy * 100.0,
-            )
-            },
+            |name, ph| closed_line(round, name, 14, ph),
         );
         if let Some((ph, _)) = kept {
             f.rows[i].closed.push(ph);
@@ -477,18 +466,7 @@ fn keys_round(
             result,
             "closed loop",
             progress,
-            |_, ph| {
-                format!(
-                "round {} {:<16} closed loop {:>9.0} req/s  {:>6.2} µs CPU/req  proxy CPU {:>3.0}%  client CPU {:>3.0}% (origin {:.0}%)",
-                round + 1,
-                label,
-                ph.rps,
-                ph.cpu_us_per_req,
-                ph.proxy_busy * 100.0,
-                ph.client_busy * 100.0,
-                ph.origin_busy * 100.0,
-            )
-            },
+            |_, ph| closed_line(round, label, 16, ph),
         );
         if let Some((ph, r)) = kept {
             match refused(&format!("closed loop round {}", round + 1), &r) {
@@ -757,4 +735,18 @@ pub(super) fn run_idle(
         rows.push(row);
     }
     Ok(rows)
+}
+
+/// A closed-loop phase's progress line: `name` padded to `width`.
+fn closed_line(round: usize, name: &str, width: usize, ph: &Phase) -> String {
+    format!(
+        "round {} {:<width$} closed loop {:>9.0} req/s  {:>6.2} µs CPU/req  proxy CPU {:>3.0}%  client CPU {:>3.0}% (origin {:.0}%)",
+        round + 1,
+        name,
+        ph.rps,
+        ph.cpu_us_per_req,
+        ph.proxy_busy * 100.0,
+        ph.client_busy * 100.0,
+        ph.origin_busy * 100.0,
+    )
 }
