@@ -71,8 +71,8 @@ impl Default for Settings {
             upstream_connect_timeout: Duration::from_secs(3),
             upstream_pool_size: 256,
             upstream_idle_timeout: Duration::from_secs(60),
-            receive_ring_buffers: 256,
-            receive_ring_buffer_bytes: 16 * 1024,
+            receive_ring_buffers: 64,
+            receive_ring_buffer_bytes: 64 * 1024,
             account_throttle: Throttle {
                 rate: 10_000.0,
                 burst: 5_000,

@@ -6,15 +6,22 @@
 //!
 //! - **Receive** is one multishot `IORING_OP_RECV` per socket with `IOSQE_BUFFER_SELECT`:
 //!   the kernel picks a buffer from the ring for each chunk it delivers, and the CQE names it.
-//!   The chunk sits in the socket's queue until its owner copies it out, then the buffer goes
-//!   back to the ring. An idle socket holds no buffer. A socket whose owner does not read
-//!   stops receiving after `RX_PAUSE` buffers' worth and is re-armed when drained; TCP flow
-//!   control holds the sender back meanwhile. On Linux >= 6.16 each receive carries that
-//!   total as its limit (`IORING_RECV_MSHOT_LIM`), so the kernel itself stops it; on older
-//!   kernels it is cancelled after `RX_PAUSE` chunks, which lands late (one kernel pass can
-//!   take dozens of buffers), so a fast sender can hold much of the ring for a while. When the ring runs dry the kernel
-//!   ends the receive with `ENOBUFS`; the owner then reads with one plain `recv(2)` into its
-//!   own buffer and re-arms when the socket is empty.
+//!   The chunk sits in the socket's queue until its owner copies it out (or relays it), then
+//!   the buffer goes back to the ring. An idle socket holds no buffer. Since tollgate patch 10
+//!   the ring's buffers are consumed incrementally where the kernel can (Linux 6.12,
+//!   `IOU_PBUF_RING_INC`): receives fill a buffer one after another, whatever socket they are
+//!   for, so a small request takes a few hundred bytes of a 64 KiB buffer and a 64 KiB
+//!   response one or two completions; a buffer goes back once the kernel has moved on from
+//!   it and every chunk in it was read (`filling`, `parts`). Older kernels take a whole
+//!   buffer per receive; there buffers larger than 16 KiB are split (`split_for_whole_buffers`).
+//!   A socket whose owner does not read stops receiving after `RX_LIMIT_BYTES` (or
+//!   `RX_PAUSE` chunks) and is re-armed when drained; TCP flow control holds the sender back
+//!   meanwhile. On Linux >= 6.16 each receive carries that total as its limit
+//!   (`IORING_RECV_MSHOT_LIM`), so the kernel itself stops it; on older kernels it is
+//!   cancelled after `RX_PAUSE` chunks, which lands late (one kernel pass can take dozens of
+//!   buffers), so a fast sender can hold much of the ring for a while. When the ring runs dry
+//!   the kernel ends the receive with `ENOBUFS`; the owner then reads with one plain `recv(2)`
+//!   into its own buffer and re-arms when the socket is empty.
 //! - **Send**: bytes written are copied into the slot's own buffer and sent with one
 //!   `IORING_OP_SEND` (`MSG_WAITALL`) per flush; at most one send per socket is in the
 //!   kernel, writes made meanwhile are coalesced into the next one. Short sends resubmit the
@@ -58,6 +65,15 @@ const IOSQE_BUFFER_SELECT: u8 = 1 << 5;
 const IORING_RECV_MULTISHOT: u16 = 1 << 1;
 const IORING_CQE_F_BUFFER: u32 = 1 << 0;
 const IORING_CQE_F_MORE: u32 = 1 << 1;
+/// tollgate patch 10: the kernel will put more bytes into this CQE's buffer (incremental
+/// consumption).
+const IORING_CQE_F_BUF_MORE: u32 = 1 << 4;
+/// tollgate patch 10: `io_uring_buf_reg.flags`: buffers are consumed incrementally
+/// (Linux 6.12).
+const IOU_PBUF_RING_INC: u16 = 2;
+/// Buffers of a kernel without incremental consumption are split into buffers of this size
+/// (tollgate patch 10).
+const SPLIT_BUF_SIZE: usize = 16 * 1024;
 const IORING_CQE_BUFFER_SHIFT: u32 = 16;
 const IORING_REGISTER_PBUF_RING: libc::c_uint = 22;
 const BGID: u16 = 0x7467; // "tg"
@@ -68,12 +84,15 @@ const LINGER_MS: libc::c_uint = 10_000;
 const DIRECT_SEND_MIN: usize = 16 * 1024;
 /// Chunks a socket may hold unread before its receive is paused.
 const RX_PAUSE: usize = 8;
+/// Bytes one multishot receive may take before it ends (`IORING_RECV_MSHOT_LIM`): a socket
+/// whose owner does not read holds at most this much of the ring.
+const RX_LIMIT_BYTES: usize = 128 * 1024;
 /// Send buffers kept for reuse, and the largest one kept.
 const POOL_KEEP: usize = 64;
 const POOL_MAX_CAP: usize = 16 * 1024;
 
-static CONF_COUNT: AtomicUsize = AtomicUsize::new(256);
-static CONF_SIZE: AtomicUsize = AtomicUsize::new(16 * 1024);
+static CONF_COUNT: AtomicUsize = AtomicUsize::new(64);
+static CONF_SIZE: AtomicUsize = AtomicUsize::new(64 * 1024);
 
 /// Sets the provided-buffer ring of executors whose lean path starts after this call:
 /// `count` buffers (rounded up to a power of two, at most 32768) of `size` bytes each.
@@ -91,6 +110,10 @@ pub struct LeanStats {
     pub buffers_free: usize,
     /// Bytes per buffer.
     pub buffer_size: usize,
+    /// tollgate patch 10: the kernel fills each buffer incrementally (many receives per
+    /// buffer, Linux 6.12); false on older kernels, whose ring was split into
+    /// `SPLIT_BUF_SIZE` buffers if configured larger.
+    pub incremental: bool,
     /// Sockets open (owned by a `LeanStream`).
     pub open: usize,
     /// Sockets whose owner is gone, waiting for their last CQE before the descriptor closes.
@@ -126,6 +149,8 @@ pub enum Relayed {
 #[derive(Clone, Copy)]
 struct Chunk {
     bid: u16,
+    /// Where the unread bytes start and where the chunk ends, from the buffer's start (a
+    /// buffer filled incrementally holds several chunks one after the other).
     off: u32,
     len: u32,
 }
@@ -280,6 +305,14 @@ pub(crate) struct LeanState {
     buf_size: usize,
     buf_count: usize,
     in_ring: usize,
+    /// tollgate patch 10: per buffer, whether the kernel may still write into it (it is in
+    /// the ring, perhaps partly filled), how many bytes it has put there, and how many of its
+    /// chunks are still unread. A buffer goes back to the ring when the kernel is done with
+    /// it and its last chunk was read.
+    filling: Vec<bool>,
+    filled: Vec<u32>,
+    parts: Vec<u32>,
+    incremental: bool,
     slots: Slots,
     /// Free slot ids, lowest first (tollgate patch 7: so the slots in use stay at the front
     /// and `trim` can cut the free tail after a burst).
@@ -290,13 +323,9 @@ pub(crate) struct LeanState {
     closing: usize,
     starved: u64,
     /// The kernel takes a total-bytes limit on multishot receives (`IORING_RECV_MSHOT_LIM`,
-    /// Linux 6.16): each receive ends after `RX_PAUSE` buffers' worth, so one connection
+    /// Linux 6.16): each receive ends after `RX_LIMIT_BYTES`, so one connection
     /// cannot drain the ring. Cleared at the first `EINVAL` (older kernels).
     mshot_limit: bool,
-    /// tollgate patch 9, debug builds: which buffers the ring holds, to catch a buffer
-    /// returned twice (or taken from the ring twice) where it happens.
-    #[cfg(debug_assertions)]
-    in_ring_map: Vec<bool>,
 }
 
 #[repr(C)]
@@ -347,6 +376,50 @@ fn kernel_has_multishot_recv() -> bool {
     major >= 6
 }
 
+/// Maps a ring of `count` entries and registers it as buffer group `BGID` on `ring_fd` with
+/// `flags`. The ring lives as long as the io_uring ring (it is never unmapped once
+/// registered).
+fn register_ring(ring_fd: RawFd, count: usize, flags: u16) -> io::Result<*mut u8> {
+    let ring_bytes = (count * 16).max(4096);
+    let ring = page_alloc(ring_bytes)?;
+    let reg = BufReg {
+        ring_addr: ring as u64,
+        ring_entries: count as u32,
+        bgid: BGID,
+        flags,
+        resv: [0; 3],
+    };
+    // SAFETY: plain io_uring_register(2) with a pointer to a live struct.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_register,
+            ring_fd,
+            IORING_REGISTER_PBUF_RING,
+            &reg as *const BufReg,
+            1,
+        )
+    };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        // SAFETY: the mapping made above, not registered.
+        unsafe { libc::munmap(ring as _, ring_bytes) };
+        return Err(e);
+    }
+    Ok(ring)
+}
+
+/// tollgate patch 10: without incremental consumption every receive takes a whole buffer,
+/// however few bytes it delivers: buffers larger than `SPLIT_BUF_SIZE` become that many more
+/// buffers of `SPLIT_BUF_SIZE` (the same memory, at most 32768 buffers, a power of two).
+fn split_for_whole_buffers(count: usize, size: usize) -> (usize, usize) {
+    if size <= SPLIT_BUF_SIZE {
+        return (count, size);
+    }
+    let n = (count * size / SPLIT_BUF_SIZE).clamp(1, 32768);
+    let n = if n.is_power_of_two() { n } else { n.next_power_of_two() / 2 };
+    (n, SPLIT_BUF_SIZE)
+}
+
 impl LeanState {
     /// Registers a provided-buffer ring on `ring_fd` (the main ring). Fails on kernels without
     /// the pieces (then the caller uses readiness polling).
@@ -359,34 +432,26 @@ impl LeanState {
         }
         let count = CONF_COUNT.load(Ordering::Relaxed);
         let size = CONF_SIZE.load(Ordering::Relaxed);
-        let ring_bytes = (count * 16).max(4096);
-        let ring = page_alloc(ring_bytes)?;
+        // tollgate patch 10: incremental consumption first; a kernel that does not know the
+        // flag refuses it (EINVAL), and then large buffers are split so that a small receive
+        // does not take a whole large buffer. `GLOMMIO_WHOLE_BUFFERS=1` in the environment
+        // skips the first attempt (to test and measure the older kernels' ring here).
+        let try_inc = !std::env::var_os("GLOMMIO_WHOLE_BUFFERS").is_some_and(|v| v == "1");
+        let first = if try_inc {
+            register_ring(ring_fd, count, IOU_PBUF_RING_INC)
+        } else {
+            Err(io::Error::from_raw_os_error(libc::EINVAL))
+        };
+        let (incremental, count, size, ring) =
+            match first {
+                Ok(ring) => (true, count, size, ring),
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    let (count, size) = split_for_whole_buffers(count, size);
+                    (false, count, size, register_ring(ring_fd, count, 0)?)
+                }
+                Err(e) => return Err(e),
+            };
         let bufs = page_alloc(count * size)?;
-        let reg = BufReg {
-            ring_addr: ring as u64,
-            ring_entries: count as u32,
-            bgid: BGID,
-            flags: 0,
-            resv: [0; 3],
-        };
-        // SAFETY: plain io_uring_register(2) with a pointer to a live struct.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_io_uring_register,
-                ring_fd,
-                IORING_REGISTER_PBUF_RING,
-                &reg as *const BufReg,
-                1,
-            )
-        };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            unsafe {
-                libc::munmap(ring as _, ring_bytes);
-                libc::munmap(bufs as _, count * size);
-            }
-            return Err(e);
-        }
         let mut st = LeanState {
             ring,
             mask: (count - 1) as u16,
@@ -395,6 +460,10 @@ impl LeanState {
             buf_size: size,
             buf_count: count,
             in_ring: 0,
+            filling: vec![false; count],
+            filled: vec![0; count],
+            parts: vec![0; count],
+            incremental,
             slots: Slots::default(),
             free_slots: BinaryHeap::new(),
             pending: VecDeque::new(),
@@ -403,8 +472,6 @@ impl LeanState {
             closing: 0,
             starved: 0,
             mshot_limit: true,
-            #[cfg(debug_assertions)]
-            in_ring_map: vec![false; count],
         };
         for bid in 0..count {
             st.put_buf(bid as u16);
@@ -416,11 +483,11 @@ impl LeanState {
     }
 
     fn put_buf(&mut self, bid: u16) {
-        #[cfg(debug_assertions)]
-        {
-            assert!(!self.in_ring_map[bid as usize], "lean: buffer {bid} returned twice");
-            self.in_ring_map[bid as usize] = true;
-        }
+        let b = bid as usize;
+        // tollgate patch 9/10: a buffer returned twice would be filled for two owners.
+        assert!(!self.filling[b] && self.parts[b] == 0, "lean: buffer {bid} returned twice");
+        self.filling[b] = true;
+        self.filled[b] = 0;
         let idx = (self.tail & self.mask) as usize;
         // SAFETY: idx < entries; each entry is 16 bytes {addr u64, len u32, bid u16, resv u16}.
         // Entry 0's `resv` is the shared tail, so fields are written one by one.
@@ -444,11 +511,23 @@ impl LeanState {
         self.publish_tail();
     }
 
+    /// tollgate patch 10: the owner is done with one chunk of buffer `bid`; the buffer goes
+    /// back to the ring (the caller publishes the tail) once the kernel is done with it too
+    /// and no other chunk of it is unread.
+    fn chunk_done(&mut self, bid: u16) {
+        let b = bid as usize;
+        self.parts[b] -= 1;
+        if self.parts[b] == 0 && !self.filling[b] {
+            self.put_buf(bid);
+        }
+    }
+
     pub(crate) fn stats(&self) -> LeanStats {
         LeanStats {
             buffers: self.buf_count,
             buffers_free: self.in_ring,
             buffer_size: self.buf_size,
+            incremental: self.incremental,
             open: self.open,
             closing: self.closing,
             starved: self.starved,
@@ -532,8 +611,9 @@ impl LeanState {
         self.open -= 1;
         self.closing += 1;
         for c in rx {
-            self.recycle(c.bid);
+            self.chunk_done(c.bid);
         }
+        self.publish_tail();
         self.maybe_free(id);
     }
 
@@ -613,7 +693,7 @@ impl LeanState {
             let finished: SmallVec<[u16; 8]> = s.rx.drain(..done).map(|c| c.bid).collect();
             let empty = s.rx.is_empty();
             for bid in finished {
-                self.put_buf(bid);
+                self.chunk_done(bid);
             }
             self.publish_tail();
             if empty {
@@ -858,7 +938,7 @@ impl LeanState {
         let finished: SmallVec<[u16; 8]> = s.rx.drain(..done).map(|c| c.bid).collect();
         let empty = s.rx.is_empty();
         for bid in finished {
-            self.put_buf(bid);
+            self.chunk_done(bid);
         }
         self.publish_tail();
         if empty {
@@ -937,7 +1017,7 @@ impl LeanState {
                         raw.buf_index.buf_index.index_or_group = BGID;
                         if self.mshot_limit {
                             // `optlen`: total bytes this multishot receive may take.
-                            raw.buf_index.buf_index.splice_fd_in = (RX_PAUSE * self.buf_size) as i32;
+                            raw.buf_index.buf_index.splice_fd_in = RX_LIMIT_BYTES as i32;
                         }
                         raw.user_data = tag(K_RECV);
                     }
@@ -976,21 +1056,29 @@ impl LeanState {
                 let mut give_back = None;
                 if flags & IORING_CQE_F_BUFFER != 0 {
                     let bid = (flags >> IORING_CQE_BUFFER_SHIFT) as u16;
-                    #[cfg(debug_assertions)]
-                    {
-                        assert!(self.in_ring_map[bid as usize], "lean: buffer {bid} not in the ring");
-                        self.in_ring_map[bid as usize] = false;
-                    }
+                    let b = bid as usize;
+                    assert!(self.filling[b], "lean: buffer {bid} not in the ring");
+                    // tollgate patch 10: this CQE's bytes start where the buffer's last ones
+                    // ended (always 0 without incremental consumption).
+                    let start = self.filled[b];
+                    let n = res.max(0) as u32;
+                    self.filled[b] = start + n;
                     if res > 0 && !s.gone {
                         s.rx.push(Chunk {
                             bid,
-                            off: 0,
-                            len: res as u32,
+                            off: start,
+                            len: start + n,
                         });
-                    } else {
-                        give_back = Some(bid);
+                        self.parts[b] += 1;
                     }
-                    self.in_ring -= 1;
+                    if flags & IORING_CQE_F_BUF_MORE == 0 {
+                        // The kernel is done with this buffer.
+                        self.filling[b] = false;
+                        self.in_ring -= 1;
+                        if self.parts[b] == 0 {
+                            give_back = Some(bid);
+                        }
+                    }
                 }
                 if res == 0 {
                     s.eof = true;
