@@ -625,12 +625,7 @@ mod tests {
                 // The first sockets outlive the burst, as long-lived ones do.
                 let rest = conns.split_off(KEPT);
                 drop(rest);
-                let until = Instant::now() + Duration::from_secs(10);
-                while crate::net::lean_stats().is_some_and(|st| st.closing > 0)
-                    && Instant::now() < until
-                {
-                    glommio::timer::sleep(Duration::from_millis(5)).await;
-                }
+                crate::net::dropped_sockets_closed(Duration::from_secs(10)).await;
                 crate::net::trim();
                 let freed = glommio::executor().trim();
                 let after = crate::net::lean_stats().expect("lean path");

@@ -547,15 +547,8 @@ mod tests {
                     assert!(parked.elapsed() >= timeout, "{path:?}: expired early");
                     assert!(pools.take(0, Instant::now()).is_none());
                     assert_eq!(gauge(), 0, "{path:?}: gauge after expiry");
-                    // A dropped lean socket is closed after its last CQE, on a later reactor
-                    // turn: wait for that before this executor (and its reactor) ends, or the
-                    // backend never sees the EOFs it counts.
-                    let until = Instant::now() + Duration::from_secs(5);
-                    while net::lean_stats().is_some_and(|st| st.closing > 0)
-                        && Instant::now() < until
-                    {
-                        glommio::timer::sleep(Duration::from_millis(5)).await;
-                    }
+                    // Before this executor ends, or the backend never sees the EOFs it counts.
+                    net::dropped_sockets_closed(Duration::from_secs(5)).await;
                     (early, late)
                 });
             assert!(early, "{path:?}: closed by the backend, still pooled");

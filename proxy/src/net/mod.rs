@@ -125,6 +125,17 @@ pub fn lean_stats() -> Option<glommio::net::LeanStats> {
     glommio::net::lean_stats()
 }
 
+/// Waits (at most `limit`) until every lean socket this executor dropped is closed: a dropped
+/// socket closes after its last CQE, on a later reactor turn, so a test that ends its executor
+/// (or trims) right after dropping connections must let the reactor get there first.
+#[cfg(test)]
+pub async fn dropped_sockets_closed(limit: std::time::Duration) {
+    let until = std::time::Instant::now() + limit;
+    while lean_stats().is_some_and(|st| st.closing > 0) && std::time::Instant::now() < until {
+        glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 pub struct Listener {
     inner: TcpListener,
     /// Set for a TLS listener: every accepted connection is wrapped. Replaced by a config
